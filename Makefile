@@ -1,0 +1,43 @@
+# shale — see README.md. Every target is idempotent.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/shale
+PKGS := ./...
+# Tests must finish well inside CI's budget on 2 cores.
+TEST_TIMEOUT ?= 20m
+FUZZTIME ?= 30s
+
+.PHONY: all build run test test-deps test-go fuzz fuzz-short bench soak clean lint
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) .
+
+## run: build and start one agent on embedded defaults (127.0.0.1:9092, etcd + bucket under ./data)
+run: build
+	./$(BIN) agent --dev
+
+## test: install what the tests need, then run every test (they start real etcd and S3 servers)
+test: test-deps test-go fuzz-short
+
+test-deps:
+	@bash scripts/test-deps.sh
+
+test-go:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# Every fuzz target runs briefly in `make test` and longer in `make fuzz`.
+fuzz-short:
+	@FUZZTIME=3s bash scripts/fuzz.sh
+
+fuzz:
+	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+## bench: benchmarks (shale vs raw store, shale vs kfake)
+bench: test-deps
+	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./s3tier/ ./engine/
+
+clean:
+	rm -rf bin data

@@ -1,0 +1,69 @@
+// Package engine is one agent's storage engine: the produce buffer, the
+// upload and commit pipeline, and the read path. It owns no durable state:
+// the bucket (s3tier.Store) holds the bytes and etcd (metastore) holds the
+// offsets and the index.
+//
+// # Write path
+//
+// Produce validates a partition's records (record batch v2 only, CRC-32C of
+// every batch, size limit) and appends them to the one open buffer of the
+// engine, which holds chunks for any number of partitions. The buffer is
+// sealed when it reaches Config.FlushBytes or Config.FlushInterval after its
+// first batch, whichever comes first. A sealed buffer is written to the
+// spool directory on local disk as one segment object (so memory holds at
+// most one open buffer plus requests in flight), uploaded with one PUT
+// (multipart when large), and committed to etcd: for each partition chunk,
+// sequencing runs against the partition state and a transaction that
+// compares the state's revision writes the index entry and the new state.
+// Several partitions share a transaction up to Config.MaxTxnOps; a conflict
+// (another agent committed first) re-reads and retries with jitter, at most
+// maxConflictRetries times. Then every waiting produce gets its base offset.
+//
+// Objects are committed strictly in seal order, so one producer's batches
+// keep their order within a partition. Back-pressure: when more than
+// Config.MaxPendingBytes are sealed but not committed, Produce waits.
+//
+// # Idempotence
+//
+// Batches with a producer ID and sequence are de-duplicated at commit time
+// against state kept in the partition's etcd record (last five batches per
+// producer), so a retry through another agent is caught too. A duplicate is
+// answered with its original offset and not written again; an out-of-order
+// sequence or a fenced epoch gets OUT_OF_ORDER_SEQUENCE_NUMBER or
+// INVALID_PRODUCER_EPOCH. Rejected or duplicate batches in the middle of a
+// chunk split it into several index entries, so offsets stay dense.
+// Unlike Kafka, a producer unknown to a partition may start at any sequence
+// (its state may have expired after a day of idleness).
+//
+// A commit whose outcome is unknown (etcd timed out) is checked on retry: if
+// the index already holds the object's range at the planned offsets, it had
+// applied and is not written twice.
+//
+// # Read path
+//
+// Fetch resolves an offset to an index entry (a per-partition cache of
+// recent entries kept fresh by an etcd watch and by this engine's commits;
+// etcd on a miss), then reads the entry's bytes from the local cache (whole
+// objects this agent wrote, ranges it fetched before) or with one ranged
+// GET, verifies their CRC-32C, and patches each batch's base offset to its
+// absolute offset. Long polls wait on WaitForData, which a watch of the
+// partition states wakes.
+//
+// # Invariants
+//
+//   - A Pending completes successfully only after the object is in the
+//     bucket and the index entry and state are committed in etcd.
+//   - Offsets are assigned only by the etcd transaction, so they are dense
+//     and never reused, whichever agents write.
+//   - The spool and cache directories are wiped at start: nothing in them is
+//     needed to rebuild anything.
+//
+// # Errors
+//
+// Kafka-level outcomes are *kerr.Error values (CORRUPT_MESSAGE,
+// INVALID_RECORD, MESSAGE_TOO_LARGE, OFFSET_OUT_OF_RANGE,
+// OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH,
+// KAFKA_STORAGE_ERROR, REQUEST_TIMED_OUT, UNKNOWN_TOPIC_OR_PARTITION).
+// Other errors (etcd unavailable, a corrupt object: segment.ErrCorrupt)
+// are returned wrapped with the operation.
+package engine

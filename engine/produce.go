@@ -1,0 +1,340 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/segment"
+)
+
+// ProduceResult is the answer to one partition of a produce request.
+type ProduceResult struct {
+	BaseOffset     int64
+	LogStartOffset int64
+}
+
+// Pending is a produce waiting for its object to be uploaded and committed.
+type Pending struct {
+	done      chan struct{}
+	res       ProduceResult
+	err       error
+	remaining int // batches without a verdict; committer-owned
+	first     bool
+}
+
+// Wait blocks until the produce is durable (uploaded and committed) or failed,
+// or ctx ends. Kafka-level failures are *kerr.Error values.
+func (p *Pending) Wait(ctx context.Context) (ProduceResult, error) {
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-ctx.Done():
+		return ProduceResult{}, ctx.Err()
+	}
+}
+
+// Done is closed when the result is known.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+func failed(err error) *Pending {
+	p := &Pending{done: make(chan struct{}), err: err}
+	close(p.done)
+	return p
+}
+
+type partKey struct {
+	id metastore.TopicID
+	p  int32
+}
+
+type pendingBatch struct {
+	raw   []byte // dropped once written to the spool
+	size  int64
+	meta  batchMeta
+	first int64 // base timestamp
+	max   int64 // max timestamp
+	w     *Pending
+	isW0  bool // first batch of its Pending: decides the answer's base offset
+}
+
+type buffer struct {
+	parts map[partKey][]pendingBatch
+	order []partKey
+	bytes int64
+}
+
+// Produce validates the records of one partition (v2 batches, CRC, size) and
+// appends them to the open buffer. The returned Pending completes when they
+// are in the bucket and indexed in etcd. The caller has checked that the
+// topic exists and the partition is in range. Produce blocks only for
+// back-pressure (too many bytes waiting for upload), bounded by ctx.
+func (e *Engine) Produce(ctx context.Context, topic metastore.TopicID, partition int32, records []byte) *Pending {
+	if len(records) > e.cfg.MaxRecordsBytes {
+		return failed(kerr.MessageTooLarge)
+	}
+	batches, err := segment.SplitBatches(records, true)
+	if err != nil {
+		return failed(batchError(err))
+	}
+	if len(batches) == 0 {
+		return failed(kerr.InvalidRecord)
+	}
+	pbs := make([]pendingBatch, len(batches))
+	w := &Pending{done: make(chan struct{}), remaining: len(batches)}
+	var size int64
+	for i, b := range batches {
+		h := b.Header
+		if h.IsTransactional() || h.IsControl() {
+			// Transactions are not supported; InitProducerId refuses
+			// transactional IDs, so only a misbehaving client gets here.
+			return failed(kerr.InvalidRecord)
+		}
+		pid := h.ProducerID
+		if h.BaseSequence < 0 {
+			pid = -1
+		}
+		pbs[i] = pendingBatch{
+			raw:   b.Raw,
+			size:  int64(len(b.Raw)),
+			meta:  batchMeta{records: int64(h.LastOffsetDelta) + 1, producerID: pid, epoch: h.ProducerEpoch, baseSeq: h.BaseSequence, lastDelta: h.LastOffsetDelta},
+			first: h.BaseTimestamp,
+			max:   h.MaxTimestamp,
+			w:     w,
+			isW0:  i == 0,
+		}
+		size += int64(len(b.Raw))
+	}
+
+	if err := e.waitSpace(ctx); err != nil {
+		return failed(err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return failed(kerr.NotEnoughReplicas) // retriable: try another agent
+	}
+	if e.open == nil {
+		e.open = &buffer{parts: make(map[partKey][]pendingBatch)}
+		e.timer = time.AfterFunc(e.cfg.FlushInterval, e.flushTimer)
+	}
+	k := partKey{topic, partition}
+	if _, ok := e.open.parts[k]; !ok {
+		e.open.order = append(e.open.order, k)
+	}
+	e.open.parts[k] = append(e.open.parts[k], pbs...)
+	e.open.bytes += size
+	if e.open.bytes >= e.cfg.FlushBytes {
+		e.sealLocked()
+	}
+	return w
+}
+
+// maxPendingObjects bounds sealed objects not yet committed (the sealed
+// channel's capacity is larger, so sealing never blocks).
+const maxPendingObjects = 256
+
+// waitSpace applies back-pressure: it waits while too many bytes or objects
+// are sealed but not committed, bounded by ctx.
+func (e *Engine) waitSpace(ctx context.Context) error {
+	e.spaceMu.Lock()
+	defer e.spaceMu.Unlock()
+	if e.pendingBytes <= e.cfg.MaxPendingBytes && e.pendingObjects < maxPendingObjects {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() {
+		e.spaceMu.Lock()
+		e.space.Broadcast()
+		e.spaceMu.Unlock()
+	})
+	defer stop()
+	for e.pendingBytes > e.cfg.MaxPendingBytes || e.pendingObjects >= maxPendingObjects {
+		if e.spaceClosed {
+			return kerr.NotEnoughReplicas
+		}
+		if ctx.Err() != nil {
+			return kerr.RequestTimedOut
+		}
+		e.space.Wait()
+	}
+	return nil
+}
+
+// release returns the space of a committed (or failed) object.
+func (e *Engine) release(bytes int64) {
+	e.spaceMu.Lock()
+	e.pendingBytes -= bytes
+	e.pendingObjects--
+	e.space.Broadcast()
+	e.spaceMu.Unlock()
+}
+
+func batchError(err error) error {
+	switch {
+	case errors.Is(err, segment.ErrMagic):
+		// Produce v3+ must carry record batch v2 (Kafka answers the same).
+		return kerr.InvalidRecord
+	case errors.Is(err, segment.ErrCRC):
+		return kerr.CorruptMessage
+	default:
+		return kerr.CorruptMessage
+	}
+}
+
+func (e *Engine) flushTimer() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.closed && e.open != nil && len(e.open.order) > 0 {
+		e.sealLocked()
+	}
+}
+
+// sealedObject is one object on its way to the bucket and etcd.
+type sealedObject struct {
+	key       string
+	path      string
+	size      int64 // object size
+	bytes     int64 // batch bytes, for back-pressure accounting
+	chunks    []sealedChunk
+	uploaded  chan struct{} // closed when the upload finished
+	uploadErr error
+	committed chan struct{} // closed when every waiter has its answer
+}
+
+type sealedChunk struct {
+	k       partKey
+	info    segment.ChunkInfo
+	batches []pendingBatch
+}
+
+// sealLocked closes the open buffer and hands it to the pipeline. The object
+// is built and uploaded outside the lock. e.mu must be held.
+func (e *Engine) sealLocked() *sealedObject {
+	b := e.open
+	e.open = nil
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+	e.seq++
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	now := e.cfg.Now()
+	name := fmt.Sprintf("%013d-%s-%06d-%s.seg", now.UnixMilli(), e.cfg.Name, e.seq%1000000, hex.EncodeToString(rnd[:]))
+	so := &sealedObject{
+		key:       e.cfg.ObjectPrefix + name,
+		path:      filepath.Join(e.spoolDir, name),
+		uploaded:  make(chan struct{}),
+		committed: make(chan struct{}),
+	}
+	so.chunks = make([]sealedChunk, 0, len(b.order))
+	for _, k := range b.order {
+		so.chunks = append(so.chunks, sealedChunk{k: k, batches: b.parts[k]})
+	}
+	so.bytes = b.bytes
+	e.spaceMu.Lock()
+	e.pendingBytes += b.bytes
+	e.pendingObjects++
+	e.spaceMu.Unlock()
+	e.lastSealed = so
+	// The channel preserves seal order, which the committer keeps.
+	e.sealed <- so
+	go e.buildAndUpload(so)
+	return so
+}
+
+// buildAndUpload writes the object to the spool, then uploads it with
+// bounded concurrency and retries.
+func (e *Engine) buildAndUpload(so *sealedObject) {
+	defer close(so.uploaded)
+	if err := e.build(so); err != nil {
+		so.uploadErr = err
+		return
+	}
+	select {
+	case e.uploads <- struct{}{}:
+	case <-e.ctx.Done():
+		so.uploadErr = e.ctx.Err()
+		return
+	}
+	defer func() { <-e.uploads }()
+	so.uploadErr = e.upload(so)
+}
+
+func (e *Engine) build(so *sealedObject) error {
+	f, err := os.Create(so.path)
+	if err != nil {
+		return fmt.Errorf("spool %s: %w", so.path, err)
+	}
+	defer f.Close()
+	bw := bufio.NewWriterSize(f, 256<<10)
+	bld := segment.NewBuilder(bw)
+	raws := make([][]byte, 0, 16)
+	for i := range so.chunks {
+		c := &so.chunks[i]
+		raws = raws[:0]
+		for _, pb := range c.batches {
+			raws = append(raws, pb.raw)
+		}
+		info, err := bld.AddChunk(c.k.id, c.k.p, 0, raws)
+		if err != nil {
+			return fmt.Errorf("build %s: %w", so.key, err)
+		}
+		c.info = info
+		for j := range c.batches {
+			c.batches[j].raw = nil // the spool holds the bytes now
+		}
+	}
+	if _, err := bld.Finish(); err != nil {
+		return fmt.Errorf("build %s: %w", so.key, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("spool %s: %w", so.path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	so.size = st.Size()
+	return nil
+}
+
+func (e *Engine) upload(so *sealedObject) error {
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.UploadTimeout)
+	defer cancel()
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := e.putFile(ctx, so)
+		if err == nil {
+			e.count(func(s *Stats) { s.ObjectsUploaded++; s.BytesUploaded += so.size })
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("upload %s: %w (last error: %v)", so.key, ctx.Err(), err)
+		}
+		e.count(func(s *Stats) { s.UploadRetries++ })
+		e.log.Warn("upload failed, retrying", "key", so.key, "attempt", attempt+1, "err", err)
+		if !sleepCtx(ctx, jitter(backoff)) {
+			return fmt.Errorf("upload %s: %w (last error: %v)", so.key, ctx.Err(), err)
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (e *Engine) putFile(ctx context.Context, so *sealedObject) error {
+	f, err := os.Open(so.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return e.store.Put(ctx, so.key, f, so.size)
+}

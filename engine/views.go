@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/shale-dev/shale/metastore"
+)
+
+// stateView is this agent's view of partitions' offsets, kept fresh by an
+// etcd watch and by its own commits, with change notification for long
+// polls. It is a cache: the answers that must be exact (ListOffsets, an
+// offset past the cached end) re-read etcd.
+type stateView struct {
+	meta  *metastore.Store
+	mu    sync.Mutex
+	parts map[partKey]*partView
+}
+
+type partView struct {
+	next, start int64
+	known       bool
+	wake        chan struct{} // closed and replaced when next advances
+}
+
+func newStateView(meta *metastore.Store) *stateView {
+	return &stateView{meta: meta, parts: make(map[partKey]*partView)}
+}
+
+func (v *stateView) part(k partKey) *partView {
+	p := v.parts[k]
+	if p == nil {
+		p = &partView{wake: make(chan struct{})}
+		v.parts[k] = p
+	}
+	return p
+}
+
+// advance moves the view forward; it never moves offsets backwards, so a
+// late watch event cannot undo a newer commit.
+func (v *stateView) advance(k partKey, next, start int64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	p := v.part(k)
+	changed := !p.known || next > p.next || start > p.start
+	if !p.known || next > p.next {
+		p.next = next
+	}
+	if !p.known || start > p.start {
+		p.start = start
+	}
+	p.known = true
+	if changed {
+		close(p.wake)
+		p.wake = make(chan struct{})
+	}
+}
+
+func (v *stateView) forget(k partKey) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if p := v.parts[k]; p != nil {
+		close(p.wake)
+		delete(v.parts, k)
+	}
+}
+
+// get returns the cached offsets, reading etcd on a miss.
+func (v *stateView) get(ctx context.Context, k partKey) (next, start int64, err error) {
+	v.mu.Lock()
+	if p := v.parts[k]; p != nil && p.known {
+		next, start = p.next, p.start
+		v.mu.Unlock()
+		return next, start, nil
+	}
+	v.mu.Unlock()
+	return v.refresh(ctx, k)
+}
+
+// refresh reads the partition's state from etcd (a linearizable read).
+func (v *stateView) refresh(ctx context.Context, k partKey) (next, start int64, err error) {
+	st, err := v.meta.PartitionState(ctx, k.id, k.p)
+	if err != nil {
+		return 0, 0, err
+	}
+	v.advance(k, st.NextOffset, st.LogStartOffset)
+	return st.NextOffset, st.LogStartOffset, nil
+}
+
+// wakeChan is closed when the partition's offsets next change.
+func (v *stateView) wakeChan(k partKey) <-chan struct{} {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.part(k).wake
+}
+
+func (v *stateView) watch(ctx context.Context, rev int64, log *slog.Logger) {
+	for ev := range v.meta.WatchStates(ctx, rev) {
+		k := partKey{ev.TopicID, ev.Partition}
+		switch {
+		case ev.Resync:
+			log.Debug("state watch resynced", "revision", ev.Revision)
+			v.mu.Lock()
+			for k, p := range v.parts {
+				close(p.wake)
+				delete(v.parts, k)
+			}
+			v.mu.Unlock()
+		case ev.Deleted:
+			v.forget(k)
+		default:
+			v.advance(k, ev.State.NextOffset, ev.State.LogStartOffset)
+		}
+	}
+}
+
+// indexCache keeps the most recent index entries of each partition as one
+// contiguous, sorted run, so fetches of recent data need no etcd read.
+type indexCache struct {
+	mu    sync.Mutex
+	parts map[partKey][]metastore.IndexEntry
+}
+
+// maxCachedEntries bounds the entries kept per partition.
+const maxCachedEntries = 512
+
+func newIndexCache() *indexCache {
+	return &indexCache{parts: make(map[partKey][]metastore.IndexEntry)}
+}
+
+// lookup returns the cached entries starting with the one covering offset.
+func (c *indexCache) lookup(k partKey, offset int64) []metastore.IndexEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	es := c.parts[k]
+	if len(es) == 0 || offset < es[0].BaseOffset || offset > es[len(es)-1].LastOffset {
+		return nil
+	}
+	i := sort.Search(len(es), func(i int) bool { return es[i].LastOffset >= offset })
+	return append([]metastore.IndexEntry(nil), es[i:min(len(es), i+16)]...)
+}
+
+// add appends entries that continue the cached run; entries that do not
+// replace it (the run must stay contiguous to be trusted).
+func (c *indexCache) add(k partKey, entries []metastore.IndexEntry) {
+	if len(entries) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	es := c.parts[k]
+	switch {
+	case len(es) > 0 && entries[0].BaseOffset == es[len(es)-1].LastOffset+1:
+		es = append(es, entries...)
+	case len(es) > 0 && entries[len(entries)-1].LastOffset <= es[len(es)-1].LastOffset:
+		return // already known (our own commit seen again through the watch)
+	default:
+		es = append([]metastore.IndexEntry(nil), entries...)
+	}
+	if len(es) > maxCachedEntries {
+		es = append([]metastore.IndexEntry(nil), es[len(es)-maxCachedEntries:]...)
+	}
+	c.parts[k] = es
+}
+
+func (c *indexCache) forget(k partKey) {
+	c.mu.Lock()
+	delete(c.parts, k)
+	c.mu.Unlock()
+}
+
+func (c *indexCache) watch(ctx context.Context, meta *metastore.Store, rev int64, log *slog.Logger) {
+	for ev := range meta.WatchIndex(ctx, rev) {
+		k := partKey{ev.TopicID, ev.Partition}
+		switch {
+		case ev.Resync:
+			log.Debug("index watch resynced", "revision", ev.Revision)
+			c.mu.Lock()
+			clear(c.parts)
+			c.mu.Unlock()
+		case ev.Deleted:
+			// Retention, compaction or topic deletion rewrote the index.
+			c.forget(k)
+		default:
+			c.add(k, []metastore.IndexEntry{ev.Entry})
+		}
+	}
+}

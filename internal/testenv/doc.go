@@ -1,0 +1,17 @@
+// Package testenv is shale's shared test harness: real servers, started per
+// test on 127.0.0.1 random ports and stopped by t.Cleanup, so tests exercise
+// the same code paths as production instead of fakes.
+//
+//   - S3 starts a real versitygw S3 gateway (posix backend in t.TempDir())
+//     with a fresh bucket; S3Server.Minio gives an independent minio-go
+//     client to inspect what shale wrote. StartS3Process does the same outside
+//     tests (benchmarks, multi-process tests). The versitygw binary comes
+//     from $SHALE_VERSITYGW, else from `go tool -n versitygw` (go.mod's tool
+//     directive), looked up once per process.
+//   - Etcd starts an embedded etcd and returns a client.
+//
+// Invariants: every server listens on 127.0.0.1 only, gets its own data
+// directory, and is gone when the test's cleanups have run. A server's output
+// is logged only when the test failed. Startup failures fail the test with
+// t.Fatalf; they are never skipped silently.
+package testenv

@@ -1,0 +1,90 @@
+// Package metastore is shale's typed API over etcd: topics and their configs,
+// per-partition sequencing state (next offset, log start offset, idempotent
+// producer state), the offset-to-object index, producer ID allocation and
+// agent membership. It also runs the embedded etcd used by dev mode and tests
+// (StartEmbedded).
+//
+// Nothing else in shale builds etcd keys: all key encoding lives in keys.go.
+//
+// # Key schema
+//
+// Every key lives under the namespace (New's argument, e.g. "/shale") plus
+// "/". <id> is a topic ID as 32 lower-case hex digits, <p> a partition as 10
+// zero-padded decimal digits, <offset> an offset as 20 zero-padded decimal
+// digits, <node> a node ID as 10 zero-padded digits. Zero padding makes
+// etcd's byte order equal numeric order, so ranges are offset ranges. Values
+// are JSON (readable with etcdctl) unless noted.
+//
+//	<ns>/topics/<name>                       Topic            no lease
+//	<ns>/topic-ids/<id>                      <name> (raw)     no lease
+//	<ns>/partitions/<id>/<p>                 PartitionState   absent = {next 0, start 0}
+//	<ns>/index/<id>/<p>/<base offset>        IndexEntry       one per committed chunk
+//	<ns>/producer-id                         next free producer ID, decimal
+//	<ns>/agents/<node>                       AgentInfo        under the agent's lease
+//
+// Producer idempotence state is part of the PartitionState value, so it
+// commits atomically with the offsets it describes. Consumer group keys will
+// live under <ns>/groups/ (not yet implemented).
+//
+// # Invariants
+//
+//   - A topic exists iff both topics/<name> and topic-ids/<id> exist; they are
+//     created and deleted together in one transaction. DeleteTopic removes, in
+//     that same transaction, every key under partitions/<id>/ and index/<id>/.
+//     Objects are left for garbage collection. A re-created topic gets a new
+//     ID, so no old key or object is ever read as its data.
+//   - Offsets are assigned by CommitChunks and by nothing else. A commit is
+//     applied only if the partition state's ModRevision is still the one the
+//     caller read (ExpectedRevision; 0 = absent) and the topic still exists,
+//     so two writers can never both extend a partition from the same state,
+//     and a commit racing a DeleteTopic cannot resurrect the topic's keys.
+//   - Within a commit, entries are ordered and dense, and New.NextOffset is
+//     the last entry's LastOffset+1. Together with the compare this keeps
+//     each partition's index dense from its first entry to NextOffset-1, with
+//     no overlap (given the caller builds the first entry at the read state's
+//     NextOffset).
+//   - Index entries and states are written in the same transaction, so a
+//     reader seeing NextOffset = n can find every entry below n.
+//   - Stored values always pass Validate; decoders re-check, so a corrupt
+//     value surfaces as ErrCorruptValue naming its key, never as a panic or
+//     a silently wrong offset.
+//   - Agent keys are bound to a lease; an agent that dies disappears after
+//     its TTL. Node IDs are claimed with CreateRevision == 0, so two live
+//     agents never share one.
+//   - Producer IDs come from CAS increments of one counter, so they are
+//     unique across agents and restarts (>= FirstProducerID, not dense).
+//
+// # Transaction size
+//
+// etcd caps the operations (and, separately, the compares) of one
+// transaction at --max-txn-ops (DefaultMaxTxnOps = 128 on a stock server,
+// 1024 embedded) and a request at --max-request-bytes. Callers splitting a
+// large commit add up TxnOps per ChunkCommit; every ChunkCommit is atomic on
+// its own either way.
+//
+// # Errors
+//
+// Sentinels (check with errors.Is; returned errors wrap them with the
+// operation and key):
+//
+//   - ErrTopicExists: CreateTopic on a taken name.
+//   - ErrTopicNotFound: no such topic; also wrapped (with ErrConflict) by
+//     CommitChunks when a topic in the commit was deleted, so retry loops
+//     can stop.
+//   - ErrConflict: a compare failed (a concurrent writer won, or a CAS loop
+//     gave up). Re-read, recompute, retry.
+//   - ErrInvalid: the arguments break a rule (topic name, partition count,
+//     non-dense entries, ...). Retrying does not help.
+//   - ErrCorruptValue: a stored value or key fails to decode or validate.
+//   - ErrNodeIDInUse: RegisterAgent with an explicit node ID held by a live agent.
+//
+// Errors from etcd itself (unavailable, context deadline, too many
+// operations) are wrapped unchanged.
+//
+// # Watches
+//
+// WatchStates and WatchIndex deliver changes in revision order on a channel
+// that closes when the context ends. If etcd can no longer resume a watch
+// (it compacted the revisions needed), the watch restarts from the current
+// revision and sends an event with Resync set: caches must be reloaded.
+package metastore

@@ -1,0 +1,177 @@
+package metastore
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// All etcd key encoding lives in this file. The schema is documented in doc.go;
+// keep the two in step.
+
+// Key prefixes and names, relative to the namespace prefix (namespace + "/").
+const (
+	dirTopics     = "topics/"
+	dirTopicIDs   = "topic-ids/"
+	dirPartitions = "partitions/"
+	dirIndex      = "index/"
+	dirAgents     = "agents/"
+	keyProducerID = "producer-id"
+)
+
+// Widths of the zero-padded decimal key components. Zero padding makes etcd's
+// byte-order sort agree with numeric order.
+const (
+	partitionDigits = 10 // int32 max is 10 digits
+	offsetDigits    = 20 // int64 max is 19 digits
+	nodeIDDigits    = 10
+)
+
+// keys builds and parses the keys of one namespace. p is the namespace followed
+// by exactly one "/".
+type keys struct{ p string }
+
+func newKeys(namespace string) keys {
+	return keys{p: strings.TrimRight(namespace, "/") + "/"}
+}
+
+func (k keys) root() string { return k.p }
+
+func (k keys) topicsPrefix() string          { return k.p + dirTopics }
+func (k keys) topic(name string) string      { return k.p + dirTopics + name }
+func (k keys) topicIDsPrefix() string        { return k.p + dirTopicIDs }
+func (k keys) topicID(id TopicID) string     { return k.p + dirTopicIDs + id.String() }
+func (k keys) statesPrefix() string          { return k.p + dirPartitions }
+func (k keys) topicStates(id TopicID) string { return k.p + dirPartitions + id.String() + "/" }
+func (k keys) indexPrefix() string           { return k.p + dirIndex }
+func (k keys) topicIndex(id TopicID) string  { return k.p + dirIndex + id.String() + "/" }
+func (k keys) producerID() string            { return k.p + keyProducerID }
+func (k keys) agentsPrefix() string          { return k.p + dirAgents }
+
+func (k keys) state(id TopicID, partition int32) string {
+	return k.topicStates(id) + fmtPartition(partition)
+}
+
+// partitionIndex is the prefix of every index entry of one partition.
+func (k keys) partitionIndex(id TopicID, partition int32) string {
+	return k.topicIndex(id) + fmtPartition(partition) + "/"
+}
+
+func (k keys) entry(id TopicID, partition int32, base int64) string {
+	return k.partitionIndex(id, partition) + fmtOffset(base)
+}
+
+func (k keys) agent(nodeID int32) string {
+	return k.p + dirAgents + fmt.Sprintf("%0*d", nodeIDDigits, nodeID)
+}
+
+// topicScoped lists every prefix holding keys that belong to one topic ID,
+// so DeleteTopic removes them all. Producer idempotence state lives inside
+// the partition state values, so it is covered by topicStates.
+func (k keys) topicScoped(id TopicID) []string {
+	return []string{k.topicStates(id), k.topicIndex(id)}
+}
+
+func fmtPartition(p int32) string { return fmt.Sprintf("%0*d", partitionDigits, p) }
+func fmtOffset(o int64) string    { return fmt.Sprintf("%0*d", offsetDigits, o) }
+
+// prefixEnd is the range end covering every key that starts with prefix.
+func prefixEnd(prefix string) string { return clientv3.GetPrefixRangeEnd(prefix) }
+
+// entryRangeEnd is the exclusive range end for entries with BaseOffset <= last.
+func (k keys) entryRangeEnd(id TopicID, partition int32, last int64) string {
+	if last == maxOffset {
+		return prefixEnd(k.partitionIndex(id, partition))
+	}
+	return k.entry(id, partition, last+1)
+}
+
+// parseStateKey parses namespace/partitions/<id>/<partition>.
+func (k keys) parseStateKey(key string) (TopicID, int32, error) {
+	rest, ok := strings.CutPrefix(key, k.statesPrefix())
+	if !ok {
+		return TopicID{}, 0, fmt.Errorf("%w: key %q is not a partition state key", ErrCorruptValue, key)
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 2 {
+		return TopicID{}, 0, fmt.Errorf("%w: key %q is not a partition state key", ErrCorruptValue, key)
+	}
+	id, err := ParseTopicID(parts[0])
+	if err != nil {
+		return TopicID{}, 0, fmt.Errorf("%w: key %q: %v", ErrCorruptValue, key, err)
+	}
+	p, err := parsePartition(parts[1])
+	if err != nil {
+		return TopicID{}, 0, fmt.Errorf("%w: key %q: %v", ErrCorruptValue, key, err)
+	}
+	return id, p, nil
+}
+
+// parseIndexKey parses namespace/index/<id>/<partition>/<base offset>.
+func (k keys) parseIndexKey(key string) (TopicID, int32, int64, error) {
+	rest, ok := strings.CutPrefix(key, k.indexPrefix())
+	if !ok {
+		return TopicID{}, 0, 0, fmt.Errorf("%w: key %q is not an index key", ErrCorruptValue, key)
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 {
+		return TopicID{}, 0, 0, fmt.Errorf("%w: key %q is not an index key", ErrCorruptValue, key)
+	}
+	id, err := ParseTopicID(parts[0])
+	if err != nil {
+		return TopicID{}, 0, 0, fmt.Errorf("%w: key %q: %v", ErrCorruptValue, key, err)
+	}
+	p, err := parsePartition(parts[1])
+	if err != nil {
+		return TopicID{}, 0, 0, fmt.Errorf("%w: key %q: %v", ErrCorruptValue, key, err)
+	}
+	base, err := parseFixed(parts[2], offsetDigits)
+	if err != nil {
+		return TopicID{}, 0, 0, fmt.Errorf("%w: key %q: %v", ErrCorruptValue, key, err)
+	}
+	return id, p, base, nil
+}
+
+// parseAgentKey parses namespace/agents/<node id>.
+func (k keys) parseAgentKey(key string) (int32, error) {
+	rest, ok := strings.CutPrefix(key, k.agentsPrefix())
+	if !ok {
+		return 0, fmt.Errorf("%w: key %q is not an agent key", ErrCorruptValue, key)
+	}
+	n, err := parseFixed(rest, nodeIDDigits)
+	if err != nil || n > maxInt32 {
+		return 0, fmt.Errorf("%w: key %q is not an agent key", ErrCorruptValue, key)
+	}
+	return int32(n), nil
+}
+
+func parsePartition(s string) (int32, error) {
+	n, err := parseFixed(s, partitionDigits)
+	if err != nil {
+		return 0, err
+	}
+	if n > maxInt32 {
+		return 0, fmt.Errorf("partition %s out of range", s)
+	}
+	return int32(n), nil
+}
+
+// parseFixed parses a zero-padded non-negative decimal of exactly width digits.
+func parseFixed(s string, width int) (int64, error) {
+	if len(s) != width {
+		return 0, fmt.Errorf("%q: want %d digits", s, width)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("%q: not a decimal", s)
+		}
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+const (
+	maxInt32  = 1<<31 - 1
+	maxOffset = 1<<63 - 1
+)

@@ -1,0 +1,151 @@
+package metastore
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+)
+
+// TopicID identifies a topic for its whole life. Object keys and index keys use
+// it, never the name, so a deleted and re-created topic never sees old data.
+type TopicID [16]byte
+
+// String is the 32-character lower-case hex form used in keys.
+func (id TopicID) String() string { return hex.EncodeToString(id[:]) }
+
+// IsZero reports whether id is the zero ID (no topic).
+func (id TopicID) IsZero() bool { return id == TopicID{} }
+
+// ParseTopicID parses the 32-character hex form.
+func ParseTopicID(s string) (TopicID, error) {
+	var id TopicID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(id) {
+		return id, fmt.Errorf("metastore: bad topic id %q", s)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// Topic is a topic's durable description.
+type Topic struct {
+	ID         TopicID           `json:"id"`
+	Name       string            `json:"name"`
+	Partitions int32             `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"`
+	CreatedMs  int64             `json:"created_ms"`
+	// Revision is the etcd ModRevision of the topic key when read; it is not stored.
+	Revision int64 `json:"-"`
+}
+
+// BatchMeta remembers one committed idempotent batch of a producer, so a retry of
+// it is answered with its original offset instead of being written twice.
+type BatchMeta struct {
+	FirstSeq   int32 `json:"f"`
+	LastSeq    int32 `json:"l"`
+	BaseOffset int64 `json:"o"`
+}
+
+// ProducerState is the idempotence state of one producer ID in one partition.
+type ProducerState struct {
+	Epoch int16 `json:"e"`
+	// Batches holds the last (at most 5) committed batches, oldest first.
+	Batches []BatchMeta `json:"b,omitempty"`
+	// LastMs is the wall-clock time of the producer's last commit (for expiry).
+	LastMs int64 `json:"t"`
+}
+
+// PartitionState is the sequencing state of one partition. Offsets in
+// [LogStartOffset, NextOffset) are readable.
+type PartitionState struct {
+	NextOffset     int64                    `json:"next"`
+	LogStartOffset int64                    `json:"start"`
+	Producers      map[int64]*ProducerState `json:"producers,omitempty"`
+	// Revision is the etcd ModRevision of the state key when read (0: key absent).
+	// CommitChunks compares it. Not stored.
+	Revision int64 `json:"-"`
+}
+
+// Clone returns a deep copy, so callers can compute a new state without
+// touching a cached one.
+func (s PartitionState) Clone() PartitionState {
+	c := s
+	if s.Producers != nil {
+		c.Producers = make(map[int64]*ProducerState, len(s.Producers))
+		for id, p := range s.Producers {
+			cp := *p
+			cp.Batches = append([]BatchMeta(nil), p.Batches...)
+			c.Producers[id] = &cp
+		}
+	}
+	return c
+}
+
+// EntryKind says how an index entry's bytes are laid out.
+type EntryKind uint8
+
+const (
+	// EntryChunk is a byte range of record batches inside an object; the
+	// batches store offsets starting at StoredBase.
+	EntryChunk EntryKind = 0
+)
+
+// IndexEntry maps a dense range of offsets of one partition to bytes in an
+// object. Offsets BaseOffset..LastOffset (inclusive) live in
+// ObjectKey[Pos:Pos+Size]. The first batch in that range stores base offset
+// StoredBase; a batch storing offset x has absolute offset
+// BaseOffset + (x - StoredBase).
+type IndexEntry struct {
+	Kind           EntryKind `json:"k,omitempty"`
+	BaseOffset     int64     `json:"base"`
+	LastOffset     int64     `json:"last"`
+	ObjectKey      string    `json:"obj"`
+	Pos            int64     `json:"pos"`
+	Size           int64     `json:"size"`
+	StoredBase     int64     `json:"sbase"`
+	Batches        int32     `json:"batches"`
+	FirstTimestamp int64     `json:"fts"`
+	MaxTimestamp   int64     `json:"mts"`
+	// CRC is the CRC-32C (Castagnoli) of exactly the bytes [Pos, Pos+Size).
+	CRC uint32 `json:"crc"`
+	// CommittedMs is the wall-clock time of the commit (retention by time uses
+	// MaxTimestamp; this is for operators and GC grace).
+	CommittedMs int64 `json:"cms"`
+}
+
+// Records is the number of records (offsets) the entry covers.
+func (e IndexEntry) Records() int64 { return e.LastOffset - e.BaseOffset + 1 }
+
+// ChunkCommit is one partition's part of a commit: the entries to add and the
+// state to install, valid only if the partition state is still at
+// Expected.Revision.
+type ChunkCommit struct {
+	TopicID   TopicID
+	Partition int32
+	// ExpectedRevision is the ModRevision of the partition state the new state
+	// was computed from.
+	ExpectedRevision int64
+	Entries          []IndexEntry
+	New              PartitionState
+}
+
+// AgentInfo is what a live agent advertises (stored under a lease).
+type AgentInfo struct {
+	NodeID    int32  `json:"node_id"`
+	Host      string `json:"host"`
+	Port      int32  `json:"port"`
+	Rack      string `json:"rack,omitempty"`
+	AdminAddr string `json:"admin,omitempty"`
+	StartedMs int64  `json:"started_ms"`
+	Version   string `json:"version,omitempty"`
+}
+
+// Sentinel errors. Check with errors.Is.
+var (
+	ErrTopicExists      = errors.New("metastore: topic exists")
+	ErrTopicNotFound    = errors.New("metastore: topic not found")
+	ErrPartitionMissing = errors.New("metastore: partition not found")
+	ErrConflict         = errors.New("metastore: concurrent update, re-read and retry")
+	ErrInvalid          = errors.New("metastore: invalid argument")
+	ErrCorruptValue     = errors.New("metastore: corrupt value")
+)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (FuzzXxx) of the module for $FUZZTIME each.
+# New crashers land in the package's testdata/fuzz and become regression tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZTIME=${FUZZTIME:-30s}
+total=0
+for pkg in $(go list ./...); do
+  dir=$(go list -f '{{.Dir}}' "$pkg")
+  for t in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/func //' | sort -u); do
+    echo "fuzz: $pkg $t ($FUZZTIME)"
+    go test -run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1 | tail -n 3
+    total=$((total+1))
+  done
+done
+echo "fuzz: $total targets ran"

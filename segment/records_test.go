@@ -1,0 +1,132 @@
+package segment
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+
+	"github.com/shale-dev/shale/segment/segmenttest"
+)
+
+// compressBatch rewrites an uncompressed batch with its records compressed
+// by codec, fixing length, attributes and CRC.
+func compressBatch(t testing.TB, raw []byte, codec int8, xerial bool) []byte {
+	t.Helper()
+	body := raw[BatchHeaderSize:]
+	var out []byte
+	switch codec {
+	case CompressionGzip:
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		w.Write(body)
+		w.Close()
+		out = b.Bytes()
+	case CompressionSnappy:
+		blk := s2.EncodeSnappy(nil, body)
+		if !xerial {
+			out = blk
+			break
+		}
+		out = append(append([]byte(nil), xerialHeader...), 0, 0, 0, 1, 0, 0, 0, 1)
+		out = binary.BigEndian.AppendUint32(out, uint32(len(blk)))
+		out = append(out, blk...)
+	case CompressionLZ4:
+		var b bytes.Buffer
+		w := lz4.NewWriter(&b)
+		w.Write(body)
+		w.Close()
+		out = b.Bytes()
+	case CompressionZstd:
+		enc, _ := zstd.NewWriter(nil)
+		out = enc.EncodeAll(body, nil)
+	}
+	b := append(append([]byte(nil), raw[:BatchHeaderSize]...), out...)
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
+	attrs := binary.BigEndian.Uint16(b[21:])
+	binary.BigEndian.PutUint16(b[21:], attrs&^7|uint16(codec))
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+// TestDecodeRecordsEveryCodec proves records decode identically from
+// uncompressed, gzip, snappy (raw and xerial-framed), lz4 and zstd batches.
+func TestDecodeRecordsEveryCodec(t *testing.T) {
+	raw := segmenttest.Batch(segmenttest.BatchOptions{
+		Values:    [][]byte{[]byte("a"), []byte("bb"), bytes.Repeat([]byte("c"), 500)},
+		Keys:      [][]byte{[]byte("k1"), nil, []byte("k3")},
+		Timestamp: 1700000000000,
+	})
+	want, err := DecodeRecords(raw)
+	if err != nil || len(want) != 3 {
+		t.Fatalf("uncompressed: %v (%d records)", err, len(want))
+	}
+	if want[1].Timestamp != 1700000000001 || !want[1].KeyNull || string(want[2].Key) != "k3" {
+		t.Fatalf("uncompressed decode wrong: %+v", want[1])
+	}
+	for _, tc := range []struct {
+		name   string
+		codec  int8
+		xerial bool
+	}{{"gzip", CompressionGzip, false}, {"snappy", CompressionSnappy, false}, {"snappy-xerial", CompressionSnappy, true}, {"lz4", CompressionLZ4, false}, {"zstd", CompressionZstd, false}} {
+		b := compressBatch(t, raw, tc.codec, tc.xerial)
+		if err := VerifyBatchCRC(b); err != nil {
+			t.Fatalf("%s: test batch CRC: %v", tc.name, err)
+		}
+		got, err := DecodeRecords(b)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d records, want %d", tc.name, len(got), len(want))
+		}
+		for i := range got {
+			if got[i].OffsetDelta != want[i].OffsetDelta || got[i].Timestamp != want[i].Timestamp ||
+				!bytes.Equal(got[i].Key, want[i].Key) || !bytes.Equal(got[i].Value, want[i].Value) || got[i].KeyNull != want[i].KeyNull {
+				t.Fatalf("%s: record %d differs", tc.name, i)
+			}
+		}
+	}
+}
+
+// TestDecodeRecordsCorrupt proves damaged compressed data is an ErrCorrupt,
+// never a panic.
+func TestDecodeRecordsCorrupt(t *testing.T) {
+	raw := segmenttest.Batch(segmenttest.BatchOptions{Records: 5, Value: []byte("value")})
+	for _, codec := range []int8{CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd, 6} {
+		b := append([]byte(nil), raw...)
+		if codec != 6 {
+			b = compressBatch(t, raw, codec, false)
+		} else {
+			b[22] |= 6
+		}
+		b[len(b)-3] ^= 0xff
+		b[len(b)-1] ^= 0xff
+		if _, err := DecodeRecords(b); err == nil && codec == 6 {
+			t.Fatalf("codec %d: decoded garbage without error", codec)
+		} else if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTruncated) {
+			t.Fatalf("codec %d: error %v is not ErrCorrupt", codec, err)
+		}
+	}
+}
+
+func FuzzDecodeRecords(f *testing.F) {
+	raw := segmenttest.Batch(segmenttest.BatchOptions{Records: 3, Value: []byte("v")})
+	f.Add(raw)
+	for _, c := range []int8{CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd} {
+		f.Add(compressBatch(f, raw, c, false))
+	}
+	f.Add(compressBatch(f, raw, CompressionSnappy, true))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		recs, err := DecodeRecords(b)
+		if err == nil && len(recs) > len(b) {
+			t.Fatalf("%d records from %d bytes", len(recs), len(b))
+		}
+	})
+}
