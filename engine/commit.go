@@ -34,6 +34,9 @@ func (e *Engine) commitLoop() {
 			e.log.Error("object not uploaded; failing its producers", "key", so.key, "err", so.uploadErr)
 			e.failObject(so, kerr.KafkaStorageError)
 		} else {
+			if e.cfg.beforeCommit != nil {
+				e.cfg.beforeCommit(so.key)
+			}
 			e.commitObject(so, cache)
 			e.cache.adoptObject(so.key, so.path, so.size)
 		}

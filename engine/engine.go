@@ -47,6 +47,10 @@ type Config struct {
 	UploadTimeout time.Duration
 	// Now returns wall-clock time (tests may override).
 	Now func() time.Time
+
+	// beforeCommit, when set, runs after an object is uploaded and before
+	// its commit (a fault hook for crash tests).
+	beforeCommit func(key string)
 }
 
 // Defaults.

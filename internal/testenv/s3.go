@@ -137,6 +137,7 @@ func tryStartS3(bin, dir string) (S3Server, *s3Process, error) {
 		"--region", s3Region, "--quiet",
 		"posix", dir)
 	p.cmd.Env = hermeticEnv()
+	p.cmd.SysProcAttr = dieWithParent()
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
 	if err := p.cmd.Start(); err != nil {
