@@ -1,0 +1,207 @@
+package agent
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Topic configs shale knows. Names, types and defaults are Kafka's. Some are
+// enforced by shale; the others are accepted and stored so that tools which
+// set them keep working, but they have no effect (replication, local log
+// segments and flushing do not exist here: durability comes from the
+// bucket). Configs whose Kafka meaning shale cannot honour are refused with
+// INVALID_CONFIG rather than silently ignored: cleanup.policy=compact,
+// message.timestamp.type=LogAppendTime and compression.type other than
+// "producer" (batches are stored as the producer sent them). Unknown names
+// are refused too, as Kafka does.
+//
+// The defaults below are what DescribeConfigs reports for a topic that does
+// not set a config; the lifecycle jobs must apply the same defaults.
+type topicConfig struct {
+	typ      kmsg.ConfigType
+	def      string
+	enforced bool
+	check    func(v string) error // beyond the type check; nil: none
+	doc      string
+}
+
+const (
+	configCleanupPolicy   = "cleanup.policy"
+	configMaxMessageBytes = "max.message.bytes"
+	configRetentionMs     = "retention.ms"
+	configRetentionBytes  = "retention.bytes"
+	defaultMaxMessage     = 1048588
+	maxLong               = "9223372036854775807"
+)
+
+var topicConfigs = map[string]topicConfig{
+	configCleanupPolicy: {typ: kmsg.ConfigTypeList, def: "delete", enforced: true, check: oneOf("delete"),
+		doc: "Only \"delete\" (retention): shale does not compact topics."},
+	"compression.type": {typ: kmsg.ConfigTypeString, def: "producer", enforced: true, check: oneOf("producer"),
+		doc: "Only \"producer\": batches are stored as the producer compressed them."},
+	"delete.retention.ms": {typ: kmsg.ConfigTypeLong, def: "86400000", check: atLeast(0), doc: "Accepted, no effect (compaction only)."},
+	"file.delete.delay.ms": {typ: kmsg.ConfigTypeLong, def: "60000", check: atLeast(0), doc: "Accepted, no effect."},
+	"flush.messages":       {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1), doc: "Accepted, no effect: acknowledged records are in the bucket."},
+	"flush.ms":             {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, no effect: acknowledged records are in the bucket."},
+	"follower.replication.throttled.replicas": {typ: kmsg.ConfigTypeList, def: "", doc: "Accepted, no effect."},
+	"leader.replication.throttled.replicas":   {typ: kmsg.ConfigTypeList, def: "", doc: "Accepted, no effect."},
+	"index.interval.bytes":                    {typ: kmsg.ConfigTypeInt, def: "4096", check: atLeast(0), doc: "Accepted, no effect."},
+	"max.compaction.lag.ms":                   {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1), doc: "Accepted, no effect (compaction only)."},
+	configMaxMessageBytes: {typ: kmsg.ConfigTypeInt, def: strconv.Itoa(defaultMaxMessage), enforced: true, check: atLeast(0),
+		doc: "Largest record batch accepted by Produce."},
+	"message.downconversion.enable": {typ: kmsg.ConfigTypeBoolean, def: "true", doc: "Accepted, no effect: shale never down-converts."},
+	"message.timestamp.type": {typ: kmsg.ConfigTypeString, def: "CreateTime", enforced: true, check: oneOf("CreateTime"),
+		doc: "Only CreateTime: batches are stored as sent."},
+	"message.timestamp.difference.max.ms": {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
+	"message.timestamp.before.max.ms":     {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
+	"message.timestamp.after.max.ms":      {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
+	"min.cleanable.dirty.ratio":           {typ: kmsg.ConfigTypeDouble, def: "0.5", check: ratio, doc: "Accepted, no effect (compaction only)."},
+	"min.compaction.lag.ms":               {typ: kmsg.ConfigTypeLong, def: "0", check: atLeast(0), doc: "Accepted, no effect (compaction only)."},
+	"min.insync.replicas":                 {typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(1), doc: "Accepted, no effect: durability comes from the bucket."},
+	"preallocate":                         {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect."},
+	configRetentionBytes: {typ: kmsg.ConfigTypeLong, def: "-1", enforced: true, check: atLeast(-1),
+		doc: "Bytes kept per partition before old data is deleted; -1 keeps everything."},
+	configRetentionMs: {typ: kmsg.ConfigTypeLong, def: "604800000", enforced: true, check: atLeast(-1),
+		doc: "Age after which data is deleted; -1 keeps it forever."},
+	"segment.bytes":                  {typ: kmsg.ConfigTypeInt, def: "1073741824", check: atLeast(14), doc: "Accepted, no effect: shale sizes its own objects."},
+	"segment.index.bytes":            {typ: kmsg.ConfigTypeInt, def: "10485760", check: atLeast(4), doc: "Accepted, no effect."},
+	"segment.jitter.ms":              {typ: kmsg.ConfigTypeLong, def: "0", check: atLeast(0), doc: "Accepted, no effect."},
+	"segment.ms":                     {typ: kmsg.ConfigTypeLong, def: "604800000", check: atLeast(1), doc: "Accepted, no effect: shale sizes its own objects."},
+	"unclean.leader.election.enable": {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: there are no replicas."},
+}
+
+func oneOf(allowed ...string) func(string) error {
+	return func(v string) error {
+		for _, a := range allowed {
+			if v == a {
+				return nil
+			}
+		}
+		return fmt.Errorf("shale supports only %s", strings.Join(quoteAll(allowed), ", "))
+	}
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strconv.Quote(s)
+	}
+	return out
+}
+
+func atLeast(minimum int64) func(string) error {
+	return func(v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < minimum {
+			return fmt.Errorf("must be an integer >= %d", minimum)
+		}
+		return nil
+	}
+}
+
+func ratio(v string) error {
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || f < 0 || f > 1 || math.IsNaN(f) {
+		return fmt.Errorf("must be a number in [0, 1]")
+	}
+	return nil
+}
+
+// validateTopicConfig checks one topic config; the error says why it is
+// refused (answered as INVALID_CONFIG).
+func validateTopicConfig(name string, value *string) error {
+	def, ok := topicConfigs[name]
+	if !ok {
+		return fmt.Errorf("unknown topic config %q", name)
+	}
+	if value == nil {
+		return fmt.Errorf("null value for topic config %q", name)
+	}
+	v := strings.TrimSpace(*value)
+	var err error
+	switch def.typ {
+	case kmsg.ConfigTypeInt:
+		_, err = strconv.ParseInt(v, 10, 32)
+	case kmsg.ConfigTypeLong:
+		_, err = strconv.ParseInt(v, 10, 64)
+	case kmsg.ConfigTypeDouble:
+		_, err = strconv.ParseFloat(v, 64)
+	case kmsg.ConfigTypeBoolean:
+		if !strings.EqualFold(v, "true") && !strings.EqualFold(v, "false") {
+			err = fmt.Errorf("not a boolean")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("invalid value %q for %s config %q", *value, def.typ, name)
+	}
+	if def.check != nil {
+		if err := def.check(v); err != nil {
+			return fmt.Errorf("invalid value %q for config %q: %v", *value, name, err)
+		}
+	}
+	return nil
+}
+
+// topicConfigValue returns the effective value of a config for a topic and
+// whether the topic sets it.
+func topicConfigValue(configs map[string]string, name string) (string, bool) {
+	if v, ok := configs[name]; ok {
+		return v, true
+	}
+	return topicConfigs[name].def, false
+}
+
+// maxMessageBytes returns the topic's max.message.bytes.
+func maxMessageBytes(configs map[string]string) int {
+	v, _ := topicConfigValue(configs, configMaxMessageBytes)
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
+	if err != nil || n < 0 {
+		return defaultMaxMessage
+	}
+	return int(n)
+}
+
+// describeTopicConfigs lists a topic's configs (all known ones, or those
+// named) for DescribeConfigs and CreateTopics.
+func describeTopicConfigs(configs map[string]string, names []string, withDocs bool) []kmsg.DescribeConfigsResponseResourceConfig {
+	if names == nil {
+		for n := range topicConfigs {
+			names = append(names, n)
+		}
+		for n := range configs {
+			if _, known := topicConfigs[n]; !known {
+				names = append(names, n) // stored before shale knew better
+			}
+		}
+		sort.Strings(names)
+	}
+	out := make([]kmsg.DescribeConfigsResponseResourceConfig, 0, len(names))
+	for _, n := range names {
+		def, known := topicConfigs[n]
+		v, set := configs[n]
+		if !known && !set {
+			continue // Kafka omits unknown names
+		}
+		c := kmsg.NewDescribeConfigsResponseResourceConfig()
+		c.Name = n
+		c.ConfigType = def.typ
+		if set {
+			c.Value = kmsg.StringPtr(v)
+			c.Source = kmsg.ConfigSourceDynamicTopicConfig
+		} else {
+			c.Value = kmsg.StringPtr(def.def)
+			c.IsDefault = true
+			c.Source = kmsg.ConfigSourceDefaultConfig
+		}
+		if withDocs && def.doc != "" {
+			c.Documentation = kmsg.StringPtr(def.doc)
+		}
+		out = append(out, c)
+	}
+	return out
+}

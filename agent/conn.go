@@ -1,0 +1,248 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// conn serves one client connection. The read loop decodes requests and
+// runs their handlers in request order; a handler may defer its answer
+// (produce waits for durability off the read loop), and the write loop
+// sends answers strictly in request order, as Kafka requires.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	log *slog.Logger
+
+	ctx    context.Context // ends when the connection closes
+	cancel context.CancelFunc
+	out    chan *inflight // in request order, to the write loop
+	once   sync.Once
+}
+
+// inflight is one request's answer on its way to the write loop.
+type inflight struct {
+	corr  int32
+	key   int16
+	ready chan struct{} // closed once resp/err are set
+	resp  kmsg.Response // nil: no answer (acks=0 produce)
+	err   error         // non-nil: close the connection
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &conn{
+		s:      s,
+		nc:     nc,
+		log:    s.log.With("remote", nc.RemoteAddr().String()),
+		ctx:    ctx,
+		cancel: cancel,
+		out:    make(chan *inflight, maxInflightPerConnection),
+	}
+}
+
+func (c *conn) close() {
+	c.once.Do(func() {
+		c.cancel()
+		c.nc.Close()
+	})
+}
+
+func (c *conn) serve() {
+	defer c.close()
+	done := make(chan struct{})
+	go func() { defer close(done); c.writeLoop() }()
+	err := c.readLoop()
+	close(c.out)
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), c.ctx.Err() != nil:
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.log.Debug("closing idle connection")
+	default:
+		c.log.Info("closing connection", "err", err)
+	}
+	<-done
+}
+
+// readLoop reads and handles requests until the connection fails, a handler
+// returns an error, or the server closes. io.EOF is a clean close.
+func (c *conn) readLoop() error {
+	br := bufio.NewReaderSize(c.nc, 64<<10)
+	var sizeBuf [4]byte
+	for {
+		if err := c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout)); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
+			return err
+		}
+		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+		if size < minRequestBytes || size > c.s.cfg.MaxFrameBytes {
+			return fmt.Errorf("request size %d outside [%d, %d]", size, minRequestBytes, c.s.cfg.MaxFrameBytes)
+		}
+		body, err := readBody(br, int(size))
+		if err != nil {
+			return fmt.Errorf("read request of %d bytes: %w", size, err)
+		}
+		fl, err := c.handleFrame(body)
+		if err != nil {
+			return err
+		}
+		if fl == nil {
+			continue
+		}
+		select {
+		case c.out <- fl:
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+	}
+}
+
+// minRequestBytes is the smallest request header: key, version, correlation
+// ID and client ID length.
+const minRequestBytes = 10
+
+// readBody reads exactly n bytes, growing its buffer as the bytes arrive so
+// that a client declaring a large frame and sending little costs little.
+func readBody(r io.Reader, n int) ([]byte, error) {
+	const step = 256 << 10
+	buf := make([]byte, 0, min(n, step))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(n, 2*cap(buf)))
+			copy(grown, buf)
+			buf = grown
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			if errors.Is(err, io.EOF) && len(buf) < n {
+				return nil, io.ErrUnexpectedEOF
+			}
+			if len(buf) < n {
+				return nil, err
+			}
+		}
+	}
+	return buf, nil
+}
+
+// handleFrame decodes and dispatches one request. It returns the answer to
+// queue (nil for none) or an error that closes the connection.
+func (c *conn) handleFrame(body []byte) (fl *inflight, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug, never expected from client input: log it with the stack
+			// and drop the connection rather than the process.
+			c.log.Error("panic handling request", "panic", r, "stack", string(debug.Stack()))
+			fl, err = nil, fmt.Errorf("panic: %v", r)
+		}
+	}()
+	req, rc, early, err := c.s.decode(body)
+	if err != nil {
+		return nil, err
+	}
+	if early != nil {
+		fl = &inflight{corr: rc.corr, key: rc.key, ready: make(chan struct{}), resp: early}
+		close(fl.ready)
+		return fl, nil
+	}
+	rc.conn = c
+	if hook := c.s.cfg.FaultHook; hook != nil {
+		if err := hook(rc.key); err != nil {
+			return nil, fmt.Errorf("fault hook for %s: %w", kmsg.NameForKey(rc.key), err)
+		}
+	}
+	rep, err := c.s.dispatch(c.ctx, rc, req)
+	if err != nil {
+		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(rc.key), rc.version, err)
+	}
+	fl = &inflight{corr: rc.corr, key: rc.key, ready: make(chan struct{})}
+	if rep.wait == nil {
+		fl.resp = rep.resp
+		if rep.resp == nil && !rep.noResponse {
+			return nil, fmt.Errorf("%s v%d: handler returned no response", kmsg.NameForKey(rc.key), rc.version)
+		}
+		close(fl.ready)
+		return fl, nil
+	}
+	go func() {
+		defer close(fl.ready)
+		defer func() {
+			if r := recover(); r != nil {
+				c.log.Error("panic finishing request", "panic", r, "stack", string(debug.Stack()))
+				fl.resp, fl.err = nil, fmt.Errorf("panic: %v", r)
+			}
+		}()
+		fl.resp, fl.err = rep.wait(c.ctx)
+		if fl.err != nil {
+			fl.err = fmt.Errorf("%s v%d: %w", kmsg.NameForKey(rc.key), rc.version, fl.err)
+		}
+	}()
+	return fl, nil
+}
+
+// writeLoop writes answers in request order. It stops (closing the
+// connection) on a write error or an answer carrying an error.
+func (c *conn) writeLoop() {
+	var buf []byte
+	for fl := range c.out {
+		select {
+		case <-fl.ready:
+		case <-c.ctx.Done():
+			c.close()
+			continue // drain so the read loop never blocks
+		}
+		if fl.err != nil {
+			if c.ctx.Err() == nil {
+				c.log.Info("closing connection", "err", fl.err)
+			}
+			c.close()
+			continue
+		}
+		if fl.resp == nil || c.ctx.Err() != nil {
+			continue
+		}
+		buf = appendResponse(buf[:0], fl.corr, fl.resp)
+		if err := c.nc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+			c.close()
+			continue
+		}
+		if _, err := c.nc.Write(buf); err != nil {
+			c.log.Debug("write failed", "err", err)
+			c.close()
+			continue
+		}
+		if cap(buf) > 4<<20 {
+			buf = nil // do not pin a large fetch response's buffer
+		}
+	}
+}
+
+// appendResponse frames a response: size, correlation ID, the header's tag
+// section for flexible versions (never for ApiVersions, whose response
+// header is always v0), then the body.
+func appendResponse(dst []byte, corr int32, resp kmsg.Response) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(corr))
+	if resp.IsFlexible() && resp.Key() != kmsg.ApiVersions.Int16() {
+		dst = append(dst, 0)
+	}
+	dst = resp.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	return dst
+}

@@ -1,0 +1,41 @@
+package agent
+
+// DescribeCluster (key 60): v0-v2.
+//
+// Brokers are the live agents; the controller is the one with the lowest
+// node ID (any agent handles admin requests). Asking for controller
+// endpoints (v1+, EndpointType 2) is UNSUPPORTED_ENDPOINT_TYPE, as a Kafka
+// broker answers. There are no fenced agents: an agent whose lease expired
+// is simply absent. Authorized operations are not computed.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(kmsg.DescribeCluster, 0, 2, (*Server).handleDescribeCluster) }
+
+func (s *Server) handleDescribeCluster(ctx context.Context, _ *reqCtx, req *kmsg.DescribeClusterRequest) (reply, error) {
+	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
+	resp.EndpointType = 1
+	if req.Version >= 1 && req.EndpointType != 1 {
+		resp.EndpointType = req.EndpointType
+		resp.ErrorCode = kerr.UnsupportedEndpointType.Code
+		resp.ErrorMessage = kmsg.StringPtr("shale agents serve broker endpoints only")
+		return now(resp)
+	}
+	agents := s.liveAgents(ctx)
+	resp.ClusterID = s.cfg.ClusterID
+	resp.ControllerID = controllerID(agents)
+	for _, a := range agents {
+		b := kmsg.NewDescribeClusterResponseBroker()
+		b.NodeID, b.Host, b.Port = a.NodeID, a.Host, a.Port
+		if a.Rack != "" {
+			b.Rack = kmsg.StringPtr(a.Rack)
+		}
+		resp.Brokers = append(resp.Brokers, b)
+	}
+	return now(resp)
+}

@@ -1,0 +1,199 @@
+package agent
+
+// Produce (key 0): v3-v13.
+//
+// v3 is the first version that requires record batch v2; a batch with magic
+// 0 or 1 is INVALID_RECORD (from the engine), a wrong CRC is
+// CORRUPT_MESSAGE, a partition's records above the engine's limit or a batch
+// above the topic's max.message.bytes is MESSAGE_TOO_LARGE. v13 names
+// topics by ID (UNKNOWN_TOPIC_ID when none has it).
+//
+// Unlike Kafka, acks=1 and acks=-1 mean the same: the answer leaves only
+// once the records are in the bucket and indexed in etcd. acks=0 gets no
+// answer; when the request is refused outright (unknown topic, bad batch)
+// the connection is closed instead, as Kafka does, so the client notices.
+// Other acks values are INVALID_REQUIRED_ACKS. Transactional produce is
+// refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED (see init_producer_id.go).
+//
+// The read loop hands each partition's records to the engine in request
+// order (so one producer's pipelined requests keep their order) and the wait
+// for durability runs off the read loop, so a connection can have several
+// produce requests in flight; answers are still written in request order.
+// A request not durable within its timeout is REQUEST_TIMED_OUT (the records
+// may still become durable: an idempotent retry is de-duplicated).
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/metastore"
+)
+
+func init() { register(kmsg.Produce, 3, 13, (*Server).handleProduce) }
+
+type producePart struct {
+	ti, pi int
+	pend   *engine.Pending
+}
+
+func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.ProduceRequest) (reply, error) {
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+	if timeout <= 0 {
+		timeout = DefaultProduceTimeout
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+
+	var refuse *kerr.Error
+	switch {
+	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
+		refuse = kerr.InvalidRequiredAcks
+	case req.TransactionID != nil:
+		refuse = kerr.TransactionalIDAuthorizationFailed
+	}
+
+	var parts []producePart
+	refused := false
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	for ti := range req.Topics {
+		rt := &req.Topics[ti]
+		ot := &resp.Topics[ti]
+		*ot = kmsg.NewProduceResponseTopic()
+		ot.Topic, ot.TopicID = rt.Topic, rt.TopicID
+		t, terr := s.produceTopic(ctx, req.Version, rt)
+		ot.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		for pi := range rt.Partitions {
+			p := &rt.Partitions[pi]
+			op := &ot.Partitions[pi]
+			*op = kmsg.NewProduceResponseTopicPartition()
+			op.Partition = p.Partition
+			op.BaseOffset, op.LogAppendTime, op.LogStartOffset = -1, -1, -1
+			code := int16(0)
+			switch {
+			case refuse != nil:
+				code = refuse.Code
+			case terr != nil:
+				code = terr.Code
+			case p.Partition < 0 || p.Partition >= t.Partitions:
+				if ok := s.refreshPartitions(ctx, &t, p.Partition); !ok {
+					code = kerr.UnknownTopicOrPartition.Code
+				}
+			}
+			if code == 0 && tooLarge(p.Records, maxMessageBytes(t.Configs)) {
+				code = kerr.MessageTooLarge.Code
+			}
+			if code != 0 {
+				op.ErrorCode = code
+				refused = true
+				continue
+			}
+			pend := s.eng.Produce(wctx, t.ID, p.Partition, p.Records)
+			parts = append(parts, producePart{ti: ti, pi: pi, pend: pend})
+		}
+	}
+
+	if req.Acks == 0 {
+		// Nothing is answered; a refusal known now closes the connection.
+		defer cancel()
+		for _, pp := range parts {
+			select {
+			case <-pp.pend.Done():
+				if _, err := pp.pend.Wait(wctx); err != nil {
+					refused = true
+				}
+			default:
+			}
+		}
+		if refused {
+			return reply{}, errors.New("acks=0 produce refused")
+		}
+		return reply{noResponse: true}, nil
+	}
+	if len(parts) == 0 {
+		cancel()
+		return now(resp)
+	}
+	return reply{wait: func(context.Context) (kmsg.Response, error) {
+		defer cancel()
+		for _, pp := range parts {
+			op := &resp.Topics[pp.ti].Partitions[pp.pi]
+			res, err := pp.pend.Wait(wctx)
+			if err != nil {
+				if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+					return nil, ctx.Err() // connection closed
+				}
+				op.ErrorCode = errCode(s.log, "produce", err)
+				op.ErrorMessage = errMessage(err)
+				continue
+			}
+			op.BaseOffset = res.BaseOffset
+			op.LogStartOffset = res.LogStartOffset
+		}
+		return resp, nil
+	}}, nil
+}
+
+// produceTopic resolves a produce request's topic by name, or by ID from v13.
+func (s *Server) produceTopic(ctx context.Context, version int16, rt *kmsg.ProduceRequestTopic) (metastore.Topic, *kerr.Error) {
+	var (
+		t   metastore.Topic
+		err error
+	)
+	if version >= 13 {
+		t, err = s.topics.getByID(ctx, metastore.TopicID(rt.TopicID))
+		if errors.Is(err, metastore.ErrTopicNotFound) {
+			return t, kerr.UnknownTopicID
+		}
+	} else {
+		t, err = s.topics.get(ctx, rt.Topic)
+		if errors.Is(err, metastore.ErrInvalid) {
+			return t, kerr.UnknownTopicOrPartition
+		}
+	}
+	if err != nil {
+		return t, kerr.TypedErrorForCode(errCode(s.log, "produce: get topic", err))
+	}
+	return t, nil
+}
+
+// refreshPartitions re-reads a topic whose cached partition count does not
+// include partition (it may just have grown) and reports whether it does now.
+func (s *Server) refreshPartitions(ctx context.Context, t *metastore.Topic, partition int32) bool {
+	if partition < 0 {
+		return false
+	}
+	nt, err := s.topics.load(ctx, t.Name)
+	if err != nil || nt.ID != t.ID {
+		return false
+	}
+	*t = nt
+	return partition < nt.Partitions
+}
+
+// tooLarge reports whether a batch in records is larger than limit bytes. It
+// only reads the batch length fields; malformed records are left to the
+// engine's validation.
+func tooLarge(records []byte, limit int) bool {
+	const lengthEnd = 12 // base offset (8) + batch length (4)
+	for len(records) >= lengthEnd {
+		n := int64(int32(binary.BigEndian.Uint32(records[8:12])))
+		if n < 0 {
+			return false
+		}
+		size := n + lengthEnd
+		if size > int64(limit) {
+			return true
+		}
+		if size > int64(len(records)) {
+			return false
+		}
+		records = records[size:]
+	}
+	return false
+}

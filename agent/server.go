@@ -1,0 +1,329 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/metastore"
+)
+
+// Config configures a Server. Zero fields take the defaults below, except
+// NodeID (0 is a valid node ID; use -1 to have one allocated).
+type Config struct {
+	// Listen is the TCP address to listen on, e.g. "127.0.0.1:9092".
+	Listen string
+	// AdvertisedHost and AdvertisedPort are what Metadata tells clients to
+	// connect to. Defaults: the listener's host (the machine's host name
+	// when it listens on all interfaces) and port.
+	AdvertisedHost string
+	AdvertisedPort int32
+	// NodeID is this agent's broker ID; negative means "take the lowest ID
+	// no live agent holds".
+	NodeID int32
+	// ClusterID is reported by Metadata and DescribeCluster. Default: derived
+	// from the metastore namespace, so every agent of a cluster agrees.
+	ClusterID string
+	// AutoCreateTopics lets Metadata create topics that do not exist
+	// (Kafka's auto.create.topics.enable).
+	AutoCreateTopics bool
+	// DefaultPartitions is the partition count of auto-created topics and of
+	// CreateTopics asking for -1 (Kafka's num.partitions).
+	DefaultPartitions int32
+	// MaxFrameBytes bounds a request's size (socket.request.max.bytes); a
+	// larger length prefix closes the connection.
+	MaxFrameBytes int32
+	// AgentTTL is the lease TTL of the agent's registration in etcd.
+	AgentTTL time.Duration
+	// Rack is reported to clients as the broker's rack.
+	Rack string
+	// IdleTimeout closes connections that send no request for this long
+	// (connections.max.idle.ms).
+	IdleTimeout time.Duration
+	// FaultHook, when set, is called with the key of every request before
+	// it is handled; a non-nil error closes the connection instead (tests
+	// use it to inject failures; it may also sleep).
+	FaultHook func(key int16) error
+}
+
+// Defaults.
+const (
+	DefaultListen            = "127.0.0.1:9092"
+	DefaultPartitions        = 1
+	DefaultMaxFrameBytes     = 100 << 20
+	DefaultAgentTTL          = 10 * time.Second
+	DefaultIdleTimeout       = 10 * time.Minute
+	DefaultProduceTimeout    = 30 * time.Second
+	topicCacheTTL            = time.Second
+	writeTimeout             = 30 * time.Second
+	maxInflightPerConnection = 64
+)
+
+func (c *Config) setDefaults(meta *metastore.Store) {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.DefaultPartitions <= 0 {
+		c.DefaultPartitions = DefaultPartitions
+	}
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.AgentTTL <= 0 {
+		c.AgentTTL = DefaultAgentTTL
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.ClusterID == "" {
+		// A Kafka cluster ID is a base64url UUID; derive one from the
+		// namespace so all agents of a cluster report the same.
+		sum := sha256.Sum256([]byte("shale cluster " + meta.Namespace()))
+		c.ClusterID = base64.RawURLEncoding.EncodeToString(sum[:16])
+	}
+}
+
+// Server is one agent's Kafka protocol server.
+type Server struct {
+	cfg    Config
+	eng    *engine.Engine
+	meta   *metastore.Store
+	log    *slog.Logger
+	topics *topicCache
+
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[*conn]struct{}
+	session *metastore.Session
+	nodeID  int32
+	host    string
+	port    int32
+	closed  bool
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a server; Start makes it listen.
+func New(cfg Config, eng *engine.Engine, meta *metastore.Store, log *slog.Logger) (*Server, error) {
+	if eng == nil || meta == nil {
+		return nil, errors.New("agent: engine and metastore are required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.setDefaults(meta)
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:    cfg,
+		eng:    eng,
+		meta:   meta,
+		log:    log.With("component", "agent"),
+		topics: newTopicCache(meta, topicCacheTTL),
+		conns:  make(map[*conn]struct{}),
+		nodeID: -1,
+		ctx:    ctx,
+		cancel: cancel,
+	}, nil
+}
+
+// Start listens, registers the agent in etcd under a lease and serves
+// connections in the background until Close.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.ln != nil || s.closed {
+		s.mu.Unlock()
+		return errors.New("agent: already started or closed")
+	}
+	s.mu.Unlock()
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("agent: listen %s: %w", s.cfg.Listen, err)
+	}
+	host, port, err := advertised(s.cfg, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	info := metastore.AgentInfo{NodeID: s.cfg.NodeID, Host: host, Port: port, Rack: s.cfg.Rack, Version: "shale"}
+	if info.NodeID < 0 {
+		info.NodeID = -1
+	}
+	sess, err := s.meta.RegisterAgent(ctx, info, s.cfg.AgentTTL)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("agent: register: %w", err)
+	}
+	s.mu.Lock()
+	s.ln, s.session, s.nodeID, s.host, s.port = ln, sess, sess.NodeID(), host, port
+	s.mu.Unlock()
+	s.log = s.log.With("node", sess.NodeID())
+	s.log.Info("agent listening", "addr", ln.Addr().String(), "advertised", net.JoinHostPort(host, strconv.Itoa(int(port))))
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.acceptLoop(ln) }()
+	go func() { defer s.wg.Done(); s.keepRegistered(info) }()
+	return nil
+}
+
+func advertised(cfg Config, addr net.Addr) (string, int32, error) {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return "", 0, fmt.Errorf("agent: listener address %v is not TCP", addr)
+	}
+	host, port := cfg.AdvertisedHost, cfg.AdvertisedPort
+	if port <= 0 {
+		port = int32(ta.Port)
+	}
+	if host == "" {
+		if ta.IP.IsUnspecified() {
+			h, err := os.Hostname()
+			if err != nil || h == "" {
+				h = "localhost"
+			}
+			host = h
+		} else {
+			host = ta.IP.String()
+		}
+	}
+	return host, port, nil
+}
+
+// keepRegistered re-registers the agent with the same node ID whenever its
+// lease is lost (etcd unreachable for longer than the TTL), until Close.
+func (s *Server) keepRegistered(info metastore.AgentInfo) {
+	backoff := 100 * time.Millisecond
+	for {
+		s.mu.Lock()
+		sess := s.session
+		s.mu.Unlock()
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-sess.Done():
+		}
+		s.log.Warn("agent lease lost, registering again")
+		info.NodeID = sess.NodeID()
+		for {
+			rctx, cancel := context.WithTimeout(s.ctx, s.cfg.AgentTTL)
+			ns, err := s.meta.RegisterAgent(rctx, info, s.cfg.AgentTTL)
+			cancel()
+			if err == nil {
+				s.mu.Lock()
+				s.session = ns
+				s.mu.Unlock()
+				backoff = 100 * time.Millisecond
+				break
+			}
+			s.log.Warn("agent re-registration failed", "err", err)
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failure (out of file descriptors): back off.
+			delay = max(5*time.Millisecond, min(2*delay, time.Second))
+			s.log.Warn("accept failed", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Addr returns the listener's address (nil before Start).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// NodeID returns the agent's node ID (-1 before Start).
+func (s *Server) NodeID() int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nodeID
+}
+
+// Close stops accepting, closes every connection (requests in flight are
+// abandoned; a produce already handed to the engine still completes there),
+// and removes the agent's registration. It does not close the engine.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	ln := s.ln
+	for c := range s.conns {
+		c.close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	if ln != nil {
+		ln.Close()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("agent: close: %w", ctx.Err())
+	}
+	s.mu.Lock()
+	sess := s.session
+	s.mu.Unlock()
+	if sess != nil {
+		if err := sess.Close(ctx); err != nil {
+			return fmt.Errorf("agent: deregister: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newAgentCmd() *cobra.Command {
+	flushBytes := ByteSize(4 << 20)
+	cacheBytes := ByteSize(1 << 30)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a shale agent (a Kafka-protocol server)",
+		Long: `Run a shale agent. Agents are stateless: they buffer writes on local disk, seal them
+into objects in the bucket, and commit the offset index to etcd. Run as many as you like
+against the same etcd and bucket; any agent serves any partition.
+
+Every flag can also be set as an environment variable (SHALE_ and the flag name in upper
+case with _ for -, e.g. SHALE_ETCD_ENDPOINTS) or in a YAML file passed with --config, whose
+keys are the flag names. Flags win over the environment, which wins over the file.
+
+S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+~/.aws, instance roles) unless --s3-access-key/--s3-secret-key are given.`,
+		Example: `  # everything embedded, data under ./data
+  shale agent --dev
+
+  # against etcd and MinIO
+  AWS_ACCESS_KEY_ID=minio AWS_SECRET_ACCESS_KEY=minio123 shale agent \
+    --etcd-endpoints 127.0.0.1:2379 --bucket s3://shale/prod \
+    --s3-endpoint http://127.0.0.1:9000 --listen 0.0.0.0:9092 --advertised-host kafka1.internal`,
+		Args: cobra.NoArgs,
+	}
+	f := cmd.Flags()
+	addConfigFileFlag(cmd)
+	f.Bool("dev", false, "embedded defaults: etcd and a local-directory bucket under --data-dir, topic auto-creation on")
+	f.String("data-dir", "data", "local directory for the write spool and read cache (and, with --dev, etcd and the bucket)")
+	f.String("listen", "127.0.0.1:9092", "Kafka listener address")
+	f.String("advertised-host", "", "host clients should connect to (default: the listener's host)")
+	f.Int("advertised-port", 0, "port clients should connect to (default: the listener's port)")
+	f.Int("node-id", -1, "Kafka broker ID to advertise (-1: allocate a free one in etcd)")
+	f.Duration("agent-ttl", 10*time.Second, "lease of this agent's registration in etcd: how long a dead agent stays listed")
+	f.StringSlice("etcd-endpoints", nil, "etcd endpoints, comma-separated (required unless --dev)")
+	f.String("etcd-namespace", "/shale", "key prefix of this cluster in etcd")
+	f.String("dev-etcd-listen", "127.0.0.1:2379", "with --dev: client address of the embedded etcd")
+	f.String("bucket", "", "object store: s3://bucket/prefix, or a local directory (default with --dev: <data-dir>/bucket)")
+	f.String("s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores, e.g. http://127.0.0.1:9000 (implies path-style)")
+	f.String("s3-region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
+	f.Bool("s3-path-style", false, "use path-style S3 addressing")
+	f.String("s3-access-key", "", "S3 access key (default: the AWS credential chain)")
+	f.String("s3-secret-key", "", "S3 secret key (default: the AWS credential chain)")
+	f.Var(&flushBytes, "flush-bytes", "seal the write buffer into an object at this size")
+	f.Duration("flush-interval", 250*time.Millisecond, "seal the write buffer at least this often (bounds acks=all latency)")
+	f.Var(&cacheBytes, "cache-bytes", "local read cache budget")
+	f.Bool("auto-create-topics", false, "create unknown topics on first produce or metadata request (on with --dev)")
+	f.Int("default-partitions", 1, "partitions of auto-created topics")
+	f.String("log-level", "info", "debug, info, warn or error")
+	f.String("log-format", "text", "text or json")
+
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		v, err := newViper(cmd)
+		if err != nil {
+			return err
+		}
+		log, err := newLogger(cmd.ErrOrStderr(), v.GetString("log-level"), v.GetString("log-format"))
+		if err != nil {
+			return err
+		}
+		fb, err := ParseByteSize(v.GetString("flush-bytes"))
+		if err != nil {
+			return fmt.Errorf("--flush-bytes: %w", err)
+		}
+		cb, err := ParseByteSize(v.GetString("cache-bytes"))
+		if err != nil {
+			return fmt.Errorf("--cache-bytes: %w", err)
+		}
+		dev := v.GetBool("dev")
+		o := StackOptions{
+			Dev:               dev,
+			DataDir:           v.GetString("data-dir"),
+			Listen:            v.GetString("listen"),
+			AdvertisedHost:    v.GetString("advertised-host"),
+			AdvertisedPort:    v.GetInt("advertised-port"),
+			NodeID:            v.GetInt("node-id"),
+			AgentTTL:          v.GetDuration("agent-ttl"),
+			EtcdEndpoints:     splitList(v.GetStringSlice("etcd-endpoints")),
+			EtcdNamespace:     v.GetString("etcd-namespace"),
+			DevEtcdListen:     v.GetString("dev-etcd-listen"),
+			Bucket:            v.GetString("bucket"),
+			S3Endpoint:        v.GetString("s3-endpoint"),
+			S3Region:          v.GetString("s3-region"),
+			S3PathStyle:       v.GetBool("s3-path-style"),
+			S3AccessKey:       v.GetString("s3-access-key"),
+			S3SecretKey:       v.GetString("s3-secret-key"),
+			FlushBytes:        int64(fb),
+			FlushInterval:     v.GetDuration("flush-interval"),
+			CacheBytes:        int64(cb),
+			AutoCreateTopics:  v.GetBool("auto-create-topics") || (dev && !cmd.Flags().Changed("auto-create-topics") && !v.IsSet("auto-create-topics")),
+			DefaultPartitions: v.GetInt("default-partitions"),
+		}
+		if o.FlushBytes <= 0 || o.FlushInterval <= 0 {
+			return fmt.Errorf("--flush-bytes and --flush-interval must be positive")
+		}
+		ctx := cmd.Context()
+		st, err := StartStack(ctx, o, log)
+		if err != nil {
+			return err
+		}
+		log.Info("shale agent ready",
+			"kafka", st.Agent.Addr().String(), "node_id", st.Agent.NodeID(),
+			"bucket", st.Store.String(), "etcd_namespace", o.EtcdNamespace, "dev", dev,
+			"flush_bytes", HumanBytes(o.FlushBytes), "flush_interval", o.FlushInterval)
+		fmt.Fprintf(cmd.ErrOrStderr(), "shale agent listening on %s (Ctrl-C to stop)\n", st.Agent.Addr())
+		<-ctx.Done()
+		log.Info("shutting down: flushing buffered records")
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return st.Close(sctx)
+	}
+	return cmd
+}
+
+// splitList accepts both repeated flags and comma-separated values (env
+// variables arrive as one string).
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+			out = append(out, p)
+		}
+	}
+	return out
+}

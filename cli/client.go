@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Client commands (topic, produce, consume) talk to any agent through the
+// Kafka protocol, like any other client would.
+
+func addBootstrapFlag(cmd *cobra.Command) {
+	cmd.Flags().StringSliceP("bootstrap", "b", []string{"127.0.0.1:9092"}, "agent addresses (host:port, comma-separated; env SHALE_BOOTSTRAP)")
+	cmd.Flags().Duration("timeout", 30*time.Second, "give up on a request after this long")
+}
+
+func kafkaClient(v *viper.Viper, opts ...kgo.Opt) (*kgo.Client, error) {
+	seeds := splitList(v.GetStringSlice("bootstrap"))
+	if len(seeds) == 0 {
+		return nil, fmt.Errorf("no agent address: pass --bootstrap host:9092")
+	}
+	base := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("shale-cli"), kgo.RetryTimeout(v.GetDuration("timeout"))}
+	cl, err := kgo.NewClient(append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client for %v: %w", seeds, err)
+	}
+	return cl, nil
+}
+
+// adminClient connects and checks the cluster answers, so a wrong address
+// fails fast with a message instead of a long retry loop.
+func adminClient(ctx context.Context, v *viper.Viper) (*kadm.Client, func(), error) {
+	cl, err := kafkaClient(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, min(v.GetDuration("timeout"), 10*time.Second))
+	defer cancel()
+	if err := cl.Ping(pctx); err != nil {
+		cl.Close()
+		return nil, nil, fmt.Errorf("no agent answers at %v (%v): is `shale agent` running there?", v.GetStringSlice("bootstrap"), err)
+	}
+	return kadm.NewClient(cl), cl.Close, nil
+}

@@ -1,0 +1,200 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/shale-dev/shale/agent"
+	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/s3tier"
+)
+
+// StackOptions configures one agent and what it connects to.
+type StackOptions struct {
+	Dev     bool
+	DataDir string
+
+	Listen         string
+	AdvertisedHost string
+	AdvertisedPort int
+	NodeID         int
+	AgentTTL       time.Duration
+
+	EtcdEndpoints  []string
+	EtcdNamespace  string
+	DevEtcdListen  string
+	EtcdDialTimout time.Duration
+
+	Bucket      string // s3://bucket/prefix, file:///path or a directory
+	S3Endpoint  string
+	S3Region    string
+	S3PathStyle bool
+	S3AccessKey string
+	S3SecretKey string
+
+	FlushBytes        int64
+	FlushInterval     time.Duration
+	CacheBytes        int64
+	AutoCreateTopics  bool
+	DefaultPartitions int
+}
+
+// Stack is a running agent with its storage engine, metadata store and
+// object store (and, in dev mode, its embedded etcd).
+type Stack struct {
+	Agent  *agent.Server
+	Engine *engine.Engine
+	Meta   *metastore.Store
+	Store  s3tier.Store
+	Etcd   *metastore.Embedded // nil unless dev mode started one
+
+	cli *clientv3.Client
+	log *slog.Logger
+}
+
+// OpenMeta connects to etcd (starting the embedded one in dev mode).
+func OpenMeta(ctx context.Context, o StackOptions, log *slog.Logger) (*metastore.Store, *metastore.Embedded, *clientv3.Client, error) {
+	var emb *metastore.Embedded
+	endpoints := o.EtcdEndpoints
+	if len(endpoints) == 0 {
+		if !o.Dev {
+			return nil, nil, nil, errors.New("no etcd endpoints: pass --etcd-endpoints host:2379 (or --dev for an embedded etcd)")
+		}
+		var err error
+		emb, err = metastore.StartEmbedded(ctx, metastore.EmbedConfig{
+			Dir:        filepath.Join(o.DataDir, "etcd"),
+			ClientAddr: o.DevEtcdListen,
+			Logger:     log,
+		})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("start embedded etcd in %s: %w", filepath.Join(o.DataDir, "etcd"), err)
+		}
+		endpoints = emb.Endpoints()
+		log.Info("embedded etcd started", "endpoints", strings.Join(endpoints, ","), "dir", filepath.Join(o.DataDir, "etcd"))
+	}
+	dial := o.EtcdDialTimout
+	if dial <= 0 {
+		dial = 5 * time.Second
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: dial, Logger: quietZap()})
+	if err != nil {
+		if emb != nil {
+			emb.Close()
+		}
+		return nil, nil, nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
+	}
+	// Fail early with a clear message when etcd is unreachable.
+	pctx, cancel := context.WithTimeout(ctx, dial)
+	defer cancel()
+	if _, err := cli.Get(pctx, "health-probe"); err != nil {
+		cli.Close()
+		if emb != nil {
+			emb.Close()
+		}
+		return nil, nil, nil, fmt.Errorf("etcd at %v is not answering (%v): is it running and reachable?", endpoints, err)
+	}
+	ns := o.EtcdNamespace
+	if ns == "" {
+		ns = "/shale"
+	}
+	return metastore.New(cli, ns), emb, cli, nil
+}
+
+// OpenStore opens the object store named by o.Bucket.
+func OpenStore(ctx context.Context, o StackOptions) (s3tier.Store, error) {
+	b := o.Bucket
+	if b == "" {
+		if !o.Dev {
+			return nil, errors.New("no bucket: pass --bucket s3://bucket/prefix (or --dev for a local directory)")
+		}
+		b = filepath.Join(o.DataDir, "bucket")
+	}
+	if strings.HasPrefix(b, "s3://") {
+		bucket, prefix, err := s3tier.ParseS3URL(b)
+		if err != nil {
+			return nil, err
+		}
+		return s3tier.NewS3Store(ctx, s3tier.S3Config{
+			Bucket: bucket, Prefix: prefix, Endpoint: o.S3Endpoint, Region: o.S3Region,
+			PathStyle: o.S3PathStyle || o.S3Endpoint != "", AccessKey: o.S3AccessKey, SecretKey: o.S3SecretKey,
+		})
+	}
+	b = strings.TrimPrefix(b, "file://")
+	if err := os.MkdirAll(b, 0o755); err != nil {
+		return nil, fmt.Errorf("create bucket directory %s: %w", b, err)
+	}
+	return s3tier.NewDirStore(b)
+}
+
+// StartStack starts everything one agent needs and the agent itself.
+func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, error) {
+	if o.DataDir == "" {
+		o.DataDir = "data"
+	}
+	meta, emb, cli, err := OpenMeta(ctx, o, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Meta: meta, Etcd: emb, cli: cli, log: log}
+	fail := func(err error) (*Stack, error) {
+		s.Close(context.Background())
+		return nil, err
+	}
+	if s.Store, err = OpenStore(ctx, o); err != nil {
+		return fail(err)
+	}
+	s.Engine, err = engine.New(engine.Config{
+		DataDir:       filepath.Join(o.DataDir, "agent"),
+		FlushBytes:    o.FlushBytes,
+		FlushInterval: o.FlushInterval,
+		CacheBytes:    o.CacheBytes,
+	}, s.Store, meta, log)
+	if err != nil {
+		return fail(err)
+	}
+	s.Agent, err = agent.New(agent.Config{
+		Listen:            o.Listen,
+		AdvertisedHost:    o.AdvertisedHost,
+		AdvertisedPort:    int32(o.AdvertisedPort),
+		NodeID:            int32(o.NodeID),
+		AutoCreateTopics:  o.AutoCreateTopics,
+		DefaultPartitions: int32(o.DefaultPartitions),
+		AgentTTL:          o.AgentTTL,
+	}, s.Engine, meta, log)
+	if err != nil {
+		return fail(err)
+	}
+	if err := s.Agent.Start(ctx); err != nil {
+		s.Agent = nil
+		return fail(fmt.Errorf("start Kafka listener on %s: %w", o.Listen, err))
+	}
+	return s, nil
+}
+
+// Close stops the agent (answering what it can), flushes the engine and
+// releases etcd.
+func (s *Stack) Close(ctx context.Context) error {
+	var errs []error
+	if s.Agent != nil {
+		errs = append(errs, s.Agent.Close(ctx))
+	}
+	if s.Engine != nil {
+		errs = append(errs, s.Engine.Close(ctx))
+	}
+	if s.cli != nil {
+		errs = append(errs, s.cli.Close())
+	}
+	if s.Etcd != nil {
+		errs = append(errs, s.Etcd.Close())
+	}
+	return errors.Join(errs...)
+}

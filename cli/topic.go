@@ -1,0 +1,267 @@
+package cli
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+func newTopicCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "topic",
+		Short: "Create, list, describe, alter and delete topics",
+		Long: `Manage topics through any agent (the Kafka admin protocol).
+
+Configs shale honours: retention.ms and retention.bytes (-1 keeps forever),
+max.message.bytes, message.timestamp.type. cleanup.policy=compact is not supported yet.`,
+	}
+	cmd.AddCommand(topicCreateCmd(), topicListCmd(), topicDescribeCmd(), topicAlterCmd(), topicDeleteCmd())
+	return cmd
+}
+
+func parseConfigs(kvs []string) (map[string]*string, error) {
+	out := make(map[string]*string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("bad config %q: use key=value, e.g. retention.ms=-1", kv)
+		}
+		out[k] = &v
+	}
+	return out, nil
+}
+
+func topicCreateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "create NAME",
+		Short:   "Create a topic",
+		Example: "  shale topic create clicks --partitions 12 --config retention.ms=-1",
+		Args:    cobra.ExactArgs(1),
+	}
+	addBootstrapFlag(cmd)
+	cmd.Flags().Int32P("partitions", "p", 1, "number of partitions")
+	cmd.Flags().StringArrayP("config", "c", nil, "topic config key=value (repeatable)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		v, err := newViper(cmd)
+		if err != nil {
+			return err
+		}
+		cfgs, err := parseConfigs(v.GetStringSlice("config"))
+		if err != nil {
+			return err
+		}
+		adm, done, err := adminClient(cmd.Context(), v)
+		if err != nil {
+			return err
+		}
+		defer done()
+		resp, err := adm.CreateTopic(cmd.Context(), v.GetInt32("partitions"), -1, cfgs, args[0])
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			return fmt.Errorf("create topic %s: %w", args[0], err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "created topic %s with %d partitions\n", args[0], resp.NumPartitions)
+		return nil
+	}
+	return cmd
+}
+
+func topicListCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "list", Short: "List topics", Args: cobra.NoArgs}
+	addBootstrapFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		v, err := newViper(cmd)
+		if err != nil {
+			return err
+		}
+		adm, done, err := adminClient(cmd.Context(), v)
+		if err != nil {
+			return err
+		}
+		defer done()
+		tds, err := adm.ListTopics(cmd.Context())
+		if err != nil {
+			return fmt.Errorf("list topics: %w", err)
+		}
+		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "TOPIC\tPARTITIONS\tID")
+		for _, td := range tds.Sorted() {
+			fmt.Fprintf(w, "%s\t%d\t%s\n", td.Topic, len(td.Partitions), td.ID)
+		}
+		return w.Flush()
+	}
+	return cmd
+}
+
+func topicDescribeCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "describe NAME", Short: "Show a topic's partitions, offsets and configs", Args: cobra.ExactArgs(1)}
+	addBootstrapFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		v, err := newViper(cmd)
+		if err != nil {
+			return err
+		}
+		adm, done, err := adminClient(cmd.Context(), v)
+		if err != nil {
+			return err
+		}
+		defer done()
+		ctx, name := cmd.Context(), args[0]
+		tds, err := adm.ListTopics(ctx, name)
+		if err != nil {
+			return fmt.Errorf("describe %s: %w", name, err)
+		}
+		td, ok := tds[name]
+		if !ok || td.Err != nil {
+			return fmt.Errorf("topic %s: %v (see `shale topic list`)", name, td.Err)
+		}
+		starts, err := adm.ListStartOffsets(ctx, name)
+		if err != nil {
+			return fmt.Errorf("start offsets of %s: %w", name, err)
+		}
+		ends, err := adm.ListEndOffsets(ctx, name)
+		if err != nil {
+			return fmt.Errorf("end offsets of %s: %w", name, err)
+		}
+		out := cmd.OutOrStdout()
+		fmt.Fprintf(out, "topic %s  id %s  partitions %d\n\n", name, td.ID, len(td.Partitions))
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "PARTITION\tLOG START\tLOG END\tRECORDS")
+		for _, p := range td.Partitions.Sorted() {
+			s, _ := starts.Lookup(name, p.Partition)
+			e, _ := ends.Lookup(name, p.Partition)
+			fmt.Fprintf(w, "%d\t%d\t%d\t%d\n", p.Partition, s.Offset, e.Offset, e.Offset-s.Offset)
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		rcs, err := adm.DescribeTopicConfigs(ctx, name)
+		if err != nil {
+			return fmt.Errorf("configs of %s: %w", name, err)
+		}
+		rc, err := rcs.On(name, nil)
+		if err == nil && rc.Err == nil && len(rc.Configs) > 0 {
+			fmt.Fprintln(out, "\nCONFIG")
+			sort.Slice(rc.Configs, func(i, j int) bool { return rc.Configs[i].Key < rc.Configs[j].Key })
+			w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			for _, c := range rc.Configs {
+				fmt.Fprintf(w, "%s\t%s\t(%s)\n", c.Key, c.MaybeValue(), strings.ToLower(c.Source.String()))
+			}
+			return w.Flush()
+		}
+		return nil
+	}
+	return cmd
+}
+
+func topicAlterCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "alter NAME",
+		Short:   "Change a topic's configs or add partitions",
+		Example: "  shale topic alter clicks --config retention.ms=604800000 --partitions 24",
+		Args:    cobra.ExactArgs(1),
+	}
+	addBootstrapFlag(cmd)
+	cmd.Flags().StringArrayP("config", "c", nil, "set config key=value (repeatable)")
+	cmd.Flags().StringArray("delete-config", nil, "reset config key to its default (repeatable)")
+	cmd.Flags().Int32P("partitions", "p", 0, "grow the topic to this many partitions")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		v, err := newViper(cmd)
+		if err != nil {
+			return err
+		}
+		cfgs, err := parseConfigs(v.GetStringSlice("config"))
+		if err != nil {
+			return err
+		}
+		dels := v.GetStringSlice("delete-config")
+		parts := v.GetInt32("partitions")
+		if len(cfgs) == 0 && len(dels) == 0 && parts == 0 {
+			return fmt.Errorf("nothing to change: pass --config key=value, --delete-config key or --partitions N")
+		}
+		adm, done, err := adminClient(cmd.Context(), v)
+		if err != nil {
+			return err
+		}
+		defer done()
+		ctx, name := cmd.Context(), args[0]
+		var alters []kadm.AlterConfig
+		for k, val := range cfgs {
+			alters = append(alters, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: val})
+		}
+		for _, k := range dels {
+			alters = append(alters, kadm.AlterConfig{Op: kadm.DeleteConfig, Name: k})
+		}
+		if len(alters) > 0 {
+			rs, err := adm.AlterTopicConfigs(ctx, alters, name)
+			if err == nil {
+				var r kadm.AlterConfigsResponse
+				if r, err = rs.On(name, nil); err == nil {
+					err = r.Err
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("alter configs of %s: %w", name, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "altered %d configs of %s\n", len(alters), name)
+		}
+		if parts > 0 {
+			rs, err := adm.UpdatePartitions(ctx, int(parts), name)
+			if err == nil {
+				var r kadm.CreatePartitionsResponse
+				if r, err = rs.On(name, nil); err == nil {
+					err = r.Err
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("grow %s to %d partitions: %w", name, parts, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s now has %d partitions\n", name, parts)
+		}
+		return nil
+	}
+	return cmd
+}
+
+func topicDeleteCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "delete NAME...",
+		Short: "Delete topics (their data becomes garbage and is collected)",
+		Args:  cobra.MinimumNArgs(1),
+	}
+	addBootstrapFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		v, err := newViper(cmd)
+		if err != nil {
+			return err
+		}
+		adm, done, err := adminClient(cmd.Context(), v)
+		if err != nil {
+			return err
+		}
+		defer done()
+		rs, err := adm.DeleteTopics(cmd.Context(), args...)
+		if err != nil {
+			return fmt.Errorf("delete topics: %w", err)
+		}
+		var failed []string
+		for _, r := range rs.Sorted() {
+			if r.Err != nil {
+				failed = append(failed, fmt.Sprintf("%s: %v", r.Topic, r.Err))
+				continue
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted topic %s\n", r.Topic)
+		}
+		if failed != nil {
+			return fmt.Errorf("%s", strings.Join(failed, "; "))
+		}
+		return nil
+	}
+	return cmd
+}
