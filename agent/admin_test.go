@@ -269,4 +269,3 @@ func TestDescribeBrokerConfigs(t *testing.T) {
 		t.Fatalf("alter broker configs: %v %+v, want INVALID_REQUEST", err, ar)
 	}
 }
-

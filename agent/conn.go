@@ -92,11 +92,19 @@ func (c *conn) readLoop() error {
 		if size < minRequestBytes || size > c.s.cfg.MaxFrameBytes {
 			return fmt.Errorf("request size %d outside [%d, %d]", size, minRequestBytes, c.s.cfg.MaxFrameBytes)
 		}
+		// Bound the memory of requests in flight across connections; the
+		// bytes are held until the request is handed over (a produce's
+		// records then count against the engine's own back-pressure).
+		if err := c.s.mem.Acquire(c.ctx, int64(size)); err != nil {
+			return err
+		}
 		body, err := readBody(br, int(size))
 		if err != nil {
+			c.s.mem.Release(int64(size))
 			return fmt.Errorf("read request of %d bytes: %w", size, err)
 		}
 		fl, err := c.handleFrame(body)
+		c.s.mem.Release(int64(size))
 		if err != nil {
 			return err
 		}

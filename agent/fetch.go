@@ -95,6 +95,10 @@ func (s *Server) handleFetch(ctx context.Context, _ *reqCtx, req *kmsg.FetchRequ
 	}
 	wait := time.Duration(max(req.MaxWaitMillis, 0)) * time.Millisecond
 	deadline := time.Now().Add(wait)
+	// Reads (etcd, the bucket) are bounded too: a stuck read answers
+	// REQUEST_TIMED_OUT instead of holding the connection.
+	rctx, cancel := context.WithDeadline(ctx, deadline.Add(requestTimeout))
+	defer cancel()
 	for {
 		// Take the wake-up channels before reading, so data committed
 		// between the read and the wait is not missed.
@@ -106,7 +110,7 @@ func (s *Server) handleFetch(ctx context.Context, _ *reqCtx, req *kmsg.FetchRequ
 				}
 			}
 		}
-		total, failed, err := s.fetchOnce(ctx, parts, maxBytes)
+		total, failed, err := s.fetchOnce(ctx, rctx, parts, maxBytes)
 		if err != nil {
 			return reply{}, err
 		}
@@ -122,10 +126,11 @@ func (s *Server) handleFetch(ctx context.Context, _ *reqCtx, req *kmsg.FetchRequ
 	}
 }
 
-// fetchOnce reads every partition into its response slot. It returns the
-// bytes read, whether any partition has an error, and an error only when
-// the connection should close (its context ended).
-func (s *Server) fetchOnce(ctx context.Context, parts []fetchPart, maxBytes int) (total int, failed bool, _ error) {
+// fetchOnce reads every partition into its response slot, with reads bounded
+// by rctx. It returns the bytes read, whether any partition has an error, and
+// an error only when the connection should close (ctx, the connection's
+// context, ended).
+func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxBytes int) (total int, failed bool, _ error) {
 	for i := range parts {
 		fp := &parts[i]
 		op := fp.out
@@ -134,11 +139,13 @@ func (s *Server) fetchOnce(ctx context.Context, parts []fetchPart, maxBytes int)
 			continue
 		}
 		op.ErrorCode = 0
-		op.RecordBatches = nil
+		// Never null: librdkafka rejects a null record set (-1) and drops the
+		// whole response; Kafka always sends an empty one.
+		op.RecordBatches = []byte{}
 		limit := min(int(fp.max), maxBytes-total)
 		if limit <= 0 && total > 0 || fp.max <= 0 {
 			// No room left: report offsets only.
-			start, next, err := s.eng.Offsets(ctx, fp.id, op.Partition)
+			start, next, err := s.eng.CachedOffsets(rctx, fp.id, op.Partition)
 			if err != nil {
 				if ctx.Err() != nil {
 					return 0, false, ctx.Err()
@@ -150,7 +157,7 @@ func (s *Server) fetchOnce(ctx context.Context, parts []fetchPart, maxBytes int)
 			op.HighWatermark, op.LastStableOffset, op.LogStartOffset = next, next, start
 			continue
 		}
-		res, err := s.eng.Fetch(ctx, fp.id, op.Partition, fp.offset, max(limit, 1))
+		res, err := s.eng.Fetch(rctx, fp.id, op.Partition, fp.offset, max(limit, 1))
 		if err != nil && ctx.Err() != nil {
 			return 0, false, ctx.Err()
 		}
@@ -166,7 +173,9 @@ func (s *Server) fetchOnce(ctx context.Context, parts []fetchPart, maxBytes int)
 		if total > 0 && len(res.Records) > limit {
 			continue // only the first partition with data may exceed the limits
 		}
-		op.RecordBatches = res.Records
+		if res.Records != nil {
+			op.RecordBatches = res.Records
+		}
 		total += len(res.Records)
 	}
 	return total, failed, nil

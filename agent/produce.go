@@ -187,11 +187,11 @@ func tooLarge(records []byte, limit int) bool {
 			return false
 		}
 		size := n + lengthEnd
+		if size > int64(len(records)) {
+			return false // truncated or not a batch: the engine refuses it
+		}
 		if size > int64(limit) {
 			return true
-		}
-		if size > int64(len(records)) {
-			return false
 		}
 		records = records[size:]
 	}

@@ -124,6 +124,12 @@ func (s *Server) decode(body []byte) (kmsg.Request, *reqCtx, kmsg.Response, erro
 func (s *Server) dispatch(ctx context.Context, rc *reqCtx, req kmsg.Request) (reply, error) {
 	a, ok := apis[rc.key]
 	if ok && rc.version >= a.minVersion && rc.version <= a.maxVersion {
+		if rc.key != kmsg.Produce.Int16() && rc.key != kmsg.Fetch.Int16() {
+			// Produce and Fetch bound their own waits.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+		}
 		return a.handle(s, ctx, rc, req)
 	}
 	if resp := unsupportedResponse(req); resp != nil {

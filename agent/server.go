@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/metastore"
 )
@@ -42,6 +44,11 @@ type Config struct {
 	// MaxFrameBytes bounds a request's size (socket.request.max.bytes); a
 	// larger length prefix closes the connection.
 	MaxFrameBytes int32
+	// MaxInflightRequestBytes bounds the bytes of requests being read and
+	// handled at once across all connections (Kafka's
+	// queued.max.request.bytes); a connection waits before reading a body
+	// that does not fit. At least MaxFrameBytes.
+	MaxInflightRequestBytes int64
 	// AgentTTL is the lease TTL of the agent's registration in etcd.
 	AgentTTL time.Duration
 	// Rack is reported to clients as the broker's rack.
@@ -57,15 +64,17 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultListen            = "127.0.0.1:9092"
-	DefaultPartitions        = 1
-	DefaultMaxFrameBytes     = 100 << 20
-	DefaultAgentTTL          = 10 * time.Second
-	DefaultIdleTimeout       = 10 * time.Minute
-	DefaultProduceTimeout    = 30 * time.Second
-	topicCacheTTL            = time.Second
-	writeTimeout             = 30 * time.Second
-	maxInflightPerConnection = 64
+	DefaultListen                  = "127.0.0.1:9092"
+	DefaultPartitions              = 1
+	DefaultMaxFrameBytes           = 100 << 20
+	DefaultAgentTTL                = 10 * time.Second
+	DefaultMaxInflightRequestBytes = 256 << 20
+	DefaultIdleTimeout             = 10 * time.Minute
+	DefaultProduceTimeout          = 30 * time.Second
+	requestTimeout                 = 30 * time.Second // bounds etcd and bucket calls of one request
+	topicCacheTTL                  = time.Second
+	writeTimeout                   = 30 * time.Second
+	maxInflightPerConnection       = 64
 )
 
 func (c *Config) setDefaults(meta *metastore.Store) {
@@ -77,6 +86,9 @@ func (c *Config) setDefaults(meta *metastore.Store) {
 	}
 	if c.MaxFrameBytes <= 0 {
 		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.MaxInflightRequestBytes < int64(c.MaxFrameBytes) {
+		c.MaxInflightRequestBytes = max(DefaultMaxInflightRequestBytes, int64(c.MaxFrameBytes))
 	}
 	if c.AgentTTL <= 0 {
 		c.AgentTTL = DefaultAgentTTL
@@ -99,6 +111,7 @@ type Server struct {
 	meta   *metastore.Store
 	log    *slog.Logger
 	topics *topicCache
+	mem    *semaphore.Weighted // request bytes being read and handled
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -130,6 +143,7 @@ func New(cfg Config, eng *engine.Engine, meta *metastore.Store, log *slog.Logger
 		meta:   meta,
 		log:    log.With("component", "agent"),
 		topics: newTopicCache(meta, topicCacheTTL),
+		mem:    semaphore.NewWeighted(cfg.MaxInflightRequestBytes),
 		conns:  make(map[*conn]struct{}),
 		nodeID: -1,
 		ctx:    ctx,
@@ -220,9 +234,16 @@ func (s *Server) keepRegistered(info metastore.AgentInfo) {
 			if err == nil {
 				s.mu.Lock()
 				s.session = ns
+				s.nodeID = ns.NodeID()
 				s.mu.Unlock()
+				s.log.Info("agent registered again", "node_id", ns.NodeID())
 				backoff = 100 * time.Millisecond
 				break
+			}
+			if errors.Is(err, metastore.ErrNodeIDInUse) && s.cfg.NodeID < 0 {
+				// Our allocated ID went to another agent while we were
+				// away: take a new one (clients follow via Metadata).
+				info.NodeID = -1
 			}
 			s.log.Warn("agent re-registration failed", "err", err)
 			select {

@@ -47,7 +47,7 @@ waits until every record is acknowledged (durable in the bucket) and reports fai
 			}
 			hdrs = append(hdrs, kgo.RecordHeader{Key: k, Value: []byte(val)})
 		}
-		opts := []kgo.Opt{kgo.DefaultProduceTopic(topic)}
+		opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation()}
 		switch v.GetString("acks") {
 		case "all", "-1":
 		case "1":

@@ -33,6 +33,14 @@ func (e *Engine) Offsets(ctx context.Context, topic metastore.TopicID, partition
 	return start, next, err
 }
 
+// CachedOffsets is Offsets from this agent's watch-fed view: no etcd read
+// when the partition is known, possibly a few milliseconds behind another
+// agent's commit.
+func (e *Engine) CachedOffsets(ctx context.Context, topic metastore.TopicID, partition int32) (start, next int64, err error) {
+	next, start, err = e.states.get(ctx, partKey{topic, partition})
+	return start, next, err
+}
+
 // Fetch reads batches of one partition starting at offset, up to about
 // maxBytes (at least one batch when any is available). An offset equal to
 // the high watermark returns no records; outside [log start, high

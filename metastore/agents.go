@@ -170,8 +170,11 @@ func (s *Store) ListAgents(ctx context.Context) ([]AgentInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list agents: %w", err)
 		}
+		// Unknown fields are tolerated here (unlike topics and states): agent
+		// info is never read-modified-written, and a newer agent advertising
+		// more must not break older agents' listing during an upgrade.
 		var a AgentInfo
-		if err := decodeStrict(kv.Value, &a); err != nil || a.NodeID != id {
+		if err := json.Unmarshal(kv.Value, &a); err != nil || a.NodeID != id {
 			return nil, fmt.Errorf("list agents: %w", corrupt(key, fmt.Errorf("bad agent info (node id %d): %v", a.NodeID, err)))
 		}
 		agents = append(agents, a)

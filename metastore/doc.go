@@ -77,6 +77,8 @@
 //     non-dense entries, ...). Retrying does not help.
 //   - ErrCorruptValue: a stored value or key fails to decode or validate.
 //   - ErrNodeIDInUse: RegisterAgent with an explicit node ID held by a live agent.
+//   - ErrPartitionMissing: for callers; metastore itself does not check a
+//     partition number against the topic's count.
 //
 // Errors from etcd itself (unavailable, context deadline, too many
 // operations) are wrapped unchanged.

@@ -2,7 +2,9 @@ package metastore
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -44,9 +46,36 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	case e.Level <= zapcore.DebugLevel:
 		lvl = slog.LevelDebug
 	}
-	args := append(append([]any{"logger", "etcd"}, c.attrs...), fieldAttrs(fields)...)
+	attrs := fieldAttrs(fields)
+	if lvl == slog.LevelError && benign(e.Message, attrs) {
+		lvl = slog.LevelDebug
+	}
+	args := append(append([]any{"logger", "etcd"}, c.attrs...), attrs...)
 	c.l.Log(context.Background(), lvl, e.Message, args...)
 	return nil
+}
+
+// benignErrors are messages etcd logs at error level during a normal start
+// or shutdown of an embedded server; they are demoted to debug so test and
+// dev-mode output stays meaningful.
+var benignErrors = []struct{ msg, errContains string }{
+	{"setting up serving from embedded etcd failed.", "closed"},
+	{"failed to update storage version", "missing term information"},
+}
+
+func benign(msg string, attrs []any) bool {
+	var errText string
+	for i := 0; i+1 < len(attrs); i += 2 {
+		if attrs[i] == "error" {
+			errText = fmt.Sprint(attrs[i+1])
+		}
+	}
+	for _, b := range benignErrors {
+		if msg == b.msg && strings.Contains(errText, b.errContains) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *slogCore) Sync() error { return nil }

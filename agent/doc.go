@@ -1,0 +1,68 @@
+// Package agent is shale's Kafka protocol server: it listens for Kafka
+// clients, decodes their requests with franz-go's kmsg, serves them from the
+// storage engine (package engine) and the metastore, and registers the agent
+// in etcd under a lease so that other agents and clients can find it.
+//
+// # Connections
+//
+// Each connection reads frames of a 4-byte big-endian size and a body. A
+// size below the smallest request header or above Config.MaxFrameBytes
+// closes the connection before anything is allocated, and a body is read
+// into a buffer that grows as bytes arrive, so a client that declares a large
+// frame and sends little costs little; the bytes of requests being read and
+// handled are bounded across connections by Config.MaxInflightRequestBytes.
+// Requests are decoded and handled in
+// order by the connection's read loop; a handler may defer its answer
+// (Produce waits for durability off the read loop, so a connection can have
+// several produces in flight), and the write loop writes answers strictly in
+// request order. Response headers are v1 (with a tag section) for flexible
+// versions, except ApiVersions, whose response header is always v0. A
+// connection idle for Config.IdleTimeout is closed.
+//
+// # APIs
+//
+// One file per API, each starting with the versions served and how shale
+// differs from Kafka; each registers its key and version range once
+// (registry.go), and ApiVersions is built from that registry. Served:
+//
+//	Produce            v3-v13   ListOffsets           v1-v11
+//	Fetch              v4-v18   Metadata              v0-v13
+//	ApiVersions        v0-v5    CreateTopics          v0-v7
+//	DeleteTopics       v0-v6    InitProducerID        v0-v5
+//	OffsetForLeaderEpoch v0-v4  DescribeConfigs       v0-v4
+//	AlterConfigs       v0-v2    CreatePartitions      v0-v3
+//	IncrementalAlterConfigs v0-v1  DescribeCluster    v0-v2
+//
+// Produce and Fetch start at the first versions that carry record batch v2;
+// a client that can only speak message format v0/v1 has its connection
+// closed (old Produce and Fetch responses have no field to carry
+// UNSUPPORTED_VERSION) or gets INVALID_RECORD, never a silent misread. Consumer-group APIs are not
+// served yet: consumers that assign partitions themselves work.
+//
+// Every agent serves every partition. Metadata still names a "leader" per
+// partition (a hash of topic and partition over the live agents) so clients
+// spread their connections, but no agent ever answers
+// NOT_LEADER_OR_FOLLOWER. Leader epochs are always 0.
+//
+// # Errors
+//
+// A Kafka-level problem is an error code in the response: *kerr.Error values
+// from the engine keep their code, a missing topic is
+// UNKNOWN_TOPIC_OR_PARTITION (UNKNOWN_TOPIC_ID when named by ID), a deadline
+// REQUEST_TIMED_OUT, and anything else UNKNOWN_SERVER_ERROR with a log line.
+// A Go error from a handler closes the connection; so do frames kmsg cannot
+// decode, API keys it does not know, and versions we do not serve whose
+// response has no top-level error code (others get UNSUPPORTED_VERSION).
+// Client input never panics the process: a panic in a handler (a bug) is
+// recovered, logged with its stack, and closes only that connection.
+//
+// # Invariants
+//
+//   - A produce with acks=1 or acks=-1 is answered with success only after
+//     the engine reports it durable (in the bucket and indexed in etcd).
+//   - Answers on a connection leave in request order, and one connection's
+//     produces reach the engine in request order.
+//   - The agent holds no state that etcd and the bucket do not: the topic
+//     cache expires after a second and is refreshed on a miss; Metadata and
+//     admin requests read etcd directly.
+package agent

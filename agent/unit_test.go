@@ -1,0 +1,246 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/segment/segmenttest"
+)
+
+// TestReadBodyBoundedAllocation proves a frame that declares 90 MiB but
+// sends 10 bytes costs far less than 90 MiB of memory.
+func TestReadBodyBoundedAllocation(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := readBody(strings.NewReader("0123456789"), 90<<20)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("err %v, want unexpected EOF", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4<<20 {
+		t.Fatalf("allocated %d bytes for a 10-byte body", grew)
+	}
+}
+
+// TestReadBodyExact proves readBody returns exactly the declared bytes
+// whatever the read sizes, and leaves the rest unread.
+func TestReadBodyExact(t *testing.T) {
+	for _, n := range []int{1, 1000, 256 << 10, 600 << 10} {
+		data := bytes.Repeat([]byte("abcdefg"), n/7+2)
+		r := bytes.NewReader(data)
+		got, err := readBody(iotest.HalfReader(r), n)
+		if err != nil || !bytes.Equal(got, data[:n]) {
+			t.Fatalf("n=%d: err %v, got %d bytes (equal %v)", n, err, len(got), bytes.Equal(got, data[:n]))
+		}
+		if r.Len() != len(data)-n {
+			t.Fatalf("n=%d: read %d bytes past the body", n, len(data)-n-r.Len())
+		}
+	}
+}
+
+// TestTooLarge proves the per-batch size check looks at every batch and
+// leaves malformed input to the engine.
+func TestTooLarge(t *testing.T) {
+	small := segmenttest.Batch(segmenttest.BatchOptions{Value: make([]byte, 100)})
+	big := segmenttest.Batch(segmenttest.BatchOptions{Value: make([]byte, 5000)})
+	tests := []struct {
+		name    string
+		records []byte
+		limit   int
+		want    bool
+	}{
+		{"small", small, 1000, false},
+		{"big", big, 1000, true},
+		{"big second", append(append([]byte(nil), small...), big...), 1000, true},
+		{"exact", small, len(small), false},
+		{"truncated", big[:100], 50, false},
+		{"empty", nil, 0, false},
+		{"negative length", []byte{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0}, 1, false},
+	}
+	for _, tc := range tests {
+		if got := tooLarge(tc.records, tc.limit); got != tc.want {
+			t.Errorf("%s: tooLarge = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestValidateTopicConfig proves configs are checked by name, type and the
+// limits of what shale can honour.
+func TestValidateTopicConfig(t *testing.T) {
+	s := func(v string) *string { return &v }
+	tests := []struct {
+		name    string
+		value   *string
+		wantErr bool
+	}{
+		{"retention.ms", s("-1"), false},
+		{"retention.ms", s("86400000"), false},
+		{"retention.ms", s("-2"), true},
+		{"retention.ms", s("day"), true},
+		{"retention.bytes", s("1073741824"), false},
+		{"cleanup.policy", s("delete"), false},
+		{"cleanup.policy", s("compact"), true},
+		{"cleanup.policy", s("delete,compact"), true},
+		{"compression.type", s("producer"), false},
+		{"compression.type", s("zstd"), true},
+		{"message.timestamp.type", s("CreateTime"), false},
+		{"message.timestamp.type", s("LogAppendTime"), true},
+		{"max.message.bytes", s("2097152"), false},
+		{"max.message.bytes", s("99999999999"), true},
+		{"min.cleanable.dirty.ratio", s("0.3"), false},
+		{"min.cleanable.dirty.ratio", s("2"), true},
+		{"preallocate", s("TRUE"), false},
+		{"preallocate", s("yes"), true},
+		{"segment.bytes", s("1048576"), false},
+		{"no.such.config", s("1"), true},
+		{"retention.ms", nil, true},
+	}
+	for _, tc := range tests {
+		err := validateTopicConfig(tc.name, tc.value)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%s=%v: err %v, want error %v", tc.name, tc.value, err, tc.wantErr)
+		}
+	}
+}
+
+// TestApplyIncremental proves the incremental operations and that list
+// operations validate their result.
+func TestApplyIncremental(t *testing.T) {
+	op := func(name string, o kmsg.IncrementalAlterConfigOp, v *string) kmsg.IncrementalAlterConfigsRequestResourceConfig {
+		c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		c.Name, c.Op, c.Value = name, o, v
+		return c
+	}
+	s := func(v string) *string { return &v }
+	cur := map[string]string{"retention.ms": "5", "segment.bytes": "1048576"}
+	got, err := applyIncremental(cur, []kmsg.IncrementalAlterConfigsRequestResourceConfig{
+		op("retention.ms", kmsg.IncrementalAlterConfigOpSet, s("10")),
+		op("segment.bytes", kmsg.IncrementalAlterConfigOpDelete, nil),
+		op("leader.replication.throttled.replicas", kmsg.IncrementalAlterConfigOpAppend, s("0:1,0:2")),
+		op("leader.replication.throttled.replicas", kmsg.IncrementalAlterConfigOpSubtract, s("0:1")),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"retention.ms": "10", "leader.replication.throttled.replicas": "0:2"}
+	if len(got) != len(want) || got["retention.ms"] != "10" || got["leader.replication.throttled.replicas"] != "0:2" {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if cur["retention.ms"] != "5" {
+		t.Fatal("the current configs were modified")
+	}
+	for _, bad := range []kmsg.IncrementalAlterConfigsRequestResourceConfig{
+		op("cleanup.policy", kmsg.IncrementalAlterConfigOpAppend, s("compact")),
+		op("retention.ms", kmsg.IncrementalAlterConfigOpAppend, s("1")),
+		op("retention.ms", kmsg.IncrementalAlterConfigOpSet, s("x")),
+		op("retention.ms", 9, s("1")),
+	} {
+		if _, err := applyIncremental(cur, []kmsg.IncrementalAlterConfigsRequestResourceConfig{bad}); !errors.Is(err, errConfig) {
+			t.Errorf("%s op %d %v: err %v, want errConfig", bad.Name, bad.Op, *bad.Value, err)
+		}
+	}
+}
+
+// TestLeaderFor proves consecutive partitions of a topic are spread over the
+// agents and the choice is the same on every call.
+func TestLeaderFor(t *testing.T) {
+	agents := []metastore.AgentInfo{{NodeID: 1}, {NodeID: 2}, {NodeID: 5}}
+	seen := map[int32]int{}
+	for p := range int32(30) {
+		l := leaderFor(agents, "orders", p)
+		if l != leaderFor(agents, "orders", p) {
+			t.Fatal("leaderFor is not deterministic")
+		}
+		seen[l]++
+	}
+	for _, a := range agents {
+		if seen[a.NodeID] != 10 {
+			t.Fatalf("leaders %v, want 10 partitions per agent", seen)
+		}
+	}
+	if leaderFor(nil, "x", 0) != -1 {
+		t.Fatal("no agents should give leader -1")
+	}
+}
+
+// TestRegistry proves ApiVersions advertises exactly the registered ranges,
+// all within what kmsg can decode, and that the main APIs are served from
+// their record-batch-v2 versions.
+func TestRegistry(t *testing.T) {
+	resp := apiVersionsResponse(3)
+	if len(resp.ApiKeys) != len(apis) {
+		t.Fatalf("advertised %d keys, registered %d", len(resp.ApiKeys), len(apis))
+	}
+	for _, k := range resp.ApiKeys {
+		a := apis[k.ApiKey]
+		if a.minVersion != k.MinVersion || a.maxVersion != k.MaxVersion {
+			t.Errorf("%s: advertised %d-%d, registered %d-%d", kmsg.NameForKey(k.ApiKey), k.MinVersion, k.MaxVersion, a.minVersion, a.maxVersion)
+		}
+		if k.MaxVersion > kmsg.RequestForKey(k.ApiKey).MaxVersion() {
+			t.Errorf("%s: max %d beyond kmsg", kmsg.NameForKey(k.ApiKey), k.MaxVersion)
+		}
+	}
+	for key, wantMin := range map[kmsg.Key]int16{kmsg.Produce: 3, kmsg.Fetch: 4, kmsg.ListOffsets: 1, kmsg.Metadata: 0, kmsg.ApiVersions: 0} {
+		if a, ok := apis[key.Int16()]; !ok || a.minVersion != wantMin {
+			t.Errorf("%s: served from %d (registered %v), want %d", key.Name(), a.minVersion, ok, wantMin)
+		}
+	}
+}
+
+// TestUnsupportedResponse proves an UNSUPPORTED_VERSION answer is built only
+// when the response carries a top-level error code at that version.
+func TestUnsupportedResponse(t *testing.T) {
+	tests := []struct {
+		req  kmsg.Request
+		ver  int16
+		want bool
+	}{
+		{kmsg.NewPtrFindCoordinatorRequest(), 0, true},
+		{kmsg.NewPtrFindCoordinatorRequest(), 4, false}, // errors moved into the coordinator list
+		{kmsg.NewPtrJoinGroupRequest(), 5, true},
+		{kmsg.NewPtrFetchRequest(), 3, false}, // ErrorCode is v7+
+		{kmsg.NewPtrFetchRequest(), 7, true},
+		{kmsg.NewPtrOffsetCommitRequest(), 2, false},
+		{kmsg.NewPtrProduceRequest(), 2, false},
+	}
+	for _, tc := range tests {
+		tc.req.SetVersion(tc.ver)
+		resp := unsupportedResponse(tc.req)
+		if (resp != nil) != tc.want {
+			t.Errorf("%s v%d: answered %v, want %v", kmsg.NameForKey(tc.req.Key()), tc.ver, resp != nil, tc.want)
+		}
+	}
+}
+
+// TestErrCode proves the error mapping.
+func TestErrCode(t *testing.T) {
+	log := testLogger()
+	tests := []struct {
+		err  error
+		want int16
+	}{
+		{nil, 0},
+		{kerr.CorruptMessage, kerr.CorruptMessage.Code},
+		{errors.Join(errors.New("wrapped"), kerr.OffsetOutOfRange), kerr.OffsetOutOfRange.Code},
+		{metastore.ErrTopicNotFound, kerr.UnknownTopicOrPartition.Code},
+		{errors.New("etcd is down"), kerr.UnknownServerError.Code},
+	}
+	for _, tc := range tests {
+		if got := errCode(log, "test", tc.err); got != tc.want {
+			t.Errorf("errCode(%v) = %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}
+
+func testLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
