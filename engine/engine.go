@@ -119,14 +119,14 @@ type Engine struct {
 	index    *indexCache
 	states   *stateView
 
-	mu     sync.Mutex // guards the open buffer
-	open   *buffer
-	timer  *time.Timer
-	seq    uint64 // objects sealed
+	mu    sync.Mutex // guards the open buffer
+	open  *buffer
+	timer *time.Timer
+	seq   uint64 // objects sealed
 	// lastSealed is the newest sealed object; commits are in seal order, so
 	// when it is committed everything sealed before it is too.
 	lastSealed *sealedObject
-	closed bool
+	closed     bool
 
 	spaceMu        sync.Mutex // guards back-pressure accounting; never held while taking mu
 	space          *sync.Cond
