@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -95,7 +94,7 @@ func (s S3Server) minioClient() (*minio.Client, error) {
 
 type s3Process struct {
 	cmd      *exec.Cmd
-	out      *cappedBuffer
+	out      *CappedBuffer
 	exited   chan struct{} // closed when the process has exited
 	stopOnce sync.Once
 }
@@ -131,7 +130,7 @@ func tryStartS3(bin, dir string) (S3Server, *s3Process, error) {
 		return S3Server{}, nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p := &s3Process{out: &cappedBuffer{limit: 1 << 20}, exited: make(chan struct{})}
+	p := &s3Process{out: NewCappedBuffer(1 << 20), exited: make(chan struct{})}
 	p.cmd = exec.Command(bin,
 		"--port", addr, "--access", s3AccessKey, "--secret", s3SecretKey,
 		"--region", s3Region, "--quiet",
@@ -239,7 +238,7 @@ func versitygwPath() (string, error) {
 			versitygw.path = p
 			return
 		}
-		root, err := moduleRoot()
+		root, err := ModuleRoot()
 		if err != nil {
 			versitygw.err = err
 			return
@@ -258,52 +257,3 @@ func versitygwPath() (string, error) {
 	return versitygw.path, versitygw.err
 }
 
-// moduleRoot walks up from the working directory to the directory holding
-// go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("testenv: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// cappedBuffer keeps the first limit bytes written to it; safe for
-// concurrent use (stdout and stderr share it).
-type cappedBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	limit   int
-	dropped int
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := len(p) // report everything written, so the copier never sees a short write
-	room := b.limit - b.buf.Len()
-	if room < len(p) {
-		b.dropped += len(p) - max(room, 0)
-		p = p[:max(room, 0)]
-	}
-	b.buf.Write(p)
-	return n, nil
-}
-
-func (b *cappedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.dropped > 0 {
-		return fmt.Sprintf("%s\n[%d more bytes dropped]", b.buf.String(), b.dropped)
-	}
-	return b.buf.String()
-}

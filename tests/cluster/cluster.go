@@ -72,7 +72,7 @@ type agentProc struct {
 type incarnation struct {
 	n        int
 	cmd      *exec.Cmd
-	out      *cappedBuffer
+	out      *testenv.CappedBuffer
 	exited   chan struct{} // closed when the process has exited
 	waitErr  error         // valid after exited is closed
 	expected bool          // we killed or stopped it
@@ -303,7 +303,7 @@ func (c *Cluster) spawn(a *agentProc) (*incarnation, error) {
 	args = append(args, c.opts.Args...)
 	a.mu.Lock()
 	a.count++
-	inc := &incarnation{n: a.count, out: &cappedBuffer{limit: outputLimit}, exited: make(chan struct{})}
+	inc := &incarnation{n: a.count, out: testenv.NewCappedBuffer(outputLimit), exited: make(chan struct{})}
 	a.mu.Unlock()
 	inc.cmd = exec.Command(c.bin, args...)
 	inc.cmd.Env = hermeticEnv()
@@ -511,7 +511,7 @@ var binary struct {
 func Binary(t testing.TB) string {
 	t.Helper()
 	binary.once.Do(func() {
-		root, err := moduleRoot()
+		root, err := testenv.ModuleRoot()
 		if err != nil {
 			binary.err = err
 			return
@@ -550,52 +550,3 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// moduleRoot walks up from the working directory to the directory holding
-// go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("cluster: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// cappedBuffer keeps the first limit bytes written to it; safe for
-// concurrent use (stdout and stderr share it).
-type cappedBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	limit   int
-	dropped int
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := len(p)
-	room := max(b.limit-b.buf.Len(), 0)
-	if room < len(p) {
-		b.dropped += len(p) - room
-		p = p[:room]
-	}
-	b.buf.Write(p)
-	return n, nil
-}
-
-func (b *cappedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.dropped > 0 {
-		return fmt.Sprintf("%s\n[%d more bytes dropped]", b.buf.String(), b.dropped)
-	}
-	return b.buf.String()
-}
