@@ -65,7 +65,7 @@ func (s *Server) handleFetch(ctx context.Context, _ *reqCtx, req *kmsg.FetchRequ
 		ot := &resp.Topics[ti]
 		*ot = kmsg.NewFetchResponseTopic()
 		ot.Topic, ot.TopicID = rt.Topic, rt.TopicID
-		t, terr := s.fetchTopic(ctx, req.Version, rt)
+		t, terr := s.requestTopic(ctx, "fetch", req.Version >= 13, rt.TopicID, rt.Topic)
 		ot.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
 		for pi := range rt.Partitions {
 			p := &rt.Partitions[pi]
@@ -179,29 +179,6 @@ func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxByte
 		total += len(res.Records)
 	}
 	return total, failed, nil
-}
-
-// fetchTopic resolves a fetch request's topic by name, or by ID from v13.
-func (s *Server) fetchTopic(ctx context.Context, version int16, rt *kmsg.FetchRequestTopic) (metastore.Topic, *kerr.Error) {
-	var (
-		t   metastore.Topic
-		err error
-	)
-	if version >= 13 {
-		t, err = s.topics.getByID(ctx, metastore.TopicID(rt.TopicID))
-		if errors.Is(err, metastore.ErrTopicNotFound) {
-			return t, kerr.UnknownTopicID
-		}
-	} else {
-		t, err = s.topics.get(ctx, rt.Topic)
-		if errors.Is(err, metastore.ErrInvalid) {
-			return t, kerr.UnknownTopicOrPartition
-		}
-	}
-	if err != nil {
-		return t, kerr.TypedErrorForCode(errCode(s.log, "fetch: get topic", err))
-	}
-	return t, nil
 }
 
 // waitAny waits until one of chans is closed (true), or d passes or ctx ends

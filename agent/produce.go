@@ -66,7 +66,7 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 		ot := &resp.Topics[ti]
 		*ot = kmsg.NewProduceResponseTopic()
 		ot.Topic, ot.TopicID = rt.Topic, rt.TopicID
-		t, terr := s.produceTopic(ctx, req.Version, rt)
+		t, terr := s.requestTopic(ctx, "produce", req.Version >= 13, rt.TopicID, rt.Topic)
 		ot.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		for pi := range rt.Partitions {
 			p := &rt.Partitions[pi]
@@ -137,29 +137,6 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 		}
 		return resp, nil
 	}}, nil
-}
-
-// produceTopic resolves a produce request's topic by name, or by ID from v13.
-func (s *Server) produceTopic(ctx context.Context, version int16, rt *kmsg.ProduceRequestTopic) (metastore.Topic, *kerr.Error) {
-	var (
-		t   metastore.Topic
-		err error
-	)
-	if version >= 13 {
-		t, err = s.topics.getByID(ctx, metastore.TopicID(rt.TopicID))
-		if errors.Is(err, metastore.ErrTopicNotFound) {
-			return t, kerr.UnknownTopicID
-		}
-	} else {
-		t, err = s.topics.get(ctx, rt.Topic)
-		if errors.Is(err, metastore.ErrInvalid) {
-			return t, kerr.UnknownTopicOrPartition
-		}
-	}
-	if err != nil {
-		return t, kerr.TypedErrorForCode(errCode(s.log, "produce: get topic", err))
-	}
-	return t, nil
 }
 
 // refreshPartitions re-reads a topic whose cached partition count does not

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	"github.com/shale-dev/shale/metastore"
 )
 
@@ -187,4 +189,28 @@ func controllerID(agents []metastore.AgentInfo) int32 {
 		return -1
 	}
 	return agents[0].NodeID
+}
+
+// requestTopic resolves the topic a Produce or Fetch request names: by ID
+// in the topic-ID versions (v13+), else by name.
+func (s *Server) requestTopic(ctx context.Context, op string, byID bool, id [16]byte, name string) (metastore.Topic, *kerr.Error) {
+	var (
+		t   metastore.Topic
+		err error
+	)
+	if byID {
+		t, err = s.topics.getByID(ctx, metastore.TopicID(id))
+		if errors.Is(err, metastore.ErrTopicNotFound) {
+			return t, kerr.UnknownTopicID
+		}
+	} else {
+		t, err = s.topics.get(ctx, name)
+		if errors.Is(err, metastore.ErrInvalid) {
+			return t, kerr.UnknownTopicOrPartition
+		}
+	}
+	if err != nil {
+		return t, kerr.TypedErrorForCode(errCode(s.log, op+": get topic", err))
+	}
+	return t, nil
 }
