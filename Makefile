@@ -19,7 +19,7 @@ run: build
 	./$(BIN) agent --dev
 
 ## test: install what the tests need, then run every test (they start real etcd and S3 servers)
-test: test-deps test-go fuzz-short
+test: test-deps fuzz-short test-go
 
 test-deps:
 	@bash scripts/test-deps.sh

@@ -61,8 +61,11 @@ func (ss *Session) Close(ctx context.Context) error {
 // RegisterAgent publishes info under a new lease of the given TTL (rounded
 // up to whole seconds, at least 1s) and keeps the lease alive until the
 // session is closed or lost. If info.NodeID < 0 it takes the lowest node ID
-// >= 1 that no live agent holds; an explicit ID held by a live agent fails
-// with ErrNodeIDInUse.
+// >= 1 that no live agent holds — except that a registration advertising
+// the same host and port is taken over, node ID included: it belongs to a
+// previous incarnation of this agent, killed before its lease expired, since
+// this process now holds that address. An explicit ID held by a live agent
+// fails with ErrNodeIDInUse.
 func (s *Store) RegisterAgent(ctx context.Context, info AgentInfo, ttl time.Duration) (*Session, error) {
 	secs := int64(math.Ceil(ttl.Seconds()))
 	if secs < 1 {
@@ -131,14 +134,37 @@ func (s *Store) claimNodeID(ctx context.Context, info AgentInfo, lease clientv3.
 		return info.NodeID, nil
 	}
 	for range maxCASAttempts {
-		resp, err := s.cli.Get(ctx, s.keys.agentsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		resp, err := s.cli.Get(ctx, s.keys.agentsPrefix(), clientv3.WithPrefix())
 		if err != nil {
 			return 0, fmt.Errorf("list node ids: %w", err)
 		}
 		used := make(map[int32]bool, len(resp.Kvs))
 		for _, kv := range resp.Kvs {
-			if id, err := s.keys.parseAgentKey(string(kv.Key)); err == nil {
-				used[id] = true
+			id, err := s.keys.parseAgentKey(string(kv.Key))
+			if err != nil {
+				continue
+			}
+			used[id] = true
+			// A registration advertising this agent's own address belongs to
+			// a previous incarnation (killed before its lease expired): the
+			// address is ours now. Take its node ID over, so clients keep the
+			// same broker ID and no dead broker stays listed for a TTL.
+			var old AgentInfo
+			if info.Host != "" && json.Unmarshal(kv.Value, &old) == nil && old.Host == info.Host && old.Port == info.Port {
+				info.NodeID = id
+				val, err := json.Marshal(info)
+				if err != nil {
+					return 0, err
+				}
+				tr, err := s.cli.Txn(ctx).If(
+					clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision),
+				).Then(clientv3.OpPut(string(kv.Key), string(val), clientv3.WithLease(lease))).Commit()
+				if err != nil {
+					return 0, fmt.Errorf("take over node id %d: %w", id, err)
+				}
+				if tr.Succeeded {
+					return id, nil
+				}
 			}
 		}
 		id := int32(1)

@@ -151,3 +151,36 @@ func TestAgentLeaseExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRegisterAgentTakesOverOwnAddress proves a restarted agent (same
+// advertised address, previous lease still alive after a kill -9) takes
+// the stale registration over with its node ID instead of leaving a dead
+// broker listed until the lease expires.
+func TestRegisterAgentTakesOverOwnAddress(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := testCtx(t)
+	old, err := s.RegisterAgent(ctx, metastore.AgentInfo{NodeID: -1, Host: "127.0.0.1", Port: 9092}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.RegisterAgent(ctx, metastore.AgentInfo{NodeID: -1, Host: "127.0.0.1", Port: 9093}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The old session is never closed: as after a kill -9.
+	re, err := s.RegisterAgent(ctx, metastore.AgentInfo{NodeID: -1, Host: "127.0.0.1", Port: 9092}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer re.Close(ctx)
+	if re.NodeID() != old.NodeID() {
+		t.Fatalf("restarted agent got node %d, want its old %d", re.NodeID(), old.NodeID())
+	}
+	agents, err := s.ListAgents(ctx)
+	if err != nil || len(agents) != 2 {
+		t.Fatalf("agents %v (%v), want exactly 2 (no stale entry)", agents, err)
+	}
+	if other.NodeID() == re.NodeID() {
+		t.Fatal("two live agents share a node ID")
+	}
+}
