@@ -55,13 +55,36 @@ func Open(r io.ReaderAt, size int64, name string) (*Reader, error) {
 			return nil, err
 		}
 	}
+	return parseTail(r, size, name, head, tail, tailPos)
+}
+
+// OpenTail is Open for a caller that already holds the end of the object:
+// tail is its last len(tail) bytes, and must hold at least the footer and
+// the trailer (a compacted segment's index entry records exactly that range,
+// so the engine can cache it and read no header). The header is not read or
+// checked; everything Open checks about the trailer and footer is. Chunks
+// are then read through r (which may be nil if the caller reads chunks
+// itself, using the footer entries and ParseChunk; ReadChunk then fails).
+func OpenTail(r io.ReaderAt, size int64, name string, tail []byte) (*Reader, error) {
+	if size < HeaderSize+TrailerSize || int64(len(tail)) > size || len(tail) < TrailerSize {
+		return nil, corrupt(name, 0, max(size, 0), ErrTruncated, "tail of %d bytes of an object of %d bytes cannot hold a trailer", len(tail), size)
+	}
+	return parseTail(r, size, name, nil, tail, size-int64(len(tail)))
+}
+
+// parseTail checks the trailer, the header (unless head is nil) and the
+// footer found in tail, which holds the object's bytes from tailPos to the
+// end.
+func parseTail(r io.ReaderAt, size int64, name string, head, tail []byte, tailPos int64) (*Reader, error) {
 	trailerPos := size - TrailerSize
 	trailer := tail[len(tail)-TrailerSize:]
 	if err := checkTrailer(trailer, name, trailerPos); err != nil {
 		return nil, err
 	}
-	if err := checkHeader(head, name); err != nil {
-		return nil, err
+	if head != nil {
+		if err := checkHeader(head, name); err != nil {
+			return nil, err
+		}
 	}
 
 	be := binary.BigEndian
@@ -78,6 +101,9 @@ func Open(r io.ReaderAt, size int64, name string) (*Reader, error) {
 	if footerStart >= tailPos {
 		footer = tail[footerStart-tailPos : len(tail)-TrailerSize]
 	} else {
+		if r == nil {
+			return nil, corrupt(name, tailPos, size-tailPos, ErrTruncated, "footer starts at byte %d, before the %d bytes given", footerStart, size-tailPos)
+		}
 		footer = make([]byte, footerLen)
 		if err := readAt(r, footer, footerStart, name); err != nil {
 			return nil, err
@@ -210,6 +236,9 @@ func (rd *Reader) FindChunk(topicID [16]byte, partition int32, storedOffset int6
 func (rd *Reader) ReadChunk(i int) (Chunk, error) {
 	if i < 0 || i >= len(rd.chunks) {
 		return Chunk{}, fmt.Errorf("segment: read chunk %d of %q: out of range [0, %d)", i, rd.name, len(rd.chunks))
+	}
+	if rd.r == nil {
+		return Chunk{}, fmt.Errorf("segment: read chunk %d of %q: opened by OpenTail without a reader", i, rd.name)
 	}
 	info := rd.chunks[i]
 	buf := make([]byte, info.Size)

@@ -549,4 +549,3 @@ func Main(m *testing.M) {
 	}
 	os.Exit(code)
 }
-
