@@ -33,6 +33,7 @@ kafka-producer-perf-test. Half of each value is random bytes, half zeros.`,
 	f.String("acks", "all", "all or 1")
 	f.Int("max-inflight", 5, "produce requests in flight per agent (acks=1 only; the idempotent acks=all producer keeps 5)")
 	f.Duration("linger", 0, "client-side batching delay")
+	f.Float64("rate", 0, "records per second to offer (0: as fast as acknowledged)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		v, err := newViper(cmd)
 		if err != nil {
@@ -53,7 +54,7 @@ kafka-producer-perf-test. Half of each value is random bytes, half zeros.`,
 			return err
 		}
 		defer cl.Close()
-		res, err := perfProduce(cmd.Context(), cl, v.GetInt64("records"), int(size), v.GetDuration("duration"))
+		res, err := perfProduce(cmd.Context(), cl, v.GetInt64("records"), int(size), v.GetDuration("duration"), v.GetFloat64("rate"))
 		if err != nil {
 			return err
 		}
@@ -85,7 +86,7 @@ func (r PerfResult) String() string {
 	return s
 }
 
-func perfProduce(ctx context.Context, cl *kgo.Client, n int64, size int, d time.Duration) (PerfResult, error) {
+func perfProduce(ctx context.Context, cl *kgo.Client, n int64, size int, d time.Duration, rate float64) (PerfResult, error) {
 	val := make([]byte, size)
 	_, _ = rand.Read(val[:size/2])
 	ctx, cancel := context.WithTimeout(ctx, d)
@@ -100,6 +101,14 @@ func perfProduce(ctx context.Context, cl *kgo.Client, n int64, size int, d time.
 	start := time.Now()
 	var sent int64
 	for sent = 0; sent < n && ctx.Err() == nil; sent++ {
+		if rate > 0 {
+			// Open-loop pacing: latency is measured from the intended send
+			// time, so a stalled cluster cannot hide its queueing.
+			due := start.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
+			if w := time.Until(due); w > 0 {
+				time.Sleep(w)
+			}
+		}
 		t0 := time.Now()
 		cl.Produce(ctx, &kgo.Record{Value: val}, func(_ *kgo.Record, err error) {
 			lat := time.Since(t0)
