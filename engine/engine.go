@@ -116,6 +116,7 @@ type Engine struct {
 
 	spoolDir string
 	cache    *chunkCache
+	footers  *s3tier.FooterCache // footers of compacted segments
 	index    *indexCache
 	states   *stateView
 
@@ -174,6 +175,7 @@ func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger
 		log:      log.With("component", "engine"),
 		spoolDir: spool,
 		cache:    newChunkCache(cacheDir, cfg.CacheBytes),
+		footers:  s3tier.NewFooterCache(0),
 		index:    newIndexCache(),
 		sealed:   make(chan *sealedObject, 2*maxPendingObjects),
 		uploads:  make(chan struct{}, cfg.UploadConcurrency),

@@ -2,13 +2,12 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
 )
 
@@ -64,38 +63,68 @@ func (e *Engine) Fetch(ctx context.Context, topic metastore.TopicID, partition i
 	if offset == next {
 		return res, nil
 	}
+	for attempt := 0; ; attempt++ {
+		recs, err := e.fetchEntries(ctx, k, offset, next, maxBytes)
+		if s3tier.IsNotFound(err) && attempt == 0 {
+			// A cached entry may point to an object that compaction
+			// replaced and GC deleted since: re-read the index.
+			e.index.forget(k)
+			continue
+		}
+		res.Records = recs
+		return res, err
+	}
+}
+
+// fetchEntries reads the batches from offset (below next) up to about
+// maxBytes, entry by entry and, within a compacted segment, chunk by chunk.
+func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64, maxBytes int) ([]byte, error) {
 	entries := e.index.lookup(k, offset)
 	if entries == nil {
-		if entries, err = e.meta.FindEntries(ctx, topic, partition, offset, 16); err != nil {
-			return res, fmt.Errorf("read index: %w", err)
+		var err error
+		if entries, err = e.meta.FindEntries(ctx, k.id, k.p, offset, 16); err != nil {
+			return nil, fmt.Errorf("read index: %w", err)
 		}
 		e.index.add(k, entries)
 	}
 	if len(entries) == 0 || entries[0].BaseOffset > offset {
 		// Retention removed it after we read the state.
-		return res, kerr.OffsetOutOfRange
+		return nil, kerr.OffsetOutOfRange
 	}
-	for i, en := range entries {
-		if en.BaseOffset >= next || (len(res.Records) > 0 && len(res.Records) >= maxBytes) {
+	var out []byte
+	for _, en := range entries {
+		if en.BaseOffset >= next || (len(out) > 0 && len(out) >= maxBytes) {
 			break
 		}
-		chunk, err := e.readEntry(ctx, en)
+		spans, err := e.footers.Spans(ctx, e.store, k.id, k.p, en)
 		if err != nil {
-			return res, err
+			return out, err
 		}
-		from := 0
-		if i == 0 {
-			if j, ok := chunk.FindOffset(en.StoredBase + (offset - en.BaseOffset)); ok {
-				from = j
+		for _, sp := range spans {
+			if sp.LastOffset() < offset {
+				continue
 			}
+			if len(out) > 0 && len(out) >= maxBytes {
+				break
+			}
+			chunk, err := e.readSpan(ctx, sp)
+			if err != nil {
+				return out, err
+			}
+			from := 0
+			if sp.AbsBase <= offset {
+				if j, ok := chunk.FindOffset(sp.StoredBase + (offset - sp.AbsBase)); ok {
+					from = j
+				}
+			}
+			bs := chunk.Batches()
+			if len(out) > 0 && from < len(bs) && len(out)+len(bs[from].Raw) > maxBytes {
+				return out, nil
+			}
+			out, _ = chunk.AppendPatched(out, from, sp.AbsBase, sp.StoredBase, maxBytes-len(out))
 		}
-		bs := chunk.Batches()
-		if len(res.Records) > 0 && from < len(bs) && len(res.Records)+len(bs[from].Raw) > maxBytes {
-			break
-		}
-		res.Records, _ = chunk.AppendPatched(res.Records, from, en.BaseOffset, en.StoredBase, maxBytes-len(res.Records))
 	}
-	return res, nil
+	return out, nil
 }
 
 // WaitForData returns a channel closed when the partition's offsets change
@@ -104,44 +133,32 @@ func (e *Engine) WaitForData(topic metastore.TopicID, partition int32) <-chan st
 	return e.states.wakeChan(partKey{topic, partition})
 }
 
-// readEntry returns the verified chunk bytes of an index entry, from the
-// local cache or a ranged GET.
-func (e *Engine) readEntry(ctx context.Context, en metastore.IndexEntry) (segment.Chunk, error) {
-	if en.Size <= 0 || en.Size > maxEntrySize {
-		return segment.Chunk{}, fmt.Errorf("index entry for %s claims %d bytes: %w", en.ObjectKey, en.Size, segment.ErrCorrupt)
+// readSpan returns the verified batches of a span, from the local cache or
+// a ranged GET.
+func (e *Engine) readSpan(ctx context.Context, sp s3tier.Span) (segment.Chunk, error) {
+	if sp.Size <= 0 || sp.Size > maxEntrySize {
+		return segment.Chunk{}, fmt.Errorf("index entry for %s claims %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
 	}
-	data, ok := e.cache.read(en.ObjectKey, en.Pos, en.Size)
+	data, ok := e.cache.read(sp.Object, sp.Pos, sp.Size)
 	if ok {
 		e.count(func(s *Stats) { s.CacheHits++ })
 	} else {
 		e.count(func(s *Stats) { s.CacheMisses++ })
 		var err error
-		if data, err = e.getRange(ctx, en.ObjectKey, en.Pos, en.Size); err != nil {
+		if data, err = e.getRange(ctx, sp.Object, sp.Pos, sp.Size); err != nil {
 			return segment.Chunk{}, err
 		}
 	}
-	chunk, err := segment.ParseChunk(data, en.ObjectKey, en.Pos, en.CRC)
+	chunk, err := s3tier.ParseSpan(data, sp)
 	if err != nil {
 		return segment.Chunk{}, err
 	}
 	if !ok {
-		e.cache.putRange(en.ObjectKey, en.Pos, en.Size, data)
+		e.cache.putRange(sp.Object, sp.Pos, sp.Size, data)
 	}
 	return chunk, nil
 }
 
 func (e *Engine) getRange(ctx context.Context, key string, pos, size int64) ([]byte, error) {
-	rc, err := e.store.GetRange(ctx, key, pos, size)
-	if err != nil {
-		return nil, fmt.Errorf("read %s [%d, %d): %w", key, pos, pos+size, err)
-	}
-	defer rc.Close()
-	buf := make([]byte, size)
-	if _, err := io.ReadFull(rc, buf); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("read %s [%d, %d): object shorter than indexed: %w", key, pos, pos+size, segment.ErrTruncated)
-		}
-		return nil, fmt.Errorf("read %s [%d, %d): %w", key, pos, pos+size, err)
-	}
-	return buf, nil
+	return s3tier.ReadRange(ctx, e.store, key, pos, size)
 }

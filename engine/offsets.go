@@ -36,40 +36,65 @@ func (e *Engine) ListOffset(ctx context.Context, topic metastore.TopicID, partit
 	case ts < 0:
 		return 0, 0, kerr.InvalidRequest
 	}
-	var found *metastore.IndexEntry
-	err = e.meta.ScanEntries(ctx, topic, partition, start, func(en metastore.IndexEntry) bool {
-		if en.MaxTimestamp >= ts {
-			found = &en
-			return false
+	k := partKey{topic, partition}
+	// The first entry whose MaxTimestamp reaches ts holds the answer unless
+	// its qualifying records all lie below the log start: then look on.
+	for from := start; from < next; {
+		var found *metastore.IndexEntry
+		err = e.meta.ScanEntries(ctx, topic, partition, from, func(en metastore.IndexEntry) bool {
+			if en.MaxTimestamp >= ts {
+				found = &en
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("scan index: %w", err)
 		}
-		return true
-	})
+		if found == nil {
+			return -1, -1, nil
+		}
+		off, stamp, ok, err := e.firstAtOrAfter(ctx, k, *found, ts, start)
+		if err != nil || ok {
+			return off, stamp, err
+		}
+		from = found.LastOffset + 1
+	}
+	return -1, -1, nil
+}
+
+// firstAtOrAfter finds, in one index entry, the first record at or above
+// offset start whose timestamp is >= ts.
+func (e *Engine) firstAtOrAfter(ctx context.Context, k partKey, en metastore.IndexEntry, ts, start int64) (int64, int64, bool, error) {
+	spans, err := e.footers.Spans(ctx, e.store, k.id, k.p, en)
 	if err != nil {
-		return 0, 0, fmt.Errorf("scan index: %w", err)
+		return 0, 0, false, err
 	}
-	if found == nil {
-		return -1, -1, nil
-	}
-	chunk, err := e.readEntry(ctx, *found)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, b := range chunk.Batches() {
-		if b.Header.MaxTimestamp < ts {
+	for _, sp := range spans {
+		if sp.MaxTimestamp < ts || sp.LastOffset() < start {
 			continue
 		}
-		recs, err := segment.RecordTimestamps(b.Raw)
+		chunk, err := e.readSpan(ctx, sp)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
-		for _, r := range recs {
-			abs := found.BaseOffset + (b.Header.BaseOffset + int64(r.OffsetDelta) - found.StoredBase)
-			if r.Timestamp >= ts && abs >= start {
-				return abs, r.Timestamp, nil
+		for _, b := range chunk.Batches() {
+			if b.Header.MaxTimestamp < ts {
+				continue
+			}
+			recs, err := segment.RecordTimestamps(b.Raw)
+			if err != nil {
+				return 0, 0, false, err
+			}
+			for _, r := range recs {
+				abs := sp.AbsBase + (b.Header.BaseOffset + int64(r.OffsetDelta) - sp.StoredBase)
+				if r.Timestamp >= ts && abs >= start {
+					return abs, r.Timestamp, true, nil
+				}
 			}
 		}
 	}
-	return -1, -1, nil
+	return 0, 0, false, nil
 }
 
 func (e *Engine) maxTimestamp(ctx context.Context, topic metastore.TopicID, partition int32, start int64) (int64, int64, error) {
@@ -83,25 +108,35 @@ func (e *Engine) maxTimestamp(ctx context.Context, topic metastore.TopicID, part
 	if err != nil || best == nil {
 		return -1, -1, err
 	}
-	chunk, err := e.readEntry(ctx, *best)
+	spans, err := e.footers.Spans(ctx, e.store, topic, partition, *best)
 	if err != nil {
 		return 0, 0, err
 	}
 	off, ts := int64(-1), int64(-1)
-	for _, b := range chunk.Batches() {
-		if b.Header.MaxTimestamp != best.MaxTimestamp {
+	for _, sp := range spans {
+		if sp.MaxTimestamp != best.MaxTimestamp {
 			continue
 		}
-		recs, err := segment.RecordTimestamps(b.Raw)
+		chunk, err := e.readSpan(ctx, sp)
 		if err != nil {
 			return 0, 0, err
 		}
-		for _, r := range recs {
-			if r.Timestamp > ts {
-				off = best.BaseOffset + (b.Header.BaseOffset + int64(r.OffsetDelta) - best.StoredBase)
-				ts = r.Timestamp
+		for _, b := range chunk.Batches() {
+			if b.Header.MaxTimestamp != best.MaxTimestamp {
+				continue
+			}
+			recs, err := segment.RecordTimestamps(b.Raw)
+			if err != nil {
+				return 0, 0, err
+			}
+			for _, r := range recs {
+				if r.Timestamp > ts {
+					off = sp.AbsBase + (b.Header.BaseOffset + int64(r.OffsetDelta) - sp.StoredBase)
+					ts = r.Timestamp
+				}
 			}
 		}
+		break
 	}
 	return off, ts, nil
 }

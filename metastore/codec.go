@@ -98,8 +98,14 @@ func (e IndexEntry) Validate() error {
 		return fmt.Errorf("%w: index entry %d..%d: %s", ErrInvalid, e.BaseOffset, e.LastOffset, fmt.Sprintf(format, args...))
 	}
 	switch {
-	case e.Kind != EntryChunk:
+	case e.Kind != EntryChunk && e.Kind != EntrySegment:
 		return bad("unknown kind %d", e.Kind)
+	case e.Kind == EntryChunk && e.DataBytes != 0:
+		return bad("chunk entry with data bytes %d", e.DataBytes)
+	case e.Kind == EntrySegment && e.StoredBase != e.BaseOffset:
+		return bad("segment entry stores offsets from %d, not at their absolute offset", e.StoredBase)
+	case e.Kind == EntrySegment && (e.DataBytes <= 0 || e.DataBytes > e.Pos):
+		return bad("segment entry data bytes %d not in 1..pos %d", e.DataBytes, e.Pos)
 	case e.BaseOffset < 0:
 		return bad("negative base offset")
 	case e.LastOffset < e.BaseOffset:

@@ -2,6 +2,7 @@ package metastore
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -18,6 +19,8 @@ const (
 	dirPartitions = "partitions/"
 	dirIndex      = "index/"
 	dirAgents     = "agents/"
+	dirJobs       = "jobs/"
+	dirGroups     = "groups/"
 	keyProducerID = "producer-id"
 )
 
@@ -49,6 +52,39 @@ func (k keys) indexPrefix() string           { return k.p + dirIndex }
 func (k keys) topicIndex(id TopicID) string  { return k.p + dirIndex + id.String() + "/" }
 func (k keys) producerID() string            { return k.p + keyProducerID }
 func (k keys) agentsPrefix() string          { return k.p + dirAgents }
+
+// job is the election prefix of one lifecycle job; candidates' keys are
+// job(name) + "/" + lease ID (concurrency.Election's layout).
+func (k keys) job(name string) string { return k.p + dirJobs + name }
+
+// Group keys: <ns>/groups/<escaped group>/coordinator and
+// <ns>/groups/<escaped group>/offsets/<topic>/<p>. The group ID is
+// path-escaped (url.PathEscape) so any Kafka group ID, "/" included, is
+// one key component; topic names need no escaping (legal names are
+// [a-zA-Z0-9._-]).
+func (k keys) groupsPrefix() string                    { return k.p + dirGroups }
+func (k keys) group(g string) string                   { return k.p + dirGroups + url.PathEscape(g) + "/" }
+func (k keys) groupCoordinator(g string) string        { return k.group(g) + "coordinator" }
+func (k keys) groupOffsets(g string) string            { return k.group(g) + "offsets/" }
+func (k keys) groupOffsetTopic(g, topic string) string { return k.groupOffsets(g) + topic + "/" }
+func (k keys) groupOffset(g, topic string, partition int32) string {
+	return k.groupOffsetTopic(g, topic) + fmtPartition(partition)
+}
+
+// parseGroupKey returns the group of any key under groups/ and the rest of
+// the key after the group component.
+func (k keys) parseGroupKey(key string) (string, string, error) {
+	rest, ok := strings.CutPrefix(key, k.groupsPrefix())
+	if !ok {
+		return "", "", fmt.Errorf("%w: key %q is not a group key", ErrCorruptValue, key)
+	}
+	esc, tail, ok := strings.Cut(rest, "/")
+	g, err := url.PathUnescape(esc)
+	if !ok || err != nil || g == "" {
+		return "", "", fmt.Errorf("%w: key %q is not a group key", ErrCorruptValue, key)
+	}
+	return g, tail, nil
+}
 
 func (k keys) state(id TopicID, partition int32) string {
 	return k.topicStates(id) + fmtPartition(partition)

@@ -88,13 +88,26 @@ const (
 	// EntryChunk is a byte range of record batches inside an object; the
 	// batches store offsets starting at StoredBase.
 	EntryChunk EntryKind = 0
+	// EntrySegment is a whole compacted segment object holding only this
+	// partition, its batches stored at their absolute offsets (StoredBase ==
+	// BaseOffset) and cut into chunks. Pos and Size locate the segment's
+	// footer and trailer (Pos + Size is the object's size): the footer is
+	// the segment's own offset index, so a reader fetches [Pos, Pos+Size)
+	// once, caches it, and then reads one chunk per ranged GET.
+	EntrySegment EntryKind = 1
 )
 
 // IndexEntry maps a dense range of offsets of one partition to bytes in an
-// object. Offsets BaseOffset..LastOffset (inclusive) live in
+// object. For EntryChunk, offsets BaseOffset..LastOffset (inclusive) live in
 // ObjectKey[Pos:Pos+Size]. The first batch in that range stores base offset
 // StoredBase; a batch storing offset x has absolute offset
-// BaseOffset + (x - StoredBase).
+// BaseOffset + (x - StoredBase). For EntrySegment, see that kind.
+//
+// CRC has one meaning for every kind: the CRC-32C of exactly the bytes
+// [Pos, Pos+Size) of the object. For a chunk entry those are the record
+// batches; for a segment entry they are the footer and trailer, whose
+// footer entries in turn carry each chunk's CRC-32C. So every byte a reader
+// uses is covered by a checksum rooted in etcd.
 type IndexEntry struct {
 	Kind           EntryKind `json:"k,omitempty"`
 	BaseOffset     int64     `json:"base"`
@@ -108,6 +121,10 @@ type IndexEntry struct {
 	MaxTimestamp   int64     `json:"mts"`
 	// CRC is the CRC-32C (Castagnoli) of exactly the bytes [Pos, Pos+Size).
 	CRC uint32 `json:"crc"`
+	// DataBytes is, for a segment entry, the bytes of its chunks (the object
+	// minus header, footer and trailer); 0 for a chunk entry, whose data is
+	// Size. Use Bytes.
+	DataBytes int64 `json:"data,omitempty"`
 	// CommittedMs is the wall-clock time of the commit (retention by time uses
 	// MaxTimestamp; this is for operators and GC grace).
 	CommittedMs int64 `json:"cms"`
@@ -115,6 +132,15 @@ type IndexEntry struct {
 
 // Records is the number of records (offsets) the entry covers.
 func (e IndexEntry) Records() int64 { return e.LastOffset - e.BaseOffset + 1 }
+
+// Bytes is the record batch bytes the entry covers (what retention.bytes
+// and `shale topic describe` count).
+func (e IndexEntry) Bytes() int64 {
+	if e.Kind == EntrySegment {
+		return e.DataBytes
+	}
+	return e.Size
+}
 
 // ChunkCommit is one partition's part of a commit: the entries to add and the
 // state to install, valid only if the partition state is still at

@@ -1,0 +1,189 @@
+package s3tier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/shale-dev/shale/metastore"
+)
+
+// Lifecycle job names: each is an etcd election (metastore.CampaignJob), so
+// one agent at a time runs it.
+const (
+	JobCompaction = "compaction"
+	JobRetention  = "retention"
+	JobGC         = "gc"
+)
+
+// LifecycleConfig configures the lifecycle jobs an agent runs. Zero fields
+// take the defaults.
+type LifecycleConfig struct {
+	// Holder names this agent in the job elections (for operators).
+	Holder string
+	// Interval is the pause between two passes of a job while this agent
+	// leads it (default 1 min).
+	Interval time.Duration
+	// LeaseTTL is the TTL of a job leadership lease: how long a dead
+	// leader's job stays unrun (default 10 s).
+	LeaseTTL time.Duration
+	// Compaction tunes compaction; its CommitDeadline defaults to a third of
+	// GCGrace.
+	Compaction CompactConfig
+	// GCGrace is how old an unreferenced object must be before it is
+	// deleted (DefaultGCGrace). It must exceed the engine's UploadTimeout;
+	// New refuses one that does not exceed Compaction.CommitDeadline.
+	GCGrace time.Duration
+	// GCPrefixes are the key prefixes garbage collection looks under.
+	GCPrefixes []string
+	// Now returns wall-clock time (tests may override).
+	Now func() time.Time
+}
+
+// Lifecycle defaults.
+const (
+	DefaultLifecycleInterval = time.Minute
+	DefaultJobLeaseTTL       = 10 * time.Second
+)
+
+func (c *LifecycleConfig) setDefaults() error {
+	if c.Interval <= 0 {
+		c.Interval = DefaultLifecycleInterval
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = DefaultJobLeaseTTL
+	}
+	if c.GCGrace <= 0 {
+		c.GCGrace = DefaultGCGrace
+	}
+	if c.Compaction.CommitDeadline <= 0 {
+		c.Compaction.CommitDeadline = c.GCGrace / 3
+	}
+	if c.GCGrace <= c.Compaction.CommitDeadline {
+		return fmt.Errorf("s3tier: gc grace %v must exceed the compaction commit deadline %v", c.GCGrace, c.Compaction.CommitDeadline)
+	}
+	if len(c.GCPrefixes) == 0 {
+		c.GCPrefixes = DefaultGCPrefixes
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Compaction.Now == nil {
+		c.Compaction.Now = c.Now
+	}
+	c.Compaction.setDefaults()
+	return nil
+}
+
+// Lifecycle runs compaction, retention and garbage collection in the
+// background of an agent. Every agent runs one; for each job, the agent
+// that wins the job's etcd election runs passes every Interval until it
+// loses its lease or closes, then another agent takes over. Every pass is
+// idempotent and crash-safe (new index first, old objects to GC), so a pass
+// cut short by a crash or a lost lease is simply run again.
+type Lifecycle struct {
+	cfg   LifecycleConfig
+	store Store
+	meta  *metastore.Store
+	log   *slog.Logger
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewLifecycle checks cfg and returns a Lifecycle; Start runs it.
+func NewLifecycle(cfg LifecycleConfig, store Store, meta *metastore.Store, log *slog.Logger) (*Lifecycle, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Lifecycle{cfg: cfg, store: store, meta: meta, log: log.With("component", "lifecycle")}, nil
+}
+
+// Start campaigns for every job in the background until Close.
+func (l *Lifecycle) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	for _, job := range []string{JobCompaction, JobRetention, JobGC} {
+		l.wg.Add(1)
+		go func() { defer l.wg.Done(); l.lead(ctx, job) }()
+	}
+}
+
+// Close stops the jobs (a pass in progress is canceled) and resigns.
+func (l *Lifecycle) Close() {
+	if l.cancel != nil {
+		l.cancel()
+	}
+	l.wg.Wait()
+}
+
+// RunOnce runs one pass of job now, without election (tests, operators).
+func (l *Lifecycle) RunOnce(ctx context.Context, job string) error {
+	now := l.cfg.Now()
+	switch job {
+	case JobCompaction:
+		_, err := Compact(ctx, l.store, l.meta, l.cfg.Compaction, l.log)
+		return err
+	case JobRetention:
+		_, err := ApplyRetention(ctx, l.meta, now, l.log)
+		return err
+	case JobGC:
+		_, err := CollectGarbage(ctx, l.store, l.meta, l.cfg.GCPrefixes, now, l.cfg.GCGrace, l.log)
+		return err
+	}
+	return fmt.Errorf("s3tier: unknown lifecycle job %q", job)
+}
+
+// lead campaigns for job and runs it while leading, until ctx ends.
+func (l *Lifecycle) lead(ctx context.Context, job string) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		lease, err := l.meta.CampaignJob(ctx, job, l.cfg.Holder, l.cfg.LeaseTTL)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.log.Warn("job campaign failed", "job", job, "err", err)
+				sleepOrDone(ctx, backoff)
+				backoff = min(2*backoff, 30*time.Second)
+			}
+			continue
+		}
+		backoff = time.Second
+		l.log.Info("leading lifecycle job", "job", job)
+		jctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lease.Done():
+			case <-jctx.Done():
+			}
+			cancel()
+		}()
+		for jctx.Err() == nil {
+			start := time.Now()
+			if err := l.RunOnce(jctx, job); err != nil && !errors.Is(err, context.Canceled) {
+				l.log.Warn("lifecycle pass failed", "job", job, "err", err)
+			} else {
+				l.log.Debug("lifecycle pass done", "job", job, "took", time.Since(start))
+			}
+			sleepOrDone(jctx, l.cfg.Interval)
+		}
+		cancel()
+		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = lease.Close(cctx)
+		ccancel()
+	}
+}
+
+func sleepOrDone(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
