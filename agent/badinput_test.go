@@ -168,18 +168,16 @@ func TestUnsupportedRequests(t *testing.T) {
 		}
 	})
 	t.Run("unserved key with error field", func(t *testing.T) {
-		req := kmsg.NewPtrFindCoordinatorRequest()
-		req.Version = 2
-		req.CoordinatorKey = "g"
-		resp := dialRaw(t, addr).roundTrip(req).(*kmsg.FindCoordinatorResponse)
+		req := kmsg.NewPtrDescribeACLsRequest()
+		req.Version = 1
+		resp := dialRaw(t, addr).roundTrip(req).(*kmsg.DescribeACLsResponse)
 		if resp.ErrorCode != kerr.UnsupportedVersion.Code {
-			t.Fatalf("FindCoordinator error %d, want UNSUPPORTED_VERSION", resp.ErrorCode)
+			t.Fatalf("DescribeAcls error %d, want UNSUPPORTED_VERSION", resp.ErrorCode)
 		}
 	})
 	t.Run("unserved key without error field", func(t *testing.T) {
 		rc := dialRaw(t, addr)
-		req := kmsg.NewPtrOffsetCommitRequest()
-		req.Group = "g"
+		req := kmsg.NewPtrWriteTxnMarkersRequest()
 		rc.send(req)
 		rc.expectClosed()
 	})

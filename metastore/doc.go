@@ -21,10 +21,12 @@
 //	<ns>/index/<id>/<p>/<base offset>        IndexEntry       one per committed chunk
 //	<ns>/producer-id                         next free producer ID, decimal
 //	<ns>/agents/<node>                       AgentInfo        under the agent's lease
+//	<ns>/groups/<g>/coordinator              <node> (decimal) under the coordinator's agent lease
+//	<ns>/groups/<g>/offsets/<topic>/<p>      GroupOffset      one per committed partition
 //
-// Producer idempotence state is part of the PartitionState value, so it
-// commits atomically with the offsets it describes. Consumer group keys will
-// live under <ns>/groups/ (not yet implemented).
+// <g> is the group ID path-escaped (url.PathEscape), so any group ID is one
+// key component. Producer idempotence state is part of the PartitionState
+// value, so it commits atomically with the offsets it describes.
 //
 // # Invariants
 //
@@ -51,6 +53,12 @@
 //   - Agent keys are bound to a lease; an agent that dies disappears after
 //     its TTL. Node IDs are claimed with CreateRevision == 0, so two live
 //     agents never share one.
+//   - A group has at most one coordinator: groups/<g>/coordinator is created
+//     with CreateRevision == 0 under the claiming agent's lease, so it
+//     vanishes when that agent dies. Offset commits and group deletions
+//     compare the key's lease with the caller's (ErrNotCoordinator when it
+//     differs), so an agent that lost the claim can never write a group's
+//     offsets.
 //   - Producer IDs come from CAS increments of one counter, so they are
 //     unique across agents and restarts (>= FirstProducerID, not dense).
 //
@@ -76,6 +84,8 @@
 //   - ErrInvalid: the arguments break a rule (topic name, partition count,
 //     non-dense entries, ...). Retrying does not help.
 //   - ErrCorruptValue: a stored value or key fails to decode or validate.
+//   - ErrNotCoordinator: a group write by an agent that does not hold the
+//     group's coordinator key under the lease it names.
 //   - ErrNodeIDInUse: RegisterAgent with an explicit node ID held by a live agent.
 //   - ErrPartitionMissing: for callers; metastore itself does not check a
 //     partition number against the topic's count.

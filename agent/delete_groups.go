@@ -1,0 +1,65 @@
+package agent
+
+// DeleteGroups (key 42): v0-v3.
+//
+// As in Kafka: only a group without members can be deleted
+// (NON_EMPTY_GROUP); a group with no members and no committed offsets is
+// GROUP_ID_NOT_FOUND. Deleting removes the group's offsets and its
+// coordinator claim from etcd in one fenced transaction, then forgets the
+// group here.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(kmsg.DeleteGroups, 0, 3, (*Server).handleDeleteGroups) }
+
+func (s *Server) handleDeleteGroups(ctx context.Context, _ *reqCtx, req *kmsg.DeleteGroupsRequest) (reply, error) {
+	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	for _, name := range req.Groups {
+		r := kmsg.NewDeleteGroupsResponseGroup()
+		r.Group = name
+		r.ErrorCode = s.deleteGroup(ctx, name)
+		resp.Groups = append(resp.Groups, r)
+	}
+	return now(resp)
+}
+
+func (s *Server) deleteGroup(ctx context.Context, name string) int16 {
+	co := s.groups()
+	g, code := co.acquire(ctx, name)
+	if code != 0 {
+		return code
+	}
+	g.mu.Lock()
+	switch {
+	case g.state == stateDead:
+		g.mu.Unlock()
+		return kerr.NotCoordinator.Code
+	case len(g.members) > 0:
+		g.mu.Unlock()
+		return kerr.NonEmptyGroup.Code
+	}
+	offs, err := s.meta.FetchGroupOffsets(ctx, name)
+	if err != nil {
+		g.mu.Unlock()
+		return errCode(s.log, "delete group", err)
+	}
+	if err := s.meta.DeleteGroup(ctx, name, g.lease); err != nil {
+		g.mu.Unlock()
+		code := groupErr(s, "delete group", err)
+		if code == kerr.NotCoordinator.Code {
+			co.drop(g, code)
+		}
+		return code
+	}
+	g.mu.Unlock()
+	co.drop(g, kerr.NotCoordinator.Code)
+	if len(offs) == 0 && g.generation == 0 {
+		return kerr.GroupIDNotFound.Code
+	}
+	return 0
+}

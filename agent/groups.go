@@ -1,0 +1,252 @@
+package agent
+
+// Consumer groups (the classic protocol): which agent coordinates a group,
+// and the group registry of one agent. The state machine is in
+// groups_state.go, the APIs in one file each (find_coordinator.go,
+// join_group.go, sync_group.go, heartbeat.go, leave_group.go,
+// offset_commit.go, offset_fetch.go, list_groups.go, describe_groups.go,
+// delete_groups.go, offset_delete.go).
+//
+// # Coordinator
+//
+// A group has at most one coordinator agent at a time: the one holding
+// etcd key groups/<g>/coordinator, created with CreateRevision == 0 under
+// the agent's session lease (metastore.ClaimGroupCoordinator). The first
+// group request an agent receives for a group nobody holds claims it;
+// FindCoordinator names the holder, or, when nobody holds the group, the
+// rendezvous-hash winner of the group ID over the live agents (which then
+// claims it on the client's first request), so groups spread over agents.
+// A non-holder answers NOT_COORDINATOR. When the holder dies its lease
+// expires (the agent TTL) and the key with it; members then find and join
+// another agent. An agent whose lease is lost drops every group it held
+// (their waiting requests get NOT_COORDINATOR).
+//
+// # State
+//
+// Membership, generations and assignments live in the coordinator's memory
+// only: after a failover members rejoin (their old member IDs are unknown to
+// the new coordinator, so clients start over with a new ID). Committed
+// offsets live in etcd: an OffsetCommit is answered only after etcd has it,
+// and the write is fenced by the coordinator key's lease, so an agent that
+// lost a group can never write its offsets. OffsetFetch reads etcd and is
+// served by any agent, coordinator or not (a linearizable read sees every
+// acknowledged commit).
+//
+// # Differences from Kafka
+//
+//   - Session timeouts from 1s (group.min.session.timeout.ms is 6s in
+//     Kafka) to 30 minutes; a new group waits groupInitialDelay (Kafka:
+//     group.initial.rebalance.delay.ms, 3s) for more members.
+//   - Protocol metadata and assignments are bounded (maxMemberBytes per
+//     member); beyond it JoinGroup or SyncGroup answers INVALID_REQUEST.
+//     A group holds at most maxGroupMembers (GROUP_MAX_SIZE_REACHED).
+//   - Offsets never expire (offsets.retention.minutes is infinite); they
+//     go with DeleteGroups or OffsetDelete. An offset whose topic was
+//     deleted and re-created reads as "no offset".
+//   - No consumer-protocol (KIP-848) or share groups; FindCoordinator for
+//     transactions answers COORDINATOR_NOT_AVAILABLE.
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/shale-dev/shale/metastore"
+)
+
+// Bounds of the group coordinator.
+const (
+	minSessionTimeout   = time.Second
+	maxSessionTimeout   = 30 * time.Minute
+	maxRebalanceTimeout = 30 * time.Minute
+	groupInitialDelay   = 300 * time.Millisecond
+	maxMemberBytes      = 1 << 20 // protocol metadata or assignment of one member
+	maxGroupMembers     = 10000
+	maxOffsetMetadata   = 4096 // offset.metadata.max.bytes
+)
+
+// coordinators maps each Server to its group registry. Server (server.go)
+// has no field for it, so the registry is attached here and removed when the
+// server closes.
+var coordinators sync.Map // *Server -> *coordinator
+
+// coordinator is one agent's registry of the groups it coordinates.
+type coordinator struct {
+	s *Server
+
+	mu     sync.Mutex
+	groups map[string]*group // claimed under lease
+	lease  clientv3.LeaseID  // the session lease the groups were claimed under
+}
+
+// groups returns the server's group registry, creating it on first use.
+func (s *Server) groups() *coordinator {
+	if c, ok := coordinators.Load(s); ok {
+		return c.(*coordinator)
+	}
+	c, loaded := coordinators.LoadOrStore(s, &coordinator{s: s, groups: map[string]*group{}})
+	co := c.(*coordinator)
+	if !loaded {
+		go co.watchSession()
+	}
+	return co
+}
+
+// session returns the agent's current session, nil before Start.
+func (s *Server) currentSession() *metastore.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.session
+}
+
+// watchSession drops every group when the session that claimed them ends,
+// and removes the registry when the server closes.
+func (c *coordinator) watchSession() {
+	defer coordinators.Delete(c.s)
+	for {
+		sess := c.s.currentSession()
+		var done <-chan struct{}
+		if sess != nil {
+			done = sess.Done()
+		}
+		select {
+		case <-c.s.ctx.Done():
+			c.dropAll("agent closing")
+			return
+		case <-done:
+			c.dropAll("agent lease lost")
+			// Wait for keepRegistered to install a new session.
+			for c.s.currentSession() == sess {
+				select {
+				case <-c.s.ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		case <-time.After(time.Second):
+			// No session yet (tests serving without Start): look again.
+		}
+	}
+}
+
+func (c *coordinator) dropAll(why string) {
+	c.mu.Lock()
+	gs := c.groups
+	c.groups = map[string]*group{}
+	c.mu.Unlock()
+	for _, g := range gs {
+		c.s.log.Info("dropping group", "group", g.name, "why", why)
+		g.kill(kerr.NotCoordinator.Code)
+	}
+}
+
+// drop forgets g (it was deleted or lost) and fails its waiters.
+func (c *coordinator) drop(g *group, code int16) {
+	c.mu.Lock()
+	if c.groups[g.name] == g {
+		delete(c.groups, g.name)
+	}
+	c.mu.Unlock()
+	g.kill(code)
+}
+
+// lookup returns the group if this agent holds it now, without claiming.
+func (c *coordinator) lookup(name string) *group {
+	sess := c.s.currentSession()
+	if sess == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[name]
+	if g != nil && g.lease != sess.Lease() {
+		return nil
+	}
+	return g
+}
+
+// acquire returns the group if this agent coordinates it, claiming it in
+// etcd when nobody does. Otherwise it returns an error code:
+// NOT_COORDINATOR (another agent holds it), COORDINATOR_NOT_AVAILABLE (no
+// session yet or etcd failed), INVALID_GROUP_ID (empty).
+func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) {
+	if name == "" {
+		return nil, kerr.InvalidGroupID.Code
+	}
+	sess := c.s.currentSession()
+	if sess == nil {
+		return nil, kerr.CoordinatorNotAvailable.Code
+	}
+	select {
+	case <-sess.Done():
+		return nil, kerr.CoordinatorNotAvailable.Code
+	default:
+	}
+	if g := c.lookup(name); g != nil {
+		return g, 0
+	}
+	holder, mine, err := c.s.meta.ClaimGroupCoordinator(ctx, name, sess.NodeID(), sess.Lease())
+	if err != nil {
+		c.s.log.Warn("claim group coordinator failed", "group", name, "err", err)
+		return nil, kerr.CoordinatorNotAvailable.Code
+	}
+	if !mine {
+		c.s.log.Debug("not coordinator", "group", name, "holder", holder)
+		return nil, kerr.NotCoordinator.Code
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if g := c.groups[name]; g != nil && g.lease == sess.Lease() {
+		return g, 0
+	}
+	g := newGroup(c, name, sess.Lease())
+	c.groups[name] = g
+	c.s.log.Info("coordinating group", "group", name)
+	return g, 0
+}
+
+// owned returns every group this agent holds now.
+func (c *coordinator) owned() []*group {
+	sess := c.s.currentSession()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*group, 0, len(c.groups))
+	for _, g := range c.groups {
+		if sess != nil && g.lease == sess.Lease() {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// rendezvous returns the live agent with the highest hash of (group, node):
+// the agent FindCoordinator names for a group nobody holds.
+func rendezvous(agents []metastore.AgentInfo, group string) (metastore.AgentInfo, bool) {
+	var best metastore.AgentInfo
+	var bestH uint64
+	found := false
+	for _, a := range agents {
+		h := fnv.New64a()
+		h.Write([]byte(group))
+		h.Write([]byte{0})
+		h.Write([]byte(strconv.Itoa(int(a.NodeID))))
+		if v := h.Sum64(); !found || v > bestH {
+			best, bestH, found = a, v, true
+		}
+	}
+	return best, found
+}
+
+// groupErr maps an etcd error of a group write to a Kafka error code.
+func groupErr(s *Server, op string, err error) int16 {
+	if errors.Is(err, metastore.ErrNotCoordinator) {
+		return kerr.NotCoordinator.Code
+	}
+	return errCode(s.log, op, err)
+}

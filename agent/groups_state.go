@@ -1,0 +1,431 @@
+package agent
+
+// The classic group state machine, as Kafka's GroupCoordinator runs it:
+//
+//	Empty --join--> PreparingRebalance --all joined / timeout--> CompletingRebalance
+//	CompletingRebalance --leader's SyncGroup--> Stable
+//	Stable or CompletingRebalance --join of a new member, leave, session expiry--> PreparingRebalance
+//	PreparingRebalance --last member gone--> Empty
+//
+// Every method of group runs with g.mu held (the handlers take it); timers
+// take it themselves. Waiting JoinGroup and SyncGroup requests wait on a
+// channel of capacity 1 per member, which every path that ends the wait
+// fills exactly once (completion, removal, a new rebalance, loss of the
+// group), so no waiter outlives its rebalance timeout.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+type groupState int8
+
+const (
+	stateEmpty groupState = iota
+	statePreparing
+	stateCompleting
+	stateStable
+	stateDead
+)
+
+func (st groupState) String() string {
+	return [...]string{"Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead"}[st]
+}
+
+// joinResult ends a waiting JoinGroup: a response, or an error code.
+type joinResult struct {
+	resp *kmsg.JoinGroupResponse
+	code int16
+}
+
+type member struct {
+	id         string
+	instanceID *string
+	clientID   string
+	clientHost string
+	protoType  string
+	protocols  []kmsg.JoinGroupRequestProtocol
+	session    time.Duration
+	rebalance  time.Duration
+	assignment []byte
+
+	joinCh chan joinResult // non-nil while a JoinGroup waits
+	syncCh chan syncResult // non-nil while a SyncGroup waits
+	expiry *time.Timer
+}
+
+type syncResult struct {
+	assignment []byte
+	code       int16
+}
+
+type group struct {
+	c     *coordinator
+	name  string
+	lease clientv3.LeaseID
+
+	mu           sync.Mutex
+	state        groupState
+	protocolType string
+	protocol     string
+	generation   int32
+	leader       string
+	members      map[string]*member
+	static       map[string]string      // instance ID -> member ID
+	pending      map[string]*time.Timer // member IDs handed out with MEMBER_ID_REQUIRED
+	timer        *time.Timer            // rebalance or pending-sync deadline
+	timerGen     int                    // invalidates fired timers
+	initialDelay bool                   // a new group still waiting for more members
+}
+
+func newGroup(c *coordinator, name string, lease clientv3.LeaseID) *group {
+	return &group{c: c, name: name, lease: lease, members: map[string]*member{},
+		static: map[string]string{}, pending: map[string]*time.Timer{}}
+}
+
+func newMemberID(clientID string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	if len(clientID) > 64 {
+		clientID = clientID[:64]
+	}
+	return clientID + "-" + hex.EncodeToString(b[:])
+}
+
+// kill ends the group on this agent: every waiter gets code.
+func (g *group) kill(code int16) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.state = stateDead
+	g.stopTimer()
+	for _, m := range g.members {
+		g.answerWaiters(m, code)
+		if m.expiry != nil {
+			m.expiry.Stop()
+		}
+	}
+	for _, t := range g.pending {
+		t.Stop()
+	}
+	g.members, g.pending, g.static = map[string]*member{}, map[string]*time.Timer{}, map[string]string{}
+}
+
+func (g *group) answerWaiters(m *member, code int16) {
+	if m.joinCh != nil {
+		m.joinCh <- joinResult{code: code}
+		m.joinCh = nil
+	}
+	if m.syncCh != nil {
+		m.syncCh <- syncResult{code: code}
+		m.syncCh = nil
+	}
+}
+
+func (g *group) stopTimer() {
+	g.timerGen++
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+}
+
+// setTimer runs f under g.mu after d unless another timer replaces it.
+func (g *group) setTimer(d time.Duration, f func()) {
+	g.stopTimer()
+	gen := g.timerGen
+	g.timer = time.AfterFunc(d, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.timerGen == gen && g.state != stateDead {
+			g.timer = nil
+			f()
+		}
+	})
+}
+
+// touch restarts m's session timer.
+func (g *group) touch(m *member) {
+	if m.expiry != nil {
+		m.expiry.Stop()
+	}
+	id := m.id
+	m.expiry = time.AfterFunc(m.session, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		cur := g.members[id]
+		if cur != m || cur.joinCh != nil { // a waiting join is alive by definition
+			return
+		}
+		g.c.s.log.Info("group member session expired", "group", g.name, "member", id)
+		g.remove(m, kerr.UnknownMemberID.Code)
+	})
+}
+
+// add makes m a member and starts (or joins) a rebalance.
+func (g *group) add(m *member) {
+	g.members[m.id] = m
+	if m.instanceID != nil {
+		g.static[*m.instanceID] = m.id
+	}
+	if g.state == stateEmpty {
+		g.protocolType = ""
+	}
+	if g.protocolType == "" {
+		g.protocolType = m.protoType
+	}
+	g.rebalance()
+}
+
+// remove drops m, answering its waiters with code, and rebalances the rest.
+func (g *group) remove(m *member, code int16) {
+	delete(g.members, m.id)
+	if m.instanceID != nil && g.static[*m.instanceID] == m.id {
+		delete(g.static, *m.instanceID)
+	}
+	if m.expiry != nil {
+		m.expiry.Stop()
+	}
+	g.answerWaiters(m, code)
+	switch g.state {
+	case stateStable, stateCompleting:
+		g.rebalance()
+	case statePreparing:
+		g.maybeCompleteJoin()
+	}
+}
+
+// rebalance moves to PreparingRebalance: waiting syncs are told to rejoin,
+// and the join completes when every member has rejoined or the largest
+// rebalance timeout passes.
+func (g *group) rebalance() {
+	if g.state == statePreparing {
+		g.maybeCompleteJoin()
+		return
+	}
+	for _, m := range g.members {
+		if m.syncCh != nil {
+			m.syncCh <- syncResult{code: kerr.RebalanceInProgress.Code}
+			m.syncCh = nil
+		}
+	}
+	wasEmpty := g.state == stateEmpty
+	g.state = statePreparing
+	timeout := time.Duration(0)
+	for _, m := range g.members {
+		timeout = max(timeout, m.rebalance)
+	}
+	if wasEmpty {
+		g.initialDelay = true
+		timeout = min(timeout, groupInitialDelay)
+	}
+	g.setTimer(timeout, func() { g.initialDelay = false; g.completeJoin() })
+	g.maybeCompleteJoin()
+}
+
+func (g *group) maybeCompleteJoin() {
+	if g.state != statePreparing || g.initialDelay {
+		return
+	}
+	for _, m := range g.members {
+		if m.joinCh == nil {
+			return
+		}
+	}
+	g.completeJoin()
+}
+
+// completeJoin ends PreparingRebalance: members that did not rejoin are
+// removed, the generation advances, a protocol is chosen and every waiting
+// JoinGroup is answered (the leader with the members' metadata).
+func (g *group) completeJoin() {
+	g.stopTimer()
+	g.initialDelay = false
+	for _, m := range g.members {
+		if m.joinCh == nil {
+			delete(g.members, m.id)
+			if m.instanceID != nil && g.static[*m.instanceID] == m.id {
+				delete(g.static, *m.instanceID)
+			}
+			if m.expiry != nil {
+				m.expiry.Stop()
+			}
+			g.answerWaiters(m, kerr.UnknownMemberID.Code)
+		}
+	}
+	g.generation++
+	if len(g.members) == 0 {
+		g.state, g.protocol, g.protocolType, g.leader = stateEmpty, "", "", ""
+		return
+	}
+	g.protocol = g.selectProtocol()
+	if _, ok := g.members[g.leader]; !ok {
+		ids := make([]string, 0, len(g.members))
+		for id := range g.members {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		g.leader = ids[0]
+	}
+	g.state = stateCompleting
+	var all []kmsg.JoinGroupResponseMember
+	for _, m := range g.sortedMembers() {
+		jm := kmsg.NewJoinGroupResponseMember()
+		jm.MemberID, jm.InstanceID, jm.ProtocolMetadata = m.id, m.instanceID, m.metadata(g.protocol)
+		all = append(all, jm)
+	}
+	for _, m := range g.members {
+		resp := g.joinResponse(m)
+		if m.id == g.leader {
+			resp.Members = all
+		}
+		m.joinCh <- joinResult{resp: resp}
+		m.joinCh = nil
+		m.assignment = nil
+		g.touch(m)
+	}
+	// The leader has a rebalance timeout to send its assignment.
+	lt := g.members[g.leader].rebalance
+	g.setTimer(lt, func() {
+		if g.state == stateCompleting {
+			g.c.s.log.Info("group leader sent no assignment in time; rebalancing", "group", g.name)
+			g.rebalance()
+		}
+	})
+}
+
+func (g *group) joinResponse(m *member) *kmsg.JoinGroupResponse {
+	resp := kmsg.NewPtrJoinGroupResponse()
+	resp.Generation = g.generation
+	pt, p := g.protocolType, g.protocol
+	resp.ProtocolType, resp.Protocol = &pt, &p
+	resp.LeaderID, resp.MemberID = g.leader, m.id
+	return resp
+}
+
+func (g *group) sortedMembers() []*member {
+	out := make([]*member, 0, len(g.members))
+	for _, m := range g.members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// selectProtocol picks, among the protocols every member supports, the one
+// most members prefer (Kafka's vote), ties to the first candidate in the
+// leader-or-first member's order.
+func (g *group) selectProtocol() string {
+	members := g.sortedMembers()
+	var candidates []string
+	for _, p := range members[0].protocols {
+		if g.supportedByAll(p.Name) {
+			candidates = append(candidates, p.Name)
+		}
+	}
+	votes := map[string]int{}
+	for _, m := range members {
+		for _, p := range m.protocols {
+			if contains(candidates, p.Name) {
+				votes[p.Name]++
+				break
+			}
+		}
+	}
+	best := ""
+	for _, c := range candidates {
+		if best == "" || votes[c] > votes[best] {
+			best = c
+		}
+	}
+	return best
+}
+
+func (g *group) supportedByAll(name string) bool {
+	for _, m := range g.members {
+		if m.metadata(name) == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// accepts reports whether a joining member with these protocols fits the
+// group: same protocol type and at least one protocol every member supports.
+func (g *group) accepts(protocolType string, protocols []kmsg.JoinGroupRequestProtocol, except string) bool {
+	if len(g.members) == 0 || (len(g.members) == 1 && g.members[except] != nil) {
+		return true
+	}
+	if protocolType != g.protocolType {
+		return false
+	}
+	for _, p := range protocols {
+		ok := true
+		for id, m := range g.members {
+			if id != except && m.metadata(p.Name) == nil {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// metadata returns m's metadata for protocol name, nil if m lacks it.
+func (m *member) metadata(name string) []byte {
+	for _, p := range m.protocols {
+		if p.Name == name {
+			if p.Metadata == nil {
+				return []byte{}
+			}
+			return p.Metadata
+		}
+	}
+	return nil
+}
+
+func sameProtocols(a, b []kmsg.JoinGroupRequestProtocol) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || !bytes.Equal(a[i].Metadata, b[i].Metadata) {
+			return false
+		}
+	}
+	return true
+}
+
+// fenced checks a request's member and instance IDs against the group:
+// UNKNOWN_MEMBER_ID or FENCED_INSTANCE_ID, or the member.
+func (g *group) fenced(memberID string, instanceID *string) (*member, int16) {
+	if instanceID != nil {
+		if cur, ok := g.static[*instanceID]; ok && cur != memberID {
+			return nil, kerr.FencedInstanceID.Code
+		}
+	}
+	m := g.members[memberID]
+	if m == nil {
+		return nil, kerr.UnknownMemberID.Code
+	}
+	return m, 0
+}

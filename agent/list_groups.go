@@ -1,0 +1,67 @@
+package agent
+
+// ListGroups (key 16): v0-v5.
+//
+// Each agent lists the groups it coordinates, with their state; a group
+// known to etcd (it has committed offsets) that no agent coordinates is
+// listed, as Empty, by the agent FindCoordinator would name for it, so a
+// client asking every agent (as kadm does) sees each group once. States
+// (v4+) and types (v5+, every group is "classic") filter as in Kafka,
+// case-insensitively.
+
+import (
+	"context"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(kmsg.ListGroups, 0, 5, (*Server).handleListGroups) }
+
+func (s *Server) handleListGroups(ctx context.Context, _ *reqCtx, req *kmsg.ListGroupsRequest) (reply, error) {
+	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
+	match := func(filter []string, v string) bool {
+		if len(filter) == 0 {
+			return true
+		}
+		for _, f := range filter {
+			if strings.EqualFold(f, v) {
+				return true
+			}
+		}
+		return false
+	}
+	add := func(name, protocolType, state string) {
+		if !match(req.StatesFilter, state) || !match(req.TypesFilter, "classic") {
+			return
+		}
+		g := kmsg.NewListGroupsResponseGroup()
+		g.Group, g.ProtocolType, g.GroupState, g.GroupType = name, protocolType, state, "classic"
+		resp.Groups = append(resp.Groups, g)
+	}
+	mine := map[string]bool{}
+	for _, g := range s.groups().owned() {
+		g.mu.Lock()
+		if g.state != stateDead {
+			add(g.name, g.protocolType, g.state.String())
+			mine[g.name] = true
+		}
+		g.mu.Unlock()
+	}
+	listed, err := s.meta.ListGroups(ctx)
+	if err != nil {
+		resp.ErrorCode = errCode(s.log, "list groups", err)
+		return now(resp)
+	}
+	agents := s.liveAgents(ctx)
+	self := s.NodeID()
+	for _, l := range listed {
+		if mine[l.Name] || l.Coordinator >= 0 || !l.HasOffsets {
+			continue
+		}
+		if win, ok := rendezvous(agents, l.Name); ok && win.NodeID == self {
+			add(l.Name, "consumer", "Empty")
+		}
+	}
+	return now(resp)
+}

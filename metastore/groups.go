@@ -1,0 +1,241 @@
+package metastore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ErrNotCoordinator means the caller does not hold the group's coordinator
+// key under the lease it named: another agent coordinates the group (or
+// nobody does any more). The caller must stop acting as its coordinator.
+var ErrNotCoordinator = errors.New("metastore: not the group coordinator")
+
+// groupTxnOps bounds the puts or deletes of one group transaction, below
+// etcd's default --max-txn-ops (128) with room for the fencing compare.
+const groupTxnOps = 100
+
+// GroupOffset is one committed offset of a consumer group.
+type GroupOffset struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	// TopicID is the ID of the topic when the offset was committed; a
+	// reader ignores an offset whose topic has since been re-created.
+	TopicID     TopicID `json:"topic_id"`
+	Offset      int64   `json:"offset"`
+	LeaderEpoch int32   `json:"leader_epoch"`
+	Metadata    string  `json:"metadata,omitempty"`
+	CommitMs    int64   `json:"commit_ms"`
+}
+
+// GroupListing is a group known to etcd: it has committed offsets or a
+// coordinator (or both).
+type GroupListing struct {
+	Name string
+	// Coordinator is the node ID holding the coordinator key, -1 if none.
+	Coordinator int32
+	// HasOffsets reports whether any offset is committed.
+	HasOffsets bool
+}
+
+// ClaimGroupCoordinator makes nodeID the coordinator of group, under lease
+// (the agent's session lease), unless someone holds it already. It returns
+// the holder's node ID and whether the holder's lease is lease (true also
+// when the caller already held it).
+func (s *Store) ClaimGroupCoordinator(ctx context.Context, group string, nodeID int32, lease clientv3.LeaseID) (int32, bool, error) {
+	if group == "" {
+		return -1, false, fmt.Errorf("claim group coordinator: %w: empty group id", ErrInvalid)
+	}
+	k := s.keys.groupCoordinator(group)
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, strconv.Itoa(int(nodeID)), clientv3.WithLease(lease))).
+		Else(clientv3.OpGet(k)).Commit()
+	if err != nil {
+		return -1, false, fmt.Errorf("claim group coordinator %q: %w", group, err)
+	}
+	if resp.Succeeded {
+		return nodeID, true, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 { // deleted between compare and get: cannot happen in one txn
+		return -1, false, fmt.Errorf("claim group coordinator %q: %w", group, ErrConflict)
+	}
+	holder, err := parseNode(string(kvs[0].Key), kvs[0].Value)
+	if err != nil {
+		return -1, false, fmt.Errorf("claim group coordinator: %w", err)
+	}
+	return holder, clientv3.LeaseID(kvs[0].Lease) == lease, nil
+}
+
+// GroupCoordinator returns the node ID holding group's coordinator key, or
+// -1 when nobody does.
+func (s *Store) GroupCoordinator(ctx context.Context, group string) (int32, error) {
+	if group == "" {
+		return -1, nil
+	}
+	resp, err := s.cli.Get(ctx, s.keys.groupCoordinator(group))
+	if err != nil {
+		return -1, fmt.Errorf("read group coordinator %q: %w", group, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return -1, nil
+	}
+	return parseNode(string(resp.Kvs[0].Key), resp.Kvs[0].Value)
+}
+
+func parseNode(key string, v []byte) (int32, error) {
+	n, err := strconv.ParseInt(string(v), 10, 32)
+	if err != nil || n < 0 {
+		return -1, corrupt(key, fmt.Errorf("bad node id %q", v))
+	}
+	return int32(n), nil
+}
+
+// fence is the compare every group write carries: the coordinator key is
+// held under lease.
+func (s *Store) fence(group string, lease clientv3.LeaseID) clientv3.Cmp {
+	return clientv3.Compare(clientv3.LeaseValue(s.keys.groupCoordinator(group)), "=", lease)
+}
+
+// CommitGroupOffsets writes offsets if the caller holds group's coordinator
+// key under lease (ErrNotCoordinator otherwise). Up to groupTxnOps offsets
+// commit in one transaction; more are split, each transaction fenced. When
+// it returns nil every offset is in etcd.
+func (s *Store) CommitGroupOffsets(ctx context.Context, group string, lease clientv3.LeaseID, offs []GroupOffset) error {
+	for start := 0; start < len(offs); start += groupTxnOps {
+		chunk := offs[start:min(start+groupTxnOps, len(offs))]
+		ops := make([]clientv3.Op, 0, len(chunk))
+		for _, o := range chunk {
+			if o.Topic == "" || o.Partition < 0 {
+				return fmt.Errorf("commit group offsets %q: %w: topic %q partition %d", group, ErrInvalid, o.Topic, o.Partition)
+			}
+			v, err := json.Marshal(o)
+			if err != nil {
+				return fmt.Errorf("commit group offsets %q: %w", group, err)
+			}
+			ops = append(ops, clientv3.OpPut(s.keys.groupOffset(group, o.Topic, o.Partition), string(v)))
+		}
+		resp, err := s.cli.Txn(ctx).If(s.fence(group, lease)).Then(ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("commit group offsets %q: %w", group, err)
+		}
+		if !resp.Succeeded {
+			return fmt.Errorf("commit group offsets %q: %w", group, ErrNotCoordinator)
+		}
+	}
+	return nil
+}
+
+// FetchGroupOffsets returns every offset committed by group, sorted by
+// topic and partition. Any agent may call it: it is a linearizable read.
+func (s *Store) FetchGroupOffsets(ctx context.Context, group string) ([]GroupOffset, error) {
+	if group == "" {
+		return nil, nil
+	}
+	resp, err := s.cli.Get(ctx, s.keys.groupOffsets(group), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("fetch group offsets %q: %w", group, err)
+	}
+	out := make([]GroupOffset, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var o GroupOffset
+		if err := json.Unmarshal(kv.Value, &o); err != nil || o.Topic == "" {
+			return nil, fmt.Errorf("fetch group offsets %q: %w", group, corrupt(string(kv.Key), fmt.Errorf("bad group offset: %v", err)))
+		}
+		out = append(out, o)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out, nil
+}
+
+// DeleteGroupOffsets deletes the given partitions' offsets (partitions nil:
+// every partition of the topic), fenced like CommitGroupOffsets.
+func (s *Store) DeleteGroupOffsets(ctx context.Context, group string, lease clientv3.LeaseID, topic string, partitions []int32) error {
+	var ops []clientv3.Op
+	if partitions == nil {
+		ops = append(ops, clientv3.OpDelete(s.keys.groupOffsetTopic(group, topic), clientv3.WithPrefix()))
+	}
+	for _, p := range partitions {
+		ops = append(ops, clientv3.OpDelete(s.keys.groupOffset(group, topic, p)))
+	}
+	for start := 0; start < len(ops); start += groupTxnOps {
+		resp, err := s.cli.Txn(ctx).If(s.fence(group, lease)).Then(ops[start:min(start+groupTxnOps, len(ops))]...).Commit()
+		if err != nil {
+			return fmt.Errorf("delete group offsets %q: %w", group, err)
+		}
+		if !resp.Succeeded {
+			return fmt.Errorf("delete group offsets %q: %w", group, ErrNotCoordinator)
+		}
+	}
+	return nil
+}
+
+// DeleteGroup deletes every key of group, its coordinator key included, in
+// one transaction fenced like CommitGroupOffsets.
+func (s *Store) DeleteGroup(ctx context.Context, group string, lease clientv3.LeaseID) error {
+	resp, err := s.cli.Txn(ctx).If(s.fence(group, lease)).
+		Then(clientv3.OpDelete(s.keys.group(group), clientv3.WithPrefix())).Commit()
+	if err != nil {
+		return fmt.Errorf("delete group %q: %w", group, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("delete group %q: %w", group, ErrNotCoordinator)
+	}
+	return nil
+}
+
+// ReleaseGroupCoordinator deletes group's coordinator key if it is held
+// under lease; otherwise it does nothing.
+func (s *Store) ReleaseGroupCoordinator(ctx context.Context, group string, lease clientv3.LeaseID) error {
+	k := s.keys.groupCoordinator(group)
+	if _, err := s.cli.Txn(ctx).If(s.fence(group, lease)).Then(clientv3.OpDelete(k)).Commit(); err != nil {
+		return fmt.Errorf("release group coordinator %q: %w", group, err)
+	}
+	return nil
+}
+
+// ListGroups returns every group with a coordinator or committed offsets,
+// sorted by name. It reads keys only, plus the coordinator values.
+func (s *Store) ListGroups(ctx context.Context) ([]GroupListing, error) {
+	resp, err := s.cli.Get(ctx, s.keys.groupsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	byName := map[string]*GroupListing{}
+	var names []string
+	for _, kv := range resp.Kvs {
+		g, tail, err := s.keys.parseGroupKey(string(kv.Key))
+		if err != nil {
+			return nil, fmt.Errorf("list groups: %w", err)
+		}
+		l := byName[g]
+		if l == nil {
+			l = &GroupListing{Name: g, Coordinator: -1}
+			byName[g] = l
+			names = append(names, g)
+		}
+		if tail == "coordinator" {
+			if l.Coordinator, err = s.GroupCoordinator(ctx, g); err != nil {
+				return nil, fmt.Errorf("list groups: %w", err)
+			}
+		} else {
+			l.HasOffsets = true
+		}
+	}
+	sort.Strings(names)
+	out := make([]GroupListing, 0, len(names))
+	for _, n := range names {
+		out = append(out, *byName[n])
+	}
+	return out, nil
+}
