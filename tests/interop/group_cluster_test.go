@@ -1,0 +1,280 @@
+package interop
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/tests/cluster"
+)
+
+// TestGroupOffsetsAcrossAgents proves that offsets committed through agent
+// A (every connection pinned to it) are fetched through agent B (pinned
+// too): committed offsets live in etcd, and any agent serves OffsetFetch.
+func TestGroupOffsetsAcrossAgents(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Agents: 2})
+	const topic, group = "grp-offsets", "grp-across"
+	c.CreateTopic(t, 0, topic, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admA := kadm.NewClient(c.Client(t, kgo.SeedBrokers(c.Addr(0)), kgo.Dialer(cluster.DialTo(c.Addr(0)))))
+	admB := kadm.NewClient(c.Client(t, kgo.SeedBrokers(c.Addr(1)), kgo.Dialer(cluster.DialTo(c.Addr(1)))))
+	var want kadm.Offsets
+	for p := range int32(3) {
+		want.Add(kadm.Offset{Topic: topic, Partition: p, At: int64(100 + p), LeaderEpoch: -1, Metadata: "m" + strconv.Itoa(int(p))})
+	}
+	resp, err := admA.CommitOffsets(ctx, group, want)
+	if err != nil || resp.Error() != nil {
+		t.Fatalf("commit through A: %v %v", err, resp.Error())
+	}
+	got, err := admB.FetchOffsets(ctx, group)
+	if err != nil || got.Error() != nil {
+		t.Fatalf("fetch through B: %v %v", err, got.Error())
+	}
+	for p := range int32(3) {
+		r, ok := got.Lookup(topic, p)
+		if !ok || r.At != int64(100+p) || r.Metadata != "m"+strconv.Itoa(int(p)) {
+			t.Errorf("partition %d through B: %+v (found %v), want offset %d metadata m%d", p, r, ok, 100+p, p)
+		}
+	}
+}
+
+// TestGroupCoordinatorKill proves failover of a group coordinator with a
+// real SIGKILL: two franz-go members consume a 6-partition topic (all
+// agents as seeds); the agent coordinating the group is killed; the group
+// carries on through another agent and every record is processed at least
+// once. Committed offsets, polled through a surviving agent throughout,
+// never move backwards and none acknowledged before the kill is lost. The
+// takeover time (kill to the first commit accepted again) is logged; it is
+// bounded by the agent TTL (3s in the harness) plus the clients' retry and
+// rejoin, and the test fails beyond 20s.
+func TestGroupCoordinatorKill(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Agents: 3})
+	const topic, group, partitions, records = "grp-kill", "grp-kill-g", 6, 6000
+	c.CreateTopic(t, 0, topic, partitions)
+	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	defer cancel()
+	prod := c.Client(t, kgo.DefaultProduceTopic(topic))
+	var recs []*kgo.Record
+	for i := range records {
+		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: []byte("v")})
+	}
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ends := map[int32]int64{}
+	for _, r := range recs {
+		ends[r.Partition] = max(ends[r.Partition], r.Offset+1)
+	}
+
+	var (
+		mu        sync.Mutex
+		processed = map[int32]map[int64]bool{}
+		commitOK  []time.Time // when a member's commit succeeded
+	)
+	member := func(name string, stop <-chan struct{}) <-chan struct{} {
+		cl := c.Client(t,
+			kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
+			kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond),
+			kgo.RebalanceTimeout(10*time.Second), kgo.ClientID(name),
+			kgo.RetryTimeout(30*time.Second),
+		)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			defer cl.Close()
+			for ctx.Err() == nil {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+				fs := cl.PollRecords(pctx, 40)
+				pcancel()
+				mu.Lock()
+				fs.EachRecord(func(r *kgo.Record) {
+					if processed[r.Partition] == nil {
+						processed[r.Partition] = map[int64]bool{}
+					}
+					processed[r.Partition][r.Offset] = true
+				})
+				mu.Unlock()
+				time.Sleep(30 * time.Millisecond)
+				if len(fs.Records()) > 0 {
+					if err := cl.CommitUncommittedOffsets(ctx); err == nil {
+						mu.Lock()
+						commitOK = append(commitOK, time.Now())
+						mu.Unlock()
+					} else {
+						t.Logf("%s: commit: %v", name, err)
+					}
+				}
+				cl.AllowRebalance()
+			}
+		}()
+		return done
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, m := range processed {
+			n += len(m)
+		}
+		return n
+	}
+	stop := make(chan struct{})
+	d1, d2 := member("k1", stop), member("k2", stop)
+	defer func() { close(stop); <-d1; <-d2 }()
+	for count() < 1000 {
+		if ctx.Err() != nil {
+			t.Fatalf("processed %d records before the kill", count())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Which agent coordinates the group?
+	coord := coordinatorIndex(t, ctx, c, group, -1)
+	survivor := (coord + 1) % 3
+	admS := kadm.NewClient(c.Client(t, kgo.SeedBrokers(c.Addr(survivor)), kgo.Dialer(cluster.DialTo(c.Addr(survivor)))))
+	committed := func() map[int32]int64 {
+		out := map[int32]int64{}
+		os, err := admS.FetchOffsets(ctx, group)
+		if err != nil {
+			return nil
+		}
+		os.Each(func(o kadm.OffsetResponse) { out[o.Partition] = o.At })
+		return out
+	}
+	// Poll committed offsets through a survivor: they must never go back.
+	var last map[int32]int64
+	pollDone := make(chan struct{})
+	pollStop := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		for {
+			select {
+			case <-pollStop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			cur := committed()
+			mu.Lock()
+			for p, o := range cur {
+				if o < last[p] {
+					t.Errorf("partition %d: committed offset went back from %d to %d", p, last[p], o)
+				}
+			}
+			if cur != nil {
+				last = cur
+			}
+			mu.Unlock()
+		}
+	}()
+	before := committed()
+	t.Logf("killing coordinator agent %d (%s); committed before: %v", coord, c.Addr(coord), before)
+	killed := time.Now()
+	c.Kill(coord)
+
+	// New coordinator named, and first commit accepted after the kill.
+	newCoord := coordinatorIndex(t, ctx, c, group, coord)
+	named := time.Since(killed)
+	var resumed time.Duration
+	for resumed == 0 {
+		mu.Lock()
+		if n := len(commitOK); n > 0 && commitOK[n-1].After(killed) {
+			for _, at := range commitOK {
+				if at.After(killed) {
+					resumed = at.Sub(killed)
+					break
+				}
+			}
+		}
+		mu.Unlock()
+		if ctx.Err() != nil {
+			t.Fatalf("no commit accepted after the kill")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("takeover: agent %d names the new coordinator (agent %d) %v after the kill; first commit accepted %v after the kill (agent TTL 3s, session 6s)",
+		survivor, newCoord, named.Round(time.Millisecond), resumed.Round(time.Millisecond))
+	if resumed > 20*time.Second {
+		t.Errorf("takeover took %v, want under 20s", resumed)
+	}
+	after := committed()
+	for p, o := range before {
+		if after[p] < o {
+			t.Errorf("partition %d: committed %d before the kill, %d after takeover", p, o, after[p])
+		}
+	}
+	for count() < records {
+		if ctx.Err() != nil {
+			t.Fatalf("processed %d of %d records", count(), records)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Eventually committed offsets reach the ends.
+	for {
+		cur := committed()
+		all := true
+		for p, e := range ends {
+			if cur[p] != e {
+				all = false
+			}
+		}
+		if all {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("committed %v never reached the ends %v", cur, ends)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(pollStop)
+	<-pollDone
+}
+
+// coordinatorIndex asks a live agent (other than skip) which agent
+// coordinates group, retrying until one that is not skip is named.
+func coordinatorIndex(t *testing.T, ctx context.Context, c *cluster.Cluster, group string, skip int) int {
+	t.Helper()
+	ask := (skip + 1) % 3
+	if skip < 0 {
+		ask = 0
+	}
+	cl := c.Client(t, kgo.SeedBrokers(c.Addr(ask)), kgo.Dialer(cluster.DialTo(c.Addr(ask))))
+	for ctx.Err() == nil {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKey, req.CoordinatorKeys = group, []string{group}
+		raw, err := cl.SeedBrokers()[0].Request(ctx, req)
+		if err == nil {
+			resp := raw.(*kmsg.FindCoordinatorResponse)
+			code, host, port := resp.ErrorCode, resp.Host, resp.Port
+			if len(resp.Coordinators) > 0 {
+				code, host, port = resp.Coordinators[0].ErrorCode, resp.Coordinators[0].Host, resp.Coordinators[0].Port
+			}
+			addr := fmt.Sprintf("%s:%d", host, port)
+			if code != 0 {
+				addr = ""
+			}
+			for i, a := range c.Addrs() {
+				if a == addr && i != skip {
+					return i
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no coordinator for %s named by agent %d", group, ask)
+	return -1
+}
