@@ -35,6 +35,11 @@ fuzz-short:
 fuzz:
 	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
+## soak: the long reliability campaign (SHALE_SOAK_KILLS agent kills, default 200), then prints its counts
+SHALE_SOAK_KILLS ?= 200
+soak: test-deps
+	set -o pipefail; SHALE_SOAK_KILLS=$(SHALE_SOAK_KILLS) $(GO) test -count=1 -v -timeout 90m -run 'TestCrashCampaign' ./tests/reliability/ 2>&1 | tee /tmp/shale-soak.log | grep -E '^(crash campaign|---|ok|FAIL|PASS)|: kill [0-9]+/|audit'
+
 ## bench: benchmarks (shale vs raw store, shale vs kfake)
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./s3tier/ ./engine/

@@ -208,6 +208,8 @@ type sealedObject struct {
 	uploaded  chan struct{} // closed when the upload finished
 	uploadErr error
 	committed chan struct{} // closed when every waiter has its answer
+
+	sealedAt, uploadedAt time.Time // for latency accounting
 }
 
 type sealedChunk struct {
@@ -235,6 +237,7 @@ func (e *Engine) sealLocked() *sealedObject {
 		path:      filepath.Join(e.spoolDir, name),
 		uploaded:  make(chan struct{}),
 		committed: make(chan struct{}),
+		sealedAt:  now,
 	}
 	so.chunks = make([]sealedChunk, 0, len(b.order))
 	for _, k := range b.order {
@@ -255,7 +258,7 @@ func (e *Engine) sealLocked() *sealedObject {
 // buildAndUpload writes the object to the spool, then uploads it with
 // bounded concurrency and retries.
 func (e *Engine) buildAndUpload(so *sealedObject) {
-	defer close(so.uploaded)
+	defer func() { so.uploadedAt = time.Now(); close(so.uploaded) }()
 	if err := e.build(so); err != nil {
 		so.uploadErr = err
 		return
@@ -313,7 +316,11 @@ func (e *Engine) upload(so *sealedObject) error {
 	defer cancel()
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		err := e.putFile(ctx, so)
+		// A store that stops answering (a hung connection) must not hold
+		// the whole object's budget: each attempt gets its own bound.
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout(so.size))
+		err := e.putFile(actx, so)
+		acancel()
 		if err == nil {
 			e.count(func(s *Stats) { s.ObjectsUploaded++; s.BytesUploaded += so.size })
 			return nil
@@ -329,6 +336,14 @@ func (e *Engine) upload(so *sealedObject) error {
 		backoff = min(backoff*2, 2*time.Second)
 	}
 }
+
+// attemptTimeout bounds one upload attempt: a few seconds plus the time
+// the object takes at a slow 1 MiB/s.
+func attemptTimeout(size int64) time.Duration {
+	return minAttemptTimeout + time.Duration(size>>20)*time.Second
+}
+
+const minAttemptTimeout = 5 * time.Second
 
 func (e *Engine) putFile(ctx context.Context, so *sealedObject) error {
 	f, err := os.Open(so.path)

@@ -41,6 +41,12 @@ type Options struct {
 	Args []string
 	// LogLevel is the agents' --log-level (default "warn").
 	LogLevel string
+	// EtcdEndpoints, when set, is an etcd the test runs itself (e.g. as a
+	// process it can kill); the harness then starts none.
+	EtcdEndpoints []string
+	// S3, when set, is the S3 server the agents use instead of one the
+	// harness starts (e.g. a fault-injecting proxy's address in Endpoint).
+	S3 *testenv.S3Server
 }
 
 // Cluster is a set of running shale agent processes sharing an etcd and an
@@ -90,8 +96,16 @@ func Start(t testing.TB, opts Options) *Cluster {
 		opts.LogLevel = "warn"
 	}
 	bin := Binary(t)
-	_, endpoints := testenv.Etcd(t)
-	s3 := testenv.S3(t)
+	endpoints := opts.EtcdEndpoints
+	if len(endpoints) == 0 {
+		_, endpoints = testenv.Etcd(t)
+	}
+	var s3 testenv.S3Server
+	if opts.S3 != nil {
+		s3 = *opts.S3
+	} else {
+		s3 = testenv.S3(t)
+	}
 	c := &Cluster{t: t, bin: bin, opts: opts, etcd: endpoints, s3: s3}
 	// Registered after etcd's and S3's cleanups, so it runs before them.
 	t.Cleanup(c.stopAll)
@@ -132,6 +146,19 @@ func (c *Cluster) S3() testenv.S3Server { return c.s3 }
 
 // EtcdEndpoints returns the endpoints of the cluster's etcd.
 func (c *Cluster) EtcdEndpoints() []string { return c.etcd }
+
+// Pid returns the process ID of agent i's running process (0 when it is
+// not running), e.g. to read its memory use from /proc.
+func (c *Cluster) Pid(i int) int {
+	inc := c.agent(i).current()
+	if inc == nil {
+		return 0
+	}
+	return inc.cmd.Process.Pid
+}
+
+// Running reports whether agent i has a process (it may be exiting).
+func (c *Cluster) Running(i int) bool { return c.agent(i).current() != nil }
 
 // Kill sends SIGKILL to agent i and waits until the process is gone.
 func (c *Cluster) Kill(i int) {
