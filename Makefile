@@ -40,9 +40,10 @@ SHALE_SOAK_KILLS ?= 200
 soak: test-deps
 	set -o pipefail; SHALE_SOAK_KILLS=$(SHALE_SOAK_KILLS) $(GO) test -count=1 -v -timeout 90m -run 'TestCrashCampaign' ./tests/reliability/ 2>&1 | tee /tmp/shale-soak.log | grep -E '^(crash campaign|---|ok|FAIL|PASS)|: kill [0-9]+/|audit'
 
-## bench: benchmarks (shale vs raw store, shale vs kfake)
+## bench: shale vs kfake and vs the raw S3 server, one run, one table (+ bench-results/*.json, *.svg)
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./s3tier/ ./engine/
+	$(GO) run ./bench -out bench-results
 
 clean:
 	rm -rf bin data

@@ -37,7 +37,11 @@ func (e *Engine) commitLoop() {
 			if e.cfg.beforeCommit != nil {
 				e.cfg.beforeCommit(so.key)
 			}
+			waited := time.Since(so.uploadedAt)
+			t0 := time.Now()
 			e.commitObject(so, cache)
+			e.log.Debug("object committed", "key", so.key, "bytes", so.size, "upload", so.uploadedAt.Sub(so.sealedAt),
+				"queued", waited, "commit", time.Since(t0))
 			e.cache.adoptObject(so.key, so.path, so.size)
 		}
 		_ = os.Remove(so.path) // no-op when adopted by the cache

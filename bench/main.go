@@ -1,0 +1,156 @@
+// Command bench is `make bench`: one run drives the same franz-go load
+// (OpenMessaging-style: 1 KiB records half random bytes, 4 producers, 4
+// consumers, acks=all, bounded duration) against franz-go's kfake (an
+// in-memory Kafka, run as its own process) and against shale twice — dev
+// mode (embedded etcd, local-directory bucket) and S3 mode (a versitygw S3
+// server behind a counting proxy, plus etcd) — and prints one table with the
+// ratio shale/kfake for each figure. It also measures raw PUT and GET MB/s of
+// the same S3 server at the flush object size, and repeats the S3 run at
+// 1,000 partitions to show whether PUTs/s stay flat as partitions grow.
+// Results are written as JSON and as an SVG plot of latency percentiles.
+//
+// Every figure is measured in this one run on this machine; compare ratios,
+// not absolute numbers, across machines.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	duration   time.Duration
+	partitions int
+	many       int
+	producers  int
+	consumers  int
+	recordSize int
+	rate       float64
+	out        string
+	skipMany   bool
+}
+
+func main() {
+	var o options
+	serveKfake := flag.String("serve-kfake", "", "internal: run kfake on this port with -partitions partitions of topic bench")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "produce duration per run")
+	flag.IntVar(&o.partitions, "partitions", 64, "partitions of the main scenario")
+	flag.IntVar(&o.many, "many-partitions", 1000, "partitions of the scaling scenario")
+	flag.BoolVar(&o.skipMany, "skip-many", false, "skip the scaling scenario")
+	flag.IntVar(&o.producers, "producers", 4, "producer clients")
+	flag.IntVar(&o.consumers, "consumers", 4, "consumer clients")
+	flag.IntVar(&o.recordSize, "record-size", 1024, "record value bytes (half random)")
+	flag.StringVar(&o.out, "out", "bench-results", "directory for results.json and latency.svg")
+	flag.Float64Var(&o.rate, "rate", 10000, "records/s offered in all by the producers in the latency runs")
+	flag.Parse()
+	if *serveKfake != "" {
+		runKfake(*serveKfake, int32(o.partitions))
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+}
+
+// Report is everything one `make bench` run measured.
+type Report struct {
+	When        time.Time `json:"when"`
+	Options     string    `json:"options"`
+	Max         []Result  `json:"max_throughput"`
+	Paced       []Result  `json:"paced"`
+	Many        []Result  `json:"many_partitions,omitempty"`
+	RawPutMBps  float64   `json:"raw_s3_put_mb_per_s"`
+	RawGetMBps  float64   `json:"raw_s3_get_mb_per_s"`
+	RawObjectMB float64   `json:"raw_object_mb"`
+}
+
+func run(ctx context.Context, o options) error {
+	tmp, err := os.MkdirTemp("", "shale-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	shale, err := buildShale(tmp)
+	if err != nil {
+		return err
+	}
+	rep := Report{When: time.Now().UTC(), Options: fmt.Sprintf("%d producers, %d consumers, %d B records, %s per run, acks=all",
+		o.producers, o.consumers, o.recordSize, o.duration)}
+	targets := []target{kfakeTarget(), shaleDevTarget(shale), shaleS3Target(shale)}
+	for _, t := range targets {
+		for _, rate := range []float64{0, o.rate} {
+			log.Printf("bench: %s, %d partitions, offered %s", t.name, o.partitions, offered(rate))
+			r, err := measure(ctx, t, o, o.partitions, rate, filepath.Join(tmp, fmt.Sprintf("%s-%.0f", t.name, rate)))
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			if rate == 0 {
+				rep.Max = append(rep.Max, r)
+			} else {
+				rep.Paced = append(rep.Paced, r)
+			}
+		}
+	}
+	if !o.skipMany {
+		for _, t := range []target{kfakeTarget(), shaleS3Target(shale)} {
+			log.Printf("bench: %s, %d partitions, offered %s", t.name, o.many, offered(o.rate))
+			r, err := measure(ctx, t, o, o.many, o.rate, filepath.Join(tmp, t.name+"-many"))
+			if err != nil {
+				return fmt.Errorf("%s at %d partitions: %w", t.name, o.many, err)
+			}
+			rep.Many = append(rep.Many, r)
+		}
+	}
+	log.Printf("bench: raw S3 PUT/GET")
+	if rep.RawPutMBps, rep.RawGetMBps, err = rawS3(ctx, filepath.Join(tmp, "raw"), 4<<20, 10*time.Second); err != nil {
+		return fmt.Errorf("raw S3: %w", err)
+	}
+	rep.RawObjectMB = 4
+	fmt.Println()
+	printTable(os.Stdout, rep)
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	js, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.out, "results.json"), js, 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(o.out, "latency.svg"), latencySVG(rep), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s and %s\n", filepath.Join(o.out, "results.json"), filepath.Join(o.out, "latency.svg"))
+	return nil
+}
+
+func offered(rate float64) string {
+	if rate == 0 {
+		return "as fast as acknowledged"
+	}
+	return fmt.Sprintf("%.0f records/s", rate)
+}
+
+func buildShale(dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "shale")
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd.Dir = root
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build shale: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+	"text/tabwriter"
+)
+
+type row struct {
+	name string
+	get  func(Result) float64
+	f    string
+}
+
+var rows = []row{
+	{"produce MB/s", func(r Result) float64 { return r.ProduceMBps }, "%.1f"},
+	{"produce records/s", func(r Result) float64 { return r.ProduceRecPerS }, "%.0f"},
+	{"produce latency p50 ms", func(r Result) float64 { return r.ProduceP50ms }, "%.1f"},
+	{"produce latency p99 ms", func(r Result) float64 { return r.ProduceP99ms }, "%.1f"},
+	{"produce latency p99.9 ms", func(r Result) float64 { return r.ProduceP999ms }, "%.1f"},
+	{"end-to-end latency p50 ms", func(r Result) float64 { return r.E2EP50ms }, "%.1f"},
+	{"end-to-end latency p99 ms", func(r Result) float64 { return r.E2EP99ms }, "%.1f"},
+	{"consume MB/s", func(r Result) float64 { return r.ConsumeMBps }, "%.1f"},
+	{"S3 PUT/s", func(r Result) float64 { return r.S3PutsPerS }, "%.1f"},
+	{"S3 GET/s", func(r Result) float64 { return r.S3GetsPerS }, "%.1f"},
+	{"etcd txns/s", func(r Result) float64 { return r.EtcdTxnsPerS }, "%.1f"},
+	{"server CPU (cores)", func(r Result) float64 { return r.CPUCores }, "%.2f"},
+	{"server peak RSS MiB", func(r Result) float64 { return r.PeakRSSMiB }, "%.0f"},
+}
+
+func cell(v float64, f string) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf(f, v)
+}
+
+// table writes one scenario: a column per target, then each shale
+// target's ratio to the first (kfake).
+func table(w io.Writer, rs []Result) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "metric\t")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t", r.Target)
+	}
+	for _, r := range rs[1:] {
+		fmt.Fprintf(tw, "%s/%s\t", r.Target, rs[0].Target)
+	}
+	fmt.Fprintln(tw)
+	for _, rw := range rows {
+		fmt.Fprintf(tw, "%s\t", rw.name)
+		for _, r := range rs {
+			fmt.Fprintf(tw, "%s\t", cell(rw.get(r), rw.f))
+		}
+		base := rw.get(rs[0])
+		for _, r := range rs[1:] {
+			v := rw.get(r)
+			if base > 0 && v >= 0 {
+				fmt.Fprintf(tw, "%.2f\t", v/base)
+			} else {
+				fmt.Fprint(tw, "n/a\t")
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+}
+
+func printTable(w io.Writer, rep Report) {
+	fmt.Fprintf(w, "shale benchmark, %s — %s\n\n", rep.When.Format("2006-01-02 15:04 UTC"), rep.Options)
+	for _, sc := range []struct {
+		title string
+		rs    []Result
+	}{{"maximum throughput", rep.Max}, {"paced", rep.Paced}, {"paced, many partitions", rep.Many}} {
+		if len(sc.rs) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%s: %d partitions, producers offer %s\n", sc.title, sc.rs[0].Partitions, offered(sc.rs[0].OfferedRecPerS))
+		table(w, sc.rs)
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "raw S3 (same versitygw, %.0f MiB objects, 4 at a time): PUT %.1f MB/s, GET %.1f MB/s\n", rep.RawObjectMB, rep.RawPutMBps, rep.RawGetMBps)
+	for _, r := range rep.Max {
+		if r.Target == "shale-s3" && rep.RawPutMBps > 0 {
+			fmt.Fprintf(w, "shale-s3 maximum produce MB/s / raw PUT MB/s: %.2f\n", r.ProduceMBps/rep.RawPutMBps)
+		}
+	}
+	fmt.Fprintln(w, "(the S3 server and etcd of shale-s3 run outside the agent: its CPU and RSS are the agent's alone)")
+}
+
+// latencySVG plots produce and end-to-end latency percentiles per target
+// as grouped bars on a log scale.
+func latencySVG(rep Report) []byte {
+	type bar struct {
+		label string
+		v     float64
+	}
+	const w, h, left, bottom = 760, 360, 60, 60
+	series := []struct {
+		name  string
+		get   func(Result) float64
+		color string
+	}{
+		{"produce p50", func(r Result) float64 { return r.ProduceP50ms }, "#4c78a8"},
+		{"produce p99", func(r Result) float64 { return r.ProduceP99ms }, "#72b7b2"},
+		{"produce p99.9", func(r Result) float64 { return r.ProduceP999ms }, "#54a24b"},
+		{"e2e p50", func(r Result) float64 { return r.E2EP50ms }, "#f58518"},
+		{"e2e p99", func(r Result) float64 { return r.E2EP99ms }, "#e45756"},
+	}
+	maxV := 1.0
+	for _, r := range rep.Paced {
+		for _, s := range series {
+			maxV = max(maxV, s.get(r))
+		}
+	}
+	logMax := math.Log10(maxV * 2)
+	y := func(v float64) float64 {
+		if v < 0.1 {
+			v = 0.1
+		}
+		return float64(h-bottom) - (math.Log10(v)+1)/(logMax+1)*float64(h-bottom-20)
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
+	fmt.Fprintf(&b, `<text x="%d" y="14">Latency percentiles, ms (log scale), producers offering %s — %s</text>`+"\n", left, offeredOf(rep.Paced), rep.Options)
+	for _, tick := range []float64{0.1, 1, 10, 100, 1000, 10000} {
+		if math.Log10(tick) > logMax {
+			break
+		}
+		ty := y(tick)
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="5" y="%.1f">%g</text>`+"\n", left, w-10, ty, ty, ty+4, tick)
+	}
+	groupW := float64(w-left-20) / float64(max(1, len(rep.Paced)))
+	barW := groupW / float64(len(series)+1)
+	for i, r := range rep.Paced {
+		gx := float64(left) + float64(i)*groupW
+		for j, s := range series {
+			v := s.get(r)
+			if v < 0 {
+				continue
+			}
+			x := gx + float64(j)*barW
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s %s: %.1f ms</title></rect>`+"\n",
+				x, y(v), barW-2, float64(h-bottom)-y(v), s.color, r.Target, s.name, v)
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d">%s</text>`+"\n", gx+groupW/3, h-bottom+16, r.Target)
+	}
+	for j, s := range series {
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
+			left+j*130, h-22, s.color, left+j*130+14, h-13, s.name)
+	}
+	b.WriteString("</svg>\n")
+	return b.Bytes()
+}
+
+
+func offeredOf(rs []Result) string {
+	if len(rs) == 0 {
+		return "-"
+	}
+	return offered(rs[0].OfferedRecPerS)
+}
