@@ -155,7 +155,7 @@ func TestTopicAdministration(t *testing.T) {
 	if v, _ := configValue(t, rcs, "retention.bytes"); v != "4096" {
 		t.Errorf("retention.bytes = %s after incremental set, want 4096", v)
 	}
-	if v, src := configValue(t, rcs, "retention.ms"); v != "604800000" || src != kmsg.ConfigSourceDefaultConfig {
+	if v, src := configValue(t, rcs, "retention.ms"); v != "-1" || src != kmsg.ConfigSourceDefaultConfig {
 		t.Errorf("retention.ms = %s (%v) after delete, want the default", v, src)
 	}
 

@@ -32,6 +32,7 @@
 //	OffsetForLeaderEpoch v0-v4  DescribeConfigs       v0-v4
 //	AlterConfigs       v0-v2    CreatePartitions      v0-v3
 //	IncrementalAlterConfigs v0-v1  DescribeCluster    v0-v2
+//	DeleteRecords      v0-v2
 //
 // Produce and Fetch start at the first versions that carry record batch v2;
 // a client that can only speak message format v0/v1 has its connection

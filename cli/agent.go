@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/shale-dev/shale/s3tier"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -57,6 +59,9 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Var(&cacheBytes, "cache-bytes", "local read cache budget")
 	f.Bool("auto-create-topics", false, "create unknown topics on first produce or metadata request (on with --dev)")
 	f.Int("default-partitions", 1, "partitions of auto-created topics")
+	f.Bool("lifecycle", true, "take part in the lifecycle jobs (compaction, retention, garbage collection; one agent runs each at a time)")
+	f.Duration("lifecycle-interval", s3tier.DefaultLifecycleInterval, "pause between two passes of a lifecycle job")
+	f.Duration("gc-grace", s3tier.DefaultGCGrace, "age an unreferenced object must reach before garbage collection deletes it (must exceed upload and commit times)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 
@@ -100,6 +105,8 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			CacheBytes:        int64(cb),
 			AutoCreateTopics:  v.GetBool("auto-create-topics") || (dev && !cmd.Flags().Changed("auto-create-topics") && !v.IsSet("auto-create-topics")),
 			DefaultPartitions: v.GetInt("default-partitions"),
+			NoLifecycle:       !v.GetBool("lifecycle"),
+			Lifecycle:         s3tier.LifecycleConfig{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace")},
 		}
 		if o.FlushBytes <= 0 || o.FlushInterval <= 0 {
 			return fmt.Errorf("--flush-bytes and --flush-interval must be positive")

@@ -46,6 +46,11 @@ type StackOptions struct {
 	CacheBytes        int64
 	AutoCreateTopics  bool
 	DefaultPartitions int
+
+	// NoLifecycle keeps this agent out of the lifecycle jobs; Lifecycle
+	// tunes them (zero fields: s3tier defaults).
+	NoLifecycle bool
+	Lifecycle   s3tier.LifecycleConfig
 }
 
 // Stack is a running agent with its storage engine, metadata store and
@@ -56,6 +61,8 @@ type Stack struct {
 	Meta   *metastore.Store
 	Store  s3tier.Store
 	Etcd   *metastore.Embedded // nil unless dev mode started one
+	// Lifecycle runs compaction, retention and GC (nil with NoLifecycle).
+	Lifecycle *s3tier.Lifecycle
 
 	cli *clientv3.Client
 	log *slog.Logger
@@ -177,6 +184,19 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 		s.Agent = nil
 		return fail(fmt.Errorf("start Kafka listener on %s: %w", o.Listen, err))
 	}
+	if !o.NoLifecycle {
+		lc := o.Lifecycle
+		if lc.Holder == "" {
+			lc.Holder = fmt.Sprintf("node %d (%s)", s.Agent.NodeID(), s.Agent.Addr())
+		}
+		if lc.Compaction.TempDir == "" {
+			lc.Compaction.TempDir = filepath.Join(o.DataDir, "agent", "spool") // wiped at start
+		}
+		if s.Lifecycle, err = s3tier.NewLifecycle(lc, s.Store, meta, log); err != nil {
+			return fail(err)
+		}
+		s.Lifecycle.Start()
+	}
 	return s, nil
 }
 
@@ -184,6 +204,9 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 // releases etcd.
 func (s *Stack) Close(ctx context.Context) error {
 	var errs []error
+	if s.Lifecycle != nil {
+		s.Lifecycle.Close()
+	}
 	if s.Agent != nil {
 		errs = append(errs, s.Agent.Close(ctx))
 	}
