@@ -1,0 +1,358 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+func newGroupCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "group",
+		Short: "List, describe, delete consumer groups and reset their offsets",
+		Long: `Manage consumer groups through any agent (the Kafka admin protocol).
+
+Committed offsets live in etcd; the group's coordinator is whichever agent holds it.`,
+	}
+	cmd.AddCommand(groupListCmd(), groupDescribeCmd(), groupDeleteCmd(), groupResetCmd())
+	return cmd
+}
+
+func groupAdmin(cmd *cobra.Command) (*kadm.Client, func(), error) {
+	v, err := newViper(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	return adminClient(cmd.Context(), v)
+}
+
+func groupListCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "list", Short: "List consumer groups", Args: cobra.NoArgs}
+	addBootstrapFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		adm, done, err := groupAdmin(cmd)
+		if err != nil {
+			return err
+		}
+		defer done()
+		gs, err := adm.ListGroups(cmd.Context())
+		if err != nil {
+			return fmt.Errorf("list groups: %w", err)
+		}
+		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "GROUP\tSTATE\tPROTOCOL TYPE\tCOORDINATOR")
+		for _, g := range gs.Sorted() {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", g.Group, g.State, g.ProtocolType, g.Coordinator)
+		}
+		return w.Flush()
+	}
+	return cmd
+}
+
+func groupDescribeCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "describe GROUP", Short: "Show a group's members, committed offsets and lag", Args: cobra.ExactArgs(1)}
+	addBootstrapFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		adm, done, err := groupAdmin(cmd)
+		if err != nil {
+			return err
+		}
+		defer done()
+		ctx, name := cmd.Context(), args[0]
+		dgs, err := adm.DescribeGroups(ctx, name)
+		if err != nil {
+			return fmt.Errorf("describe group %s: %w", name, err)
+		}
+		dg := dgs[name]
+		if dg.Err != nil {
+			return fmt.Errorf("describe group %s: %w", name, dg.Err)
+		}
+		offs, err := adm.FetchOffsets(ctx, name)
+		if err == nil {
+			err = offs.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("committed offsets of %s: %w", name, err)
+		}
+		var topics []string
+		offs.Each(func(o kadm.OffsetResponse) {
+			if len(topics) == 0 || topics[len(topics)-1] != o.Topic {
+				topics = append(topics, o.Topic)
+			}
+		})
+		var ends kadm.ListedOffsets
+		if len(topics) > 0 {
+			if ends, err = adm.ListEndOffsets(ctx, topics...); err != nil {
+				return fmt.Errorf("end offsets: %w", err)
+			}
+		}
+		out := cmd.OutOrStdout()
+		proto := "-"
+		if dg.ProtocolType != "" {
+			proto = dg.ProtocolType + "/" + dg.Protocol
+		}
+		fmt.Fprintf(out, "group %s  state %s  protocol %s  coordinator %d  members %d\n\n",
+			name, dg.State, proto, dg.Coordinator.NodeID, len(dg.Members))
+		owner := map[string]string{}
+		if len(dg.Members) > 0 {
+			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "MEMBER\tINSTANCE\tCLIENT\tHOST\tASSIGNMENT")
+			for _, m := range dg.Members {
+				inst := "-"
+				if m.InstanceID != nil {
+					inst = *m.InstanceID
+				}
+				var parts []string
+				if ca, ok := m.Assigned.AsConsumer(); ok {
+					for _, t := range ca.Topics {
+						for _, p := range t.Partitions {
+							owner[t.Topic+"/"+strconv.Itoa(int(p))] = m.MemberID
+							parts = append(parts, fmt.Sprintf("%s/%d", t.Topic, p))
+						}
+					}
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", m.MemberID, inst, m.ClientID, m.ClientHost, strings.Join(parts, ","))
+			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintln(out)
+		}
+		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "TOPIC\tPARTITION\tCOMMITTED\tLOG END\tLAG\tMEMBER")
+		for _, o := range offs.Sorted() {
+			end, lag := "-", "-"
+			if e, ok := ends.Lookup(o.Topic, o.Partition); ok && e.Err == nil {
+				end, lag = strconv.FormatInt(e.Offset, 10), strconv.FormatInt(max(e.Offset-o.At, 0), 10)
+			}
+			m := owner[o.Topic+"/"+strconv.Itoa(int(o.Partition))]
+			if m == "" {
+				m = "-"
+			}
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\n", o.Topic, o.Partition, o.At, end, lag, m)
+		}
+		return w.Flush()
+	}
+	return cmd
+}
+
+func groupDeleteCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "delete GROUP...", Short: "Delete groups without members, with their committed offsets", Args: cobra.MinimumNArgs(1)}
+	addBootstrapFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		adm, done, err := groupAdmin(cmd)
+		if err != nil {
+			return err
+		}
+		defer done()
+		resps, err := adm.DeleteGroups(cmd.Context(), args...)
+		if err != nil {
+			return fmt.Errorf("delete groups: %w", err)
+		}
+		var errs []error
+		for _, g := range args {
+			if r := resps[g]; r.Err != nil {
+				errs = append(errs, fmt.Errorf("delete group %s: %w", g, r.Err))
+				continue
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted group %s\n", g)
+		}
+		return errors.Join(errs...)
+	}
+	return cmd
+}
+
+func groupResetCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reset-offsets GROUP",
+		Short: "Plan (or, with --execute, apply) new committed offsets for an empty group",
+		Long: `Reset a group's committed offsets. Like Kafka's kafka-consumer-groups --reset-offsets,
+the group must have no members, and by default only the plan is printed: pass --execute to commit it.
+
+Topics: --topic NAME (every partition) or NAME:0,2,5 (repeatable), or --all-topics for the
+topics the group has committed offsets for. Target: exactly one of --to-earliest, --to-latest,
+--to-datetime (RFC 3339; the first record at or after it, the log end if none) or --to-offset N
+(clamped to the partition's log start and end).`,
+		Example: "  shale group reset-offsets billing --topic clicks --to-datetime 2024-05-01T00:00:00Z --execute",
+		Args:    cobra.ExactArgs(1),
+	}
+	addBootstrapFlag(cmd)
+	cmd.Flags().StringArray("topic", nil, "topic, or topic:partition,partition (repeatable)")
+	cmd.Flags().Bool("all-topics", false, "every topic the group has committed offsets for")
+	cmd.Flags().Bool("to-earliest", false, "reset to each partition's log start")
+	cmd.Flags().Bool("to-latest", false, "reset to each partition's log end")
+	cmd.Flags().String("to-datetime", "", "reset to the first record at or after this time (RFC 3339)")
+	cmd.Flags().Int64("to-offset", -1, "reset to this offset")
+	cmd.Flags().Bool("execute", false, "apply the plan (default: print it only)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		v, err := newViper(cmd)
+		if err != nil {
+			return err
+		}
+		adm, done, err := adminClient(cmd.Context(), v)
+		if err != nil {
+			return err
+		}
+		defer done()
+		target := resetTarget{
+			earliest: v.GetBool("to-earliest"), latest: v.GetBool("to-latest"),
+			datetime: v.GetString("to-datetime"), offset: v.GetInt64("to-offset"),
+		}
+		if cmd.Flags().Changed("to-offset") && target.offset < 0 {
+			return fmt.Errorf("--to-offset must be >= 0")
+		}
+		return resetOffsets(cmd.Context(), cmd.OutOrStdout(), adm, args[0], v.GetStringSlice("topic"), v.GetBool("all-topics"), target, cmd.Flags().Changed("to-offset"), v.GetBool("execute"))
+	}
+	return cmd
+}
+
+type resetTarget struct {
+	earliest, latest bool
+	datetime         string
+	offset           int64
+}
+
+func resetOffsets(ctx context.Context, out io.Writer, adm *kadm.Client, group string, topicArgs []string, allTopics bool, target resetTarget, toOffset, execute bool) error {
+	n := 0
+	for _, b := range []bool{target.earliest, target.latest, target.datetime != "", toOffset} {
+		if b {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("give exactly one of --to-earliest, --to-latest, --to-datetime, --to-offset")
+	}
+	if (len(topicArgs) == 0) == !allTopics {
+		return fmt.Errorf("give --topic (repeatable) or --all-topics")
+	}
+	dgs, err := adm.DescribeGroups(ctx, group)
+	if err != nil {
+		return fmt.Errorf("describe group %s: %w", group, err)
+	}
+	if dg := dgs[group]; dg.Err != nil {
+		return fmt.Errorf("describe group %s: %w", group, dg.Err)
+	} else if len(dg.Members) > 0 || (dg.State != "Empty" && dg.State != "Dead") {
+		return fmt.Errorf("group %s is %s with %d members: stop its consumers first (offsets can only be reset for an empty group)", group, dg.State, len(dg.Members))
+	}
+	current, err := adm.FetchOffsets(ctx, group)
+	if err == nil {
+		err = current.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("committed offsets of %s: %w", group, err)
+	}
+	// Which partitions?
+	want := map[string][]int32{} // nil slice: every partition
+	if allTopics {
+		current.Each(func(o kadm.OffsetResponse) { want[o.Topic] = append(want[o.Topic], o.Partition) })
+	}
+	for _, ta := range topicArgs {
+		name, ps, hasParts := strings.Cut(ta, ":")
+		if !hasParts {
+			want[name] = nil
+			continue
+		}
+		for _, p := range strings.Split(ps, ",") {
+			n, err := strconv.ParseInt(strings.TrimSpace(p), 10, 32)
+			if err != nil || n < 0 {
+				return fmt.Errorf("bad partition %q in --topic %s", p, ta)
+			}
+			want[name] = append(want[name], int32(n))
+		}
+	}
+	topics := make([]string, 0, len(want))
+	for t := range want {
+		topics = append(topics, t)
+	}
+	sort.Strings(topics)
+	if len(topics) == 0 {
+		return fmt.Errorf("group %s has no committed offsets to reset", group)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("start offsets: %w", err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return fmt.Errorf("end offsets: %w", err)
+	}
+	var at kadm.ListedOffsets
+	if target.datetime != "" {
+		ts, err := time.Parse(time.RFC3339, target.datetime)
+		if err != nil {
+			return fmt.Errorf("bad --to-datetime %q: use RFC 3339, e.g. 2024-05-01T00:00:00Z", target.datetime)
+		}
+		if at, err = adm.ListOffsetsAfterMilli(ctx, ts.UnixMilli(), topics...); err != nil {
+			return fmt.Errorf("offsets at %s: %w", target.datetime, err)
+		}
+	}
+	var plan kadm.Offsets
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TOPIC\tPARTITION\tCURRENT\tNEW")
+	for _, t := range topics {
+		parts := want[t]
+		if parts == nil {
+			ends.Each(func(o kadm.ListedOffset) {
+				if o.Topic == t {
+					parts = append(parts, o.Partition)
+				}
+			})
+			if len(parts) == 0 {
+				return fmt.Errorf("topic %s not found", t)
+			}
+		}
+		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+		for _, p := range parts {
+			s, okS := starts.Lookup(t, p)
+			e, okE := ends.Lookup(t, p)
+			if !okS || !okE || s.Err != nil || e.Err != nil {
+				return fmt.Errorf("partition %s/%d not found", t, p)
+			}
+			var next int64
+			switch {
+			case target.earliest:
+				next = s.Offset
+			case target.latest:
+				next = e.Offset
+			case target.datetime != "":
+				next = e.Offset
+				if a, ok := at.Lookup(t, p); ok && a.Err == nil && a.Offset >= 0 {
+					next = a.Offset
+				}
+			default:
+				next = min(max(target.offset, s.Offset), e.Offset)
+			}
+			cur := "-"
+			if c, ok := current.Lookup(t, p); ok && c.At >= 0 {
+				cur = strconv.FormatInt(c.At, 10)
+			}
+			fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", t, p, cur, next)
+			plan.Add(kadm.Offset{Topic: t, Partition: p, At: next, LeaderEpoch: -1})
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if !execute {
+		fmt.Fprintln(out, "\ndry run: nothing changed (pass --execute to commit these offsets)")
+		return nil
+	}
+	resp, err := adm.CommitOffsets(ctx, group, plan)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("commit new offsets for %s: %w", group, err)
+	}
+	fmt.Fprintf(out, "\ncommitted new offsets for %d partitions of group %s\n", len(resp.Sorted()), group)
+	return nil
+}
