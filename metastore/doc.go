@@ -21,6 +21,7 @@
 //	<ns>/index/<id>/<p>/<base offset>        IndexEntry       one per committed chunk
 //	<ns>/producer-id                         next free producer ID, decimal
 //	<ns>/agents/<node>                       AgentInfo        under the agent's lease
+//	<ns>/jobs/<job>/<lease id>               holder (raw)     election candidate, under its lease
 //	<ns>/groups/<g>/coordinator              <node> (decimal) under the coordinator's agent lease
 //	<ns>/groups/<g>/offsets/<topic>/<p>      GroupOffset      one per committed partition
 //
@@ -50,6 +51,20 @@
 //   - Stored values always pass Validate; decoders re-check, so a corrupt
 //     value surfaces as ErrCorruptValue naming its key, never as a panic or
 //     a silently wrong offset.
+//   - An index entry is a chunk entry (a byte range of a flushed object) or
+//     a segment entry (a whole compacted segment; Pos/Size locate its
+//     footer). Either way CRC is the CRC-32C of the entry's [Pos, Pos+Size).
+//   - ReplaceEntries (compaction) swaps a run of entries for one covering
+//     the same offsets, comparing that the run's first and last keys exist
+//     and no key in the run changed since the caller's read revision; it
+//     never touches the partition state, so it never conflicts with
+//     produce commits. TruncateBefore (retention, DeleteRecords) advances
+//     LogStartOffset and deletes the entries wholly below it, comparing the
+//     state revision and the deleted keys. Both are constant-size
+//     transactions (range deletes and range compares).
+//   - Lifecycle jobs elect one leader per job (CampaignJob:
+//     concurrency.Election under jobs/<job>); a leader whose process dies
+//     loses it when its lease expires.
 //   - Agent keys are bound to a lease; an agent that dies disappears after
 //     its TTL. Node IDs are claimed with CreateRevision == 0, so two live
 //     agents never share one.

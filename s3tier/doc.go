@@ -12,6 +12,30 @@
 // implementation: WithPrefix (a key namespace), Counting (call and byte
 // counters for tests, metrics and benchmarks) and Faulty (fault injection).
 //
+// # Lifecycle jobs
+//
+// lifecycle*.go hold the background jobs every agent takes part in
+// (Lifecycle; one agent at a time leads each job through an etcd election):
+//
+//   - Compaction (Compact) rewrites runs of small index entries of one
+//     partition, older than a settle time, into segment objects
+//     seg/<topic id>/<partition>/<base>-<random>.seg of up to TargetBytes
+//     (128 MiB) cut into ChunkBytes (1 MiB) chunks at absolute offsets, and
+//     swaps the run for one segment entry in one etcd transaction. Readers
+//     cache a segment's footer (FooterCache) and read one chunk per GET.
+//   - Retention (ApplyRetention) applies retention.ms / retention.bytes
+//     (default -1: keep forever) by advancing the log start offset over
+//     whole entries.
+//   - Garbage collection (CollectGarbage) deletes objects under wal/ and
+//     seg/ that no entry references and that are older than the grace period
+//     (10 min), listing the bucket before scanning the index.
+//
+// Every job commits its new index before anything is deleted, and deletes
+// only through GC; a job killed at any point leaves either the old index
+// or the new one, plus at most some garbage. The grace period must exceed
+// the longest time from an object's upload to its commit (the engine's
+// UploadTimeout, compaction's CommitDeadline, which is checked).
+//
 // # Contracts
 //
 // Every Store, decorated or not, passes the acceptance suite in
