@@ -184,3 +184,30 @@ func FuzzParseBatchHeader(f *testing.F) {
 		VerifyBatchCRC(data)
 	})
 }
+
+// FuzzOpenTail feeds arbitrary tails (as a compacted segment's index entry
+// would fetch them) to OpenTail with no reader behind them: it must return
+// a reader whose chunks lie inside the object, or an error, never panic.
+func FuzzOpenTail(f *testing.F) {
+	obj, _, _ := fuzzSeeds(f)
+	f.Add(obj, int64(len(obj)), len(obj)/2)
+	f.Add(obj, int64(len(obj)), TrailerSize)
+	f.Add(obj, int64(len(obj))*3, len(obj))
+	f.Add([]byte{}, int64(0), 0)
+	f.Fuzz(func(t *testing.T, data []byte, size int64, tailLen int) {
+		if tailLen < 0 || tailLen > len(data) {
+			return
+		}
+		tail := data[len(data)-tailLen:]
+		r, err := OpenTail(nil, size, "fuzz", tail)
+		checkDecodeErr(t, err)
+		if err != nil {
+			return
+		}
+		for i, c := range r.Chunks() {
+			if c.Pos < HeaderSize || c.End() > size {
+				t.Fatalf("chunk %d at [%d, %d) outside an object of %d bytes", i, c.Pos, c.End(), size)
+			}
+		}
+	})
+}
