@@ -16,8 +16,12 @@
 //     through A to produce and through B to read (consumer without a group:
 //     kcat -C, assign()); end of partition must be reported for every
 //     partition. kafkajs (also a subprocess) produces through A and lists
-//     offsets through B; since kafkajs cannot consume without a consumer
-//     group and shale serves no groups yet, franz-go reads its records.
+//     offsets through B, franz-go reads its records back; the kafkajs group
+//     consumer (group.js) is proved in the group tests.
+//   - Consumer groups (group_*_test.go): offsets committed through A are
+//     fetched through B; sarama, confluent-kafka and kafkajs group consumers
+//     read everything; SIGKILL of the coordinator hands the group to another
+//     agent with no committed offset lost or moved backwards.
 //   - Kill -9: acknowledged records survive SIGKILL of the agent that took
 //     them (DESIGN invariant 1) at the offsets acknowledged, with dense
 //     offsets and no duplicate from an idempotent producer's retries

@@ -64,8 +64,8 @@ func TestPythonRoundTrip(t *testing.T) {
 // 10,000 keyed records with headers and explicit timestamps through agent
 // A, each at the offset its produce response names, and that kafkajs's
 // admin sees the resulting end offsets through agent B. The records are
-// read back with franz-go through agent B: kafkajs has no consumer without
-// a group, and shale does not serve consumer groups yet.
+// read back with franz-go through agent B, since kafkajs has no consumer
+// without a group; its group consumer is proved by the group tests.
 func TestKafkaJSProduce(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {

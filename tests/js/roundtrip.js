@@ -5,8 +5,8 @@
 // to SHALE_TOPIC through SHALE_PRODUCE_BOOTSTRAP with kafkajs's idempotent
 // producer (acks=all, gzip), then asks kafkajs's admin, through
 // SHALE_CONSUME_BOOTSTRAP, for the topic's offsets. kafkajs has no consumer
-// without a consumer group, and shale does not serve groups yet, so the Go
-// test reads the records back with franz-go.
+// without a consumer group, so the Go test reads the records back with
+// franz-go; group.js covers kafkajs's group consumer.
 //
 // Partitions are chosen by kafkajs's DefaultPartitioner (Java-compatible
 // murmur2 of the key), called here so that each record's acknowledged offset
