@@ -2,10 +2,12 @@ package s3tier_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/s3tier/storetest"
@@ -22,8 +24,8 @@ func newDir(t *testing.T) s3tier.Store {
 	return s
 }
 
-// TestDecoratorsMeetContract proves WithPrefix, Counting and a pass-through
-// Faulty store still meet every Store contract.
+// TestDecoratorsMeetContract proves WithPrefix, Counting, Observed and a
+// pass-through Faulty store still meet every Store contract.
 func TestDecoratorsMeetContract(t *testing.T) {
 	t.Run("WithPrefix", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) s3tier.Store { return s3tier.WithPrefix(newDir(t), "/p/q/") }, nil)
@@ -31,11 +33,50 @@ func TestDecoratorsMeetContract(t *testing.T) {
 	t.Run("Counting", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) s3tier.Store { return s3tier.Counting(newDir(t)) }, nil)
 	})
+	t.Run("Observed", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) s3tier.Store {
+			return s3tier.Observed(newDir(t), func(string, error, time.Duration) {})
+		}, nil)
+	})
 	t.Run("Faulty", func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) s3tier.Store {
 			return s3tier.Faulty(newDir(t), func(op, key string) error { return nil })
 		}, nil)
 	})
+}
+
+// TestObservedReportsEveryRequest proves Observed reports each operation
+// once, with its error.
+func TestObservedReportsEveryRequest(t *testing.T) {
+	got := map[string]int{}
+	errs := 0
+	s := s3tier.Observed(newDir(t), func(op string, err error, _ time.Duration) {
+		got[op]++
+		if err != nil {
+			errs++
+		}
+	})
+	ctx := context.Background()
+	if err := s.Put(ctx, "a", strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := s.GetRange(ctx, "a", 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	_, _ = s.Head(ctx, "missing")
+	_, _ = s.List(ctx, "")
+	_ = s.Delete(ctx, "a")
+	want := map[string]int{s3tier.OpPut: 1, s3tier.OpGet: 1, s3tier.OpHead: 1, s3tier.OpList: 1, s3tier.OpDelete: 1}
+	for op, n := range want {
+		if got[op] != n {
+			t.Errorf("%s reported %d times, want %d", op, got[op], n)
+		}
+	}
+	if errs != 1 {
+		t.Errorf("%d errors reported, want 1 (the missing Head)", errs)
+	}
 }
 
 // TestWithPrefix proves keys land under the prefix in the inner store and

@@ -1,0 +1,249 @@
+// Package metrics holds an agent's Prometheus metrics and its admin HTTP
+// server (/metrics, /healthz, /readyz). Every agent has its own registry: no
+// global state, so several agents in one test process never collide.
+//
+// Families (all prefixed shale_):
+//
+//	requests_total{api}, request_duration_seconds{api}   Kafka requests served
+//	bytes_in_total, bytes_out_total                      record bytes produced / fetched
+//	buffer_bytes                                         bytes sealed but not yet committed
+//	flush_bytes, flush_duration_seconds                  object size; seal → committed
+//	uploads_total, upload_retries_total                  objects uploaded, retried attempts
+//	s3_requests_total{op}, s3_request_errors_total{op}   the bucket's bill: put/get/head/list/delete
+//	s3_request_duration_seconds{op}
+//	etcd_commit_duration_seconds, etcd_commit_conflicts_total, etcd_commit_txns_total
+//	cache_hits_total, cache_misses_total                 local read cache (hit ratio = hits / (hits+misses))
+//	compaction_segments_total, compaction_entries_replaced_total, compaction_bytes_written_total
+//	gc_objects_deleted_total, gc_bytes_deleted_total, retention_offsets_dropped_total
+//	group_lag{group,topic,partition}                     for groups this agent coordinates
+//
+// A nil *Metrics is valid and records nothing, so packages can take one
+// optionally.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const ns = "shale"
+
+// Metrics is one agent's set of metrics.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests       *prometheus.CounterVec
+	requestSeconds *prometheus.HistogramVec
+	bytesIn        prometheus.Counter
+	bytesOut       prometheus.Counter
+	flushBytes     prometheus.Histogram
+	flushSeconds   prometheus.Histogram
+	commitSeconds  prometheus.Histogram
+	s3Requests     *prometheus.CounterVec
+	s3Errors       *prometheus.CounterVec
+	s3Seconds      *prometheus.HistogramVec
+
+	compactSegments    prometheus.Counter
+	compactEntries     prometheus.Counter
+	compactBytes       prometheus.Counter
+	gcObjects          prometheus.Counter
+	gcBytes            prometheus.Counter
+	retentionDropped   prometheus.Counter
+}
+
+// New creates the metrics on a fresh registry (with Go runtime and process
+// collectors).
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := factory{r}
+	m := &Metrics{Registry: r}
+	m.requests = f.counterVec("requests_total", "Kafka requests served, by API.", "api")
+	m.requestSeconds = f.histogramVec("request_duration_seconds", "Time from a request's decoding to its answer being ready, by API.", prometheus.ExponentialBuckets(0.0005, 2, 16), "api")
+	m.bytesIn = f.counter("bytes_in_total", "Record batch bytes accepted by Produce.")
+	m.bytesOut = f.counter("bytes_out_total", "Record batch bytes returned by Fetch.")
+	m.flushBytes = f.histogram("flush_bytes", "Size of each sealed object.", prometheus.ExponentialBuckets(4096, 2, 14))
+	m.flushSeconds = f.histogram("flush_duration_seconds", "Time from sealing an object to its last commit.", prometheus.ExponentialBuckets(0.001, 2, 14))
+	m.commitSeconds = f.histogram("etcd_commit_duration_seconds", "Time to commit one object's index entries to etcd, retries included.", prometheus.ExponentialBuckets(0.0005, 2, 16))
+	m.s3Requests = f.counterVec("s3_requests_total", "Object store requests, by operation: what the bucket bills.", "op")
+	m.s3Errors = f.counterVec("s3_request_errors_total", "Object store requests that failed, by operation.", "op")
+	m.s3Seconds = f.histogramVec("s3_request_duration_seconds", "Object store request latency, by operation.", prometheus.ExponentialBuckets(0.0005, 2, 16), "op")
+	m.compactSegments = f.counter("compaction_segments_total", "Compacted segments written and swapped into the index.")
+	m.compactEntries = f.counter("compaction_entries_replaced_total", "Index entries replaced by compacted segments.")
+	m.compactBytes = f.counter("compaction_bytes_written_total", "Bytes of compacted segments uploaded.")
+	m.gcObjects = f.counter("gc_objects_deleted_total", "Unreferenced objects deleted by garbage collection.")
+	m.gcBytes = f.counter("gc_bytes_deleted_total", "Bytes of objects deleted by garbage collection.")
+	m.retentionDropped = f.counter("retention_offsets_dropped_total", "Offsets dropped by retention (log start advances).")
+	return m
+}
+
+type factory struct{ r *prometheus.Registry }
+
+func (f factory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help})
+	f.r.MustRegister(c)
+	return c
+}
+
+func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, labels)
+	f.r.MustRegister(c)
+	return c
+}
+
+func (f factory) histogram(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: name, Help: help, Buckets: buckets})
+	f.r.MustRegister(h)
+	return h
+}
+
+func (f factory) histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: name, Help: help, Buckets: buckets}, labels)
+	f.r.MustRegister(h)
+	return h
+}
+
+// CounterFunc registers a counter whose value is read from f at scrape time
+// (for counts a component already keeps).
+func (m *Metrics) CounterFunc(name, help string, f func() float64) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help}, f))
+}
+
+// GaugeFunc registers a gauge read from f at scrape time.
+func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, f))
+}
+
+// Register adds a custom collector (e.g. group lag).
+func (m *Metrics) Register(c prometheus.Collector) {
+	if m != nil {
+		m.Registry.MustRegister(c)
+	}
+}
+
+// Request records one served Kafka request.
+func (m *Metrics) Request(api string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(api).Inc()
+	m.requestSeconds.WithLabelValues(api).Observe(d.Seconds())
+}
+
+// BytesIn counts produced record bytes.
+func (m *Metrics) BytesIn(n int) {
+	if m != nil {
+		m.bytesIn.Add(float64(n))
+	}
+}
+
+// BytesOut counts fetched record bytes.
+func (m *Metrics) BytesOut(n int) {
+	if m != nil {
+		m.bytesOut.Add(float64(n))
+	}
+}
+
+// Flush records one object from seal to commit.
+func (m *Metrics) Flush(bytes int64, sealToCommit, commit time.Duration) {
+	if m == nil {
+		return
+	}
+	m.flushBytes.Observe(float64(bytes))
+	m.flushSeconds.Observe(sealToCommit.Seconds())
+	m.commitSeconds.Observe(commit.Seconds())
+}
+
+// S3 records one object store request.
+func (m *Metrics) S3(op string, err error, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.s3Requests.WithLabelValues(op).Inc()
+	m.s3Seconds.WithLabelValues(op).Observe(d.Seconds())
+	if err != nil {
+		m.s3Errors.WithLabelValues(op).Inc()
+	}
+}
+
+// Compaction records a compaction pass's work.
+func (m *Metrics) Compaction(segments, entries int, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.compactSegments.Add(float64(segments))
+	m.compactEntries.Add(float64(entries))
+	m.compactBytes.Add(float64(bytes))
+}
+
+// GC records a garbage collection pass's deletions.
+func (m *Metrics) GC(objects int, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.gcObjects.Add(float64(objects))
+	m.gcBytes.Add(float64(bytes))
+}
+
+// Retention records offsets dropped by a retention pass.
+func (m *Metrics) Retention(offsets int64) {
+	if m != nil {
+		m.retentionDropped.Add(float64(offsets))
+	}
+}
+
+// Server is the admin HTTP server.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Serve starts the admin server on addr: /metrics (Prometheus), /healthz
+// (200 while the process runs) and /readyz (200 when ready returns nil,
+// else 503 with the reason).
+func Serve(addr string, m *Metrics, ready func(context.Context) error) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener closed under us: Close reports it
+		}
+	}()
+	return s, nil
+}
+
+// Addr is where the admin server listens.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops the admin server.
+func (s *Server) Close(ctx context.Context) error { return s.srv.Shutdown(ctx) }
