@@ -12,9 +12,11 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/semaphore"
 )
 
 // conn serves one client connection. The read loop decodes requests and
@@ -30,6 +32,11 @@ type conn struct {
 	cancel context.CancelFunc
 	out    chan *inflight // in request order, to the write loop
 	once   sync.Once
+
+	draining    atomic.Bool        // read no more requests (graceful shutdown)
+	drainCtx    context.Context    // ends at drain (or close): long polls answer early
+	drainCancel context.CancelFunc //
+	done        chan struct{}      // closed when serve returns
 }
 
 // inflight is one request's answer on its way to the write loop.
@@ -43,14 +50,35 @@ type inflight struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
+	dctx, dcancel := context.WithCancel(ctx)
 	return &conn{
-		s:      s,
-		nc:     nc,
-		log:    s.log.With("remote", nc.RemoteAddr().String()),
-		ctx:    ctx,
-		cancel: cancel,
-		out:    make(chan *inflight, maxInflightPerConnection),
+		drainCtx:    dctx,
+		drainCancel: dcancel,
+		s:           s,
+		nc:          nc,
+		log:         s.log.With("remote", nc.RemoteAddr().String()),
+		ctx:         ctx,
+		cancel:      cancel,
+		out:         make(chan *inflight, maxInflightPerConnection),
+		done:        make(chan struct{}),
 	}
+}
+
+// drain makes the read loop stop before the next request (a request being
+// read is abandoned); the answers of requests already read still go out.
+func (c *conn) drain() {
+	c.draining.Store(true)
+	c.drainCancel()
+	_ = c.nc.SetReadDeadline(time.Now())
+}
+
+// waitCtx is the context a handler's optional wait (a fetch long poll)
+// honours: it ends when the connection starts draining.
+func (rc *reqCtx) waitCtx(ctx context.Context) context.Context {
+	if rc == nil || rc.conn == nil {
+		return ctx
+	}
+	return rc.conn.drainCtx
 }
 
 func (c *conn) close() {
@@ -61,6 +89,7 @@ func (c *conn) close() {
 }
 
 func (c *conn) serve() {
+	defer close(c.done)
 	defer c.close()
 	done := make(chan struct{})
 	go func() { defer close(done); c.writeLoop() }()
@@ -68,6 +97,7 @@ func (c *conn) serve() {
 	close(c.out)
 	switch {
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), c.ctx.Err() != nil:
+	case errors.Is(err, os.ErrDeadlineExceeded) && c.draining.Load():
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.log.Debug("closing idle connection")
 	default:
@@ -79,11 +109,17 @@ func (c *conn) serve() {
 // readLoop reads and handles requests until the connection fails, a handler
 // returns an error, or the server closes. io.EOF is a clean close.
 func (c *conn) readLoop() error {
-	br := bufio.NewReaderSize(c.nc, 64<<10)
+	// Small: bodies larger than the buffer are read around it, and an idle
+	// connection should cost little.
+	br := bufio.NewReaderSize(c.nc, 8<<10)
 	var sizeBuf [4]byte
 	for {
 		if err := c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout)); err != nil {
 			return err
+		}
+		// After setting the deadline, so that drain's deadline wins.
+		if c.draining.Load() {
+			return nil
 		}
 		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
 			return err
@@ -95,16 +131,13 @@ func (c *conn) readLoop() error {
 		// Bound the memory of requests in flight across connections; the
 		// bytes are held until the request is handed over (a produce's
 		// records then count against the engine's own back-pressure).
-		if err := c.s.mem.Acquire(c.ctx, int64(size)); err != nil {
-			return err
-		}
-		body, err := readBody(br, int(size))
+		body, held, err := readBody(c.ctx, c.s.mem, br, int(size))
 		if err != nil {
-			c.s.mem.Release(int64(size))
+			c.s.mem.Release(held)
 			return fmt.Errorf("read request of %d bytes: %w", size, err)
 		}
 		fl, err := c.handleFrame(body)
-		c.s.mem.Release(int64(size))
+		c.s.mem.Release(held)
 		if err != nil {
 			return err
 		}
@@ -124,13 +157,46 @@ func (c *conn) readLoop() error {
 const minRequestBytes = 10
 
 // readBody reads exactly n bytes, growing its buffer as the bytes arrive so
-// that a client declaring a large frame and sending little costs little.
-func readBody(r io.Reader, n int) ([]byte, error) {
+// that a client declaring a large frame and sending little costs little. It
+// accounts the buffer in the server's request-memory semaphore as it grows
+// and returns the bytes held there, which the caller releases (also on
+// error). mem is the server's request-memory semaphore.
+//
+// Memory is taken as bytes arrive, not for the declared size up front: a
+// slow client that declares 100 MiB and trickles bytes must not hold (or,
+// the semaphore being FIFO, queue ahead of everyone for) memory it has not
+// used. A connection that cannot grow gives back what it holds and waits
+// for its whole frame at once, so partly read requests never wait for each
+// other while holding memory.
+func readBody(ctx context.Context, mem *semaphore.Weighted, r io.Reader, n int) (buf []byte, held int64, err error) {
 	const step = 256 << 10
-	buf := make([]byte, 0, min(n, step))
+	grow := func(to int) error {
+		if int64(to) <= held {
+			return nil
+		}
+		if mem.TryAcquire(int64(to) - held) {
+			held = int64(to)
+			return nil
+		}
+		mem.Release(held)
+		held = 0
+		if err := mem.Acquire(ctx, int64(n)); err != nil {
+			return err
+		}
+		held = int64(n)
+		return nil
+	}
+	if err := grow(min(n, step)); err != nil {
+		return nil, held, err
+	}
+	buf = make([]byte, 0, min(n, step))
 	for len(buf) < n {
 		if len(buf) == cap(buf) {
-			grown := make([]byte, len(buf), min(n, 2*cap(buf)))
+			size := min(n, 2*cap(buf))
+			if err := grow(size); err != nil {
+				return nil, held, err
+			}
+			grown := make([]byte, len(buf), size)
 			copy(grown, buf)
 			buf = grown
 		}
@@ -138,14 +204,14 @@ func readBody(r io.Reader, n int) ([]byte, error) {
 		buf = buf[:len(buf)+m]
 		if err != nil {
 			if errors.Is(err, io.EOF) && len(buf) < n {
-				return nil, io.ErrUnexpectedEOF
+				return nil, held, io.ErrUnexpectedEOF
 			}
 			if len(buf) < n {
-				return nil, err
+				return nil, held, err
 			}
 		}
 	}
-	return buf, nil
+	return buf, held, nil
 }
 
 // handleFrame decodes and dispatches one request. It returns the answer to

@@ -10,14 +10,21 @@
 // closes the connection before anything is allocated, and a body is read
 // into a buffer that grows as bytes arrive, so a client that declares a large
 // frame and sends little costs little; the bytes of requests being read and
-// handled are bounded across connections by Config.MaxInflightRequestBytes.
+// handled are bounded across connections by Config.MaxInflightRequestBytes,
+// taken as the bytes arrive (a slow client holds only what it sent).
 // Requests are decoded and handled in
 // order by the connection's read loop; a handler may defer its answer
 // (Produce waits for durability off the read loop, so a connection can have
 // several produces in flight), and the write loop writes answers strictly in
 // request order. Response headers are v1 (with a tag section) for flexible
 // versions, except ApiVersions, whose response header is always v0. A
-// connection idle for Config.IdleTimeout is closed.
+// connection idle for Config.IdleTimeout is closed, and so is one whose
+// request is not read whole within IdleTimeout (slow-loris). Above
+// Config.MaxConnections, new connections are closed at accept.
+//
+// Close is graceful: no new connection or request is read, the engine seals
+// its buffer, and each connection writes the answers of the requests it had
+// read (produces once durable) before it closes, bounded by Close's ctx.
 //
 // # APIs
 //

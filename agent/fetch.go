@@ -51,7 +51,7 @@ type fetchPart struct {
 	ok     bool // topic and partition exist
 }
 
-func (s *Server) handleFetch(ctx context.Context, _ *reqCtx, req *kmsg.FetchRequest) (reply, error) {
+func (s *Server) handleFetch(ctx context.Context, rc *reqCtx, req *kmsg.FetchRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	resp.SessionID = 0
 	if req.SessionID != 0 {
@@ -117,7 +117,8 @@ func (s *Server) handleFetch(ctx context.Context, _ *reqCtx, req *kmsg.FetchRequ
 		if total >= int(req.MinBytes) || failed || len(wakes) == 0 || !time.Now().Before(deadline) {
 			return now(resp)
 		}
-		if !waitAny(ctx, wakes, time.Until(deadline)) {
+		// A graceful shutdown ends the wait early with what there is.
+		if !waitAny(rc.waitCtx(ctx), wakes, time.Until(deadline)) {
 			if ctx.Err() != nil {
 				return reply{}, ctx.Err()
 			}

@@ -54,8 +54,13 @@ type Config struct {
 	// Rack is reported to clients as the broker's rack.
 	Rack string
 	// IdleTimeout closes connections that send no request for this long
-	// (connections.max.idle.ms).
+	// (connections.max.idle.ms). It also bounds the reading of one request:
+	// a frame whose size arrived but whose body is not complete within
+	// IdleTimeout of the previous request closes the connection.
 	IdleTimeout time.Duration
+	// MaxConnections bounds the client connections served at once
+	// (max.connections); a connection accepted above it is closed at once.
+	MaxConnections int
 	// FaultHook, when set, is called with the key of every request before
 	// it is handled; a non-nil error closes the connection instead (tests
 	// use it to inject failures; it may also sleep).
@@ -70,6 +75,7 @@ const (
 	DefaultAgentTTL                = 10 * time.Second
 	DefaultMaxInflightRequestBytes = 256 << 20
 	DefaultIdleTimeout             = 10 * time.Minute
+	DefaultMaxConnections          = 10000
 	DefaultProduceTimeout          = 30 * time.Second
 	requestTimeout                 = 30 * time.Second // bounds etcd and bucket calls of one request
 	topicCacheTTL                  = time.Second
@@ -95,6 +101,9 @@ func (c *Config) setDefaults(meta *metastore.Store) {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = DefaultMaxConnections
 	}
 	if c.ClusterID == "" {
 		// A Kafka cluster ID is a base64url UUID; derive one from the
@@ -125,6 +134,9 @@ type Server struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	refused  int64 // connections closed at accept (MaxConnections)
+	lastWarn time.Time
 }
 
 // New returns a server; Start makes it listen.
@@ -275,16 +287,30 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			continue
 		}
 		delay = 0
-		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			nc.Close()
 			return
 		}
+		if len(s.conns) >= s.cfg.MaxConnections {
+			s.refused++
+			warn := time.Since(s.lastWarn) > 10*time.Second
+			if warn {
+				s.lastWarn = time.Now()
+			}
+			refused := s.refused
+			s.mu.Unlock()
+			nc.Close()
+			if warn {
+				s.log.Warn("connection limit reached; closing new connections", "max_connections", s.cfg.MaxConnections, "refused_so_far", refused)
+			}
+			continue
+		}
+		c := newConn(s, nc)
 		s.conns[c] = struct{}{}
-		s.mu.Unlock()
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
 			c.serve()
@@ -312,9 +338,15 @@ func (s *Server) NodeID() int32 {
 	return s.nodeID
 }
 
-// Close stops accepting, closes every connection (requests in flight are
-// abandoned; a produce already handed to the engine still completes there),
-// and removes the agent's registration. It does not close the engine.
+// Close shuts the server down gracefully: it stops accepting, stops reading
+// new requests on every connection, nudges the engine to seal what it
+// buffers, and lets each connection write the answers of the requests it
+// had already read (a produce is answered once durable) before closing it.
+// When ctx ends first, the remaining connections are closed with their
+// requests abandoned (a produce already handed to the engine still
+// completes there; the client retries elsewhere, de-duplicated when
+// idempotent). Then the agent's registration is removed. It does not close
+// the engine.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -323,16 +355,45 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	ln := s.ln
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	for _, c := range conns {
+		c.drain()
+	}
+	// Produces already read wait for the engine: seal its buffer now
+	// rather than at the next flush interval.
+	flushed := make(chan struct{})
+	go func() { defer close(flushed); _ = s.eng.Flush(ctx) }()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for _, c := range conns {
+			select {
+			case <-c.done:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		s.log.Warn("shutdown: connections still busy; closing them", "err", ctx.Err())
+	}
+	s.mu.Lock()
 	for c := range s.conns {
 		c.close()
 	}
 	s.mu.Unlock()
 	s.cancel()
-	if ln != nil {
-		ln.Close()
-	}
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { s.wg.Wait(); <-flushed; close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():

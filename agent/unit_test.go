@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -9,9 +10,11 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/segment/segmenttest"
@@ -23,13 +26,62 @@ func TestReadBodyBoundedAllocation(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	_, err := readBody(strings.NewReader("0123456789"), 90<<20)
+	_, held, err := readBody(context.Background(), semaphore.NewWeighted(100<<20), strings.NewReader("0123456789"), 90<<20)
 	runtime.ReadMemStats(&after)
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err %v, want unexpected EOF", err)
 	}
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4<<20 {
 		t.Fatalf("allocated %d bytes for a 10-byte body", grew)
+	}
+	if held > 256<<10 {
+		t.Fatalf("accounted %d bytes for a 10-byte body", held)
+	}
+}
+
+// TestReadBodyMemoryFollowsBytes proves a slow client that declares a large
+// frame holds request memory only for what it sent: while it trickles,
+// another request can take most of the budget (before, the declared size was
+// reserved up front and, the semaphore being FIFO, a second large
+// declaration queued every other connection behind it). Once it sends the
+// rest it waits for memory holding none, and completes when memory frees.
+func TestReadBodyMemoryFollowsBytes(t *testing.T) {
+	const budget, declared = 4 << 20, 3 << 20
+	mem := semaphore.NewWeighted(budget)
+	pr, pw := io.Pipe()
+	type result struct {
+		body []byte
+		held int64
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, h, err := readBody(context.Background(), mem, pr, declared)
+		done <- result{b, h, err}
+	}()
+	if _, err := pw.Write([]byte("slow")); err != nil {
+		t.Fatal(err)
+	}
+	// The trickler holds at most its first step: 3 MiB are still free.
+	if !mem.TryAcquire(3 << 20) {
+		t.Fatal("a slow 3 MiB declaration holds memory it has not received")
+	}
+	// It cannot grow now; it gives back what it holds and waits.
+	go func() { _, _ = pw.Write(make([]byte, declared-4)) }()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("read completed without memory: held %d, err %v", r.held, r.err)
+	default:
+	}
+	mem.Release(3 << 20)
+	select {
+	case r := <-done:
+		if r.err != nil || len(r.body) != declared || r.held != declared {
+			t.Fatalf("got %d bytes, held %d, err %v", len(r.body), r.held, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("read never completed after memory was freed")
 	}
 }
 
@@ -39,7 +91,7 @@ func TestReadBodyExact(t *testing.T) {
 	for _, n := range []int{1, 1000, 256 << 10, 600 << 10} {
 		data := bytes.Repeat([]byte("abcdefg"), n/7+2)
 		r := bytes.NewReader(data)
-		got, err := readBody(iotest.HalfReader(r), n)
+		got, _, err := readBody(context.Background(), semaphore.NewWeighted(1<<30), iotest.HalfReader(r), n)
 		if err != nil || !bytes.Equal(got, data[:n]) {
 			t.Fatalf("n=%d: err %v, got %d bytes (equal %v)", n, err, len(got), bytes.Equal(got, data[:n]))
 		}

@@ -59,6 +59,8 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Var(&cacheBytes, "cache-bytes", "local read cache budget")
 	f.Bool("auto-create-topics", false, "create unknown topics on first produce or metadata request (on with --dev)")
 	f.Int("default-partitions", 1, "partitions of auto-created topics")
+	f.Duration("idle-timeout", 10*time.Minute, "close client connections that send no request, or no whole request, for this long")
+	f.Int("max-connections", 10000, "client connections served at once; more are closed at accept")
 	f.Bool("lifecycle", true, "take part in the lifecycle jobs (compaction, retention, garbage collection; one agent runs each at a time)")
 	f.Duration("lifecycle-interval", s3tier.DefaultLifecycleInterval, "pause between two passes of a lifecycle job")
 	f.Duration("gc-grace", s3tier.DefaultGCGrace, "age an unreferenced object must reach before garbage collection deletes it (must exceed upload and commit times)")
@@ -105,6 +107,8 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			CacheBytes:        int64(cb),
 			AutoCreateTopics:  v.GetBool("auto-create-topics") || (dev && !cmd.Flags().Changed("auto-create-topics") && !v.IsSet("auto-create-topics")),
 			DefaultPartitions: v.GetInt("default-partitions"),
+			IdleTimeout:       v.GetDuration("idle-timeout"),
+			MaxConnections:    v.GetInt("max-connections"),
 			NoLifecycle:       !v.GetBool("lifecycle"),
 			Lifecycle:         s3tier.LifecycleConfig{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace")},
 		}

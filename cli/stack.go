@@ -46,6 +46,8 @@ type StackOptions struct {
 	CacheBytes        int64
 	AutoCreateTopics  bool
 	DefaultPartitions int
+	IdleTimeout       time.Duration // client connections (agent.Config)
+	MaxConnections    int
 
 	// NoLifecycle keeps this agent out of the lifecycle jobs; Lifecycle
 	// tunes them (zero fields: s3tier defaults).
@@ -176,6 +178,8 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 		AutoCreateTopics:  o.AutoCreateTopics,
 		DefaultPartitions: int32(o.DefaultPartitions),
 		AgentTTL:          o.AgentTTL,
+		IdleTimeout:       o.IdleTimeout,
+		MaxConnections:    o.MaxConnections,
 	}, s.Engine, meta, log)
 	if err != nil {
 		return fail(err)
