@@ -18,6 +18,14 @@ import (
 // local-directory bucket, and returns its Kafka address.
 func startTestStack(t *testing.T) string {
 	t.Helper()
+	addr, _ := startTestStackEtcd(t)
+	return addr
+}
+
+// startTestStackEtcd is startTestStack that also returns the etcd endpoints
+// (the agent's namespace is the default /shale).
+func startTestStackEtcd(t *testing.T) (string, []string) {
+	t.Helper()
 	_, endpoints := testenv.Etcd(t)
 	dir := t.TempDir()
 	st, err := StartStack(context.Background(), StackOptions{
@@ -33,7 +41,7 @@ func startTestStack(t *testing.T) string {
 		defer cancel()
 		st.Close(ctx)
 	})
-	return st.Agent.Addr().String()
+	return st.Agent.Addr().String(), endpoints
 }
 
 func run(t *testing.T, stdin string, args ...string) (string, string, int) {

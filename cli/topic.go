@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 	"github.com/twmb/franz-go/pkg/kadm"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shale-dev/shale/metastore"
 )
@@ -298,15 +299,14 @@ type partitionStorage struct {
 	bytes   int64 // record batch bytes its index entries cover
 	objects int   // distinct objects its entries point into
 	entries int   // index entries (etcd keys)
+	start   int64 // log start offset
+	next    int64 // next offset (log end)
+	oldest  int64 // first timestamp of the oldest entry, -1 if none
 }
 
 // topicStorage reads the index of every partition of the topic from etcd.
 func topicStorage(ctx context.Context, v *viper.Viper, name string) (map[int32]partitionStorage, error) {
-	meta, _, cli, err := OpenMeta(ctx, StackOptions{
-		EtcdEndpoints:  splitList(v.GetStringSlice("etcd-endpoints")),
-		EtcdNamespace:  v.GetString("etcd-namespace"),
-		EtcdDialTimout: 3 * time.Second,
-	}, slog.New(slog.DiscardHandler))
+	meta, cli, err := openMetaFlags(ctx, v)
 	if err != nil {
 		return nil, err
 	}
@@ -315,11 +315,30 @@ func topicStorage(ctx context.Context, v *viper.Viper, name string) (map[int32]p
 	if err != nil {
 		return nil, err
 	}
+	return scanStorage(ctx, meta, t)
+}
+
+// openMetaFlags connects to the etcd named by --etcd-endpoints and
+// --etcd-namespace, for commands that read the cluster's state directly.
+func openMetaFlags(ctx context.Context, v *viper.Viper) (*metastore.Store, *clientv3.Client, error) {
+	meta, _, cli, err := OpenMeta(ctx, StackOptions{
+		EtcdEndpoints:  splitList(v.GetStringSlice("etcd-endpoints")),
+		EtcdNamespace:  v.GetString("etcd-namespace"),
+		EtcdDialTimout: 3 * time.Second,
+	}, slog.New(slog.DiscardHandler))
+	return meta, cli, err
+}
+
+// scanStorage reads every partition's state and index entries.
+func scanStorage(ctx context.Context, meta *metastore.Store, t metastore.Topic) (map[int32]partitionStorage, error) {
 	out := make(map[int32]partitionStorage, t.Partitions)
 	for p := int32(0); p < t.Partitions; p++ {
-		var ps partitionStorage
+		ps := partitionStorage{oldest: -1}
 		objs := make(map[string]bool)
-		_, _, err := meta.ScanIndex(ctx, t.ID, p, func(e metastore.IndexEntry) bool {
+		st, _, err := meta.ScanIndex(ctx, t.ID, p, func(e metastore.IndexEntry) bool {
+			if ps.entries == 0 {
+				ps.oldest = e.FirstTimestamp
+			}
 			ps.entries++
 			ps.bytes += e.Bytes()
 			objs[e.ObjectKey] = true
@@ -329,6 +348,7 @@ func topicStorage(ctx context.Context, v *viper.Viper, name string) (map[int32]p
 			return nil, err
 		}
 		ps.objects = len(objs)
+		ps.start, ps.next = st.LogStartOffset, st.NextOffset
 		out[p] = ps
 	}
 	return out, nil

@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shale-dev/shale/metastore"
+)
+
+// Status is what `shale status` reports, read from etcd alone (so it works
+// with every agent stopped, and never shows a secret).
+type Status struct {
+	Agents []AgentStatus `json:"agents"`
+	Topics []TopicStatus `json:"topics"`
+	Groups []GroupStatus `json:"groups"`
+}
+
+// AgentStatus is one live agent.
+type AgentStatus struct {
+	NodeID  int32  `json:"node_id"`
+	Address string `json:"address"`
+	Rack    string `json:"rack,omitempty"`
+	Started string `json:"started"`
+}
+
+// TopicStatus sums a topic's partitions.
+type TopicStatus struct {
+	Name         string `json:"name"`
+	ID           string `json:"id"`
+	Partitions   int32  `json:"partitions"`
+	Records      int64  `json:"records"`
+	BytesStored  int64  `json:"bytes_stored"`
+	Objects      int    `json:"objects"`
+	IndexEntries int    `json:"index_entries"`
+	// OldestRecord is the first timestamp of the oldest stored entry (RFC
+	// 3339), empty when the topic holds nothing.
+	OldestRecord string `json:"oldest_record,omitempty"`
+}
+
+// GroupStatus is one consumer group's committed position.
+type GroupStatus struct {
+	Name        string `json:"name"`
+	Coordinator int32  `json:"coordinator"`
+	Partitions  int    `json:"partitions"`
+	Lag         int64  `json:"lag"`
+}
+
+func newStatusCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the cluster: agents, topics, storage, consumer group lag",
+		Long: `Show live agents, topics with their partitions, records, bytes stored, objects, index
+entries and oldest record, and consumer groups with their total lag. It reads etcd only, so it
+works with every agent stopped.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.Flags().StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints (default: the dev agent's embedded etcd)")
+	cmd.Flags().String("etcd-namespace", "/shale", "key prefix of the cluster in etcd")
+	cmd.Flags().StringP("output", "o", "table", "table or json")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		v, err := newViper(cmd)
+		if err != nil {
+			return err
+		}
+		out := v.GetString("output")
+		if out != "table" && out != "json" {
+			return fmt.Errorf("bad --output %q: use table or json", out)
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
+		defer cancel()
+		meta, cli, err := openMetaFlags(ctx, v)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		st, err := ReadStatus(ctx, meta)
+		if err != nil {
+			return err
+		}
+		if out == "json" {
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(st)
+		}
+		return st.printTable(cmd.OutOrStdout())
+	}
+	return cmd
+}
+
+// ReadStatus gathers the cluster's status from etcd.
+func ReadStatus(ctx context.Context, meta *metastore.Store) (Status, error) {
+	st := Status{Agents: []AgentStatus{}, Topics: []TopicStatus{}, Groups: []GroupStatus{}}
+	agents, err := meta.ListAgents(ctx)
+	if err != nil {
+		return st, err
+	}
+	for _, a := range agents {
+		st.Agents = append(st.Agents, AgentStatus{NodeID: a.NodeID, Address: fmt.Sprintf("%s:%d", a.Host, a.Port), Rack: a.Rack,
+			Started: time.UnixMilli(a.StartedMs).UTC().Format(time.RFC3339)})
+	}
+	topics, err := meta.ListTopics(ctx)
+	if err != nil {
+		return st, err
+	}
+	next := map[string]map[int32]int64{}
+	for _, t := range topics {
+		parts, err := scanStorage(ctx, meta, t)
+		if err != nil {
+			return st, fmt.Errorf("topic %s: %w", t.Name, err)
+		}
+		ts := TopicStatus{Name: t.Name, ID: t.ID.String(), Partitions: t.Partitions}
+		oldest := int64(-1)
+		next[t.Name] = map[int32]int64{}
+		for p, ps := range parts {
+			ts.Records += ps.next - ps.start
+			ts.BytesStored += ps.bytes
+			ts.Objects += ps.objects
+			ts.IndexEntries += ps.entries
+			if ps.oldest >= 0 && (oldest < 0 || ps.oldest < oldest) {
+				oldest = ps.oldest
+			}
+			next[t.Name][p] = ps.next
+		}
+		if oldest >= 0 {
+			ts.OldestRecord = time.UnixMilli(oldest).UTC().Format(time.RFC3339)
+		}
+		st.Topics = append(st.Topics, ts)
+	}
+	groups, err := meta.ListGroups(ctx)
+	if err != nil {
+		return st, err
+	}
+	for _, g := range groups {
+		offs, err := meta.FetchGroupOffsets(ctx, g.Name)
+		if err != nil {
+			return st, fmt.Errorf("group %s: %w", g.Name, err)
+		}
+		gs := GroupStatus{Name: g.Name, Coordinator: g.Coordinator, Partitions: len(offs)}
+		for _, o := range offs {
+			if end, ok := next[o.Topic][o.Partition]; ok && end > o.Offset {
+				gs.Lag += end - o.Offset
+			}
+		}
+		st.Groups = append(st.Groups, gs)
+	}
+	return st, nil
+}
+
+func (st Status) printTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "AGENTS (%d)\n", len(st.Agents))
+	fmt.Fprintln(tw, "NODE\tADDRESS\tSTARTED")
+	for _, a := range st.Agents {
+		fmt.Fprintf(tw, "%d\t%s\t%s\n", a.NodeID, a.Address, a.Started)
+	}
+	fmt.Fprintf(tw, "\nTOPICS (%d)\n", len(st.Topics))
+	fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tRECORDS\tSTORED\tOBJECTS\tINDEX ENTRIES\tOLDEST RECORD")
+	for _, t := range st.Topics {
+		oldest := t.OldestRecord
+		if oldest == "" {
+			oldest = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%s\n", t.Name, t.Partitions, t.Records, HumanBytes(t.BytesStored), t.Objects, t.IndexEntries, oldest)
+	}
+	fmt.Fprintf(tw, "\nCONSUMER GROUPS (%d)\n", len(st.Groups))
+	fmt.Fprintln(tw, "GROUP\tCOORDINATOR\tPARTITIONS\tLAG")
+	for _, g := range st.Groups {
+		coord := "-"
+		if g.Coordinator >= 0 {
+			coord = fmt.Sprint(g.Coordinator)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", g.Name, coord, g.Partitions, g.Lag)
+	}
+	return tw.Flush()
+}
