@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/replay"
+)
+
+func newReplayCmd() *cobra.Command {
+	readAhead := ByteSize(replay.DefaultReadAhead)
+	fileBytes := ByteSize(replay.DefaultParquetFileBytes)
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "Read a topic's history straight from etcd and the bucket (no agent needed)",
+		Long: `Read a topic's records from the bucket, using the offset index in etcd, and write them as
+JSONL, Parquet or raw Kafka record batches. No agent needs to run, and nothing is written to
+etcd or the bucket (both are opened read-only).
+
+Range: --from is inclusive, --to exclusive. Each is an offset (applies to every partition) or an
+RFC 3339 time (2026-11-25T10:00:00Z, compared with each record's own timestamp). Default: from the
+log start to the end of each partition as it is when the replay starts. Time bounds are exact
+per record, even when a batch's timestamps are out of order; a --to time makes the replay read
+to the end of each partition, since a later batch may still hold older timestamps.
+--from after --to is an error; --from equal to --to is an empty range.
+
+Formats:
+  jsonl    one object per line: {"partition":0,"offset":42,"timestamp":<Unix ms>,"key":..,
+           "value":..,"headers":[{"key":"h","value":".."}]}; --bytes says how key and value
+           bytes are written (utf8: text, or base64 with "encoding":"base64" when not UTF-8;
+           base64; json: valid JSON nested as is, anything else as with utf8). Null is null.
+  parquet  one file per partition, rolled at --parquet-file-bytes: <topic>-<p>-<n>.parquet,
+           columns partition int32, offset int64, timestamp TIMESTAMP(MILLIS), key and value
+           optional binary, headers list<struct<key string, value optional binary>>. Needs --out DIR.
+  raw      record batches as stored, with absolute offsets (a Kafka log's byte layout): every
+           batch holding a record in the range, whole. To stdout only for one partition.
+
+--out DIR writes <topic>-<p>.jsonl / .kafka / -<n>.parquet per partition (partitions with no
+record in the range get no file); --out - (default) writes to stdout, partitions interleaved
+batch by batch, each in offset order. A progress bar goes to stderr when it is a terminal.`,
+		Example: `  shale replay -t clicks --from 2026-11-25T00:00:00Z --to 2026-11-26T00:00:00Z > day.jsonl
+  shale replay -t clicks --format parquet --out ./clicks --parallel 8 \
+    --etcd-endpoints etcd:2379 --bucket s3://shale/prod --s3-endpoint http://minio:9000
+  shale replay -t clicks -p 3 --from 1000 --to 2000 --format raw > p3.kafka`,
+		Args: cobra.NoArgs,
+	}
+	addConfigFileFlag(cmd)
+	f := cmd.Flags()
+	f.StringP("topic", "t", "", "topic to replay (required)")
+	f.StringSliceP("partitions", "p", nil, "only these partitions, comma-separated (default: all)")
+	f.String("from", "", "first offset or RFC 3339 time, inclusive (default: log start)")
+	f.String("to", "", "offset or RFC 3339 time to stop before, exclusive (default: end)")
+	f.String("format", "jsonl", "jsonl, parquet or raw")
+	f.StringP("out", "o", "-", "output directory, or - for stdout")
+	f.String("bytes", "utf8", "jsonl key/value bytes: utf8, base64 or json")
+	f.Int("parallel", replay.DefaultParallel, "ranged GETs in flight and partitions decoded at once")
+	f.Var(&readAhead, "read-ahead", "bytes fetched ahead of decoding, across partitions")
+	f.Var(&fileBytes, "parquet-file-bytes", "start a new Parquet file once one reaches this size")
+	f.Bool("quiet", false, "no progress bar even on a terminal")
+	f.StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints, comma-separated")
+	f.String("etcd-namespace", "/shale", "key prefix of the cluster in etcd")
+	f.String("bucket", "", "object store: s3://bucket/prefix, or a local directory (required)")
+	f.String("s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores (implies path-style)")
+	f.String("s3-region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
+	f.Bool("s3-path-style", false, "use path-style S3 addressing")
+	f.String("s3-access-key", "", "S3 access key (default: the AWS credential chain)")
+	f.String("s3-secret-key", "", "S3 secret key (default: the AWS credential chain)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		v, err := newViper(cmd)
+		if err != nil {
+			return err
+		}
+		opts := replay.Options{Topic: v.GetString("topic"), Parallel: v.GetInt("parallel")}
+		if opts.Topic == "" {
+			return errors.New("--topic is required")
+		}
+		if opts.From, err = replay.ParseBound(v.GetString("from")); err != nil {
+			return fmt.Errorf("--from: %w", err)
+		}
+		if opts.To, err = replay.ParseBound(v.GetString("to")); err != nil {
+			return fmt.Errorf("--to: %w", err)
+		}
+		for _, p := range splitList(v.GetStringSlice("partitions")) {
+			n, err := strconv.ParseInt(p, 10, 32)
+			if err != nil || n < 0 {
+				return fmt.Errorf("bad partition %q", p)
+			}
+			opts.Partitions = append(opts.Partitions, int32(n))
+		}
+		ra, err := ParseByteSize(v.GetString("read-ahead"))
+		if err != nil {
+			return fmt.Errorf("--read-ahead: %w", err)
+		}
+		opts.ReadAhead = int64(ra)
+		fb, err := ParseByteSize(v.GetString("parquet-file-bytes"))
+		if err != nil {
+			return fmt.Errorf("--parquet-file-bytes: %w", err)
+		}
+		enc, err := replay.ParseBytesEncoding(v.GetString("bytes"))
+		if err != nil {
+			return err
+		}
+		format, out := v.GetString("format"), v.GetString("out")
+		toStdout := out == "-" || out == ""
+		switch format {
+		case "jsonl", "raw":
+		case "parquet":
+			if toStdout {
+				return errors.New("--format parquet needs --out DIR")
+			}
+		default:
+			return fmt.Errorf("bad --format %q: use jsonl, parquet or raw", format)
+		}
+		bucket := v.GetString("bucket")
+		if bucket == "" {
+			return errors.New("--bucket is required: s3://bucket/prefix or the bucket directory")
+		}
+		if !strings.HasPrefix(bucket, "s3://") {
+			if st, err := os.Stat(strings.TrimPrefix(bucket, "file://")); err != nil || !st.IsDir() {
+				return fmt.Errorf("bucket directory %s: not found", bucket)
+			}
+		}
+		so := StackOptions{
+			EtcdEndpoints: splitList(v.GetStringSlice("etcd-endpoints")),
+			EtcdNamespace: v.GetString("etcd-namespace"),
+			Bucket:        bucket,
+			S3Endpoint:    v.GetString("s3-endpoint"),
+			S3Region:      v.GetString("s3-region"),
+			S3PathStyle:   v.GetBool("s3-path-style"),
+			S3AccessKey:   v.GetString("s3-access-key"),
+			S3SecretKey:   v.GetString("s3-secret-key"),
+		}
+		ctx := cmd.Context()
+		meta, _, ecli, err := OpenMeta(ctx, so, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return err
+		}
+		defer ecli.Close()
+		ecli.KV = replay.ReadOnlyKV(ecli.KV) // replay never writes to etcd
+		meta = metastore.New(ecli, meta.Namespace())
+		store, err := OpenStore(ctx, so)
+		if err != nil {
+			return err
+		}
+		store = replay.ReadOnlyStore(store) // nor to the bucket
+
+		plan, err := replay.NewPlan(ctx, meta, opts)
+		if err != nil {
+			return err
+		}
+		if format == "raw" && toStdout {
+			n := 0
+			for _, pp := range plan.Partitions {
+				if pp.Start < pp.End {
+					n++
+				}
+			}
+			if n > 1 {
+				return errors.New("--format raw to stdout needs one partition (--partitions N) or --out DIR: batches carry no partition")
+			}
+		}
+		o := replay.Output{Stream: cmd.OutOrStdout()}
+		if !toStdout {
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return fmt.Errorf("create --out %s: %w", out, err)
+			}
+			o = replay.Output{Dir: out}
+		}
+		var sink replay.Sink
+		switch format {
+		case "jsonl":
+			sink = replay.JSONL(o, plan.Topic.Name, enc)
+		case "raw":
+			sink = replay.Raw(o, plan.Topic.Name)
+		case "parquet":
+			sink = replay.Parquet(out, plan.Topic.Name, int64(fb))
+		}
+		var stats replay.Stats
+		if ef, ok := cmd.ErrOrStderr().(*os.File); ok && !v.GetBool("quiet") && term.IsTerminal(int(ef.Fd())) {
+			stop := replay.StartProgress(ef, &stats, plan.TotalBytes, 250*time.Millisecond)
+			defer stop()
+		}
+		if err := plan.Run(ctx, meta, store, sink, &stats); err != nil {
+			return err
+		}
+		return sink.Close()
+	}
+	return cmd
+}

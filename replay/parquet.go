@@ -1,0 +1,174 @@
+package replay
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// ParquetRow is the Parquet schema of replayed records:
+//
+//	message record {
+//	  required int32  partition (INT(32,true));
+//	  required int64  offset    (INT(64,true));
+//	  required int64  timestamp (TIMESTAMP(isAdjustedToUTC=true,unit=MILLIS));
+//	  optional binary key;                       -- null key: null
+//	  optional binary value;                     -- null value (tombstone): null
+//	  required group headers (LIST) {
+//	    repeated group list {
+//	      required group element {
+//	        required binary key (STRING);
+//	        optional binary value;
+//	      }
+//	    }
+//	  }
+//	}
+//
+// Pages are Snappy-compressed.
+type ParquetRow struct {
+	Partition int32           `parquet:"partition"`
+	Offset    int64           `parquet:"offset"`
+	Timestamp int64           `parquet:"timestamp,timestamp(millisecond)"`
+	Key       []byte          `parquet:"key,optional"`
+	Value     []byte          `parquet:"value,optional"`
+	Headers   []ParquetHeader `parquet:"headers,list"`
+}
+
+// ParquetHeader is one record header in ParquetRow.
+type ParquetHeader struct {
+	Key   string `parquet:"key"`
+	Value []byte `parquet:"value,optional"`
+}
+
+// Parquet sizes.
+const (
+	DefaultParquetFileBytes = 256 << 20
+	// parquetRowGroupBytes is how much record data a writer buffers before
+	// writing a row group: it bounds the writer's memory.
+	parquetRowGroupBytes = 16 << 20
+)
+
+// Parquet writes the records of each partition to Parquet files in dir,
+// <topic>-<p>-<n>.parquet with n = 000000, 000001, ...: a file is closed
+// and the next begun once it holds fileBytes or more (checked after each
+// row group of about 16 MiB of record data, or fileBytes/4 if smaller).
+func Parquet(dir, topic string, fileBytes int64) Sink {
+	if fileBytes <= 0 {
+		fileBytes = DefaultParquetFileBytes
+	}
+	return &parquetSink{dir: dir, topic: topic, fileBytes: fileBytes}
+}
+
+type parquetSink struct {
+	dir, topic string
+	fileBytes  int64
+}
+
+func (s *parquetSink) Raw() bool    { return false }
+func (s *parquetSink) Close() error { return nil }
+
+func (s *parquetSink) Open(p int32) (Writer, error) {
+	return &parquetWriter{sink: s, partition: p, groupBytes: max(min(parquetRowGroupBytes, s.fileBytes/4), 1)}, nil
+}
+
+type parquetWriter struct {
+	sink       *parquetSink
+	partition  int32
+	groupBytes int64
+	seq        int
+	file       *os.File
+	bw         *bufio.Writer
+	cw         *countWriter
+	w          *parquet.GenericWriter[ParquetRow]
+	rows       []ParquetRow
+	headers    []ParquetHeader
+	pending    int64 // record bytes written since the last row group
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (w *parquetWriter) open() error {
+	name := filepath.Join(w.sink.dir, fmt.Sprintf("%s-%d-%06d.parquet", w.sink.topic, w.partition, w.seq))
+	f, err := os.Create(name)
+	if err != nil {
+		return fmt.Errorf("create output: %w", err)
+	}
+	w.seq++
+	w.file, w.bw = f, bufio.NewWriterSize(f, 1<<20)
+	w.cw = &countWriter{w: w.bw}
+	w.w = parquet.NewGenericWriter[ParquetRow](w.cw, parquet.Compression(&parquet.Snappy))
+	return nil
+}
+
+func (w *parquetWriter) WriteRecords(recs []Record) error {
+	if w.w == nil {
+		if err := w.open(); err != nil {
+			return err
+		}
+	}
+	w.rows, w.headers = w.rows[:0], w.headers[:0]
+	for _, r := range recs {
+		hs := len(w.headers)
+		for _, h := range r.Headers {
+			w.headers = append(w.headers, ParquetHeader{Key: h.Key, Value: h.Value})
+			w.pending += int64(len(h.Key) + len(h.Value))
+		}
+		w.rows = append(w.rows, ParquetRow{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp,
+			Key: r.Key, Value: r.Value, Headers: w.headers[hs:len(w.headers):len(w.headers)]})
+		w.pending += int64(len(r.Key)+len(r.Value)) + 20
+	}
+	if _, err := w.w.Write(w.rows); err != nil {
+		return fmt.Errorf("write parquet: %w", err)
+	}
+	clear(w.rows) // drop references to the decoded batch
+	clear(w.headers)
+	if w.pending < w.groupBytes {
+		return nil
+	}
+	w.pending = 0
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("write parquet: %w", err)
+	}
+	if w.cw.n >= w.sink.fileBytes {
+		return w.finish()
+	}
+	return nil
+}
+
+// finish closes the current file.
+func (w *parquetWriter) finish() error {
+	if w.w == nil {
+		return nil
+	}
+	err := w.w.Close()
+	if ferr := w.bw.Flush(); err == nil {
+		err = ferr
+	}
+	if cerr := w.file.Close(); err == nil {
+		err = cerr
+	}
+	w.w, w.pending = nil, 0
+	if err != nil {
+		return fmt.Errorf("write parquet: %w", err)
+	}
+	return nil
+}
+
+func (w *parquetWriter) WriteBatch(int32, int64, []byte) error {
+	return fmt.Errorf("replay: parquet takes records, not batches")
+}
+
+func (w *parquetWriter) Close() error { return w.finish() }

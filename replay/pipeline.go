@@ -1,0 +1,221 @@
+package replay
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/s3tier"
+	"github.com/shale-dev/shale/segment"
+)
+
+// runner is one Plan.Run.
+type runner struct {
+	plan    *Plan
+	meta    *metastore.Store
+	store   s3tier.Store
+	sink    Sink
+	stats   *Stats
+	footers *s3tier.FooterCache
+	gets    *semaphore.Weighted // ranged GETs in flight, all partitions
+	budget  *semaphore.Weighted // bytes fetched and not yet decoded, all partitions
+}
+
+// fetch is one span's ranged GET, started ahead of its decoding.
+type fetch struct {
+	sp     s3tier.Span
+	weight int64 // bytes held in the budget
+	done   chan struct{}
+	data   []byte
+	err    error
+}
+
+// partition replays one partition, re-reading the index (at most
+// maxRestarts times) when an object it names is gone: compaction swapped
+// the entry and garbage collection deleted the old object meanwhile.
+func (r *runner) partition(ctx context.Context, pp PartitionPlan) error {
+	w, err := r.sink.Open(pp.Partition)
+	if err != nil {
+		return err
+	}
+	cursor := pp.Start // every offset below it has been handled
+	for attempt := 0; ; attempt++ {
+		err = r.pipeline(ctx, pp, &cursor, w)
+		if err != nil && s3tier.IsNotFound(err) && attempt < maxRestarts && ctx.Err() == nil {
+			continue
+		}
+		break
+	}
+	if cerr := w.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close output: %w", cerr)
+	}
+	return err
+}
+
+// pipeline reads the partition from *cursor to pp.End: a producer walks
+// the index and starts each span's GET as soon as the budget allows; the
+// caller's goroutine decodes the spans in order and writes them.
+func (r *runner) pipeline(ctx context.Context, pp PartitionPlan, cursor *int64, w Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	id := r.plan.Topic.ID
+	win := r.plan.win
+	fetches := make(chan *fetch, maxQueuedSpans)
+	var perr error // the producer's; read after fetches is closed
+	from := *cursor
+	go func() {
+		defer close(fetches)
+		next := from // next offset the index must cover
+		var cbErr error
+		err := r.meta.ScanEntries(ctx, id, pp.Partition, from, func(e metastore.IndexEntry) bool {
+			if e.BaseOffset >= pp.End {
+				return false
+			}
+			if e.BaseOffset > next {
+				cbErr = fmt.Errorf("index starts at offset %d, replay is at %d: %w", e.BaseOffset, next, ErrGap)
+				return false
+			}
+			next = e.LastOffset + 1
+			if e.MaxTimestamp < win.fromTs {
+				return true
+			}
+			spans, err := r.footers.Spans(ctx, r.store, id, pp.Partition, e)
+			if err != nil {
+				cbErr = err
+				return false
+			}
+			for _, sp := range spans {
+				if sp.LastOffset() < from || sp.AbsBase >= pp.End || sp.MaxTimestamp < win.fromTs {
+					continue
+				}
+				if cbErr = r.start(ctx, sp, fetches); cbErr != nil {
+					return false
+				}
+			}
+			return true
+		})
+		switch {
+		case cbErr != nil:
+			perr = cbErr
+		case err != nil:
+			perr = fmt.Errorf("read index: %w", err)
+		case next < pp.End && ctx.Err() == nil:
+			perr = fmt.Errorf("index ends at offset %d, partition at %d: %w", next, pp.End, ErrGap)
+		}
+	}()
+	var cerr error
+	for f := range fetches {
+		<-f.done
+		if cerr == nil {
+			if cerr = f.err; cerr == nil {
+				cerr = r.decode(f.data, f.sp, pp, cursor, w)
+			}
+			if cerr != nil {
+				cancel()
+			}
+		}
+		f.data = nil
+		r.budget.Release(f.weight)
+	}
+	if cerr != nil {
+		return cerr
+	}
+	if perr != nil {
+		return perr
+	}
+	return ctx.Err()
+}
+
+// start reserves budget for sp, starts its GET and queues it.
+func (r *runner) start(ctx context.Context, sp s3tier.Span, fetches chan<- *fetch) error {
+	f := &fetch{sp: sp, weight: min(sp.Size, r.plan.opts.ReadAhead), done: make(chan struct{})}
+	if err := r.budget.Acquire(ctx, f.weight); err != nil {
+		return err
+	}
+	if err := r.gets.Acquire(ctx, 1); err != nil {
+		r.budget.Release(f.weight)
+		return err
+	}
+	go func() {
+		defer close(f.done)
+		f.data, f.err = s3tier.ReadRange(ctx, r.store, sp.Object, sp.Pos, sp.Size)
+		r.gets.Release(1)
+	}()
+	select {
+	case fetches <- f:
+		return nil
+	case <-ctx.Done():
+		<-f.done
+		r.budget.Release(f.weight)
+		return ctx.Err()
+	}
+}
+
+// decode checks one span's bytes and writes the batches and records in
+// the window, advancing *cursor past each batch handled.
+func (r *runner) decode(data []byte, sp s3tier.Span, pp PartitionPlan, cursor *int64, w Writer) error {
+	chunk, err := s3tier.ParseSpan(data, sp)
+	if err != nil {
+		return err
+	}
+	r.stats.Spans.Add(1)
+	win := r.plan.win
+	raw := r.sink.Raw()
+	var recs []Record
+	for _, b := range chunk.Batches() {
+		h := b.Header
+		abs := sp.AbsBase + (h.BaseOffset - sp.StoredBase)
+		last := abs + int64(h.LastOffsetDelta)
+		if last < *cursor {
+			continue
+		}
+		if abs >= pp.End {
+			break
+		}
+		lo := *cursor // first offset of this batch to write
+		*cursor = last + 1
+		if h.MaxTimestamp < win.fromTs {
+			continue // no record of the batch reaches the From time
+		}
+		if raw && !win.timed {
+			if err := w.WriteBatch(pp.Partition, abs, b.Raw); err != nil {
+				return err
+			}
+			r.stats.Records.Add(1)
+			continue
+		}
+		if h.IsControl() {
+			continue // Kafka consumers never see control records (transaction markers)
+		}
+		decoded, err := segment.DecodeRecords(b.Raw)
+		if err != nil {
+			return fmt.Errorf("%s [%d, %d): batch at offset %d: %w", sp.Object, sp.Pos, sp.Pos+sp.Size, abs, err)
+		}
+		recs = recs[:0]
+		for _, d := range decoded {
+			off := abs + int64(d.OffsetDelta)
+			if off < lo || off >= pp.End || !win.hasTime(d.Timestamp) {
+				continue
+			}
+			recs = append(recs, Record{Partition: pp.Partition, Offset: off, Timestamp: d.Timestamp,
+				Key: d.Key, Value: d.Value, Headers: d.Headers})
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		if raw {
+			err = w.WriteBatch(pp.Partition, abs, b.Raw)
+			r.stats.Records.Add(1)
+		} else {
+			err = w.WriteRecords(recs)
+			r.stats.Records.Add(int64(len(recs)))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	r.stats.Bytes.Add(sp.Size)
+	return nil
+}
