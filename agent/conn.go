@@ -240,6 +240,8 @@ func (c *conn) handleFrame(body []byte) (fl *inflight, err error) {
 			return nil, fmt.Errorf("fault hook for %s: %w", kmsg.NameForKey(rc.key), err)
 		}
 	}
+	start := time.Now()
+	api := kmsg.NameForKey(rc.key)
 	rep, err := c.s.dispatch(c.ctx, rc, req)
 	if err != nil {
 		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(rc.key), rc.version, err)
@@ -250,6 +252,7 @@ func (c *conn) handleFrame(body []byte) (fl *inflight, err error) {
 		if rep.resp == nil && !rep.noResponse {
 			return nil, fmt.Errorf("%s v%d: handler returned no response", kmsg.NameForKey(rc.key), rc.version)
 		}
+		c.s.cfg.Metrics.Request(api, time.Since(start))
 		close(fl.ready)
 		return fl, nil
 	}
@@ -262,6 +265,7 @@ func (c *conn) handleFrame(body []byte) (fl *inflight, err error) {
 			}
 		}()
 		fl.resp, fl.err = rep.wait(c.ctx)
+		c.s.cfg.Metrics.Request(api, time.Since(start))
 		if fl.err != nil {
 			fl.err = fmt.Errorf("%s v%d: %w", kmsg.NameForKey(rc.key), rc.version, fl.err)
 		}

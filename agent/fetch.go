@@ -178,6 +178,7 @@ func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxByte
 			op.RecordBatches = res.Records
 		}
 		total += len(res.Records)
+		s.cfg.Metrics.BytesOut(len(res.Records))
 	}
 	return total, failed, nil
 }

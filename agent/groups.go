@@ -71,11 +71,6 @@ const (
 	maxOffsetMetadata   = 4096 // offset.metadata.max.bytes
 )
 
-// coordinators maps each Server to its group registry. Server (server.go)
-// has no field for it, so the registry is attached here and removed when the
-// server closes.
-var coordinators sync.Map // *Server -> *coordinator
-
 // coordinator is one agent's registry of the groups it coordinates.
 type coordinator struct {
 	s *Server
@@ -87,15 +82,11 @@ type coordinator struct {
 
 // groups returns the server's group registry, creating it on first use.
 func (s *Server) groups() *coordinator {
-	if c, ok := coordinators.Load(s); ok {
-		return c.(*coordinator)
-	}
-	c, loaded := coordinators.LoadOrStore(s, &coordinator{s: s, groups: map[string]*group{}})
-	co := c.(*coordinator)
-	if !loaded {
-		go co.watchSession()
-	}
-	return co
+	s.coordOnce.Do(func() {
+		s.coord = &coordinator{s: s, groups: map[string]*group{}}
+		go s.coord.watchSession()
+	})
+	return s.coord
 }
 
 // session returns the agent's current session, nil before Start.
@@ -106,9 +97,8 @@ func (s *Server) currentSession() *metastore.Session {
 }
 
 // watchSession drops every group when the session that claimed them ends,
-// and removes the registry when the server closes.
+// and all of them when the server closes.
 func (c *coordinator) watchSession() {
-	defer coordinators.Delete(c.s)
 	for {
 		sess := c.s.currentSession()
 		var done <-chan struct{}

@@ -132,6 +132,7 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 				op.ErrorMessage = errMessage(err)
 				continue
 			}
+			s.cfg.Metrics.BytesIn(len(req.Topics[pp.ti].Partitions[pp.pi].Records))
 			op.BaseOffset = res.BaseOffset
 			op.LogStartOffset = res.LogStartOffset
 		}

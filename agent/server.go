@@ -17,6 +17,7 @@ import (
 
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/metrics"
 )
 
 // Config configures a Server. Zero fields take the defaults below, except
@@ -65,6 +66,8 @@ type Config struct {
 	// it is handled; a non-nil error closes the connection instead (tests
 	// use it to inject failures; it may also sleep).
 	FaultHook func(key int16) error
+	// Metrics, when set, counts requests, bytes and group lag.
+	Metrics *metrics.Metrics
 }
 
 // Defaults.
@@ -137,6 +140,9 @@ type Server struct {
 
 	refused  int64 // connections closed at accept (MaxConnections)
 	lastWarn time.Time
+
+	coordOnce sync.Once
+	coord     *coordinator // the consumer groups this agent coordinates
 }
 
 // New returns a server; Start makes it listen.
@@ -149,7 +155,7 @@ func New(cfg Config, eng *engine.Engine, meta *metastore.Store, log *slog.Logger
 	}
 	cfg.setDefaults(meta)
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg:    cfg,
 		eng:    eng,
 		meta:   meta,
@@ -160,7 +166,9 @@ func New(cfg Config, eng *engine.Engine, meta *metastore.Store, log *slog.Logger
 		nodeID: -1,
 		ctx:    ctx,
 		cancel: cancel,
-	}, nil
+	}
+	cfg.Metrics.Register(newGroupLagCollector(s))
+	return s, nil
 }
 
 // Start listens, registers the agent in etcd under a lease and serves

@@ -155,7 +155,6 @@ func latencySVG(rep Report) []byte {
 	return b.Bytes()
 }
 
-
 func offeredOf(rs []Result) string {
 	if len(rs) == 0 {
 		return "-"

@@ -33,9 +33,9 @@ type target struct {
 // instance is a running system under test.
 type instance struct {
 	addr     string
-	proc     *os.Process            // the server process, for CPU and RSS
+	proc     *os.Process               // the server process, for CPU and RSS
 	s3       func() (puts, gets int64) // nil when there is no S3
-	etcdTxns func() (int64, error)  // nil when there is no etcd
+	etcdTxns func() (int64, error)     // nil when there is no etcd
 	stop     func()
 	created  bool // topic created by the server itself
 }
@@ -144,7 +144,7 @@ func shaleDevTarget(shale string) target {
 		if err != nil {
 			return nil, err
 		}
-		cmd, err := startProcess(shale, []string{"agent", "--dev", "--data-dir", dir, "--listen", addr,
+		cmd, err := startProcess(shale, []string{"agent", "--dev", "--data-dir", dir, "--listen", addr, "--admin-listen", "127.0.0.1:0",
 			"--dev-etcd-listen", etcd, "--log-level", "warn"}, nil)
 		if err != nil {
 			return nil, err

@@ -41,6 +41,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Bool("dev", false, "embedded defaults: etcd and a local-directory bucket under --data-dir, topic auto-creation on")
 	f.String("data-dir", "data", "local directory for the write spool and read cache (and, with --dev, etcd and the bucket)")
 	f.String("listen", "127.0.0.1:9092", "Kafka listener address")
+	f.String("admin-listen", "", "address of the admin HTTP server: /metrics (Prometheus), /healthz, /readyz (default with --dev: 127.0.0.1:9644; otherwise off)")
 	f.String("advertised-host", "", "host clients should connect to (default: the listener's host)")
 	f.Int("advertised-port", 0, "port clients should connect to (default: the listener's port)")
 	f.Int("node-id", -1, "Kafka broker ID to advertise (-1: allocate a free one in etcd)")
@@ -89,6 +90,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			Dev:               dev,
 			DataDir:           v.GetString("data-dir"),
 			Listen:            v.GetString("listen"),
+			AdminListen:       adminListen(v.GetString("admin-listen"), dev),
 			AdvertisedHost:    v.GetString("advertised-host"),
 			AdvertisedPort:    v.GetInt("advertised-port"),
 			NodeID:            v.GetInt("node-id"),
@@ -144,4 +146,12 @@ func splitList(in []string) []string {
 		}
 	}
 	return out
+}
+
+// adminListen applies the dev default of --admin-listen.
+func adminListen(flag string, dev bool) string {
+	if flag == "" && dev {
+		return "127.0.0.1:9644"
+	}
+	return flag
 }

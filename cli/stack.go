@@ -15,6 +15,7 @@ import (
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/metrics"
 	"github.com/shale-dev/shale/s3tier"
 )
 
@@ -23,7 +24,11 @@ type StackOptions struct {
 	Dev     bool
 	DataDir string
 
-	Listen         string
+	Listen string
+	// AdminListen serves /metrics, /healthz and /readyz ("" = none).
+	AdminListen string
+	// WrapStore, when set, wraps the object store (fault injection in tests).
+	WrapStore      func(s3tier.Store) s3tier.Store
 	AdvertisedHost string
 	AdvertisedPort int
 	NodeID         int
@@ -65,6 +70,9 @@ type Stack struct {
 	Etcd   *metastore.Embedded // nil unless dev mode started one
 	// Lifecycle runs compaction, retention and GC (nil with NoLifecycle).
 	Lifecycle *s3tier.Lifecycle
+	// Metrics are this agent's; Admin serves them (nil without AdminListen).
+	Metrics *metrics.Metrics
+	Admin   *metrics.Server
 
 	cli *clientv3.Client
 	log *slog.Logger
@@ -161,7 +169,13 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 	if s.Store, err = OpenStore(ctx, o); err != nil {
 		return fail(err)
 	}
+	if o.WrapStore != nil {
+		s.Store = o.WrapStore(s.Store)
+	}
+	s.Metrics = metrics.New()
+	s.Store = s3tier.Observed(s.Store, s.Metrics.S3)
 	s.Engine, err = engine.New(engine.Config{
+		Metrics:       s.Metrics,
 		DataDir:       filepath.Join(o.DataDir, "agent"),
 		FlushBytes:    o.FlushBytes,
 		FlushInterval: o.FlushInterval,
@@ -180,6 +194,7 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 		AgentTTL:          o.AgentTTL,
 		IdleTimeout:       o.IdleTimeout,
 		MaxConnections:    o.MaxConnections,
+		Metrics:           s.Metrics,
 	}, s.Engine, meta, log)
 	if err != nil {
 		return fail(err)
@@ -193,6 +208,7 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 		if lc.Holder == "" {
 			lc.Holder = fmt.Sprintf("node %d (%s)", s.Agent.NodeID(), s.Agent.Addr())
 		}
+		lc.Observe = s.observeLifecycle
 		if lc.Compaction.TempDir == "" {
 			lc.Compaction.TempDir = filepath.Join(o.DataDir, "agent", "spool") // wiped at start
 		}
@@ -201,13 +217,33 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 		}
 		s.Lifecycle.Start()
 	}
+	if o.AdminListen != "" {
+		if s.Admin, err = metrics.Serve(o.AdminListen, s.Metrics, s.Agent.Ready); err != nil {
+			return fail(fmt.Errorf("start admin server (metrics, health) on %s: %w", o.AdminListen, err))
+		}
+		log.Info("admin server listening", "addr", s.Admin.Addr().String(), "paths", "/metrics /healthz /readyz")
+	}
 	return s, nil
+}
+
+func (s *Stack) observeLifecycle(_ string, stats any) {
+	switch st := stats.(type) {
+	case s3tier.CompactStats:
+		s.Metrics.Compaction(st.Segments, st.EntriesReplaced, st.BytesWritten)
+	case s3tier.GCStats:
+		s.Metrics.GC(st.Deleted, st.Bytes)
+	case s3tier.RetentionStats:
+		s.Metrics.Retention(st.OffsetsDropped)
+	}
 }
 
 // Close stops the agent (answering what it can), flushes the engine and
 // releases etcd.
 func (s *Stack) Close(ctx context.Context) error {
 	var errs []error
+	if s.Admin != nil {
+		errs = append(errs, s.Admin.Close(ctx))
+	}
 	if s.Lifecycle != nil {
 		s.Lifecycle.Close()
 	}

@@ -42,6 +42,7 @@ func (e *Engine) commitLoop() {
 			e.commitObject(so, cache)
 			e.log.Debug("object committed", "key", so.key, "bytes", so.size, "upload", so.uploadedAt.Sub(so.sealedAt),
 				"queued", waited, "commit", time.Since(t0))
+			e.cfg.Metrics.Flush(so.size, time.Since(so.sealedAt), time.Since(t0))
 			e.cache.adoptObject(so.key, so.path, so.size)
 		}
 		_ = os.Remove(so.path) // no-op when adopted by the cache

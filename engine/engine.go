@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/metrics"
 	"github.com/shale-dev/shale/s3tier"
 )
 
@@ -47,6 +48,10 @@ type Config struct {
 	UploadTimeout time.Duration
 	// Now returns wall-clock time (tests may override).
 	Now func() time.Time
+
+	// Metrics, when set, receives flush observations and exposes the
+	// engine's counters.
+	Metrics *metrics.Metrics
 
 	// beforeCommit, when set, runs after an object is uploaded and before
 	// its commit (a fault hook for crash tests).
@@ -183,6 +188,7 @@ func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger
 		cancel:   cancel,
 	}
 	e.space = sync.NewCond(&e.spaceMu)
+	e.registerMetrics(cfg.Metrics)
 	e.states = newStateView(meta)
 	rev, err := meta.Revision(ctx)
 	if err != nil {
@@ -277,4 +283,28 @@ func (e *Engine) count(f func(*Stats)) {
 	e.stats.mu.Lock()
 	f(&e.stats.s)
 	e.stats.mu.Unlock()
+}
+
+// registerMetrics exposes the engine's counters to m, read at scrape time.
+func (e *Engine) registerMetrics(m *metrics.Metrics) {
+	if m == nil {
+		return
+	}
+	stat := func(f func(Stats) int64) func() float64 {
+		return func() float64 { return float64(f(e.Snapshot())) }
+	}
+	m.CounterFunc("uploads_total", "Objects uploaded to the bucket.", stat(func(s Stats) int64 { return s.ObjectsUploaded }))
+	m.CounterFunc("upload_bytes_total", "Object bytes uploaded to the bucket.", stat(func(s Stats) int64 { return s.BytesUploaded }))
+	m.CounterFunc("upload_retries_total", "Upload attempts that failed and were retried.", stat(func(s Stats) int64 { return s.UploadRetries }))
+	m.CounterFunc("etcd_commit_txns_total", "Index commit transactions sent to etcd.", stat(func(s Stats) int64 { return s.CommitTxns }))
+	m.CounterFunc("etcd_commit_conflicts_total", "Index commits refused because another agent committed first (then retried).", stat(func(s Stats) int64 { return s.CommitConflicts }))
+	m.CounterFunc("cache_hits_total", "Fetch reads served from the local cache.", stat(func(s Stats) int64 { return s.CacheHits }))
+	m.CounterFunc("cache_misses_total", "Fetch reads that needed a ranged GET.", stat(func(s Stats) int64 { return s.CacheMisses }))
+	m.CounterFunc("batches_committed_total", "Record batches committed (duplicates included).", stat(func(s Stats) int64 { return s.BatchesCommitted }))
+	m.CounterFunc("duplicates_total", "Idempotent batches answered as duplicates, not written again.", stat(func(s Stats) int64 { return s.Duplicates }))
+	m.GaugeFunc("buffer_bytes", "Record bytes sealed but not yet committed (back-pressure above the limit).", func() float64 {
+		e.spaceMu.Lock()
+		defer e.spaceMu.Unlock()
+		return float64(e.pendingBytes)
+	})
 }

@@ -50,12 +50,12 @@ type Metrics struct {
 	s3Errors       *prometheus.CounterVec
 	s3Seconds      *prometheus.HistogramVec
 
-	compactSegments    prometheus.Counter
-	compactEntries     prometheus.Counter
-	compactBytes       prometheus.Counter
-	gcObjects          prometheus.Counter
-	gcBytes            prometheus.Counter
-	retentionDropped   prometheus.Counter
+	compactSegments  prometheus.Counter
+	compactEntries   prometheus.Counter
+	compactBytes     prometheus.Counter
+	gcObjects        prometheus.Counter
+	gcBytes          prometheus.Counter
+	retentionDropped prometheus.Counter
 }
 
 // New creates the metrics on a fresh registry (with Go runtime and process

@@ -41,6 +41,9 @@ type LifecycleConfig struct {
 	GCPrefixes []string
 	// Now returns wall-clock time (tests may override).
 	Now func() time.Time
+	// Observe, when set, receives each finished pass's counts (metrics):
+	// a CompactStats, RetentionStats or GCStats.
+	Observe func(job string, stats any)
 }
 
 // Lifecycle defaults.
@@ -126,18 +129,24 @@ func (l *Lifecycle) Close() {
 // RunOnce runs one pass of job now, without election (tests, operators).
 func (l *Lifecycle) RunOnce(ctx context.Context, job string) error {
 	now := l.cfg.Now()
+	var (
+		stats any
+		err   error
+	)
 	switch job {
 	case JobCompaction:
-		_, err := Compact(ctx, l.store, l.meta, l.cfg.Compaction, l.log)
-		return err
+		stats, err = Compact(ctx, l.store, l.meta, l.cfg.Compaction, l.log)
 	case JobRetention:
-		_, err := ApplyRetention(ctx, l.meta, now, l.log)
-		return err
+		stats, err = ApplyRetention(ctx, l.meta, now, l.log)
 	case JobGC:
-		_, err := CollectGarbage(ctx, l.store, l.meta, l.cfg.GCPrefixes, now, l.cfg.GCGrace, l.log)
-		return err
+		stats, err = CollectGarbage(ctx, l.store, l.meta, l.cfg.GCPrefixes, now, l.cfg.GCGrace, l.log)
+	default:
+		return fmt.Errorf("s3tier: unknown lifecycle job %q", job)
 	}
-	return fmt.Errorf("s3tier: unknown lifecycle job %q", job)
+	if l.cfg.Observe != nil {
+		l.cfg.Observe(job, stats)
+	}
+	return err
 }
 
 // lead campaigns for job and runs it while leading, until ctx ends.

@@ -30,7 +30,7 @@ func freeAddr(t *testing.T) string {
 func startDev(t *testing.T, dir, kafka, etcd string) *exec.Cmd {
 	t.Helper()
 	var logs bytes.Buffer
-	cmd := exec.Command(cluster.Binary(t), "agent", "--dev", "--listen", kafka, "--dev-etcd-listen", etcd, "--flush-interval", "50ms")
+	cmd := exec.Command(cluster.Binary(t), "agent", "--dev", "--listen", kafka, "--dev-etcd-listen", etcd, "--admin-listen", "127.0.0.1:0", "--flush-interval", "50ms")
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
