@@ -40,12 +40,23 @@
 //	AlterConfigs       v0-v2    CreatePartitions      v0-v3
 //	IncrementalAlterConfigs v0-v1  DescribeCluster    v0-v2
 //	DeleteRecords      v0-v2
+//	FindCoordinator    v0-v6    JoinGroup             v0-v9
+//	SyncGroup          v0-v5    Heartbeat             v0-v4
+//	LeaveGroup         v0-v5    OffsetCommit          v0-v9
+//	OffsetFetch        v0-v9    ListGroups            v0-v5
+//	DescribeGroups     v0-v6    DeleteGroups          v0-v3
+//	OffsetDelete       v0
 //
 // Produce and Fetch start at the first versions that carry record batch v2;
 // a client that can only speak message format v0/v1 has its connection
 // closed (old Produce and Fetch responses have no field to carry
-// UNSUPPORTED_VERSION) or gets INVALID_RECORD, never a silent misread. Consumer-group APIs are not
-// served yet: consumers that assign partitions themselves work.
+// UNSUPPORTED_VERSION) or gets INVALID_RECORD, never a silent misread.
+//
+// Consumer groups (classic protocol, eager and cooperative, static members)
+// have one coordinator agent at a time, claimed in etcd under that agent's
+// lease (groups.go); membership lives in the coordinator's memory (members
+// rejoin after a failover) and committed offsets in etcd, acknowledged only
+// once etcd has them. Unlike Kafka, OffsetFetch is answered by any agent.
 //
 // Every agent serves every partition. Metadata still names a "leader" per
 // partition (a hash of topic and partition over the live agents) so clients
@@ -72,5 +83,6 @@
 //     produces reach the engine in request order.
 //   - The agent holds no state that etcd and the bucket do not: the topic
 //     cache expires after a second and is refreshed on a miss; Metadata and
-//     admin requests read etcd directly.
+//     admin requests read etcd directly; group membership is rebuilt by
+//     clients rejoining.
 package agent
