@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,11 @@ import (
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/replay"
 )
+
+// replayMemoryLimit is the soft Go heap limit of `shale replay` (unless
+// GOMEMLIMIT is set): above the default read-ahead plus a Parquet row
+// group per partition decoded at once.
+const replayMemoryLimit = 160 << 20
 
 func newReplayCmd() *cobra.Command {
 	readAhead := ByteSize(replay.DefaultReadAhead)
@@ -46,7 +52,10 @@ Formats:
 
 --out DIR writes <topic>-<p>.jsonl / .kafka / -<n>.parquet per partition (partitions with no
 record in the range get no file); --out - (default) writes to stdout, partitions interleaved
-batch by batch, each in offset order. A progress bar goes to stderr when it is a terminal.`,
+batch by batch, each in offset order. A progress bar goes to stderr when it is a terminal.
+
+Memory: at most --parallel ranged GETs in flight and --read-ahead bytes fetched ahead of decoding;
+the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 		Example: `  shale replay -t clicks --from 2026-11-25T00:00:00Z --to 2026-11-26T00:00:00Z > day.jsonl
   shale replay -t clicks --format parquet --out ./clicks --parallel 8 \
     --etcd-endpoints etcd:2379 --bucket s3://shale/prod --s3-endpoint http://minio:9000
@@ -138,6 +147,11 @@ batch by batch, each in offset order. A progress bar goes to stderr when it is a
 			S3PathStyle:   v.GetBool("s3-path-style"),
 			S3AccessKey:   v.GetString("s3-access-key"),
 			S3SecretKey:   v.GetString("s3-secret-key"),
+		}
+		if os.Getenv("GOMEMLIMIT") == "" {
+			// A soft heap limit keeps the peak RSS near the read-ahead and
+			// writer buffers instead of twice the live heap (GOGC=100).
+			debug.SetMemoryLimit(replayMemoryLimit)
 		}
 		ctx := cmd.Context()
 		meta, _, ecli, err := OpenMeta(ctx, so, slog.New(slog.DiscardHandler))

@@ -38,7 +38,7 @@
 //   - Memory is bounded: at most Parallel ranged GETs in flight, at most
 //     ReadAhead bytes of fetched spans waiting to be decoded (a single span
 //     larger than that still goes through alone), and per Parquet writer one
-//     row group of about 16 MiB of record data.
+//     row group of about 8 MiB of record data.
 //
 // # Errors
 //

@@ -49,13 +49,13 @@ const (
 	DefaultParquetFileBytes = 256 << 20
 	// parquetRowGroupBytes is how much record data a writer buffers before
 	// writing a row group: it bounds the writer's memory.
-	parquetRowGroupBytes = 16 << 20
+	parquetRowGroupBytes = 8 << 20
 )
 
 // Parquet writes the records of each partition to Parquet files in dir,
 // <topic>-<p>-<n>.parquet with n = 000000, 000001, ...: a file is closed
 // and the next begun once it holds fileBytes or more (checked after each
-// row group of about 16 MiB of record data, or fileBytes/4 if smaller).
+// row group of about 8 MiB of record data, or fileBytes/4 if smaller).
 func Parquet(dir, topic string, fileBytes int64) Sink {
 	if fileBytes <= 0 {
 		fileBytes = DefaultParquetFileBytes

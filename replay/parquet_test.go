@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
-	xsource "github.com/xitongsys/parquet-go/source"
 	xreader "github.com/xitongsys/parquet-go/reader"
+	xsource "github.com/xitongsys/parquet-go/source"
 
 	"github.com/shale-dev/shale/cli"
 	"github.com/shale-dev/shale/replay"

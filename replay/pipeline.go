@@ -2,7 +2,10 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"sync"
 
 	"golang.org/x/sync/semaphore"
 
@@ -116,6 +119,7 @@ func (r *runner) pipeline(ctx context.Context, pp PartitionPlan, cursor *int64, 
 				cancel()
 			}
 		}
+		putBuf(f.data)
 		f.data = nil
 		r.budget.Release(f.weight)
 	}
@@ -140,7 +144,7 @@ func (r *runner) start(ctx context.Context, sp s3tier.Span, fetches chan<- *fetc
 	}
 	go func() {
 		defer close(f.done)
-		f.data, f.err = s3tier.ReadRange(ctx, r.store, sp.Object, sp.Pos, sp.Size)
+		f.data, f.err = r.read(ctx, sp)
 		r.gets.Release(1)
 	}()
 	select {
@@ -148,6 +152,7 @@ func (r *runner) start(ctx context.Context, sp s3tier.Span, fetches chan<- *fetc
 		return nil
 	case <-ctx.Done():
 		<-f.done
+		putBuf(f.data)
 		r.budget.Release(f.weight)
 		return ctx.Err()
 	}
@@ -218,4 +223,46 @@ func (r *runner) decode(data []byte, sp s3tier.Span, pp PartitionPlan, cursor *i
 	}
 	r.stats.Bytes.Add(sp.Size)
 	return nil
+}
+
+// maxSpanSize refuses spans claiming absurd sizes (as s3tier.ReadRange does).
+const maxSpanSize = 1 << 30
+
+// bufs recycles span buffers: a replay reads many spans of similar sizes,
+// and fresh ones would be zeroed and collected each time.
+var bufs sync.Pool
+
+func getBuf(n int64) []byte {
+	if p, ok := bufs.Get().(*[]byte); ok && int64(cap(*p)) >= n {
+		return (*p)[:n]
+	}
+	return make([]byte, n)
+}
+
+func putBuf(b []byte) {
+	if b != nil {
+		bufs.Put(&b)
+	}
+}
+
+// read fetches sp with one ranged GET into a recycled buffer (released
+// by putBuf once decoded; Writers never keep record bytes past a call).
+func (r *runner) read(ctx context.Context, sp s3tier.Span) ([]byte, error) {
+	if sp.Size <= 0 || sp.Size > maxSpanSize {
+		return nil, fmt.Errorf("read %s: range of %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
+	}
+	rc, err := r.store.GetRange(ctx, sp.Object, sp.Pos, sp.Size)
+	if err != nil {
+		return nil, fmt.Errorf("read %s [%d, %d): %w", sp.Object, sp.Pos, sp.Pos+sp.Size, err)
+	}
+	defer rc.Close()
+	buf := getBuf(sp.Size)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		putBuf(buf)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read %s [%d, %d): object shorter than indexed: %w", sp.Object, sp.Pos, sp.Pos+sp.Size, segment.ErrTruncated)
+		}
+		return nil, fmt.Errorf("read %s [%d, %d): %w", sp.Object, sp.Pos, sp.Pos+sp.Size, err)
+	}
+	return buf, nil
 }

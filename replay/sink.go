@@ -323,6 +323,15 @@ func (w *rawWriter) WriteRecords([]Record) error {
 }
 
 func (w *rawWriter) WriteBatch(_ int32, absBase int64, raw []byte) error {
+	if w.d.file != nil && len(raw) > 8 { // straight to the file's buffer: the patched offset, then the rest
+		var head [8]byte
+		segment.SetBaseOffset(head[:], absBase)
+		_, _ = w.d.bw.Write(head[:])
+		if _, err := w.d.bw.Write(raw[8:]); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		return nil
+	}
 	start := len(w.d.buf)
 	w.d.buf = append(w.d.buf, raw...)
 	segment.SetBaseOffset(w.d.buf[start:], absBase)
