@@ -6,6 +6,8 @@ PKGS := ./...
 # Tests must finish well inside CI's budget on 2 cores.
 TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 30s
+# Size of the topic the replay benchmark writes and reads back (1024 for the 1 GiB goal).
+REPLAY_BENCH_MIB ?= 256
 
 .PHONY: all build run test test-deps test-go fuzz fuzz-short bench soak clean lint
 
@@ -43,6 +45,7 @@ soak: test-deps
 ## bench: shale vs kfake and vs the raw S3 server, one run, one table (+ bench-results/*.json, *.svg)
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./s3tier/ ./engine/
+	SHALE_REPLAY_BENCH_MIB=$(REPLAY_BENCH_MIB) $(GO) test -run '^$$' -bench Replay -benchtime 1x -timeout 20m ./replay/
 	$(GO) run ./bench -out bench-results
 
 clean:
