@@ -209,7 +209,8 @@ func TestAutoCreateDisabled(t *testing.T) {
 }
 
 // TestCloseEndsLongPoll proves Close returns while a long poll is in flight
-// and closes its connection.
+// and ends its connection: a graceful close answers the poll early (with
+// whatever is there) when it had been read, and the connection closes.
 func TestCloseEndsLongPoll(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{})
 	ctx := testCtx(t, time.Minute)
@@ -226,7 +227,7 @@ func TestCloseEndsLongPoll(t *testing.T) {
 	if err := c.Agents[0].Server.Close(cctx); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	rc.expectClosed()
+	rc.expectAnsweredThenClosed()
 }
 
 // TestReRegisterAfterLeaseLoss proves an agent whose etcd lease is revoked

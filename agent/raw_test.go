@@ -118,6 +118,31 @@ func (r *rawConn) expectClosed() {
 	}
 }
 
+// expectAnsweredThenClosed reads whatever the server still sends (at most
+// one answer's worth) and then wants the connection closed.
+func (r *rawConn) expectAnsweredThenClosed() {
+	r.t.Helper()
+	if err := r.c.SetReadDeadline(time.Now().Add(ioTimeout)); err != nil {
+		r.t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	total := 0
+	for {
+		n, err := r.c.Read(buf)
+		total += n
+		if total > len(buf) {
+			r.t.Fatalf("server keeps answering (%d bytes), want the connection closed", total)
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			r.t.Fatal("connection still open: want it closed")
+		}
+		return // EOF or reset
+	}
+}
+
 func frame(body []byte) []byte {
 	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
 }
