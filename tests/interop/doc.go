@@ -15,9 +15,9 @@
 //     (librdkafka) run as subprocesses from these tests, bootstrapped
 //     through A to produce and through B to read (consumer without a group:
 //     kcat -C, assign()); end of partition must be reported for every
-//     partition. kafkajs (also a subprocess) produces through A and lists
-//     offsets through B, franz-go reads its records back; the kafkajs group
-//     consumer (group.js) is proved in the group tests.
+//     partition. kafkajs (also a subprocess) produces through A, lists
+//     offsets through B and reads everything back through B with its
+//     consumer (in a group: kafkajs has no other kind).
 //   - Consumer groups (group_*_test.go): offsets committed through A are
 //     fetched through B; sarama, confluent-kafka and kafkajs group consumers
 //     read everything; SIGKILL of the coordinator hands the group to another

@@ -60,13 +60,14 @@ func TestPythonRoundTrip(t *testing.T) {
 	checkEndOffsets(t, c.Addr(1), topic, numRecords, run.acks)
 }
 
-// TestKafkaJSProduce proves that kafkajs's idempotent producer writes
+// TestKafkaJSRoundTrip proves that kafkajs's idempotent producer writes
 // 10,000 keyed records with headers and explicit timestamps through agent
-// A, each at the offset its produce response names, and that kafkajs's
-// admin sees the resulting end offsets through agent B. The records are
-// read back with franz-go through agent B, since kafkajs has no consumer
-// without a group; its group consumer is proved by the group tests.
-func TestKafkaJSProduce(t *testing.T) {
+// A, each at the offset its produce response names, that kafkajs's admin
+// sees the resulting end offsets through agent B, and that a kafkajs
+// consumer (in a shale-coordinated group) reads all of them back through B
+// with the same keys, values, headers, timestamps, partitions and order.
+// franz-go reads them too, as an independent check.
+func TestKafkaJSRoundTrip(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node is missing (%v): run `make test-deps` (scripts/test-deps.sh) to install nodejs and npm", err)
@@ -112,6 +113,10 @@ func TestKafkaJSProduce(t *testing.T) {
 		}
 	}
 	want := func(i int) Record { return recordFor("kafkajs", i) }
+	if sum.Consumed != numRecords {
+		t.Errorf("kafkajs consumer read %d records, want %d", sum.Consumed, numRecords)
+	}
+	verify(t, expectation{n: numRecords, want: want, acks: run.acks, partitions: numPartitions}, run.records)
 	got := consumeAll(t, c.Addr(1), topic, numRecords)
 	verify(t, expectation{n: numRecords, want: want, acks: run.acks, partitions: numPartitions}, got)
 }

@@ -1,12 +1,13 @@
-// Produce half of the kafkajs round trip through shale, driven by
-// tests/interop (TestKafkaJSProduce).
+// The kafkajs round trip through shale, driven by tests/interop
+// (TestKafkaJSRoundTrip).
 //
 // Produces SHALE_COUNT keyed records with headers and explicit timestamps
 // to SHALE_TOPIC through SHALE_PRODUCE_BOOTSTRAP with kafkajs's idempotent
 // producer (acks=all, gzip), then asks kafkajs's admin, through
-// SHALE_CONSUME_BOOTSTRAP, for the topic's offsets. kafkajs has no consumer
-// without a consumer group, so the Go test reads the records back with
-// franz-go; group.js covers kafkajs's group consumer.
+// SHALE_CONSUME_BOOTSTRAP, for the topic's offsets, and reads every record
+// back through it with a kafkajs consumer (in a group: kafkajs has no other
+// kind), printing a {"kind":"record"} line per record for the Go test to
+// check.
 //
 // Partitions are chosen by kafkajs's DefaultPartitioner (Java-compatible
 // murmur2 of the key), called here so that each record's acknowledged offset
@@ -129,7 +130,42 @@ async function main () {
   const hw = {}
   for (const o of offsets) hw[String(o.partition)] = parseInt(o.high, 10)
 
-  out({ kind: 'summary', produced: count, acked, failed, errors: errors.slice(0, 5), high_watermarks: hw })
+  // Read everything back through agent B with a kafkajs consumer (kafkajs
+  // has no consumer without a group; shale coordinates the group).
+  const consumed = await consumeAll(kafkaB, topic, acked, errors)
+
+  out({ kind: 'summary', produced: count, acked, failed, consumed, errors: errors.slice(0, 5), high_watermarks: hw })
+}
+
+// consumeAll reads want records from the beginning and prints a
+// {"kind":"record"} line per record, in the order kafkajs delivers them
+// (per partition, offset order).
+async function consumeAll (kafka, topic, want, errors) {
+  const consumer = kafka.consumer({ groupId: `${topic}-roundtrip`, sessionTimeout: 10000, heartbeatInterval: 1000 })
+  await consumer.connect()
+  await consumer.subscribe({ topic, fromBeginning: true })
+  let got = 0
+  await new Promise((resolve, reject) => {
+    consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ partition, message }) => {
+        const headers = Object.entries(message.headers || {}).map(([k, v]) => [k, v === null || v === undefined ? null : v.toString()])
+        out({
+          kind: 'record',
+          partition,
+          offset: parseInt(message.offset, 10),
+          key: message.key === null ? null : message.key.toString(),
+          value: message.value === null ? null : message.value.toString(),
+          headers,
+          timestamp: parseInt(message.timestamp, 10)
+        })
+        got++
+        if (got >= want) resolve()
+      }
+    }).catch(reject)
+  })
+  await consumer.disconnect().catch((err) => errors.push(`consumer disconnect: ${err.message}`))
+  return got
 }
 
 main().catch((err) => {
