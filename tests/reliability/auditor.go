@@ -191,6 +191,7 @@ type Report struct {
 	Mismatch            int     // offsets whose bytes differ between agents
 	OrderViolations     int     // a producer's records out of order within a partition
 	Foreign             int     // records no producer of this audit wrote
+	FirstLost           *Ack    // for diagnosis
 }
 
 func (r Report) String() string {
@@ -275,6 +276,10 @@ func (a *Auditor) Verify(t testing.TB, addrs []string, topic string) Report {
 		want := recordValue(ack.Producer, ack.Seq, 64)
 		if ack.Offset < 0 || ack.Offset >= int64(len(recs)) || !bytes.Equal(recs[ack.Offset].value, want) {
 			rep.Lost++
+			if rep.FirstLost == nil {
+				a := ack
+				rep.FirstLost = &a
+			}
 			if rep.Lost <= 5 {
 				got := "nothing"
 				if ack.Offset >= 0 && ack.Offset < int64(len(recs)) {

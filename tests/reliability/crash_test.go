@@ -1,6 +1,7 @@
 package reliability
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/tests/cluster"
 )
 
@@ -104,6 +107,30 @@ func TestCrashCampaign(t *testing.T) {
 	}
 	if !rep.OK() {
 		t.Errorf("audit failed: %s", rep)
+	}
+	if l := rep.FirstLost; l != nil {
+		dumpIndex(t, etcd.Endpoints(), topic, l.Partition, l.Offset)
+	}
+}
+
+// dumpIndex logs the etcd index entries around offset, to diagnose a loss.
+func dumpIndex(t *testing.T, endpoints []string, topic string, partition int32, offset int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	meta := metastore.New(testenv.EtcdClient(t, endpoints), "/shale")
+	tp, err := meta.GetTopic(ctx, topic)
+	if err != nil {
+		t.Logf("dump index: %v", err)
+		return
+	}
+	entries, err := meta.FindEntries(ctx, tp.ID, partition, max(0, offset-2000), 20)
+	if err != nil {
+		t.Logf("dump index: %v", err)
+		return
+	}
+	for _, e := range entries {
+		t.Logf("index %d/[%d, %d] object %s pos %d size %d batches %d committed %d", partition, e.BaseOffset, e.LastOffset, e.ObjectKey, e.Pos, e.Size, e.Batches, e.CommittedMs)
 	}
 }
 
