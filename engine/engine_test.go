@@ -411,3 +411,49 @@ func writeObject(t testing.TB, s s3tier.Store, key string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestFetchBudgetNeverSkipsBatches proves a fetch whose byte budget runs out
+// inside an index entry stops there: it never goes on to a later entry's
+// smaller batch, which would hand the consumer a gap (records silently
+// lost to it).
+func TestFetchBudgetNeverSkipsBatches(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	e := testEngine(t, cli, dirStore(t), func(c *Config) { c.FlushInterval = time.Hour })
+	tp := createTopic(t, cli, "budget", 1)
+	ctx := context.Background()
+	small := segmenttest.Batch(segmenttest.BatchOptions{Records: 1, Value: []byte("s")})
+	big := segmenttest.Batch(segmenttest.BatchOptions{Records: 1, Value: make([]byte, 4096)})
+	// One entry holding [small, big], then another holding [small].
+	p1 := e.Produce(ctx, tp.ID, 0, small)
+	p2 := e.Produce(ctx, tp.ID, 0, big)
+	if err := e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p3 := e.Produce(ctx, tp.ID, 0, small)
+	if err := e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*Pending{p1, p2, p3} {
+		if _, err := p.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := e.Fetch(ctx, tp.ID, 0, 0, 2*len(small)+16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := segment.SplitBatches(res.Records, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := int64(0)
+	for _, b := range bs {
+		if b.Header.BaseOffset != next {
+			t.Fatalf("fetch returned offset %d after %d: a gap", b.Header.BaseOffset, next-1)
+		}
+		next = b.Header.BaseOffset + b.Header.OffsetSpan()
+	}
+	if len(bs) != 1 {
+		t.Fatalf("fetch returned %d batches, want only the first (the second does not fit)", len(bs))
+	}
+}

@@ -121,7 +121,14 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 			if len(out) > 0 && from < len(bs) && len(out)+len(bs[from].Raw) > maxBytes {
 				return out, nil
 			}
-			out, _ = chunk.AppendPatched(out, from, sp.AbsBase, sp.StoredBase, maxBytes-len(out))
+			var n int
+			out, n = chunk.AppendPatched(out, from, sp.AbsBase, sp.StoredBase, maxBytes-len(out))
+			if from+n < len(bs) {
+				// The budget ran out inside this span: stop here. Going on
+				// to the next span would skip this one's remaining batches,
+				// and a consumer would silently lose them.
+				return out, nil
+			}
 		}
 	}
 	return out, nil
