@@ -49,13 +49,15 @@ func (c *chunkCache) fileName(key string, suffix string) string {
 	return filepath.Join(c.dir, hex.EncodeToString(h[:12])+suffix)
 }
 
-// adoptObject moves a spooled object into the cache.
+// adoptObject links a spooled object into the cache (a hard link: the spool
+// file stays usable until its owner removes it).
 func (c *chunkCache) adoptObject(key, spoolPath string, size int64) {
 	if size > c.max {
 		return
 	}
 	dst := c.fileName(key, ".obj")
-	if err := os.Rename(spoolPath, dst); err != nil {
+	_ = os.Remove(dst)
+	if err := os.Link(spoolPath, dst); err != nil {
 		return
 	}
 	c.mu.Lock()

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
@@ -37,15 +38,17 @@ func (e *Engine) commitLoop() {
 			if e.cfg.beforeCommit != nil {
 				e.cfg.beforeCommit(so.key)
 			}
+			// Cache the object before committing it: readers woken by the
+			// commit then find it locally instead of GETting it back.
+			e.cache.adoptObject(so.key, so.path, so.size)
 			waited := time.Since(so.uploadedAt)
 			t0 := time.Now()
 			e.commitObject(so, cache)
 			e.log.Debug("object committed", "key", so.key, "bytes", so.size, "upload", so.uploadedAt.Sub(so.sealedAt),
 				"queued", waited, "commit", time.Since(t0))
 			e.cfg.Metrics.Flush(so.size, time.Since(so.sealedAt), time.Since(t0))
-			e.cache.adoptObject(so.key, so.path, so.size)
 		}
-		_ = os.Remove(so.path) // no-op when adopted by the cache
+		_ = os.Remove(so.path) // the cache keeps its own link
 		e.release(so.bytes)
 		close(so.committed)
 	}
@@ -206,7 +209,10 @@ func (e *Engine) makePlan(ctx context.Context, so *sealedObject, c *sealedChunk,
 		cache[c.k] = st
 		fresh = true
 	}
-	p := e.sequencePlan(so, c, st)
+	p, err := e.sequencePlan(so, c, st)
+	if err != nil {
+		return nil, err
+	}
 	p.fresh = fresh
 	// A rejection computed from a cached state may be stale: confirm it.
 	if !fresh && p.hasRejection() {
@@ -215,7 +221,9 @@ func (e *Engine) makePlan(ctx context.Context, so *sealedObject, c *sealedChunk,
 			return nil, err
 		}
 		cache[c.k] = st
-		p = e.sequencePlan(so, c, st)
+		if p, err = e.sequencePlan(so, c, st); err != nil {
+			return nil, err
+		}
 		p.fresh = true
 	}
 	return p, nil
@@ -241,7 +249,7 @@ func (p *plan) hasRejection() bool {
 // sequencePlan runs sequencing and cuts the accepted batches into index
 // entries: one per run of consecutive accepted batches (normally one per
 // chunk; duplicates or rejected batches in the middle split it).
-func (e *Engine) sequencePlan(so *sealedObject, c *sealedChunk, st metastore.PartitionState) *plan {
+func (e *Engine) sequencePlan(so *sealedObject, c *sealedChunk, st metastore.PartitionState) (*plan, error) {
 	next := st.Clone()
 	metas := make([]batchMeta, len(c.batches))
 	for i, b := range c.batches {
@@ -275,27 +283,31 @@ func (e *Engine) sequencePlan(so *sealedObject, c *sealedChunk, st metastore.Par
 		en := &p.entries[i]
 		if en.Pos == c.info.Pos && en.Size == c.info.Size {
 			en.CRC = c.info.CRC
-		} else {
-			en.CRC = fileCRC(so.path, en.Pos, en.Size)
+			continue
 		}
+		crc, err := fileCRC(so.path, en.Pos, en.Size)
+		if err != nil {
+			// Never index a range with a CRC we could not compute.
+			return nil, fmt.Errorf("checksum %s [%d, %d): %w", so.key, en.Pos, en.Pos+en.Size, err)
+		}
+		en.CRC = crc
 	}
-	return p
+	return p, nil
 }
 
-// fileCRC computes the CRC-32C of a range of a spooled object. A read error
-// yields a CRC that cannot match, so readers reject the range loudly rather
-// than serve unchecked bytes.
-func fileCRC(path string, pos, size int64) uint32 {
+// fileCRC computes the CRC-32C of a range of a spooled object (the part of
+// a chunk left between duplicates or rejected batches).
+func fileCRC(path string, pos, size int64) (uint32, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	defer f.Close()
 	h := crc32.New(castagnoli)
 	if _, err := io.Copy(h, io.NewSectionReader(f, pos, size)); err != nil {
-		return 0
+		return 0, err
 	}
-	return h.Sum32()
+	return h.Sum32(), nil
 }
 
 // finishApplied handles a commit whose outcome was unknown (etcd timed out

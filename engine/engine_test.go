@@ -139,6 +139,11 @@ func TestProduceFetchRoundTrip(t *testing.T) {
 	if len(got) != len(sent) {
 		t.Fatalf("read %d batches, want %d", len(got), len(sent))
 	}
+	// The writer cached its objects before acknowledging them: reading its
+	// own recent data needs no GET.
+	if s := e.Snapshot(); s.CacheMisses != 0 || s.CacheHits == 0 {
+		t.Fatalf("cache hits %d, misses %d: want every read served locally", s.CacheHits, s.CacheMisses)
+	}
 	for i := range got {
 		if !sameExceptBase(got[i], sent[i]) {
 			t.Fatalf("batch %d differs", i)
