@@ -168,11 +168,11 @@ func TestUnsupportedRequests(t *testing.T) {
 		}
 	})
 	t.Run("unserved key with error field", func(t *testing.T) {
-		req := kmsg.NewPtrDescribeACLsRequest()
+		req := kmsg.NewPtrDescribeClientQuotasRequest()
 		req.Version = 1
-		resp := dialRaw(t, addr).roundTrip(req).(*kmsg.DescribeACLsResponse)
+		resp := dialRaw(t, addr).roundTrip(req).(*kmsg.DescribeClientQuotasResponse)
 		if resp.ErrorCode != kerr.UnsupportedVersion.Code {
-			t.Fatalf("DescribeAcls error %d, want UNSUPPORTED_VERSION", resp.ErrorCode)
+			t.Fatalf("DescribeClientQuotas error %d, want UNSUPPORTED_VERSION", resp.ErrorCode)
 		}
 	})
 	t.Run("unserved key without error field", func(t *testing.T) {

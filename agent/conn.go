@@ -37,6 +37,9 @@ type conn struct {
 	drainCtx    context.Context    // ends at drain (or close): long polls answer early
 	drainCancel context.CancelFunc //
 	done        chan struct{}      // closed when serve returns
+
+	lst  *boundListener // the listener that accepted the connection
+	auth connAuth       // SASL state and principal (sasl.go)
 }
 
 // inflight is one request's answer on its way to the write loop.
@@ -127,6 +130,9 @@ func (c *conn) readLoop() error {
 		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
 		if size < minRequestBytes || size > c.s.cfg.MaxFrameBytes {
 			return fmt.Errorf("request size %d outside [%d, %d]", size, minRequestBytes, c.s.cfg.MaxFrameBytes)
+		}
+		if err := c.preAuthLimit(size); err != nil {
+			return err
 		}
 		// Bound the memory of requests in flight across connections; the
 		// bytes are held until the request is handed over (a produce's
@@ -235,6 +241,9 @@ func (c *conn) handleFrame(body []byte) (fl *inflight, err error) {
 		return fl, nil
 	}
 	rc.conn = c
+	if err := c.admit(rc.key); err != nil {
+		return nil, err
+	}
 	if hook := c.s.cfg.FaultHook; hook != nil {
 		if err := hook(rc.key); err != nil {
 			return nil, fmt.Errorf("fault hook for %s: %w", kmsg.NameForKey(rc.key), err)

@@ -17,7 +17,7 @@ import (
 
 func init() { register(kmsg.DescribeCluster, 0, 2, (*Server).handleDescribeCluster) }
 
-func (s *Server) handleDescribeCluster(ctx context.Context, _ *reqCtx, req *kmsg.DescribeClusterRequest) (reply, error) {
+func (s *Server) handleDescribeCluster(ctx context.Context, rc *reqCtx, req *kmsg.DescribeClusterRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
 	resp.EndpointType = 1
 	if req.Version >= 1 && req.EndpointType != 1 {
@@ -31,7 +31,8 @@ func (s *Server) handleDescribeCluster(ctx context.Context, _ *reqCtx, req *kmsg
 	resp.ControllerID = controllerID(agents)
 	for _, a := range agents {
 		b := kmsg.NewDescribeClusterResponseBroker()
-		b.NodeID, b.Host, b.Port = a.NodeID, a.Host, a.Port
+		b.NodeID = a.NodeID
+		b.Host, b.Port = endpointFor(rc, a)
 		if a.Rack != "" {
 			b.Rack = kmsg.StringPtr(a.Rack)
 		}

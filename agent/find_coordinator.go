@@ -22,7 +22,7 @@ import (
 
 func init() { register(kmsg.FindCoordinator, 0, 6, (*Server).handleFindCoordinator) }
 
-func (s *Server) handleFindCoordinator(ctx context.Context, _ *reqCtx, req *kmsg.FindCoordinatorRequest) (reply, error) {
+func (s *Server) handleFindCoordinator(ctx context.Context, rc *reqCtx, req *kmsg.FindCoordinatorRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	var agents []metastore.AgentInfo
 	find := func(key string) kmsg.FindCoordinatorResponseCoordinator {
@@ -48,7 +48,8 @@ func (s *Server) handleFindCoordinator(ctx context.Context, _ *reqCtx, req *kmsg
 			c.ErrorCode = code
 			return c
 		}
-		c.NodeID, c.Host, c.Port = a.NodeID, a.Host, a.Port
+		c.NodeID = a.NodeID
+		c.Host, c.Port = endpointFor(rc, a)
 		return c
 	}
 	if req.Version >= 4 {

@@ -30,12 +30,13 @@ import (
 
 func init() { register(kmsg.Metadata, 0, 13, (*Server).handleMetadata) }
 
-func (s *Server) handleMetadata(ctx context.Context, _ *reqCtx, req *kmsg.MetadataRequest) (reply, error) {
+func (s *Server) handleMetadata(ctx context.Context, rc *reqCtx, req *kmsg.MetadataRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	agents := s.liveAgents(ctx)
 	for _, a := range agents {
 		b := kmsg.NewMetadataResponseBroker()
-		b.NodeID, b.Host, b.Port = a.NodeID, a.Host, a.Port
+		b.NodeID = a.NodeID
+		b.Host, b.Port = endpointFor(rc, a)
 		if a.Rack != "" {
 			b.Rack = kmsg.StringPtr(a.Rack)
 		}
@@ -59,7 +60,7 @@ func (s *Server) handleMetadata(ctx context.Context, _ *reqCtx, req *kmsg.Metada
 		}
 		return now(resp)
 	}
-	autoCreate := s.cfg.AutoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
+	autoCreate := s.cfg.AutoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation) && !rc.noAutoCreate
 	for _, rt := range req.Topics {
 		var (
 			t   metastore.Topic

@@ -62,6 +62,8 @@ type reqCtx struct {
 	version  int16
 	corr     int32
 	clientID string
+	// noAutoCreate: the principal may not create topics (acl_enforce.go).
+	noAutoCreate bool
 }
 
 // reply is a handler's answer: a response now, a function that produces it
@@ -130,7 +132,7 @@ func (s *Server) dispatch(ctx context.Context, rc *reqCtx, req kmsg.Request) (re
 			ctx, cancel = context.WithTimeout(ctx, requestTimeout)
 			defer cancel()
 		}
-		return a.handle(s, ctx, rc, req)
+		return s.authorizedHandle(ctx, rc, req, a)
 	}
 	if resp := unsupportedResponse(req); resp != nil {
 		s.log.Debug("unsupported request answered", "api", kmsg.NameForKey(rc.key), "version", rc.version)

@@ -68,6 +68,10 @@ type Config struct {
 	FaultHook func(key int16) error
 	// Metrics, when set, counts requests, bytes and group lag.
 	Metrics *metrics.Metrics
+	// Listeners are extra listeners (TLS, SASL) besides Listen (tls.go).
+	Listeners []Listener
+	// Auth configures authentication and authorization (sasl.go, acl.go).
+	Auth AuthConfig
 }
 
 // Defaults.
@@ -143,6 +147,9 @@ type Server struct {
 
 	coordOnce sync.Once
 	coord     *coordinator // the consumer groups this agent coordinates
+
+	extra []*boundListener // Config.Listeners, once started
+	sec   *security        // authentication and authorization
 }
 
 // New returns a server; Start makes it listen.
@@ -167,6 +174,7 @@ func New(cfg Config, eng *engine.Engine, meta *metastore.Store, log *slog.Logger
 		ctx:    ctx,
 		cancel: cancel,
 	}
+	s.sec = newSecurity(cfg, meta, s.log)
 	cfg.Metrics.Register(newGroupLagCollector(s))
 	return s, nil
 }
@@ -193,18 +201,29 @@ func (s *Server) Start(ctx context.Context) error {
 	if info.NodeID < 0 {
 		info.NodeID = -1
 	}
+	extra, err := s.startSecurity(ctx, &info)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	sess, err := s.meta.RegisterAgent(ctx, info, s.cfg.AgentTTL)
 	if err != nil {
 		ln.Close()
+		closeListeners(extra)
 		return fmt.Errorf("agent: register: %w", err)
 	}
 	s.mu.Lock()
 	s.ln, s.session, s.nodeID, s.host, s.port = ln, sess, sess.NodeID(), host, port
+	s.extra = extra
 	s.mu.Unlock()
 	s.log = s.log.With("node", sess.NodeID())
 	s.log.Info("agent listening", "addr", ln.Addr().String(), "advertised", net.JoinHostPort(host, strconv.Itoa(int(port))))
 	s.wg.Add(2)
-	go func() { defer s.wg.Done(); s.acceptLoop(ln) }()
+	go func() { defer s.wg.Done(); s.acceptLoop(ln, defaultListener(ln, host, port)) }()
+	for _, bl := range extra {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.acceptLoop(bl.ln, bl) }()
+	}
 	go func() { defer s.wg.Done(); s.keepRegistered(info) }()
 	return nil
 }
@@ -276,7 +295,7 @@ func (s *Server) keepRegistered(info metastore.AgentInfo) {
 	}
 }
 
-func (s *Server) acceptLoop(ln net.Listener) {
+func (s *Server) acceptLoop(ln net.Listener, bl *boundListener) {
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -316,6 +335,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			continue
 		}
 		c := newConn(s, nc)
+		c.lst = bl
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -363,6 +383,7 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	ln := s.ln
+	extra := s.extra
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
@@ -371,6 +392,7 @@ func (s *Server) Close(ctx context.Context) error {
 	if ln != nil {
 		ln.Close()
 	}
+	closeListeners(extra)
 	for _, c := range conns {
 		c.drain()
 	}

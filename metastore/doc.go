@@ -24,9 +24,12 @@
 //	<ns>/jobs/<job>/<lease id>               holder (raw)     election candidate, under its lease
 //	<ns>/groups/<g>/coordinator              <node> (decimal) under the coordinator's agent lease
 //	<ns>/groups/<g>/offsets/<topic>/<p>      GroupOffset      one per committed partition
+//	<ns>/users/<u>/<mechanism>               auth.Credential  SCRAM salt, iterations, StoredKey, ServerKey
+//	<ns>/acls/<digest>                       auth.ACL         digest: sha256 of the binding, 32 hex digits
 //
 // <g> is the group ID path-escaped (url.PathEscape), so any group ID is one
-// key component. Producer idempotence state is part of the PartitionState
+// key component; so is <u>, a user name. No password is ever stored: a
+// credential holds only what a SCRAM server needs (see package auth). Producer idempotence state is part of the PartitionState
 // value, so it commits atomically with the offsets it describes.
 //
 // # Invariants

@@ -21,6 +21,8 @@ const (
 	dirAgents     = "agents/"
 	dirJobs       = "jobs/"
 	dirGroups     = "groups/"
+	dirUsers      = "users/"
+	dirACLs       = "acls/"
 	keyProducerID = "producer-id"
 )
 
@@ -85,6 +87,28 @@ func (k keys) parseGroupKey(key string) (string, string, error) {
 	}
 	return g, tail, nil
 }
+
+// User credential keys: <ns>/users/<escaped user>/<mechanism>. The user
+// name is path-escaped so any name is one key component.
+func (k keys) usersPrefix() string            { return k.p + dirUsers }
+func (k keys) user(u string) string           { return k.p + dirUsers + url.PathEscape(u) + "/" }
+func (k keys) userCred(u, mech string) string { return k.user(u) + mech }
+
+// parseUserKey returns the user and mechanism of a key under users/.
+func (k keys) parseUserKey(key string) (string, string, error) {
+	rest, ok := strings.CutPrefix(key, k.usersPrefix())
+	esc, mech, ok2 := strings.Cut(rest, "/")
+	u, err := url.PathUnescape(esc)
+	if !ok || !ok2 || err != nil || u == "" || mech == "" {
+		return "", "", fmt.Errorf("%w: key %q is not a user key", ErrCorruptValue, key)
+	}
+	return u, mech, nil
+}
+
+// ACL keys: <ns>/acls/<id>, id a hex digest of the binding, so creating
+// the same binding twice writes the same key.
+func (k keys) aclsPrefix() string   { return k.p + dirACLs }
+func (k keys) acl(id string) string { return k.p + dirACLs + id }
 
 func (k keys) state(id TopicID, partition int32) string {
 	return k.topicStates(id) + fmtPartition(partition)

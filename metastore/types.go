@@ -164,6 +164,17 @@ type AgentInfo struct {
 	AdminAddr string `json:"admin,omitempty"`
 	StartedMs int64  `json:"started_ms"`
 	Version   string `json:"version,omitempty"`
+	// Listeners are the agent's extra listeners (beyond Host:Port, the
+	// default one), by name, so Metadata can answer with the addresses of
+	// the listener a client uses.
+	Listeners []ListenerAddr `json:"listeners,omitempty"`
+}
+
+// ListenerAddr is one named listener's advertised address.
+type ListenerAddr struct {
+	Name string `json:"name"`
+	Host string `json:"host"`
+	Port int32  `json:"port"`
 }
 
 // Sentinel errors. Check with errors.Is.
