@@ -1,6 +1,6 @@
 package agent
 
-// SaslHandshake (key 17): v1. SaslAuthenticate (key 36): v0-v2.
+// SaslHandshake (key 17): v0-v1. SaslAuthenticate (key 36): v0-v2.
 //
 // Mechanisms: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, on SASL_PLAINTEXT and
 // SASL_SSL listeners (tls.go). Credentials are SCRAM credentials kept in
@@ -19,7 +19,9 @@ package agent
 // user and remote address, never a secret.
 //
 // Unlike Kafka: SaslHandshake v0 (raw SASL frames after the handshake) is
-// not served; every current client uses v1 with SaslAuthenticate.
+// answered UNSUPPORTED_VERSION; it is advertised only because librdkafka
+// requires v0 in the range before it uses v1 with SaslAuthenticate, as every
+// current client does.
 // Sessions do not expire (SessionLifetimeMillis 0). Re-authentication
 // (KIP-368) is refused with ILLEGAL_SASL_STATE.
 
@@ -41,7 +43,7 @@ import (
 )
 
 func init() {
-	register(kmsg.SASLHandshake, 1, 1, (*Server).handleSASLHandshake)
+	register(kmsg.SASLHandshake, 0, 1, (*Server).handleSASLHandshake)
 	register(kmsg.SASLAuthenticate, 0, 2, (*Server).handleSASLAuthenticate)
 }
 
@@ -239,6 +241,8 @@ func (s *Server) handleSASLHandshake(_ context.Context, rc *reqCtx, req *kmsg.SA
 	resp.SupportedMechanisms = saslMechanisms
 	c := rc.conn
 	switch {
+	case req.Version == 0:
+		resp.ErrorCode = kerr.UnsupportedVersion.Code
 	case c == nil || c.lst == nil || !c.lst.cfg.usesSASL() || c.auth.authenticated:
 		resp.ErrorCode = kerr.IllegalSaslState.Code
 	case !validMechanism(req.Mechanism):

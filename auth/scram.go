@@ -389,7 +389,12 @@ func (s *ScramServer) Finish(msg []byte) ([]byte, error) {
 	// Every check below runs whatever the earlier ones found, so the time
 	// taken does not tell which failed.
 	ok := subtle.ConstantTimeCompare(cb, []byte(s.first.GS2))
-	ok &= subtle.ConstantTimeCompare([]byte(attrs[1][2:]), []byte(s.nonce))
+	// The nonce must be the server's (client + server nonce). librdkafka
+	// before 2.6.1 sends the client nonce once more in front of it, which
+	// Apache Kafka accepts since CVE-2024-56128's fix; so do we, and
+	// nothing else.
+	r := []byte(attrs[1][2:])
+	ok &= subtle.ConstantTimeCompare(r, []byte(s.nonce)) | subtle.ConstantTimeCompare(r, []byte(s.first.Nonce+s.nonce))
 	authMsg := s.first.Bare + "," + s.sfm + "," + without
 	sig := hmacSum(s.h, s.cred.StoredKey, []byte(authMsg))
 	if len(proof) != len(sig) {

@@ -2,7 +2,11 @@ package auth_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -152,4 +156,64 @@ func FuzzScramServer(f *testing.F) {
 			t.Fatalf("random client-final %q accepted", final)
 		}
 	})
+}
+
+// TestScramLibrdkafkaNonce proves the client-final nonce of librdkafka
+// before 2.6.1 (client nonce + the server's nonce, which already starts with
+// the client's) is accepted, as Apache Kafka does, and no other variant.
+func TestScramLibrdkafkaNonce(t *testing.T) {
+	cred, _ := auth.NewCredential(auth.ScramSHA256, "pw", auth.MinIterations)
+	for _, tc := range []struct {
+		name   string
+		nonce  func(c, s string) string
+		wantOK bool
+	}{
+		{"rfc", func(_, s string) string { return s }, true},
+		{"librdkafka<2.6.1", func(c, s string) string { return c + s }, true},
+		{"client nonce only", func(c, _ string) string { return c }, false},
+		{"other prefix", func(_, s string) string { return "zz" + s }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := scram.Auth{User: "u", Pass: "pw"}.AsSha256Mechanism()
+			sess, first, _ := a.Authenticate(context.Background(), "h:1")
+			cf, _ := auth.ParseClientFirst(first)
+			srv, _ := auth.NewScramServer(auth.ScramSHA256)
+			sfirst, _ := srv.Start(cf, cred)
+			snonce := strings.TrimPrefix(strings.Split(string(sfirst), ",")[0], "r=")
+			// Compute the proof for the rewritten nonce the way a client would.
+			final := clientFinal(t, "pw", cf, string(sfirst), tc.nonce(cf.Nonce, snonce))
+			_ = sess
+			_, err := srv.Finish([]byte(final))
+			if (err == nil) != tc.wantOK {
+				t.Fatalf("Finish: %v, want ok=%v", err, tc.wantOK)
+			}
+		})
+	}
+}
+
+func clientFinal(t *testing.T, pw string, cf auth.ClientFirst, sfirst, nonce string) string {
+	t.Helper()
+	var salt []byte
+	iters := 0
+	for _, a := range strings.Split(sfirst, ",") {
+		switch {
+		case strings.HasPrefix(a, "s="):
+			salt, _ = base64.StdEncoding.DecodeString(a[2:])
+		case strings.HasPrefix(a, "i="):
+			iters, _ = strconv.Atoi(a[2:])
+		}
+	}
+	sp, err := auth.SaltedPassword(auth.ScramSHA256, pw, salt, iters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := func(k []byte, m string) []byte { h := hmac.New(sha256.New, k); h.Write([]byte(m)); return h.Sum(nil) }
+	ck := mac(sp, "Client Key")
+	sk := sha256.Sum256(ck)
+	without := "c=biws,r=" + nonce
+	sig := mac(sk[:], cf.Bare+","+sfirst+","+without)
+	for i := range ck {
+		ck[i] ^= sig[i]
+	}
+	return without + ",p=" + base64.StdEncoding.EncodeToString(ck)
 }

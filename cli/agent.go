@@ -48,6 +48,8 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Duration("agent-ttl", 10*time.Second, "lease of this agent's registration in etcd: how long a dead agent stays listed")
 	f.StringSlice("etcd-endpoints", nil, "etcd endpoints, comma-separated (required unless --dev)")
 	f.String("etcd-namespace", "/shale", "key prefix of this cluster in etcd")
+	addEtcdTLSFlags(cmd)
+	addSecurityFlags(cmd)
 	f.String("dev-etcd-listen", "127.0.0.1:2379", "with --dev: client address of the embedded etcd")
 	f.String("bucket", "", "object store: s3://bucket/prefix, or a local directory (default with --dev: <data-dir>/bucket)")
 	f.String("s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores, e.g. http://127.0.0.1:9000 (implies path-style)")
@@ -113,6 +115,10 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			MaxConnections:    v.GetInt("max-connections"),
 			NoLifecycle:       !v.GetBool("lifecycle"),
 			Lifecycle:         s3tier.LifecycleConfig{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace")},
+		}
+		o.EtcdCertFile, o.EtcdKeyFile, o.EtcdCAFile = v.GetString("etcd-cert"), v.GetString("etcd-key"), v.GetString("etcd-ca")
+		if o.Listeners, o.Auth, err = securityOptions(v); err != nil {
+			return err
 		}
 		if o.FlushBytes <= 0 || o.FlushInterval <= 0 {
 			return fmt.Errorf("--flush-bytes and --flush-interval must be positive")

@@ -17,6 +17,7 @@ import (
 func addBootstrapFlag(cmd *cobra.Command) {
 	cmd.Flags().StringSliceP("bootstrap", "b", []string{"127.0.0.1:9092"}, "agent addresses (host:port, comma-separated; env SHALE_BOOTSTRAP)")
 	cmd.Flags().Duration("timeout", 30*time.Second, "give up on a request after this long")
+	addClientSecurityFlags(cmd)
 }
 
 func kafkaClient(v *viper.Viper, opts ...kgo.Opt) (*kgo.Client, error) {
@@ -25,9 +26,22 @@ func kafkaClient(v *viper.Viper, opts ...kgo.Opt) (*kgo.Client, error) {
 		return nil, fmt.Errorf("no agent address: pass --bootstrap host:9092")
 	}
 	base := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("shale-cli"), kgo.RetryTimeout(v.GetDuration("timeout"))}
+	sec, err := clientSecurityOpts(v)
+	if err != nil {
+		return nil, err
+	}
+	base = append(base, sec...)
 	cl, err := kgo.NewClient(append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client for %v: %w", seeds, err)
+	}
+	if v.GetString("sasl-mechanism") != "" {
+		// A producer would retry a failed login until its timeout: check
+		// the credentials once, up front, for a clear error.
+		if err := checkLogin(cl, v.GetDuration("timeout")); err != nil {
+			cl.Close()
+			return nil, err
+		}
 	}
 	return cl, nil
 }

@@ -76,6 +76,7 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 	f.Var(&fileBytes, "parquet-file-bytes", "start a new Parquet file once one reaches this size")
 	f.Bool("quiet", false, "no progress bar even on a terminal")
 	f.StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints, comma-separated")
+	addEtcdTLSFlags(cmd)
 	f.String("etcd-namespace", "/shale", "key prefix of the cluster in etcd")
 	f.String("bucket", "", "object store: s3://bucket/prefix, or a local directory (required)")
 	f.String("s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores (implies path-style)")
@@ -140,6 +141,9 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 		}
 		so := StackOptions{
 			EtcdEndpoints: splitList(v.GetStringSlice("etcd-endpoints")),
+			EtcdCertFile:  v.GetString("etcd-cert"),
+			EtcdKeyFile:   v.GetString("etcd-key"),
+			EtcdCAFile:    v.GetString("etcd-ca"),
 			EtcdNamespace: v.GetString("etcd-namespace"),
 			Bucket:        bucket,
 			S3Endpoint:    v.GetString("s3-endpoint"),

@@ -38,6 +38,9 @@ type StackOptions struct {
 	EtcdNamespace  string
 	DevEtcdListen  string
 	EtcdDialTimout time.Duration
+	// EtcdCertFile/EtcdKeyFile (client certificate) and EtcdCAFile (the
+	// CA that signed etcd's certificate) turn on TLS to etcd.
+	EtcdCertFile, EtcdKeyFile, EtcdCAFile string
 
 	Bucket      string // s3://bucket/prefix, file:///path or a directory
 	S3Endpoint  string
@@ -53,6 +56,9 @@ type StackOptions struct {
 	DefaultPartitions int
 	IdleTimeout       time.Duration // client connections (agent.Config)
 	MaxConnections    int
+	// Listeners and Auth: TLS/SASL listeners and authorization (agent.Config).
+	Listeners []agent.Listener
+	Auth      agent.AuthConfig
 
 	// NoLifecycle keeps this agent out of the lifecycle jobs; Lifecycle
 	// tunes them (zero fields: s3tier defaults).
@@ -102,7 +108,14 @@ func OpenMeta(ctx context.Context, o StackOptions, log *slog.Logger) (*metastore
 	if dial <= 0 {
 		dial = 5 * time.Second
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: dial, Logger: quietZap()})
+	tlsCfg, err := etcdTLS(o)
+	if err != nil {
+		if emb != nil {
+			emb.Close()
+		}
+		return nil, nil, nil, err
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: dial, Logger: quietZap(), TLS: tlsCfg})
 	if err != nil {
 		if emb != nil {
 			emb.Close()
@@ -195,6 +208,8 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 		IdleTimeout:       o.IdleTimeout,
 		MaxConnections:    o.MaxConnections,
 		Metrics:           s.Metrics,
+		Listeners:         o.Listeners,
+		Auth:              o.Auth,
 	}, s.Engine, meta, log)
 	if err != nil {
 		return fail(err)

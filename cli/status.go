@@ -61,6 +61,7 @@ works with every agent stopped.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.Flags().StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints (default: the dev agent's embedded etcd)")
+	addEtcdTLSFlags(cmd)
 	cmd.Flags().String("etcd-namespace", "/shale", "key prefix of the cluster in etcd")
 	cmd.Flags().StringP("output", "o", "table", "table or json")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

@@ -115,6 +115,7 @@ Storage columns need etcd (--etcd-endpoints, default the dev agent's embedded et
 is unreachable they are left out with a note.`}
 	addBootstrapFlag(cmd)
 	cmd.Flags().StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints, for the storage columns")
+	addEtcdTLSFlags(cmd)
 	cmd.Flags().String("etcd-namespace", "/shale", "key prefix of the cluster in etcd")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		v, err := newViper(cmd)
@@ -325,6 +326,9 @@ func openMetaFlags(ctx context.Context, v *viper.Viper) (*metastore.Store, *clie
 		EtcdEndpoints:  splitList(v.GetStringSlice("etcd-endpoints")),
 		EtcdNamespace:  v.GetString("etcd-namespace"),
 		EtcdDialTimout: 3 * time.Second,
+		EtcdCertFile:   v.GetString("etcd-cert"),
+		EtcdKeyFile:    v.GetString("etcd-key"),
+		EtcdCAFile:     v.GetString("etcd-ca"),
 	}, slog.New(slog.DiscardHandler))
 	return meta, cli, err
 }

@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shale-dev/shale/agent/agenttest"
+	"github.com/shale-dev/shale/internal/testenv"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// secureAgent runs `shale agent` with a SASL_SSL listener and User:admin as
+// super user (created first with `shale user create`), and returns the
+// listener address, the CA file and the etcd flags.
+func secureAgent(t *testing.T) (addr, caFile string, etcd []string) {
+	t.Helper()
+	_, endpoints := testenv.Etcd(t)
+	etcd = []string{"--etcd-endpoints", strings.Join(endpoints, ","), "--etcd-namespace", "/shale"}
+	if _, errs, code := run(t, "admin-pw\n", append([]string{"user", "create", "admin", "--password-stdin"}, etcd...)...); code != 0 {
+		t.Fatalf("user create admin: %s", errs)
+	}
+	ca := agenttest.NewCA(t, "cli-ca")
+	cert, key, _ := ca.Issue(t, "agent", true)
+	addr = freeAddr(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- Execute(ctx, append([]string{"agent", "--listen", "127.0.0.1:0", "--data-dir", dir, "--bucket", filepath.Join(dir, "bucket"),
+			"--listener", "secure=SASL_SSL://" + addr, "--tls-cert", cert, "--tls-key", key, "--super-users", "User:admin",
+			"--flush-interval", "20ms", "--lifecycle=false", "--log-level", "warn"}, etcd...), strings.NewReader(""), &strings.Builder{}, logW{t})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not listening on %s", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return addr, ca.CertFile, etcd
+}
+
+// TestCLISecurity proves the security commands and flags end to end: users
+// and ACLs managed with `shale user` / `shale acl`, client commands over
+// SASL_SSL with SCRAM, refused with a wrong password or without an ACL.
+func TestCLISecurity(t *testing.T) {
+	addr, ca, etcd := secureAgent(t)
+	client := func(user, pass, mech string) []string {
+		return []string{"-b", addr, "--tls-ca", ca, "--sasl-mechanism", mech, "--sasl-user", user, "--sasl-password", pass, "--timeout", "5s"}
+	}
+	admin := client("admin", "admin-pw", "SCRAM-SHA-512")
+	if _, errs, code := run(t, "", append([]string{"topic", "create", "secure"}, admin...)...); code != 0 {
+		t.Fatalf("topic create as admin: %s", errs)
+	}
+	if _, errs, code := run(t, "alice-pw\n", append([]string{"user", "create", "alice", "--password-stdin"}, etcd...)...); code != 0 {
+		t.Fatalf("user create alice: %s", errs)
+	}
+	out, _, code := run(t, "", append([]string{"user", "list"}, etcd...)...)
+	if code != 0 || !strings.Contains(out, "alice") || !strings.Contains(out, "SCRAM-SHA-512") || strings.Contains(out, "alice-pw") {
+		t.Fatalf("user list:\n%s", out)
+	}
+	alice := client("alice", "alice-pw", "SCRAM-SHA-256")
+	if _, _, code := run(t, "nope\n", append([]string{"produce", "-t", "secure"}, alice...)...); code == 0 {
+		t.Fatal("alice produced without an ACL")
+	}
+	if _, errs, code := run(t, "", append([]string{"acl", "add", "--principal", "User:alice", "--operation", "read,write", "--topic", "sec", "--prefixed"}, etcd...)...); code != 0 {
+		t.Fatalf("acl add: %s", errs)
+	}
+	out, _, _ = run(t, "", append([]string{"acl", "list", "--principal", "alice"}, etcd...)...)
+	if !strings.Contains(out, "User:alice") || !strings.Contains(out, "prefixed") || strings.Count(out, "\n") != 3 {
+		t.Fatalf("acl list:\n%s", out)
+	}
+	var errs string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, errs, code = run(t, "hello\n", append([]string{"produce", "-t", "secure"}, alice...)...)
+		if code == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != 0 {
+		t.Fatalf("alice produce with ACL: %s", errs)
+	}
+	out, errs, code = run(t, "", append([]string{"consume", "-t", "secure", "-n", "1"}, alice...)...)
+	if code != 0 || strings.TrimSpace(out) != "hello" {
+		t.Fatalf("alice consume: %q %s", out, errs)
+	}
+	if _, _, code := run(t, "x\n", append([]string{"produce", "-t", "secure"}, client("alice", "wrong", "PLAIN")...)...); code == 0 {
+		t.Fatal("wrong password produced")
+	}
+	if out, errs, code := run(t, "", append([]string{"acl", "remove", "--principal", "User:alice", "--topic", "sec", "--prefixed"}, etcd...)...); code != 0 || strings.Count(out, "removed:") != 2 {
+		t.Fatalf("acl remove: %s %s", out, errs)
+	}
+	if _, errs, code := run(t, "", append([]string{"user", "delete", "alice"}, etcd...)...); code != 0 {
+		t.Fatalf("user delete: %s", errs)
+	}
+	out, _, _ = run(t, "", append([]string{"user", "list"}, etcd...)...)
+	if strings.Contains(out, "alice") {
+		t.Fatalf("alice still listed:\n%s", out)
+	}
+}
+
+// TestKcatSCRAMOverTLS proves librdkafka (kcat) produces and consumes over
+// SASL_SSL with SCRAM-SHA-256 and SCRAM-SHA-512, and is refused with a wrong
+// password.
+func TestKcatSCRAMOverTLS(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Skip("kcat not installed")
+	}
+	addr, ca, _ := secureAgent(t)
+	admin := []string{"-b", addr, "--tls-ca", ca, "--sasl-mechanism", "SCRAM-SHA-256", "--sasl-user", "admin", "--sasl-password", "admin-pw"}
+	if _, errs, code := run(t, "", append([]string{"topic", "create", "kc"}, admin...)...); code != 0 {
+		t.Fatalf("topic create: %s", errs)
+	}
+	kc := func(mech, pass, stdin string, args ...string) (string, error) {
+		base := []string{"-b", addr, "-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=" + mech,
+			"-X", "sasl.username=admin", "-X", "sasl.password=" + pass, "-X", "ssl.ca.location=" + ca}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, kcat, append(base, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for i, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		if out, err := kc(mech, "admin-pw", mech+"\n", "-P", "-t", "kc"); err != nil {
+			t.Fatalf("kcat produce %s: %v\n%s", mech, err, out)
+		}
+		out, err := kc(mech, "admin-pw", "", "-C", "-t", "kc", "-o", "beginning", "-e", "-q")
+		if err != nil || strings.Count(out, "SCRAM-SHA-") != i+1 {
+			t.Fatalf("kcat consume %s: %v\n%s", mech, err, out)
+		}
+	}
+	out, err := kc("SCRAM-SHA-256", "wrong", "", "-L")
+	if err == nil || !strings.Contains(strings.ToLower(out), "authentication") {
+		t.Fatalf("kcat with a wrong password: %v\n%s", err, out)
+	}
+}
+
+type logW struct{ t *testing.T }
+
+func (w logW) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
