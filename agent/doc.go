@@ -46,6 +46,23 @@
 //	OffsetFetch        v0-v9    ListGroups            v0-v5
 //	DescribeGroups     v0-v6    DeleteGroups          v0-v3
 //	OffsetDelete       v0
+//	SaslHandshake      v0-v1    SaslAuthenticate      v0-v2
+//	CreateAcls         v0-v3    DescribeAcls          v0-v3
+//	DeleteAcls         v0-v3
+//	DescribeUserScramCredentials v0  AlterUserScramCredentials v0
+//
+// # Security
+//
+// Config.Listen is a PLAINTEXT listener; Config.Listeners adds SSL, SASL_PLAINTEXT
+// and SASL_SSL ones, with certificates re-read when their files change and
+// optional client certificates (mTLS, principal User:<CN>) (tls.go). SASL
+// offers PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 against SCRAM credentials in
+// etcd; a connection on a SASL listener may send nothing but ApiVersions,
+// SaslHandshake and SaslAuthenticate before it has authenticated (sasl.go).
+// ACLs live in etcd and in every agent's memory, kept fresh by a watch
+// (acl.go); when authorization is on (AuthConfig.Authorizer, or any SASL or
+// mTLS listener) every request is checked as Kafka checks it
+// (acl_enforce.go).
 //
 // Produce and Fetch start at the first versions that carry record batch v2;
 // a client that can only speak message format v0/v1 has its connection

@@ -27,6 +27,13 @@ func freeAddr(t *testing.T) string {
 // super user (created first with `shale user create`), and returns the
 // listener address, the CA file and the etcd flags.
 func secureAgent(t *testing.T) (addr, caFile string, etcd []string) {
+	addr, caFile, etcd, _ = secureAgentLogs(t)
+	return addr, caFile, etcd
+}
+
+// secureAgentLogs is secureAgent that also returns the agent's log (info
+// level and above).
+func secureAgentLogs(t *testing.T) (addr, caFile string, etcd []string, logs *testenv.CappedBuffer) {
 	t.Helper()
 	_, endpoints := testenv.Etcd(t)
 	etcd = []string{"--etcd-endpoints", strings.Join(endpoints, ","), "--etcd-namespace", "/shale"}
@@ -37,12 +44,13 @@ func secureAgent(t *testing.T) (addr, caFile string, etcd []string) {
 	cert, key, _ := ca.Issue(t, "agent", true)
 	addr = freeAddr(t)
 	dir := t.TempDir()
+	logs = testenv.NewCappedBuffer(4 << 20)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
 		done <- Execute(ctx, append([]string{"agent", "--listen", "127.0.0.1:0", "--data-dir", dir, "--bucket", filepath.Join(dir, "bucket"),
 			"--listener", "secure=SASL_SSL://" + addr, "--tls-cert", cert, "--tls-key", key, "--super-users", "User:admin",
-			"--flush-interval", "20ms", "--lifecycle=false", "--log-level", "warn"}, etcd...), strings.NewReader(""), &strings.Builder{}, logW{t})
+			"--flush-interval", "20ms", "--lifecycle=false", "--log-level", "debug"}, etcd...), strings.NewReader(""), logs, logs)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	deadline := time.Now().Add(20 * time.Second)
@@ -57,14 +65,15 @@ func secureAgent(t *testing.T) (addr, caFile string, etcd []string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return addr, ca.CertFile, etcd
+	return addr, ca.CertFile, etcd, logs
 }
 
 // TestCLISecurity proves the security commands and flags end to end: users
 // and ACLs managed with `shale user` / `shale acl`, client commands over
-// SASL_SSL with SCRAM, refused with a wrong password or without an ACL.
+// SASL_SSL with SCRAM, refused with a wrong password or without an ACL; and
+// no password shows in the agent's log, `shale status` or `--help`.
 func TestCLISecurity(t *testing.T) {
-	addr, ca, etcd := secureAgent(t)
+	addr, ca, etcd, logs := secureAgentLogs(t)
 	client := func(user, pass, mech string) []string {
 		return []string{"-b", addr, "--tls-ca", ca, "--sasl-mechanism", mech, "--sasl-user", user, "--sasl-password", pass, "--timeout", "5s"}
 	}
@@ -118,6 +127,23 @@ func TestCLISecurity(t *testing.T) {
 	if strings.Contains(out, "alice") {
 		t.Fatalf("alice still listed:\n%s", out)
 	}
+	status, _, _ := run(t, "", append([]string{"status", "-o", "json"}, etcd...)...)
+	help, _, _ := run(t, "", "agent", "--help")
+	for what, text := range map[string]string{"agent log": logs.String(), "status": status, "agent --help": help} {
+		for _, secret := range []string{"admin-pw", "alice-pw", "stored_key", "server_key"} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s shows %q", what, secret)
+			}
+		}
+	}
+	if !strings.Contains(logs.String(), "SASL authentication failed") {
+		t.Error("failed login not logged")
+	}
+	for _, flag := range []string{"--listener", "--tls-cert", "--tls-client-ca", "--super-users", "--authorizer", "--etcd-cert"} {
+		if !strings.Contains(help, flag) {
+			t.Errorf("agent --help lacks %s", flag)
+		}
+	}
 }
 
 // TestKcatSCRAMOverTLS proves librdkafka (kcat) produces and consumes over
@@ -157,7 +183,3 @@ func TestKcatSCRAMOverTLS(t *testing.T) {
 		t.Fatalf("kcat with a wrong password: %v\n%s", err, out)
 	}
 }
-
-type logW struct{ t *testing.T }
-
-func (w logW) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
