@@ -509,3 +509,41 @@ func TestSASLBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSCRAMUnknownUserIndistinguishable proves an unknown user gets a
+// server-first message of the same shape as a known one (salt length,
+// iterations), with a salt that is stable across attempts, so probing
+// names learns nothing from it.
+func TestSCRAMUnknownUserIndistinguishable(t *testing.T) {
+	e := startSecure(t, 1)
+	cred, err := auth.NewCredential(auth.ScramSHA256, "pw", auth.DefaultIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Meta.PutCredential(context.Background(), "known", cred); err != nil {
+		t.Fatal(err)
+	}
+	serverFirst := func(user string) (salt, iters string) {
+		rc := dialRaw(t, e.addr(0, lSASLPlain))
+		hs := kmsg.NewPtrSASLHandshakeRequest()
+		hs.Version, hs.Mechanism = 1, auth.ScramSHA256
+		rc.roundTrip(hs)
+		req := kmsg.NewPtrSASLAuthenticateRequest()
+		req.Version, req.SASLAuthBytes = 1, []byte("n,,n="+user+",r=abcdef")
+		resp := rc.roundTrip(req).(*kmsg.SASLAuthenticateResponse)
+		if resp.ErrorCode != 0 {
+			t.Fatalf("server-first for %s: error %d", user, resp.ErrorCode)
+		}
+		parts := strings.Split(string(resp.SASLAuthBytes), ",")
+		return parts[1], parts[2]
+	}
+	ks, ki := serverFirst("known")
+	us1, ui1 := serverFirst("unknown")
+	us2, _ := serverFirst("unknown")
+	if len(ks) != len(us1) || ki != ui1 {
+		t.Fatalf("known %s %s vs unknown %s %s: shapes differ", ks, ki, us1, ui1)
+	}
+	if us1 != us2 {
+		t.Fatalf("unknown user's salt changes between attempts: %s vs %s", us1, us2)
+	}
+}
