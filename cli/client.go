@@ -61,3 +61,13 @@ func adminClient(ctx context.Context, v *viper.Viper) (*kadm.Client, func(), err
 	}
 	return kadm.NewClient(cl), cl.Close, nil
 }
+
+// cmdAdmin is adminClient for a command whose only setting is the agent
+// address.
+func cmdAdmin(cmd *cobra.Command) (*kadm.Client, func(), error) {
+	v, err := newViper(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	return adminClient(cmd.Context(), v)
+}

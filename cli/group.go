@@ -27,19 +27,11 @@ Committed offsets live in etcd; the group's coordinator is whichever agent holds
 	return cmd
 }
 
-func groupAdmin(cmd *cobra.Command) (*kadm.Client, func(), error) {
-	v, err := newViper(cmd)
-	if err != nil {
-		return nil, nil, err
-	}
-	return adminClient(cmd.Context(), v)
-}
-
 func groupListCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "list", Short: "List consumer groups", Args: cobra.NoArgs}
 	addBootstrapFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		adm, done, err := groupAdmin(cmd)
+		adm, done, err := cmdAdmin(cmd)
 		if err != nil {
 			return err
 		}
@@ -62,7 +54,7 @@ func groupDescribeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "describe GROUP", Short: "Show a group's members, committed offsets and lag", Args: cobra.ExactArgs(1)}
 	addBootstrapFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		adm, done, err := groupAdmin(cmd)
+		adm, done, err := cmdAdmin(cmd)
 		if err != nil {
 			return err
 		}
@@ -149,7 +141,7 @@ func groupDeleteCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "delete GROUP...", Short: "Delete groups without members, with their committed offsets", Args: cobra.MinimumNArgs(1)}
 	addBootstrapFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		adm, done, err := groupAdmin(cmd)
+		adm, done, err := cmdAdmin(cmd)
 		if err != nil {
 			return err
 		}

@@ -83,11 +83,7 @@ func topicListCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "list", Short: "List topics", Args: cobra.NoArgs}
 	addBootstrapFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		v, err := newViper(cmd)
-		if err != nil {
-			return err
-		}
-		adm, done, err := adminClient(cmd.Context(), v)
+		adm, done, err := cmdAdmin(cmd)
 		if err != nil {
 			return err
 		}
@@ -266,11 +262,7 @@ func topicDeleteCmd() *cobra.Command {
 	}
 	addBootstrapFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		v, err := newViper(cmd)
-		if err != nil {
-			return err
-		}
-		adm, done, err := adminClient(cmd.Context(), v)
+		adm, done, err := cmdAdmin(cmd)
 		if err != nil {
 			return err
 		}
