@@ -29,8 +29,7 @@ package agent
 // Denials are per item (topic, group, config resource) with
 // TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED or
 // CLUSTER_AUTHORIZATION_FAILED, the allowed items being served as usual. An
-// API without a rule here closes the connection (deny by default). Unlike
-// Kafka, OffsetFetch v8+ (several groups) checks groups but not topics.
+// API without a rule here closes the connection (deny by default).
 //
 // Denied items are removed from the request before the handler runs and
 // added back to its response afterwards, mirrored field by field with
@@ -146,9 +145,13 @@ func (s *Server) authorizedHandle(ctx context.Context, rc *reqCtx, req kmsg.Requ
 		return filtered(r, "Topics", "Topics", topicOp(kmsg.ACLOperationRead), run)
 	case *kmsg.OffsetFetchRequest:
 		if r.Version >= 8 {
-			return filtered(r, "Groups", "Groups", func(v reflect.Value) int16 {
+			rep, err := filtered(r, "Groups", "Groups", func(v reflect.Value) int16 {
 				return groupOp(kmsg.ACLOperationDescribe)(v.FieldByName("Group"))
 			}, run)
+			if err == nil && rep.resp != nil {
+				hideOffsetFetchTopics(w, rep.resp.(*kmsg.OffsetFetchResponse))
+			}
+			return rep, err
 		}
 		if !w.canGroup(kmsg.ACLOperationDescribe, r.Group) {
 			resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
@@ -453,4 +456,22 @@ func mirror(src reflect.Value, t reflect.Type, code int16) reflect.Value {
 		f.SetInt(int64(code))
 	}
 	return o
+}
+
+// hideOffsetFetchTopics answers, in an OffsetFetch v8+ response, the
+// partitions of topics the principal may not describe with
+// TOPIC_AUTHORIZATION_FAILED and no offset.
+func hideOffsetFetchTopics(w who, resp *kmsg.OffsetFetchResponse) {
+	for gi := range resp.Groups {
+		for ti := range resp.Groups[gi].Topics {
+			t := &resp.Groups[gi].Topics[ti]
+			if w.canTopic(kmsg.ACLOperationDescribe, t.Topic) {
+				continue
+			}
+			for pi := range t.Partitions {
+				p := &t.Partitions[pi]
+				p.ErrorCode, p.Offset, p.LeaderEpoch, p.Metadata = codeTopic, -1, -1, nil
+			}
+		}
+	}
 }

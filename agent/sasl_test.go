@@ -404,6 +404,40 @@ func TestACLs(t *testing.T) {
 	if _, err := admA.DeleteACLs(testCtx(t, 10*time.Second), kadm.NewACLs().Allow("User:nodesc").AllowHosts("*").Topics("other").Operations(kadm.OpRead)); err != nil {
 		t.Fatal(err)
 	}
+	// Committed offsets of topics the principal may not describe are not
+	// revealed (OffsetFetch v8+ names groups and topics together).
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "app-orders", Partition: 0, At: 1})
+	offs.Add(kadm.Offset{Topic: "other", Partition: 0, At: 0})
+	mustACL(t, admA, kadm.NewACLs().Allow("User:reader").Groups("audit").Operations(kadm.OpRead))
+	cres, err := admA.CommitOffsets(testCtx(t, 10*time.Second), "audit", offs)
+	if err == nil {
+		err = cres.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ofreq := kmsg.NewPtrOffsetFetchRequest()
+	ofreq.Version = 9
+	g := kmsg.NewOffsetFetchRequestGroup()
+	g.Group = "audit"
+	ofreq.Groups = append(ofreq.Groups, g)
+	ofresp, err := ofreq.RequestWith(testCtx(t, 10*time.Second), e.client(t, 1, scram256("reader", "reader-pw")))
+	if err != nil || len(ofresp.Groups) != 1 || ofresp.Groups[0].ErrorCode != 0 {
+		t.Fatalf("offset fetch: %v %+v", err, ofresp)
+	}
+	if len(ofresp.Groups[0].Topics) != 2 {
+		t.Fatalf("offset fetch topics: %+v", ofresp.Groups[0].Topics)
+	}
+	for _, tp := range ofresp.Groups[0].Topics {
+		p := tp.Partitions[0]
+		switch {
+		case tp.Topic == "app-orders" && (p.ErrorCode != 0 || p.Offset != 1):
+			t.Fatalf("app-orders offset: %+v", p)
+		case tp.Topic == "other" && (p.ErrorCode != kerr.TopicAuthorizationFailed.Code || p.Offset != -1):
+			t.Fatalf("other offset revealed: %+v", p)
+		}
+	}
 	// kadm's ListTopics may answer from the client's metadata cache: ask
 	// for the topic by name.
 	nodescCl := e.client(t, 1, scram256("nodesc", "nodesc-pw"))
