@@ -256,4 +256,3 @@ func versitygwPath() (string, error) {
 	})
 	return versitygw.path, versitygw.err
 }
-
