@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/tests/cluster"
 )
 
@@ -56,8 +58,41 @@ func TestGroupOffsetsAcrossAgents(t *testing.T) {
 // bounded by the agent TTL (3s in the harness) plus the clients' retry and
 // rejoin, and the test fails beyond 20s.
 func TestGroupCoordinatorKill(t *testing.T) {
+	coordinatorFailover(t, "kill", func(c *cluster.Cluster, i int) { c.Kill(i) })
+}
+
+// TestGroupCoordinatorGracefulStop is the same failover with SIGTERM: a
+// stopping agent hands group coordination over as it exits (its lease is
+// revoked, so the coordinator key is gone by the time the process is),
+// instead of leaving the group waiting for the lease to expire.
+func TestGroupCoordinatorGracefulStop(t *testing.T) {
+	coordinatorFailover(t, "stop", func(c *cluster.Cluster, i int) {
+		c.Stop(i)
+		meta := metastore.New(testenv.EtcdClient(t, c.EtcdEndpoints()), "/shale")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		holder, err := meta.GroupCoordinator(ctx, "grp-stop-g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		agents, err := meta.ListAgents(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		live := map[int32]bool{}
+		for _, a := range agents {
+			live[a.NodeID] = true
+		}
+		if holder >= 0 && !live[holder] {
+			t.Errorf("after SIGTERM the coordinator key still names the stopped agent (node %d): coordination was not handed over", holder)
+		}
+	})
+}
+
+func coordinatorFailover(t *testing.T, mode string, takeDown func(c *cluster.Cluster, i int)) {
 	c := cluster.Start(t, cluster.Options{Agents: 3})
-	const topic, group, partitions, records = "grp-kill", "grp-kill-g", 6, 6000
+	topic, group := "grp-"+mode, "grp-"+mode+"-g"
+	const partitions, records = 6, 6000
 	c.CreateTopic(t, 0, topic, partitions)
 	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
 	defer cancel()
@@ -184,7 +219,7 @@ func TestGroupCoordinatorKill(t *testing.T) {
 	before := committed()
 	t.Logf("killing coordinator agent %d (%s); committed before: %v", coord, c.Addr(coord), before)
 	killed := time.Now()
-	c.Kill(coord)
+	takeDown(c, coord)
 
 	// New coordinator named, and first commit accepted after the kill.
 	newCoord := coordinatorIndex(t, ctx, c, group, coord)
