@@ -98,6 +98,17 @@ func (c *chunkCache) read(key string, pos, size int64) ([]byte, bool) {
 	return buf, true
 }
 
+// has reports whether [pos, pos+size) of key is cached.
+func (c *chunkCache) has(key string, pos, size int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.whole[key]; ok && pos+size <= el.Value.(*cacheFile).size {
+		return true
+	}
+	_, ok := c.parts[rangeKey{key, pos, size}]
+	return ok
+}
+
 // putRange caches bytes fetched from the bucket.
 func (c *chunkCache) putRange(key string, pos, size int64, data []byte) {
 	if size > c.max/4 {

@@ -122,6 +122,7 @@ type Engine struct {
 	spoolDir string
 	cache    *chunkCache
 	footers  *s3tier.FooterCache // footers of compacted segments
+	ra       *readAhead
 	index    *indexCache
 	states   *stateView
 
@@ -188,6 +189,7 @@ func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger
 		cancel:   cancel,
 	}
 	e.space = sync.NewCond(&e.spaceMu)
+	e.ra = newReadAhead(e)
 	e.registerMetrics(cfg.Metrics)
 	e.states = newStateView(meta)
 	rev, err := meta.Revision(ctx)
@@ -251,6 +253,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.stopWatch()
 	e.watchWG.Wait()
 	e.cancel()
+	e.ra.wg.Wait()
 	return ferr
 }
 
@@ -265,6 +268,7 @@ type Stats struct {
 	CacheMisses      int64
 	BatchesCommitted int64
 	Duplicates       int64
+	ReadAheadSpans   int64 // spans prefetched into the cache for sequential readers
 }
 
 type statsBox struct {
@@ -301,6 +305,7 @@ func (e *Engine) registerMetrics(m *metrics.Metrics) {
 	m.CounterFunc("cache_hits_total", "Fetch reads served from the local cache.", stat(func(s Stats) int64 { return s.CacheHits }))
 	m.CounterFunc("cache_misses_total", "Fetch reads that needed a ranged GET.", stat(func(s Stats) int64 { return s.CacheMisses }))
 	m.CounterFunc("batches_committed_total", "Record batches committed (duplicates included).", stat(func(s Stats) int64 { return s.BatchesCommitted }))
+	m.CounterFunc("read_ahead_spans_total", "Spans prefetched into the local cache for sequential readers.", stat(func(s Stats) int64 { return s.ReadAheadSpans }))
 	m.CounterFunc("duplicates_total", "Idempotent batches answered as duplicates, not written again.", stat(func(s Stats) int64 { return s.Duplicates }))
 	m.GaugeFunc("buffer_bytes", "Record bytes sealed but not yet committed (back-pressure above the limit).", func() float64 {
 		e.spaceMu.Lock()

@@ -91,26 +91,41 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 		// Retention removed it after we read the state.
 		return nil, kerr.OffsetOutOfRange
 	}
-	var out []byte
+	var (
+		out   []byte
+		done  bool          // the budget is spent: later spans only feed read-ahead
+		cold  bool          // a span had to be read from the bucket
+		ahead []s3tier.Span // spans after the last one read
+	)
 	for _, en := range entries {
-		if en.BaseOffset >= next || (len(out) > 0 && len(out) >= maxBytes) {
+		if en.BaseOffset >= next || len(ahead) >= readAheadSpans {
 			break
 		}
 		spans, err := e.footers.Spans(ctx, e.store, k.id, k.p, en)
 		if err != nil {
+			if done {
+				break
+			}
 			return out, err
 		}
 		for _, sp := range spans {
 			if sp.LastOffset() < offset {
 				continue
 			}
-			if len(out) > 0 && len(out) >= maxBytes {
-				break
+			if !done && len(out) > 0 && len(out) >= maxBytes {
+				done = true
 			}
-			chunk, err := e.readSpan(ctx, sp)
+			if done {
+				if len(ahead) < readAheadSpans {
+					ahead = append(ahead, sp)
+				}
+				continue
+			}
+			chunk, hit, err := e.readSpan(ctx, sp)
 			if err != nil {
 				return out, err
 			}
+			cold = cold || !hit
 			from := 0
 			if sp.AbsBase <= offset {
 				if j, ok := chunk.FindOffset(sp.StoredBase + (offset - sp.AbsBase)); ok {
@@ -119,17 +134,24 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 			}
 			bs := chunk.Batches()
 			if len(out) > 0 && from < len(bs) && len(out)+len(bs[from].Raw) > maxBytes {
-				return out, nil
+				done = true
+				ahead = append(ahead, sp) // cached already; prefetch skips it
+				continue
 			}
 			var n int
 			out, n = chunk.AppendPatched(out, from, sp.AbsBase, sp.StoredBase, maxBytes-len(out))
 			if from+n < len(bs) {
-				// The budget ran out inside this span: stop here. Going on
-				// to the next span would skip this one's remaining batches,
-				// and a consumer would silently lose them.
-				return out, nil
+				// The budget ran out inside this span: stop reading here.
+				// Going on to the next span would skip this one's remaining
+				// batches, and a consumer would silently lose them.
+				done = true
 			}
 		}
+	}
+	if cold {
+		// A cold read is usually the start of a sequential one (a replay):
+		// fetch what comes next while the consumer handles this.
+		e.ra.prefetch(ahead)
 	}
 	return out, nil
 }
@@ -141,10 +163,10 @@ func (e *Engine) WaitForData(topic metastore.TopicID, partition int32) <-chan st
 }
 
 // readSpan returns the verified batches of a span, from the local cache or
-// a ranged GET.
-func (e *Engine) readSpan(ctx context.Context, sp s3tier.Span) (segment.Chunk, error) {
+// a ranged GET, and whether the cache had it.
+func (e *Engine) readSpan(ctx context.Context, sp s3tier.Span) (segment.Chunk, bool, error) {
 	if sp.Size <= 0 || sp.Size > maxEntrySize {
-		return segment.Chunk{}, fmt.Errorf("index entry for %s claims %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
+		return segment.Chunk{}, false, fmt.Errorf("index entry for %s claims %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
 	}
 	data, ok := e.cache.read(sp.Object, sp.Pos, sp.Size)
 	if ok {
@@ -153,17 +175,17 @@ func (e *Engine) readSpan(ctx context.Context, sp s3tier.Span) (segment.Chunk, e
 		e.count(func(s *Stats) { s.CacheMisses++ })
 		var err error
 		if data, err = e.getRange(ctx, sp.Object, sp.Pos, sp.Size); err != nil {
-			return segment.Chunk{}, err
+			return segment.Chunk{}, false, err
 		}
 	}
 	chunk, err := s3tier.ParseSpan(data, sp)
 	if err != nil {
-		return segment.Chunk{}, err
+		return segment.Chunk{}, false, err
 	}
 	if !ok {
 		e.cache.putRange(sp.Object, sp.Pos, sp.Size, data)
 	}
-	return chunk, nil
+	return chunk, ok, nil
 }
 
 func (e *Engine) getRange(ctx context.Context, key string, pos, size int64) ([]byte, error) {
