@@ -91,67 +91,65 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 		// Retention removed it after we read the state.
 		return nil, kerr.OffsetOutOfRange
 	}
-	var (
-		out   []byte
-		done  bool          // the budget is spent: later spans only feed read-ahead
-		cold  bool          // a span had to be read from the bucket
-		ahead []s3tier.Span // spans after the last one read
-	)
+	// The spans this fetch may read (about maxBytes of them, by their
+	// sizes) and, after them, up to readAheadSpans more for read-ahead.
+	var plan []s3tier.Span
+	need, extra := int64(maxBytes), 0
 	for _, en := range entries {
-		if en.BaseOffset >= next || len(ahead) >= readAheadSpans {
+		if en.BaseOffset >= next || extra >= readAheadSpans {
 			break
 		}
 		spans, err := e.footers.Spans(ctx, e.store, k.id, k.p, en)
 		if err != nil {
-			if done {
-				break
+			if len(plan) > 0 {
+				break // read what is planned; the error comes back on the next fetch
 			}
-			return out, err
+			return nil, err
 		}
 		for _, sp := range spans {
-			if sp.LastOffset() < offset {
+			if sp.LastOffset() < offset || extra >= readAheadSpans {
 				continue
 			}
-			if !done && len(out) > 0 && len(out) >= maxBytes {
-				done = true
+			if need <= 0 {
+				extra++
 			}
-			if done {
-				if len(ahead) < readAheadSpans {
-					ahead = append(ahead, sp)
-				}
-				continue
-			}
-			chunk, hit, err := e.readSpan(ctx, sp)
-			if err != nil {
-				return out, err
-			}
-			cold = cold || !hit
-			from := 0
-			if sp.AbsBase <= offset {
-				if j, ok := chunk.FindOffset(sp.StoredBase + (offset - sp.AbsBase)); ok {
-					from = j
-				}
-			}
-			bs := chunk.Batches()
-			if len(out) > 0 && from < len(bs) && len(out)+len(bs[from].Raw) > maxBytes {
-				done = true
-				ahead = append(ahead, sp) // cached already; prefetch skips it
-				continue
-			}
-			var n int
-			out, n = chunk.AppendPatched(out, from, sp.AbsBase, sp.StoredBase, maxBytes-len(out))
-			if from+n < len(bs) {
-				// The budget ran out inside this span: stop reading here.
-				// Going on to the next span would skip this one's remaining
-				// batches, and a consumer would silently lose them.
-				done = true
-			}
+			plan = append(plan, sp)
+			need -= sp.Size
 		}
 	}
-	if cold {
-		// A cold read is usually the start of a sequential one (a replay):
-		// fetch what comes next while the consumer handles this.
-		e.ra.prefetch(ahead)
+	// A cold first span is usually the start of a sequential read (a
+	// replay): fetch what comes next concurrently, both for the rest of
+	// this fetch and for the consumer's next ones.
+	if len(plan) > 1 && !e.cache.has(plan[0].Object, plan[0].Pos, plan[0].Size) {
+		e.ra.prefetch(plan[1:])
+	}
+	var out []byte
+	for _, sp := range plan {
+		if len(out) > 0 && len(out) >= maxBytes {
+			break
+		}
+		chunk, _, err := e.readSpan(ctx, sp)
+		if err != nil {
+			return out, err
+		}
+		from := 0
+		if sp.AbsBase <= offset {
+			if j, ok := chunk.FindOffset(sp.StoredBase + (offset - sp.AbsBase)); ok {
+				from = j
+			}
+		}
+		bs := chunk.Batches()
+		if len(out) > 0 && from < len(bs) && len(out)+len(bs[from].Raw) > maxBytes {
+			break
+		}
+		var n int
+		out, n = chunk.AppendPatched(out, from, sp.AbsBase, sp.StoredBase, maxBytes-len(out))
+		if from+n < len(bs) {
+			// The budget ran out inside this span: stop here. Going on to
+			// the next span would skip this one's remaining batches, and a
+			// consumer would silently lose them.
+			break
+		}
 	}
 	return out, nil
 }
@@ -169,6 +167,10 @@ func (e *Engine) readSpan(ctx context.Context, sp s3tier.Span) (segment.Chunk, b
 		return segment.Chunk{}, false, fmt.Errorf("index entry for %s claims %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
 	}
 	data, ok := e.cache.read(sp.Object, sp.Pos, sp.Size)
+	if !ok && e.ra.wait(ctx, sp) {
+		// A read-ahead of this span was in flight: use its result.
+		data, ok = e.cache.read(sp.Object, sp.Pos, sp.Size)
+	}
 	if ok {
 		e.count(func(s *Stats) { s.CacheHits++ })
 	} else {

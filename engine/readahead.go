@@ -29,13 +29,13 @@ type readAhead struct {
 	e     *Engine
 	sem   chan struct{}
 	mu    sync.Mutex
-	busy  map[s3tier.Span]bool
+	busy  map[s3tier.Span]chan struct{} // closed when the span's prefetch ends
 	bytes int64
 	wg    sync.WaitGroup // the prefetches; Close waits for them after cancelling
 }
 
 func newReadAhead(e *Engine) *readAhead {
-	return &readAhead{e: e, sem: make(chan struct{}, readAheadConcurrency), busy: make(map[s3tier.Span]bool)}
+	return &readAhead{e: e, sem: make(chan struct{}, readAheadConcurrency), busy: make(map[s3tier.Span]chan struct{})}
 }
 
 // prefetch starts background reads of spans (in order) that are neither
@@ -46,11 +46,11 @@ func (r *readAhead) prefetch(spans []s3tier.Span) {
 			continue
 		}
 		r.mu.Lock()
-		if r.busy[sp] || r.bytes+sp.Size > readAheadBytes {
+		if r.busy[sp] != nil || r.bytes+sp.Size > readAheadBytes {
 			r.mu.Unlock()
 			continue
 		}
-		r.busy[sp] = true
+		r.busy[sp] = make(chan struct{})
 		r.bytes += sp.Size
 		r.mu.Unlock()
 		r.wg.Add(1)
@@ -62,6 +62,7 @@ func (r *readAhead) fetch(sp s3tier.Span) {
 	defer r.wg.Done()
 	defer func() {
 		r.mu.Lock()
+		close(r.busy[sp])
 		delete(r.busy, sp)
 		r.bytes -= sp.Size
 		r.mu.Unlock()
@@ -86,4 +87,22 @@ func (r *readAhead) fetch(sp s3tier.Span) {
 	}
 	r.e.cache.putRange(sp.Object, sp.Pos, sp.Size, data)
 	r.e.count(func(s *Stats) { s.ReadAheadSpans++ })
+}
+
+// wait blocks until an in-flight prefetch of sp ends, and reports whether
+// there was one (the caller then looks in the cache again rather than
+// issuing a second GET for the same bytes).
+func (r *readAhead) wait(ctx context.Context, sp s3tier.Span) bool {
+	r.mu.Lock()
+	ch := r.busy[sp]
+	r.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

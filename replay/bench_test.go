@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,7 +49,8 @@ func TestMain(m *testing.M) {
 //   - replay-<format>: `shale replay` as a subprocess with every agent
 //     stopped, its MB/s over the same stored bytes and its peak RSS;
 //   - kafka-consumer: a franz-go consumer reading the topic from earliest
-//     through an agent whose read cache is too small to help.
+//     through an agent that did not write it (a cold cache: every byte
+//     comes from the bucket, with the agent's read-ahead).
 //
 // The topic is SHALE_REPLAY_BENCH_MIB MiB of stored (lz4) batches, default
 // 128; the goal is measured at 1024:
@@ -75,9 +77,9 @@ func BenchmarkReplay(b *testing.B) {
 		return st
 	}
 	store := open()
-	c := agenttest.Start(b, agenttest.Options{Agents: 1,
+	c := agenttest.Start(b, agenttest.Options{Agents: 2,
 		Store:  func(s3tier.Store) s3tier.Store { return store },
-		Engine: func(_ int, cfg *engine.Config) { cfg.FlushInterval = 250 * time.Millisecond; cfg.CacheBytes = 1 << 20 }})
+		Engine: func(_ int, cfg *engine.Config) { cfg.FlushInterval = 250 * time.Millisecond }})
 	const topic = "replay-bench"
 	ctx := context.Background()
 	if _, err := c.Admin(b).CreateTopic(ctx, parts, 1, nil, topic); err != nil {
@@ -156,7 +158,7 @@ func BenchmarkReplay(b *testing.B) {
 // lz4) spread over the partitions.
 func produceBench(b *testing.B, c *agenttest.Cluster, topic string, total int64) {
 	b.Helper()
-	cl := c.Client(b, kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+	cl := c.Client(b, pinTo(c.Agents[0].Addr), kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 		kgo.ProducerBatchMaxBytes(1<<20), kgo.ProducerLinger(10*time.Millisecond), kgo.MaxBufferedRecords(1<<16))
 	rng := rand.New(rand.NewPCG(3, 4))
 	var wg sync.WaitGroup
@@ -234,7 +236,7 @@ func consumeCount(b *testing.B, c *agenttest.Cluster, topic string, parts int32)
 			pending[p] = e.Offset
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Agents[1].Addr), pinTo(c.Agents[1].Addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}),
 		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20))
 	if err != nil {
 		b.Fatal(err)
@@ -269,4 +271,13 @@ func vmHWM(b *testing.B, path string) int64 {
 	}
 	b.Fatalf("peak RSS: no VmHWM in %s", path)
 	return 0
+}
+
+// pinTo sends every connection of a client to one agent (any agent serves
+// any partition), so the writer and the reader are different agents.
+func pinTo(addr string) kgo.Opt {
+	return kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	})
 }
