@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -125,7 +124,7 @@ func startS3(dir string) (S3Server, *s3Process, error) {
 }
 
 func tryStartS3(bin, dir string) (S3Server, *s3Process, error) {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return S3Server{}, nil, err
 	}
@@ -196,27 +195,9 @@ func makeBucket(srv S3Server) error {
 	return c.MakeBucket(ctx, srv.Bucket, minio.MakeBucketOptions{Region: srv.Region})
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // hermeticEnv is the environment minus versitygw's own settings, which would
 // otherwise change how the test server behaves.
-func hermeticEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "VGW_") || strings.HasPrefix(kv, "ROOT_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
+func hermeticEnv() []string { return EnvWithout("VGW_", "ROOT_") }
 
 func randomHex(n int) string {
 	b := make([]byte, n)

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -61,3 +63,31 @@ func (b *CappedBuffer) String() string {
 
 // NewCappedBuffer returns a CappedBuffer keeping at most limit bytes.
 func NewCappedBuffer(limit int) *CappedBuffer { return &CappedBuffer{limit: limit} }
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago (a
+// server given it may still lose a race for it; callers retry).
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// EnvWithout returns the process environment minus variables starting with
+// any of prefixes, so a server a test starts is not steered by the
+// developer's own settings.
+func EnvWithout(prefixes ...string) []string {
+	var env []string
+next:
+	for _, kv := range os.Environ() {
+		for _, p := range prefixes {
+			if strings.HasPrefix(kv, p) {
+				continue next
+			}
+		}
+		env = append(env, kv)
+	}
+	return env
+}

@@ -284,7 +284,7 @@ func (c *Cluster) launch(a *agentProc, fresh bool) error {
 	var lastErr error
 	for range startAttempts {
 		if fresh {
-			port, err := freePort()
+			port, err := testenv.FreePort()
 			if err != nil {
 				return err
 			}
@@ -503,27 +503,9 @@ func (c *Cluster) waitPeers(i, want int) error {
 	return fmt.Errorf("metadata never listed %d agents within %v: %s", want, readyTimeout, last)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // hermeticEnv is the environment minus settings the agent would read
 // (SHALE_*) and AWS credentials or endpoints that would override the test's.
-func hermeticEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "SHALE_") || strings.HasPrefix(kv, "AWS_") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
+func hermeticEnv() []string { return testenv.EnvWithout("SHALE_", "AWS_") }
 
 // binary is the shale binary built for this test process.
 var binary struct {
