@@ -165,6 +165,22 @@ func (c *coordinator) lookup(name string) *group {
 // etcd when nobody does. Otherwise it returns an error code:
 // NOT_COORDINATOR (another agent holds it), COORDINATOR_NOT_AVAILABLE (no
 // session yet or etcd failed), INVALID_GROUP_ID (empty).
+// lock acquires the group and locks it. A group that died meanwhile (its
+// coordination was lost) answers NOT_COORDINATOR. On success the caller
+// unlocks g.mu.
+func (c *coordinator) lock(ctx context.Context, name string) (*group, int16) {
+	g, code := c.acquire(ctx, name)
+	if code != 0 {
+		return nil, code
+	}
+	g.mu.Lock()
+	if g.state == stateDead {
+		g.mu.Unlock()
+		return nil, kerr.NotCoordinator.Code
+	}
+	return g, 0
+}
+
 func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) {
 	if name == "" {
 		return nil, kerr.InvalidGroupID.Code

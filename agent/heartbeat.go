@@ -24,16 +24,12 @@ func (s *Server) handleHeartbeat(ctx context.Context, _ *reqCtx, req *kmsg.Heart
 }
 
 func (s *Server) heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest) int16 {
-	g, code := s.groups().acquire(ctx, req.Group)
+	g, code := s.groups().lock(ctx, req.Group)
 	if code != 0 {
 		return code
 	}
-	g.mu.Lock()
 	defer g.mu.Unlock()
-	switch g.state {
-	case stateDead:
-		return kerr.NotCoordinator.Code
-	case stateEmpty:
+	if g.state == stateEmpty {
 		return kerr.UnknownMemberID.Code
 	}
 	m, code := g.fenced(req.MemberID, req.InstanceID)

@@ -51,16 +51,11 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 		s.log.Info("join group: protocol metadata too large", "group", req.Group, "bytes", size)
 		return fail(kerr.InvalidRequest.Code)
 	}
-	g, code := s.groups().acquire(ctx, req.Group)
+	g, code := s.groups().lock(ctx, req.Group)
 	if code != 0 {
 		return fail(code)
 	}
-
-	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.state == stateDead {
-		return fail(kerr.NotCoordinator.Code)
-	}
 	if !g.accepts(req.ProtocolType, req.Protocols, req.MemberID) {
 		return fail(kerr.InconsistentGroupProtocol.Code)
 	}

@@ -20,17 +20,12 @@ func init() { register(kmsg.LeaveGroup, 0, 5, (*Server).handleLeaveGroup) }
 
 func (s *Server) handleLeaveGroup(ctx context.Context, _ *reqCtx, req *kmsg.LeaveGroupRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
-	g, code := s.groups().acquire(ctx, req.Group)
+	g, code := s.groups().lock(ctx, req.Group)
 	if code != 0 {
 		resp.ErrorCode = code
 		return now(resp)
 	}
-	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.state == stateDead {
-		resp.ErrorCode = kerr.NotCoordinator.Code
-		return now(resp)
-	}
 	if req.Version < 3 {
 		resp.ErrorCode = g.leave(req.MemberID, nil)
 		return now(resp)

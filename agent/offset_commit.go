@@ -62,16 +62,13 @@ func (s *Server) handleOffsetCommit(ctx context.Context, _ *reqCtx, req *kmsg.Of
 // commitOffsets validates and writes; per-partition problems go in codes,
 // a problem with the whole request is returned.
 func (s *Server) commitOffsets(ctx context.Context, req *kmsg.OffsetCommitRequest, codes [][]int16) int16 {
-	g, code := s.groups().acquire(ctx, req.Group)
+	g, code := s.groups().lock(ctx, req.Group)
 	if code != 0 {
 		return code
 	}
-	g.mu.Lock()
 	defer g.mu.Unlock()
 	simple := req.Version == 0 || (req.Generation < 0 && req.MemberID == "")
 	switch {
-	case g.state == stateDead:
-		return kerr.NotCoordinator.Code
 	case simple:
 		if len(g.members) > 0 {
 			return kerr.UnknownMemberID.Code

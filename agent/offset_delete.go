@@ -18,17 +18,12 @@ func init() { register(kmsg.OffsetDelete, 0, 0, (*Server).handleOffsetDelete) }
 
 func (s *Server) handleOffsetDelete(ctx context.Context, _ *reqCtx, req *kmsg.OffsetDeleteRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
-	g, code := s.groups().acquire(ctx, req.Group)
+	g, code := s.groups().lock(ctx, req.Group)
 	if code != 0 {
 		resp.ErrorCode = code
 		return now(resp)
 	}
-	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.state == stateDead {
-		resp.ErrorCode = kerr.NotCoordinator.Code
-		return now(resp)
-	}
 	offs, err := s.meta.FetchGroupOffsets(ctx, req.Group)
 	if err != nil {
 		resp.ErrorCode = errCode(s.log, "offset delete", err)

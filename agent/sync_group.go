@@ -24,15 +24,11 @@ func init() { register(kmsg.SyncGroup, 0, 5, (*Server).handleSyncGroup) }
 func (s *Server) handleSyncGroup(ctx context.Context, _ *reqCtx, req *kmsg.SyncGroupRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
 	fail := func(code int16) (reply, error) { resp.ErrorCode = code; return now(resp) }
-	g, code := s.groups().acquire(ctx, req.Group)
+	g, code := s.groups().lock(ctx, req.Group)
 	if code != 0 {
 		return fail(code)
 	}
-	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.state == stateDead {
-		return fail(kerr.NotCoordinator.Code)
-	}
 	m, code := g.fenced(req.MemberID, req.InstanceID)
 	if code != 0 {
 		return fail(code)
