@@ -9,7 +9,16 @@ for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for t in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/func //' | sort -u); do
     echo "fuzz: $pkg $t ($FUZZTIME)"
-    go test -run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1 | tail -n 3
+    # On failure print everything, including the failing input: in CI the
+    # testdata/fuzz file it wrote is gone with the clone.
+    if ! out=$(go test -run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1); then
+      echo "$out" | grep -v '^fuzz: elapsed'
+      for f in $(git -C "$dir" ls-files --others --exclude-standard testdata/fuzz 2>/dev/null); do
+        echo "--- new failing input $dir/$f:"; cat "$dir/$f"
+      done
+      exit 1
+    fi
+    echo "$out" | tail -n 3
     total=$((total+1))
   done
 done

@@ -125,8 +125,52 @@ func FuzzDecodeRecords(f *testing.F) {
 	f.Add(compressBatch(f, raw, CompressionSnappy, true))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		recs, err := DecodeRecords(b)
-		if err == nil && len(recs) > len(b) {
-			t.Fatalf("%d records from %d bytes", len(recs), len(b))
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTruncated) {
+				t.Fatalf("error %v is neither ErrCorrupt nor ErrTruncated", err)
+			}
+			return
+		}
+		// A decoded batch yields exactly the records its header counts; a
+		// compressed batch may hold more records than it has bytes, so the
+		// bound is on the header's count, not on len(b).
+		h, _ := ParseBatchHeader(b)
+		if len(recs) != int(h.RecordCount) {
+			t.Fatalf("%d records decoded, header says %d", len(recs), h.RecordCount)
+		}
+		if h.Compression() == CompressionNone && len(recs) > len(b) {
+			t.Fatalf("%d uncompressed records from %d bytes", len(recs), len(b))
 		}
 	})
+}
+
+// TestDecodeRecordsMoreRecordsThanBytes proves a well-compressed batch may
+// decode to more records than it has bytes (the old fuzz property was wrong
+// there) and that every one comes back.
+func TestDecodeRecordsMoreRecordsThanBytes(t *testing.T) {
+	// 2000 identical empty records (same deltas) compress to a few bytes.
+	one := segmenttest.Batch(segmenttest.BatchOptions{Records: 1, Value: []byte{}})
+	raw := append([]byte(nil), one...)
+	for i := 1; i < 2000; i++ {
+		raw = append(raw, one[BatchHeaderSize:]...)
+	}
+	binary.BigEndian.PutUint32(raw[23:], 1999) // last offset delta
+	binary.BigEndian.PutUint32(raw[57:], 2000) // record count
+	denser := 0
+	for _, codec := range []int8{CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd} {
+		b := compressBatch(t, raw, codec, false)
+		recs, err := DecodeRecords(b)
+		if err != nil {
+			t.Fatalf("codec %d: %v", codec, err)
+		}
+		if len(recs) != 2000 {
+			t.Fatalf("codec %d: %d records, want 2000", codec, len(recs))
+		}
+		if len(b) < len(recs) {
+			denser++
+		}
+	}
+	if denser == 0 {
+		t.Fatal("no codec packed more records than bytes; the test proves nothing")
+	}
 }
