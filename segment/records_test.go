@@ -126,8 +126,8 @@ func FuzzDecodeRecords(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		recs, err := DecodeRecords(b)
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTruncated) {
-				t.Fatalf("error %v is neither ErrCorrupt nor ErrTruncated", err)
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrMagic) {
+				t.Fatalf("error %v is not ErrCorrupt, ErrTruncated or ErrMagic", err)
 			}
 			return
 		}
