@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +31,18 @@ import (
 // whose peak RSS the benchmark measures).
 func TestMain(m *testing.M) {
 	if os.Getenv("SHALE_REPLAY_TEST_AS_SHALE") == "1" {
+		if f := os.Getenv("SHALE_REPLAY_CPUPROFILE"); f != "" { // <f>.<format>: go tool pprof it after a bench run
+			for i, a := range os.Args[:len(os.Args)-1] {
+				if a == "--format" {
+					f += "." + os.Args[i+1]
+				}
+			}
+			if out, err := os.Create(f); err == nil {
+				_ = pprof.StartCPUProfile(out)
+			}
+		}
 		code := cli.Execute(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+		pprof.StopCPUProfile()
 		if f := os.Getenv("SHALE_REPLAY_HWM_FILE"); f != "" {
 			// The peak RSS of this process (rusage's maxrss of a child
 			// counts the parent's memory at the time of exec).

@@ -43,9 +43,10 @@ func (r *runner) partition(ctx context.Context, pp PartitionPlan) error {
 	if err != nil {
 		return err
 	}
-	cursor := pp.Start // every offset below it has been handled
+	cursor := pp.Start      // every offset below it has been handled
+	var dec segment.Decoder // reused batch to batch: writers keep no record bytes past a call
 	for attempt := 0; ; attempt++ {
-		err = r.pipeline(ctx, pp, &cursor, w)
+		err = r.pipeline(ctx, pp, &cursor, w, &dec)
 		if err != nil && s3tier.IsNotFound(err) && attempt < maxRestarts && ctx.Err() == nil {
 			continue
 		}
@@ -60,7 +61,7 @@ func (r *runner) partition(ctx context.Context, pp PartitionPlan) error {
 // pipeline reads the partition from *cursor to pp.End: a producer walks
 // the index and starts each span's GET as soon as the budget allows; the
 // caller's goroutine decodes the spans in order and writes them.
-func (r *runner) pipeline(ctx context.Context, pp PartitionPlan, cursor *int64, w Writer) error {
+func (r *runner) pipeline(ctx context.Context, pp PartitionPlan, cursor *int64, w Writer, dec *segment.Decoder) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	id := r.plan.Topic.ID
@@ -113,7 +114,7 @@ func (r *runner) pipeline(ctx context.Context, pp PartitionPlan, cursor *int64, 
 		<-f.done
 		if cerr == nil {
 			if cerr = f.err; cerr == nil {
-				cerr = r.decode(f.data, f.sp, pp, cursor, w)
+				cerr = r.decode(f.data, f.sp, pp, cursor, w, dec)
 			}
 			if cerr != nil {
 				cancel()
@@ -160,7 +161,7 @@ func (r *runner) start(ctx context.Context, sp s3tier.Span, fetches chan<- *fetc
 
 // decode checks one span's bytes and writes the batches and records in
 // the window, advancing *cursor past each batch handled.
-func (r *runner) decode(data []byte, sp s3tier.Span, pp PartitionPlan, cursor *int64, w Writer) error {
+func (r *runner) decode(data []byte, sp s3tier.Span, pp PartitionPlan, cursor *int64, w Writer, dec *segment.Decoder) error {
 	chunk, err := s3tier.ParseSpan(data, sp)
 	if err != nil {
 		return err
@@ -194,7 +195,7 @@ func (r *runner) decode(data []byte, sp s3tier.Span, pp PartitionPlan, cursor *i
 		if h.IsControl() {
 			continue // Kafka consumers never see control records (transaction markers)
 		}
-		decoded, err := segment.DecodeRecords(b.Raw)
+		decoded, err := dec.Decode(b.Raw)
 		if err != nil {
 			return fmt.Errorf("%s [%d, %d): batch at offset %d: %w", sp.Object, sp.Pos, sp.Pos+sp.Size, abs, err)
 		}

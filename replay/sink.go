@@ -2,17 +2,18 @@ package replay
 
 import (
 	"bufio"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
 
+	"github.com/segmentio/asm/base64"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/segment"
@@ -239,7 +240,7 @@ func appendBytes(dst, b []byte, enc BytesEncoding, b64 bool) []byte {
 		return append(dst, "null"...)
 	case b64:
 		dst = append(dst, '"')
-		dst = base64.StdEncoding.AppendEncode(dst, b)
+		dst = appendBase64(dst, b)
 		return append(dst, '"')
 	case enc == BytesJSON && json.Valid(b):
 		return appendCompactJSON(dst, b)
@@ -257,6 +258,15 @@ func appendCompactJSON(dst, b []byte) []byte {
 		dst = append(dst, c)
 	}
 	return dst
+}
+
+// appendBase64 appends standard padded base64 of b, with segmentio/asm's
+// SIMD encoder (about 2.5x encoding/base64 on amd64; the same bytes).
+func appendBase64(dst, b []byte) []byte {
+	n := base64.StdEncoding.EncodedLen(len(b))
+	dst = slices.Grow(dst, n)
+	base64.StdEncoding.Encode(dst[len(dst):len(dst)+n], b)
+	return dst[:len(dst)+n]
 }
 
 const hexDigits = "0123456789abcdef"
