@@ -52,6 +52,17 @@
 // before compaction replaced it and GC deleted it) re-reads the index once. Long polls wait on WaitForData, which a watch of the
 // partition states wakes.
 //
+// A fetch whose first span is not on local disk (a cold read, typically a
+// consumer replaying history through an agent that did not write it) also
+// queues GETs of the spans after it, a few in flight at once (read-ahead,
+// readahead.go). A prefetched span is verified once and kept in memory as its
+// parsed chunk, which the consumer's next fetches use directly; it does not
+// go to the disk cache, which keeps objects this agent wrote and ranges a
+// foreground read fetched. The read-ahead's memory is bounded: queued, in
+// flight and ready spans together stay within readAheadBytes; ready spans
+// stay (a fetch may use part of one and the next needs the rest) until new
+// prefetches need the room, least recently used first.
+//
 // # Invariants
 //
 //   - A Pending completes successfully only after the object is in the

@@ -253,7 +253,7 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.stopWatch()
 	e.watchWG.Wait()
 	e.cancel()
-	e.ra.wg.Wait()
+	e.ra.close()
 	return ferr
 }
 
@@ -268,7 +268,8 @@ type Stats struct {
 	CacheMisses      int64
 	BatchesCommitted int64
 	Duplicates       int64
-	ReadAheadSpans   int64 // spans prefetched into the cache for sequential readers
+	ReadAheadSpans   int64 // spans prefetched into memory for sequential readers
+	ReadAheadHits    int64 // span reads served from the read-ahead's memory
 }
 
 type statsBox struct {
@@ -302,10 +303,11 @@ func (e *Engine) registerMetrics(m *metrics.Metrics) {
 	m.CounterFunc("upload_retries_total", "Upload attempts that failed and were retried.", stat(func(s Stats) int64 { return s.UploadRetries }))
 	m.CounterFunc("etcd_commit_txns_total", "Index commit transactions sent to etcd.", stat(func(s Stats) int64 { return s.CommitTxns }))
 	m.CounterFunc("etcd_commit_conflicts_total", "Index commits refused because another agent committed first (then retried).", stat(func(s Stats) int64 { return s.CommitConflicts }))
-	m.CounterFunc("cache_hits_total", "Fetch reads served from the local cache.", stat(func(s Stats) int64 { return s.CacheHits }))
+	m.CounterFunc("cache_hits_total", "Fetch reads served from the local disk cache.", stat(func(s Stats) int64 { return s.CacheHits }))
 	m.CounterFunc("cache_misses_total", "Fetch reads that needed a ranged GET.", stat(func(s Stats) int64 { return s.CacheMisses }))
 	m.CounterFunc("batches_committed_total", "Record batches committed (duplicates included).", stat(func(s Stats) int64 { return s.BatchesCommitted }))
-	m.CounterFunc("read_ahead_spans_total", "Spans prefetched into the local cache for sequential readers.", stat(func(s Stats) int64 { return s.ReadAheadSpans }))
+	m.CounterFunc("read_ahead_spans_total", "Spans prefetched into memory for sequential readers.", stat(func(s Stats) int64 { return s.ReadAheadSpans }))
+	m.CounterFunc("read_ahead_hits_total", "Fetch reads served from spans prefetched into memory.", stat(func(s Stats) int64 { return s.ReadAheadHits }))
 	m.CounterFunc("duplicates_total", "Idempotent batches answered as duplicates, not written again.", stat(func(s Stats) int64 { return s.Duplicates }))
 	m.GaugeFunc("buffer_bytes", "Record bytes sealed but not yet committed (back-pressure above the limit).", func() float64 {
 		e.spaceMu.Lock()

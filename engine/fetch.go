@@ -93,10 +93,22 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 	}
 	// The spans this fetch may read (about maxBytes of them, by their
 	// sizes) and, after them, up to readAheadSpans more for read-ahead.
+	// The index entries looked up may end before that: the plan goes on
+	// with the following ones (from the index cache, or with at most one
+	// etcd read, which the next fetch would make anyway), so neither the
+	// fetch nor the read-ahead stops short at the end of a batch of entries.
 	var plan []s3tier.Span
-	need, extra := int64(maxBytes), 0
-	for _, en := range entries {
-		if en.BaseOffset >= next || extra >= readAheadSpans {
+	need, extra, etcdRead := int64(maxBytes), 0, false
+	for i := 0; extra < readAheadSpans; i++ {
+		if i == len(entries) {
+			more := e.moreEntries(ctx, k, entries[i-1].LastOffset+1, next, &etcdRead)
+			if len(more) == 0 {
+				break
+			}
+			entries = append(entries, more...)
+		}
+		en := entries[i]
+		if en.BaseOffset >= next {
 			break
 		}
 		spans, err := e.footers.Spans(ctx, e.store, k.id, k.p, en)
@@ -117,18 +129,23 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 			need -= sp.Size
 		}
 	}
-	// A cold first span is usually the start of a sequential read (a
-	// replay): fetch what comes next concurrently, both for the rest of
-	// this fetch and for the consumer's next ones.
+	// A first span not on disk is a cold read, usually the start of a
+	// sequential read (a replay), or one read-ahead already serves: fetch
+	// what comes next concurrently, both for the rest of this fetch and for
+	// the consumer's next ones.
 	if len(plan) > 1 && !e.cache.has(plan[0].Object, plan[0].Pos, plan[0].Size) {
-		e.ra.prefetch(plan[1:])
+		e.ra.prefetch(plan)
+	}
+	var planned int64
+	for _, sp := range plan {
+		planned += sp.Size
 	}
 	var out []byte
 	for _, sp := range plan {
 		if len(out) > 0 && len(out) >= maxBytes {
 			break
 		}
-		chunk, _, err := e.readSpan(ctx, sp)
+		chunk, err := e.readSpan(ctx, sp)
 		if err != nil {
 			return out, err
 		}
@@ -139,6 +156,12 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 			}
 		}
 		bs := chunk.Batches()
+		if out == nil && from < len(bs) {
+			// Room for the whole answer at once, so appending never
+			// re-grows it: it holds at most maxBytes, or one first batch
+			// larger than that, and no more than the planned spans.
+			out = make([]byte, 0, max(min(int64(maxBytes), planned), int64(len(bs[from].Raw))))
+		}
 		if len(out) > 0 && from < len(bs) && len(out)+len(bs[from].Raw) > maxBytes {
 			break
 		}
@@ -154,40 +177,65 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 	return out, nil
 }
 
+// moreEntries returns the index entries from offset from on (below next),
+// continuing a run of entries: from the index cache, else from etcd unless
+// *etcdRead (then it sets it). It returns nil when there are none, or on an
+// error (the caller has entries already; a later fetch meets the error
+// again).
+func (e *Engine) moreEntries(ctx context.Context, k partKey, from, next int64, etcdRead *bool) []metastore.IndexEntry {
+	if from >= next {
+		return nil
+	}
+	if es := e.index.lookup(k, from); len(es) > 0 && es[0].BaseOffset == from {
+		return es
+	}
+	if *etcdRead {
+		return nil
+	}
+	*etcdRead = true
+	es, err := e.meta.FindEntries(ctx, k.id, k.p, from, 64)
+	if err != nil || len(es) == 0 || es[0].BaseOffset != from {
+		return nil
+	}
+	e.index.add(k, es)
+	return es
+}
+
 // WaitForData returns a channel closed when the partition's offsets change
 // (new data, retention), for long polls.
 func (e *Engine) WaitForData(topic metastore.TopicID, partition int32) <-chan struct{} {
 	return e.states.wakeChan(partKey{topic, partition})
 }
 
-// readSpan returns the verified batches of a span, from the local cache or
-// a ranged GET, and whether the cache had it.
-func (e *Engine) readSpan(ctx context.Context, sp s3tier.Span) (segment.Chunk, bool, error) {
+// readSpan returns the verified batches of a span: from the read-ahead's
+// memory (waiting for it when the span is being prefetched), the local disk
+// cache, or a ranged GET, which the disk cache then keeps.
+func (e *Engine) readSpan(ctx context.Context, sp s3tier.Span) (segment.Chunk, error) {
 	if sp.Size <= 0 || sp.Size > maxEntrySize {
-		return segment.Chunk{}, false, fmt.Errorf("index entry for %s claims %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
+		return segment.Chunk{}, fmt.Errorf("index entry for %s claims %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
+	}
+	if chunk, ok := e.ra.take(ctx, sp); ok {
+		e.count(func(s *Stats) { s.ReadAheadHits++ })
+		return chunk, nil
 	}
 	data, ok := e.cache.read(sp.Object, sp.Pos, sp.Size)
-	if !ok && e.ra.wait(ctx, sp) {
-		// A read-ahead of this span was in flight: use its result.
-		data, ok = e.cache.read(sp.Object, sp.Pos, sp.Size)
-	}
 	if ok {
 		e.count(func(s *Stats) { s.CacheHits++ })
 	} else {
 		e.count(func(s *Stats) { s.CacheMisses++ })
 		var err error
 		if data, err = e.getRange(ctx, sp.Object, sp.Pos, sp.Size); err != nil {
-			return segment.Chunk{}, false, err
+			return segment.Chunk{}, err
 		}
 	}
 	chunk, err := s3tier.ParseSpan(data, sp)
 	if err != nil {
-		return segment.Chunk{}, false, err
+		return segment.Chunk{}, err
 	}
 	if !ok {
 		e.cache.putRange(sp.Object, sp.Pos, sp.Size, data)
 	}
-	return chunk, ok, nil
+	return chunk, nil
 }
 
 func (e *Engine) getRange(ctx context.Context, key string, pos, size int64) ([]byte, error) {

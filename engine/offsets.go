@@ -74,7 +74,7 @@ func (e *Engine) firstAtOrAfter(ctx context.Context, k partKey, en metastore.Ind
 		if sp.MaxTimestamp < ts || sp.LastOffset() < start {
 			continue
 		}
-		chunk, _, err := e.readSpan(ctx, sp)
+		chunk, err := e.readSpan(ctx, sp)
 		if err != nil {
 			return 0, 0, false, err
 		}
@@ -117,7 +117,7 @@ func (e *Engine) maxTimestamp(ctx context.Context, topic metastore.TopicID, part
 		if sp.MaxTimestamp != best.MaxTimestamp {
 			continue
 		}
-		chunk, _, err := e.readSpan(ctx, sp)
+		chunk, err := e.readSpan(ctx, sp)
 		if err != nil {
 			return 0, 0, err
 		}

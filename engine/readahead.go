@@ -1,108 +1,289 @@
 package engine
 
 import (
+	"container/list"
 	"context"
 	"sync"
+	"time"
 
 	"github.com/shale-dev/shale/s3tier"
+	"github.com/shale-dev/shale/segment"
 )
 
-// Read-ahead for sequential readers. A fetch that had to GET a span from
-// the bucket (a cold, usually historical, read) starts background GETs of
-// the spans that follow it in the partition, so the consumer's next fetches
-// find them in the local cache: a replay through a Kafka consumer then
-// streams at several GETs in flight instead of one GET per fetch.
+// Read-ahead for sequential readers. A fetch whose first span is not in the
+// local disk cache (a cold, usually historical, read, or one that read-ahead
+// is already serving) queues background GETs of the spans that follow it in
+// the partition, so the consumer's next fetches find them ready: a replay
+// through a Kafka consumer then streams at several GETs in flight instead of
+// one GET per fetch.
 //
-// Bounds: at most readAheadSpans spans ahead of the fetch, at most
-// readAheadConcurrency GETs in flight per engine, at most
-// readAheadBytes downloaded and not yet cached. A span already cached or
-// being fetched is skipped. Prefetched bytes are verified (CRC) before they
-// enter the cache, like any read. Errors are dropped: the foreground read
-// will meet them again and report them.
+// Results are handed over in memory: a prefetched span is verified once
+// (s3tier.ParseSpan: CRC, headers, offsets) and kept as its parsed
+// segment.Chunk, which the fetch uses as is (no disk write, no disk read, no
+// second CRC pass). Prefetched spans do not go to the disk cache: it keeps
+// objects this agent wrote and ranges a foreground read had to GET.
+//
+// Bounds: at most readAheadSpans spans ahead of a fetch, at most
+// readAheadConcurrency GETs in flight per engine (in queue order, so the
+// span a reader needs next comes first; a reader waiting for a queued span
+// moves it to the front), and at most readAheadBytes queued, in flight or
+// ready in memory. A ready span stays after a fetch takes it (a fetch whose
+// byte budget ends inside a span leaves the rest for the next fetch, which
+// must not GET it again) until the budget needs room: new prefetches then
+// evict the least recently used spans that a fetch already took, and spans
+// no fetch took within readAheadIdle (a reader that went away or seeked);
+// spans still waiting for their first reader are not evicted before that,
+// so a busy engine skips read-ahead rather than throwing away GETs it made.
+// A span cached on disk, or already queued, in flight or ready is skipped.
+// A foreground read of a queued or in-flight span waits for it rather than
+// GETting the same bytes twice. Errors are dropped: the foreground read will
+// meet them again and report them.
 const (
 	readAheadSpans       = 8
 	readAheadConcurrency = 4
 	readAheadBytes       = 64 << 20
+	readAheadIdle        = 30 * time.Second
 )
 
+type raState int
+
+const (
+	raQueued raState = iota
+	raFetching
+	raReady
+)
+
+// raSpan is one span of the read-ahead: queued, being fetched, or ready.
+type raSpan struct {
+	sp    s3tier.Span
+	state raState
+	done  chan struct{} // closed when the fetch ends (ready or dropped)
+	chunk segment.Chunk // when ready
+	taken bool          // a fetch used it
+	pin   uint64        // readAhead.gen of the last prefetch whose plan holds it
+	at    time.Time     // when it became ready or was last taken
+	elem  *list.Element // in readAhead.lru while ready
+}
+
 type readAhead struct {
-	e     *Engine
-	sem   chan struct{}
-	mu    sync.Mutex
-	busy  map[s3tier.Span]chan struct{} // closed when the span's prefetch ends
-	bytes int64
-	wg    sync.WaitGroup // the prefetches; Close waits for them after cancelling
+	e   *Engine
+	max int64 // byte budget: readAheadBytes (tests lower it)
+
+	mu         sync.Mutex
+	spans      map[s3tier.Span]*raSpan // queued, fetching or ready
+	queue      []*raSpan               // queued, in fetch order
+	lru        *list.List              // of ready *raSpan, front = most recently ready or taken
+	bytes      int64                   // of every span in spans
+	readyBytes int64                   // of the ready ones
+	workers    int
+	gen        uint64 // prefetch calls
+	closed     bool
+	wg         sync.WaitGroup // the workers; close waits for them
 }
 
 func newReadAhead(e *Engine) *readAhead {
-	return &readAhead{e: e, sem: make(chan struct{}, readAheadConcurrency), busy: make(map[s3tier.Span]chan struct{})}
+	return &readAhead{e: e, max: readAheadBytes, spans: make(map[s3tier.Span]*raSpan), lru: list.New()}
 }
 
-// prefetch starts background reads of spans (in order) that are neither
-// cached nor already being read, within the bounds.
-func (r *readAhead) prefetch(spans []s3tier.Span) {
-	for _, sp := range spans {
+// prefetch queues background reads of the spans after plan[0] (in order)
+// that are neither cached nor already known to the read-ahead, within the
+// bounds. It stops at the first span that does not fit. plan is what one
+// fetch reads and reads ahead, in order: room for its later spans is never
+// made by evicting its earlier ones (plan[0] included, which the fetch is
+// about to read).
+func (r *readAhead) prefetch(plan []s3tier.Span) {
+	if len(plan) < 2 {
+		return
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.gen++
+	gen := r.gen
+	for _, sp := range plan {
+		if s := r.spans[sp]; s != nil {
+			s.pin = gen
+		}
+	}
+	r.mu.Unlock()
+	for _, sp := range plan[1:] {
 		if sp.Size <= 0 || sp.Size > maxEntrySize || r.e.cache.has(sp.Object, sp.Pos, sp.Size) {
 			continue
 		}
 		r.mu.Lock()
-		if r.busy[sp] != nil || r.bytes+sp.Size > readAheadBytes {
+		if r.closed {
+			r.mu.Unlock()
+			return
+		}
+		if s := r.spans[sp]; s != nil {
 			r.mu.Unlock()
 			continue
 		}
-		r.busy[sp] = make(chan struct{})
+		if !r.makeRoomLocked(sp.Size) {
+			r.mu.Unlock()
+			return
+		}
+		s := &raSpan{sp: sp, done: make(chan struct{}), pin: gen}
+		r.spans[sp] = s
+		r.queue = append(r.queue, s)
 		r.bytes += sp.Size
+		if r.workers < readAheadConcurrency {
+			r.workers++
+			r.wg.Add(1)
+			go r.worker()
+		}
 		r.mu.Unlock()
-		r.wg.Add(1)
-		go r.fetch(sp)
 	}
 }
 
-func (r *readAhead) fetch(sp s3tier.Span) {
+// makeRoomLocked evicts ready spans until n more bytes fit in the budget:
+// least recently used first, among those a fetch took or none took for
+// readAheadIdle, except the spans of the current prefetch (pinned with
+// r.gen). It reports whether n bytes fit.
+func (r *readAhead) makeRoomLocked(n int64) bool {
+	if n > r.max {
+		return false
+	}
+	now := time.Now()
+	for el := r.lru.Back(); el != nil && r.bytes+n > r.max; {
+		s := el.Value.(*raSpan)
+		prev := el.Prev()
+		if s.pin != r.gen && (s.taken || now.Sub(s.at) >= readAheadIdle) {
+			r.dropLocked(s)
+		}
+		el = prev
+	}
+	return r.bytes+n <= r.max
+}
+
+// dropLocked forgets a ready span (its chunk stays valid for whoever holds
+// it) or a queued one.
+func (r *readAhead) dropLocked(s *raSpan) {
+	delete(r.spans, s.sp)
+	r.bytes -= s.sp.Size
+	if s.elem != nil {
+		r.lru.Remove(s.elem)
+		s.elem = nil
+		r.readyBytes -= s.sp.Size
+	}
+}
+
+// worker fetches queued spans in order until the queue is empty or the
+// engine closes.
+func (r *readAhead) worker() {
 	defer r.wg.Done()
-	defer func() {
+	for {
 		r.mu.Lock()
-		close(r.busy[sp])
-		delete(r.busy, sp)
-		r.bytes -= sp.Size
+		if r.e.ctx.Err() != nil {
+			// Closing: nobody will fetch the queued spans; release their
+			// waiters.
+			for _, s := range r.queue {
+				r.dropLocked(s)
+				close(s.done)
+			}
+			r.queue = nil
+		}
+		if len(r.queue) == 0 {
+			r.workers--
+			r.mu.Unlock()
+			return
+		}
+		s := r.queue[0]
+		r.queue[0] = nil
+		r.queue = r.queue[1:]
+		s.state = raFetching
 		r.mu.Unlock()
-	}()
-	select {
-	case r.sem <- struct{}{}:
-	case <-r.e.ctx.Done():
-		return
+
+		chunk, err := r.fetch(s.sp)
+
+		r.mu.Lock()
+		if err != nil {
+			r.dropLocked(s)
+		} else {
+			s.chunk, s.state, s.at = chunk, raReady, time.Now()
+			s.elem = r.lru.PushFront(s)
+			r.readyBytes += s.sp.Size
+		}
+		close(s.done)
+		r.mu.Unlock()
+		if err == nil {
+			r.e.count(func(st *Stats) { st.ReadAheadSpans++ })
+		}
 	}
-	defer func() { <-r.sem }()
-	if r.e.cache.has(sp.Object, sp.Pos, sp.Size) {
-		return
-	}
+}
+
+// fetch GETs and verifies one span.
+func (r *readAhead) fetch(sp s3tier.Span) (segment.Chunk, error) {
 	ctx, cancel := context.WithTimeout(r.e.ctx, r.e.cfg.UploadTimeout)
 	defer cancel()
 	data, err := r.e.getRange(ctx, sp.Object, sp.Pos, sp.Size)
 	if err != nil {
-		return
+		return segment.Chunk{}, err
 	}
-	if _, err := s3tier.ParseSpan(data, sp); err != nil {
-		return
-	}
-	r.e.cache.putRange(sp.Object, sp.Pos, sp.Size, data)
-	r.e.count(func(s *Stats) { s.ReadAheadSpans++ })
+	return s3tier.ParseSpan(data, sp)
 }
 
-// wait blocks until an in-flight prefetch of sp ends, and reports whether
-// there was one (the caller then looks in the cache again rather than
-// issuing a second GET for the same bytes).
-func (r *readAhead) wait(ctx context.Context, sp s3tier.Span) bool {
+// take returns the verified chunk of sp if the read-ahead has it ready, or
+// had it queued or in flight (then take waits for it, moving a queued span
+// to the front of the queue). It reports false when the read-ahead does not
+// know sp, its fetch failed, or ctx ended first.
+func (r *readAhead) take(ctx context.Context, sp s3tier.Span) (segment.Chunk, bool) {
 	r.mu.Lock()
-	ch := r.busy[sp]
+	s := r.spans[sp]
+	if s == nil {
+		r.mu.Unlock()
+		return segment.Chunk{}, false
+	}
+	if s.state == raQueued {
+		for i, q := range r.queue {
+			if q == s {
+				copy(r.queue[1:i+1], r.queue[:i])
+				r.queue[0] = s
+				break
+			}
+		}
+	}
+	if s.state != raReady {
+		r.mu.Unlock()
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return segment.Chunk{}, false
+		}
+		r.mu.Lock()
+		if s.state != raReady {
+			r.mu.Unlock()
+			return segment.Chunk{}, false
+		}
+	}
+	s.taken, s.at = true, time.Now()
+	if s.elem != nil {
+		r.lru.MoveToFront(s.elem)
+	}
 	r.mu.Unlock()
-	if ch == nil {
-		return false
+	return s.chunk, true
+}
+
+// held returns the bytes the read-ahead holds: ready in memory, and in all
+// (queued, in flight and ready; never above r.max).
+func (r *readAhead) held() (ready, all int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.readyBytes, r.bytes
+}
+
+// close stops the read-ahead: no new prefetches, the workers end (the
+// engine's context is cancelled first) and the ready spans are dropped.
+func (r *readAhead) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.wg.Wait()
+	r.mu.Lock()
+	for _, s := range r.spans {
+		r.dropLocked(s)
 	}
-	select {
-	case <-ch:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	r.mu.Unlock()
 }
