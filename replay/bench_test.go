@@ -60,7 +60,7 @@ func TestMain(m *testing.M) {
 //     points to, Parallel at a time (the bucket's speed);
 //   - replay-<format>: `shale replay` as a subprocess with every agent
 //     stopped, its MB/s over the same stored bytes and its peak RSS: raw
-//     and jsonl to stdout (/dev/null), raw-files and parquet to files;
+//     to tmpfs, jsonl to stdout (/dev/null), raw-files and parquet to disk;
 //   - kafka-consumer: a franz-go consumer reading the topic from earliest
 //     through an agent that did not write it (a cold cache: every byte
 //     comes from the bucket, with the agent's read-ahead).
@@ -138,21 +138,28 @@ func BenchmarkReplay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// raw and jsonl write to stdout (/dev/null), like raw-get discards what
-	// it reads; raw-files and parquet write files, so the disk's write
-	// speed counts too.
+	// raw writes its files to tmpfs (/dev/shm) and jsonl to stdout
+	// (/dev/null), as raw-get discards what it reads; raw-files and parquet
+	// write files to disk, so the disk's write speed counts too.
 	for _, name := range []string{"raw", "raw-files", "jsonl", "parquet"} {
-		format, toFiles := strings.TrimSuffix(name, "-files"), name != "raw" && name != "jsonl"
+		format := strings.TrimSuffix(name, "-files")
 		b.Run("replay-"+name, func(b *testing.B) {
 			b.SetBytes(stored)
 			var peak int64
 			for b.Loop() {
 				out := b.TempDir()
+				if name == "raw" {
+					if shm, err := os.MkdirTemp("/dev/shm", "shale-replay-bench"); err == nil {
+						out = shm
+					} else {
+						b.Logf("no tmpfs (%v): replay-raw writes to disk", err)
+					}
+				}
 				args := []string{"replay", "-t", topic, "--format", format, "--out", out, "--parallel", strconv.Itoa(parallel),
 					"--etcd-endpoints", strings.Join(c.Endpoints, ","), "--etcd-namespace", c.Namespace,
 					"--bucket", bucket, "--s3-endpoint", s3.Endpoint, "--s3-region", s3.Region,
 					"--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey}
-				if !toFiles {
+				if format == "jsonl" {
 					args[6] = "-" // stdout, to /dev/null
 				}
 				cmd := exec.Command(self, args...)
