@@ -13,6 +13,7 @@
 //	s3_request_duration_seconds{op}
 //	etcd_commit_duration_seconds, etcd_commit_conflicts_total, etcd_commit_txns_total
 //	cache_hits_total, cache_misses_total                 local read cache (hit ratio = hits / (hits+misses))
+//	read_ahead_spans_total, read_ahead_hits_total        cold sequential reads: spans prefetched into memory, fetches served from them
 //	compaction_segments_total, compaction_entries_replaced_total, compaction_bytes_written_total
 //	gc_objects_deleted_total, gc_bytes_deleted_total, retention_offsets_dropped_total
 //	group_lag{group,topic,partition}                     for groups this agent coordinates
