@@ -12,7 +12,7 @@ FUZZTIME ?= 1000000x
 # Size of the topic the replay benchmark writes and reads back (1024 for the 1 GiB goal).
 REPLAY_BENCH_MIB ?= 256
 
-.PHONY: all build run test test-deps test-go fuzz fuzz-short bench soak clean lint
+.PHONY: all build run test test-deps test-go test-race fuzz fuzz-short bench soak clean lint
 
 all: build
 
@@ -24,7 +24,7 @@ run: build
 	./$(BIN) agent --dev
 
 ## test: install what the tests need, then run every test (they start real etcd and S3 servers)
-test: test-deps fuzz-short test-go
+test: test-deps fuzz-short test-go test-race
 
 test-deps:
 	@bash scripts/test-deps.sh
@@ -32,6 +32,12 @@ test-deps:
 test-go:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+# The race detector over the concurrent core (storage engine, index,
+# replay pipeline, auth); about a minute on 2 cores.
+RACE_PKGS := ./engine/ ./metastore/ ./replay/ ./segment/ ./auth/ ./metrics/
+test-race:
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 
 # Every fuzz target runs briefly in `make test` and longer in `make fuzz`.
 fuzz-short:
