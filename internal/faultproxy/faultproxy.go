@@ -2,7 +2,9 @@
 // object store shows in production, for reliability tests: 500 Internal
 // Error and 503 SlowDown replies, requests that hang (a timeout from the
 // client's point of view), bodies trickled slowly, connections reset, and
-// response bodies cut short of their Content-Length.
+// response bodies cut short of their Content-Length. Stall, which stops a
+// body midway without closing the connection, is opt-in: Uniform and Kinds
+// leave it out.
 //
 // Each request draws at most one fault: the kinds are tried in a fixed order
 // (Kinds) and each fires with its configured probability. The proxy keeps
@@ -10,7 +12,9 @@
 // upstream server. Counters per kind say what was injected.
 //
 // Faults are switched with SetRates at any time; a zero Rates passes every
-// request through untouched. Every wait is bounded (Rates.HangFor,
+// request through untouched. Rates.Match restricts faults to some requests
+// (e.g. GETs) and Rates.Limit bounds how many are injected, for tests that
+// need exactly one fault. Every wait is bounded (Rates.HangFor,
 // Rates.SlowFor) so a test never blocks for longer than it chose.
 package faultproxy
 
@@ -40,10 +44,18 @@ const (
 	Reset    Kind = "reset"    // connection reset, before or after the upstream applied the request
 	Truncate Kind = "truncate" // upstream answer with its body cut in half, then the connection drops
 	Slow     Kind = "slow"     // upstream answer with its body trickled over SlowFor
+	// Stall sends the upstream answer's headers and the first half of its
+	// body, then nothing for HangFor, then drops the connection: a server
+	// that stalls mid-body. Opt-in: not in Kinds, so not drawn by Uniform.
+	Stall Kind = "stall"
 )
 
-// Kinds lists every fault kind in draw order.
+// Kinds lists the fault kinds Uniform sets, in draw order. Stall, drawn
+// after them, is left out.
 var Kinds = []Kind{Err500, Err503, Hang, Reset, Truncate, Slow}
+
+// drawOrder is every kind, in the order they are drawn.
+func drawOrder() []Kind { return append(Kinds[:len(Kinds):len(Kinds)], Stall) }
 
 // Rates are the probabilities (0..1) of each fault per request.
 type Rates struct {
@@ -52,6 +64,12 @@ type Rates struct {
 	HangFor time.Duration
 	// SlowFor is how long a slow body takes to trickle (default 1s).
 	SlowFor time.Duration
+	// Match, when set, limits faults to the requests it accepts; the others
+	// pass through (and draw nothing).
+	Match func(*http.Request) bool
+	// Limit, when positive, is how many faults these rates inject at most
+	// (counted from SetRates); later requests pass through.
+	Limit int64
 }
 
 // Uniform returns rates with probability p for every kind.
@@ -70,8 +88,9 @@ type Proxy struct {
 	srv    *http.Server
 	ln     net.Listener
 
-	mu    sync.Mutex
-	rates Rates
+	mu       sync.Mutex
+	rates    Rates
+	injected int64 // faults drawn under rates, for Limit
 
 	counts   sync.Map // Kind -> *atomic.Int64
 	requests atomic.Int64
@@ -121,13 +140,14 @@ func (p *Proxy) SetRates(r Rates) {
 	}
 	p.mu.Lock()
 	p.rates = r
+	p.injected = 0
 	p.mu.Unlock()
 }
 
 // Counts returns how many faults of each kind were injected so far.
 func (p *Proxy) Counts() map[Kind]int64 {
-	out := make(map[Kind]int64, len(Kinds))
-	for _, k := range Kinds {
+	out := make(map[Kind]int64, len(Kinds)+1)
+	for _, k := range drawOrder() {
 		out[k] = p.counter(k).Load()
 	}
 	return out
@@ -152,12 +172,21 @@ func (p *Proxy) counter(k Kind) *atomic.Int64 {
 	return v.(*atomic.Int64)
 }
 
-func (p *Proxy) draw() (Kind, Rates) {
+func (p *Proxy) draw(req *http.Request) (Kind, Rates) {
 	p.mu.Lock()
 	r := p.rates
 	p.mu.Unlock()
-	for _, k := range Kinds {
+	if r.Match != nil && !r.Match(req) {
+		return "", r
+	}
+	for _, k := range drawOrder() {
 		if pr := r.P[k]; pr > 0 && rand.Float64() < pr {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if r.Limit > 0 && p.injected >= r.Limit {
+				return "", r
+			}
+			p.injected++
 			return k, r
 		}
 	}
@@ -167,7 +196,7 @@ func (p *Proxy) draw() (Kind, Rates) {
 // ServeHTTP forwards one request, injecting at most one fault.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	p.requests.Add(1)
-	kind, r := p.draw()
+	kind, r := p.draw(req)
 	if kind != "" {
 		p.counter(kind).Add(1)
 	}
@@ -208,6 +237,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		resetConn(w)
 	case Slow:
 		p.rp.ServeHTTP(&slowWriter{ResponseWriter: w, total: r.SlowFor, done: p.done}, req)
+	case Stall:
+		rec := &recorder{h: http.Header{}}
+		p.rp.ServeHTTP(rec, req)
+		body := rec.body.Bytes()
+		for k, v := range rec.h {
+			w.Header()[k] = v
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(rec.status())
+		_, _ = w.Write(body[:len(body)/2])
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		select {
+		case <-time.After(r.HangFor):
+		case <-req.Context().Done():
+		case <-p.done:
+		}
+		resetConn(w)
 	default:
 		p.rp.ServeHTTP(w, req)
 	}
