@@ -2,9 +2,7 @@ package replay
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"sync"
 
 	"golang.org/x/sync/semaphore"
@@ -246,24 +244,17 @@ func putBuf(b []byte) {
 	}
 }
 
-// read fetches sp with one ranged GET into a recycled buffer (released
-// by putBuf once decoded; Writers never keep record bytes past a call).
+// read fetches sp with one ranged GET (retried when its body fails
+// midway: s3tier.ReadRangeInto) into a recycled buffer (released by putBuf
+// once decoded; Writers never keep record bytes past a call).
 func (r *runner) read(ctx context.Context, sp s3tier.Span) ([]byte, error) {
 	if sp.Size <= 0 || sp.Size > maxSpanSize {
 		return nil, fmt.Errorf("read %s: range of %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
 	}
-	rc, err := r.store.GetRange(ctx, sp.Object, sp.Pos, sp.Size)
-	if err != nil {
-		return nil, fmt.Errorf("read %s [%d, %d): %w", sp.Object, sp.Pos, sp.Pos+sp.Size, err)
-	}
-	defer rc.Close()
 	buf := getBuf(sp.Size)
-	if _, err := io.ReadFull(rc, buf); err != nil {
+	if err := s3tier.ReadRangeInto(ctx, r.store, sp.Object, sp.Pos, buf); err != nil {
 		putBuf(buf)
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("read %s [%d, %d): object shorter than indexed: %w", sp.Object, sp.Pos, sp.Pos+sp.Size, segment.ErrTruncated)
-		}
-		return nil, fmt.Errorf("read %s [%d, %d): %w", sp.Object, sp.Pos, sp.Pos+sp.Size, err)
+		return nil, err
 	}
 	return buf, nil
 }

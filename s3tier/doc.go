@@ -68,12 +68,43 @@
 // computed when an operation requires them, which keeps plain-HTTP
 // S3-compatible servers working.
 //
+// # Timeouts and read retries
+//
+// S3Config.AttemptTimeout (default 10s) bounds the silences of one attempt,
+// so a server that accepts a request and never answers costs about that
+// long, not the caller's whole deadline (30 s for an agent's fetch):
+//
+//   - Response headers must arrive within it once the request is sent
+//     (http.Transport.ResponseHeaderTimeout on the store's own HTTP client;
+//     not applied to an S3Config.HTTPClient). The SDK's standard retryer
+//     sees net/http's timeout as a connection error and retries it as a new
+//     attempt, up to MaxAttempts.
+//   - A GetRange body must deliver its next byte within it, counted while
+//     the caller is in Read. A stalled body fails with an error wrapping
+//     ErrBodyStalled (Timeout() is true) and its request is canceled.
+//
+// Neither is a deadline on a whole request: slow but steady transfers and
+// long uploads go on. A server that stops reading a request body is bounded
+// only by the caller's context (the engine's upload timeout).
+//
+// A body fails after the store accepted the answer, so the SDK cannot retry
+// it; ReadRange and ReadRangeInto (used by the engine's fetches, compaction
+// and replay) do: a body that ends early, is reset or stalls is a transport
+// fault, and the read resumes with a GET of the missing bytes, up to
+// ReadAttempts (3) GETs in all, 50 ms then 100 ms apart, stopping as soon as
+// the caller's context is done. When they are spent the error wraps
+// io.ErrUnexpectedEOF. A missing object (IsNotFound), a range past the
+// object's end (ErrInvalidRange, also segment.ErrTruncated there: the index
+// claims bytes the object lacks) and context errors are never retried.
+//
 // # Errors
 //
 //   - ErrNotFound (test with IsNotFound): the object does not exist. S3's
 //     NoSuchKey, NotFound and bare 404 map to it; NoSuchBucket does not (a
 //     missing bucket is a configuration error, not missing data).
-//   - ErrInvalidRange: GetRange outside the object.
+//   - ErrInvalidRange: GetRange outside the object, or a server answering a
+//     range with another length than asked.
+//   - ErrBodyStalled: a GetRange body silent for S3Config.AttemptTimeout.
 //   - ErrInvalidKey: a key or List prefix outside the key rules.
 //   - Anything else is an I/O or service error, wrapped with the operation
 //     and key ("put topic/obj: ..."), with the SDK error kept for errors.As.

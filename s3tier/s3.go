@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,7 @@ const (
 	DefaultPartConcurrency          = 4
 	DefaultMaxAttempts              = 8
 	DefaultMaxBackoff               = 20 * time.Second
+	DefaultAttemptTimeout           = 10 * time.Second
 	// MinPartSize is S3's smallest part (all but the last); smaller PartSize
 	// values are raised to it.
 	MinPartSize int64 = 5 << 20
@@ -64,6 +66,21 @@ type S3Config struct {
 	// MaxBackoff caps the exponential, jittered wait between them.
 	MaxAttempts int
 	MaxBackoff  time.Duration
+	// AttemptTimeout bounds the silences of one attempt (default
+	// DefaultAttemptTimeout, 10s; negative: no bound):
+	//   - waiting for response headers once the request is sent
+	//     (http.Transport.ResponseHeaderTimeout). The SDK's retryer treats
+	//     the timeout as a connection error and retries it as a new attempt,
+	//     within MaxAttempts. Only the store's own HTTP client gets this
+	//     bound, not an HTTPClient given here.
+	//   - waiting for the next byte of a GetRange body, counted only while
+	//     the caller is in Read: a body silent that long fails with an error
+	//     wrapping ErrBodyStalled (and the request is canceled), which
+	//     ReadRange retries like any transient body failure.
+	// It is not a deadline on a whole request: a slow but steady body, or a
+	// long upload, is never cut. Keep it well above the server's usual
+	// time to first byte.
+	AttemptTimeout time.Duration
 	// HTTPClient replaces the SDK's HTTP client (fault injection in tests).
 	HTTPClient *http.Client
 }
@@ -84,6 +101,9 @@ func (c *S3Config) setDefaults() {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.AttemptTimeout == 0 {
+		c.AttemptTimeout = DefaultAttemptTimeout
 	}
 	c.Prefix = cleanPrefix(c.Prefix)
 }
@@ -162,8 +182,22 @@ func NewS3Store(ctx context.Context, cfg S3Config) (Store, error) {
 		awsCfg.Region = "us-east-1"
 	}
 	cfg.Region = awsCfg.Region
-	if cfg.HTTPClient != nil {
+	switch {
+	case cfg.HTTPClient != nil:
 		awsCfg.HTTPClient = cfg.HTTPClient
+	case cfg.AttemptTimeout > 0:
+		// The SDK's own buildable client (with its dial and TLS settings),
+		// plus the response-header bound; net/http's timeout error is a
+		// connection error to the SDK's retryer, so the attempt is retried.
+		b, ok := awsCfg.HTTPClient.(*awshttp.BuildableClient)
+		if !ok && awsCfg.HTTPClient == nil {
+			b, ok = awshttp.NewBuildableClient(), true
+		}
+		if ok {
+			awsCfg.HTTPClient = b.WithTransportOptions(func(tr *http.Transport) {
+				tr.ResponseHeaderTimeout = cfg.AttemptTimeout
+			})
+		}
 	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
@@ -459,8 +493,12 @@ func (s *s3Store) GetRange(ctx context.Context, key string, off, length int64) (
 	case off > 0:
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", off))
 	}
-	out, err := s.client.GetObject(ctx, in)
+	// The request's own context outlives GetObject: the body streams under
+	// it, and the idle-read timer cancels it when the body stalls.
+	rctx, cancel := context.WithCancelCause(ctx)
+	out, err := s.client.GetObject(rctx, in)
 	if err != nil {
+		cancel(nil)
 		if isInvalidRange(err) {
 			if length < 0 {
 				// Reading from exactly the end is an empty read, not an error.
@@ -481,15 +519,131 @@ func (s *s3Store) GetRange(ctx context.Context, key string, off, length int64) (
 		}
 		if !ok {
 			_ = out.Body.Close()
+			cancel(nil)
 			return nil, fmt.Errorf("get %s: response has no usable size (Content-Range %q)", key, aws.ToString(out.ContentRange))
 		}
 		want = total - off
 	}
 	if out.ContentLength != nil && *out.ContentLength != want {
 		_ = out.Body.Close()
+		cancel(nil)
 		return nil, fmt.Errorf("get: %w: %s: offset %d length %d: server returned %d bytes", ErrInvalidRange, key, off, length, *out.ContentLength)
 	}
-	return &exactReader{rc: out.Body, left: want, key: key}, nil
+	body := io.ReadCloser(&requestBody{rc: out.Body, cancel: cancel})
+	if s.cfg.AttemptTimeout > 0 {
+		body = newIdleReader(out.Body, s.cfg.AttemptTimeout, cancel, key)
+	}
+	return &exactReader{rc: body, left: want, key: key}, nil
+}
+
+// ErrBodyStalled is wrapped by the error of a GetRange body read that got no
+// byte for S3Config.AttemptTimeout. It is a transient fault of one attempt
+// (ReadRange retries it); the error also reports Timeout() == true.
+var ErrBodyStalled = errors.New("s3tier: response body stalled")
+
+// stalledError is the error of a stalled body read.
+type stalledError struct {
+	key string
+	d   time.Duration
+}
+
+func (e *stalledError) Error() string {
+	return fmt.Sprintf("get %s: no body byte for %v (attempt timeout): %v", e.key, e.d, ErrBodyStalled)
+}
+func (e *stalledError) Unwrap() error { return ErrBodyStalled }
+func (e *stalledError) Timeout() bool { return true }
+
+// requestBody releases the request's context when the body is closed.
+type requestBody struct {
+	rc     io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (b *requestBody) Read(p []byte) (int, error) { return b.rc.Read(p) }
+func (b *requestBody) Close() error {
+	err := b.rc.Close()
+	b.cancel(nil)
+	return err
+}
+
+// idleReader fails a body read that waits longer than timeout for a byte,
+// by canceling the request's context (which makes the blocked read return)
+// and reporting a stalledError. Only time spent inside Read counts, so a
+// slow consumer is never mistaken for a stalled server. One timer serves
+// the whole body: a read pushes the deadline out, and the timer, when it
+// fires early, re-arms itself for what is left.
+type idleReader struct {
+	rc      io.ReadCloser
+	timeout time.Duration
+	cancel  context.CancelCauseFunc
+	key     string
+
+	mu       sync.Mutex
+	timer    *time.Timer
+	armed    bool // timer pending
+	reading  bool
+	deadline time.Time
+	stalled  bool
+	closed   bool
+}
+
+func newIdleReader(rc io.ReadCloser, timeout time.Duration, cancel context.CancelCauseFunc, key string) *idleReader {
+	r := &idleReader{rc: rc, timeout: timeout, cancel: cancel, key: key}
+	r.timer = time.AfterFunc(time.Hour, r.fire)
+	r.timer.Stop()
+	return r
+}
+
+func (r *idleReader) fire() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.armed = false
+	if !r.reading || r.closed {
+		return
+	}
+	if left := time.Until(r.deadline); left > 0 {
+		r.timer.Reset(left)
+		r.armed = true
+		return
+	}
+	r.stalled = true
+	r.cancel(&stalledError{key: r.key, d: r.timeout})
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	if r.stalled {
+		r.mu.Unlock()
+		return 0, &stalledError{key: r.key, d: r.timeout}
+	}
+	r.reading = true
+	r.deadline = time.Now().Add(r.timeout)
+	if !r.armed {
+		r.timer.Reset(r.timeout)
+		r.armed = true
+	}
+	r.mu.Unlock()
+
+	n, err := r.rc.Read(p)
+
+	r.mu.Lock()
+	r.reading = false
+	stalled := r.stalled
+	r.mu.Unlock()
+	if stalled && err != nil && !errors.Is(err, io.EOF) {
+		err = &stalledError{key: r.key, d: r.timeout}
+	}
+	return n, err
+}
+
+func (r *idleReader) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	r.timer.Stop()
+	r.mu.Unlock()
+	err := r.rc.Close()
+	r.cancel(nil)
+	return err
 }
 
 // totalFromContentRange parses the size from "bytes a-b/size".
