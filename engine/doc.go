@@ -58,10 +58,15 @@
 // readahead.go). A prefetched span is verified once and kept in memory as its
 // parsed chunk, which the consumer's next fetches use directly; it does not
 // go to the disk cache, which keeps objects this agent wrote and ranges a
-// foreground read fetched. The read-ahead's memory is bounded: queued, in
-// flight and ready spans together stay within readAheadBytes; ready spans
+// foreground read fetched; a fetch that needs a span being prefetched waits
+// for it rather than GETting it again. The read-ahead's memory is bounded:
+// queued, in flight and ready spans together stay within readAheadBytes,
+// counting what a ready span holds (its bytes and its parsed batch list; a
+// queued or in-flight span counts the most it can come to hold). Ready spans
 // stay (a fetch may use part of one and the next needs the rest) until new
-// prefetches need the room, least recently used first.
+// prefetches need the room: then spans a fetch already took are evicted,
+// least recently used first, and spans no fetch took only once idle for
+// readAheadIdle; when there is no room, read-ahead is skipped.
 //
 // # Invariants
 //

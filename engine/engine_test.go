@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -672,5 +673,117 @@ func TestReadAheadCloseEndsPrefetches(t *testing.T) {
 	r.ra.mu.Unlock()
 	if ready, all := r.ra.held(); workers != 0 || spans != 0 || queued != 0 || ready != 0 || all != 0 {
 		t.Fatalf("after Close: %d workers, %d spans (%d queued), %d bytes held (%d ready)", workers, spans, queued, all, ready)
+	}
+}
+
+// TestReadAheadBudgetCountsParsedBatches proves the read-ahead's byte
+// budget bounds the memory its spans really hold: a ready span keeps its
+// bytes and its parsed batch list (a segment.Batch per batch, which for
+// small batches is larger than the batch itself), and both count. A replay
+// of a partition of one-record batches must stay within the budget.
+func TestReadAheadBudgetCountsParsedBatches(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	store := dirStore(t)
+	w := testEngine(t, cli, store, func(c *Config) { c.FlushInterval = time.Hour })
+	tp := createTopic(t, cli, "ahead-small", 1)
+	ctx := context.Background()
+	const entries, perEntry = 16, 100
+	var sent [][]byte
+	for i := 0; i < entries; i++ { // one entry (span) per flush, of 100 small batches
+		var ps []*Pending
+		for j := 0; j < perEntry; j++ {
+			raw := segmenttest.Batch(segmenttest.BatchOptions{Records: 1, Value: value(6, len(sent))})
+			ps = append(ps, w.Produce(ctx, tp.ID, 0, raw))
+			sent = append(sent, raw)
+		}
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if _, err := p.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	es, err := metastore.New(cli, testNS).FindEntries(ctx, tp.ID, 0, 0, 1)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("index: %d entries, %v", len(es), err)
+	}
+	span := es[0].Size
+
+	r := testEngine(t, cli, store, nil)
+	r.ra.max = 6 * span
+	// The memory the read-ahead's spans hold, measured from the spans
+	// themselves: bytes being fetched, and a ready chunk's bytes and batches.
+	retained := func() int64 {
+		r.ra.mu.Lock()
+		defer r.ra.mu.Unlock()
+		var n int64
+		for _, s := range r.ra.spans {
+			if s.state == raReady {
+				n += int64(len(s.chunk.Bytes())) + int64(cap(s.chunk.Batches()))*int64(unsafe.Sizeof(segment.Batch{}))
+			} else {
+				n += s.sp.Size
+			}
+		}
+		return n
+	}
+	var maxRetained int64
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			maxRetained = max(maxRetained, retained())
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	maxBytes := int(span / 2) // every other fetch ends inside a span
+	off := int64(0)
+	n := 0
+	for fetches := 0; ; fetches++ {
+		if fetches > 10*entries {
+			t.Fatal("read does not progress")
+		}
+		res, err := r.Fetch(ctx, tp.ID, 0, off, maxBytes)
+		if err != nil {
+			t.Fatalf("fetch @%d: %v", off, err)
+		}
+		if len(res.Records) == 0 {
+			break
+		}
+		bs, err := segment.SplitBatches(res.Records, true)
+		if err != nil {
+			t.Fatalf("fetched bytes: %v", err)
+		}
+		for _, b := range bs {
+			if b.Header.BaseOffset != off || !sameExceptBase(b.Raw, sent[n]) {
+				t.Fatalf("batch %d at %d, want %d", n, b.Header.BaseOffset, off)
+			}
+			off += b.Header.OffsetSpan()
+			n++
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	<-sampled
+	maxRetained = max(maxRetained, retained())
+	if n != len(sent) {
+		t.Fatalf("read %d batches, want %d", n, len(sent))
+	}
+	s := r.Snapshot()
+	t.Logf("stats %+v; spans held at most %d bytes of a %d-byte budget", s, maxRetained, r.ra.max)
+	if s.ReadAheadHits == 0 {
+		t.Fatal("read-ahead served nothing")
+	}
+	if s.ReadAheadSpans > entries {
+		t.Errorf("%d spans prefetched for %d spans: prefetches were thrown away", s.ReadAheadSpans, entries)
+	}
+	if maxRetained > r.ra.max {
+		t.Fatalf("read-ahead spans held %d bytes (bytes and parsed batches), over its %d budget", maxRetained, r.ra.max)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
@@ -27,9 +28,13 @@ import (
 // readAheadConcurrency GETs in flight per engine (in queue order, so the
 // span a reader needs next comes first; a reader waiting for a queued span
 // moves it to the front), and at most readAheadBytes queued, in flight or
-// ready in memory. A ready span stays after a fetch takes it (a fetch whose
-// byte budget ends inside a span leaves the rest for the next fetch, which
-// must not GET it again) until the budget needs room: new prefetches then
+// ready in memory. A ready span counts what it holds: its bytes and its
+// parsed batch list (a segment.Batch per batch, more than the batch itself
+// when batches are small). A queued or in-flight span counts the most it can
+// come to hold (spanCost), so landing never takes it over the budget.
+// A ready span stays after a fetch takes it (a fetch whose byte budget ends
+// inside a span leaves the rest for the next fetch, which must not GET it
+// again) until the budget needs room: new prefetches then
 // evict the least recently used spans that a fetch already took, and spans
 // no fetch took within readAheadIdle (a reader that went away or seeked);
 // spans still waiting for their first reader are not evicted before that,
@@ -59,6 +64,7 @@ type raSpan struct {
 	state raState
 	done  chan struct{} // closed when the fetch ends (ready or dropped)
 	chunk segment.Chunk // when ready
+	cost  int64         // bytes counted in readAhead.bytes: spanCost(sp), then chunkCost(chunk) once ready
 	taken bool          // a fetch used it
 	pin   uint64        // readAhead.gen of the last prefetch whose plan holds it
 	at    time.Time     // when it became ready or was last taken
@@ -73,8 +79,8 @@ type readAhead struct {
 	spans      map[s3tier.Span]*raSpan // queued, fetching or ready
 	queue      []*raSpan               // queued, in fetch order
 	lru        *list.List              // of ready *raSpan, front = most recently ready or taken
-	bytes      int64                   // of every span in spans
-	readyBytes int64                   // of the ready ones
+	bytes      int64                   // cost of every span in spans
+	readyBytes int64                   // cost of the ready ones
 	workers    int
 	gen        uint64 // prefetch calls
 	closed     bool
@@ -121,14 +127,15 @@ func (r *readAhead) prefetch(plan []s3tier.Span) {
 			r.mu.Unlock()
 			continue
 		}
-		if !r.makeRoomLocked(sp.Size) {
+		cost := spanCost(sp)
+		if !r.makeRoomLocked(cost) {
 			r.mu.Unlock()
 			return
 		}
-		s := &raSpan{sp: sp, done: make(chan struct{}), pin: gen}
+		s := &raSpan{sp: sp, done: make(chan struct{}), pin: gen, cost: cost}
 		r.spans[sp] = s
 		r.queue = append(r.queue, s)
-		r.bytes += sp.Size
+		r.bytes += cost
 		if r.workers < readAheadConcurrency {
 			r.workers++
 			r.wg.Add(1)
@@ -158,15 +165,30 @@ func (r *readAhead) makeRoomLocked(n int64) bool {
 	return r.bytes+n <= r.max
 }
 
+// batchSize is the memory of one entry of a chunk's batch list.
+const batchSize = int64(unsafe.Sizeof(segment.Batch{}))
+
+// chunkCost is the memory a ready span holds: its bytes and its batch list.
+func chunkCost(c segment.Chunk) int64 {
+	return int64(len(c.Bytes())) + int64(cap(c.Batches()))*batchSize
+}
+
+// spanCost is the most chunkCost can be for sp once verified: its batches
+// span sp.Records offsets, at least one each, and take at least
+// segment.BatchHeaderSize bytes each.
+func spanCost(sp s3tier.Span) int64 {
+	return sp.Size + max(0, min(sp.Records, sp.Size/segment.BatchHeaderSize))*batchSize
+}
+
 // dropLocked forgets a ready span (its chunk stays valid for whoever holds
 // it) or a queued one.
 func (r *readAhead) dropLocked(s *raSpan) {
 	delete(r.spans, s.sp)
-	r.bytes -= s.sp.Size
+	r.bytes -= s.cost
 	if s.elem != nil {
 		r.lru.Remove(s.elem)
 		s.elem = nil
-		r.readyBytes -= s.sp.Size
+		r.readyBytes -= s.cost
 	}
 }
 
@@ -201,10 +223,17 @@ func (r *readAhead) worker() {
 		r.mu.Lock()
 		if err != nil {
 			r.dropLocked(s)
-		} else {
+		} else if cost := chunkCost(chunk); cost <= s.cost {
+			r.bytes -= s.cost - cost
+			s.cost = cost
 			s.chunk, s.state, s.at = chunk, raReady, time.Now()
 			s.elem = r.lru.PushFront(s)
-			r.readyBytes += s.sp.Size
+			r.readyBytes += cost
+		} else {
+			// More than spanCost allowed for (never for a verified span):
+			// the fetches waiting for it take it, nothing keeps it.
+			r.dropLocked(s)
+			s.chunk, s.state = chunk, raReady
 		}
 		close(s.done)
 		r.mu.Unlock()
@@ -266,8 +295,9 @@ func (r *readAhead) take(ctx context.Context, sp s3tier.Span) (segment.Chunk, bo
 	return s.chunk, true
 }
 
-// held returns the bytes the read-ahead holds: ready in memory, and in all
-// (queued, in flight and ready; never above r.max).
+// held returns the bytes the read-ahead counts: of the ready spans (their
+// bytes and batch lists), and in all (queued and in flight counted at
+// spanCost, and ready; never above r.max).
 func (r *readAhead) held() (ready, all int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
