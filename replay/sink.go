@@ -48,7 +48,9 @@ type Writer interface {
 	// WriteRecords writes decoded records (non-raw sinks).
 	WriteRecords(recs []Record) error
 	// WriteBatch writes one record batch as stored; absBase is its
-	// absolute base offset, which the writer puts in its copy (raw sinks).
+	// absolute base offset, which the writer puts in the output (raw
+	// sinks). It may patch raw's base offset field in place; the caller
+	// does not use raw afterwards.
 	WriteBatch(partition int32, absBase int64, raw []byte) error
 	Close() error
 }
@@ -332,12 +334,24 @@ func (w *rawWriter) WriteRecords([]Record) error {
 	return fmt.Errorf("replay: raw takes batches, not records")
 }
 
+// rawDirectBytes is the batch size from which a raw file writer skips its
+// buffer: one write(2) straight from the fetched span, no copy.
+const rawDirectBytes = 64 << 10
+
+// WriteBatch patches raw's base offset in place (raw is the replay's own
+// copy of the span) and writes it.
 func (w *rawWriter) WriteBatch(_ int32, absBase int64, raw []byte) error {
-	if w.d.file != nil && len(raw) > 8 { // straight to the file's buffer: the patched offset, then the rest
-		var head [8]byte
-		segment.SetBaseOffset(head[:], absBase)
-		_, _ = w.d.bw.Write(head[:])
-		if _, err := w.d.bw.Write(raw[8:]); err != nil {
+	if w.d.file != nil && len(raw) > 8 {
+		segment.SetBaseOffset(raw, absBase)
+		var err error
+		if len(raw) >= rawDirectBytes {
+			if err = w.d.bw.Flush(); err == nil {
+				_, err = w.d.file.Write(raw)
+			}
+		} else {
+			_, err = w.d.bw.Write(raw)
+		}
+		if err != nil {
 			return fmt.Errorf("write output: %w", err)
 		}
 		return nil
