@@ -23,6 +23,7 @@
 //	<ns>/agents/<node>                       AgentInfo        under the agent's lease
 //	<ns>/jobs/<job>/<lease id>               holder (raw)     election candidate, under its lease
 //	<ns>/groups/<g>/coordinator              <node> (decimal) under the coordinator's agent lease
+//	<ns>/groups/<g>/empty-since              Unix ms (decimal) the group became empty; set at release
 //	<ns>/groups/<g>/offsets/<topic>/<p>      GroupOffset      one per committed partition
 //	<ns>/users/<u>/<mechanism>               auth.Credential  SCRAM salt, iterations, StoredKey, ServerKey
 //	<ns>/acls/<digest>                       auth.ACL         digest: sha256 of the binding, 32 hex digits
@@ -77,6 +78,16 @@
 //     compare the key's lease with the caller's (ErrNotCoordinator when it
 //     differs), so an agent that lost the claim can never write a group's
 //     offsets.
+//   - Committed offsets expire (ExpireGroupOffsets, the group-expiry
+//     lifecycle job; Kafka's offsets.retention.minutes, default 7 days):
+//     a group goes, every key at once, when it has no coordinator key and
+//     both its newest commit (CommitMs) and its empty-since record are
+//     older than the retention. A coordinator releases (deletes) the key of
+//     a group that stayed without members for a while, writing
+//     empty-since if the group has offsets (ReleaseGroupCoordinator). The
+//     deleting transaction compares the coordinator key's CreateRevision
+//     with 0 and the ModRevision of every key of the group with the read
+//     revision, so a group claimed or committed to meanwhile is kept.
 //   - Producer IDs come from CAS increments of one counter, so they are
 //     unique across agents and restarts (>= FirstProducerID, not dense).
 //

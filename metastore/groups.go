@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -195,10 +197,24 @@ func (s *Store) DeleteGroup(ctx context.Context, group string, lease clientv3.Le
 }
 
 // ReleaseGroupCoordinator deletes group's coordinator key if it is held
-// under lease; otherwise it does nothing.
-func (s *Store) ReleaseGroupCoordinator(ctx context.Context, group string, lease clientv3.LeaseID) error {
+// under lease; otherwise it does nothing. A coordinator calls it when it
+// stops coordinating a group that has no members. A non-zero emptySince
+// (when the group lost its last member) is recorded, in the same
+// transaction and only if the group has committed offsets, as
+// groups/<g>/empty-since: offset expiry (ExpireGroupOffsets) counts the
+// retention from it or from the newest commit, whichever is later. A zero
+// emptySince leaves any earlier record as it is.
+func (s *Store) ReleaseGroupCoordinator(ctx context.Context, group string, lease clientv3.LeaseID, emptySince time.Time) error {
 	k := s.keys.groupCoordinator(group)
-	if _, err := s.cli.Txn(ctx).If(s.fence(group, lease)).Then(clientv3.OpDelete(k)).Commit(); err != nil {
+	ops := []clientv3.Op{clientv3.OpDelete(k)}
+	if !emptySince.IsZero() {
+		// Every offset key has CreateRevision > 0; an empty range compares
+		// as one absent key (0), so this holds iff an offset exists.
+		hasOffsets := clientv3.Compare(clientv3.CreateRevision(s.keys.groupOffsets(group)), ">", 0).WithPrefix()
+		ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{hasOffsets},
+			[]clientv3.Op{clientv3.OpPut(s.keys.groupEmptySince(group), strconv.FormatInt(emptySince.UnixMilli(), 10))}, nil))
+	}
+	if _, err := s.cli.Txn(ctx).If(s.fence(group, lease)).Then(ops...).Commit(); err != nil {
 		return fmt.Errorf("release group coordinator %q: %w", group, err)
 	}
 	return nil
@@ -224,18 +240,21 @@ func (s *Store) ListGroups(ctx context.Context) ([]GroupListing, error) {
 			byName[g] = l
 			names = append(names, g)
 		}
-		if tail == "coordinator" {
+		switch {
+		case tail == groupTailCoordinator:
 			if l.Coordinator, err = s.GroupCoordinator(ctx, g); err != nil {
 				return nil, fmt.Errorf("list groups: %w", err)
 			}
-		} else {
+		case strings.HasPrefix(tail, groupTailOffsets):
 			l.HasOffsets = true
 		}
 	}
 	sort.Strings(names)
 	out := make([]GroupListing, 0, len(names))
 	for _, n := range names {
-		out = append(out, *byName[n])
+		if l := byName[n]; l.HasOffsets || l.Coordinator >= 0 { // not a lone empty-since record
+			out = append(out, *l)
+		}
 	}
 	return out, nil
 }

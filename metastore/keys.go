@@ -59,19 +59,29 @@ func (k keys) agentsPrefix() string          { return k.p + dirAgents }
 // job(name) + "/" + lease ID (concurrency.Election's layout).
 func (k keys) job(name string) string { return k.p + dirJobs + name }
 
-// Group keys: <ns>/groups/<escaped group>/coordinator and
+// Group keys: <ns>/groups/<escaped group>/coordinator,
+// <ns>/groups/<escaped group>/empty-since and
 // <ns>/groups/<escaped group>/offsets/<topic>/<p>. The group ID is
 // path-escaped (url.PathEscape) so any Kafka group ID, "/" included, is
 // one key component; topic names need no escaping (legal names are
 // [a-zA-Z0-9._-]).
 func (k keys) groupsPrefix() string                    { return k.p + dirGroups }
 func (k keys) group(g string) string                   { return k.p + dirGroups + url.PathEscape(g) + "/" }
-func (k keys) groupCoordinator(g string) string        { return k.group(g) + "coordinator" }
-func (k keys) groupOffsets(g string) string            { return k.group(g) + "offsets/" }
+func (k keys) groupCoordinator(g string) string        { return k.group(g) + groupTailCoordinator }
+func (k keys) groupEmptySince(g string) string         { return k.group(g) + groupTailEmptySince }
+func (k keys) groupOffsets(g string) string            { return k.group(g) + groupTailOffsets }
 func (k keys) groupOffsetTopic(g, topic string) string { return k.groupOffsets(g) + topic + "/" }
 func (k keys) groupOffset(g, topic string, partition int32) string {
 	return k.groupOffsetTopic(g, topic) + fmtPartition(partition)
 }
+
+// The keys of one group after its component; they sort in this order, so a
+// scan meets a group's coordinator key before its other keys.
+const (
+	groupTailCoordinator = "coordinator"
+	groupTailEmptySince  = "empty-since"
+	groupTailOffsets     = "offsets/"
+)
 
 // parseGroupKey returns the group of any key under groups/ and the rest of
 // the key after the group component.
