@@ -14,6 +14,7 @@ import (
 func newAgentCmd() *cobra.Command {
 	flushBytes := ByteSize(4 << 20)
 	cacheBytes := ByteSize(1 << 30)
+	offsetRetention := Retention(s3tier.DefaultGroupOffsetRetention)
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a shale agent (a Kafka-protocol server)",
@@ -64,9 +65,10 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Int("default-partitions", 1, "partitions of auto-created topics")
 	f.Duration("idle-timeout", 10*time.Minute, "close client connections that send no request, or no whole request, for this long")
 	f.Int("max-connections", 10000, "client connections served at once; more are closed at accept")
-	f.Bool("lifecycle", true, "take part in the lifecycle jobs (compaction, retention, garbage collection; one agent runs each at a time)")
+	f.Bool("lifecycle", true, "take part in the lifecycle jobs (compaction, retention, garbage collection, group offset expiry; one agent runs each at a time)")
 	f.Duration("lifecycle-interval", s3tier.DefaultLifecycleInterval, "pause between two passes of a lifecycle job")
 	f.Duration("gc-grace", s3tier.DefaultGCGrace, "age an unreferenced object must reach before garbage collection deletes it (must exceed upload and commit times)")
+	f.Var(&offsetRetention, "group-offsets-retention", "how long the committed offsets of a consumer group without members outlive its newest commit and its emptying (Kafka's offsets.retention.minutes); -1 keeps them forever")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 
@@ -86,6 +88,10 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 		cb, err := ParseByteSize(v.GetString("cache-bytes"))
 		if err != nil {
 			return fmt.Errorf("--cache-bytes: %w", err)
+		}
+		retention, err := ParseRetention(v.GetString("group-offsets-retention"))
+		if err != nil {
+			return fmt.Errorf("--group-offsets-retention: %w", err)
 		}
 		dev := v.GetBool("dev")
 		o := StackOptions{
@@ -114,7 +120,8 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			IdleTimeout:       v.GetDuration("idle-timeout"),
 			MaxConnections:    v.GetInt("max-connections"),
 			NoLifecycle:       !v.GetBool("lifecycle"),
-			Lifecycle:         s3tier.LifecycleConfig{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace")},
+			Lifecycle: s3tier.LifecycleConfig{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace"),
+				GroupOffsetRetention: retention},
 		}
 		o.EtcdCertFile, o.EtcdKeyFile, o.EtcdCAFile = v.GetString("etcd-cert"), v.GetString("etcd-key"), v.GetString("etcd-ca")
 		if o.Listeners, o.Auth, err = securityOptions(v); err != nil {
@@ -160,4 +167,45 @@ func adminListen(flag string, dev bool) string {
 		return "127.0.0.1:9644"
 	}
 	return flag
+}
+
+// Retention is a flag value for a retention time: a duration ("168h",
+// "30m") or -1 for forever (any negative duration means the same).
+type Retention time.Duration
+
+// ParseRetention parses a Retention: "-1" or a negative duration is
+// forever (-1), otherwise a positive duration.
+func ParseRetention(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "-1" {
+		return -1, nil
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("bad retention %q: use a duration such as 168h, or -1 for forever", s)
+	case d < 0:
+		return -1, nil
+	case d == 0:
+		return 0, fmt.Errorf("bad retention %q: must be positive, or -1 for forever", s)
+	}
+	return d, nil
+}
+
+func (r *Retention) Set(s string) error {
+	d, err := ParseRetention(s)
+	if err != nil {
+		return err
+	}
+	*r = Retention(d)
+	return nil
+}
+
+func (r *Retention) Type() string { return "duration" }
+
+func (r *Retention) String() string {
+	if *r < 0 {
+		return "-1"
+	}
+	return time.Duration(*r).String()
 }

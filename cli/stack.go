@@ -74,7 +74,8 @@ type Stack struct {
 	Meta   *metastore.Store
 	Store  s3tier.Store
 	Etcd   *metastore.Embedded // nil unless dev mode started one
-	// Lifecycle runs compaction, retention and GC (nil with NoLifecycle).
+	// Lifecycle runs compaction, retention, GC and group offset expiry
+	// (nil with NoLifecycle).
 	Lifecycle *s3tier.Lifecycle
 	// Metrics are this agent's; Admin serves them (nil without AdminListen).
 	Metrics *metrics.Metrics
@@ -249,6 +250,8 @@ func (s *Stack) observeLifecycle(_ string, stats any) {
 		s.Metrics.GC(st.Deleted, st.Bytes)
 	case s3tier.RetentionStats:
 		s.Metrics.Retention(st.OffsetsDropped)
+	case metastore.GroupExpiryStats:
+		s.Metrics.GroupOffsetsExpired(st.Offsets)
 	}
 }
 

@@ -16,6 +16,7 @@
 //	read_ahead_spans_total, read_ahead_hits_total        cold sequential reads: spans prefetched into memory, fetches served from them
 //	compaction_segments_total, compaction_entries_replaced_total, compaction_bytes_written_total
 //	gc_objects_deleted_total, gc_bytes_deleted_total, retention_offsets_dropped_total
+//	group_offsets_expired_total                          committed offsets of abandoned groups expired
 //	group_lag{group,topic,partition}                     for groups this agent coordinates
 //
 // A nil *Metrics is valid and records nothing, so packages can take one
@@ -57,6 +58,7 @@ type Metrics struct {
 	gcObjects        prometheus.Counter
 	gcBytes          prometheus.Counter
 	retentionDropped prometheus.Counter
+	groupExpired     prometheus.Counter
 }
 
 // New creates the metrics on a fresh registry (with Go runtime and process
@@ -82,6 +84,7 @@ func New() *Metrics {
 	m.gcObjects = f.counter("gc_objects_deleted_total", "Unreferenced objects deleted by garbage collection.")
 	m.gcBytes = f.counter("gc_bytes_deleted_total", "Bytes of objects deleted by garbage collection.")
 	m.retentionDropped = f.counter("retention_offsets_dropped_total", "Offsets dropped by retention (log start advances).")
+	m.groupExpired = f.counter("group_offsets_expired_total", "Committed consumer group offsets deleted by group offset expiry (groups nobody coordinates, past the retention).")
 	return m
 }
 
@@ -203,6 +206,14 @@ func (m *Metrics) GC(objects int, bytes int64) {
 func (m *Metrics) Retention(offsets int64) {
 	if m != nil {
 		m.retentionDropped.Add(float64(offsets))
+	}
+}
+
+// GroupOffsetsExpired records committed offsets deleted by a group offset
+// expiry pass.
+func (m *Metrics) GroupOffsetsExpired(offsets int) {
+	if m != nil {
+		m.groupExpired.Add(float64(offsets))
 	}
 }
 

@@ -29,6 +29,11 @@
 //   - Garbage collection (CollectGarbage) deletes objects under wal/ and
 //     seg/ that no entry references and that are older than the grace period
 //     (10 min), listing the bucket before scanning the index.
+//   - Group offset expiry (JobGroupExpiry) deletes the committed offsets of
+//     consumer groups no agent coordinates once their newest commit and
+//     their emptying are older than GroupOffsetRetention (7 days, Kafka's
+//     offsets.retention.minutes; negative: never); it touches etcd only
+//     (metastore.ExpireGroupOffsets).
 //
 // Every job commits its new index before anything is deleted, and deletes
 // only through GC; a job killed at any point leaves either the old index

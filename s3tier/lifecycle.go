@@ -17,6 +17,10 @@ const (
 	JobCompaction = "compaction"
 	JobRetention  = "retention"
 	JobGC         = "gc"
+	// JobGroupExpiry deletes the committed offsets of consumer groups
+	// nobody coordinates once they are older than GroupOffsetRetention
+	// (metastore.ExpireGroupOffsets).
+	JobGroupExpiry = "group-expiry"
 )
 
 // LifecycleConfig configures the lifecycle jobs an agent runs. Zero fields
@@ -39,10 +43,16 @@ type LifecycleConfig struct {
 	GCGrace time.Duration
 	// GCPrefixes are the key prefixes garbage collection looks under.
 	GCPrefixes []string
+	// GroupOffsetRetention is how long the committed offsets of a consumer
+	// group nobody coordinates outlive its newest commit and its emptying
+	// (Kafka's offsets.retention.minutes; DefaultGroupOffsetRetention).
+	// Negative keeps them forever (the group-expiry job does not run).
+	GroupOffsetRetention time.Duration
 	// Now returns wall-clock time (tests may override).
 	Now func() time.Time
 	// Observe, when set, receives each finished pass's counts (metrics):
-	// a CompactStats, RetentionStats or GCStats.
+	// a CompactStats, RetentionStats, GCStats or
+	// metastore.GroupExpiryStats.
 	Observe func(job string, stats any)
 }
 
@@ -50,6 +60,9 @@ type LifecycleConfig struct {
 const (
 	DefaultLifecycleInterval = time.Minute
 	DefaultJobLeaseTTL       = 10 * time.Second
+	// DefaultGroupOffsetRetention is Kafka's offsets.retention.minutes
+	// default (KIP-211): 7 days.
+	DefaultGroupOffsetRetention = 7 * 24 * time.Hour
 )
 
 func (c *LifecycleConfig) setDefaults() error {
@@ -68,6 +81,9 @@ func (c *LifecycleConfig) setDefaults() error {
 	if c.GCGrace <= c.Compaction.CommitDeadline {
 		return fmt.Errorf("s3tier: gc grace %v must exceed the compaction commit deadline %v", c.GCGrace, c.Compaction.CommitDeadline)
 	}
+	if c.GroupOffsetRetention == 0 {
+		c.GroupOffsetRetention = DefaultGroupOffsetRetention
+	}
 	if len(c.GCPrefixes) == 0 {
 		c.GCPrefixes = DefaultGCPrefixes
 	}
@@ -81,8 +97,8 @@ func (c *LifecycleConfig) setDefaults() error {
 	return nil
 }
 
-// Lifecycle runs compaction, retention and garbage collection in the
-// background of an agent. Every agent runs one; for each job, the agent
+// Lifecycle runs compaction, retention, garbage collection and consumer
+// group offset expiry in the background of an agent. Every agent runs one; for each job, the agent
 // that wins the job's etcd election runs passes every Interval until it
 // loses its lease or closes, then another agent takes over. Every pass is
 // idempotent and crash-safe (new index first, old objects to GC), so a pass
@@ -112,7 +128,11 @@ func NewLifecycle(cfg LifecycleConfig, store Store, meta *metastore.Store, log *
 func (l *Lifecycle) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
-	for _, job := range []string{JobCompaction, JobRetention, JobGC} {
+	jobs := []string{JobCompaction, JobRetention, JobGC}
+	if l.cfg.GroupOffsetRetention >= 0 {
+		jobs = append(jobs, JobGroupExpiry)
+	}
+	for _, job := range jobs {
 		l.wg.Add(1)
 		go func() { defer l.wg.Done(); l.lead(ctx, job) }()
 	}
@@ -140,6 +160,13 @@ func (l *Lifecycle) RunOnce(ctx context.Context, job string) error {
 		stats, err = ApplyRetention(ctx, l.meta, now, l.log)
 	case JobGC:
 		stats, err = CollectGarbage(ctx, l.store, l.meta, l.cfg.GCPrefixes, now, l.cfg.GCGrace, l.log)
+	case JobGroupExpiry:
+		var st metastore.GroupExpiryStats
+		st, err = l.meta.ExpireGroupOffsets(ctx, now, l.cfg.GroupOffsetRetention)
+		if st.Groups > 0 {
+			l.log.Info("expired consumer group offsets", "groups", st.Groups, "offsets", st.Offsets, "retention", l.cfg.GroupOffsetRetention)
+		}
+		stats = st
 	default:
 		return fmt.Errorf("s3tier: unknown lifecycle job %q", job)
 	}
