@@ -30,16 +30,11 @@ func (s *Server) handleDeleteGroups(ctx context.Context, _ *reqCtx, req *kmsg.De
 
 func (s *Server) deleteGroup(ctx context.Context, name string) int16 {
 	co := s.groups()
-	g, code := co.acquire(ctx, name)
+	g, code := co.lock(ctx, name)
 	if code != 0 {
 		return code
 	}
-	g.mu.Lock()
-	switch {
-	case g.state == stateDead:
-		g.mu.Unlock()
-		return kerr.NotCoordinator.Code
-	case len(g.members) > 0:
+	if len(g.members) > 0 {
 		g.mu.Unlock()
 		return kerr.NonEmptyGroup.Code
 	}

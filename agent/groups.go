@@ -21,6 +21,17 @@ package agent
 // another agent. An agent whose lease is lost drops every group it held
 // (their waiting requests get NOT_COORDINATOR).
 //
+// A group that stays Empty (no member, no pending member) with no request
+// for groupIdleRelease (5 min) is released: its coordinator, holding the
+// group's lock, deletes the key (metastore.ReleaseGroupCoordinator,
+// recording in etcd when the group became empty) and then forgets the
+// group. A later request for it claims it again, on this agent or
+// another, exactly as after a coordinator's death; a request that raced
+// the release sees the group dead and claims afresh (lock), and a claim
+// that raced one is repeated (acquire). Releasing is what lets offsets
+// expire: the group-expiry lifecycle job (metastore.ExpireGroupOffsets)
+// only touches groups nobody coordinates.
+//
 // # State
 //
 // Membership, generations and assignments live in the coordinator's memory
@@ -40,9 +51,15 @@ package agent
 //   - Protocol metadata and assignments are bounded (maxMemberBytes per
 //     member); beyond it JoinGroup or SyncGroup answers INVALID_REQUEST.
 //     A group holds at most maxGroupMembers (GROUP_MAX_SIZE_REACHED).
-//   - Offsets never expire (offsets.retention.minutes is infinite); they
-//     go with DeleteGroups or OffsetDelete. An offset whose topic was
-//     deleted and re-created reads as "no offset".
+//   - Offsets expire as in Kafka (offsets.retention.minutes, KIP-211),
+//     but per group, not per partition: once no agent coordinates a group
+//     (it has been Empty for groupIdleRelease, or its coordinator died),
+//     all its offsets go when its newest commit and the time it became
+//     empty are both older than the agent flag --group-offsets-retention
+//     (default 7 days; -1 keeps them forever). The retention time of
+//     OffsetCommit v2-v4 is ignored. Offsets also go with DeleteGroups or
+//     OffsetDelete. An offset whose topic was deleted and re-created reads
+//     as "no offset".
 //   - No consumer-protocol (KIP-848) or share groups; FindCoordinator for
 //     transactions answers COORDINATOR_NOT_AVAILABLE.
 
@@ -69,6 +86,14 @@ const (
 	maxMemberBytes      = 1 << 20 // protocol metadata or assignment of one member
 	maxGroupMembers     = 10000
 	maxOffsetMetadata   = 4096 // offset.metadata.max.bytes
+	// groupIdleRelease is how long a group stays Empty, with no request,
+	// before its coordinator releases it (it is checked every
+	// releaseSweep at most, so the release comes up to that much later).
+	groupIdleRelease = 5 * time.Minute
+	releaseSweep     = time.Second
+	// claimAttempts bounds acquire's claims that raced a release, and
+	// lock's retries of a group that died under it.
+	claimAttempts = 3
 )
 
 // coordinator is one agent's registry of the groups it coordinates.
@@ -78,6 +103,9 @@ type coordinator struct {
 	mu     sync.Mutex
 	groups map[string]*group // claimed under lease
 	lease  clientv3.LeaseID  // the session lease the groups were claimed under
+	// released counts idle releases: a claim that overlapped one may
+	// have seen the key the release then deleted (acquire).
+	released uint64
 }
 
 // groups returns the server's group registry, creating it on first use.
@@ -85,8 +113,66 @@ func (s *Server) groups() *coordinator {
 	s.coordOnce.Do(func() {
 		s.coord = &coordinator{s: s, groups: map[string]*group{}}
 		go s.coord.watchSession()
+		go s.coord.releaseIdle()
 	})
 	return s.coord
+}
+
+// groupIdle is the idle threshold of releaseIdle: groupIdleRelease unless
+// a test shortened it.
+func (s *Server) groupIdle() time.Duration {
+	if d := time.Duration(s.groupIdleOverride.Load()); d > 0 {
+		return d
+	}
+	return groupIdleRelease
+}
+
+// releaseIdle releases, every releaseSweep (or sooner for a short
+// threshold), the groups that stayed Empty and unused for groupIdle.
+func (c *coordinator) releaseIdle() {
+	for {
+		idle := c.s.groupIdle()
+		t := time.NewTimer(min(releaseSweep, max(idle/4, 5*time.Millisecond)))
+		select {
+		case <-c.s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		for _, g := range c.owned() {
+			c.maybeRelease(g, idle)
+		}
+	}
+}
+
+// maybeRelease releases g if it is Empty, has no pending member and was
+// not used for idle. It holds g.mu throughout: the key is deleted in etcd
+// before the group leaves the registry, so a request that finds the group
+// here waits for the lock, sees it Dead and claims afresh (lock), and a
+// claim that saw the key before its deletion notices the release (acquire).
+func (c *coordinator) maybeRelease(g *group, idle time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != stateEmpty || len(g.members) > 0 || len(g.pending) > 0 || time.Since(g.idleSince) < idle {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.s.ctx, requestTimeout)
+	err := c.s.meta.ReleaseGroupCoordinator(ctx, g.name, g.lease, g.emptySince)
+	cancel()
+	if err != nil {
+		if c.s.ctx.Err() == nil {
+			c.s.log.Warn("release idle group failed; retrying later", "group", g.name, "err", err)
+		}
+		return
+	}
+	c.mu.Lock()
+	if c.groups[g.name] == g {
+		delete(c.groups, g.name)
+	}
+	c.released++
+	c.mu.Unlock()
+	g.killLocked(kerr.NotCoordinator.Code)
+	c.s.log.Info("released idle group", "group", g.name, "idle_for", time.Since(g.idleSince).Round(time.Millisecond))
 }
 
 // session returns the agent's current session, nil before Start.
@@ -161,26 +247,33 @@ func (c *coordinator) lookup(name string) *group {
 	return g
 }
 
+// lock acquires the group and locks it, marking it used (which postpones
+// an idle release). A group that died meanwhile (released while idle,
+// deleted, or its coordination lost) is acquired again, up to
+// claimAttempts times; then it answers NOT_COORDINATOR. On success the
+// caller unlocks g.mu.
+func (c *coordinator) lock(ctx context.Context, name string) (*group, int16) {
+	for range claimAttempts {
+		g, code := c.acquire(ctx, name)
+		if code != 0 {
+			return nil, code
+		}
+		g.mu.Lock()
+		if g.state != stateDead {
+			g.idleSince = time.Now()
+			return g, 0
+		}
+		g.mu.Unlock()
+	}
+	return nil, kerr.NotCoordinator.Code
+}
+
 // acquire returns the group if this agent coordinates it, claiming it in
 // etcd when nobody does. Otherwise it returns an error code:
 // NOT_COORDINATOR (another agent holds it), COORDINATOR_NOT_AVAILABLE (no
-// session yet or etcd failed), INVALID_GROUP_ID (empty).
-// lock acquires the group and locks it. A group that died meanwhile (its
-// coordination was lost) answers NOT_COORDINATOR. On success the caller
-// unlocks g.mu.
-func (c *coordinator) lock(ctx context.Context, name string) (*group, int16) {
-	g, code := c.acquire(ctx, name)
-	if code != 0 {
-		return nil, code
-	}
-	g.mu.Lock()
-	if g.state == stateDead {
-		g.mu.Unlock()
-		return nil, kerr.NotCoordinator.Code
-	}
-	return g, 0
-}
-
+// session yet, etcd failed, or claims kept racing idle releases),
+// INVALID_GROUP_ID (empty). The group may be Dead by the time the caller
+// locks it (see lock).
 func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) {
 	if name == "" {
 		return nil, kerr.InvalidGroupID.Code
@@ -194,27 +287,40 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		return nil, kerr.CoordinatorNotAvailable.Code
 	default:
 	}
-	if g := c.lookup(name); g != nil {
+	for range claimAttempts {
+		c.mu.Lock()
+		g, released := c.groups[name], c.released
+		c.mu.Unlock()
+		if g != nil && g.lease == sess.Lease() {
+			return g, 0
+		}
+		holder, mine, err := c.s.meta.ClaimGroupCoordinator(ctx, name, sess.NodeID(), sess.Lease())
+		if err != nil {
+			c.s.log.Warn("claim group coordinator failed", "group", name, "err", err)
+			return nil, kerr.CoordinatorNotAvailable.Code
+		}
+		if !mine {
+			c.s.log.Debug("not coordinator", "group", name, "holder", holder)
+			return nil, kerr.NotCoordinator.Code
+		}
+		c.mu.Lock()
+		if g := c.groups[name]; g != nil && g.lease == sess.Lease() {
+			c.mu.Unlock()
+			return g, 0
+		}
+		if c.released != released {
+			// A release finished during the claim: the key the claim
+			// found held by this agent may be the one it deleted.
+			c.mu.Unlock()
+			continue
+		}
+		g = newGroup(c, name, sess.Lease())
+		c.groups[name] = g
+		c.mu.Unlock()
+		c.s.log.Info("coordinating group", "group", name)
 		return g, 0
 	}
-	holder, mine, err := c.s.meta.ClaimGroupCoordinator(ctx, name, sess.NodeID(), sess.Lease())
-	if err != nil {
-		c.s.log.Warn("claim group coordinator failed", "group", name, "err", err)
-		return nil, kerr.CoordinatorNotAvailable.Code
-	}
-	if !mine {
-		c.s.log.Debug("not coordinator", "group", name, "holder", holder)
-		return nil, kerr.NotCoordinator.Code
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if g := c.groups[name]; g != nil && g.lease == sess.Lease() {
-		return g, 0
-	}
-	g := newGroup(c, name, sess.Lease())
-	c.groups[name] = g
-	c.s.log.Info("coordinating group", "group", name)
-	return g, 0
+	return nil, kerr.CoordinatorNotAvailable.Code
 }
 
 // owned returns every group this agent holds now.

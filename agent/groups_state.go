@@ -6,6 +6,7 @@ package agent
 //	CompletingRebalance --leader's SyncGroup--> Stable
 //	Stable or CompletingRebalance --join of a new member, leave, session expiry--> PreparingRebalance
 //	PreparingRebalance --last member gone--> Empty
+//	Empty --no member and no request for groupIdleRelease--> Dead (released; groups.go)
 //
 // Every method of group runs with g.mu held (the handlers take it); timers
 // take it themselves. Waiting JoinGroup and SyncGroup requests wait on a
@@ -84,11 +85,19 @@ type group struct {
 	timer        *time.Timer            // rebalance or pending-sync deadline
 	timerGen     int                    // invalidates fired timers
 	initialDelay bool                   // a new group still waiting for more members
+	// idleSince is when the group last became Empty or was last locked by
+	// a request; an Empty group is released once it is older than the
+	// idle threshold (groups.go, releaseIdle).
+	idleSince time.Time
+	// emptySince is when the group last lost its last member, zero if it
+	// has had none since this agent claimed it; the release records it in
+	// etcd for offset expiry.
+	emptySince time.Time
 }
 
 func newGroup(c *coordinator, name string, lease clientv3.LeaseID) *group {
 	return &group{c: c, name: name, lease: lease, members: map[string]*member{},
-		static: map[string]string{}, pending: map[string]*time.Timer{}}
+		static: map[string]string{}, pending: map[string]*time.Timer{}, idleSince: time.Now()}
 }
 
 func newMemberID(clientID string) string {
@@ -104,6 +113,11 @@ func newMemberID(clientID string) string {
 func (g *group) kill(code int16) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.killLocked(code)
+}
+
+// killLocked is kill with g.mu held.
+func (g *group) killLocked(code int16) {
 	g.state = stateDead
 	g.stopTimer()
 	for _, m := range g.members {
@@ -263,6 +277,8 @@ func (g *group) completeJoin() {
 	g.generation++
 	if len(g.members) == 0 {
 		g.state, g.protocol, g.protocolType, g.leader = stateEmpty, "", "", ""
+		g.emptySince = time.Now()
+		g.idleSince = g.emptySince
 		return
 	}
 	g.protocol = g.selectProtocol()

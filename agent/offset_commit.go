@@ -13,7 +13,8 @@ package agent
 // the group prepares a rebalance, as they revoke partitions. Per partition:
 // an unknown topic or partition is UNKNOWN_TOPIC_OR_PARTITION, metadata
 // over 4096 bytes OFFSET_METADATA_TOO_LARGE. The retention time (v2-v4) is
-// ignored: offsets never expire. v10 (topic IDs) is not served.
+// ignored: offsets expire per the agents' --group-offsets-retention
+// (groups.go). v10 (topic IDs) is not served.
 
 import (
 	"context"

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -147,6 +148,8 @@ type Server struct {
 
 	coordOnce sync.Once
 	coord     *coordinator // the consumer groups this agent coordinates
+	// groupIdleOverride, when positive, replaces groupIdleRelease (tests).
+	groupIdleOverride atomic.Int64
 
 	extra []*boundListener // Config.Listeners, once started
 	sec   *security        // authentication and authorization
