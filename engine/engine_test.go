@@ -116,6 +116,32 @@ func readAll(t testing.TB, e *Engine, id metastore.TopicID, p int32) [][]byte {
 
 // sameExceptBase reports whether two batches are byte-identical apart from
 // the 8-byte base offset.
+// produceSpans writes entries index entries (one flush each) of perEntry
+// batches to partition 0, batch n made by mk(n), waiting for every
+// acknowledgement; it returns the batches in offset order.
+func produceSpans(t testing.TB, w *Engine, id metastore.TopicID, entries, perEntry int, mk func(n int) []byte) [][]byte {
+	t.Helper()
+	ctx := context.Background()
+	var sent [][]byte
+	for i := 0; i < entries; i++ {
+		var ps []*Pending
+		for j := 0; j < perEntry; j++ {
+			raw := mk(len(sent))
+			ps = append(ps, w.Produce(ctx, id, 0, raw))
+			sent = append(sent, raw)
+		}
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if _, err := p.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return sent
+}
+
 func sameExceptBase(a, b []byte) bool {
 	return len(a) == len(b) && len(a) >= 8 && bytes.Equal(a[8:], b[8:])
 }
@@ -528,23 +554,9 @@ func TestReadAheadHandsOverInMemory(t *testing.T) {
 	tp := createTopic(t, cli, "ahead-mem", 1)
 	ctx := context.Background()
 	const entries, perEntry = 30, 3
-	var sent [][]byte
-	for i := 0; i < entries; i++ { // one entry (span) per flush, of 3 batches
-		var ps []*Pending
-		for j := 0; j < perEntry; j++ {
-			raw := segmenttest.Batch(segmenttest.BatchOptions{Records: 4, Value: append(value(4, len(sent)), make([]byte, 1000)...)})
-			ps = append(ps, w.Produce(ctx, tp.ID, 0, raw))
-			sent = append(sent, raw)
-		}
-		if err := w.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range ps {
-			if _, err := p.Wait(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	sent := produceSpans(t, w, tp.ID, entries, perEntry, func(n int) []byte { // one entry (span) per flush, of 3 batches
+		return segmenttest.Batch(segmenttest.BatchOptions{Records: 4, Value: append(value(4, n), make([]byte, 1000)...)})
+	})
 	es, err := metastore.New(cli, testNS).FindEntries(ctx, tp.ID, 0, 0, entries+1)
 	if err != nil || len(es) != entries {
 		t.Fatalf("index: %d entries, %v", len(es), err)
@@ -688,23 +700,9 @@ func TestReadAheadBudgetCountsParsedBatches(t *testing.T) {
 	tp := createTopic(t, cli, "ahead-small", 1)
 	ctx := context.Background()
 	const entries, perEntry = 16, 100
-	var sent [][]byte
-	for i := 0; i < entries; i++ { // one entry (span) per flush, of 100 small batches
-		var ps []*Pending
-		for j := 0; j < perEntry; j++ {
-			raw := segmenttest.Batch(segmenttest.BatchOptions{Records: 1, Value: value(6, len(sent))})
-			ps = append(ps, w.Produce(ctx, tp.ID, 0, raw))
-			sent = append(sent, raw)
-		}
-		if err := w.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range ps {
-			if _, err := p.Wait(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	sent := produceSpans(t, w, tp.ID, entries, perEntry, func(n int) []byte { // one entry (span) per flush, of 100 small batches
+		return segmenttest.Batch(segmenttest.BatchOptions{Records: 1, Value: value(6, n)})
+	})
 	es, err := metastore.New(cli, testNS).FindEntries(ctx, tp.ID, 0, 0, 1)
 	if err != nil || len(es) != 1 {
 		t.Fatalf("index: %d entries, %v", len(es), err)

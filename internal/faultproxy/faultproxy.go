@@ -222,34 +222,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		resetConn(w)
 	case Truncate:
-		rec := &recorder{h: http.Header{}}
-		p.rp.ServeHTTP(rec, req)
-		body := rec.body.Bytes()
-		for k, v := range rec.h {
-			w.Header()[k] = v
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.WriteHeader(rec.status())
-		_, _ = w.Write(body[:len(body)/2])
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
+		p.sendHalf(w, req)
 		resetConn(w)
 	case Slow:
 		p.rp.ServeHTTP(&slowWriter{ResponseWriter: w, total: r.SlowFor, done: p.done}, req)
 	case Stall:
-		rec := &recorder{h: http.Header{}}
-		p.rp.ServeHTTP(rec, req)
-		body := rec.body.Bytes()
-		for k, v := range rec.h {
-			w.Header()[k] = v
-		}
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.WriteHeader(rec.status())
-		_, _ = w.Write(body[:len(body)/2])
-		if f, ok := w.(http.Flusher); ok {
-			f.Flush()
-		}
+		p.sendHalf(w, req)
 		select {
 		case <-time.After(r.HangFor):
 		case <-req.Context().Done():
@@ -362,3 +340,21 @@ func (s *slowWriter) Flush() {
 }
 
 var _ http.Handler = (*Proxy)(nil)
+
+// sendHalf forwards req upstream and answers with the full response's
+// headers (Content-Length promising the whole body) but only the first
+// half of its body, flushed.
+func (p *Proxy) sendHalf(w http.ResponseWriter, req *http.Request) {
+	rec := &recorder{h: http.Header{}}
+	p.rp.ServeHTTP(rec, req)
+	body := rec.body.Bytes()
+	for k, v := range rec.h {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(rec.status())
+	_, _ = w.Write(body[:len(body)/2])
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
