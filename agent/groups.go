@@ -30,7 +30,10 @@ package agent
 // the release sees the group dead and claims afresh (lock), and a claim
 // that raced one is repeated (acquire). Releasing is what lets offsets
 // expire: the group-expiry lifecycle job (metastore.ExpireGroupOffsets)
-// only touches groups nobody coordinates.
+// only touches groups nobody coordinates. A claim takes the empty-since
+// record out of etcd (the group may get members now) and the release puts
+// it back: the time the group lost its last member, or, if it had none
+// while claimed, the record the claim took (else the claim's time).
 //
 // # State
 //
@@ -56,10 +59,14 @@ package agent
 //     (it has been Empty for groupIdleRelease, or its coordinator died),
 //     all its offsets go when its newest commit and the time it became
 //     empty are both older than the agent flag --group-offsets-retention
-//     (default 7 days; -1 keeps them forever). The retention time of
-//     OffsetCommit v2-v4 is ignored. Offsets also go with DeleteGroups or
-//     OffsetDelete. An offset whose topic was deleted and re-created reads
-//     as "no offset".
+//     (default 7 days; -1 keeps them forever). When the coordinator died
+//     instead of releasing the group, its members may still be alive and
+//     rejoining elsewhere: the time it became empty is then taken as the
+//     first time the group-expiry job finds it uncoordinated (so it goes
+//     up to one job interval more than a retention after that). The
+//     retention time of OffsetCommit v2-v4 is ignored. Offsets also go
+//     with DeleteGroups or OffsetDelete. An offset whose topic was deleted
+//     and re-created reads as "no offset".
 //   - No consumer-protocol (KIP-848) or share groups; FindCoordinator for
 //     transactions answers COORDINATOR_NOT_AVAILABLE.
 
@@ -287,6 +294,9 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		return nil, kerr.CoordinatorNotAvailable.Code
 	default:
 	}
+	// emptySince is the empty-since record a claim took from etcd; a
+	// repeated claim finds the key held and returns none, so keep it.
+	var emptySince time.Time
 	for range claimAttempts {
 		c.mu.Lock()
 		g, released := c.groups[name], c.released
@@ -294,14 +304,17 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		if g != nil && g.lease == sess.Lease() {
 			return g, 0
 		}
-		holder, mine, err := c.s.meta.ClaimGroupCoordinator(ctx, name, sess.NodeID(), sess.Lease())
+		claim, err := c.s.meta.ClaimGroup(ctx, name, sess.NodeID(), sess.Lease())
 		if err != nil {
 			c.s.log.Warn("claim group coordinator failed", "group", name, "err", err)
 			return nil, kerr.CoordinatorNotAvailable.Code
 		}
-		if !mine {
-			c.s.log.Debug("not coordinator", "group", name, "holder", holder)
+		if !claim.Mine {
+			c.s.log.Debug("not coordinator", "group", name, "holder", claim.Holder)
 			return nil, kerr.NotCoordinator.Code
+		}
+		if !claim.EmptySince.IsZero() {
+			emptySince = claim.EmptySince
 		}
 		c.mu.Lock()
 		if g := c.groups[name]; g != nil && g.lease == sess.Lease() {
@@ -314,7 +327,7 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 			c.mu.Unlock()
 			continue
 		}
-		g = newGroup(c, name, sess.Lease())
+		g = newGroup(c, name, sess.Lease(), emptySince)
 		c.groups[name] = g
 		c.mu.Unlock()
 		c.s.log.Info("coordinating group", "group", name)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -236,4 +237,174 @@ func TestGroupReleaseRacesRequests(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	check("released")
+}
+
+// dialGate is a kgo dialer that can cut a client off from one agent: it
+// closes the client's connections to that address and refuses new ones.
+type dialGate struct {
+	mu      sync.Mutex
+	blocked string
+	conns   map[net.Conn]string
+}
+
+func (d *dialGate) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if host == d.blocked {
+		return nil, fmt.Errorf("dial %s: blocked by the test", host)
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, network, host)
+	if err == nil {
+		d.conns[conn] = host
+	}
+	return conn, err
+}
+
+func (d *dialGate) block(host string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.blocked = host
+	for conn, h := range d.conns {
+		if h == host {
+			conn.Close()
+			delete(d.conns, conn)
+		}
+	}
+}
+
+// TestGroupOffsetsSurviveCoordinatorDeath proves a group's offsets are
+// not expired while it still has a member, in the window after its
+// coordinator died and before the member rejoined on another agent, even
+// though the commits and an empty-since record of an earlier release are
+// past the retention: the claim by the member's rejoin consumed that
+// record, and the expiry job, finding the group uncoordinated without a
+// record, only starts counting.
+func TestGroupOffsetsSurviveCoordinatorDeath(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	c := agenttest.Start(t, agenttest.Options{Agents: 2})
+	for _, a := range c.Agents {
+		agent.SetGroupIdleRelease(a.Server, idle)
+	}
+	ctx := testCtx(t, 60*time.Second)
+	const topic, group = "survivor", "survivor-group"
+	if _, err := c.Admin(t).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	prod := c.Client(t, kgo.DefaultProduceTopic(topic))
+	for i := range 5 {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: fmt.Appendf(nil, "r%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A first consumer commits everything and leaves; the group is
+	// released (an empty-since record).
+	first, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; n < 5; {
+		fs := first.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("first consumer read nothing")
+		}
+		n += fs.NumRecords()
+	}
+	if err := first.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	waitReleased(t, ctx, c.Meta, group)
+	recordKey := c.Namespace + "/groups/" + group + "/empty-since"
+	if resp, err := c.Etcd.Get(ctx, recordKey); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("no empty-since record after the release: %v", err)
+	}
+
+	// A second consumer joins: a member, idle (nothing new to read, so
+	// nothing committed).
+	gate := &dialGate{conns: map[net.Conn]string{}}
+	second, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.FetchMaxWait(200*time.Millisecond),
+		kgo.Dialer(gate.dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	defer stopPolling()
+	go func() {
+		for pollCtx.Err() == nil {
+			second.PollFetches(pollCtx)
+		}
+	}()
+	// stable reports whether the group has its one member, Stable (asked
+	// through a client that has not known the dead agent).
+	stable := func(adm *kadm.Client) bool {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		ds, err := adm.DescribeGroups(dctx, group)
+		if err != nil {
+			return false
+		}
+		d := ds[group]
+		return d.Err == nil && d.State == "Stable" && len(d.Members) == 1
+	}
+	for adm := c.Admin(t); !stable(adm); {
+		if ctx.Err() != nil {
+			t.Fatal("the second consumer never joined")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	holder, err := c.Meta.GroupCoordinator(ctx, group)
+	if err != nil || holder < 0 {
+		t.Fatalf("holder %d %v", holder, err)
+	}
+	var coord, other *agenttest.Agent
+	for _, a := range c.Agents {
+		if a.Server.NodeID() == holder {
+			coord = a
+		} else {
+			other = a
+		}
+	}
+
+	// The coordinator dies; the member cannot reach the other agent yet.
+	gate.block(other.Addr)
+	if err := coord.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := c.Meta.GroupCoordinator(ctx, group); err != nil || h >= 0 {
+		t.Fatalf("coordinator key still held by %d after its agent stopped (%v)", h, err)
+	}
+	// Two hours on, the commits and the earlier emptying are past a
+	// one-hour retention; the member is alive all the same.
+	lc, err := s3tier.NewLifecycle(s3tier.LifecycleConfig{GroupOffsetRetention: time.Hour,
+		Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}, c.Store, c.Meta, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.RunOnce(ctx, s3tier.JobGroupExpiry); err != nil {
+		t.Fatal(err)
+	}
+	if offs, err := c.Meta.FetchGroupOffsets(ctx, group); err != nil || len(offs) != 1 || offs[0].Offset != 5 {
+		t.Fatalf("offsets of a group with a live member after its coordinator died: %+v %v (expired)", offs, err)
+	}
+
+	// The member rejoins on the other agent; the group stays.
+	gate.block("")
+	for adm := c.Admin(t); ; {
+		if h, _ := c.Meta.GroupCoordinator(ctx, group); h == other.Server.NodeID() && stable(adm) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the member never rejoined on the other agent")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := lc.RunOnce(ctx, s3tier.JobGroupExpiry); err != nil {
+		t.Fatal(err)
+	}
+	if offs, err := c.Meta.FetchGroupOffsets(ctx, group); err != nil || len(offs) != 1 {
+		t.Fatalf("offsets after the rejoin: %+v %v", offs, err)
+	}
 }

@@ -89,15 +89,23 @@ type group struct {
 	// a request; an Empty group is released once it is older than the
 	// idle threshold (groups.go, releaseIdle).
 	idleSince time.Time
-	// emptySince is when the group last lost its last member, zero if it
-	// has had none since this agent claimed it; the release records it in
-	// etcd for offset expiry.
+	// emptySince is when the group last lost its last member or, if it
+	// has had none since this agent claimed it, the empty-since record the
+	// claim took from etcd, else the claim's time (any member it had
+	// before would have rejoined here); the release records it in etcd
+	// for offset expiry.
 	emptySince time.Time
 }
 
-func newGroup(c *coordinator, name string, lease clientv3.LeaseID) *group {
+// newGroup makes a group just claimed; emptySince is the empty-since
+// record the claim took from etcd (zero: none).
+func newGroup(c *coordinator, name string, lease clientv3.LeaseID, emptySince time.Time) *group {
+	now := time.Now()
+	if emptySince.IsZero() {
+		emptySince = now
+	}
 	return &group{c: c, name: name, lease: lease, members: map[string]*member{},
-		static: map[string]string{}, pending: map[string]*time.Timer{}, idleSince: time.Now()}
+		static: map[string]string{}, pending: map[string]*time.Timer{}, idleSince: now, emptySince: emptySince}
 }
 
 func newMemberID(clientID string) string {

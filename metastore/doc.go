@@ -23,7 +23,7 @@
 //	<ns>/agents/<node>                       AgentInfo        under the agent's lease
 //	<ns>/jobs/<job>/<lease id>               holder (raw)     election candidate, under its lease
 //	<ns>/groups/<g>/coordinator              <node> (decimal) under the coordinator's agent lease
-//	<ns>/groups/<g>/empty-since              Unix ms (decimal) the group became empty; set at release
+//	<ns>/groups/<g>/empty-since              Unix ms (decimal) the group became empty; set at release (or by expiry), deleted by a claim
 //	<ns>/groups/<g>/offsets/<topic>/<p>      GroupOffset      one per committed partition
 //	<ns>/users/<u>/<mechanism>               auth.Credential  SCRAM salt, iterations, StoredKey, ServerKey
 //	<ns>/acls/<digest>                       auth.ACL         digest: sha256 of the binding, 32 hex digits
@@ -84,10 +84,16 @@
 //     both its newest commit (CommitMs) and its empty-since record are
 //     older than the retention. A coordinator releases (deletes) the key of
 //     a group that stayed without members for a while, writing
-//     empty-since if the group has offsets (ReleaseGroupCoordinator). The
-//     deleting transaction compares the coordinator key's CreateRevision
-//     with 0 and the ModRevision of every key of the group with the read
-//     revision, so a group claimed or committed to meanwhile is kept.
+//     empty-since if the group has offsets (ReleaseGroupCoordinator); a
+//     claim deletes empty-since (ClaimGroup), since the group may get
+//     members. A group without coordinator key nor empty-since lost its
+//     coordinator without a release, maybe with live members about to
+//     rejoin elsewhere: expiry does not delete it but writes empty-since
+//     (now), counting the retention from there. The deleting transaction
+//     compares the coordinator key's CreateRevision with 0, the
+//     empty-since record's ModRevision with the one read, and the
+//     ModRevision of every key of the group with the read revision, so a
+//     group claimed or committed to meanwhile is kept.
 //   - Producer IDs come from CAS increments of one counter, so they are
 //     unique across agents and restarts (>= FirstProducerID, not dense).
 //

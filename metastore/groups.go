@@ -45,33 +45,67 @@ type GroupListing struct {
 	HasOffsets bool
 }
 
-// ClaimGroupCoordinator makes nodeID the coordinator of group, under lease
-// (the agent's session lease), unless someone holds it already. It returns
-// the holder's node ID and whether the holder's lease is lease (true also
-// when the caller already held it).
+// GroupClaim is the outcome of ClaimGroup.
+type GroupClaim struct {
+	// Holder is the node ID holding the coordinator key.
+	Holder int32
+	// Mine reports whether the holder's lease is the caller's.
+	Mine bool
+	// EmptySince is the group's empty-since record that this claim took
+	// out of etcd (zero if there was none, or if the key was held
+	// already): the group has been without members since then, unless
+	// members join it now. The claimant passes it back to
+	// ReleaseGroupCoordinator if the group gets no member meanwhile.
+	EmptySince time.Time
+}
+
+// ClaimGroupCoordinator is ClaimGroup without the claimed empty-since
+// record.
 func (s *Store) ClaimGroupCoordinator(ctx context.Context, group string, nodeID int32, lease clientv3.LeaseID) (int32, bool, error) {
+	c, err := s.ClaimGroup(ctx, group, nodeID, lease)
+	return c.Holder, c.Mine, err
+}
+
+// ClaimGroup makes nodeID the coordinator of group, under lease (the
+// agent's session lease), unless someone holds it already. It returns the
+// holder's node ID and whether the holder's lease is lease (true also when
+// the caller already held it). A claim that creates the coordinator key
+// deletes, in the same transaction, the group's empty-since record (and
+// returns it): from then on the group may have members, so a record left
+// in etcd would let ExpireGroupOffsets count an abandonment that has
+// ended, should the new coordinator die without a release.
+func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, lease clientv3.LeaseID) (GroupClaim, error) {
 	if group == "" {
-		return -1, false, fmt.Errorf("claim group coordinator: %w: empty group id", ErrInvalid)
+		return GroupClaim{Holder: -1}, fmt.Errorf("claim group coordinator: %w: empty group id", ErrInvalid)
 	}
 	k := s.keys.groupCoordinator(group)
 	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
-		Then(clientv3.OpPut(k, strconv.Itoa(int(nodeID)), clientv3.WithLease(lease))).
+		Then(clientv3.OpPut(k, strconv.Itoa(int(nodeID)), clientv3.WithLease(lease)),
+			clientv3.OpDelete(s.keys.groupEmptySince(group), clientv3.WithPrevKV())).
 		Else(clientv3.OpGet(k)).Commit()
 	if err != nil {
-		return -1, false, fmt.Errorf("claim group coordinator %q: %w", group, err)
+		return GroupClaim{Holder: -1}, fmt.Errorf("claim group coordinator %q: %w", group, err)
 	}
 	if resp.Succeeded {
-		return nodeID, true, nil
+		c := GroupClaim{Holder: nodeID, Mine: true}
+		if del := resp.Responses[1].GetResponseDeleteRange(); del != nil && len(del.PrevKvs) == 1 {
+			// A corrupt record reads as none: the claimant then counts
+			// from the claim, which is later, never earlier.
+			if ms, err := strconv.ParseInt(string(del.PrevKvs[0].Value), 10, 64); err == nil {
+				c.EmptySince = time.UnixMilli(ms)
+			}
+		}
+		return c, nil
 	}
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 { // deleted between compare and get: cannot happen in one txn
-		return -1, false, fmt.Errorf("claim group coordinator %q: %w", group, ErrConflict)
+		return GroupClaim{Holder: -1}, fmt.Errorf("claim group coordinator %q: %w", group, ErrConflict)
 	}
 	holder, err := parseNode(string(kvs[0].Key), kvs[0].Value)
 	if err != nil {
-		return -1, false, fmt.Errorf("claim group coordinator: %w", err)
+		return GroupClaim{Holder: -1}, fmt.Errorf("claim group coordinator: %w", err)
 	}
-	return holder, clientv3.LeaseID(kvs[0].Lease) == lease, nil
+	return GroupClaim{Holder: holder, Mine: clientv3.LeaseID(kvs[0].Lease) == lease}, nil
 }
 
 // GroupCoordinator returns the node ID holding group's coordinator key, or
@@ -199,11 +233,13 @@ func (s *Store) DeleteGroup(ctx context.Context, group string, lease clientv3.Le
 // ReleaseGroupCoordinator deletes group's coordinator key if it is held
 // under lease; otherwise it does nothing. A coordinator calls it when it
 // stops coordinating a group that has no members. A non-zero emptySince
-// (when the group lost its last member) is recorded, in the same
-// transaction and only if the group has committed offsets, as
+// (when the group lost its last member or, if it had none while claimed,
+// the record its claim took, else the claim's time) is recorded, in the
+// same transaction and only if the group has committed offsets, as
 // groups/<g>/empty-since: offset expiry (ExpireGroupOffsets) counts the
 // retention from it or from the newest commit, whichever is later. A zero
-// emptySince leaves any earlier record as it is.
+// emptySince records nothing, so expiry counts from the first pass that
+// finds the group, as after a coordinator's death.
 func (s *Store) ReleaseGroupCoordinator(ctx context.Context, group string, lease clientv3.LeaseID, emptySince time.Time) error {
 	k := s.keys.groupCoordinator(group)
 	ops := []clientv3.Op{clientv3.OpDelete(k)}

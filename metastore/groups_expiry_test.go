@@ -84,7 +84,7 @@ func TestExpireGroupOffsets(t *testing.T) {
 	old := now.Add(-10 * 24 * time.Hour)
 	const retention = 7 * 24 * time.Hour
 
-	f.commit("abandoned", 1500, old, true, time.Time{})
+	f.commit("abandoned", 1500, old, true, old)
 	f.commit("coordinated", 3, old, false, time.Time{})
 	f.commit("recent", 3, old, false, time.Time{})
 	if err := f.s.CommitGroupOffsets(f.ctx, "recent", f.sess.Lease(), []metastore.GroupOffset{{Topic: "u", Partition: 0, Offset: 1, CommitMs: now.Add(-time.Hour).UnixMilli()}}); err != nil {
@@ -151,15 +151,17 @@ func TestExpireGroupOffsets(t *testing.T) {
 // TestExpireGroupOffsetsRaces proves the expiry transaction loses to what
 // happens between its read and its write: a commit (by a coordinator that
 // claimed, committed and released meanwhile, so the coordinator key is
-// absent again but an offset's ModRevision changed), a new offset key, and
-// a claim (the coordinator key exists) all keep the group's offsets.
+// absent again but an offset's ModRevision changed), a new offset key, a
+// claim (the coordinator key exists), and a claim by an agent that then
+// died (the coordinator key is absent again, but the claim deleted the
+// empty-since record) all keep the group's offsets.
 func TestExpireGroupOffsetsRaces(t *testing.T) {
 	f := newExpiryFixture(t)
 	now := time.Now()
 	old := now.Add(-30 * 24 * time.Hour)
 	races := map[string]func(group string){
 		"recommit": func(g string) {
-			f.commit(g, 1, old, true, time.Time{}) // rewrites partition 0, still old
+			f.commit(g, 1, old, true, old) // rewrites partition 0, still old
 		},
 		"new-partition": func(g string) {
 			if _, _, err := f.s.ClaimGroupCoordinator(f.ctx, g, f.sess.NodeID(), f.sess.Lease()); err != nil {
@@ -168,7 +170,7 @@ func TestExpireGroupOffsetsRaces(t *testing.T) {
 			if err := f.s.CommitGroupOffsets(f.ctx, g, f.sess.Lease(), []metastore.GroupOffset{{Topic: "t", Partition: 99, CommitMs: old.UnixMilli()}}); err != nil {
 				t.Fatal(err)
 			}
-			if err := f.s.ReleaseGroupCoordinator(f.ctx, g, f.sess.Lease(), time.Time{}); err != nil {
+			if err := f.s.ReleaseGroupCoordinator(f.ctx, g, f.sess.Lease(), old); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -177,12 +179,24 @@ func TestExpireGroupOffsetsRaces(t *testing.T) {
 				t.Fatalf("claim: %v %v", mine, err)
 			}
 		},
+		"claim-then-death": func(g string) {
+			sess, err := f.s.RegisterAgent(f.ctx, metastore.AgentInfo{NodeID: -1, Host: "b", Port: 2}, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, mine, err := f.s.ClaimGroupCoordinator(f.ctx, g, sess.NodeID(), sess.Lease()); err != nil || !mine {
+				t.Fatalf("claim: %v %v", mine, err)
+			}
+			if err := sess.Close(f.ctx); err != nil {
+				t.Fatal(err)
+			}
+		},
 	}
 	for name, race := range races {
 		t.Run(name, func(t *testing.T) {
 			g := "race-" + name
-			f.commit(g, 3, old, true, time.Time{})
-			before := f.offsets(g)
+			f.commit(g, 3, old, true, old)
+			before, at := f.offsets(g), now
 			raced := 0
 			restore := metastore.SetExpiryHook(func(group string) {
 				if group == g {
@@ -201,16 +215,135 @@ func TestExpireGroupOffsetsRaces(t *testing.T) {
 			if got := f.offsets(g); got < before {
 				t.Fatalf("%d offsets left of %d: the expiry won over a concurrent change", got, before)
 			}
-			if name == "claim" {
-				if err := f.s.ReleaseGroupCoordinator(f.ctx, g, f.sess.Lease(), time.Time{}); err != nil {
+			switch name {
+			case "claim":
+				if err := f.s.ReleaseGroupCoordinator(f.ctx, g, f.sess.Lease(), old); err != nil {
 					t.Fatal(err)
 				}
+			case "claim-then-death":
+				// Nobody released it since the claim: the next pass
+				// only records when it found the group uncoordinated.
+				if st, err := f.s.ExpireGroupOffsets(f.ctx, now, 24*time.Hour); err != nil || st.Groups != 0 || f.offsets(g) != before {
+					t.Fatalf("pass after the death: %+v %v, %d offsets left", st, err, f.offsets(g))
+				}
+				at = now.Add(25 * time.Hour)
 			}
 			// Without a race the next pass expires it.
-			st, err = f.s.ExpireGroupOffsets(f.ctx, now, 24*time.Hour)
+			st, err = f.s.ExpireGroupOffsets(f.ctx, at, 24*time.Hour)
 			if err != nil || st.Groups != 1 || f.keys(g) != 0 {
 				t.Fatalf("unraced pass: %+v %v, %d keys left", st, err, f.keys(g))
 			}
 		})
+	}
+}
+
+// TestExpireGroupOffsetsAfterCoordinatorDeath proves a group whose
+// coordinator died (its key went with the agent's lease; nobody released
+// it) is not expired on the spot, however old its commits or the
+// empty-since record of an earlier release: its members may be alive and
+// about to rejoin on another agent (Kafka never expires a group with
+// members, KIP-211). The first pass that finds the group uncoordinated
+// records when; the group expires a retention after that, unless a claim
+// (its members rejoining) consumes the record first.
+func TestExpireGroupOffsetsAfterCoordinatorDeath(t *testing.T) {
+	f := newExpiryFixture(t)
+	now := time.Now()
+	old := now.Add(-30 * 24 * time.Hour)
+	const retention = 7 * 24 * time.Hour
+	// coordinate claims group on a new agent, commits n old offsets on it
+	// and returns the agent, whose Close is its death.
+	coordinate := func(group string, n int) *metastore.Session {
+		t.Helper()
+		sess, err := f.s.RegisterAgent(f.ctx, metastore.AgentInfo{NodeID: -1, Host: "b", Port: 2}, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sess.Close(context.Background()) })
+		if _, mine, err := f.s.ClaimGroupCoordinator(f.ctx, group, sess.NodeID(), sess.Lease()); err != nil || !mine {
+			t.Fatalf("claim %q: mine %v err %v", group, mine, err)
+		}
+		offs := make([]metastore.GroupOffset, n)
+		for i := range offs {
+			offs[i] = metastore.GroupOffset{Topic: "t", Partition: int32(i), Offset: 1, CommitMs: old.UnixMilli()}
+		}
+		if n > 0 {
+			if err := f.s.CommitGroupOffsets(f.ctx, group, sess.Lease(), offs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return sess
+	}
+	die := func(sess *metastore.Session) {
+		t.Helper()
+		if err := sess.Close(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Its coordinator died holding it (no release, no empty-since).
+	die(coordinate("died", 2))
+	// Released long ago (an old empty-since), then its members came back
+	// to another agent, which died with them in the group.
+	f.commit("stale-record", 3, old, true, old)
+	die(coordinate("stale-record", 0))
+
+	st, err := f.s.ExpireGroupOffsets(f.ctx, now, retention)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Groups != 0 || f.offsets("died") != 2 || f.offsets("stale-record") != 3 {
+		t.Fatalf("stats %+v, %d and %d offsets left: offsets expired right after their coordinator died",
+			st, f.offsets("died"), f.offsets("stale-record"))
+	}
+	// Within a retention of that pass: kept.
+	if st, err = f.s.ExpireGroupOffsets(f.ctx, now.Add(retention-time.Hour), retention); err != nil || st.Groups != 0 {
+		t.Fatalf("a retention after the death, less an hour: %+v %v, want nothing expired", st, err)
+	}
+
+	// The members of "died" rejoin (a claim) on an agent that dies too:
+	// the count starts again from the pass after that death.
+	later := now.Add(retention - time.Hour)
+	die(coordinate("died", 0))
+	if st, err = f.s.ExpireGroupOffsets(f.ctx, later, retention); err != nil || st.Groups != 0 {
+		t.Fatalf("after the second death: %+v %v, want nothing expired", st, err)
+	}
+	// A retention after the first pass: "stale-record" goes, "died" stays.
+	st, err = f.s.ExpireGroupOffsets(f.ctx, now.Add(retention+time.Hour), retention)
+	if err != nil || st.Groups != 1 || f.keys("stale-record") != 0 || f.offsets("died") != 2 {
+		t.Fatalf("a retention later: %+v %v, %d keys of stale-record, %d offsets of died; want stale-record alone expired",
+			st, err, f.keys("stale-record"), f.offsets("died"))
+	}
+	st, err = f.s.ExpireGroupOffsets(f.ctx, later.Add(retention+time.Hour), retention)
+	if err != nil || st.Groups != 1 || f.keys("died") != 0 {
+		t.Fatalf("a retention after the second death: %+v %v, %d keys left", st, err, f.keys("died"))
+	}
+}
+
+// TestClaimGroupTakesEmptySince proves a claim that creates the
+// coordinator key takes the group's empty-since record out of etcd and
+// returns it (so a coordinator that gets no member can record it again at
+// its release), and that a claim of a key already held returns none.
+func TestClaimGroupTakesEmptySince(t *testing.T) {
+	f := newExpiryFixture(t)
+	emptied := time.Now().Add(-48 * time.Hour).Truncate(time.Millisecond)
+	f.commit("g", 1, emptied, true, emptied)
+	if n := f.keys("g"); n != 2 {
+		t.Fatalf("%d keys after the release, want an offset and empty-since", n)
+	}
+	c, err := f.s.ClaimGroup(f.ctx, "g", f.sess.NodeID(), f.sess.Lease())
+	if err != nil || !c.Mine || !c.EmptySince.Equal(emptied) {
+		t.Fatalf("claim: %+v %v, want mine with empty-since %v", c, err, emptied)
+	}
+	if n := f.keys("g"); n != 2 {
+		t.Fatalf("%d keys after the claim, want the coordinator and an offset", n)
+	}
+	if again, err := f.s.ClaimGroup(f.ctx, "g", f.sess.NodeID(), f.sess.Lease()); err != nil || !again.Mine || !again.EmptySince.IsZero() {
+		t.Fatalf("claim of a held key: %+v %v", again, err)
+	}
+	if err := f.s.ReleaseGroupCoordinator(f.ctx, "g", f.sess.Lease(), c.EmptySince); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := f.s.ExpireGroupOffsets(f.ctx, emptied.Add(24*time.Hour+time.Second), 24*time.Hour); err != nil || st.Groups != 1 {
+		t.Fatalf("a retention after the emptying: %+v %v, want the group expired", st, err)
 	}
 }

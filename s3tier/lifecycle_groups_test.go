@@ -37,7 +37,7 @@ func TestGroupExpiryJob(t *testing.T) {
 		{Topic: "t", Partition: 0, Offset: 5, CommitMs: old}, {Topic: "t", Partition: 1, Offset: 7, CommitMs: old}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := meta.ReleaseGroupCoordinator(ctx, "gone", sess.Lease(), time.Time{}); err != nil {
+	if err := meta.ReleaseGroupCoordinator(ctx, "gone", sess.Lease(), time.UnixMilli(old)); err != nil {
 		t.Fatal(err)
 	}
 
