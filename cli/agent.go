@@ -52,12 +52,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	addEtcdTLSFlags(cmd)
 	addSecurityFlags(cmd)
 	f.String("dev-etcd-listen", "127.0.0.1:2379", "with --dev: client address of the embedded etcd")
-	f.String("bucket", "", "object store: s3://bucket/prefix, or a local directory (default with --dev: <data-dir>/bucket)")
-	f.String("s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores, e.g. http://127.0.0.1:9000 (implies path-style)")
-	f.String("s3-region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
-	f.Bool("s3-path-style", false, "use path-style S3 addressing")
-	f.String("s3-access-key", "", "S3 access key (default: the AWS credential chain)")
-	f.String("s3-secret-key", "", "S3 secret key (default: the AWS credential chain)")
+	addS3Flags(cmd, "object store: s3://bucket/prefix, or a local directory (default with --dev: <data-dir>/bucket)")
 	f.Var(&flushBytes, "flush-bytes", "seal the write buffer into an object at this size")
 	f.Duration("flush-interval", 250*time.Millisecond, "seal the write buffer at least this often (bounds acks=all latency)")
 	f.Var(&cacheBytes, "cache-bytes", "local read cache budget")
@@ -107,11 +102,6 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			EtcdNamespace:     v.GetString("etcd-namespace"),
 			DevEtcdListen:     v.GetString("dev-etcd-listen"),
 			Bucket:            v.GetString("bucket"),
-			S3Endpoint:        v.GetString("s3-endpoint"),
-			S3Region:          v.GetString("s3-region"),
-			S3PathStyle:       v.GetBool("s3-path-style"),
-			S3AccessKey:       v.GetString("s3-access-key"),
-			S3SecretKey:       v.GetString("s3-secret-key"),
 			FlushBytes:        int64(fb),
 			FlushInterval:     v.GetDuration("flush-interval"),
 			CacheBytes:        int64(cb),
@@ -124,6 +114,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 				GroupOffsetRetention: retention},
 		}
 		o.EtcdCertFile, o.EtcdKeyFile, o.EtcdCAFile = v.GetString("etcd-cert"), v.GetString("etcd-key"), v.GetString("etcd-ca")
+		setS3Options(&o, v)
 		if o.Listeners, o.Auth, err = securityOptions(v); err != nil {
 			return err
 		}

@@ -78,12 +78,7 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 	f.StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints, comma-separated")
 	addEtcdTLSFlags(cmd)
 	f.String("etcd-namespace", "/shale", "key prefix of the cluster in etcd")
-	f.String("bucket", "", "object store: s3://bucket/prefix, or a local directory (required)")
-	f.String("s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores (implies path-style)")
-	f.String("s3-region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
-	f.Bool("s3-path-style", false, "use path-style S3 addressing")
-	f.String("s3-access-key", "", "S3 access key (default: the AWS credential chain)")
-	f.String("s3-secret-key", "", "S3 secret key (default: the AWS credential chain)")
+	addS3Flags(cmd, "object store: s3://bucket/prefix, or a local directory (required)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		v, err := newViper(cmd)
 		if err != nil {
@@ -146,12 +141,8 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 			EtcdCAFile:    v.GetString("etcd-ca"),
 			EtcdNamespace: v.GetString("etcd-namespace"),
 			Bucket:        bucket,
-			S3Endpoint:    v.GetString("s3-endpoint"),
-			S3Region:      v.GetString("s3-region"),
-			S3PathStyle:   v.GetBool("s3-path-style"),
-			S3AccessKey:   v.GetString("s3-access-key"),
-			S3SecretKey:   v.GetString("s3-secret-key"),
 		}
+		setS3Options(&so, v)
 		if os.Getenv("GOMEMLIMIT") == "" {
 			// A soft heap limit keeps the peak RSS near the read-ahead and
 			// writer buffers instead of twice the live heap (GOGC=100).

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shale-dev/shale/agent"
@@ -48,6 +50,9 @@ type StackOptions struct {
 	S3PathStyle bool
 	S3AccessKey string
 	S3SecretKey string
+	// S3AttemptTimeout bounds the silences of one S3 attempt (0: the
+	// default, negative: none); see s3tier.S3Config.AttemptTimeout.
+	S3AttemptTimeout time.Duration
 
 	FlushBytes        int64
 	FlushInterval     time.Duration
@@ -157,6 +162,7 @@ func OpenStore(ctx context.Context, o StackOptions) (s3tier.Store, error) {
 		return s3tier.NewS3Store(ctx, s3tier.S3Config{
 			Bucket: bucket, Prefix: prefix, Endpoint: o.S3Endpoint, Region: o.S3Region,
 			PathStyle: o.S3PathStyle || o.S3Endpoint != "", AccessKey: o.S3AccessKey, SecretKey: o.S3SecretKey,
+			AttemptTimeout: o.S3AttemptTimeout,
 		})
 	}
 	b = strings.TrimPrefix(b, "file://")
@@ -278,4 +284,26 @@ func (s *Stack) Close(ctx context.Context) error {
 		errs = append(errs, s.Etcd.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// addS3Flags adds the object-store flags shared by the agent and replay.
+func addS3Flags(cmd *cobra.Command, bucketHelp string) {
+	f := cmd.Flags()
+	f.String("bucket", "", bucketHelp)
+	f.String("s3-endpoint", "", "S3 endpoint URL for MinIO and other S3-compatible stores, e.g. http://127.0.0.1:9000 (implies path-style)")
+	f.String("s3-region", "", "S3 region (default: from the AWS configuration, else us-east-1)")
+	f.Bool("s3-path-style", false, "use path-style S3 addressing")
+	f.String("s3-access-key", "", "S3 access key (default: the AWS credential chain)")
+	f.String("s3-secret-key", "", "S3 secret key (default: the AWS credential chain)")
+	f.Duration("s3-attempt-timeout", s3tier.DefaultAttemptTimeout, "give up an S3 attempt (and retry) after this long without response headers or body bytes; -1s: never")
+}
+
+// setS3Options copies the flags of addS3Flags (but --bucket) into o.
+func setS3Options(o *StackOptions, v *viper.Viper) {
+	o.S3Endpoint = v.GetString("s3-endpoint")
+	o.S3Region = v.GetString("s3-region")
+	o.S3PathStyle = v.GetBool("s3-path-style")
+	o.S3AccessKey = v.GetString("s3-access-key")
+	o.S3SecretKey = v.GetString("s3-secret-key")
+	o.S3AttemptTimeout = v.GetDuration("s3-attempt-timeout")
 }
