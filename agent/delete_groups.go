@@ -6,7 +6,8 @@ package agent
 // (NON_EMPTY_GROUP); a group with no members and no committed offsets is
 // GROUP_ID_NOT_FOUND. Deleting removes the group's offsets and its
 // coordinator claim from etcd in one fenced transaction, then forgets the
-// group here.
+// group here (also after an error, unless reading the coordinator key back
+// shows it still held: etcd may have applied the delete).
 
 import (
 	"context"
@@ -43,17 +44,25 @@ func (s *Server) deleteGroup(ctx context.Context, name string) int16 {
 		g.mu.Unlock()
 		return errCode(s.log, "delete group", err)
 	}
-	if err := s.meta.DeleteGroup(ctx, name, g.lease); err != nil {
-		g.mu.Unlock()
+	// The group leaves the registry with g.mu held, as in an idle release
+	// (maybeRelease): a request that found it waits, sees it Dead and
+	// claims afresh, and a claim that overlapped the delete is repeated.
+	err = s.groupMeta(groupOpDelete, name, func() error { return s.meta.DeleteGroup(ctx, name, g.lease) })
+	if err != nil {
 		code := groupErr(s, "delete group", err)
-		if code == kerr.NotCoordinator.Code {
-			co.drop(g, code)
+		// etcd may have applied the delete all the same (a timeout
+		// after the commit): keep the group only if its key is still
+		// ours.
+		if code == kerr.NotCoordinator.Code || !co.stillHeld(g) {
+			co.forgetLocked(g, kerr.NotCoordinator.Code)
 		}
+		g.mu.Unlock()
 		return code
 	}
+	co.forgetLocked(g, kerr.NotCoordinator.Code)
+	gen := g.generation
 	g.mu.Unlock()
-	co.drop(g, kerr.NotCoordinator.Code)
-	if len(offs) == 0 && g.generation == 0 {
+	if len(offs) == 0 && gen == 0 {
 		return kerr.GroupIDNotFound.Code
 	}
 	return 0

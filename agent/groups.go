@@ -28,7 +28,12 @@ package agent
 // group. A later request for it claims it again, on this agent or
 // another, exactly as after a coordinator's death; a request that raced
 // the release sees the group dead and claims afresh (lock), and a claim
-// that raced one is repeated (acquire). Releasing is what lets offsets
+// that raced one is repeated (acquire). When the delete returns an error,
+// etcd may have applied it all the same (a timeout after the commit): the
+// coordinator then reads the key back and forgets the group unless it
+// still holds the key (also if the read fails: its members rejoin,
+// whereas serving a group without its key could give it two
+// coordinators). DeleteGroups does the same. Releasing is what lets offsets
 // expire: the group-expiry lifecycle job (metastore.ExpireGroupOffsets)
 // only touches groups nobody coordinates. A claim takes the empty-since
 // record out of etcd (the group may get members now) and the release puts
@@ -110,9 +115,27 @@ type coordinator struct {
 	mu     sync.Mutex
 	groups map[string]*group // claimed under lease
 	lease  clientv3.LeaseID  // the session lease the groups were claimed under
-	// released counts idle releases: a claim that overlapped one may
-	// have seen the key the release then deleted (acquire).
+	// released counts groups that left the registry (idle releases,
+	// deletes, losses): a claim that overlapped one may have seen the
+	// key that was then deleted (acquire).
 	released uint64
+}
+
+// The etcd calls of group coordination, as Server.groupMeta names them.
+const (
+	groupOpClaim       = "claim"       // ClaimGroup (acquire)
+	groupOpRelease     = "release"     // ReleaseGroupCoordinator (maybeRelease)
+	groupOpDelete      = "delete"      // DeleteGroup (deleteGroup)
+	groupOpCoordinator = "coordinator" // GroupCoordinator (stillHeld)
+)
+
+// groupMeta runs call, the etcd call op of group, through the test hook
+// when one is set (export_test.go), else directly.
+func (s *Server) groupMeta(op, group string, call func() error) error {
+	if h := s.groupMetaHook.Load(); h != nil {
+		return (*h)(op, group, call)
+	}
+	return call()
 }
 
 // groups returns the server's group registry, creating it on first use.
@@ -157,6 +180,8 @@ func (c *coordinator) releaseIdle() {
 // before the group leaves the registry, so a request that finds the group
 // here waits for the lock, sees it Dead and claims afresh (lock), and a
 // claim that saw the key before its deletion notices the release (acquire).
+// If the delete returns an error, the group is forgotten all the same
+// unless the key, read back, is still held (stillHeld).
 func (c *coordinator) maybeRelease(g *group, idle time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -164,22 +189,65 @@ func (c *coordinator) maybeRelease(g *group, idle time.Duration) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.s.ctx, requestTimeout)
-	err := c.s.meta.ReleaseGroupCoordinator(ctx, g.name, g.lease, g.emptySince)
+	err := c.s.groupMeta(groupOpRelease, g.name, func() error {
+		return c.s.meta.ReleaseGroupCoordinator(ctx, g.name, g.lease, g.emptySince)
+	})
 	cancel()
 	if err != nil {
-		if c.s.ctx.Err() == nil {
-			c.s.log.Warn("release idle group failed; retrying later", "group", g.name, "err", err)
+		if c.stillHeld(g) {
+			if c.s.ctx.Err() == nil {
+				c.s.log.Warn("release idle group failed; retrying later", "group", g.name, "err", err)
+			}
+			return
 		}
+		c.s.log.Warn("release idle group failed, and its coordinator key is not known to be held; forgetting the group", "group", g.name, "err", err)
+		c.forgetLocked(g, kerr.NotCoordinator.Code)
 		return
 	}
+	c.forgetLocked(g, kerr.NotCoordinator.Code)
+	c.s.log.Info("released idle group", "group", g.name, "idle_for", time.Since(g.idleSince).Round(time.Millisecond))
+}
+
+// stillHeld reports, with g.mu held, whether this agent still holds g's
+// coordinator key under g's lease, read back from etcd after a release or
+// delete of the key returned an error (etcd may have applied it all the
+// same). A failed read counts as not held: forgetting a group whose key is
+// still held only makes its members rejoin (a request claims it here
+// again), whereas serving one whose key is gone lets another agent claim
+// and coordinate it too.
+func (c *coordinator) stillHeld(g *group) bool {
+	sess := c.s.currentSession()
+	if sess == nil || sess.Lease() != g.lease {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(c.s.ctx, requestTimeout)
+	defer cancel()
+	var holder int32
+	err := c.s.groupMeta(groupOpCoordinator, g.name, func() (err error) {
+		holder, err = c.s.meta.GroupCoordinator(ctx, g.name)
+		return err
+	})
+	if err != nil {
+		if c.s.ctx.Err() == nil {
+			c.s.log.Warn("reading back group coordinator failed; dropping the group", "group", g.name, "err", err)
+		}
+		return false
+	}
+	return holder == sess.NodeID()
+}
+
+// forgetLocked removes g from the registry and kills it, with g.mu held
+// (so a request that found g waits, sees it Dead and claims afresh), after
+// its coordinator key left etcd or may have: counted in released, so that
+// a claim that overlapped the key's deletion is repeated (acquire).
+func (c *coordinator) forgetLocked(g *group, code int16) {
 	c.mu.Lock()
 	if c.groups[g.name] == g {
 		delete(c.groups, g.name)
 	}
 	c.released++
 	c.mu.Unlock()
-	g.killLocked(kerr.NotCoordinator.Code)
-	c.s.log.Info("released idle group", "group", g.name, "idle_for", time.Since(g.idleSince).Round(time.Millisecond))
+	g.killLocked(code)
 }
 
 // session returns the agent's current session, nil before Start.
@@ -222,6 +290,7 @@ func (c *coordinator) dropAll(why string) {
 	c.mu.Lock()
 	gs := c.groups
 	c.groups = map[string]*group{}
+	c.released++
 	c.mu.Unlock()
 	for _, g := range gs {
 		c.s.log.Info("dropping group", "group", g.name, "why", why)
@@ -229,12 +298,15 @@ func (c *coordinator) dropAll(why string) {
 	}
 }
 
-// drop forgets g (it was deleted or lost) and fails its waiters.
+// drop forgets g (it was lost) and fails its waiters. Like an idle
+// release it counts in released: a claim that overlapped the loss of the
+// key is repeated (acquire).
 func (c *coordinator) drop(g *group, code int16) {
 	c.mu.Lock()
 	if c.groups[g.name] == g {
 		delete(c.groups, g.name)
 	}
+	c.released++
 	c.mu.Unlock()
 	g.kill(code)
 }
@@ -304,7 +376,11 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		if g != nil && g.lease == sess.Lease() {
 			return g, 0
 		}
-		claim, err := c.s.meta.ClaimGroup(ctx, name, sess.NodeID(), sess.Lease())
+		var claim metastore.GroupClaim
+		err := c.s.groupMeta(groupOpClaim, name, func() (err error) {
+			claim, err = c.s.meta.ClaimGroup(ctx, name, sess.NodeID(), sess.Lease())
+			return err
+		})
 		if err != nil {
 			c.s.log.Warn("claim group coordinator failed", "group", name, "err", err)
 			return nil, kerr.CoordinatorNotAvailable.Code
@@ -322,8 +398,9 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 			return g, 0
 		}
 		if c.released != released {
-			// A release finished during the claim: the key the claim
-			// found held by this agent may be the one it deleted.
+			// A group left the registry during the claim (released,
+			// deleted or lost): the key the claim found held by this
+			// agent may be the one that was deleted.
 			c.mu.Unlock()
 			continue
 		}

@@ -150,6 +150,9 @@ type Server struct {
 	coord     *coordinator // the consumer groups this agent coordinates
 	// groupIdleOverride, when positive, replaces groupIdleRelease (tests).
 	groupIdleOverride atomic.Int64
+	// groupMetaHook, when set, runs the etcd calls of group coordination
+	// (groupMeta; tests inject etcd errors with it).
+	groupMetaHook atomic.Pointer[func(op, group string, call func() error) error]
 
 	extra []*boundListener // Config.Listeners, once started
 	sec   *security        // authentication and authorization
