@@ -4,7 +4,8 @@ package agent
 //
 // ACLs are stored in etcd (metastore/auth.go), one key per binding, and
 // every agent keeps them in memory, reloaded through an etcd watch, so a
-// change made through one agent applies on all within a moment. Creating
+// change made through one agent applies on all within a moment; the agent
+// that made it reloads before answering, so it applies there at once. Creating
 // and deleting needs ALTER on the cluster, describing DESCRIBE on the
 // cluster (when authorization is on; when it is off anyone may manage
 // ACLs, which then apply once it is turned on). Resource types topic,
@@ -92,7 +93,7 @@ func (s *Server) handleCreateACLs(ctx context.Context, rc *reqCtx, req *kmsg.Cre
 		resp.Results = append(resp.Results, r)
 	}
 	if changed {
-		s.sec.nudge()
+		s.sec.applyLocalChange(ctx)
 		s.log.Info("ACLs created", "by", s.who(rc).principal, "count", len(req.Creations))
 	}
 	return now(resp)
@@ -179,7 +180,7 @@ func (s *Server) handleDeleteACLs(ctx context.Context, rc *reqCtx, req *kmsg.Del
 		resp.Results = append(resp.Results, r)
 	}
 	if changed {
-		s.sec.nudge()
+		s.sec.applyLocalChange(ctx)
 	}
 	return now(resp)
 }

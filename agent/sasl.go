@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -78,6 +79,9 @@ type security struct {
 	enabled bool                            // authorization enforced
 	authz   atomic.Pointer[auth.Authorizer] // current ACLs; nil until loaded
 	reload  chan struct{}                   // nudges the ACL watcher
+
+	mu  sync.Mutex // orders stores into authz
+	rev int64      // etcd revision the ACLs in authz were read at
 }
 
 func newSecurity(cfg Config, meta *metastore.Store, log *slog.Logger) *security {
@@ -120,7 +124,7 @@ func (s *Server) startSecurity(ctx context.Context, info *metastore.AgentInfo) (
 			closeListeners(out)
 			return nil, fmt.Errorf("agent: load ACLs: %w", err)
 		}
-		s.sec.authz.Store(auth.NewAuthorizer(acls, s.cfg.Auth.SuperUsers))
+		s.sec.storeACLs(acls, rev)
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.sec.watchACLs(s.ctx, rev) }()
 		s.log.Info("authorization on", "acls", len(acls), "super_users", len(s.cfg.Auth.SuperUsers))
@@ -150,13 +154,48 @@ func (sec *security) watchACLs(ctx context.Context, rev int64) {
 	}
 }
 
+// storeACLs installs ACLs read at etcd revision rev unless newer ones are
+// installed already (the watcher and a local change may reload at once).
+func (sec *security) storeACLs(acls []auth.ACL, rev int64) {
+	sec.mu.Lock()
+	defer sec.mu.Unlock()
+	if rev < sec.rev {
+		return
+	}
+	sec.rev = rev
+	sec.authz.Store(auth.NewAuthorizer(acls, sec.cfg.SuperUsers))
+}
+
+// loadACLs reads the ACLs from etcd once and installs them.
+func (sec *security) loadACLs(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	acls, rev, err := sec.meta.ListACLs(rctx)
+	if err != nil {
+		return err
+	}
+	sec.storeACLs(acls, rev)
+	return nil
+}
+
+// applyLocalChange makes a change this agent just wrote to etcd effective
+// here before the request that made it is answered (a client that creates
+// an ACL and then produces through the same agent is not refused); other
+// agents apply it through their watch, within a moment.
+func (sec *security) applyLocalChange(ctx context.Context) {
+	if !sec.enabled {
+		return // no ACLs are loaded while authorization is off
+	}
+	if err := sec.loadACLs(ctx); err != nil {
+		sec.log.Warn("reload ACLs after a change failed; the watcher retries", "err", err)
+		sec.nudge()
+	}
+}
+
 func (sec *security) reloadACLs(ctx context.Context) {
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		acls, _, err := sec.meta.ListACLs(rctx)
-		cancel()
+		err := sec.loadACLs(ctx)
 		if err == nil {
-			sec.authz.Store(auth.NewAuthorizer(acls, sec.cfg.SuperUsers))
 			return
 		}
 		sec.log.Warn("reload ACLs failed; keeping the previous ones", "err", err)

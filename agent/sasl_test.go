@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -267,6 +268,30 @@ func TestSASLRefused(t *testing.T) {
 	// The right password still works after all that.
 	if err := e.client(t, 0, scram512("bob", "bob-pw")).ProduceSync(testCtx(t, 15*time.Second), &kgo.Record{Topic: "refused", Value: []byte("ok")}).FirstErr(); err != nil {
 		t.Fatalf("good produce: %v", err)
+	}
+}
+
+// TestACLAppliesAtOnceOnTheAgentThatMadeIt proves an ACL created through
+// an agent is enforced by that agent as soon as CreateAcls is answered (no
+// watch lag): each round grants a fresh topic and produces to it at once.
+func TestACLAppliesAtOnceOnTheAgentThatMadeIt(t *testing.T) {
+	e := startSecure(t, 1)
+	adm := e.admin(t, 0)
+	cfg := e.tlsConfig()
+	_, _, dave := e.ca.Issue(t, "dave", false)
+	cfg.Certificates = []tls.Certificate{dave}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.addr(0, lMTLS)), kgo.DialTLSConfig(cfg), kgo.RetryTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range 15 {
+		topic := fmt.Sprintf("at-once-%d", i)
+		mustCreateTopic(t, adm, topic)
+		mustACL(t, adm, kadm.NewACLs().Allow("User:dave").Topics(topic).Operations(kadm.OpWrite, kadm.OpDescribe))
+		if err := cl.ProduceSync(testCtx(t, 10*time.Second), &kgo.Record{Topic: topic, Value: []byte("x")}).FirstErr(); err != nil {
+			t.Fatalf("round %d: produce right after the grant: %v", i, err)
+		}
 	}
 }
 
