@@ -241,13 +241,18 @@ func (c *coordinator) stillHeld(g *group) bool {
 // its coordinator key left etcd or may have: counted in released, so that
 // a claim that overlapped the key's deletion is repeated (acquire).
 func (c *coordinator) forgetLocked(g *group, code int16) {
+	c.unregister(g)
+	g.killLocked(code)
+}
+
+// unregister removes g from the registry and counts a release.
+func (c *coordinator) unregister(g *group) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.groups[g.name] == g {
 		delete(c.groups, g.name)
 	}
 	c.released++
-	c.mu.Unlock()
-	g.killLocked(code)
 }
 
 // session returns the agent's current session, nil before Start.
@@ -302,12 +307,7 @@ func (c *coordinator) dropAll(why string) {
 // release it counts in released: a claim that overlapped the loss of the
 // key is repeated (acquire).
 func (c *coordinator) drop(g *group, code int16) {
-	c.mu.Lock()
-	if c.groups[g.name] == g {
-		delete(c.groups, g.name)
-	}
-	c.released++
-	c.mu.Unlock()
+	c.unregister(g)
 	g.kill(code)
 }
 
