@@ -42,8 +42,9 @@
 // # Read path
 //
 // Fetch resolves an offset to an index entry (a per-partition cache of
-// recent entries kept fresh by an etcd watch and by this engine's commits;
-// etcd on a miss), then reads the entry's bytes from the local cache (whole
+// recent entries kept fresh by an etcd watch and by this engine's commits,
+// beside one run of older entries a history reader fetched; etcd on a
+// miss), then reads the entry's bytes from the local cache (whole
 // objects this agent wrote, ranges it fetched before) or with one ranged
 // GET, verifies their CRC-32C, and patches each batch's base offset to its
 // absolute offset. A compacted segment entry is read through its footer

@@ -116,53 +116,95 @@ func (v *stateView) watch(ctx context.Context, rev int64, log *slog.Logger) {
 	}
 }
 
-// indexCache keeps the most recent index entries of each partition as one
-// contiguous, sorted run, so fetches of recent data need no etcd read.
+// indexCache keeps index entries of each partition in two contiguous,
+// sorted runs: the tail (the most recent entries, fed by commits and the
+// watch, so fetches of recent data need no etcd read) and one history run
+// (entries older than the tail that a fetch read from etcd, so a consumer
+// replaying history while the partition is written reads etcd once per
+// run of entries, not on every fetch). A run must stay contiguous to be
+// trusted: entries that do not continue one replace it.
 type indexCache struct {
 	mu    sync.Mutex
-	parts map[partKey][]metastore.IndexEntry
+	parts map[partKey]*indexRuns
 }
 
-// maxCachedEntries bounds the entries kept per partition.
+type indexRuns struct {
+	tail, hist []metastore.IndexEntry
+}
+
+// maxCachedEntries bounds the entries kept per run.
 const maxCachedEntries = 512
 
 func newIndexCache() *indexCache {
-	return &indexCache{parts: make(map[partKey][]metastore.IndexEntry)}
+	return &indexCache{parts: make(map[partKey]*indexRuns)}
 }
 
 // lookup returns the cached entries starting with the one covering offset.
 func (c *indexCache) lookup(k partKey, offset int64) []metastore.IndexEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	es := c.parts[k]
-	if len(es) == 0 || offset < es[0].BaseOffset || offset > es[len(es)-1].LastOffset {
+	r := c.parts[k]
+	if r == nil {
 		return nil
 	}
-	i := sort.Search(len(es), func(i int) bool { return es[i].LastOffset >= offset })
-	return append([]metastore.IndexEntry(nil), es[i:min(len(es), i+16)]...)
+	for _, es := range [][]metastore.IndexEntry{r.tail, r.hist} {
+		if len(es) == 0 || offset < es[0].BaseOffset || offset > es[len(es)-1].LastOffset {
+			continue
+		}
+		i := sort.Search(len(es), func(i int) bool { return es[i].LastOffset >= offset })
+		return append([]metastore.IndexEntry(nil), es[i:min(len(es), i+16)]...)
+	}
+	return nil
 }
 
-// add appends entries that continue the cached run; entries that do not
-// replace it (the run must stay contiguous to be trusted).
+// add files entries (sorted, contiguous) into the tail run or, when they
+// end before the tail begins, into the history run.
 func (c *indexCache) add(k partKey, entries []metastore.IndexEntry) {
 	if len(entries) == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	es := c.parts[k]
+	r := c.parts[k]
+	if r == nil {
+		r = &indexRuns{}
+		c.parts[k] = r
+	}
+	last := entries[len(entries)-1].LastOffset
 	switch {
-	case len(es) > 0 && entries[0].BaseOffset == es[len(es)-1].LastOffset+1:
-		es = append(es, entries...)
-	case len(es) > 0 && entries[len(entries)-1].LastOffset <= es[len(es)-1].LastOffset:
-		return // already known (our own commit seen again through the watch)
+	case len(r.tail) > 0 && last < r.tail[0].BaseOffset:
+		r.hist = extendRun(r.hist, entries)
+	case len(r.tail) > 0 && last <= r.tail[len(r.tail)-1].LastOffset:
+		// Already known (our own commit seen again through the watch), or
+		// straddling the tail's start: nothing to add.
 	default:
-		es = append([]metastore.IndexEntry(nil), entries...)
+		old := r.tail
+		r.tail = extendRun(r.tail, entries)
+		switch {
+		case len(old) > 0 && old[len(old)-1].LastOffset < r.tail[0].BaseOffset:
+			r.hist = old // a newer run replaced the tail: the old one is history now
+		case len(r.hist) > 0 && r.hist[len(r.hist)-1].LastOffset >= r.tail[0].BaseOffset:
+			r.hist = nil // the tail caught up with the history run
+		}
 	}
-	if len(es) > maxCachedEntries {
-		es = append([]metastore.IndexEntry(nil), es[len(es)-maxCachedEntries:]...)
+}
+
+// extendRun appends entries to run when they continue it, ignores them when
+// run already covers them, and otherwise starts a new run; it keeps the
+// last maxCachedEntries.
+func extendRun(run, entries []metastore.IndexEntry) []metastore.IndexEntry {
+	switch {
+	case len(run) > 0 && entries[0].BaseOffset == run[len(run)-1].LastOffset+1:
+		run = append(run, entries...)
+	case len(run) > 0 && entries[0].BaseOffset >= run[0].BaseOffset && entries[len(entries)-1].LastOffset <= run[len(run)-1].LastOffset:
+		return run
+	default:
+		run = append([]metastore.IndexEntry(nil), entries...)
 	}
-	c.parts[k] = es
+	if len(run) > maxCachedEntries {
+		run = append([]metastore.IndexEntry(nil), run[len(run)-maxCachedEntries:]...)
+	}
+	return run
 }
 
 func (c *indexCache) forget(k partKey) {
