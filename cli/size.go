@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/shale-dev/shale/internal/units"
 )
 
 // ByteSize is a flag value that accepts human-readable sizes: "4MiB",
@@ -52,15 +54,4 @@ func (b *ByteSize) Type() string { return "size" }
 func (b *ByteSize) String() string { return HumanBytes(int64(*b)) }
 
 // HumanBytes formats a byte count with binary units: "4.0 MiB".
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func HumanBytes(n int64) string { return units.HumanBytes(n) }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/shale-dev/shale/internal/units"
 )
 
 // StartProgress redraws a one-line progress bar on w (a terminal) every
@@ -57,18 +59,5 @@ func ProgressLine(bytes, total, records int64, elapsed time.Duration) string {
 		eta = "0s"
 	}
 	return fmt.Sprintf("[%s] %3.0f%%  %s / %s  %d records  %s/s  ETA %s   ",
-		bar, frac*100, humanBytes(bytes), humanBytes(total), records, humanBytes(int64(rate)), eta)
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+		bar, frac*100, units.HumanBytes(bytes), units.HumanBytes(total), records, units.HumanBytes(int64(rate)), eta)
 }
