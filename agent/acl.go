@@ -25,9 +25,9 @@ import (
 )
 
 func init() {
-	register(kmsg.CreateACLs, 0, 3, (*Server).handleCreateACLs)
-	register(kmsg.DescribeACLs, 0, 3, (*Server).handleDescribeACLs)
-	register(kmsg.DeleteACLs, 0, 3, (*Server).handleDeleteACLs)
+	register(kmsg.CreateACLs, 0, 3, (*Server).handleCreateACLs, inHandler[*kmsg.CreateACLsRequest](kmsg.ACLOperationAlter, kmsg.ACLResourceTypeCluster))
+	register(kmsg.DescribeACLs, 0, 3, (*Server).handleDescribeACLs, inHandler[*kmsg.DescribeACLsRequest](kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeCluster))
+	register(kmsg.DeleteACLs, 0, 3, (*Server).handleDeleteACLs, inHandler[*kmsg.DeleteACLsRequest](kmsg.ACLOperationAlter, kmsg.ACLResourceTypeCluster))
 }
 
 // who is the principal and host of a request, with the ACLs to check.

@@ -1,7 +1,8 @@
 package agent
 
-// Authorization of every API, when it is on (AuthConfig). What each needs,
-// as in Kafka:
+// Authorization of every API, when it is on (AuthConfig). Each API declares
+// the permission it needs where it is registered (register's last
+// argument), as in Kafka:
 //
 //	Produce                 WRITE topic
 //	Fetch                   READ topic
@@ -28,17 +29,17 @@ package agent
 //
 // Denials are per item (topic, group, config resource) with
 // TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED or
-// CLUSTER_AUTHORIZATION_FAILED, the allowed items being served as usual. An
-// API without a rule here closes the connection (deny by default).
+// CLUSTER_AUTHORIZATION_FAILED, the allowed items being served as usual.
+// register refuses (panics at start-up) an API without a permission, so no
+// API can be served unchecked by omission.
 //
 // Denied items are removed from the request before the handler runs and
-// added back to its response afterwards, mirrored field by field with
-// reflection (mirror), so handlers know nothing of authorization.
+// added back to its response afterwards through typed accessors
+// (acl_items.go: the request's item list, and the response item answering a
+// refused one), so handlers know nothing of authorization.
 
 import (
 	"context"
-	"fmt"
-	"reflect"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -50,325 +51,229 @@ var (
 	codeTopic   = kerr.TopicAuthorizationFailed.Code
 	codeGroup   = kerr.GroupAuthorizationFailed.Code
 	codeCluster = kerr.ClusterAuthorizationFailed.Code
+	codeTxnID   = kerr.TransactionalIDAuthorizationFailed.Code
 )
+
+// need is one ACL an API requires: an operation on a resource type.
+type need struct {
+	op kmsg.ACLOperation
+	rt kmsg.ACLResourceType
+}
+
+// code is the error answering a principal that lacks n.
+func (n need) code() int16 {
+	switch n.rt {
+	case kmsg.ACLResourceTypeTopic:
+		return codeTopic
+	case kmsg.ACLResourceTypeGroup:
+		return codeGroup
+	case kmsg.ACLResourceTypeTransactionalId:
+		return codeTxnID
+	}
+	return codeCluster
+}
+
+// permission is what an API requires of the principal (needs: the first is
+// the one whose absence answers the API's authorization error) and how it is
+// enforced on the typed request. Built only by the constructors below; the
+// zero value is refused by register.
+type permission[R kmsg.Request] struct {
+	needs   []need
+	public  bool // needs nothing: ApiVersions and the SASL exchange
+	enforce func(g *gate, req R, run func() (reply, error)) (reply, error)
+}
+
+// gate is what an enforcement sees: the server, the request and its
+// principal.
+type gate struct {
+	s   *Server
+	ctx context.Context
+	rc  *reqCtx
+	w   who
+}
+
+// public: the API needs no permission (ApiVersions, SaslHandshake,
+// SaslAuthenticate: they come before a principal is known).
+func public[R kmsg.Request]() permission[R] {
+	return permission[R]{public: true, enforce: func(_ *gate, _ R, run func() (reply, error)) (reply, error) { return run() }}
+}
+
+// inHandler: the handler checks op on rt itself, per item (the ACL and SCRAM
+// APIs, which answer CLUSTER_AUTHORIZATION_FAILED in their own fields).
+func inHandler[R kmsg.Request](op kmsg.ACLOperation, rt kmsg.ACLResourceType) permission[R] {
+	return permission[R]{needs: []need{{op, rt}}, enforce: func(_ *gate, _ R, run func() (reply, error)) (reply, error) { return run() }}
+}
+
+// custom: the API's rule is its own function (several resources, or an
+// answer shaped unlike a list of items); needs says what it checks.
+func custom[R kmsg.Request](enforce func(g *gate, req R, run func() (reply, error)) (reply, error), needs ...need) permission[R] {
+	return permission[R]{needs: needs, enforce: enforce}
+}
+
+// onTopics: every topic item of the request needs op on the topic.
+func onTopics[R kmsg.Request, P kmsg.Response, T any](op kmsg.ACLOperation, it items[R, P, T]) permission[R] {
+	return custom(func(g *gate, req R, run func() (reply, error)) (reply, error) {
+		return filtered(req, it, topicCheck(g, op, it.name), run)
+	}, need{op, kmsg.ACLResourceTypeTopic})
+}
+
+// onGroups: every group item of the request needs op on the group.
+func onGroups[R kmsg.Request, P kmsg.Response](op kmsg.ACLOperation, it items[R, P, string]) permission[R] {
+	return custom(func(g *gate, req R, run func() (reply, error)) (reply, error) {
+		return filtered(req, it, g.groupCheck(op), run)
+	}, need{op, kmsg.ACLResourceTypeGroup})
+}
+
+// single is a typed view of a request naming one resource (name: nil for
+// the cluster) and of its response's top-level error code.
+type single[R kmsg.Request, P kmsg.Response] struct {
+	name    func(R) string
+	errCode func(P) *int16
+}
+
+// onGroup: the request names one group and needs op on it; refused, the
+// response carries GROUP_AUTHORIZATION_FAILED.
+func onGroup[R kmsg.Request, P kmsg.Response](op kmsg.ACLOperation, it single[R, P]) permission[R] {
+	return custom(func(g *gate, req R, run func() (reply, error)) (reply, error) {
+		if g.w.canGroup(op, it.name(req)) {
+			return run()
+		}
+		resp := req.ResponseKind().(P)
+		*it.errCode(resp) = codeGroup
+		return now(resp)
+	}, need{op, kmsg.ACLResourceTypeGroup})
+}
+
+// onCluster: the request needs op on the cluster; refused, the response
+// carries CLUSTER_AUTHORIZATION_FAILED.
+func onCluster[R kmsg.Request, P kmsg.Response](op kmsg.ACLOperation, it single[R, P]) permission[R] {
+	return custom(func(g *gate, req R, run func() (reply, error)) (reply, error) {
+		if g.w.canCluster(op) {
+			return run()
+		}
+		resp := req.ResponseKind().(P)
+		*it.errCode(resp) = codeCluster
+		return now(resp)
+	}, need{op, kmsg.ACLResourceTypeCluster})
+}
+
+// onConfigs: every config resource item needs op on its topic, or on the
+// cluster for a broker resource.
+func onConfigs[R kmsg.Request, P kmsg.Response, T any](op kmsg.ACLOperation, it items[R, P, T], res func(T) (kmsg.ConfigResourceType, string)) permission[R] {
+	return custom(func(g *gate, req R, run func() (reply, error)) (reply, error) {
+		return filtered(req, it, func(x T) int16 {
+			rt, name := res(x)
+			switch rt {
+			case kmsg.ConfigResourceTypeTopic:
+				if !g.w.canTopic(op, name) {
+					return codeTopic
+				}
+			default:
+				if !g.w.canCluster(op) {
+					return codeCluster
+				}
+			}
+			return 0
+		}, run)
+	}, need{op, kmsg.ACLResourceTypeTopic})
+}
 
 // authorizedHandle runs a's handler for req if (and as far as) the
 // connection's principal may.
 func (s *Server) authorizedHandle(ctx context.Context, rc *reqCtx, req kmsg.Request, a api) (reply, error) {
-	if !s.sec.enabled || rc.conn == nil {
-		return a.handle(s, ctx, rc, req)
-	}
-	w := s.who(rc)
 	run := func() (reply, error) { return a.handle(s, ctx, rc, req) }
-	topicOp := func(op kmsg.ACLOperation) func(reflect.Value) int16 {
-		return func(v reflect.Value) int16 {
-			if name, ok := s.itemTopic(ctx, v); ok && !w.canTopic(op, name) {
-				return codeTopic
-			}
-			return 0
-		}
-	}
-	groupOp := func(op kmsg.ACLOperation) func(reflect.Value) int16 {
-		return func(v reflect.Value) int16 {
-			if !w.canGroup(op, v.String()) {
-				return codeGroup
-			}
-			return 0
-		}
-	}
-	switch r := req.(type) {
-	case *kmsg.ApiVersionsRequest, *kmsg.SASLHandshakeRequest, *kmsg.SASLAuthenticateRequest,
-		*kmsg.CreateACLsRequest, *kmsg.DescribeACLsRequest, *kmsg.DeleteACLsRequest,
-		*kmsg.DescribeUserSCRAMCredentialsRequest, *kmsg.AlterUserSCRAMCredentialsRequest:
-		return run()
-	case *kmsg.ProduceRequest:
-		if r.Acks == 0 {
-			denied := filterItems(r, "Topics", topicOp(kmsg.ACLOperationWrite))
-			if len(denied) > 0 && len(r.Topics) == 0 {
-				return reply{noResponse: true}, nil
-			}
-			return run()
-		}
-		return filtered(r, "Topics", "Topics", topicOp(kmsg.ACLOperationWrite), run)
-	case *kmsg.FetchRequest:
-		return filtered(r, "Topics", "Topics", topicOp(kmsg.ACLOperationRead), run)
-	case *kmsg.ListOffsetsRequest:
-		return filtered(r, "Topics", "Topics", topicOp(kmsg.ACLOperationDescribe), run)
-	case *kmsg.OffsetForLeaderEpochRequest:
-		return filtered(r, "Topics", "Topics", topicOp(kmsg.ACLOperationDescribe), run)
-	case *kmsg.DeleteRecordsRequest:
-		return filtered(r, "Topics", "Topics", topicOp(kmsg.ACLOperationDelete), run)
-	case *kmsg.CreatePartitionsRequest:
-		return filtered(r, "Topics", "Topics", topicOp(kmsg.ACLOperationAlter), run)
-	case *kmsg.CreateTopicsRequest:
-		cluster := w.canCluster(kmsg.ACLOperationCreate)
-		return filtered(r, "Topics", "Topics", func(v reflect.Value) int16 {
-			if cluster {
-				return 0
-			}
-			return topicOp(kmsg.ACLOperationCreate)(v)
-		}, run)
-	case *kmsg.DeleteTopicsRequest:
-		if r.Version < 6 {
-			return filtered(r, "TopicNames", "Topics", topicOp(kmsg.ACLOperationDelete), run)
-		}
-		return filtered(r, "Topics", "Topics", topicOp(kmsg.ACLOperationDelete), run)
-	case *kmsg.DescribeConfigsRequest:
-		return filtered(r, "Resources", "Resources", configOp(w, kmsg.ACLOperationDescribeConfigs), run)
-	case *kmsg.AlterConfigsRequest:
-		return filtered(r, "Resources", "Resources", configOp(w, kmsg.ACLOperationAlterConfigs), run)
-	case *kmsg.IncrementalAlterConfigsRequest:
-		return filtered(r, "Resources", "Resources", configOp(w, kmsg.ACLOperationAlterConfigs), run)
-	case *kmsg.MetadataRequest:
-		return s.authorizedMetadata(ctx, rc, w, r, run)
-	case *kmsg.JoinGroupRequest:
-		return groupGate(w.canGroup(kmsg.ACLOperationRead, r.Group), r, run)
-	case *kmsg.SyncGroupRequest:
-		return groupGate(w.canGroup(kmsg.ACLOperationRead, r.Group), r, run)
-	case *kmsg.HeartbeatRequest:
-		return groupGate(w.canGroup(kmsg.ACLOperationRead, r.Group), r, run)
-	case *kmsg.LeaveGroupRequest:
-		return groupGate(w.canGroup(kmsg.ACLOperationRead, r.Group), r, run)
-	case *kmsg.OffsetCommitRequest:
-		if !w.canGroup(kmsg.ACLOperationRead, r.Group) {
-			resp := r.ResponseKind()
-			addDenied(resp, "Topics", denyAll(r, "Topics", codeGroup))
-			return now(resp)
-		}
-		return filtered(r, "Topics", "Topics", topicOp(kmsg.ACLOperationRead), run)
-	case *kmsg.OffsetDeleteRequest:
-		if !w.canGroup(kmsg.ACLOperationDelete, r.Group) {
-			resp := r.ResponseKind().(*kmsg.OffsetDeleteResponse)
-			resp.ErrorCode = codeGroup
-			return now(resp)
-		}
-		return filtered(r, "Topics", "Topics", topicOp(kmsg.ACLOperationRead), run)
-	case *kmsg.OffsetFetchRequest:
-		if r.Version >= 8 {
-			rep, err := filtered(r, "Groups", "Groups", func(v reflect.Value) int16 {
-				return groupOp(kmsg.ACLOperationDescribe)(v.FieldByName("Group"))
-			}, run)
-			if err == nil && rep.resp != nil {
-				hideOffsetFetchTopics(w, rep.resp.(*kmsg.OffsetFetchResponse))
-			}
-			return rep, err
-		}
-		if !w.canGroup(kmsg.ACLOperationDescribe, r.Group) {
-			resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
-			resp.ErrorCode = codeGroup
-			addDenied(resp, "Topics", denyAll(r, "Topics", codeGroup))
-			return now(resp)
-		}
-		rep, err := filtered(r, "Topics", "Topics", topicOp(kmsg.ACLOperationDescribe), run)
-		if err == nil && rep.resp != nil && r.Topics == nil {
-			resp := rep.resp.(*kmsg.OffsetFetchResponse)
-			kept := resp.Topics[:0]
-			for _, t := range resp.Topics {
-				if w.canTopic(kmsg.ACLOperationDescribe, t.Topic) {
-					kept = append(kept, t)
-				}
-			}
-			resp.Topics = kept
-		}
-		return rep, err
-	case *kmsg.FindCoordinatorRequest:
-		check := func(key string) int16 {
-			if r.CoordinatorType == 1 {
-				if !w.can(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTransactionalId, key) {
-					return kerr.TransactionalIDAuthorizationFailed.Code
-				}
-				return 0
-			}
-			return groupOp(kmsg.ACLOperationDescribe)(reflect.ValueOf(key))
-		}
-		if r.Version >= 4 {
-			return filtered(r, "CoordinatorKeys", "Coordinators", func(v reflect.Value) int16 { return check(v.String()) }, run)
-		}
-		if code := check(r.CoordinatorKey); code != 0 {
-			resp := r.ResponseKind().(*kmsg.FindCoordinatorResponse)
-			resp.ErrorCode, resp.NodeID, resp.Port = code, -1, -1
-			return now(resp)
-		}
-		return run()
-	case *kmsg.DescribeGroupsRequest:
-		return filtered(r, "Groups", "Groups", groupOp(kmsg.ACLOperationDescribe), run)
-	case *kmsg.DeleteGroupsRequest:
-		return filtered(r, "Groups", "Groups", groupOp(kmsg.ACLOperationDelete), run)
-	case *kmsg.ListGroupsRequest:
-		rep, err := run()
-		if err == nil && rep.resp != nil && !w.canCluster(kmsg.ACLOperationDescribe) {
-			resp := rep.resp.(*kmsg.ListGroupsResponse)
-			kept := resp.Groups[:0]
-			for _, g := range resp.Groups {
-				if w.canGroup(kmsg.ACLOperationDescribe, g.Group) {
-					kept = append(kept, g)
-				}
-			}
-			resp.Groups = kept
-		}
-		return rep, err
-	case *kmsg.DescribeClusterRequest:
-		if !w.canCluster(kmsg.ACLOperationDescribe) {
-			resp := r.ResponseKind().(*kmsg.DescribeClusterResponse)
-			resp.ErrorCode = codeCluster
-			return now(resp)
-		}
-		return run()
-	case *kmsg.InitProducerIDRequest:
-		ok := w.canCluster(kmsg.ACLOperationIdempotentWrite) || w.z == nil || w.z.AllowedAny(w.principal, w.host, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic)
-		code := codeCluster
-		if r.TransactionalID != nil {
-			ok, code = w.can(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, *r.TransactionalID), kerr.TransactionalIDAuthorizationFailed.Code
-		}
-		if !ok {
-			resp := r.ResponseKind().(*kmsg.InitProducerIDResponse)
-			resp.ErrorCode, resp.ProducerID, resp.ProducerEpoch = code, -1, -1
-			return now(resp)
-		}
+	if !s.sec.enabled || rc.conn == nil {
 		return run()
 	}
-	return reply{}, fmt.Errorf("%s has no authorization rule: refused", kmsg.NameForKey(rc.key))
+	return a.perm.authorize(&gate{s: s, ctx: ctx, rc: rc, w: s.who(rc)}, req, run)
 }
 
-func configOp(w who, op kmsg.ACLOperation) func(reflect.Value) int16 {
-	return func(v reflect.Value) int16 {
-		name := v.FieldByName("ResourceName").String()
-		switch kmsg.ConfigResourceType(v.FieldByName("ResourceType").Int()) {
-		case kmsg.ConfigResourceTypeTopic:
-			if !w.canTopic(op, name) {
-				return codeTopic
-			}
-		default:
-			if !w.canCluster(op) {
-				return codeCluster
-			}
-		}
-		return 0
-	}
-}
-
-// groupGate answers a single-group request with GROUP_AUTHORIZATION_FAILED
-// in its ErrorCode, or runs it.
-func groupGate(ok bool, req kmsg.Request, run func() (reply, error)) (reply, error) {
-	if ok {
-		return run()
-	}
-	resp := req.ResponseKind()
-	reflect.ValueOf(resp).Elem().FieldByName("ErrorCode").SetInt(int64(codeGroup))
-	return now(resp)
-}
-
-// authorizedMetadata hides topics the principal may not describe and
-// refuses auto-creation without CREATE.
-func (s *Server) authorizedMetadata(ctx context.Context, rc *reqCtx, w who, r *kmsg.MetadataRequest, run func() (reply, error)) (reply, error) {
-	denied := filterItems(r, "Topics", func(v reflect.Value) int16 {
-		if name, ok := s.itemTopic(ctx, v); ok && !w.canTopic(kmsg.ACLOperationDescribe, name) {
+// topicCheck returns the check of a topic item: op on the topic it names
+// (by name, or by ID when the name is empty). An item naming no topic that
+// exists passes; the handler answers it UNKNOWN_TOPIC_*.
+func topicCheck[T any](g *gate, op kmsg.ACLOperation, name func(T) topicRef) func(T) int16 {
+	return func(x T) int16 {
+		if t, ok := g.topic(name(x)); ok && !g.w.canTopic(op, t) {
 			return codeTopic
 		}
 		return 0
-	})
-	for _, t := range r.Topics {
-		if t.Topic != nil && !w.canCluster(kmsg.ACLOperationCreate) && !w.canTopic(kmsg.ACLOperationCreate, *t.Topic) {
-			rc.noAutoCreate = true
-		}
 	}
-	if len(denied) > 0 && len(r.Topics) == 0 && r.Version == 0 {
-		r.Topics = nil // v0: an empty list would mean "all topics"
-		rc.noAutoCreate = true
-	}
-	rep, err := run()
-	if err != nil || rep.resp == nil {
-		return rep, err
-	}
-	resp := rep.resp.(*kmsg.MetadataResponse)
-	kept := resp.Topics[:0]
-	for _, t := range resp.Topics {
-		if t.ErrorCode != 0 || t.Topic == nil || w.canTopic(kmsg.ACLOperationDescribe, *t.Topic) {
-			kept = append(kept, t)
-		}
-	}
-	resp.Topics = kept
-	addDenied(resp, "Topics", denied)
-	return rep, nil
 }
 
-// itemTopic returns the topic an item names (its Topic field, its
-// string value, or the name of its TopicID); ok is false when it names
-// none that exists (the handler then answers UNKNOWN_TOPIC_*).
-func (s *Server) itemTopic(ctx context.Context, v reflect.Value) (string, bool) {
-	if v.Kind() == reflect.String {
-		return v.String(), true
-	}
-	if f := v.FieldByName("Topic"); f.IsValid() {
-		switch {
-		case f.Kind() == reflect.String && f.String() != "":
-			return f.String(), true
-		case f.Kind() == reflect.Pointer && !f.IsNil():
-			return f.Elem().String(), true
+// groupCheck returns the check of a group item: op on the group.
+func (g *gate) groupCheck(op kmsg.ACLOperation) func(string) int16 {
+	return func(name string) int16 {
+		if !g.w.canGroup(op, name) {
+			return codeGroup
 		}
+		return 0
 	}
-	if f := v.FieldByName("TopicID"); f.IsValid() && f.Kind() == reflect.Array {
-		var id [16]byte
-		reflect.Copy(reflect.ValueOf(&id).Elem(), f)
-		if id == ([16]byte{}) {
-			return "", false
-		}
-		t, err := s.topics.getByID(ctx, metastore.TopicID(id))
-		if err != nil {
-			return "", false
-		}
-		return t.Name, true
-	}
-	return "", false
 }
 
-// denied is one item removed from a request, with its error code.
-type denied struct {
-	v    reflect.Value
-	code int16
+// topic returns the topic ref names; ok is false when it names none that
+// exists.
+func (g *gate) topic(ref topicRef) (string, bool) {
+	if ref.name != nil {
+		return *ref.name, true
+	}
+	id := ref.id
+	if id == ([16]byte{}) {
+		return "", false
+	}
+	t, err := g.s.topics.getByID(g.ctx, metastore.TopicID(id))
+	if err != nil {
+		return "", false
+	}
+	return t.Name, true
 }
 
-// filterItems removes from req's slice field the items check refuses
-// (non-zero code) and returns them.
-func filterItems(req any, field string, check func(reflect.Value) int16) []denied {
-	f := reflect.ValueOf(req).Elem().FieldByName(field)
-	var out []denied
-	keep := reflect.MakeSlice(f.Type(), 0, f.Len())
-	for i := 0; i < f.Len(); i++ {
-		v := f.Index(i)
-		if code := check(v); code != 0 {
-			out = append(out, denied{v: v, code: code})
+// items is a typed view of a request's list of items (topics, groups,
+// config resources): list returns the request's slice, deny appends to the
+// response the answer to a refused item, with code at every level, and name
+// (topic items) returns the topic an item names, by name or by ID.
+type items[R kmsg.Request, P kmsg.Response, T any] struct {
+	list func(R) *[]T
+	deny func(resp P, item T, code int16)
+	name func(T) topicRef
+}
+
+// filterItems removes from the request's list the items check refuses
+// (non-zero code) and returns them with their codes. The list left is never
+// nil (an empty Metadata list means no topic, a nil one all).
+func filterItems[T any](list *[]T, check func(T) int16) ([]T, []int16) {
+	var out []T
+	var codes []int16
+	keep := make([]T, 0, len(*list))
+	for _, x := range *list {
+		if code := check(x); code != 0 {
+			out, codes = append(out, x), append(codes, code)
 			continue
 		}
-		keep = reflect.Append(keep, v)
+		keep = append(keep, x)
 	}
 	if len(out) > 0 {
-		f.Set(keep)
+		*list = keep
 	}
-	return out
+	return out, codes
 }
 
-// denyAll returns every item of req's slice field, denied with code.
-func denyAll(req any, field string, code int16) []denied {
-	f := reflect.ValueOf(req).Elem().FieldByName(field)
-	out := make([]denied, f.Len())
-	for i := range out {
-		out[i] = denied{v: f.Index(i), code: code}
-	}
-	return out
-}
-
-// filtered runs a request with the refused items of reqField removed and
-// adds them, with their codes, to respField of the response (also of a
-// deferred one). When every item is refused the handler does not run.
-func filtered(req kmsg.Request, reqField, respField string, check func(reflect.Value) int16, run func() (reply, error)) (reply, error) {
-	d := filterItems(req, reqField, check)
+// filtered runs a request with the refused items removed and adds them,
+// with their codes, to the response (also to a deferred one). When every
+// item is refused the handler does not run.
+func filtered[R kmsg.Request, P kmsg.Response, T any](req R, it items[R, P, T], check func(T) int16, run func() (reply, error)) (reply, error) {
+	list := it.list(req)
+	d, codes := filterItems(list, check)
 	if len(d) == 0 {
 		return run()
 	}
-	if reflect.ValueOf(req).Elem().FieldByName(reqField).Len() == 0 {
+	add := func(resp kmsg.Response) {
+		for i := range d {
+			it.deny(resp.(P), d[i], codes[i])
+		}
+	}
+	if len(*list) == 0 {
 		resp := req.ResponseKind()
-		addDenied(resp, respField, d)
+		add(resp)
 		return now(resp)
 	}
 	rep, err := run()
@@ -380,98 +285,12 @@ func filtered(req kmsg.Request, reqField, respField string, check func(reflect.V
 		rep.wait = func(ctx context.Context) (kmsg.Response, error) {
 			resp, err := wait(ctx)
 			if err == nil && resp != nil {
-				addDenied(resp, respField, d)
+				add(resp)
 			}
 			return resp, err
 		}
 	} else if rep.resp != nil {
-		addDenied(rep.resp, respField, d)
+		add(rep.resp)
 	}
 	return rep, nil
-}
-
-// addDenied appends mirrors of the denied items to resp's slice field.
-func addDenied(resp kmsg.Response, field string, d []denied) {
-	f := reflect.ValueOf(resp).Elem().FieldByName(field)
-	for _, x := range d {
-		f.Set(reflect.Append(f, mirror(x.v, f.Type().Elem(), x.code)))
-	}
-}
-
-// mirror builds a response item of type t from a request item: fields of
-// the same name and type are copied, ErrorCode set to code at every level,
-// and nested slices (partitions) mirrored the same way. A string request
-// item fills the response's Topic, Group or Key field; an int32 one its
-// Partition field.
-func mirror(src reflect.Value, t reflect.Type, code int16) reflect.Value {
-	out := reflect.New(t)
-	if d, ok := out.Interface().(interface{ Default() }); ok {
-		d.Default()
-	}
-	o := out.Elem()
-	setName := func(names ...string) {
-		for _, n := range names {
-			f := o.FieldByName(n)
-			switch {
-			case !f.IsValid():
-			case f.Kind() == reflect.String && src.Kind() == reflect.String:
-				f.SetString(src.String())
-			case f.Kind() == reflect.Int32 && src.Kind() == reflect.Int32:
-				f.SetInt(src.Int())
-			case f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.String && src.Kind() == reflect.String:
-				s := src.String()
-				f.Set(reflect.ValueOf(&s))
-			default:
-				continue
-			}
-			return
-		}
-	}
-	switch src.Kind() {
-	case reflect.String:
-		setName("Topic", "Group", "Key")
-	case reflect.Int32:
-		setName("Partition")
-	case reflect.Struct:
-		for i := 0; i < t.NumField(); i++ {
-			tf := t.Field(i)
-			sf := src.FieldByName(tf.Name)
-			if !sf.IsValid() || tf.Name == "ErrorCode" || tf.Name == "UnknownTags" {
-				continue
-			}
-			of := o.Field(i)
-			switch {
-			case tf.Type.Kind() == reflect.Slice && sf.Kind() == reflect.Slice && tf.Type.Elem().Kind() == reflect.Struct:
-				ns := reflect.MakeSlice(tf.Type, 0, sf.Len())
-				for j := 0; j < sf.Len(); j++ {
-					ns = reflect.Append(ns, mirror(sf.Index(j), tf.Type.Elem(), code))
-				}
-				of.Set(ns)
-			case sf.Type() == tf.Type && tf.Type.Kind() != reflect.Slice:
-				of.Set(sf)
-			}
-		}
-	}
-	if f := o.FieldByName("ErrorCode"); f.IsValid() && f.Kind() == reflect.Int16 {
-		f.SetInt(int64(code))
-	}
-	return o
-}
-
-// hideOffsetFetchTopics answers, in an OffsetFetch v8+ response, the
-// partitions of topics the principal may not describe with
-// TOPIC_AUTHORIZATION_FAILED and no offset.
-func hideOffsetFetchTopics(w who, resp *kmsg.OffsetFetchResponse) {
-	for gi := range resp.Groups {
-		for ti := range resp.Groups[gi].Topics {
-			t := &resp.Groups[gi].Topics[ti]
-			if w.canTopic(kmsg.ACLOperationDescribe, t.Topic) {
-				continue
-			}
-			for pi := range t.Partitions {
-				p := &t.Partitions[pi]
-				p.ErrorCode, p.Offset, p.LeaderEpoch, p.Metadata = codeTopic, -1, -1, nil
-			}
-		}
-	}
 }

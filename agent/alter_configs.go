@@ -19,7 +19,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.AlterConfigs, 0, 2, (*Server).handleAlterConfigs) }
+func init() {
+	register(kmsg.AlterConfigs, 0, 2, (*Server).handleAlterConfigs, onConfigs(kmsg.ACLOperationAlterConfigs, alterConfigsResources, alterConfigsResource))
+}
 
 func (s *Server) handleAlterConfigs(ctx context.Context, _ *reqCtx, req *kmsg.AlterConfigsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)

@@ -22,7 +22,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.ApiVersions, 0, 5, (*Server).handleApiVersions) }
+func init() {
+	register(kmsg.ApiVersions, 0, 5, (*Server).handleApiVersions, public[*kmsg.ApiVersionsRequest]())
+}
 
 var softwareNameRE = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?$`)
 

@@ -19,7 +19,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.CreatePartitions, 0, 3, (*Server).handleCreatePartitions) }
+func init() {
+	register(kmsg.CreatePartitions, 0, 3, (*Server).handleCreatePartitions, onTopics(kmsg.ACLOperationAlter, createPartitionsTopics))
+}
 
 // errPartitions marks a refused partition count inside UpdateTopic.
 var errPartitions = errors.New("agent: invalid partition count")

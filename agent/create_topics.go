@@ -26,7 +26,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.CreateTopics, 0, 7, (*Server).handleCreateTopics) }
+func init() {
+	register(kmsg.CreateTopics, 0, 7, (*Server).handleCreateTopics, custom(authorizeCreateTopics, need{kmsg.ACLOperationCreate, kmsg.ACLResourceTypeTopic}))
+}
 
 func (s *Server) handleCreateTopics(ctx context.Context, _ *reqCtx, req *kmsg.CreateTopicsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)

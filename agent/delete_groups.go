@@ -16,7 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.DeleteGroups, 0, 3, (*Server).handleDeleteGroups) }
+func init() {
+	register(kmsg.DeleteGroups, 0, 3, (*Server).handleDeleteGroups, onGroups(kmsg.ACLOperationDelete, deleteGroupsGroups))
+}
 
 func (s *Server) handleDeleteGroups(ctx context.Context, _ *reqCtx, req *kmsg.DeleteGroupsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)

@@ -24,7 +24,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.DeleteRecords, 0, 2, (*Server).handleDeleteRecords) }
+func init() {
+	register(kmsg.DeleteRecords, 0, 2, (*Server).handleDeleteRecords, onTopics(kmsg.ACLOperationDelete, deleteRecordsTopics))
+}
 
 func (s *Server) handleDeleteRecords(ctx context.Context, _ *reqCtx, req *kmsg.DeleteRecordsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)

@@ -19,7 +19,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.DeleteTopics, 0, 6, (*Server).handleDeleteTopics) }
+func init() {
+	register(kmsg.DeleteTopics, 0, 6, (*Server).handleDeleteTopics, custom(authorizeDeleteTopics, need{kmsg.ACLOperationDelete, kmsg.ACLResourceTypeTopic}))
+}
 
 func (s *Server) handleDeleteTopics(ctx context.Context, _ *reqCtx, req *kmsg.DeleteTopicsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)

@@ -15,7 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.DescribeCluster, 0, 2, (*Server).handleDescribeCluster) }
+func init() {
+	register(kmsg.DescribeCluster, 0, 2, (*Server).handleDescribeCluster, onCluster(kmsg.ACLOperationDescribe, describeClusterCluster))
+}
 
 func (s *Server) handleDescribeCluster(ctx context.Context, rc *reqCtx, req *kmsg.DescribeClusterRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)

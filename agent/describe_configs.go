@@ -22,7 +22,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.DescribeConfigs, 0, 4, (*Server).handleDescribeConfigs) }
+func init() {
+	register(kmsg.DescribeConfigs, 0, 4, (*Server).handleDescribeConfigs, onConfigs(kmsg.ACLOperationDescribeConfigs, describeConfigsResources, describeConfigsResource))
+}
 
 func (s *Server) handleDescribeConfigs(ctx context.Context, _ *reqCtx, req *kmsg.DescribeConfigsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)

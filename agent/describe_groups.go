@@ -16,7 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.DescribeGroups, 0, 6, (*Server).handleDescribeGroups) }
+func init() {
+	register(kmsg.DescribeGroups, 0, 6, (*Server).handleDescribeGroups, onGroups(kmsg.ACLOperationDescribe, describeGroupsGroups))
+}
 
 func (s *Server) handleDescribeGroups(ctx context.Context, _ *reqCtx, req *kmsg.DescribeGroupsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)

@@ -62,7 +62,11 @@
 // ACLs live in etcd and in every agent's memory, kept fresh by a watch
 // (acl.go); when authorization is on (AuthConfig.Authorizer, or any SASL or
 // mTLS listener) every request is checked as Kafka checks it
-// (acl_enforce.go).
+// (acl_enforce.go). Each API declares the permission it needs where it is
+// registered (register's last argument: operation and resource type, read
+// from the typed request by the accessors of acl_items.go); register panics
+// at start-up on an API without one, and TestEveryAPIDeclaresItsPermission
+// walks every registered API with and without the declared ACLs.
 //
 // Produce and Fetch start at the first versions that carry record batch v2;
 // a client that can only speak message format v0/v1 has its connection

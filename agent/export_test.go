@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // SetGroupIdleRelease shortens how long an Empty group stays claimed by s
@@ -53,4 +55,32 @@ func AcquireGroup(ctx context.Context, s *Server, group string) int16 {
 // DeleteGroup deletes group as DeleteGroups does and returns its error code.
 func DeleteGroup(ctx context.Context, s *Server, group string) int16 {
 	return s.deleteGroup(ctx, group)
+}
+
+// Need is one ACL a registered API requires.
+type Need struct {
+	Op       kmsg.ACLOperation
+	Resource kmsg.ACLResourceType
+}
+
+// APIPermission is the permission a registered API declared: Public (needs
+// nothing), or Needs, the first being the one whose absence answers the
+// API's authorization error.
+type APIPermission struct {
+	Key    int16
+	Public bool
+	Needs  []Need
+}
+
+// RegisteredPermissions lists every registered API's permission, by key.
+func RegisteredPermissions() []APIPermission {
+	var out []APIPermission
+	for _, a := range sortedAPIs() {
+		p := APIPermission{Key: a.key, Public: a.perm.public}
+		for _, n := range a.perm.needs {
+			p.Needs = append(p.Needs, Need{Op: n.op, Resource: n.rt})
+		}
+		out = append(out, p)
+	}
+	return out
 }

@@ -39,7 +39,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.Fetch, 4, 18, (*Server).handleFetch) }
+func init() {
+	register(kmsg.Fetch, 4, 18, (*Server).handleFetch, onTopics(kmsg.ACLOperationRead, fetchTopics))
+}
 
 const defaultFetchMaxBytes = 50 << 20 // Kafka's fetch.max.bytes
 

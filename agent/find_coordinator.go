@@ -20,7 +20,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.FindCoordinator, 0, 6, (*Server).handleFindCoordinator) }
+func init() {
+	register(kmsg.FindCoordinator, 0, 6, (*Server).handleFindCoordinator, custom(authorizeFindCoordinator, need{kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup}))
+}
 
 func (s *Server) handleFindCoordinator(ctx context.Context, rc *reqCtx, req *kmsg.FindCoordinatorRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)

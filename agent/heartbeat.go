@@ -15,7 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.Heartbeat, 0, 4, (*Server).handleHeartbeat) }
+func init() {
+	register(kmsg.Heartbeat, 0, 4, (*Server).handleHeartbeat, onGroup(kmsg.ACLOperationRead, heartbeatGroup))
+}
 
 func (s *Server) handleHeartbeat(ctx context.Context, _ *reqCtx, req *kmsg.HeartbeatRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)

@@ -21,7 +21,7 @@ import (
 )
 
 func init() {
-	register(kmsg.IncrementalAlterConfigs, 0, 1, (*Server).handleIncrementalAlterConfigs)
+	register(kmsg.IncrementalAlterConfigs, 0, 1, (*Server).handleIncrementalAlterConfigs, onConfigs(kmsg.ACLOperationAlterConfigs, incrementalAlterConfigsResources, incrementalAlterConfigsResource))
 }
 
 func (s *Server) handleIncrementalAlterConfigs(ctx context.Context, _ *reqCtx, req *kmsg.IncrementalAlterConfigsRequest) (reply, error) {

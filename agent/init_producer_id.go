@@ -23,7 +23,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.InitProducerID, 0, 5, (*Server).handleInitProducerID) }
+func init() {
+	register(kmsg.InitProducerID, 0, 5, (*Server).handleInitProducerID, custom(authorizeInitProducerID, need{kmsg.ACLOperationIdempotentWrite, kmsg.ACLResourceTypeCluster}))
+}
 
 func (s *Server) handleInitProducerID(ctx context.Context, _ *reqCtx, req *kmsg.InitProducerIDRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)

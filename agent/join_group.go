@@ -23,7 +23,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.JoinGroup, 0, 9, (*Server).handleJoinGroup) }
+func init() {
+	register(kmsg.JoinGroup, 0, 9, (*Server).handleJoinGroup, onGroup(kmsg.ACLOperationRead, joinGroupGroup))
+}
 
 func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.JoinGroupRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)

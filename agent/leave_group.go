@@ -16,7 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.LeaveGroup, 0, 5, (*Server).handleLeaveGroup) }
+func init() {
+	register(kmsg.LeaveGroup, 0, 5, (*Server).handleLeaveGroup, onGroup(kmsg.ACLOperationRead, leaveGroupGroup))
+}
 
 func (s *Server) handleLeaveGroup(ctx context.Context, _ *reqCtx, req *kmsg.LeaveGroupRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)

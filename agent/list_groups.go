@@ -16,7 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.ListGroups, 0, 5, (*Server).handleListGroups) }
+func init() {
+	register(kmsg.ListGroups, 0, 5, (*Server).handleListGroups, custom(authorizeListGroups, need{kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup}))
+}
 
 func (s *Server) handleListGroups(ctx context.Context, _ *reqCtx, req *kmsg.ListGroupsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)

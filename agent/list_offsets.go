@@ -24,7 +24,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.ListOffsets, 1, 11, (*Server).handleListOffsets) }
+func init() {
+	register(kmsg.ListOffsets, 1, 11, (*Server).handleListOffsets, onTopics(kmsg.ACLOperationDescribe, listOffsetsTopics))
+}
 
 func (s *Server) handleListOffsets(ctx context.Context, _ *reqCtx, req *kmsg.ListOffsetsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)

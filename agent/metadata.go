@@ -28,7 +28,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.Metadata, 0, 13, (*Server).handleMetadata) }
+func init() {
+	register(kmsg.Metadata, 0, 13, (*Server).handleMetadata, custom(authorizeMetadata, need{kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic}))
+}
 
 func (s *Server) handleMetadata(ctx context.Context, rc *reqCtx, req *kmsg.MetadataRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)

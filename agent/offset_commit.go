@@ -27,7 +27,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.OffsetCommit, 0, 9, (*Server).handleOffsetCommit) }
+func init() {
+	register(kmsg.OffsetCommit, 0, 9, (*Server).handleOffsetCommit, custom(authorizeOffsetCommit, need{kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup}, need{kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic}))
+}
 
 func (s *Server) handleOffsetCommit(ctx context.Context, _ *reqCtx, req *kmsg.OffsetCommitRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)

@@ -14,7 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.OffsetDelete, 0, 0, (*Server).handleOffsetDelete) }
+func init() {
+	register(kmsg.OffsetDelete, 0, 0, (*Server).handleOffsetDelete, custom(authorizeOffsetDelete, need{kmsg.ACLOperationDelete, kmsg.ACLResourceTypeGroup}, need{kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic}))
+}
 
 func (s *Server) handleOffsetDelete(ctx context.Context, _ *reqCtx, req *kmsg.OffsetDeleteRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)

@@ -19,7 +19,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.OffsetFetch, 0, 9, (*Server).handleOffsetFetch) }
+func init() {
+	register(kmsg.OffsetFetch, 0, 9, (*Server).handleOffsetFetch, custom(authorizeOffsetFetch, need{kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup}, need{kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic}))
+}
 
 // fetchedPartition is one partition of an OffsetFetch answer.
 type fetchedPartition struct {

@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	register(kmsg.OffsetForLeaderEpoch, 0, 4, (*Server).handleOffsetForLeaderEpoch)
+	register(kmsg.OffsetForLeaderEpoch, 0, 4, (*Server).handleOffsetForLeaderEpoch, onTopics(kmsg.ACLOperationDescribe, offsetForLeaderEpochTopics))
 }
 
 func (s *Server) handleOffsetForLeaderEpoch(ctx context.Context, _ *reqCtx, req *kmsg.OffsetForLeaderEpochRequest) (reply, error) {

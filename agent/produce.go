@@ -35,7 +35,9 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-func init() { register(kmsg.Produce, 3, 13, (*Server).handleProduce) }
+func init() {
+	register(kmsg.Produce, 3, 13, (*Server).handleProduce, custom(authorizeProduce, need{kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic}))
+}
 
 type producePart struct {
 	ti, pi int

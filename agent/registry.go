@@ -12,22 +12,32 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// api is one served Kafka API: its key, the versions served and the handler.
-// Each API file registers its entry once, in an init function; the table is
-// never modified afterwards. ApiVersions is built from it, so what is
-// advertised and what is handled cannot drift apart.
+// api is one served Kafka API: its key, the versions served, the handler
+// and the permission it needs (acl_enforce.go). Each API file registers its
+// entry once, in an init function; the table is never modified afterwards.
+// ApiVersions is built from it, so what is advertised and what is handled
+// cannot drift apart.
 type api struct {
 	key        int16
 	minVersion int16
 	maxVersion int16
 	handle     func(s *Server, ctx context.Context, rc *reqCtx, req kmsg.Request) (reply, error)
+	perm       apiPerm
+}
+
+// apiPerm is a registered API's permission, its request type erased.
+type apiPerm struct {
+	needs     []need
+	public    bool
+	authorize func(g *gate, req kmsg.Request, run func() (reply, error)) (reply, error)
 }
 
 var apis = map[int16]api{}
 
-// register adds an API to the table. A key registered twice, or a version
-// range kmsg cannot encode, panics at start-up.
-func register[R kmsg.Request](key kmsg.Key, minVersion, maxVersion int16, h func(s *Server, ctx context.Context, rc *reqCtx, req R) (reply, error)) {
+// register adds an API to the table with the permission it needs. A key
+// registered twice, a version range kmsg cannot encode, or a permission not
+// built by acl_enforce.go's constructors panics at start-up.
+func register[R kmsg.Request](key kmsg.Key, minVersion, maxVersion int16, h func(s *Server, ctx context.Context, rc *reqCtx, req R) (reply, error), p permission[R]) {
 	k := key.Int16()
 	if _, dup := apis[k]; dup {
 		panic(fmt.Sprintf("agent: API %s registered twice", key.Name()))
@@ -39,10 +49,18 @@ func register[R kmsg.Request](key kmsg.Key, minVersion, maxVersion int16, h func
 	if _, ok := probe.(R); !ok {
 		panic(fmt.Sprintf("agent: API %s: handler takes %T", key.Name(), *new(R)))
 	}
+	if p.enforce == nil || (len(p.needs) == 0) != p.public {
+		panic(fmt.Sprintf("agent: API %s registered without a permission", key.Name()))
+	}
 	apis[k] = api{key: k, minVersion: minVersion, maxVersion: maxVersion,
 		handle: func(s *Server, ctx context.Context, rc *reqCtx, req kmsg.Request) (reply, error) {
 			return h(s, ctx, rc, req.(R))
-		}}
+		},
+		perm: apiPerm{needs: p.needs, public: p.public,
+			authorize: func(g *gate, req kmsg.Request, run func() (reply, error)) (reply, error) {
+				return p.enforce(g, req.(R), run)
+			}},
+	}
 }
 
 // sortedAPIs returns the registry ordered by key.

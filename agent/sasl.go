@@ -44,8 +44,8 @@ import (
 )
 
 func init() {
-	register(kmsg.SASLHandshake, 0, 1, (*Server).handleSASLHandshake)
-	register(kmsg.SASLAuthenticate, 0, 2, (*Server).handleSASLAuthenticate)
+	register(kmsg.SASLHandshake, 0, 1, (*Server).handleSASLHandshake, public[*kmsg.SASLHandshakeRequest]())
+	register(kmsg.SASLAuthenticate, 0, 2, (*Server).handleSASLAuthenticate, public[*kmsg.SASLAuthenticateRequest]())
 }
 
 // AuthConfig configures authentication and authorization.

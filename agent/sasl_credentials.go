@@ -25,8 +25,8 @@ import (
 )
 
 func init() {
-	register(kmsg.DescribeUserSCRAMCredentials, 0, 0, (*Server).handleDescribeUserSCRAMCredentials)
-	register(kmsg.AlterUserSCRAMCredentials, 0, 0, (*Server).handleAlterUserSCRAMCredentials)
+	register(kmsg.DescribeUserSCRAMCredentials, 0, 0, (*Server).handleDescribeUserSCRAMCredentials, inHandler[*kmsg.DescribeUserSCRAMCredentialsRequest](kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeCluster))
+	register(kmsg.AlterUserSCRAMCredentials, 0, 0, (*Server).handleAlterUserSCRAMCredentials, inHandler[*kmsg.AlterUserSCRAMCredentialsRequest](kmsg.ACLOperationAlter, kmsg.ACLResourceTypeCluster))
 }
 
 func (s *Server) handleDescribeUserSCRAMCredentials(ctx context.Context, rc *reqCtx, req *kmsg.DescribeUserSCRAMCredentialsRequest) (reply, error) {

@@ -19,7 +19,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.SyncGroup, 0, 5, (*Server).handleSyncGroup) }
+func init() {
+	register(kmsg.SyncGroup, 0, 5, (*Server).handleSyncGroup, onGroup(kmsg.ACLOperationRead, syncGroupGroup))
+}
 
 func (s *Server) handleSyncGroup(ctx context.Context, _ *reqCtx, req *kmsg.SyncGroupRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)

@@ -296,3 +296,18 @@ func TestErrCode(t *testing.T) {
 }
 
 func testLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestRegisterRefusesMissingPermission proves an API cannot be registered
+// without a permission: register panics at start-up.
+func TestRegisterRefusesMissingPermission(t *testing.T) {
+	key := kmsg.UnregisterBroker
+	defer func() {
+		delete(apis, key.Int16())
+		if recover() == nil {
+			t.Fatal("register accepted an API without a permission")
+		}
+	}()
+	register(key, 0, 0, func(*Server, context.Context, *reqCtx, *kmsg.UnregisterBrokerRequest) (reply, error) {
+		return reply{}, nil
+	}, permission[*kmsg.UnregisterBrokerRequest]{})
+}
