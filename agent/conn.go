@@ -49,6 +49,8 @@ type inflight struct {
 	ready chan struct{} // closed once resp/err are set
 	resp  kmsg.Response // nil: no answer (acks=0 produce)
 	err   error         // non-nil: close the connection
+	// written, when set, runs after the answer is written.
+	written func()
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -255,7 +257,7 @@ func (c *conn) handleFrame(body []byte) (fl *inflight, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(rc.key), rc.version, err)
 	}
-	fl = &inflight{corr: rc.corr, key: rc.key, ready: make(chan struct{})}
+	fl = &inflight{corr: rc.corr, key: rc.key, ready: make(chan struct{}), written: rep.written}
 	if rep.wait == nil {
 		fl.resp = rep.resp
 		if rep.resp == nil && !rep.noResponse {
@@ -312,6 +314,9 @@ func (c *conn) writeLoop() {
 			c.log.Debug("write failed", "err", err)
 			c.close()
 			continue
+		}
+		if fl.written != nil {
+			fl.written()
 		}
 		if cap(buf) > 4<<20 {
 			buf = nil // do not pin a large fetch response's buffer

@@ -33,6 +33,7 @@ import (
 
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/metrics"
 )
 
 func init() {
@@ -121,11 +122,19 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 		cancel()
 		return now(resp)
 	}
+	var lastDone time.Time // the last partition's commit, for the reply stage
 	return reply{wait: func(context.Context) (kmsg.Response, error) {
 		defer cancel()
 		for _, pp := range parts {
 			op := &resp.Topics[pp.ti].Partitions[pp.pi]
 			res, err := pp.pend.Wait(wctx)
+			select {
+			case <-pp.pend.Done():
+				if at := pp.pend.DoneAt(); at.After(lastDone) {
+					lastDone = at
+				}
+			default: // timed out or cancelled: no commit to measure from
+			}
 			if err != nil {
 				if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 					return nil, ctx.Err() // connection closed
@@ -139,6 +148,10 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 			op.LogStartOffset = res.LogStartOffset
 		}
 		return resp, nil
+	}, written: func() {
+		if !lastDone.IsZero() {
+			s.cfg.Metrics.Stage(metrics.StageReply, time.Since(lastDone))
+		}
 	}}, nil
 }
 

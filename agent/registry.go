@@ -90,6 +90,9 @@ type reply struct {
 	resp       kmsg.Response
 	wait       func(ctx context.Context) (kmsg.Response, error)
 	noResponse bool
+	// written, when set, runs once the answer is on the socket (after
+	// wait returned).
+	written func()
 }
 
 func now(resp kmsg.Response) (reply, error) { return reply{resp: resp}, nil }

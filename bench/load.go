@@ -44,6 +44,23 @@ type Result struct {
 	ProduceErrors   int64   `json:"produce_errors"`
 	RecordsProduced int64   `json:"records_produced"`
 	RecordsConsumed int64   `json:"records_consumed"`
+	FlushMs         float64 `json:"flush_interval_ms,omitempty"` // shale's --flush-interval when set by the run
+	Client          string  `json:"client,omitempty"`            // producing client when not franz-go
+	// Stages is the agent's ack budget during the produce phase (shale only).
+	Stages []StageStat `json:"stages,omitempty"`
+}
+
+// label names a result in tables: its target, its flush interval when the
+// run set one, its client when not franz-go.
+func (r Result) label() string {
+	l := r.Target
+	if r.FlushMs > 0 {
+		l += fmt.Sprintf("@%gms", r.FlushMs)
+	}
+	if r.Client != "" {
+		l += "/" + r.Client
+	}
+	return l
 }
 
 type latencies struct {
@@ -80,7 +97,8 @@ func measure(ctx context.Context, t target, o options, partitions int, rate floa
 		return Result{}, err
 	}
 	defer inst.stop()
-	res := Result{Target: t.name, Partitions: partitions, OfferedRecPerS: rate, S3PutsPerS: -1, S3GetsPerS: -1, EtcdTxnsPerS: -1}
+	res := Result{Target: t.name, Partitions: partitions, OfferedRecPerS: rate, S3PutsPerS: -1, S3GetsPerS: -1, EtcdTxnsPerS: -1,
+		FlushMs: float64(t.flush) / float64(time.Millisecond)}
 	if !inst.created {
 		adm, err := kgo.NewClient(kgo.SeedBrokers(inst.addr))
 		if err != nil {
@@ -135,6 +153,12 @@ func measure(ctx context.Context, t target, o options, partitions int, rate floa
 	}
 	if inst.etcdTxns != nil {
 		txn0, _ = inst.etcdTxns()
+	}
+	var stages0 map[string]*stageHist
+	if inst.admin != "" {
+		if stages0, err = scrapeStages(inst.admin); err != nil {
+			log.Printf("bench: %s: scrape stages: %v", t.name, err)
+		}
 	}
 	start := time.Now()
 	pctx, stopProducing := context.WithTimeout(ctx, o.duration)
@@ -191,6 +215,11 @@ func measure(ctx context.Context, t target, o options, partitions int, rate floa
 	if inst.etcdTxns != nil {
 		if t1, err := inst.etcdTxns(); err == nil {
 			res.EtcdTxnsPerS = float64(t1-txn0) / elapsed.Seconds()
+		}
+	}
+	if stages0 != nil {
+		if stages1, err := scrapeStages(inst.admin); err == nil {
+			res.Stages = stageStats(stages0, stages1)
 		}
 	}
 	// Let the consumers catch up, bounded.

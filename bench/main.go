@@ -6,8 +6,13 @@
 // server behind a counting proxy, plus etcd) — and prints one table with the
 // ratio shale/kfake for each figure. It also measures raw PUT and GET MB/s of
 // the same S3 server at the flush object size, and repeats the S3 run at
-// 1,000 partitions to show whether PUTs/s stay flat as partitions grow.
-// Results are written as JSON and as an SVG plot of latency percentiles.
+// 1,000 partitions to show whether PUTs/s stay flat as partitions grow, and
+// draws shale's latency curve: produce p50/p99 at 2,000 records/s for each
+// --flush-interval of -curve, dev and S3. Every shale run also reports its
+// ack budget per stage (buffer, seal, upload queue, PUT, commit queue,
+// commit, reply) from the agent's shale_produce_stage_seconds histograms.
+// -scenarios picks which parts run. Results are written as JSON and as an
+// SVG plot of latency percentiles.
 //
 // Every figure is measured in this one run on this machine; compare ratios,
 // not absolute numbers, across machines.
@@ -23,6 +28,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -37,6 +43,9 @@ type options struct {
 	rate       float64
 	out        string
 	skipMany   bool
+	scenarios  map[string]bool
+	curve      []time.Duration
+	curveRate  float64
 }
 
 func main() {
@@ -51,7 +60,24 @@ func main() {
 	flag.IntVar(&o.recordSize, "record-size", 1024, "record value bytes (half random)")
 	flag.StringVar(&o.out, "out", "bench-results", "directory for results.json and latency.svg")
 	flag.Float64Var(&o.rate, "rate", 10000, "records/s offered in all by the producers in the latency runs")
+	scen := flag.String("scenarios", "max,paced,many,curve,raw", "which parts run: max (saturated produce), paced (-rate), many (-many-partitions), curve (latency per flush interval), raw (raw S3 PUT/GET)")
+	curve := flag.String("curve", "10ms,20ms,50ms,100ms,250ms", "flush intervals of the latency curve")
+	flag.Float64Var(&o.curveRate, "curve-rate", 2000, "records/s offered in all in the latency curve runs")
 	flag.Parse()
+	o.scenarios = map[string]bool{}
+	for _, sc := range strings.Split(*scen, ",") {
+		o.scenarios[strings.TrimSpace(sc)] = true
+	}
+	if o.skipMany {
+		delete(o.scenarios, "many")
+	}
+	for _, f := range strings.Split(*curve, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			log.Fatalf("bench: -curve: bad flush interval %q", f)
+		}
+		o.curve = append(o.curve, d)
+	}
 	if *serveKfake != "" {
 		runKfake(*serveKfake, int32(o.partitions))
 		return
@@ -70,6 +96,7 @@ type Report struct {
 	Max         []Result  `json:"max_throughput"`
 	Paced       []Result  `json:"paced"`
 	Many        []Result  `json:"many_partitions,omitempty"`
+	Curve       []Result  `json:"latency_curve,omitempty"`
 	RawPutMBps  float64   `json:"raw_s3_put_mb_per_s"`
 	RawGetMBps  float64   `json:"raw_s3_get_mb_per_s"`
 	RawObjectMB float64   `json:"raw_object_mb"`
@@ -87,9 +114,12 @@ func run(ctx context.Context, o options) error {
 	}
 	rep := Report{When: time.Now().UTC(), Options: fmt.Sprintf("%d producers, %d consumers, %d B records, %s per run, acks=all",
 		o.producers, o.consumers, o.recordSize, o.duration)}
-	targets := []target{kfakeTarget(), shaleDevTarget(shale), shaleS3Target(shale)}
+	targets := []target{kfakeTarget(), shaleDevTarget(shale, 0), shaleS3Target(shale, 0)}
 	for _, t := range targets {
 		for _, rate := range []float64{0, o.rate} {
+			if rate == 0 && !o.scenarios["max"] || rate != 0 && !o.scenarios["paced"] {
+				continue
+			}
 			log.Printf("bench: %s, %d partitions, offered %s", t.name, o.partitions, offered(rate))
 			r, err := measure(ctx, t, o, o.partitions, rate, filepath.Join(tmp, fmt.Sprintf("%s-%.0f", t.name, rate)))
 			if err != nil {
@@ -102,8 +132,8 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 	}
-	if !o.skipMany {
-		for _, t := range []target{kfakeTarget(), shaleS3Target(shale)} {
+	if o.scenarios["many"] {
+		for _, t := range []target{kfakeTarget(), shaleS3Target(shale, 0)} {
 			log.Printf("bench: %s, %d partitions, offered %s", t.name, o.many, offered(o.rate))
 			r, err := measure(ctx, t, o, o.many, o.rate, filepath.Join(tmp, t.name+"-many"))
 			if err != nil {
@@ -112,9 +142,23 @@ func run(ctx context.Context, o options) error {
 			rep.Many = append(rep.Many, r)
 		}
 	}
-	log.Printf("bench: raw S3 PUT/GET")
-	if rep.RawPutMBps, rep.RawGetMBps, err = rawS3(ctx, filepath.Join(tmp, "raw"), 4<<20, 10*time.Second); err != nil {
-		return fmt.Errorf("raw S3: %w", err)
+	if o.scenarios["curve"] {
+		for _, fl := range o.curve {
+			for _, t := range []target{shaleDevTarget(shale, fl), shaleS3Target(shale, fl)} {
+				log.Printf("bench: %s, flush %s, %d partitions, offered %s", t.name, fl, o.partitions, offered(o.curveRate))
+				r, err := measure(ctx, t, o, o.partitions, o.curveRate, filepath.Join(tmp, fmt.Sprintf("%s-curve-%s", t.name, fl)))
+				if err != nil {
+					return fmt.Errorf("%s at flush %s: %w", t.name, fl, err)
+				}
+				rep.Curve = append(rep.Curve, r)
+			}
+		}
+	}
+	if o.scenarios["raw"] {
+		log.Printf("bench: raw S3 PUT/GET")
+		if rep.RawPutMBps, rep.RawGetMBps, err = rawS3(ctx, filepath.Join(tmp, "raw"), 4<<20, 10*time.Second); err != nil {
+			return fmt.Errorf("raw S3: %w", err)
+		}
 	}
 	rep.RawObjectMB = 4
 	fmt.Println()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"text/tabwriter"
 )
 
@@ -80,6 +81,11 @@ func printTable(w io.Writer, rep Report) {
 		fmt.Fprintf(w, "%s: %d partitions, producers offer %s\n", sc.title, sc.rs[0].Partitions, offered(sc.rs[0].OfferedRecPerS))
 		table(w, sc.rs)
 		fmt.Fprintln(w)
+		stageTable(w, sc.rs)
+	}
+	curveTable(w, rep.Curve)
+	if rep.RawPutMBps <= 0 {
+		return
 	}
 	fmt.Fprintf(w, "raw S3 (same versitygw, %.0f MiB objects, 4 at a time): PUT %.1f MB/s, GET %.1f MB/s\n", rep.RawObjectMB, rep.RawPutMBps, rep.RawGetMBps)
 	for _, r := range rep.Max {
@@ -160,4 +166,44 @@ func offeredOf(rs []Result) string {
 		return "-"
 	}
 	return offered(rs[0].OfferedRecPerS)
+}
+
+// curveTable prints produce latency per flush interval, a column per target.
+func curveTable(w io.Writer, rs []Result) {
+	if len(rs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "latency curve: %d partitions, producers offer %s, produce latency p50 / p99 ms\n", rs[0].Partitions, offered(rs[0].OfferedRecPerS))
+	var names []string
+	var flushes []float64
+	cells := map[string]string{}
+	for _, r := range rs {
+		if !slices.Contains(names, r.Target) {
+			names = append(names, r.Target)
+		}
+		if !slices.Contains(flushes, r.FlushMs) {
+			flushes = append(flushes, r.FlushMs)
+		}
+		cells[fmt.Sprint(r.Target, r.FlushMs)] = fmt.Sprintf("%.1f / %.1f", r.ProduceP50ms, r.ProduceP99ms)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "flush interval\t")
+	for _, n := range names {
+		fmt.Fprintf(tw, "%s\t", n)
+	}
+	fmt.Fprintln(tw)
+	for _, f := range flushes {
+		fmt.Fprintf(tw, "%g ms\t", f)
+		for _, n := range names {
+			c, ok := cells[fmt.Sprint(n, f)]
+			if !ok {
+				c = "n/a"
+			}
+			fmt.Fprintf(tw, "%s\t", c)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	stageTable(w, rs)
 }

@@ -27,6 +27,7 @@ import (
 // target is one system under test.
 type target struct {
 	name  string
+	flush time.Duration // shale's --flush-interval; 0: the agent's default
 	start func(ctx context.Context, dir string, partitions int) (*instance, error)
 }
 
@@ -36,6 +37,7 @@ type instance struct {
 	proc     *os.Process               // the server process, for CPU and RSS
 	s3       func() (puts, gets int64) // nil when there is no S3
 	etcdTxns func() (int64, error)     // nil when there is no etcd
+	admin    string                    // shale's admin server (/metrics), "" for kfake
 	stop     func()
 	created  bool // topic created by the server itself
 }
@@ -134,8 +136,16 @@ func kfakeTarget() target {
 	}}
 }
 
-func shaleDevTarget(shale string) target {
-	return target{name: "shale-dev", start: func(ctx context.Context, dir string, partitions int) (*instance, error) {
+// flushArgs sets --flush-interval when the run asks for one.
+func flushArgs(flush time.Duration) []string {
+	if flush <= 0 {
+		return nil
+	}
+	return []string{"--flush-interval", flush.String()}
+}
+
+func shaleDevTarget(shale string, flush time.Duration) target {
+	return target{name: "shale-dev", flush: flush, start: func(ctx context.Context, dir string, partitions int) (*instance, error) {
 		addr, err := freeAddr()
 		if err != nil {
 			return nil, err
@@ -144,8 +154,12 @@ func shaleDevTarget(shale string) target {
 		if err != nil {
 			return nil, err
 		}
-		cmd, err := startProcess(shale, []string{"agent", "--dev", "--data-dir", dir, "--listen", addr, "--admin-listen", "127.0.0.1:0",
-			"--dev-etcd-listen", etcd, "--log-level", "warn"}, nil)
+		admin, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		cmd, err := startProcess(shale, append([]string{"agent", "--dev", "--data-dir", dir, "--listen", addr, "--admin-listen", admin,
+			"--dev-etcd-listen", etcd, "--log-level", "warn"}, flushArgs(flush)...), nil)
 		if err != nil {
 			return nil, err
 		}
@@ -153,13 +167,13 @@ func shaleDevTarget(shale string) target {
 			stopProcess(cmd)
 			return nil, err
 		}
-		return &instance{addr: addr, proc: cmd.Process, stop: func() { stopProcess(cmd) },
+		return &instance{addr: addr, proc: cmd.Process, stop: func() { stopProcess(cmd) }, admin: admin,
 			etcdTxns: func() (int64, error) { return etcdTxnTotal("http://" + etcd) }}, nil
 	}}
 }
 
-func shaleS3Target(shale string) target {
-	return target{name: "shale-s3", start: func(ctx context.Context, dir string, partitions int) (*instance, error) {
+func shaleS3Target(shale string, flush time.Duration) target {
+	return target{name: "shale-s3", flush: flush, start: func(ctx context.Context, dir string, partitions int) (*instance, error) {
 		emb, err := metastore.StartEmbedded(ctx, metastore.EmbedConfig{Dir: dir + "/etcd", ClientAddr: "127.0.0.1:0"})
 		if err != nil {
 			return nil, err
@@ -179,9 +193,13 @@ func shaleS3Target(shale string) target {
 		if err != nil {
 			return nil, err
 		}
-		cmd, err := startProcess(shale, []string{"agent", "--data-dir", dir + "/agent", "--listen", addr,
+		admin, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		cmd, err := startProcess(shale, append([]string{"agent", "--data-dir", dir + "/agent", "--listen", addr, "--admin-listen", admin,
 			"--etcd-endpoints", strings.Join(emb.Endpoints(), ","), "--bucket", "s3://" + s3.Bucket + "/bench",
-			"--s3-endpoint", proxy, "--s3-region", s3.Region, "--log-level", "warn"},
+			"--s3-endpoint", proxy, "--s3-region", s3.Region, "--log-level", "warn"}, flushArgs(flush)...),
 			[]string{"AWS_ACCESS_KEY_ID=" + s3.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s3.SecretKey})
 		if err != nil {
 			return nil, err
@@ -192,7 +210,7 @@ func shaleS3Target(shale string) target {
 			return nil, err
 		}
 		ep := emb.Endpoints()[0]
-		return &instance{addr: addr, proc: cmd.Process, stop: stop, s3: counts,
+		return &instance{addr: addr, proc: cmd.Process, stop: stop, s3: counts, admin: admin,
 			etcdTxns: func() (int64, error) { return etcdTxnTotal(ep) }}, nil
 	}}
 }

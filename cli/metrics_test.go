@@ -20,11 +20,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/metrics"
 	"github.com/shale-dev/shale/s3tier"
 )
 
 // scrape returns every sample of an admin server's /metrics, summed per
-// metric name (labels folded), and checks /healthz and /readyz.
+// metric name (labels folded) and also per labelled series (its name with
+// labels as printed), and checks /healthz and /readyz.
 func scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
 	for _, path := range []string{"/healthz", "/readyz"} {
@@ -48,10 +50,11 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 		}
 		i := strings.LastIndexByte(line, ' ')
 		name := line[:i]
+		v, _ := strconv.ParseFloat(line[i+1:], 64)
 		if j := strings.IndexByte(name, '{'); j >= 0 {
+			out[name] += v
 			name = name[:j]
 		}
-		v, _ := strconv.ParseFloat(line[i+1:], 64)
 		out[name] += v
 	}
 	return out
@@ -62,7 +65,7 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 // bucket produce to the same partitions (commit conflicts), one has a
 // failing first upload (a retry), reads hit and miss the cache, the
 // lifecycle compacts, applies retention and collects garbage, and a
-// consumer group has lag.
+// consumer group has lag; every stage of the ack budget was observed.
 func TestMetricsFamilies(t *testing.T) {
 	_, endpoints := testenv.Etcd(t)
 	bucket := t.TempDir()
@@ -161,6 +164,12 @@ func TestMetricsFamilies(t *testing.T) {
 		}
 		if ma["shale_group_lag"]+mb["shale_group_lag"] <= 0 {
 			missing = append(missing, "shale_group_lag")
+		}
+		for _, st := range metrics.Stages {
+			series := `shale_produce_stage_seconds_count{stage="` + st + `"}`
+			if ma[series]+mb[series] <= 0 {
+				missing = append(missing, series)
+			}
 		}
 		if _, ok := ma["shale_buffer_bytes"]; !ok {
 			missing = append(missing, "shale_buffer_bytes (absent)")

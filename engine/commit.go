@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/metrics"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -44,9 +45,12 @@ func (e *Engine) commitLoop() {
 			waited := time.Since(so.uploadedAt)
 			t0 := time.Now()
 			e.commitObject(so, cache)
+			took := time.Since(t0)
 			e.log.Debug("object committed", "key", so.key, "bytes", so.size, "upload", so.uploadedAt.Sub(so.sealedAt),
-				"queued", waited, "commit", time.Since(t0))
-			e.cfg.Metrics.Flush(so.size, time.Since(so.sealedAt), time.Since(t0))
+				"queued", waited, "commit", took)
+			e.cfg.Metrics.Flush(so.size, time.Since(so.sealedAt), took)
+			e.cfg.Metrics.Stage(metrics.StageCommitQueue, waited)
+			e.cfg.Metrics.Stage(metrics.StageCommit, took)
 		}
 		_ = os.Remove(so.path) // the cache keeps its own link
 		e.release(so.bytes)
@@ -74,6 +78,7 @@ func resolve(pb *pendingBatch, v verdict, logStart int64) {
 	}
 	w.remaining--
 	if w.remaining == 0 {
+		w.doneAt = time.Now()
 		w.res.LogStartOffset = logStart
 		if w.err != nil {
 			w.res.BaseOffset = -1

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/metrics"
 	"github.com/shale-dev/shale/segment"
 )
 
@@ -30,6 +31,8 @@ type Pending struct {
 	err       error
 	remaining int // batches without a verdict; committer-owned
 	first     bool
+	queued    time.Time // when Produce appended it to the open buffer
+	doneAt    time.Time // when the result was known
 }
 
 // Wait blocks until the produce is durable (uploaded and committed) or failed,
@@ -46,8 +49,12 @@ func (p *Pending) Wait(ctx context.Context) (ProduceResult, error) {
 // Done is closed when the result is known.
 func (p *Pending) Done() <-chan struct{} { return p.done }
 
+// DoneAt is when the result became known (the commit or failure that
+// completed it); valid once Done is closed.
+func (p *Pending) DoneAt() time.Time { return p.doneAt }
+
 func failed(err error) *Pending {
-	p := &Pending{done: make(chan struct{}), err: err}
+	p := &Pending{done: make(chan struct{}), err: err, doneAt: time.Now()}
 	close(p.done)
 	return p
 }
@@ -127,6 +134,7 @@ func (e *Engine) Produce(ctx context.Context, topic metastore.TopicID, partition
 		e.open = &buffer{parts: make(map[partKey][]pendingBatch)}
 		e.timer = time.AfterFunc(e.cfg.FlushInterval, e.flushTimer)
 	}
+	w.queued = time.Now()
 	k := partKey{topic, partition}
 	if _, ok := e.open.parts[k]; !ok {
 		e.open.order = append(e.open.order, k)
@@ -259,10 +267,21 @@ func (e *Engine) sealLocked() *sealedObject {
 // bounded concurrency and retries.
 func (e *Engine) buildAndUpload(so *sealedObject) {
 	defer func() { so.uploadedAt = time.Now(); close(so.uploaded) }()
+	m := e.cfg.Metrics
+	for i := range so.chunks {
+		for _, pb := range so.chunks[i].batches {
+			if pb.isW0 {
+				m.Stage(metrics.StageBuffer, so.sealedAt.Sub(pb.w.queued))
+			}
+		}
+	}
+	t := time.Now()
 	if err := e.build(so); err != nil {
 		so.uploadErr = err
 		return
 	}
+	m.Stage(metrics.StageSeal, time.Since(t))
+	t = time.Now()
 	select {
 	case e.uploads <- struct{}{}:
 	case <-e.ctx.Done():
@@ -270,7 +289,10 @@ func (e *Engine) buildAndUpload(so *sealedObject) {
 		return
 	}
 	defer func() { <-e.uploads }()
+	m.Stage(metrics.StageUploadQueue, time.Since(t))
+	t = time.Now()
 	so.uploadErr = e.upload(so)
+	m.Stage(metrics.StagePut, time.Since(t))
 }
 
 func (e *Engine) build(so *sealedObject) error {

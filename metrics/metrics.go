@@ -8,6 +8,7 @@
 //	bytes_in_total, bytes_out_total                      record bytes produced / fetched
 //	buffer_bytes                                         bytes sealed but not yet committed
 //	flush_bytes, flush_duration_seconds                  object size; seal → committed
+//	produce_stage_seconds{stage}                         the ack budget, stage by stage (see Stage)
 //	uploads_total, upload_retries_total                  objects uploaded, retried attempts
 //	s3_requests_total{op}, s3_request_errors_total{op}   the bucket's bill: put/get/head/list/delete
 //	s3_request_duration_seconds{op}
@@ -48,6 +49,7 @@ type Metrics struct {
 	flushBytes     prometheus.Histogram
 	flushSeconds   prometheus.Histogram
 	commitSeconds  prometheus.Histogram
+	stageSeconds   *prometheus.HistogramVec
 	s3Requests     *prometheus.CounterVec
 	s3Errors       *prometheus.CounterVec
 	s3Seconds      *prometheus.HistogramVec
@@ -75,6 +77,10 @@ func New() *Metrics {
 	m.flushBytes = f.histogram("flush_bytes", "Size of each sealed object.", prometheus.ExponentialBuckets(4096, 2, 14))
 	m.flushSeconds = f.histogram("flush_duration_seconds", "Time from sealing an object to its last commit.", prometheus.ExponentialBuckets(0.001, 2, 14))
 	m.commitSeconds = f.histogram("etcd_commit_duration_seconds", "Time to commit one object's index entries to etcd, retries included.", prometheus.ExponentialBuckets(0.0005, 2, 16))
+	m.stageSeconds = f.histogramVec("produce_stage_seconds", "Where an acks=all produce spends its time, by stage: buffer (a produce waiting in the open buffer until the seal), seal (building one object), upload_queue (an object waiting for an upload slot), put (its upload, retries included), commit_queue (an uploaded object waiting for the objects sealed before it), commit (its etcd commit), reply (a produce request from its last partition's commit to its answer written on the socket).", prometheus.ExponentialBuckets(0.0001, 1.25, 56), "stage")
+	for _, st := range Stages {
+		m.stageSeconds.WithLabelValues(st) // exported from the start, at zero
+	}
 	m.s3Requests = f.counterVec("s3_requests_total", "Object store requests, by operation: what the bucket bills.", "op")
 	m.s3Errors = f.counterVec("s3_request_errors_total", "Object store requests that failed, by operation.", "op")
 	m.s3Seconds = f.histogramVec("s3_request_duration_seconds", "Object store request latency, by operation.", prometheus.ExponentialBuckets(0.0005, 2, 16), "op")
@@ -169,6 +175,30 @@ func (m *Metrics) Flush(bytes int64, sealToCommit, commit time.Duration) {
 	m.flushBytes.Observe(float64(bytes))
 	m.flushSeconds.Observe(sealToCommit.Seconds())
 	m.commitSeconds.Observe(commit.Seconds())
+}
+
+// Ack stages, the values of produce_stage_seconds' stage label. buffer and
+// reply are observed once per produce (a partition's records, a request),
+// the others once per object.
+const (
+	StageBuffer      = "buffer"
+	StageSeal        = "seal"
+	StageUploadQueue = "upload_queue"
+	StagePut         = "put"
+	StageCommitQueue = "commit_queue"
+	StageCommit      = "commit"
+	StageReply       = "reply"
+)
+
+// Stages lists the ack stages in the order an acknowledgement goes through
+// them.
+var Stages = []string{StageBuffer, StageSeal, StageUploadQueue, StagePut, StageCommitQueue, StageCommit, StageReply}
+
+// Stage records the time one produce or one object spent in an ack stage.
+func (m *Metrics) Stage(stage string, d time.Duration) {
+	if m != nil {
+		m.stageSeconds.WithLabelValues(stage).Observe(d.Seconds())
+	}
 }
 
 // S3 records one object store request.
