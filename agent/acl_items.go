@@ -60,22 +60,6 @@ func authorizeProduce(g *gate, r *kmsg.ProduceRequest, run func() (reply, error)
 	return filtered(r, produceTopics, check, run)
 }
 
-var fetchTopics = items[*kmsg.FetchRequest, *kmsg.FetchResponse, kmsg.FetchRequestTopic]{
-	list: func(r *kmsg.FetchRequest) *[]kmsg.FetchRequestTopic { return &r.Topics },
-	name: func(t kmsg.FetchRequestTopic) topicRef { return byNameOrID(t.Topic, t.TopicID) },
-	deny: func(resp *kmsg.FetchResponse, t kmsg.FetchRequestTopic, code int16) {
-		rt := kmsg.NewFetchResponseTopic()
-		rt.Topic, rt.TopicID = t.Topic, t.TopicID
-		for _, p := range t.Partitions {
-			rp := kmsg.NewFetchResponseTopicPartition()
-			rp.Partition, rp.ErrorCode = p.Partition, code
-			rp.HighWatermark, rp.LogStartOffset = p.HighWatermark, p.LogStartOffset
-			rt.Partitions = append(rt.Partitions, rp)
-		}
-		resp.Topics = append(resp.Topics, rt)
-	},
-}
-
 var listOffsetsTopics = items[*kmsg.ListOffsetsRequest, *kmsg.ListOffsetsResponse, kmsg.ListOffsetsRequestTopic]{
 	list: func(r *kmsg.ListOffsetsRequest) *[]kmsg.ListOffsetsRequestTopic { return &r.Topics },
 	name: func(t kmsg.ListOffsetsRequestTopic) topicRef { return byName(t.Topic) },

@@ -105,5 +105,6 @@
 //   - The agent holds no state that etcd and the bucket do not: the topic
 //     cache expires after a second and is refreshed on a miss; Metadata and
 //     admin requests read etcd directly; group membership is rebuilt by
-//     clients rejoining.
+//     clients rejoining; fetch sessions (KIP-227, fetch.go) are rebuilt by
+//     clients, who open a new one on FETCH_SESSION_ID_NOT_FOUND.
 package agent

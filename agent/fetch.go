@@ -9,14 +9,46 @@ package agent
 // Long poll: the answer waits until MinBytes are available or MaxWaitMillis
 // has passed; the engine's WaitForData channels (woken by an etcd watch of
 // the partition states) end the wait early. MaxBytes and PartitionMaxBytes
-// are honoured as Kafka does: partitions are filled in request order, and
+// are honoured as Kafka does: partitions are filled in order, and
 // only the first batch of the first partition with data may exceed them.
+// Partitions are read in request order (an incremental fetch: the
+// session's order).
+//
+// Fetch sessions (KIP-227), as Kafka's FetchManager keeps them, per agent
+// (each agent is its own broker to clients; a session lives in the memory
+// of the agent that made it, and a restarted agent answers
+// FETCH_SESSION_ID_NOT_FOUND, after which clients start a new one). From
+// v7 the request's SessionID and SessionEpoch say:
+//   - epoch 0 (INITIAL): a full fetch that opens a new session; a non-zero
+//     SessionID names a session to close first. The answer carries every
+//     requested partition and the new session's ID (0 when the cache of
+//     1000 sessions is full and none may be evicted: a session unused for
+//     2 minutes is, else the smallest if the new one is larger).
+//   - epoch -1 (FINAL): a sessionless full fetch, as before v7: the session
+//     the SessionID names (any ID) is closed, every requested partition is
+//     answered, and the answer's SessionID is 0.
+//   - any other epoch: an incremental fetch of session SessionID. An unknown
+//     ID answers FETCH_SESSION_ID_NOT_FOUND, an epoch other than the
+//     session's INVALID_FETCH_SESSION_EPOCH, a session made with topic IDs
+//     (v13+) used by name or the reverse FETCH_SESSION_TOPIC_ID_ERROR: each
+//     at the top level with no topics and SessionID 0, as Kafka answers
+//     them. Otherwise the requested partitions are added to the session or
+//     update it (fetch offset, max bytes), ForgottenTopics are removed, the
+//     session's epoch advances, and every partition of the session is read
+//     with its cached fetch offset; the answer holds only the partitions
+//     with records, an error, or a high watermark or log start offset that
+//     changed since the session last answered them. Partitions that
+//     returned records move to the end of the session's order. A session
+//     left with no partition is closed and the fetch answered sessionless.
+//
+// Authorization (READ on the topic) is checked here for every partition
+// read, the session's included, so an ACL removed while a session is open
+// applies at its next fetch: TOPIC_AUTHORIZATION_FAILED for a topic named
+// by name whether or not it exists, UNKNOWN_TOPIC_ID for an unknown ID.
+// Every partition that is read or refused is named in the answer with its
+// error, as Kafka does.
 //
 // Differences from Kafka:
-//   - Fetch sessions (KIP-227) are not kept: every answer has SessionID 0,
-//     which tells the client no session was created, so it keeps sending
-//     full fetches. A request naming a session gets FETCH_SESSION_ID_NOT_FOUND,
-//     after which clients fall back to full fetches.
 //   - There are no transactions, so read_committed reads the same as
 //     read_uncommitted: LastStableOffset is the high watermark and there are
 //     no aborted transactions.
@@ -40,7 +72,9 @@ import (
 )
 
 func init() {
-	register(kmsg.Fetch, 4, 18, (*Server).handleFetch, onTopics(kmsg.ACLOperationRead, fetchTopics))
+	// READ on each topic is checked by handleFetch (fetchParts), for the
+	// session's partitions as for the request's.
+	register(kmsg.Fetch, 4, 18, (*Server).handleFetch, inHandler[*kmsg.FetchRequest](kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic))
 }
 
 const defaultFetchMaxBytes = 50 << 20 // Kafka's fetch.max.bytes
@@ -51,44 +85,117 @@ type fetchPart struct {
 	offset int64
 	max    int32
 	ok     bool // topic and partition exist
+
+	name string // the topic's name ("" for an unknown ID)
+}
+
+// fetchParts resolves and authorizes the partitions to read, in order;
+// each gets its answer slot.
+func (s *Server) fetchParts(ctx context.Context, rc *reqCtx, byID bool, wanted []sessPart) []fetchPart {
+	w := s.who(rc)
+	type resolved struct {
+		t    metastore.Topic
+		code int16
+	}
+	topics := make(map[sessKey]resolved)
+	slots := make([]kmsg.FetchResponseTopicPartition, len(wanted))
+	parts := make([]fetchPart, len(wanted))
+	for i, wp := range wanted {
+		tk := sessKey{id: wp.key.id, name: wp.key.name}
+		r, seen := topics[tk]
+		if !seen {
+			if !byID && !w.canTopic(kmsg.ACLOperationRead, tk.name) {
+				r.code = kerr.TopicAuthorizationFailed.Code
+			} else if t, terr := s.requestTopic(ctx, "fetch", byID, tk.id, tk.name); terr != nil {
+				r.code = terr.Code
+			} else if !w.canTopic(kmsg.ACLOperationRead, t.Name) {
+				r.code = kerr.TopicAuthorizationFailed.Code
+			} else {
+				r.t = t
+			}
+			topics[tk] = r
+		}
+		op := &slots[i]
+		*op = kmsg.NewFetchResponseTopicPartition()
+		op.Partition = wp.key.part
+		fp := fetchPart{id: r.t.ID, out: op, offset: wp.offset, max: wp.max, name: r.t.Name}
+		if fp.name == "" {
+			fp.name = tk.name
+		}
+		switch {
+		case r.code != 0:
+			op.ErrorCode = r.code
+		case wp.key.part < 0 || wp.key.part >= r.t.Partitions:
+			t := r.t
+			if !s.refreshPartitions(ctx, &t, wp.key.part) {
+				op.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				break
+			}
+			topics[tk] = resolved{t: t}
+			fp.ok = true
+		default:
+			fp.ok = true
+		}
+		parts[i] = fp
+	}
+	return parts
+}
+
+// fetchAnswer fills resp from the partitions read, grouping consecutive
+// partitions of one topic as Kafka does, and applies the session: an
+// incremental answer keeps only what changed, a full fetch with epoch 0
+// opens a session holding what it answered.
+func (s *Server) fetchAnswer(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, sf sessionFetch, parts []fetchPart) {
+	keep := func(int) bool { return true }
+	switch {
+	case sf.session != nil:
+		slots := make([]*kmsg.FetchResponseTopicPartition, len(parts))
+		for i := range parts {
+			slots[i] = parts[i].out
+		}
+		k := sf.session.filterIncremental(sf.wanted, slots)
+		keep = func(i int) bool { return k[i] }
+		resp.SessionID = sf.session.id
+	case sf.create:
+		cached := make([]sessPart, len(parts))
+		for i, fp := range parts {
+			cached[i] = sf.wanted[i]
+			cached[i].hw, cached[i].lso = fp.out.HighWatermark, fp.out.LogStartOffset
+			if fp.out.ErrorCode != 0 {
+				cached[i].hw = -1
+			}
+		}
+		resp.SessionID = s.fetchSessions.create(req.Version >= 13, cached)
+	}
+	var last sessKey
+	for i, fp := range parts {
+		if !keep(i) {
+			continue
+		}
+		k := sf.wanted[i].key
+		tk := sessKey{id: k.id, name: k.name}
+		if len(resp.Topics) == 0 || tk != last {
+			ot := kmsg.NewFetchResponseTopic()
+			ot.TopicID, ot.Topic = tk.id, fp.name
+			resp.Topics = append(resp.Topics, ot)
+			last = tk
+		}
+		ot := &resp.Topics[len(resp.Topics)-1]
+		ot.Partitions = append(ot.Partitions, *fp.out)
+	}
 }
 
 func (s *Server) handleFetch(ctx context.Context, rc *reqCtx, req *kmsg.FetchRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
-	resp.SessionID = 0
-	if req.SessionID != 0 {
-		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+	sf := s.fetchSessions.openSession(req)
+	if sf.errCode != 0 {
+		resp.ErrorCode = sf.errCode
 		return now(resp)
 	}
-	var parts []fetchPart
-	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
-	for ti := range req.Topics {
-		rt := &req.Topics[ti]
-		ot := &resp.Topics[ti]
-		*ot = kmsg.NewFetchResponseTopic()
-		ot.Topic, ot.TopicID = rt.Topic, rt.TopicID
-		t, terr := s.requestTopic(ctx, "fetch", req.Version >= 13, rt.TopicID, rt.Topic)
-		ot.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
-		for pi := range rt.Partitions {
-			p := &rt.Partitions[pi]
-			op := &ot.Partitions[pi]
-			*op = kmsg.NewFetchResponseTopicPartition()
-			op.Partition = p.Partition
-			fp := fetchPart{id: t.ID, out: op, offset: p.FetchOffset, max: p.PartitionMaxBytes}
-			switch {
-			case terr != nil:
-				op.ErrorCode = terr.Code
-			case p.Partition < 0 || p.Partition >= t.Partitions:
-				if !s.refreshPartitions(ctx, &t, p.Partition) {
-					op.ErrorCode = kerr.UnknownTopicOrPartition.Code
-					break
-				}
-				fp.ok = true
-			default:
-				fp.ok = true
-			}
-			parts = append(parts, fp)
-		}
+	parts := s.fetchParts(ctx, rc, req.Version >= 13, sf.wanted)
+	done := func() (reply, error) {
+		s.fetchAnswer(req, resp, sf, parts)
+		return now(resp)
 	}
 
 	maxBytes := int(req.MaxBytes)
@@ -117,14 +224,14 @@ func (s *Server) handleFetch(ctx context.Context, rc *reqCtx, req *kmsg.FetchReq
 			return reply{}, err
 		}
 		if total >= int(req.MinBytes) || failed || len(wakes) == 0 || !time.Now().Before(deadline) {
-			return now(resp)
+			return done()
 		}
 		// A graceful shutdown ends the wait early with what there is.
 		if !waitAny(rc.waitCtx(ctx), wakes, time.Until(deadline)) {
 			if ctx.Err() != nil {
 				return reply{}, ctx.Err()
 			}
-			return now(resp) // nothing changed since the last read
+			return done() // nothing changed since the last read
 		}
 	}
 }

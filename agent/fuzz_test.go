@@ -99,6 +99,15 @@ func fuzzSeeds() [][]byte {
 	ft.Partitions = append(ft.Partitions, fp)
 	fr.Topics = append(fr.Topics, ft)
 	add(fr, 4, 11, 12, 13, 18)
+	fs := *fr // a new session, then an incremental fetch forgetting a partition
+	fs.SessionEpoch = 0
+	add(&fs, 7, 18)
+	fi := *fr
+	fi.SessionID, fi.SessionEpoch = 1, 1
+	fg := kmsg.NewFetchRequestForgottenTopic()
+	fg.Topic, fg.Partitions = "fz", []int32{0, 3}
+	fi.ForgottenTopics = append(fi.ForgottenTopics, fg)
+	add(&fi, 7, 18)
 
 	lo := kmsg.NewPtrListOffsetsRequest()
 	lt := kmsg.NewListOffsetsRequestTopic()

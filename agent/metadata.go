@@ -17,6 +17,12 @@ package agent
 // (reported as -2147483648, "not requested"). Topics are read from etcd for
 // every Metadata request (not from the topic cache), so a change made
 // through any agent is visible at once.
+//
+// A topic is created with all its partitions in one etcd transaction, so
+// Metadata shows it with its partitions or not at all
+// (UNKNOWN_TOPIC_OR_PARTITION, no partitions), never with 0 partitions:
+// there is no "being created" state, through any agent, once CreateTopics
+// has answered (TestMetadataOfJustCreatedTopic).
 
 import (
 	"context"

@@ -156,6 +156,8 @@ type Server struct {
 
 	extra []*boundListener // Config.Listeners, once started
 	sec   *security        // authentication and authorization
+
+	fetchSessions *fetchSessionCache // KIP-227 sessions opened on this agent
 }
 
 // New returns a server; Start makes it listen.
@@ -181,6 +183,7 @@ func New(cfg Config, eng *engine.Engine, meta *metastore.Store, log *slog.Logger
 		cancel: cancel,
 	}
 	s.sec = newSecurity(cfg, meta, s.log)
+	s.fetchSessions = newFetchSessionCache(fetchSessionSlots)
 	cfg.Metrics.Register(newGroupLagCollector(s))
 	return s, nil
 }
