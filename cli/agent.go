@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
 
 	"github.com/shale-dev/shale/s3tier"
 )
@@ -39,7 +40,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	}
 	f := cmd.Flags()
 	addConfigFileFlag(cmd)
-	f.Bool("dev", false, "embedded defaults: etcd and a local-directory bucket under --data-dir, topic auto-creation on")
+	f.Bool("dev", false, "embedded defaults: etcd and a local-directory bucket under --data-dir, topic auto-creation on, --flush-interval 5ms")
 	f.String("data-dir", "data", "local directory for the write spool and read cache (and, with --dev, etcd and the bucket)")
 	f.String("listen", "127.0.0.1:9092", "Kafka listener address")
 	f.String("admin-listen", "", "address of the admin HTTP server: /metrics (Prometheus), /healthz, /readyz (default with --dev: 127.0.0.1:9644; otherwise off)")
@@ -54,7 +55,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.String("dev-etcd-listen", "127.0.0.1:2379", "with --dev: client address of the embedded etcd")
 	addS3Flags(cmd, "object store: s3://bucket/prefix, or a local directory (default with --dev: <data-dir>/bucket)")
 	f.Var(&flushBytes, "flush-bytes", "seal the write buffer into an object at this size")
-	f.Duration("flush-interval", 250*time.Millisecond, "seal the write buffer at least this often (bounds acks=all latency)")
+	f.Duration("flush-interval", 250*time.Millisecond, "seal the write buffer at least this often (bounds acks=all latency; each seal is one PUT; default with --dev: 5ms)")
 	f.Var(&cacheBytes, "cache-bytes", "local read cache budget")
 	f.Bool("auto-create-topics", false, "create unknown topics on first produce or metadata request (on with --dev)")
 	f.Int("default-partitions", 1, "partitions of auto-created topics")
@@ -103,7 +104,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			DevEtcdListen:     v.GetString("dev-etcd-listen"),
 			Bucket:            v.GetString("bucket"),
 			FlushBytes:        int64(fb),
-			FlushInterval:     v.GetDuration("flush-interval"),
+			FlushInterval:     flushInterval(cmd, v, dev),
 			CacheBytes:        int64(cb),
 			AutoCreateTopics:  v.GetBool("auto-create-topics") || (dev && !cmd.Flags().Changed("auto-create-topics") && !v.IsSet("auto-create-topics")),
 			DefaultPartitions: v.GetInt("default-partitions"),
@@ -150,6 +151,20 @@ func splitList(in []string) []string {
 		}
 	}
 	return out
+}
+
+// DevFlushInterval is --flush-interval's default with --dev: the bucket is a
+// local directory, with no PUT bill, so local development gets Kafka-like
+// acks=all latency.
+const DevFlushInterval = 5 * time.Millisecond
+
+// flushInterval applies the dev default of --flush-interval unless it was
+// set (flag, environment or file).
+func flushInterval(cmd *cobra.Command, v *viper.Viper, dev bool) time.Duration {
+	if dev && !cmd.Flags().Changed("flush-interval") && !v.IsSet("flush-interval") {
+		return DevFlushInterval
+	}
+	return v.GetDuration("flush-interval")
 }
 
 // adminListen applies the dev default of --admin-listen.
