@@ -16,12 +16,22 @@ REPLAY_BENCH_MIB ?= 256
 
 all: build
 
+# `shale --version` shows the commit: from Go's VCS stamp when it has one,
+# else from this (Go does not stamp builds made in a git worktree).
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 build:
-	$(GO) build -o $(BIN) .
+	$(GO) build -ldflags "-X github.com/shale-dev/shale/cli.Commit=$(COMMIT)" -o $(BIN) .
 
-## run: build and start one agent on embedded defaults (127.0.0.1:9092, etcd + bucket under ./data)
+## run: build and start one agent on embedded defaults (127.0.0.1:9092, etcd + bucket under ./data).
+## Ports and directory are variables, other agent flags go in ARGS:
+##   make run LISTEN=127.0.0.1:19092 ADMIN_LISTEN=127.0.0.1:19644 ETCD_LISTEN=127.0.0.1:12379 DATA_DIR=data2 ARGS='--log-level debug'
+LISTEN ?= 127.0.0.1:9092
+ADMIN_LISTEN ?= 127.0.0.1:9644
+ETCD_LISTEN ?= 127.0.0.1:2379
+DATA_DIR ?= data
+ARGS ?=
 run: build
-	./$(BIN) agent --dev
+	./$(BIN) agent --dev --listen $(LISTEN) --admin-listen $(ADMIN_LISTEN) --dev-etcd-listen $(ETCD_LISTEN) --data-dir $(DATA_DIR) $(ARGS)
 
 ## test: install what the tests need, then run every test (they start real etcd and S3 servers)
 test: test-deps fuzz-short test-go test-race

@@ -209,3 +209,11 @@ func describeTopicConfigs(configs map[string]string, names []string, withDocs bo
 	}
 	return out
 }
+
+// TopicConfigIgnored reports whether shale accepts a topic config name but
+// gives it no effect (e.g. segment.bytes, flush.messages), for tools that
+// show configs.
+func TopicConfigIgnored(name string) bool {
+	c, ok := topicConfigs[name]
+	return ok && !c.enforced
+}

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -105,6 +106,10 @@ func (c *conn) serve() {
 	case errors.Is(err, os.ErrDeadlineExceeded) && c.draining.Load():
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.log.Debug("closing idle connection")
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+		// The client hung up (a port probe, a client killed mid-request):
+		// its business, not the operator's.
+		c.log.Debug("client closed the connection", "err", err)
 	default:
 		c.log.Info("closing connection", "err", err)
 	}

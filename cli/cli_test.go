@@ -83,11 +83,12 @@ func TestTopicProduceConsume(t *testing.T) {
 	}
 	perKey := map[string]int{}
 	for _, l := range lines {
-		var r jsonRecord
+		var r jsonLine
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatalf("bad JSON line %q: %v", l, err)
 		}
-		if r.Key == nil || r.Headers["src"] != "test" || !strings.HasPrefix(*r.Value, "value-") {
+		if r.Key == nil || len(r.Headers) != 1 || r.Headers[0].Key != "src" || *r.Headers[0].Value != "test" || !strings.HasPrefix(*r.Value, "value-") ||
+			r.Topic != "events" || r.Timestamp < before.UnixMilli()-1000 {
 			t.Fatalf("record %q lacks key, header or value", l)
 		}
 		perKey[*r.Key]++
@@ -139,4 +140,19 @@ func TestCLIErrorsSayWhatToDo(t *testing.T) {
 	if code := Execute(context.Background(), []string{"agent", "--help"}, nil, &out, io.Discard); code != 0 || !strings.Contains(out.String(), "SHALE_") {
 		t.Errorf("agent --help does not explain SHALE_ variables")
 	}
+}
+
+// jsonLine is one line of `consume -o json` and of replay's JSONL (one shape).
+type jsonLine struct {
+	Topic     string  `json:"topic"`
+	Partition int32   `json:"partition"`
+	Offset    int64   `json:"offset"`
+	Timestamp int64   `json:"timestamp"` // Unix ms
+	Key       *string `json:"key"`
+	Value     *string `json:"value"`
+	Headers   []struct {
+		Key   string  `json:"key"`
+		Value *string `json:"value"`
+	} `json:"headers"`
+	Encoding string `json:"encoding"`
 }

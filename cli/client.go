@@ -25,7 +25,10 @@ func kafkaClient(v *viper.Viper, opts ...kgo.Opt) (*kgo.Client, error) {
 	if len(seeds) == 0 {
 		return nil, fmt.Errorf("no agent address: pass --bootstrap host:9092")
 	}
-	base := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("shale-cli"), kgo.RetryTimeout(v.GetDuration("timeout"))}
+	// kgo.RetryTimeout does not bound a produce: the delivery timeout fails
+	// a record still unacknowledged --timeout after it was produced.
+	timeout := v.GetDuration("timeout")
+	base := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.ClientID("shale-cli"), kgo.RetryTimeout(timeout), kgo.RecordDeliveryTimeout(timeout)}
 	sec, err := clientSecurityOpts(v)
 	if err != nil {
 		return nil, err
@@ -70,4 +73,13 @@ func cmdAdmin(cmd *cobra.Command) (*kadm.Client, func(), error) {
 		return nil, nil, err
 	}
 	return adminClient(cmd.Context(), v)
+}
+
+// withMessage adds a response's ErrorMessage (the agent's reason, e.g. which
+// config value is bad) to its error code; nil stays nil.
+func withMessage(err error, msg string) error {
+	if err == nil || msg == "" {
+		return err
+	}
+	return fmt.Errorf("%w: %s", err, msg)
 }

@@ -3,17 +3,26 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/term"
+
+	"github.com/shale-dev/shale/replay"
 )
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
 
 func newConsumeCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -23,7 +32,14 @@ func newConsumeCmd() *cobra.Command {
 the command started (or --count records, or forever with --follow).
 
 --from takes: earliest (default), latest, an offset (applies to every partition), or an
-RFC 3339 time such as 2026-11-25T10:00:00Z (the first record at or after it).`,
+RFC 3339 time such as 2026-11-25T10:00:00Z or a date such as 2026-11-25 (midnight UTC):
+the first record at or after it.
+
+-o json prints one JSON object per line, the shape 'shale replay' writes:
+  {"topic":"clicks","partition":0,"offset":42,"timestamp":<Unix ms>,"key":"k","value":"v",
+   "headers":[{"key":"h","value":"x"}]}
+null key or value is null; "encoding":"base64" marks a record whose bytes are not UTF-8.
+On a terminal, text and kv output quote keys and values holding control bytes.`,
 		Example: `  shale consume -t clicks
   shale consume -t clicks --from 2026-11-25T10:00:00Z -n 100 -o json
   shale consume -t clicks --from latest --follow`,
@@ -32,7 +48,7 @@ RFC 3339 time such as 2026-11-25T10:00:00Z (the first record at or after it).`,
 	addBootstrapFlag(cmd)
 	f := cmd.Flags()
 	f.StringP("topic", "t", "", "topic to read (required)")
-	f.String("from", "earliest", "earliest, latest, an offset, or an RFC 3339 time")
+	f.String("from", "earliest", "earliest, latest, an offset, an RFC 3339 time or a date")
 	f.Int64P("count", "n", 0, "stop after this many records (0: no limit)")
 	f.StringSliceP("partitions", "p", nil, "only these partitions, comma-separated (default: all)")
 	f.StringP("output", "o", "text", "text (value per line), kv (key<TAB>value) or json")
@@ -92,6 +108,7 @@ RFC 3339 time such as 2026-11-25T10:00:00Z (the first record at or after it).`,
 		}
 		defer cl.Close()
 		out := bufio.NewWriter(cmd.OutOrStdout())
+		tty := isTerminal(cmd.OutOrStdout())
 		defer out.Flush()
 		count, limit := int64(0), v.GetInt64("count")
 		for (follow || len(pending) > 0) && (limit == 0 || count < limit) {
@@ -116,7 +133,7 @@ RFC 3339 time such as 2026-11-25T10:00:00Z (the first record at or after it).`,
 						delete(pending, r.Partition)
 					}
 				}
-				printRecord(out, format, r)
+				printRecord(out, format, r, tty)
 				count++
 			})
 			out.Flush()
@@ -166,9 +183,9 @@ func startOffsets(ctx context.Context, adm *kadm.Client, topic, from string) (st
 		}
 		return starts, ends, nil
 	}
-	t, perr := time.Parse(time.RFC3339Nano, from)
+	t, perr := replay.ParseTime(from)
 	if perr != nil {
-		return nil, nil, fmt.Errorf("bad --from %q: use earliest, latest, an offset (e.g. 42) or an RFC 3339 time (e.g. 2026-11-25T10:00:00Z)", from)
+		return nil, nil, fmt.Errorf("bad --from %q: use earliest, latest, an offset (e.g. 42), an RFC 3339 time (e.g. 2026-11-25T10:00:00Z) or a date (2026-11-25, midnight UTC)", from)
 	}
 	byTime, err := collect(adm.ListOffsetsAfterMilli(ctx, t.UnixMilli(), topic))
 	if err != nil {
@@ -182,54 +199,49 @@ func startOffsets(ctx context.Context, adm *kadm.Client, topic, from string) (st
 	return byTime, ends, nil
 }
 
-type jsonRecord struct {
-	Topic     string            `json:"topic"`
-	Partition int32             `json:"partition"`
-	Offset    int64             `json:"offset"`
-	Timestamp string            `json:"timestamp"`
-	Key       *string           `json:"key"`
-	Value     *string           `json:"value"`
-	Headers   map[string]string `json:"headers,omitempty"`
-	Encoding  string            `json:"encoding,omitempty"`
-}
-
-// printRecord writes one record. JSON output keeps text as text and marks
-// records with non-UTF-8 bytes as base64 ("encoding": "base64").
-func printRecord(w *bufio.Writer, format string, r *kgo.Record) {
+// printRecord writes one record. JSON is replay's JSONL shape (one shape for
+// both commands; see replay.JSONL): text stays text, and a record with
+// non-UTF-8 key or value is written in base64 with "encoding":"base64".
+// On a terminal (tty), text and kv output quote a key or value holding
+// bytes a terminal would interpret (control characters, invalid UTF-8), Go
+// style; piped output stays byte for byte.
+func printRecord(w *bufio.Writer, format string, r *kgo.Record, tty bool) {
 	switch format {
 	case "text":
-		w.Write(r.Value)
+		writeBytes(w, r.Value, tty)
 		w.WriteByte('\n')
 	case "kv":
-		w.Write(r.Key)
+		writeBytes(w, r.Key, tty)
 		w.WriteByte('\t')
-		w.Write(r.Value)
+		writeBytes(w, r.Value, tty)
 		w.WriteByte('\n')
 	case "json":
-		bin := !utf8.Valid(r.Key) || !utf8.Valid(r.Value)
-		enc := func(b []byte) *string {
-			if b == nil {
-				return nil
-			}
-			s := string(b)
-			if bin {
-				s = base64.StdEncoding.EncodeToString(b)
-			}
-			return &s
+		rr := replay.Record{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}
+		for _, h := range r.Headers {
+			rr.Headers = append(rr.Headers, kmsg.Header{Key: h.Key, Value: h.Value})
 		}
-		jr := jsonRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
-			Timestamp: r.Timestamp.UTC().Format(time.RFC3339Nano), Key: enc(r.Key), Value: enc(r.Value)}
-		if bin {
-			jr.Encoding = "base64"
-		}
-		if len(r.Headers) > 0 {
-			jr.Headers = map[string]string{}
-			for _, h := range r.Headers {
-				jr.Headers[h.Key] = string(h.Value)
-			}
-		}
-		b, _ := json.Marshal(jr)
-		w.Write(b)
-		w.WriteByte('\n')
+		w.Write(replay.AppendJSONL(nil, r.Topic, &rr, replay.BytesUTF8))
 	}
+}
+
+func writeBytes(w *bufio.Writer, b []byte, tty bool) {
+	if tty && !printable(b) {
+		w.WriteString(strconv.Quote(string(b)))
+		return
+	}
+	w.Write(b)
+}
+
+// printable reports whether b is valid UTF-8 without control characters
+// (a tab is allowed).
+func printable(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, r := range string(b) {
+		if (r < 0x20 && r != '\t') || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return false
+		}
+	}
+	return true
 }

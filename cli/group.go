@@ -9,10 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/shale-dev/shale/replay"
 )
 
 func newGroupCmd() *cobra.Command {
@@ -51,7 +52,7 @@ func groupListCmd() *cobra.Command {
 }
 
 func groupDescribeCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "describe GROUP", Short: "Show a group's members, committed offsets and lag", Args: cobra.ExactArgs(1)}
+	cmd := &cobra.Command{Use: "describe GROUP", Short: "Show a group's members, committed offsets and lag", Args: exactArgs(1)}
 	addBootstrapFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		adm, done, err := cmdAdmin(cmd)
@@ -74,6 +75,11 @@ func groupDescribeCmd() *cobra.Command {
 		}
 		if err != nil {
 			return fmt.Errorf("committed offsets of %s: %w", name, err)
+		}
+		if len(dg.Members) == 0 && dg.ProtocolType == "" && len(offs) == 0 && (dg.State == "Dead" || dg.State == "Empty") {
+			// Dead is Kafka's answer for an unknown group; the coordinator
+			// the lookup elected may also describe it as a fresh Empty one.
+			return fmt.Errorf("group %s not found: it has no members and no committed offsets (see `shale group list`)", name)
 		}
 		var topics []string
 		offs.Each(func(o kadm.OffsetResponse) {
@@ -138,7 +144,7 @@ func groupDescribeCmd() *cobra.Command {
 }
 
 func groupDeleteCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "delete GROUP...", Short: "Delete groups without members, with their committed offsets", Args: cobra.MinimumNArgs(1)}
+	cmd := &cobra.Command{Use: "delete GROUP...", Short: "Delete groups without members, with their committed offsets", Args: minArgs(1)}
 	addBootstrapFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		adm, done, err := cmdAdmin(cmd)
@@ -153,7 +159,7 @@ func groupDeleteCmd() *cobra.Command {
 		var errs []error
 		for _, g := range args {
 			if r := resps[g]; r.Err != nil {
-				errs = append(errs, fmt.Errorf("delete group %s: %w", g, r.Err))
+				errs = append(errs, fmt.Errorf("delete group %s: %w", g, withMessage(r.Err, r.ErrMessage)))
 				continue
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted group %s\n", g)
@@ -175,7 +181,7 @@ topics the group has committed offsets for. Target: exactly one of --to-earliest
 --to-datetime (RFC 3339; the first record at or after it, the log end if none) or --to-offset N
 (clamped to the partition's log start and end).`,
 		Example: "  shale group reset-offsets billing --topic clicks --to-datetime 2024-05-01T00:00:00Z --execute",
-		Args:    cobra.ExactArgs(1),
+		Args:    exactArgs(1),
 	}
 	addBootstrapFlag(cmd)
 	cmd.Flags().StringArray("topic", nil, "topic, or topic:partition,partition (repeatable)")
@@ -233,7 +239,7 @@ func resetOffsets(ctx context.Context, out io.Writer, adm *kadm.Client, group st
 	if dg := dgs[group]; dg.Err != nil {
 		return fmt.Errorf("describe group %s: %w", group, dg.Err)
 	} else if len(dg.Members) > 0 || (dg.State != "Empty" && dg.State != "Dead") {
-		return fmt.Errorf("group %s is %s with %d members: stop its consumers first (offsets can only be reset for an empty group)", group, dg.State, len(dg.Members))
+		return fmt.Errorf("group %s is %s with %s: stop its consumers first (offsets can only be reset for an empty group)", group, dg.State, plural(int64(len(dg.Members)), "member"))
 	}
 	current, err := adm.FetchOffsets(ctx, group)
 	if err == nil {
@@ -279,9 +285,9 @@ func resetOffsets(ctx context.Context, out io.Writer, adm *kadm.Client, group st
 	}
 	var at kadm.ListedOffsets
 	if target.datetime != "" {
-		ts, err := time.Parse(time.RFC3339, target.datetime)
+		ts, err := replay.ParseTime(target.datetime)
 		if err != nil {
-			return fmt.Errorf("bad --to-datetime %q: use RFC 3339, e.g. 2024-05-01T00:00:00Z", target.datetime)
+			return fmt.Errorf("bad --to-datetime %q: use RFC 3339 (e.g. 2024-05-01T00:00:00Z) or a date (2024-05-01, midnight UTC)", target.datetime)
 		}
 		if at, err = adm.ListOffsetsAfterMilli(ctx, ts.UnixMilli(), topics...); err != nil {
 			return fmt.Errorf("offsets at %s: %w", target.datetime, err)
@@ -345,6 +351,6 @@ func resetOffsets(ctx context.Context, out io.Writer, adm *kadm.Client, group st
 	if err != nil {
 		return fmt.Errorf("commit new offsets for %s: %w", group, err)
 	}
-	fmt.Fprintf(out, "\ncommitted new offsets for %d partitions of group %s\n", len(resp.Sorted()), group)
+	fmt.Fprintf(out, "\ncommitted new offsets for %s of group %s\n", plural(int64(len(resp.Sorted())), "partition"), group)
 	return nil
 }

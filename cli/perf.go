@@ -18,8 +18,10 @@ func newPerfCmd() *cobra.Command {
 		Use:   "perf-produce",
 		Short: "Measure produce throughput and latency against any Kafka-compatible cluster",
 		Long: `Produce records as fast as the cluster acknowledges them (bounded by --records and
---duration) and report MB/s, records/s and acknowledgement latency percentiles, like
-kafka-producer-perf-test. Half of each value is random bytes, half zeros.`,
+--duration, whichever comes first) and report MiB/s, records/s and acknowledgement latency
+percentiles, like kafka-producer-perf-test. Half of each value is random bytes, half zeros.
+When --duration ends the run before --records are sent, the report says so; pass
+--duration 0 to run until every record is sent.`,
 		Example: "  shale perf-produce -t perf --records 200000 --record-size 1KiB --acks all",
 		Args:    cobra.NoArgs,
 	}
@@ -28,7 +30,7 @@ kafka-producer-perf-test. Half of each value is random bytes, half zeros.`,
 	f := cmd.Flags()
 	f.StringP("topic", "t", "perf", "topic (created if the cluster auto-creates)")
 	f.Int64("records", 100000, "records to produce at most")
-	f.Duration("duration", 30*time.Second, "stop after this long at most")
+	f.Duration("duration", 30*time.Second, "stop sending after this long at most (0: until --records are sent)")
 	f.Var(&recordSize, "record-size", "value size")
 	f.String("acks", "all", "all or 1")
 	f.Int("max-inflight", 5, "produce requests in flight per agent (acks=1 only; the idempotent acks=all producer keeps 5)")
@@ -54,11 +56,15 @@ kafka-producer-perf-test. Half of each value is random bytes, half zeros.`,
 			return err
 		}
 		defer cl.Close()
-		res, err := perfProduce(cmd.Context(), cl, v.GetInt64("records"), int(size), v.GetDuration("duration"), v.GetFloat64("rate"))
+		n, d := v.GetInt64("records"), v.GetDuration("duration")
+		res, err := perfProduce(cmd.Context(), cl, n, int(size), d, v.GetFloat64("rate"))
 		if err != nil {
 			return err
 		}
 		fmt.Fprintln(cmd.OutOrStdout(), res)
+		if res.Sent < n {
+			fmt.Fprintf(cmd.ErrOrStderr(), "note: --duration %s ended the run after %d of --records %d (pass --duration 0 to send them all)\n", d, res.Sent, n)
+		}
 		return nil
 	}
 	return cmd
@@ -66,19 +72,20 @@ kafka-producer-perf-test. Half of each value is random bytes, half zeros.`,
 
 // PerfResult is what perf-produce measured.
 type PerfResult struct {
-	Records          int64
+	Records          int64 // acknowledged
+	Sent             int64 // produced (acknowledged or failed)
 	Bytes            int64
 	Elapsed          time.Duration
 	P50, P99, P999   time.Duration
 	Errors           int64
 	FirstError       error
 	RecordsPerSecond float64
-	MBPerSecond      float64
+	MiBPerSecond     float64
 }
 
 func (r PerfResult) String() string {
-	s := fmt.Sprintf("%d records (%s) in %s: %.0f records/s, %.2f MB/s; ack latency p50 %s p99 %s p99.9 %s",
-		r.Records, HumanBytes(r.Bytes), r.Elapsed.Round(time.Millisecond), r.RecordsPerSecond, r.MBPerSecond,
+	s := fmt.Sprintf("%d records (%s) in %s: %.0f records/s, %.2f MiB/s; ack latency p50 %s p99 %s p99.9 %s",
+		r.Records, HumanBytes(r.Bytes), r.Elapsed.Round(time.Millisecond), r.RecordsPerSecond, r.MiBPerSecond,
 		r.P50.Round(100*time.Microsecond), r.P99.Round(100*time.Microsecond), r.P999.Round(100*time.Microsecond))
 	if r.Errors > 0 {
 		s += fmt.Sprintf("; %d errors, first: %v", r.Errors, r.FirstError)
@@ -89,7 +96,10 @@ func (r PerfResult) String() string {
 func perfProduce(ctx context.Context, cl *kgo.Client, n int64, size int, d time.Duration, rate float64) (PerfResult, error) {
 	val := make([]byte, size)
 	_, _ = rand.Read(val[:size/2])
-	ctx, cancel := context.WithTimeout(ctx, d)
+	cancel := context.CancelFunc(func() {})
+	if d > 0 {
+		ctx, cancel = context.WithTimeout(ctx, d)
+	}
 	defer cancel()
 	var (
 		mu       sync.Mutex
@@ -140,9 +150,9 @@ func perfProduce(ctx context.Context, cl *kgo.Client, n int64, size int, d time.
 		return lats[min(len(lats)-1, int(float64(len(lats))*p))]
 	}
 	r := PerfResult{Records: acked.Load(), Bytes: acked.Load() * int64(size), Elapsed: el,
-		P50: pct(0.50), P99: pct(0.99), P999: pct(0.999), Errors: errs.Load(), FirstError: firstErr}
+		P50: pct(0.50), P99: pct(0.99), P999: pct(0.999), Errors: errs.Load(), FirstError: firstErr, Sent: sent}
 	r.RecordsPerSecond = float64(r.Records) / el.Seconds()
-	r.MBPerSecond = float64(r.Bytes) / el.Seconds() / 1e6
+	r.MiBPerSecond = float64(r.Bytes) / el.Seconds() / (1 << 20)
 	if r.Records == 0 {
 		return r, fmt.Errorf("no record was acknowledged: %v", firstErr)
 	}

@@ -2,10 +2,12 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -17,7 +19,9 @@ func newProduceCmd() *cobra.Command {
 		Short: "Produce lines from stdin as records",
 		Long: `Produce one record per line of standard input. With --key-separator, the text before
 the first separator is the key. Every record carries the --header values. The command
-waits until every record is acknowledged (durable in the bucket) and reports failures.`,
+waits until every record is acknowledged (durable in the bucket) and reports failures.
+It ends within --timeout of its last line of input: a record not acknowledged by then
+fails (the cluster may still have stored it; a retry can duplicate it).`,
 		Example: `  printf 'user1:clicked\nuser2:scrolled\n' | shale produce -t clicks --key-separator :
   cat events.jsonl | shale produce -t events -H source=backfill`,
 		Args: cobra.NoArgs,
@@ -47,6 +51,10 @@ waits until every record is acknowledged (durable in the bucket) and reports fai
 			}
 			hdrs = append(hdrs, kgo.RecordHeader{Key: k, Value: []byte(val)})
 		}
+		timeout := v.GetDuration("timeout")
+		if timeout <= 0 {
+			return fmt.Errorf("bad --timeout %s: use a positive duration such as 30s", timeout)
+		}
 		opts := []kgo.Opt{kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation()}
 		switch v.GetString("acks") {
 		case "all", "-1":
@@ -70,9 +78,9 @@ waits until every record is acknowledged (durable in the bucket) and reports fai
 		sc := bufio.NewScanner(cmd.InOrStdin())
 		sc.Buffer(make([]byte, 64<<10), v.GetInt("max-line-bytes"))
 		var (
-			sent, failed atomic.Int64
-			firstErr     error
-			mu           sync.Mutex
+			sent, failed, acked atomic.Int64
+			firstErr            error
+			mu                  sync.Mutex
 		)
 		for sc.Scan() {
 			line := sc.Text()
@@ -84,26 +92,32 @@ waits until every record is acknowledged (durable in the bucket) and reports fai
 			}
 			sent.Add(1)
 			cl.Produce(cmd.Context(), r, func(_ *kgo.Record, err error) {
-				if err != nil {
-					failed.Add(1)
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
+				if err == nil {
+					acked.Add(1)
+					return
 				}
+				failed.Add(1)
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
 			})
 		}
-		if err := cl.Flush(cmd.Context()); err != nil {
-			return fmt.Errorf("flush: %w", err)
+		// The delivery timeout counts from each record's produce; the flush
+		// deadline also covers a client stuck before it can fail records.
+		fctx, cancel := context.WithTimeout(cmd.Context(), timeout+time.Second)
+		defer cancel()
+		if err := cl.Flush(fctx); err != nil {
+			return fmt.Errorf("%s not acknowledged within --timeout %s: %w", plural(sent.Load()-acked.Load(), "record"), timeout, err)
 		}
 		if err := sc.Err(); err != nil {
 			return fmt.Errorf("read stdin: %w", err)
 		}
 		if n := failed.Load(); n > 0 {
-			return fmt.Errorf("%d of %d records failed; first error: %v", n, sent.Load(), firstErr)
+			return fmt.Errorf("%s of %d failed; first error: %v", plural(n, "record"), sent.Load(), firstErr)
 		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "produced %d records to %s\n", sent.Load(), topic)
+		fmt.Fprintf(cmd.ErrOrStderr(), "produced %s to %s\n", plural(sent.Load(), "record"), topic)
 		return nil
 	}
 	return cmd

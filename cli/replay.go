@@ -32,16 +32,18 @@ func newReplayCmd() *cobra.Command {
 JSONL, Parquet or raw Kafka record batches. No agent needs to run, and nothing is written to
 etcd or the bucket (both are opened read-only).
 
-Range: --from is inclusive, --to exclusive. Each is an offset (applies to every partition) or an
-RFC 3339 time (2026-11-25T10:00:00Z, compared with each record's own timestamp). Default: from the
+Range: --from is inclusive, --to exclusive. Each is an offset (applies to every partition), an
+RFC 3339 time (2026-11-25T10:00:00Z) or a date (2026-11-25, midnight UTC), a time being compared
+with each record's own timestamp. Default: from the
 log start to the end of each partition as it is when the replay starts. Time bounds are exact
 per record, even when a batch's timestamps are out of order; a --to time makes the replay read
 to the end of each partition, since a later batch may still hold older timestamps.
 --from after --to is an error; --from equal to --to is an empty range.
 
 Formats:
-  jsonl    one object per line: {"partition":0,"offset":42,"timestamp":<Unix ms>,"key":..,
-           "value":..,"headers":[{"key":"h","value":".."}]}; --bytes says how key and value
+  jsonl    one object per line, the shape of 'shale consume -o json': {"topic":"clicks",
+           "partition":0,"offset":42,"timestamp":<Unix ms>,"key":..,"value":..,
+           "headers":[{"key":"h","value":".."}]}; --bytes says how key and value
            bytes are written (utf8: text, or base64 with "encoding":"base64" when not UTF-8;
            base64; json: valid JSON nested as is, anything else as with utf8). Null is null.
   parquet  one file per partition, rolled at --parquet-file-bytes: <topic>-<p>-<n>.parquet,

@@ -13,9 +13,6 @@ import (
 	"go.uber.org/zap"
 )
 
-// Version is set at build time with -ldflags "-X github.com/shale-dev/shale/cli.Version=...".
-var Version = "dev"
-
 // Execute runs the shale command line and returns the process exit code.
 func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := NewRoot(stdin, stdout, stderr)
@@ -42,7 +39,7 @@ Start one agent on embedded defaults (etcd and a local-directory bucket under ./
 then use any Kafka client against 127.0.0.1:9092, or the commands below.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       Version,
+		Version:       versionString(),
 	}
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -103,3 +100,32 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 }
 
 func quietZap() *zap.Logger { return zap.NewNop() }
+
+// exactArgs is cobra.ExactArgs with the command's usage line in the error,
+// so `shale topic describe` alone says what to pass.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return argsError(cmd, len(args))
+		}
+		return nil
+	}
+}
+
+// minArgs is cobra.MinimumNArgs with the usage line in the error.
+func minArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return argsError(cmd, len(args))
+		}
+		return nil
+	}
+}
+
+func argsError(cmd *cobra.Command, got int) error {
+	what := "missing " + strings.Join(strings.Fields(cmd.Use)[1:], " ")
+	if got > 0 {
+		what = fmt.Sprintf("unexpected arguments (%d given)", got)
+	}
+	return fmt.Errorf("%s\nUsage: %s\nRun '%s --help' for more", what, cmd.UseLine(), cmd.CommandPath())
+}

@@ -55,3 +55,11 @@ func (b *ByteSize) String() string { return HumanBytes(int64(*b)) }
 
 // HumanBytes formats a byte count with binary units: "4.0 MiB".
 func HumanBytes(n int64) string { return units.HumanBytes(n) }
+
+// plural formats n with noun, adding an s unless n is 1: "1 record", "3 records".
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -115,7 +115,7 @@ func ReadStatus(ctx context.Context, meta *metastore.Store) (Status, error) {
 		if err != nil {
 			return st, fmt.Errorf("topic %s: %w", t.Name, err)
 		}
-		ts := TopicStatus{Name: t.Name, ID: t.ID.String(), Partitions: t.Partitions}
+		ts := TopicStatus{Name: t.Name, ID: kafkaTopicID(t.ID), Partitions: t.Partitions}
 		oldest := int64(-1)
 		next[t.Name] = map[int32]int64{}
 		for p, ps := range parts {

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -12,8 +14,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/metastore"
 )
 
@@ -24,7 +28,10 @@ func newTopicCmd() *cobra.Command {
 		Long: `Manage topics through any agent (the Kafka admin protocol).
 
 Configs shale honours: retention.ms and retention.bytes (-1 keeps forever),
-max.message.bytes, message.timestamp.type. cleanup.policy=compact is not supported yet.`,
+max.message.bytes, message.timestamp.type. cleanup.policy=compact is not supported yet.
+Other Kafka topic configs (segment.bytes, flush.messages, min.insync.replicas...) are
+accepted so that tools which set them keep working, but have no effect: shale sizes its own
+objects and acknowledged records are already durable in the bucket. 'topic describe' marks them.`,
 	}
 	cmd.AddCommand(topicCreateCmd(), topicListCmd(), topicDescribeCmd(), topicAlterCmd(), topicDeleteCmd())
 	return cmd
@@ -47,7 +54,7 @@ func topicCreateCmd() *cobra.Command {
 		Use:     "create NAME",
 		Short:   "Create a topic",
 		Example: "  shale topic create clicks --partitions 12 --config retention.ms=-1",
-		Args:    cobra.ExactArgs(1),
+		Args:    exactArgs(1),
 	}
 	addBootstrapFlag(cmd)
 	cmd.Flags().Int32P("partitions", "p", 1, "number of partitions")
@@ -67,13 +74,13 @@ func topicCreateCmd() *cobra.Command {
 		}
 		defer done()
 		resp, err := adm.CreateTopic(cmd.Context(), v.GetInt32("partitions"), -1, cfgs, args[0])
-		if err == nil {
-			err = resp.Err
+		if resp.Err != nil { // kadm returns resp.Err as err too
+			err = withMessage(resp.Err, resp.ErrMessage)
 		}
 		if err != nil {
 			return fmt.Errorf("create topic %s: %w", args[0], err)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "created topic %s with %d partitions\n", args[0], resp.NumPartitions)
+		fmt.Fprintf(cmd.OutOrStdout(), "created topic %s with %s\n", args[0], plural(int64(resp.NumPartitions), "partition"))
 		return nil
 	}
 	return cmd
@@ -95,7 +102,7 @@ func topicListCmd() *cobra.Command {
 		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "TOPIC\tPARTITIONS\tID")
 		for _, td := range tds.Sorted() {
-			fmt.Fprintf(w, "%s\t%d\t%s\n", td.Topic, len(td.Partitions), td.ID)
+			fmt.Fprintf(w, "%s\t%d\t%s\n", td.Topic, len(td.Partitions), kafkaTopicID(td.ID))
 		}
 		return w.Flush()
 	}
@@ -103,7 +110,7 @@ func topicListCmd() *cobra.Command {
 }
 
 func topicDescribeCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "describe NAME", Short: "Show a topic's partitions, offsets, storage and configs", Args: cobra.ExactArgs(1),
+	cmd := &cobra.Command{Use: "describe NAME", Short: "Show a topic's partitions, offsets, storage and configs", Args: exactArgs(1),
 		Long: `Show a topic's partitions with their log start and end offsets (through the Kafka API),
 their storage (read from etcd: record bytes stored, index entries, and distinct objects
 referenced; an object shared by several partitions counts in each), and its configs.
@@ -141,7 +148,7 @@ is unreachable they are left out with a note.`}
 			return fmt.Errorf("end offsets of %s: %w", name, err)
 		}
 		out := cmd.OutOrStdout()
-		fmt.Fprintf(out, "topic %s  id %s  partitions %d\n\n", name, td.ID, len(td.Partitions))
+		fmt.Fprintf(out, "topic %s  id %s  partitions %d\n\n", name, kafkaTopicID(td.ID), len(td.Partitions))
 		storage, serr := topicStorage(ctx, v, name)
 		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		if serr == nil {
@@ -172,13 +179,7 @@ is unreachable they are left out with a note.`}
 		}
 		rc, err := rcs.On(name, nil)
 		if err == nil && rc.Err == nil && len(rc.Configs) > 0 {
-			fmt.Fprintln(out, "\nCONFIG")
-			sort.Slice(rc.Configs, func(i, j int) bool { return rc.Configs[i].Key < rc.Configs[j].Key })
-			w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			for _, c := range rc.Configs {
-				fmt.Fprintf(w, "%s\t%s\t(%s)\n", c.Key, c.MaybeValue(), strings.ToLower(c.Source.String()))
-			}
-			return w.Flush()
+			return printTopicConfigs(out, rc.Configs)
 		}
 		return nil
 	}
@@ -190,7 +191,7 @@ func topicAlterCmd() *cobra.Command {
 		Use:     "alter NAME",
 		Short:   "Change a topic's configs or add partitions",
 		Example: "  shale topic alter clicks --config retention.ms=604800000 --partitions 24",
-		Args:    cobra.ExactArgs(1),
+		Args:    exactArgs(1),
 	}
 	addBootstrapFlag(cmd)
 	cmd.Flags().StringArrayP("config", "c", nil, "set config key=value (repeatable)")
@@ -228,26 +229,26 @@ func topicAlterCmd() *cobra.Command {
 			if err == nil {
 				var r kadm.AlterConfigsResponse
 				if r, err = rs.On(name, nil); err == nil {
-					err = r.Err
+					err = withMessage(r.Err, r.ErrMessage)
 				}
 			}
 			if err != nil {
 				return fmt.Errorf("alter configs of %s: %w", name, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "altered %d configs of %s\n", len(alters), name)
+			fmt.Fprintf(cmd.OutOrStdout(), "altered %s of %s\n", plural(int64(len(alters)), "config"), name)
 		}
 		if parts > 0 {
 			rs, err := adm.UpdatePartitions(ctx, int(parts), name)
 			if err == nil {
 				var r kadm.CreatePartitionsResponse
 				if r, err = rs.On(name, nil); err == nil {
-					err = r.Err
+					err = withMessage(r.Err, r.ErrMessage)
 				}
 			}
 			if err != nil {
 				return fmt.Errorf("grow %s to %d partitions: %w", name, parts, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s now has %d partitions\n", name, parts)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s now has %s\n", name, plural(int64(parts), "partition"))
 		}
 		return nil
 	}
@@ -258,7 +259,7 @@ func topicDeleteCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "delete NAME...",
 		Short: "Delete topics (their data becomes garbage and is collected)",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  minArgs(1),
 	}
 	addBootstrapFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -274,7 +275,7 @@ func topicDeleteCmd() *cobra.Command {
 		var failed []string
 		for _, r := range rs.Sorted() {
 			if r.Err != nil {
-				failed = append(failed, fmt.Sprintf("%s: %v", r.Topic, r.Err))
+				failed = append(failed, fmt.Sprintf("%s: %v", r.Topic, withMessage(r.Err, r.ErrMessage)))
 				continue
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted topic %s\n", r.Topic)
@@ -348,4 +349,37 @@ func scanStorage(ctx context.Context, meta *metastore.Store, t metastore.Topic) 
 		out[p] = ps
 	}
 	return out, nil
+}
+
+// kafkaTopicID formats a topic ID as Kafka's tools do (Uuid.toString): URL-safe
+// base64 without padding, e.g. "x3OGZ6UxT9-4tWmvZ2h6dA".
+func kafkaTopicID(id [16]byte) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+
+// printTopicConfigs lists the configs shale applies, then those the topic
+// sets that shale accepts but ignores (marked so), and counts the ignored
+// ones left at their Kafka default rather than listing values that mislead
+// (segment.bytes, flush.messages...).
+func printTopicConfigs(out io.Writer, cs []kadm.Config) error {
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Key < cs[j].Key })
+	fmt.Fprintln(out, "\nCONFIG")
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	ignoredDefaults := 0
+	for _, c := range cs {
+		src := strings.ToLower(c.Source.String())
+		switch {
+		case !agent.TopicConfigIgnored(c.Key):
+			fmt.Fprintf(w, "%s\t%s\t(%s)\n", c.Key, c.MaybeValue(), src)
+		case c.Source == kmsg.ConfigSourceDynamicTopicConfig:
+			fmt.Fprintf(w, "%s\t%s\t(%s; ignored on shale)\n", c.Key, c.MaybeValue(), src)
+		default:
+			ignoredDefaults++
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if ignoredDefaults > 0 {
+		fmt.Fprintf(out, "(%d other Kafka configs are accepted for compatibility but have no effect on shale; see `shale topic --help`)\n", ignoredDefaults)
+	}
+	return nil
 }

@@ -59,7 +59,7 @@ super user this way). Kafka clients can manage users too (AlterUserScramCredenti
 else from standard input with --password-stdin, else prompted for on the terminal.`,
 		Example: `  shale user create admin
   printf '%s' "$PW" | shale user create alice --password-stdin --mechanism SCRAM-SHA-512`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 	}
 	addEtcdFlags(create)
 	create.Flags().StringSlice("mechanism", []string{auth.ScramSHA256, auth.ScramSHA512}, "SCRAM mechanisms to store credentials for")
@@ -84,7 +84,7 @@ else from standard input with --password-stdin, else prompted for on the termina
 			return nil
 		})
 	}
-	del := &cobra.Command{Use: "delete NAME", Short: "Delete a user's credentials", Args: cobra.ExactArgs(1)}
+	del := &cobra.Command{Use: "delete NAME", Short: "Delete a user's credentials", Args: exactArgs(1)}
 	addEtcdFlags(del)
 	del.Flags().StringSlice("mechanism", []string{auth.ScramSHA256, auth.ScramSHA512}, "mechanisms to delete")
 	del.RunE = func(cmd *cobra.Command, args []string) error {

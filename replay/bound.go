@@ -61,11 +61,22 @@ func ParseBound(s string) (Bound, error) {
 		}
 		return AtOffset(n), nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	t, err := ParseTime(s)
 	if err != nil {
-		return Bound{}, fmt.Errorf("replay: bad bound %q: use an offset (e.g. 42) or an RFC 3339 time (e.g. 2026-11-25T10:00:00Z)", s)
+		return Bound{}, fmt.Errorf("replay: bad bound %q: use an offset (e.g. 42), an RFC 3339 time (e.g. 2026-11-25T10:00:00Z) or a date (2026-11-25)", s)
 	}
 	return AtTime(t), nil
+}
+
+// ParseTime reads the times the command line takes: RFC 3339
+// (2026-11-25T10:00:00Z, 2026-11-25T10:00:00+01:00) or a date (2026-11-25),
+// which is midnight UTC.
+func ParseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
 }
 
 // window is a resolved replay range: records with from <= offset < to and

@@ -23,6 +23,15 @@
 // Control batches (transaction markers) are not output as records, like
 // Kafka consumers; raw output keeps them when no time bound is set.
 //
+// # Output
+//
+// JSONL (see JSONL for the line) is also what `shale consume -o json`
+// prints, through AppendJSONL: one shape for both commands, with the topic,
+// the timestamp in Unix milliseconds and headers as an ordered list.
+// Parquet's schema is ParquetRow; raw output is record batches as stored,
+// with absolute offsets. Time bounds (ParseTime) are RFC 3339 or a date,
+// which is midnight UTC.
+//
 // # Invariants
 //
 //   - Read-only: a replay issues etcd reads (gets, read-only transactions)

@@ -157,12 +157,16 @@ func ParseBytesEncoding(s string) (BytesEncoding, error) {
 	return "", fmt.Errorf("bad --bytes %q: use utf8, base64 or json", s)
 }
 
-// JSONL writes one JSON object per line:
+// JSONL writes one JSON object per line, the shape `shale consume -o json`
+// prints too:
 //
-//	{"partition":0,"offset":42,"timestamp":1764064800000,"key":"k","value":"v","headers":[{"key":"h","value":"x"}]}
+//	{"topic":"t","partition":0,"offset":42,"timestamp":1764064800000,"key":"k","value":"v","headers":[{"key":"h","value":"x"}]}
 //
-// timestamp is Unix milliseconds; null key or value is null; headers is
-// omitted when there are none. In a directory it writes <topic>-<p>.jsonl.
+// timestamp is the record's Unix milliseconds (Kafka's own unit); a null key
+// or value is null; headers is a list (Kafka allows a key twice, in order)
+// omitted when there are none; "encoding":"base64" is added when bytes were
+// written in base64 (see BytesEncoding). In a directory it writes
+// <topic>-<p>.jsonl.
 func JSONL(out Output, topic string, enc BytesEncoding) Sink {
 	return &jsonlSink{out: out, topic: topic, enc: enc, stream: &lockedStream{w: out.Stream}}
 }
@@ -182,17 +186,18 @@ func (s *jsonlSink) Open(p int32) (Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &jsonlWriter{d: d, enc: s.enc}, nil
+	return &jsonlWriter{d: d, topic: s.topic, enc: s.enc}, nil
 }
 
 type jsonlWriter struct {
-	d   *dest
-	enc BytesEncoding
+	d     *dest
+	topic string
+	enc   BytesEncoding
 }
 
 func (w *jsonlWriter) WriteRecords(recs []Record) error {
 	for i := range recs {
-		w.d.buf = AppendJSONL(w.d.buf, &recs[i], w.enc)
+		w.d.buf = AppendJSONL(w.d.buf, w.topic, &recs[i], w.enc)
 	}
 	return w.d.flush(streamFlushBytes)
 }
@@ -203,10 +208,12 @@ func (w *jsonlWriter) WriteBatch(int32, int64, []byte) error {
 
 func (w *jsonlWriter) Close() error { return w.d.close() }
 
-// AppendJSONL appends r as one JSONL line (see JSONL).
-func AppendJSONL(dst []byte, r *Record, enc BytesEncoding) []byte {
+// AppendJSONL appends r, a record of topic, as one JSONL line (see JSONL).
+func AppendJSONL(dst []byte, topic string, r *Record, enc BytesEncoding) []byte {
 	b64 := enc == BytesBase64 || ((r.Key != nil && !utf8.Valid(r.Key)) || (r.Value != nil && !utf8.Valid(r.Value)))
-	dst = append(dst, `{"partition":`...)
+	dst = append(dst, `{"topic":`...)
+	dst = appendString(dst, strings.ToValidUTF8(topic, "\uFFFD"))
+	dst = append(dst, `,"partition":`...)
 	dst = strconv.AppendInt(dst, int64(r.Partition), 10)
 	dst = append(dst, `,"offset":`...)
 	dst = strconv.AppendInt(dst, r.Offset, 10)

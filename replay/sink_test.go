@@ -23,7 +23,7 @@ func TestJSONLBase64MatchesStdlib(t *testing.T) {
 	for n := 0; n <= len(src); n++ {
 		r := replay.Record{Partition: 3, Offset: int64(n), Timestamp: 1700000000000, Key: src[:n/3], Value: src[:n]}
 		for _, enc := range []replay.BytesEncoding{replay.BytesBase64, replay.BytesUTF8} {
-			line = replay.AppendJSONL(line[:0], &r, enc)
+			line = replay.AppendJSONL(line[:0], "t", &r, enc)
 			var got struct {
 				Offset   int64
 				Key      string
