@@ -9,7 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/shale-dev/shale/s3tier"
+	"github.com/shale-dev/shale/metastore"
 )
 
 // Topic configs shale knows. Names, types and defaults are Kafka's. Some are
@@ -35,8 +35,8 @@ type topicConfig struct {
 const (
 	configCleanupPolicy   = "cleanup.policy"
 	configMaxMessageBytes = "max.message.bytes"
-	configRetentionMs     = s3tier.ConfigRetentionMs
-	configRetentionBytes  = s3tier.ConfigRetentionBytes
+	configRetentionMs     = metastore.ConfigRetentionMs
+	configRetentionBytes  = metastore.ConfigRetentionBytes
 	defaultMaxMessage     = 1048588
 	maxLong               = "9223372036854775807"
 )
@@ -66,11 +66,11 @@ var topicConfigs = map[string]topicConfig{
 	"min.compaction.lag.ms":               {typ: kmsg.ConfigTypeLong, def: "0", check: atLeast(0), doc: "Accepted, no effect (compaction only)."},
 	"min.insync.replicas":                 {typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(1), doc: "Accepted, no effect: durability comes from the bucket."},
 	"preallocate":                         {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect."},
-	configRetentionBytes: {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(s3tier.DefaultRetentionBytes), enforced: true, check: atLeast(-1),
+	configRetentionBytes: {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultRetentionBytes), enforced: true, check: atLeast(-1),
 		doc: "Bytes kept per partition before old data is deleted, whole index entries at a time; -1 keeps everything."},
 	// Unlike Kafka (7 days), shale keeps data forever by default: cheap long
 	// retention is its purpose. The retention job applies this same default.
-	configRetentionMs: {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(s3tier.DefaultRetentionMs), enforced: true, check: atLeast(-1),
+	configRetentionMs: {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultRetentionMs), enforced: true, check: atLeast(-1),
 		doc: "Age (by record timestamp) after which data is deleted, whole index entries at a time; -1 (the default) keeps it forever."},
 	"segment.bytes":                  {typ: kmsg.ConfigTypeInt, def: "1073741824", check: atLeast(14), doc: "Accepted, no effect: shale sizes its own objects."},
 	"segment.index.bytes":            {typ: kmsg.ConfigTypeInt, def: "10485760", check: atLeast(4), doc: "Accepted, no effect."},

@@ -15,8 +15,8 @@ import (
 
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/agent/agenttest"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
-	"github.com/shale-dev/shale/s3tier"
 )
 
 // waitReleased waits until no agent holds group's coordinator key and
@@ -128,12 +128,12 @@ func TestGroupReleasedWhenEmptyThenExpired(t *testing.T) {
 	// Past the retention: the job expires the offsets of the released group.
 	time.Sleep(5 * time.Millisecond)
 	var stats metastore.GroupExpiryStats
-	lc, err := s3tier.NewLifecycle(s3tier.LifecycleConfig{GroupOffsetRetention: time.Millisecond,
+	lc, err := lifecycle.New(lifecycle.Config{GroupOffsetRetention: time.Millisecond,
 		Observe: func(_ string, s any) { stats = s.(metastore.GroupExpiryStats) }}, c.Store, c.Meta, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lc.RunOnce(ctx, s3tier.JobGroupExpiry); err != nil {
+	if err := lc.RunOnce(ctx, lifecycle.JobGroupExpiry); err != nil {
 		t.Fatal(err)
 	}
 	if stats.Groups != 1 || stats.Offsets != 2 {
@@ -378,12 +378,12 @@ func TestGroupOffsetsSurviveCoordinatorDeath(t *testing.T) {
 	}
 	// Two hours on, the commits and the earlier emptying are past a
 	// one-hour retention; the member is alive all the same.
-	lc, err := s3tier.NewLifecycle(s3tier.LifecycleConfig{GroupOffsetRetention: time.Hour,
+	lc, err := lifecycle.New(lifecycle.Config{GroupOffsetRetention: time.Hour,
 		Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}, c.Store, c.Meta, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lc.RunOnce(ctx, s3tier.JobGroupExpiry); err != nil {
+	if err := lc.RunOnce(ctx, lifecycle.JobGroupExpiry); err != nil {
 		t.Fatal(err)
 	}
 	if offs, err := c.Meta.FetchGroupOffsets(ctx, group); err != nil || len(offs) != 1 || offs[0].Offset != 5 {
@@ -401,7 +401,7 @@ func TestGroupOffsetsSurviveCoordinatorDeath(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := lc.RunOnce(ctx, s3tier.JobGroupExpiry); err != nil {
+	if err := lc.RunOnce(ctx, lifecycle.JobGroupExpiry); err != nil {
 		t.Fatal(err)
 	}
 	if offs, err := c.Meta.FetchGroupOffsets(ctx, group); err != nil || len(offs) != 1 {

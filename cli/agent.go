@@ -9,13 +9,13 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
-	"github.com/shale-dev/shale/s3tier"
+	"github.com/shale-dev/shale/lifecycle"
 )
 
 func newAgentCmd() *cobra.Command {
 	flushBytes := ByteSize(4 << 20)
 	cacheBytes := ByteSize(1 << 30)
-	offsetRetention := Retention(s3tier.DefaultGroupOffsetRetention)
+	offsetRetention := Retention(lifecycle.DefaultGroupOffsetRetention)
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a shale agent (a Kafka-protocol server)",
@@ -62,8 +62,8 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Duration("idle-timeout", 10*time.Minute, "close client connections that send no request, or no whole request, for this long")
 	f.Int("max-connections", 10000, "client connections served at once; more are closed at accept")
 	f.Bool("lifecycle", true, "take part in the lifecycle jobs (compaction, retention, garbage collection, group offset expiry; one agent runs each at a time)")
-	f.Duration("lifecycle-interval", s3tier.DefaultLifecycleInterval, "pause between two passes of a lifecycle job")
-	f.Duration("gc-grace", s3tier.DefaultGCGrace, "age an unreferenced object must reach before garbage collection deletes it (must exceed upload and commit times)")
+	f.Duration("lifecycle-interval", lifecycle.DefaultLifecycleInterval, "pause between two passes of a lifecycle job")
+	f.Duration("gc-grace", lifecycle.DefaultGCGrace, "age an unreferenced object must reach before garbage collection deletes it (must exceed upload and commit times)")
 	f.Var(&offsetRetention, "group-offsets-retention", "how long the committed offsets of a consumer group without members outlive its newest commit and its emptying (Kafka's offsets.retention.minutes); -1 keeps them forever")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
@@ -111,7 +111,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			IdleTimeout:       v.GetDuration("idle-timeout"),
 			MaxConnections:    v.GetInt("max-connections"),
 			NoLifecycle:       !v.GetBool("lifecycle"),
-			Lifecycle: s3tier.LifecycleConfig{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace"),
+			Lifecycle: lifecycle.Config{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace"),
 				GroupOffsetRetention: retention},
 		}
 		o.EtcdCertFile, o.EtcdKeyFile, o.EtcdCAFile = v.GetString("etcd-cert"), v.GetString("etcd-key"), v.GetString("etcd-ca")

@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/metrics"
-	"github.com/shale-dev/shale/s3tier"
 )
 
 // TestParseRetention proves --group-offsets-retention takes durations and
@@ -48,8 +48,8 @@ func TestParseRetention(t *testing.T) {
 // shale_group_offsets_expired_total.
 func TestGroupExpiryMetric(t *testing.T) {
 	s := &Stack{Metrics: metrics.New()}
-	s.observeLifecycle(s3tier.JobGroupExpiry, metastore.GroupExpiryStats{Groups: 2, Offsets: 3})
-	s.observeLifecycle(s3tier.JobGroupExpiry, metastore.GroupExpiryStats{Groups: 1, Offsets: 4})
+	s.observeLifecycle(lifecycle.JobGroupExpiry, metastore.GroupExpiryStats{Groups: 2, Offsets: 3})
+	s.observeLifecycle(lifecycle.JobGroupExpiry, metastore.GroupExpiryStats{Groups: 1, Offsets: 4})
 	mfs, err := s.Metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)

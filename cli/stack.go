@@ -16,6 +16,7 @@ import (
 
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/metrics"
 	"github.com/shale-dev/shale/s3tier"
@@ -66,9 +67,9 @@ type StackOptions struct {
 	Auth      agent.AuthConfig
 
 	// NoLifecycle keeps this agent out of the lifecycle jobs; Lifecycle
-	// tunes them (zero fields: s3tier defaults).
+	// tunes them (zero fields: lifecycle defaults).
 	NoLifecycle bool
-	Lifecycle   s3tier.LifecycleConfig
+	Lifecycle   lifecycle.Config
 }
 
 // Stack is a running agent with its storage engine, metadata store and
@@ -81,7 +82,7 @@ type Stack struct {
 	Etcd   *metastore.Embedded // nil unless dev mode started one
 	// Lifecycle runs compaction, retention, GC and group offset expiry
 	// (nil with NoLifecycle).
-	Lifecycle *s3tier.Lifecycle
+	Lifecycle *lifecycle.Lifecycle
 	// Metrics are this agent's; Admin serves them (nil without AdminListen).
 	Metrics *metrics.Metrics
 	Admin   *metrics.Server
@@ -234,7 +235,7 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 		if lc.Compaction.TempDir == "" {
 			lc.Compaction.TempDir = filepath.Join(o.DataDir, "agent", "spool") // wiped at start
 		}
-		if s.Lifecycle, err = s3tier.NewLifecycle(lc, s.Store, meta, log); err != nil {
+		if s.Lifecycle, err = lifecycle.New(lc, s.Store, meta, log); err != nil {
 			return fail(err)
 		}
 		s.Lifecycle.Start()
@@ -250,11 +251,11 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 
 func (s *Stack) observeLifecycle(_ string, stats any) {
 	switch st := stats.(type) {
-	case s3tier.CompactStats:
+	case lifecycle.CompactStats:
 		s.Metrics.Compaction(st.Segments, st.EntriesReplaced, st.BytesWritten)
-	case s3tier.GCStats:
+	case lifecycle.GCStats:
 		s.Metrics.GC(st.Deleted, st.Bytes)
-	case s3tier.RetentionStats:
+	case lifecycle.RetentionStats:
 		s.Metrics.Retention(st.OffsetsDropped)
 	case metastore.GroupExpiryStats:
 		s.Metrics.GroupOffsetsExpired(st.Offsets)

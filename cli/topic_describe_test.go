@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/shale-dev/shale/internal/testenv"
-	"github.com/shale-dev/shale/s3tier"
+	"github.com/shale-dev/shale/lifecycle"
 )
 
 // TestDescribeShowsStorageAndLifecycleRuns proves that an agent started by
@@ -25,8 +25,8 @@ func TestDescribeShowsStorageAndLifecycleRuns(t *testing.T) {
 		DataDir: dir, Listen: "127.0.0.1:0", EtcdEndpoints: endpoints, EtcdNamespace: "/describe",
 		Bucket: filepath.Join(dir, "bucket"), FlushInterval: 20 * time.Millisecond,
 		AutoCreateTopics: true, DefaultPartitions: 1, AgentTTL: 5 * time.Second,
-		Lifecycle: s3tier.LifecycleConfig{Interval: 200 * time.Millisecond, LeaseTTL: time.Second,
-			Compaction: s3tier.CompactConfig{Settle: 300 * time.Millisecond, MinEntries: 2}},
+		Lifecycle: lifecycle.Config{Interval: 200 * time.Millisecond, LeaseTTL: time.Second,
+			Compaction: lifecycle.CompactConfig{Settle: 300 * time.Millisecond, MinEntries: 2}},
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

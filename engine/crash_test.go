@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment/segmenttest"
@@ -160,7 +161,7 @@ func TestKilledBeforeCommitLeavesNoEntry(t *testing.T) {
 	}
 	store, _ := s3tier.NewDirStore(bucket)
 	all, _ := store.List(ctx, "")
-	garbage, err := s3tier.Unreferenced(ctx, store, meta, "", time.Now().Add(time.Minute))
+	garbage, err := lifecycle.Unreferenced(ctx, store, meta, "", time.Now().Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@
 // objects this agent wrote, ranges it fetched before) or with one ranged
 // GET, verifies their CRC-32C, and patches each batch's base offset to its
 // absolute offset. A compacted segment entry is read through its footer
-// (cached in memory, bounded: s3tier.FooterCache) and then one chunk of
+// (cached in memory, bounded: span.FooterCache) and then one chunk of
 // about 1 MiB per GET. A read that finds its object gone (an entry cached
 // before compaction replaced it and GC deleted it) re-reads the index once. Long polls wait on WaitForData, which a watch of the
 // partition states wakes.

@@ -15,6 +15,7 @@ import (
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/metrics"
 	"github.com/shale-dev/shale/s3tier"
+	"github.com/shale-dev/shale/span"
 )
 
 // Config tunes an Engine. Zero fields take the defaults below.
@@ -121,7 +122,7 @@ type Engine struct {
 
 	spoolDir string
 	cache    *chunkCache
-	footers  *s3tier.FooterCache // footers of compacted segments
+	footers  *span.FooterCache // footers of compacted segments
 	ra       *readAhead
 	index    *indexCache
 	states   *stateView
@@ -181,7 +182,7 @@ func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger
 		log:      log.With("component", "engine"),
 		spoolDir: spool,
 		cache:    newChunkCache(cacheDir, cfg.CacheBytes),
-		footers:  s3tier.NewFooterCache(0),
+		footers:  span.NewFooterCache(0),
 		index:    newIndexCache(),
 		sealed:   make(chan *sealedObject, 2*maxPendingObjects),
 		uploads:  make(chan struct{}, cfg.UploadConcurrency),

@@ -19,6 +19,7 @@ import (
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
 	"github.com/shale-dev/shale/segment/segmenttest"
+	"github.com/shale-dev/shale/span"
 )
 
 const testNS = "/shale-test"
@@ -679,7 +680,7 @@ func TestReadAheadCloseEndsPrefetches(t *testing.T) {
 	if err := r.Close(cctx); err != nil {
 		t.Fatal(err)
 	}
-	r.ra.prefetch([]s3tier.Span{{Object: "a", Size: 10}, {Object: "b", Size: 10}})
+	r.ra.prefetch([]span.Span{{Object: "a", Size: 10}, {Object: "b", Size: 10}})
 	r.ra.mu.Lock()
 	workers, spans, queued := r.ra.workers, len(r.ra.spans), len(r.ra.queue)
 	r.ra.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
+	"github.com/shale-dev/shale/span"
 )
 
 // FetchResult is what one partition's fetch returns.
@@ -97,7 +98,7 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 	// with the following ones (from the index cache, or with at most one
 	// etcd read, which the next fetch would make anyway), so neither the
 	// fetch nor the read-ahead stops short at the end of a batch of entries.
-	var plan []s3tier.Span
+	var plan []span.Span
 	need, extra, etcdRead := int64(maxBytes), 0, false
 	for i := 0; extra < readAheadSpans; i++ {
 		if i == len(entries) {
@@ -210,7 +211,7 @@ func (e *Engine) WaitForData(topic metastore.TopicID, partition int32) <-chan st
 // readSpan returns the verified batches of a span: from the read-ahead's
 // memory (waiting for it when the span is being prefetched), the local disk
 // cache, or a ranged GET, which the disk cache then keeps.
-func (e *Engine) readSpan(ctx context.Context, sp s3tier.Span) (segment.Chunk, error) {
+func (e *Engine) readSpan(ctx context.Context, sp span.Span) (segment.Chunk, error) {
 	if sp.Size <= 0 || sp.Size > maxEntrySize {
 		return segment.Chunk{}, fmt.Errorf("index entry for %s claims %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
 	}
@@ -228,7 +229,7 @@ func (e *Engine) readSpan(ctx context.Context, sp s3tier.Span) (segment.Chunk, e
 			return segment.Chunk{}, err
 		}
 	}
-	chunk, err := s3tier.ParseSpan(data, sp)
+	chunk, err := span.ParseSpan(data, sp)
 	if err != nil {
 		return segment.Chunk{}, err
 	}
@@ -239,5 +240,5 @@ func (e *Engine) readSpan(ctx context.Context, sp s3tier.Span) (segment.Chunk, e
 }
 
 func (e *Engine) getRange(ctx context.Context, key string, pos, size int64) ([]byte, error) {
-	return s3tier.ReadRange(ctx, e.store, key, pos, size)
+	return span.ReadRange(ctx, e.store, key, pos, size)
 }

@@ -7,8 +7,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
+	"github.com/shale-dev/shale/span"
 )
 
 // Read-ahead for sequential readers. A fetch whose first span is not in the
@@ -19,7 +19,7 @@ import (
 // one GET per fetch.
 //
 // Results are handed over in memory: a prefetched span is verified once
-// (s3tier.ParseSpan: CRC, headers, offsets) and kept as its parsed
+// (span.ParseSpan: CRC, headers, offsets) and kept as its parsed
 // segment.Chunk, which the fetch uses as is (no disk write, no disk read, no
 // second CRC pass). Prefetched spans do not go to the disk cache: it keeps
 // objects this agent wrote and ranges a foreground read had to GET.
@@ -60,7 +60,7 @@ const (
 
 // raSpan is one span of the read-ahead: queued, being fetched, or ready.
 type raSpan struct {
-	sp    s3tier.Span
+	sp    span.Span
 	state raState
 	done  chan struct{} // closed when the fetch ends (ready or dropped)
 	chunk segment.Chunk // when ready
@@ -76,11 +76,11 @@ type readAhead struct {
 	max int64 // byte budget: readAheadBytes (tests lower it)
 
 	mu         sync.Mutex
-	spans      map[s3tier.Span]*raSpan // queued, fetching or ready
-	queue      []*raSpan               // queued, in fetch order
-	lru        *list.List              // of ready *raSpan, front = most recently ready or taken
-	bytes      int64                   // cost of every span in spans
-	readyBytes int64                   // cost of the ready ones
+	spans      map[span.Span]*raSpan // queued, fetching or ready
+	queue      []*raSpan             // queued, in fetch order
+	lru        *list.List            // of ready *raSpan, front = most recently ready or taken
+	bytes      int64                 // cost of every span in spans
+	readyBytes int64                 // cost of the ready ones
 	workers    int
 	gen        uint64 // prefetch calls
 	closed     bool
@@ -88,7 +88,7 @@ type readAhead struct {
 }
 
 func newReadAhead(e *Engine) *readAhead {
-	return &readAhead{e: e, max: readAheadBytes, spans: make(map[s3tier.Span]*raSpan), lru: list.New()}
+	return &readAhead{e: e, max: readAheadBytes, spans: make(map[span.Span]*raSpan), lru: list.New()}
 }
 
 // prefetch queues background reads of the spans after plan[0] (in order)
@@ -97,7 +97,7 @@ func newReadAhead(e *Engine) *readAhead {
 // fetch reads and reads ahead, in order: room for its later spans is never
 // made by evicting its earlier ones (plan[0] included, which the fetch is
 // about to read).
-func (r *readAhead) prefetch(plan []s3tier.Span) {
+func (r *readAhead) prefetch(plan []span.Span) {
 	if len(plan) < 2 {
 		return
 	}
@@ -176,7 +176,7 @@ func chunkCost(c segment.Chunk) int64 {
 // spanCost is the most chunkCost can be for sp once verified: its batches
 // span sp.Records offsets, at least one each, and take at least
 // segment.BatchHeaderSize bytes each.
-func spanCost(sp s3tier.Span) int64 {
+func spanCost(sp span.Span) int64 {
 	return sp.Size + max(0, min(sp.Records, sp.Size/segment.BatchHeaderSize))*batchSize
 }
 
@@ -244,21 +244,21 @@ func (r *readAhead) worker() {
 }
 
 // fetch GETs and verifies one span.
-func (r *readAhead) fetch(sp s3tier.Span) (segment.Chunk, error) {
+func (r *readAhead) fetch(sp span.Span) (segment.Chunk, error) {
 	ctx, cancel := context.WithTimeout(r.e.ctx, r.e.cfg.UploadTimeout)
 	defer cancel()
 	data, err := r.e.getRange(ctx, sp.Object, sp.Pos, sp.Size)
 	if err != nil {
 		return segment.Chunk{}, err
 	}
-	return s3tier.ParseSpan(data, sp)
+	return span.ParseSpan(data, sp)
 }
 
 // take returns the verified chunk of sp if the read-ahead has it ready, or
 // had it queued or in flight (then take waits for it, moving a queued span
 // to the front of the queue). It reports false when the read-ahead does not
 // know sp, its fetch failed, or ctx ended first.
-func (r *readAhead) take(ctx context.Context, sp s3tier.Span) (segment.Chunk, bool) {
+func (r *readAhead) take(ctx context.Context, sp span.Span) (segment.Chunk, bool) {
 	r.mu.Lock()
 	s := r.spans[sp]
 	if s == nil {

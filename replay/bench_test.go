@@ -25,6 +25,7 @@ import (
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
+	"github.com/shale-dev/shale/span"
 )
 
 // TestMain lets the test binary act as the shale command (a subprocess
@@ -214,20 +215,20 @@ func produceBench(b *testing.B, c *agenttest.Cluster, topic string, total int64)
 }
 
 // topicSpans lists the byte ranges the topic's index points to.
-func topicSpans(b *testing.B, meta *metastore.Store, store s3tier.Store, topic string, parts int32) ([]s3tier.Span, int64) {
+func topicSpans(b *testing.B, meta *metastore.Store, store s3tier.Store, topic string, parts int32) ([]span.Span, int64) {
 	b.Helper()
 	ctx := context.Background()
 	tp, err := meta.GetTopic(ctx, topic)
 	if err != nil {
 		b.Fatal(err)
 	}
-	fc := s3tier.NewFooterCache(0)
-	var spans []s3tier.Span
+	fc := span.NewFooterCache(0)
+	var spans []span.Span
 	var total int64
 	for p := range parts {
 		var serr error
 		err := meta.ScanEntries(ctx, tp.ID, p, 0, func(e metastore.IndexEntry) bool {
-			var ss []s3tier.Span
+			var ss []span.Span
 			if ss, serr = fc.Spans(ctx, store, tp.ID, p, e); serr != nil {
 				return false
 			}

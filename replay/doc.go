@@ -42,7 +42,7 @@
 //     object vanished (replaced, then garbage-collected) makes the
 //     partition re-read the index from the first offset it has not written.
 //   - Every byte used is checked: index entry or footer CRC, chunk CRC,
-//     batch structure (s3tier.ParseSpan), then decompression (gzip,
+//     batch structure (span.ParseSpan), then decompression (gzip,
 //     snappy, lz4, zstd) within segment.MaxDecompressedBytes per batch.
 //   - Memory is bounded: at most Parallel ranged GETs in flight, at most
 //     ReadAhead bytes of fetched spans waiting to be decoded (a single span

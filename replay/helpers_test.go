@@ -16,6 +16,7 @@ import (
 
 	"github.com/shale-dev/shale/agent/agenttest"
 	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/replay"
 	"github.com/shale-dev/shale/s3tier"
@@ -295,13 +296,13 @@ func newFixture(t testing.TB, perCodec int) *fixture {
 		t.Fatal(err)
 	}
 	for _, p := range []int32{0, 1} {
-		st, err := s3tier.CompactPartition(ctx, c.Store, c.Meta, s3tier.CompactConfig{
+		st, err := lifecycle.CompactPartition(ctx, c.Store, c.Meta, lifecycle.CompactConfig{
 			ChunkBytes: 8 << 10, MinEntries: 1, Settle: time.Nanosecond, TempDir: t.TempDir(),
 		}, tp.ID, p, nil)
 		if err != nil {
 			t.Fatalf("compact %d: %v", p, err)
 		}
-		if st == (s3tier.CompactStats{}) {
+		if st == (lifecycle.CompactStats{}) {
 			t.Fatalf("compact %d: nothing compacted", p)
 		}
 	}

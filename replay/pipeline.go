@@ -10,6 +10,7 @@ import (
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
+	"github.com/shale-dev/shale/span"
 )
 
 // runner is one Plan.Run.
@@ -19,14 +20,14 @@ type runner struct {
 	store   s3tier.Store
 	sink    Sink
 	stats   *Stats
-	footers *s3tier.FooterCache
+	footers *span.FooterCache
 	gets    *semaphore.Weighted // ranged GETs in flight, all partitions
 	budget  *semaphore.Weighted // bytes fetched and not yet decoded, all partitions
 }
 
 // fetch is one span's ranged GET, started ahead of its decoding.
 type fetch struct {
-	sp     s3tier.Span
+	sp     span.Span
 	weight int64 // bytes held in the budget
 	done   chan struct{}
 	data   []byte
@@ -132,7 +133,7 @@ func (r *runner) pipeline(ctx context.Context, pp PartitionPlan, cursor *int64, 
 }
 
 // start reserves budget for sp, starts its GET and queues it.
-func (r *runner) start(ctx context.Context, sp s3tier.Span, fetches chan<- *fetch) error {
+func (r *runner) start(ctx context.Context, sp span.Span, fetches chan<- *fetch) error {
 	f := &fetch{sp: sp, weight: min(sp.Size, r.plan.opts.ReadAhead), done: make(chan struct{})}
 	if err := r.budget.Acquire(ctx, f.weight); err != nil {
 		return err
@@ -159,8 +160,8 @@ func (r *runner) start(ctx context.Context, sp s3tier.Span, fetches chan<- *fetc
 
 // decode checks one span's bytes and writes the batches and records in
 // the window, advancing *cursor past each batch handled.
-func (r *runner) decode(data []byte, sp s3tier.Span, pp PartitionPlan, cursor *int64, w Writer, dec *segment.Decoder) error {
-	chunk, err := s3tier.ParseSpan(data, sp)
+func (r *runner) decode(data []byte, sp span.Span, pp PartitionPlan, cursor *int64, w Writer, dec *segment.Decoder) error {
+	chunk, err := span.ParseSpan(data, sp)
 	if err != nil {
 		return err
 	}
@@ -224,7 +225,7 @@ func (r *runner) decode(data []byte, sp s3tier.Span, pp PartitionPlan, cursor *i
 	return nil
 }
 
-// maxSpanSize refuses spans claiming absurd sizes (as s3tier.ReadRange does).
+// maxSpanSize refuses spans claiming absurd sizes (as span.ReadRange does).
 const maxSpanSize = 1 << 30
 
 // bufs recycles span buffers: a replay reads many spans of similar sizes,
@@ -245,14 +246,14 @@ func putBuf(b []byte) {
 }
 
 // read fetches sp with one ranged GET (retried when its body fails
-// midway: s3tier.ReadRangeInto) into a recycled buffer (released by putBuf
+// midway: span.ReadRangeInto) into a recycled buffer (released by putBuf
 // once decoded; Writers never keep record bytes past a call).
-func (r *runner) read(ctx context.Context, sp s3tier.Span) ([]byte, error) {
+func (r *runner) read(ctx context.Context, sp span.Span) ([]byte, error) {
 	if sp.Size <= 0 || sp.Size > maxSpanSize {
 		return nil, fmt.Errorf("read %s: range of %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
 	}
 	buf := getBuf(sp.Size)
-	if err := s3tier.ReadRangeInto(ctx, r.store, sp.Object, sp.Pos, buf); err != nil {
+	if err := span.ReadRangeInto(ctx, r.store, sp.Object, sp.Pos, buf); err != nil {
 		putBuf(buf)
 		return nil, err
 	}

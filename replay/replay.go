@@ -12,6 +12,7 @@ import (
 
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
+	"github.com/shale-dev/shale/span"
 )
 
 // Defaults of Options.
@@ -163,7 +164,7 @@ func (pl *Plan) Run(ctx context.Context, meta *metastore.Store, store s3tier.Sto
 		store:   store,
 		sink:    sink,
 		stats:   stats,
-		footers: s3tier.NewFooterCache(0),
+		footers: span.NewFooterCache(0),
 		gets:    semaphore.NewWeighted(int64(pl.opts.Parallel)),
 		budget:  semaphore.NewWeighted(pl.opts.ReadAhead),
 	}

@@ -10,36 +10,13 @@
 //
 // and decorators that add cross-cutting behaviour without touching an
 // implementation: WithPrefix (a key namespace), Counting (call and byte
-// counters for tests, metrics and benchmarks) and Faulty (fault injection).
+// counters for tests, metrics and benchmarks), Observed (per-request
+// metrics) and Faulty (fault injection).
 //
-// # Lifecycle jobs
-//
-// lifecycle*.go hold the background jobs every agent takes part in
-// (Lifecycle; one agent at a time leads each job through an etcd election):
-//
-//   - Compaction (Compact) rewrites runs of small index entries of one
-//     partition, older than a settle time, into segment objects
-//     seg/<topic id>/<partition>/<base>-<random>.seg of up to TargetBytes
-//     (128 MiB) cut into ChunkBytes (1 MiB) chunks at absolute offsets, and
-//     swaps the run for one segment entry in one etcd transaction. Readers
-//     cache a segment's footer (FooterCache) and read one chunk per GET.
-//   - Retention (ApplyRetention) applies retention.ms / retention.bytes
-//     (default -1: keep forever) by advancing the log start offset over
-//     whole entries.
-//   - Garbage collection (CollectGarbage) deletes objects under wal/ and
-//     seg/ that no entry references and that are older than the grace period
-//     (10 min), listing the bucket before scanning the index.
-//   - Group offset expiry (JobGroupExpiry) deletes the committed offsets of
-//     consumer groups no agent coordinates once their newest commit and
-//     their emptying are older than GroupOffsetRetention (7 days, Kafka's
-//     offsets.retention.minutes; negative: never); it touches etcd only
-//     (metastore.ExpireGroupOffsets).
-//
-// Every job commits its new index before anything is deleted, and deletes
-// only through GC; a job killed at any point leaves either the old index
-// or the new one, plus at most some garbage. The grace period must exceed
-// the longest time from an object's upload to its commit (the engine's
-// UploadTimeout, compaction's CommitDeadline, which is checked).
+// s3tier is a leaf: it imports nothing of shale's, and knows nothing of
+// what its objects hold. Reading index entries' byte ranges as verified
+// batches is package span's; the jobs that rewrite and delete objects are
+// package lifecycle's.
 //
 // # Contracts
 //
@@ -92,15 +69,8 @@
 // long uploads go on. A server that stops reading a request body is bounded
 // only by the caller's context (the engine's upload timeout).
 //
-// A body fails after the store accepted the answer, so the SDK cannot retry
-// it; ReadRange and ReadRangeInto (used by the engine's fetches, compaction
-// and replay) do: a body that ends early, is reset or stalls is a transport
-// fault, and the read resumes with a GET of the missing bytes, up to
-// ReadAttempts (3) GETs in all, 50 ms then 100 ms apart, stopping as soon as
-// the caller's context is done. When they are spent the error wraps
-// io.ErrUnexpectedEOF. A missing object (IsNotFound), a range past the
-// object's end (ErrInvalidRange, also segment.ErrTruncated there: the index
-// claims bytes the object lacks) and context errors are never retried.
+// A body that fails after the store accepted the answer cannot be retried
+// by the SDK; span.ReadRange and span.ReadRangeInto resume it.
 //
 // # Errors
 //

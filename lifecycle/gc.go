@@ -1,4 +1,4 @@
-package s3tier
+package lifecycle
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/s3tier"
 )
 
 // DefaultGCGrace is how old an unreferenced object must be before garbage
@@ -33,7 +34,7 @@ type GCStats struct {
 // entries compaction or retention replaced. The bucket is listed before the
 // index is scanned (Unreferenced), so an object committed meanwhile is
 // seen as referenced; one that is not listed is not touched.
-func CollectGarbage(ctx context.Context, store Store, meta *metastore.Store, prefixes []string, now time.Time, grace time.Duration, log *slog.Logger) (GCStats, error) {
+func CollectGarbage(ctx context.Context, store s3tier.Store, meta *metastore.Store, prefixes []string, now time.Time, grace time.Duration, log *slog.Logger) (GCStats, error) {
 	var stats GCStats
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -41,7 +42,7 @@ func CollectGarbage(ctx context.Context, store Store, meta *metastore.Store, pre
 	if len(prefixes) == 0 {
 		prefixes = DefaultGCPrefixes
 	}
-	var objs []ObjectInfo
+	var objs []s3tier.ObjectInfo
 	for _, p := range prefixes {
 		l, err := store.List(ctx, p)
 		if err != nil {

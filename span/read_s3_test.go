@@ -1,4 +1,4 @@
-package s3tier_test
+package span_test
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/s3tier/storetest"
 	"github.com/shale-dev/shale/segment"
+	"github.com/shale-dev/shale/span"
 )
 
 const (
@@ -77,7 +78,7 @@ func (p *proxiedS3) readRange(t *testing.T, ctx context.Context, pos, size int64
 	t.Helper()
 	before := p.proxy.Requests()
 	start := time.Now()
-	got, err := s3tier.ReadRange(ctx, p.store, "obj", pos, size)
+	got, err := span.ReadRange(ctx, p.store, "obj", pos, size)
 	d := time.Since(start)
 	if err == nil && !bytes.Equal(got, p.data[pos:pos+size]) {
 		t.Fatalf("ReadRange(%d, %d) returned wrong bytes", pos, size)
@@ -147,7 +148,7 @@ func TestS3FaultTruncatedBodyRetried(t *testing.T) {
 }
 
 // TestS3FaultTruncatedBodyBounded proves ReadRange gives up after
-// s3tier.ReadAttempts GETs whose bodies all end early, with an error that
+// span.ReadAttempts GETs whose bodies all end early, with an error that
 // is io.ErrUnexpectedEOF, not corruption (segment.ErrTruncated).
 func TestS3FaultTruncatedBodyBounded(t *testing.T) {
 	p := newProxiedS3(t, 3)
@@ -159,8 +160,8 @@ func TestS3FaultTruncatedBodyBounded(t *testing.T) {
 	if errors.Is(err, segment.ErrCorrupt) || s3tier.IsNotFound(err) {
 		t.Fatalf("ReadRange error %v: a transport fault reported as corruption or not-found", err)
 	}
-	if reqs != s3tier.ReadAttempts {
-		t.Fatalf("%d requests, want s3tier.ReadAttempts = %d", reqs, s3tier.ReadAttempts)
+	if reqs != span.ReadAttempts {
+		t.Fatalf("%d requests, want span.ReadAttempts = %d", reqs, span.ReadAttempts)
 	}
 }
 
@@ -249,7 +250,7 @@ func TestS3FaultNotRetried(t *testing.T) {
 
 	err, _, reqs := func() (error, time.Duration, int64) {
 		before := p.proxy.Requests()
-		_, err := s3tier.ReadRange(t.Context(), p.store, "missing", 0, 10)
+		_, err := span.ReadRange(t.Context(), p.store, "missing", 0, 10)
 		return err, 0, p.proxy.Requests() - before
 	}()
 	if !s3tier.IsNotFound(err) || reqs != 1 {
@@ -273,4 +274,10 @@ func TestS3FaultNotRetried(t *testing.T) {
 	if d > promptly {
 		t.Fatalf("ReadRange returned %v after its deadline", d)
 	}
+}
+
+// s3Config returns a store configuration for srv under prefix.
+func s3Config(srv testenv.S3Server, prefix string) s3tier.S3Config {
+	return s3tier.S3Config{Bucket: srv.Bucket, Prefix: prefix, Endpoint: srv.Endpoint, Region: srv.Region, PathStyle: true,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, MaxBackoff: 50 * time.Millisecond}
 }

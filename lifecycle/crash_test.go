@@ -1,4 +1,4 @@
-package s3tier_test
+package lifecycle_test
 
 import (
 	"bufio"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment/segmenttest"
@@ -33,8 +34,8 @@ func TestMain(m *testing.M) {
 
 // crashCompactCfg makes small segments of small chunks, so a pass does many
 // uploads and swaps for a kill to land in.
-func crashCompactCfg(tmp string) s3tier.CompactConfig {
-	return s3tier.CompactConfig{TargetBytes: 24 << 10, ChunkBytes: 2 << 10, MinEntries: 2, Settle: time.Nanosecond,
+func crashCompactCfg(tmp string) lifecycle.CompactConfig {
+	return lifecycle.CompactConfig{TargetBytes: 24 << 10, ChunkBytes: 2 << 10, MinEntries: 2, Settle: time.Nanosecond,
 		TempDir: tmp, Now: func() time.Time { return time.Now().Add(time.Second) }}
 }
 
@@ -55,12 +56,12 @@ func lifecycleChild() int {
 	ctx := context.Background()
 	fmt.Println("READY")
 	for pass := 0; pass < 1000; pass++ {
-		if _, err := s3tier.Compact(ctx, store, meta, crashCompactCfg(os.Getenv("SHALE_TMP")), nil); err != nil {
+		if _, err := lifecycle.Compact(ctx, store, meta, crashCompactCfg(os.Getenv("SHALE_TMP")), nil); err != nil {
 			fmt.Fprintln(os.Stderr, "compact:", err)
 			return 2
 		}
 		if os.Getenv("SHALE_LC_CHILD") == "both" {
-			if _, err := s3tier.CollectGarbage(ctx, store, meta, nil, time.Now(), 0, nil); err != nil {
+			if _, err := lifecycle.CollectGarbage(ctx, store, meta, nil, time.Now(), 0, nil); err != nil {
 				fmt.Fprintln(os.Stderr, "gc:", err)
 				return 2
 			}
@@ -164,10 +165,10 @@ func TestKilledLifecycleLosesNothing(t *testing.T) {
 		checkIndex(t, meta, store, tp)
 	}
 	// A clean pass, then everything must be there exactly once.
-	if _, err := s3tier.Compact(ctx, store, meta, crashCompactCfg(t.TempDir()), nil); err != nil {
+	if _, err := lifecycle.Compact(ctx, store, meta, crashCompactCfg(t.TempDir()), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s3tier.CollectGarbage(ctx, store, meta, nil, time.Now(), 0, nil); err != nil {
+	if _, err := lifecycle.CollectGarbage(ctx, store, meta, nil, time.Now(), 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	entries, refs := checkIndex(t, meta, store, tp)

@@ -1,4 +1,4 @@
-package s3tier
+package lifecycle
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/s3tier"
 )
 
 // Unreferenced lists the objects under prefix that no index entry of any
@@ -14,7 +15,7 @@ import (
 // rewritten index ranges. Garbage collection deletes these once the grace
 // period has passed; an object modified after olderThan may belong to a
 // commit still in flight and is never listed.
-func Unreferenced(ctx context.Context, store Store, meta *metastore.Store, prefix string, olderThan time.Time) ([]ObjectInfo, error) {
+func Unreferenced(ctx context.Context, store s3tier.Store, meta *metastore.Store, prefix string, olderThan time.Time) ([]s3tier.ObjectInfo, error) {
 	// List the bucket first: an object committed after this point is
 	// referenced by an entry the scan below will see.
 	objs, err := store.List(ctx, prefix)
@@ -25,7 +26,7 @@ func Unreferenced(ctx context.Context, store Store, meta *metastore.Store, prefi
 	if err != nil {
 		return nil, err
 	}
-	var out []ObjectInfo
+	var out []s3tier.ObjectInfo
 	for _, o := range objs {
 		if !refs[o.Key] && o.LastModified.Before(olderThan) {
 			out = append(out, o)

@@ -1,44 +1,14 @@
-package s3tier
+package lifecycle
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/shale-dev/shale/metastore"
 )
-
-// Retention configs and their defaults. shale keeps data forever unless a
-// topic says otherwise (retention.ms = -1, unlike Kafka's 7 days): long,
-// cheap retention is what it is for, and deleting data nobody asked to
-// delete cannot be undone. DescribeConfigs reports these same defaults.
-const (
-	ConfigRetentionMs     = "retention.ms"
-	ConfigRetentionBytes  = "retention.bytes"
-	DefaultRetentionMs    = -1
-	DefaultRetentionBytes = -1
-)
-
-// RetentionOf returns a topic's retention.ms and retention.bytes (-1:
-// unlimited), applying the defaults for unset or unparsable values.
-func RetentionOf(configs map[string]string) (ms, bytes int64) {
-	get := func(name string, def int64) int64 {
-		v, ok := configs[name]
-		if !ok {
-			return def
-		}
-		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil || n < -1 {
-			return def
-		}
-		return n
-	}
-	return get(ConfigRetentionMs, DefaultRetentionMs), get(ConfigRetentionBytes, DefaultRetentionBytes)
-}
 
 // RetentionStats counts what a retention pass did.
 type RetentionStats struct {
@@ -63,7 +33,7 @@ func ApplyRetention(ctx context.Context, meta *metastore.Store, now time.Time, l
 		return stats, fmt.Errorf("retention: %w", err)
 	}
 	for _, t := range topics {
-		ms, limit := RetentionOf(t.Configs)
+		ms, limit := metastore.RetentionOf(t.Configs)
 		if ms < 0 && limit < 0 {
 			continue
 		}

@@ -1,4 +1,4 @@
-package s3tier_test
+package lifecycle_test
 
 import (
 	"bytes"
@@ -12,10 +12,13 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
 	"github.com/shale-dev/shale/segment/segmenttest"
+	"github.com/shale-dev/shale/span"
 )
 
 const lcNS = "/shale-lc"
@@ -140,7 +143,7 @@ func sameBatches(t testing.TB, what string, got, want [][]byte) {
 func checkIndex(t testing.TB, meta *metastore.Store, store s3tier.Store, tp metastore.Topic) (int, map[string]bool) {
 	t.Helper()
 	ctx := lcCtx(t)
-	fc := s3tier.NewFooterCache(0)
+	fc := span.NewFooterCache(0)
 	objs := make(map[string]bool)
 	n := 0
 	for p := int32(0); p < tp.Partitions; p++ {
@@ -155,7 +158,7 @@ func checkIndex(t testing.TB, meta *metastore.Store, store s3tier.Store, tp meta
 				t.Fatalf("p%d: entry at %d, want %d", p, e.BaseOffset, next)
 			}
 			next = e.LastOffset + 1
-			data, err := s3tier.ReadRange(ctx, store, e.ObjectKey, e.Pos, e.Size)
+			data, err := span.ReadRange(ctx, store, e.ObjectKey, e.Pos, e.Size)
 			if err != nil {
 				t.Fatalf("p%d: dangling entry %d..%d: %v", p, e.BaseOffset, e.LastOffset, err)
 			}
@@ -167,7 +170,7 @@ func checkIndex(t testing.TB, meta *metastore.Store, store s3tier.Store, tp meta
 				t.Fatalf("p%d: entry %d..%d: %v", p, e.BaseOffset, e.LastOffset, err)
 			}
 			for _, sp := range spans {
-				if _, err := s3tier.ReadSpan(ctx, store, sp); err != nil {
+				if _, err := span.ReadSpan(ctx, store, sp); err != nil {
 					t.Fatalf("p%d: entry %d..%d: %v", p, e.BaseOffset, e.LastOffset, err)
 				}
 			}
@@ -195,9 +198,15 @@ func countEntries(t testing.TB, meta *metastore.Store, tp metastore.Topic) int64
 }
 
 // compactCfg compacts everything already committed.
-func compactCfg(t testing.TB) s3tier.CompactConfig {
-	return s3tier.CompactConfig{Settle: time.Nanosecond, MinEntries: 2, TempDir: t.TempDir(),
+func compactCfg(t testing.TB) lifecycle.CompactConfig {
+	return lifecycle.CompactConfig{Settle: time.Nanosecond, MinEntries: 2, TempDir: t.TempDir(),
 		Now: func() time.Time { return time.Now().Add(time.Second) }}
 }
 
 func isOutOfRange(err error) bool { return errors.Is(err, kerr.OffsetOutOfRange) }
+
+// s3Config returns a store configuration for srv under prefix.
+func s3Config(srv testenv.S3Server, prefix string) s3tier.S3Config {
+	return s3tier.S3Config{Bucket: srv.Bucket, Prefix: prefix, Endpoint: srv.Endpoint, Region: srv.Region, PathStyle: true,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, MaxBackoff: 50 * time.Millisecond}
+}

@@ -1,4 +1,4 @@
-package s3tier
+package lifecycle
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/s3tier"
 )
 
 // Lifecycle job names: each is an etcd election (metastore.CampaignJob), so
@@ -23,9 +24,9 @@ const (
 	JobGroupExpiry = "group-expiry"
 )
 
-// LifecycleConfig configures the lifecycle jobs an agent runs. Zero fields
+// Config configures the lifecycle jobs an agent runs. Zero fields
 // take the defaults.
-type LifecycleConfig struct {
+type Config struct {
 	// Holder names this agent in the job elections (for operators).
 	Holder string
 	// Interval is the pause between two passes of a job while this agent
@@ -65,7 +66,7 @@ const (
 	DefaultGroupOffsetRetention = 7 * 24 * time.Hour
 )
 
-func (c *LifecycleConfig) setDefaults() error {
+func (c *Config) setDefaults() error {
 	if c.Interval <= 0 {
 		c.Interval = DefaultLifecycleInterval
 	}
@@ -79,7 +80,7 @@ func (c *LifecycleConfig) setDefaults() error {
 		c.Compaction.CommitDeadline = c.GCGrace / 3
 	}
 	if c.GCGrace <= c.Compaction.CommitDeadline {
-		return fmt.Errorf("s3tier: gc grace %v must exceed the compaction commit deadline %v", c.GCGrace, c.Compaction.CommitDeadline)
+		return fmt.Errorf("lifecycle: gc grace %v must exceed the compaction commit deadline %v", c.GCGrace, c.Compaction.CommitDeadline)
 	}
 	if c.GroupOffsetRetention == 0 {
 		c.GroupOffsetRetention = DefaultGroupOffsetRetention
@@ -104,8 +105,8 @@ func (c *LifecycleConfig) setDefaults() error {
 // idempotent and crash-safe (new index first, old objects to GC), so a pass
 // cut short by a crash or a lost lease is simply run again.
 type Lifecycle struct {
-	cfg   LifecycleConfig
-	store Store
+	cfg   Config
+	store s3tier.Store
 	meta  *metastore.Store
 	log   *slog.Logger
 
@@ -113,8 +114,8 @@ type Lifecycle struct {
 	wg     sync.WaitGroup
 }
 
-// NewLifecycle checks cfg and returns a Lifecycle; Start runs it.
-func NewLifecycle(cfg LifecycleConfig, store Store, meta *metastore.Store, log *slog.Logger) (*Lifecycle, error) {
+// New checks cfg and returns a Lifecycle; Start runs it.
+func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger) (*Lifecycle, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -168,7 +169,7 @@ func (l *Lifecycle) RunOnce(ctx context.Context, job string) error {
 		}
 		stats = st
 	default:
-		return fmt.Errorf("s3tier: unknown lifecycle job %q", job)
+		return fmt.Errorf("lifecycle: unknown job %q", job)
 	}
 	if l.cfg.Observe != nil {
 		l.cfg.Observe(job, stats)

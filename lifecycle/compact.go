@@ -1,4 +1,4 @@
-package s3tier
+package lifecycle
 
 import (
 	"bufio"
@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
+	"github.com/shale-dev/shale/span"
 )
 
 // CompactConfig tunes compaction. Zero fields take the defaults below.
@@ -108,7 +110,7 @@ func SegmentKey(prefix string, id metastore.TopicID, partition int32, base int64
 
 // Compact runs one compaction pass over every partition of every topic.
 // See CompactPartition. It stops at the first error other than a conflict.
-func Compact(ctx context.Context, store Store, meta *metastore.Store, cfg CompactConfig, log *slog.Logger) (CompactStats, error) {
+func Compact(ctx context.Context, store s3tier.Store, meta *metastore.Store, cfg CompactConfig, log *slog.Logger) (CompactStats, error) {
 	var total CompactStats
 	topics, err := meta.ListTopics(ctx)
 	if err != nil {
@@ -140,7 +142,7 @@ func Compact(ctx context.Context, store Store, meta *metastore.Store, cfg Compac
 // Crash safety: the segment is uploaded before the swap, and the replaced
 // objects are left to garbage collection. A crash before the swap leaves an
 // unreferenced segment (garbage); a refused swap deletes its segment.
-func CompactPartition(ctx context.Context, store Store, meta *metastore.Store, cfg CompactConfig, id metastore.TopicID, partition int32, log *slog.Logger) (CompactStats, error) {
+func CompactPartition(ctx context.Context, store s3tier.Store, meta *metastore.Store, cfg CompactConfig, id metastore.TopicID, partition int32, log *slog.Logger) (CompactStats, error) {
 	cfg.setDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -184,7 +186,7 @@ func CompactPartition(ctx context.Context, store Store, meta *metastore.Store, c
 		return stats, err
 	}
 	flush(false)
-	fc := NewFooterCache(16)
+	fc := span.NewFooterCache(16)
 	for _, run := range runs {
 		st, err := compactRun(ctx, store, meta, cfg, fc, id, partition, rev, run, log)
 		stats.add(st)
@@ -196,7 +198,7 @@ func CompactPartition(ctx context.Context, store Store, meta *metastore.Store, c
 }
 
 // compactRun builds, uploads and swaps in the segment for one run.
-func compactRun(ctx context.Context, store Store, meta *metastore.Store, cfg CompactConfig, fc *FooterCache,
+func compactRun(ctx context.Context, store s3tier.Store, meta *metastore.Store, cfg CompactConfig, fc *span.FooterCache,
 	id metastore.TopicID, partition int32, rev int64, run []metastore.IndexEntry, log *slog.Logger) (CompactStats, error) {
 	var stats CompactStats
 	first, last := run[0], run[len(run)-1]
@@ -251,7 +253,7 @@ func compactRun(ctx context.Context, store Store, meta *metastore.Store, cfg Com
 // returns its index entry (without ObjectKey and CommittedMs). Every span
 // read is checked (CRC, offsets); the offsets must be dense from the first
 // entry's base to the last entry's last offset.
-func buildSegment(ctx context.Context, store Store, fc *FooterCache, cfg CompactConfig, f *os.File,
+func buildSegment(ctx context.Context, store s3tier.Store, fc *span.FooterCache, cfg CompactConfig, f *os.File,
 	id metastore.TopicID, partition int32, run []metastore.IndexEntry) (metastore.IndexEntry, error) {
 	bw := bufio.NewWriterSize(f, 1<<20)
 	b := segment.NewBuilder(bw)
@@ -275,7 +277,7 @@ func buildSegment(ctx context.Context, store Store, fc *FooterCache, cfg Compact
 			return metastore.IndexEntry{}, err
 		}
 		for _, sp := range spans {
-			ch, err := ReadSpan(ctx, store, sp)
+			ch, err := span.ReadSpan(ctx, store, sp)
 			if err != nil {
 				return metastore.IndexEntry{}, err
 			}

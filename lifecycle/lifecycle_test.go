@@ -1,4 +1,4 @@
-package s3tier_test
+package lifecycle_test
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment/segmenttest"
@@ -78,11 +79,11 @@ func TestCompactionShrinksIndexAndBucket(t *testing.T) {
 	wantOffsets := listOffsets(before)
 	entriesBefore, objsBefore := countEntries(t, meta, tp), len(listBucket(t, mc, srv.Bucket))
 
-	st, err := s3tier.Compact(ctx, store, meta, compactCfg(t), nil)
+	st, err := lifecycle.Compact(ctx, store, meta, compactCfg(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc, err := s3tier.CollectGarbage(ctx, store, meta, nil, time.Now().Add(time.Minute), 0, nil)
+	gc, err := lifecycle.CollectGarbage(ctx, store, meta, nil, time.Now().Add(time.Minute), 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestCompactionGETs(t *testing.T) {
 		return c.Counts().Gets, len(got)
 	}
 	getsBefore, n := read()
-	if _, err := s3tier.Compact(ctx, store, meta, compactCfg(t), nil); err != nil {
+	if _, err := lifecycle.Compact(ctx, store, meta, compactCfg(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	getsAfter, n2 := read()

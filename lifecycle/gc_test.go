@@ -1,4 +1,4 @@
-package s3tier_test
+package lifecycle_test
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 )
@@ -50,14 +51,14 @@ func TestGCDeletesExactlyUnreferenced(t *testing.T) {
 	}
 
 	const grace = 10 * time.Minute
-	st, err := s3tier.CollectGarbage(ctx, store, meta, nil, time.Now(), grace, nil)
+	st, err := lifecycle.CollectGarbage(ctx, store, meta, nil, time.Now(), grace, nil)
 	if err != nil || st.Deleted != 0 {
 		t.Fatalf("gc within the grace period: %+v, %v; want nothing deleted", st, err)
 	}
 	if got := listBucket(t, mc, srv.Bucket); !slices.Equal(got, all) {
 		t.Fatalf("bucket changed within the grace period: %v -> %v", all, got)
 	}
-	st, err = s3tier.CollectGarbage(ctx, store, meta, nil, time.Now().Add(grace+time.Minute), grace, nil)
+	st, err = lifecycle.CollectGarbage(ctx, store, meta, nil, time.Now().Add(grace+time.Minute), grace, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package s3tier_test
+package lifecycle_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment/segmenttest"
@@ -39,7 +40,7 @@ func TestRetention(t *testing.T) {
 	produceFlushes(t, e, bySize, 4, 1, 10, fresh)
 	objsBefore, _ := store.List(ctx, "")
 
-	st, err := s3tier.ApplyRetention(ctx, meta, now, nil)
+	st, err := lifecycle.ApplyRetention(ctx, meta, now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func TestRetention(t *testing.T) {
 	if s, _, _ := r.Offsets(ctx, forever.ID, 0); s != 0 {
 		t.Fatalf("forever: log start %d, want 0", s)
 	}
-	gc, err := s3tier.CollectGarbage(ctx, store, meta, nil, time.Now().Add(time.Hour), time.Minute, nil)
+	gc, err := lifecycle.CollectGarbage(ctx, store, meta, nil, time.Now().Add(time.Hour), time.Minute, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package s3tier_test
+package lifecycle_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 )
@@ -44,10 +45,10 @@ func TestGroupExpiryJob(t *testing.T) {
 	run := func(retention time.Duration, until func(expired, passes int) bool) {
 		var mu sync.Mutex
 		expired, passes := 0, 0
-		lc, err := s3tier.NewLifecycle(s3tier.LifecycleConfig{Holder: "test", Interval: 20 * time.Millisecond, LeaseTTL: time.Second,
+		lc, err := lifecycle.New(lifecycle.Config{Holder: "test", Interval: 20 * time.Millisecond, LeaseTTL: time.Second,
 			GroupOffsetRetention: retention, Observe: func(job string, stats any) {
 				if st, ok := stats.(metastore.GroupExpiryStats); ok {
-					if job != s3tier.JobGroupExpiry {
+					if job != lifecycle.JobGroupExpiry {
 						t.Errorf("GroupExpiryStats from job %q", job)
 					}
 					mu.Lock()
@@ -81,15 +82,15 @@ func TestGroupExpiryJob(t *testing.T) {
 		if passes > 0 {
 			t.Fatal("group-expiry ran with a negative retention")
 		}
-		gc, _ := meta.JobLeader(ctx, s3tier.JobGC)
+		gc, _ := meta.JobLeader(ctx, lifecycle.JobGC)
 		return gc != ""
 	})
-	if l, err := meta.JobLeader(ctx, s3tier.JobGroupExpiry); err != nil || l != "" {
+	if l, err := meta.JobLeader(ctx, lifecycle.JobGroupExpiry); err != nil || l != "" {
 		t.Fatalf("group-expiry leader %q (%v) with a negative retention", l, err)
 	}
 	// Longer than the offsets' age: kept.
 	run(24*time.Hour, func(_, passes int) bool {
-		l, _ := meta.JobLeader(ctx, s3tier.JobGroupExpiry)
+		l, _ := meta.JobLeader(ctx, lifecycle.JobGroupExpiry)
 		return l == "test" && passes >= 2
 	})
 	if offs, err := meta.FetchGroupOffsets(ctx, "gone"); err != nil || len(offs) != 2 {
