@@ -40,6 +40,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/auth"
+	"github.com/shale-dev/shale/internal/retry"
 	"github.com/shale-dev/shale/metastore"
 )
 
@@ -192,18 +193,21 @@ func (sec *security) applyLocalChange(ctx context.Context) {
 	}
 }
 
+// aclReloadRetry paces ACL reloads that fail (etcd unreachable): the
+// previous ACLs stay in force meanwhile.
+var aclReloadRetry = retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Growth: retry.Linear}
+
 func (sec *security) reloadACLs(ctx context.Context) {
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		err := sec.loadACLs(ctx)
-		if err == nil {
-			return
-		}
-		sec.log.Warn("reload ACLs failed; keeping the previous ones", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(min(time.Duration(attempt+1)*200*time.Millisecond, 5*time.Second)):
-		}
+	if ctx.Err() != nil {
+		return
 	}
+	_ = retry.Do(ctx, aclReloadRetry, func(int) error {
+		err := sec.loadACLs(ctx)
+		if err != nil {
+			sec.log.Warn("reload ACLs failed; keeping the previous ones", "err", err)
+		}
+		return err
+	})
 }
 
 // nudge makes the watcher reload now (after a change made here).

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/internal/retry"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/metrics"
 )
@@ -260,10 +261,17 @@ func advertised(cfg Config, addr net.Addr) (string, int32, error) {
 	return host, port, nil
 }
 
+// registerRetry paces the re-registrations of an agent that lost its lease;
+// acceptRetry the accepts of a listener failing (out of file descriptors).
+var (
+	registerRetry = retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
+	acceptRetry   = retry.Policy{Initial: 5 * time.Millisecond, Max: time.Second}
+)
+
 // keepRegistered re-registers the agent with the same node ID whenever its
 // lease is lost (etcd unreachable for longer than the TTL), until Close.
 func (s *Server) keepRegistered(info metastore.AgentInfo) {
-	backoff := 100 * time.Millisecond
+	pause := registerRetry.BackOff()
 	for {
 		s.mu.Lock()
 		sess := s.session
@@ -285,7 +293,7 @@ func (s *Server) keepRegistered(info metastore.AgentInfo) {
 				s.nodeID = ns.NodeID()
 				s.mu.Unlock()
 				s.log.Info("agent registered again", "node_id", ns.NodeID())
-				backoff = 100 * time.Millisecond
+				pause.Reset()
 				break
 			}
 			if errors.Is(err, metastore.ErrNodeIDInUse) && s.cfg.NodeID < 0 {
@@ -294,18 +302,15 @@ func (s *Server) keepRegistered(info metastore.AgentInfo) {
 				info.NodeID = -1
 			}
 			s.log.Warn("agent re-registration failed", "err", err)
-			select {
-			case <-s.ctx.Done():
+			if !retry.Wait(s.ctx, pause) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 5*time.Second)
 		}
 	}
 }
 
 func (s *Server) acceptLoop(ln net.Listener, bl *boundListener) {
-	var delay time.Duration
+	pause := acceptRetry.BackOff()
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -313,16 +318,14 @@ func (s *Server) acceptLoop(ln net.Listener, bl *boundListener) {
 				return
 			}
 			// Temporary failure (out of file descriptors): back off.
-			delay = max(5*time.Millisecond, min(2*delay, time.Second))
+			delay := pause.NextBackOff()
 			s.log.Warn("accept failed", "err", err, "retry_in", delay)
-			select {
-			case <-time.After(delay):
-			case <-s.ctx.Done():
+			if !retry.Sleep(s.ctx, delay) {
 				return
 			}
 			continue
 		}
-		delay = 0
+		pause.Reset()
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()

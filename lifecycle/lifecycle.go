@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shale-dev/shale/internal/retry"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 )
@@ -177,20 +178,22 @@ func (l *Lifecycle) RunOnce(ctx context.Context, job string) error {
 	return err
 }
 
+// campaignRetry paces the campaigns for a job that fail (etcd unreachable).
+var campaignRetry = retry.Policy{Initial: time.Second, Max: 30 * time.Second}
+
 // lead campaigns for job and runs it while leading, until ctx ends.
 func (l *Lifecycle) lead(ctx context.Context, job string) {
-	backoff := time.Second
+	pause := campaignRetry.BackOff()
 	for ctx.Err() == nil {
 		lease, err := l.meta.CampaignJob(ctx, job, l.cfg.Holder, l.cfg.LeaseTTL)
 		if err != nil {
 			if ctx.Err() == nil {
 				l.log.Warn("job campaign failed", "job", job, "err", err)
-				sleepOrDone(ctx, backoff)
-				backoff = min(2*backoff, 30*time.Second)
+				retry.Wait(ctx, pause)
 			}
 			continue
 		}
-		backoff = time.Second
+		pause.Reset()
 		l.log.Info("leading lifecycle job", "job", job)
 		jctx, cancel := context.WithCancel(ctx)
 		go func() {
@@ -207,20 +210,11 @@ func (l *Lifecycle) lead(ctx context.Context, job string) {
 			} else {
 				l.log.Debug("lifecycle pass done", "job", job, "took", time.Since(start))
 			}
-			sleepOrDone(jctx, l.cfg.Interval)
+			retry.Sleep(jctx, l.cfg.Interval)
 		}
 		cancel()
 		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = lease.Close(cctx)
 		ccancel()
-	}
-}
-
-func sleepOrDone(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }

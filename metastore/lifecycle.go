@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/shale-dev/shale/internal/retry"
 )
 
 // This file holds what the lifecycle jobs (compaction, retention, garbage
@@ -123,13 +124,10 @@ func (s *Store) TruncateBefore(ctx context.Context, id TopicID, partition int32,
 	if offset < 0 || partition < 0 {
 		return 0, fmt.Errorf("truncate %s/%d before %d: %w", id, partition, offset, ErrInvalid)
 	}
-	for attempt := range maxCASAttempts {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return 0, fmt.Errorf("truncate %s/%d: %w", id, partition, ctx.Err())
-			case <-time.After(time.Duration(rand.Int64N(int64(min(attempt, 10)) * int64(5*time.Millisecond)))):
-			}
+	pause := truncateRetry.BackOff()
+	for attempt := range truncateRetry.Attempts {
+		if attempt > 0 && !retry.Wait(ctx, pause) {
+			return 0, fmt.Errorf("truncate %s/%d: %w", id, partition, ctx.Err())
 		}
 		var lastDrop *IndexEntry
 		st, rev, err := s.ScanIndex(ctx, id, partition, func(e IndexEntry) bool {
@@ -182,8 +180,13 @@ func (s *Store) TruncateBefore(ctx context.Context, id TopicID, partition int32,
 			return 0, fmt.Errorf("truncate %s/%d: %w", id, partition, ErrTopicNotFound)
 		}
 	}
-	return 0, fmt.Errorf("truncate %s/%d before %d: %w (gave up after %d attempts)", id, partition, offset, ErrConflict, maxCASAttempts)
+	return 0, fmt.Errorf("truncate %s/%d before %d: %w (gave up after %d attempts)", id, partition, offset, ErrConflict, truncateRetry.Attempts)
 }
+
+// truncateRetry paces TruncateBefore's compare-and-swap against concurrent
+// commits: a random pause below 5 ms times the attempt (at most 50 ms).
+var truncateRetry = retry.Policy{Attempts: maxCASAttempts, Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond,
+	Growth: retry.Linear, Jitter: retry.FullJitter}
 
 // JobLease is the leadership of one lifecycle job, held through an etcd
 // lease: while Done is open no other holder of the same job's election is

@@ -8,6 +8,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/shale-dev/shale/internal/retry"
 )
 
 // StateEvent is a change of one partition state key.
@@ -98,6 +100,10 @@ func (s *Store) WatchIndex(ctx context.Context, afterRev int64) <-chan IndexEven
 	return out
 }
 
+// watchRetry paces a watch that failed (etcd unreachable, watch canceled)
+// before it is opened again; a watch that delivers resets it.
+var watchRetry = retry.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.Second}
+
 // watchPrefix runs one logical watch of prefix until ctx ends or the client
 // closes, re-establishing the etcd watch after failures: from the next
 // revision when it can, else (compaction) from the current revision after
@@ -113,19 +119,8 @@ func watchPrefix[E any](ctx context.Context, s *Store, prefix string, afterRev i
 			return false
 		}
 	}
-	const minBackoff, maxBackoff = 50 * time.Millisecond, 2 * time.Second
-	backoff := minBackoff
-	wait := func() bool {
-		t := time.NewTimer(backoff)
-		defer t.Stop()
-		backoff = min(2*backoff, maxBackoff)
-		select {
-		case <-t.C:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
+	pause := watchRetry.BackOff()
+	wait := func() bool { return retry.Wait(ctx, pause) }
 	alive := func() bool { return ctx.Err() == nil && s.cli.Ctx().Err() == nil }
 
 	next := afterRev + 1 // first revision still to deliver; 0 or less: unknown yet
@@ -156,7 +151,7 @@ func watchPrefix[E any](ctx context.Context, s *Store, prefix string, afterRev i
 				}
 				break
 			}
-			backoff = minBackoff
+			pause.Reset()
 			for _, ev := range wresp.Events {
 				next = ev.Kv.ModRevision + 1
 				e, err := convert(ev)

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/cenkalti/backoff/v5"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -139,32 +140,33 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 func (s *s3Store) abort(ctx context.Context, key string, uploadID *string) error {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	var err error
-	for attempt := range 6 {
-		if attempt > 0 {
-			select {
-			case <-time.After(time.Duration(25<<attempt) * time.Millisecond):
-			case <-actx.Done():
-				return actx.Err()
-			}
-		}
-		_, err = s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+	_, err := backoff.Retry(actx, func() (struct{}, error) {
+		_, err := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
 			Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key), UploadId: uploadID,
 		})
 		if err != nil && !isNoSuchUpload(err) {
-			continue
+			return struct{}{}, err
 		}
 		_, err = s.client.ListParts(actx, &s3.ListPartsInput{
 			Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key), UploadId: uploadID,
 		})
 		if isNoSuchUpload(err) {
-			return nil
+			return struct{}{}, nil
 		}
 		if err == nil {
 			err = errors.New("upload still listed after abort")
 		}
-	}
+		return struct{}{}, err
+	}, abortRetry()...)
 	return err
+}
+
+// abortRetry is abort's policy: 6 attempts, 50 ms apart then doubling.
+// s3tier imports nothing of shale's, so it names its policy with the
+// backoff library directly rather than through internal/retry.
+func abortRetry() []backoff.RetryOption {
+	return []backoff.RetryOption{backoff.WithMaxTries(6), backoff.WithMaxElapsedTime(0),
+		backoff.WithBackOff(&backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, Multiplier: 2, MaxInterval: time.Second})}
 }
 
 func isNoSuchUpload(err error) bool {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/shale-dev/shale/internal/retry"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
 )
@@ -32,6 +33,9 @@ const (
 	readBackoff  = 50 * time.Millisecond
 )
 
+// readRetry is ReadRangeInto's policy: GETs whose bodies fail midway.
+var readRetry = retry.Policy{Attempts: ReadAttempts, Initial: readBackoff}
+
 // ReadRangeInto reads exactly [pos, pos+len(buf)) of key into buf with one
 // ranged GET, plus up to ReadAttempts-1 more when the body fails midway.
 //
@@ -56,34 +60,33 @@ func ReadRangeInto(ctx context.Context, store s3tier.Store, key string, pos int6
 		return fmt.Errorf("read %s: range of %d bytes: %w", key, size, segment.ErrCorrupt)
 	}
 	done := 0 // bytes of buf already read
-	for attempt := 1; ; attempt++ {
+	var last *bodyError // the last body failure
+	var final error     // a failure that is not a body's: returned as is
+	err := retry.Do(ctx, readRetry, func(int) error {
 		n, err := readOnce(ctx, store, key, pos+int64(done), buf[done:])
 		done += n
 		if err == nil {
 			return nil
 		}
-		var be *bodyError
-		if !errors.As(err, &be) {
-			return fmt.Errorf("read %s [%d, %d): %w", key, pos, pos+size, err)
+		if !errors.As(err, &last) {
+			final = fmt.Errorf("read %s [%d, %d): %w", key, pos, pos+size, err)
+			return retry.Permanent(final)
 		}
-		if cerr := ctx.Err(); cerr != nil {
-			// The caller gave up: say so, whatever the body read said.
-			if errors.Is(be.err, cerr) {
-				return fmt.Errorf("read %s [%d, %d): %w", key, pos, pos+size, be.err)
-			}
-			return fmt.Errorf("read %s [%d, %d): %w (body: %v)", key, pos, pos+size, cerr, be.err)
+		return last
+	})
+	switch {
+	case err == nil:
+		return nil
+	case final != nil:
+		return final
+	case ctx.Err() != nil:
+		// The caller gave up: say so, whatever the body read said.
+		if errors.Is(last.err, ctx.Err()) {
+			return fmt.Errorf("read %s [%d, %d): %w", key, pos, pos+size, last.err)
 		}
-		if attempt >= ReadAttempts {
-			return fmt.Errorf("read %s [%d, %d): body failed at byte %d, %d attempts: %w", key, pos, pos+size, pos+int64(done), attempt, be.err)
-		}
-		t := time.NewTimer(readBackoff << (attempt - 1))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("read %s [%d, %d): %w (body: %v)", key, pos, pos+size, ctx.Err(), be.err)
-		}
+		return fmt.Errorf("read %s [%d, %d): %w (body: %v)", key, pos, pos+size, ctx.Err(), last.err)
 	}
+	return fmt.Errorf("read %s [%d, %d): body failed at byte %d, %d attempts: %w", key, pos, pos+size, pos+int64(done), ReadAttempts, last.err)
 }
 
 // bodyError marks a failure while reading a GET's body (retryable), as
