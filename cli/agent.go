@@ -15,6 +15,7 @@ import (
 func newAgentCmd() *cobra.Command {
 	flushBytes := ByteSize(4 << 20)
 	cacheBytes := ByteSize(1 << 30)
+	maxPending := ByteSize(64 << 20)
 	offsetRetention := Retention(lifecycle.DefaultGroupOffsetRetention)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -57,6 +58,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Var(&flushBytes, "flush-bytes", "seal the write buffer into an object at this size")
 	f.Duration("flush-interval", 250*time.Millisecond, "seal the write buffer at least this often (bounds acks=all latency; each seal is one PUT; default with --dev: 5ms)")
 	f.Var(&cacheBytes, "cache-bytes", "local read cache budget")
+	f.Var(&maxPending, "max-pending-bytes", "sealed records not yet committed (uploading, committing); above it produces wait, then get REQUEST_TIMED_OUT. Up to half of it is held in memory, the rest spills to <data-dir>/agent/spool")
 	f.Bool("auto-create-topics", false, "create unknown topics on first produce or metadata request (on with --dev)")
 	f.Int("default-partitions", 1, "partitions of auto-created topics")
 	f.Duration("idle-timeout", 10*time.Minute, "close client connections that send no request, or no whole request, for this long")
@@ -85,6 +87,10 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 		if err != nil {
 			return fmt.Errorf("--cache-bytes: %w", err)
 		}
+		mp, err := ParseByteSize(v.GetString("max-pending-bytes"))
+		if err != nil {
+			return fmt.Errorf("--max-pending-bytes: %w", err)
+		}
 		retention, err := ParseRetention(v.GetString("group-offsets-retention"))
 		if err != nil {
 			return fmt.Errorf("--group-offsets-retention: %w", err)
@@ -106,6 +112,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			FlushBytes:        int64(fb),
 			FlushInterval:     flushInterval(cmd, v, dev),
 			CacheBytes:        int64(cb),
+			MaxPendingBytes:   int64(mp),
 			AutoCreateTopics:  v.GetBool("auto-create-topics") || (dev && !cmd.Flags().Changed("auto-create-topics") && !v.IsSet("auto-create-topics")),
 			DefaultPartitions: v.GetInt("default-partitions"),
 			IdleTimeout:       v.GetDuration("idle-timeout"),
@@ -119,8 +126,8 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 		if o.Listeners, o.Auth, err = securityOptions(v); err != nil {
 			return err
 		}
-		if o.FlushBytes <= 0 || o.FlushInterval <= 0 {
-			return fmt.Errorf("--flush-bytes and --flush-interval must be positive")
+		if o.FlushBytes <= 0 || o.FlushInterval <= 0 || o.MaxPendingBytes <= 0 {
+			return fmt.Errorf("--flush-bytes, --flush-interval and --max-pending-bytes must be positive")
 		}
 		ctx := cmd.Context()
 		st, err := StartStack(ctx, o, log)

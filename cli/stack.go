@@ -58,6 +58,7 @@ type StackOptions struct {
 	FlushBytes        int64
 	FlushInterval     time.Duration
 	CacheBytes        int64
+	MaxPendingBytes   int64 // engine.Config.MaxPendingBytes (0: its default)
 	AutoCreateTopics  bool
 	DefaultPartitions int
 	IdleTimeout       time.Duration // client connections (agent.Config)
@@ -196,11 +197,12 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 	s.Metrics = metrics.New()
 	s.Store = s3tier.Observed(s.Store, s.Metrics.S3)
 	s.Engine, err = engine.New(engine.Config{
-		Metrics:       s.Metrics,
-		DataDir:       filepath.Join(o.DataDir, "agent"),
-		FlushBytes:    o.FlushBytes,
-		FlushInterval: o.FlushInterval,
-		CacheBytes:    o.CacheBytes,
+		Metrics:         s.Metrics,
+		DataDir:         filepath.Join(o.DataDir, "agent"),
+		FlushBytes:      o.FlushBytes,
+		FlushInterval:   o.FlushInterval,
+		CacheBytes:      o.CacheBytes,
+		MaxPendingBytes: o.MaxPendingBytes,
 	}, s.Store, meta, log)
 	if err != nil {
 		return fail(err)

@@ -60,6 +60,11 @@ func (c *chunkCache) adoptObject(key, spoolPath string, size int64) {
 	if err := os.Link(spoolPath, dst); err != nil {
 		return
 	}
+	c.addWhole(key, dst, size)
+}
+
+// addWhole registers the cache file dst as object key's whole content.
+func (c *chunkCache) addWhole(key, dst string, size int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.whole[key]; ok {
@@ -68,6 +73,20 @@ func (c *chunkCache) adoptObject(key, spoolPath string, size int64) {
 	c.whole[key] = c.lru.PushFront(&cacheFile{path: dst, size: size, key: key, whole: true})
 	c.used += size
 	c.evictLocked()
+}
+
+// putObject writes an object held in memory into the cache.
+func (c *chunkCache) putObject(key string, data []byte) {
+	size := int64(len(data))
+	if size > c.max {
+		return
+	}
+	dst := c.fileName(key, ".obj")
+	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		_ = os.Remove(dst)
+		return
+	}
+	c.addWhole(key, dst, size)
 }
 
 // read returns the bytes [pos, pos+size) of key if cached.

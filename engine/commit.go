@@ -41,7 +41,11 @@ func (e *Engine) commitLoop() {
 			}
 			// Cache the object before committing it: readers woken by the
 			// commit then find it locally instead of GETting it back.
-			e.cache.adoptObject(so.key, so.path, so.size)
+			if so.cached != nil {
+				<-so.cached // written beside the PUT: normally done by now
+			} else {
+				e.cache.adoptObject(so.key, so.path, so.size)
+			}
 			waited := time.Since(so.uploadedAt)
 			t0 := time.Now()
 			e.commitObject(so, cache)
@@ -52,7 +56,14 @@ func (e *Engine) commitLoop() {
 			e.cfg.Metrics.Stage(metrics.StageCommitQueue, waited)
 			e.cfg.Metrics.Stage(metrics.StageCommit, took)
 		}
-		_ = os.Remove(so.path) // the cache keeps its own link
+		if so.cached != nil {
+			<-so.cached // its writer reads data
+		}
+		if so.data == nil {
+			_ = os.Remove(so.path) // the cache keeps its own link
+		}
+		so.data = nil
+		e.releaseMem(so.mem)
 		e.release(so.bytes)
 		close(so.committed)
 	}
@@ -290,7 +301,7 @@ func (e *Engine) sequencePlan(so *sealedObject, c *sealedChunk, st metastore.Par
 			en.CRC = c.info.CRC
 			continue
 		}
-		crc, err := fileCRC(so.path, en.Pos, en.Size)
+		crc, err := so.rangeCRC(en.Pos, en.Size)
 		if err != nil {
 			// Never index a range with a CRC we could not compute.
 			return nil, fmt.Errorf("checksum %s [%d, %d): %w", so.key, en.Pos, en.Pos+en.Size, err)

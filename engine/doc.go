@@ -9,10 +9,13 @@
 // every batch, size limit) and appends them to the one open buffer of the
 // engine, which holds chunks for any number of partitions. The buffer is
 // sealed when it reaches Config.FlushBytes or Config.FlushInterval after its
-// first batch, whichever comes first. A sealed buffer is written to the
-// spool directory on local disk as one segment object (so memory holds at
-// most one open buffer plus requests in flight), uploaded with one PUT
-// (multipart when large), and committed to etcd: for each partition chunk,
+// first batch, whichever comes first. A sealed buffer is built into one
+// segment object in memory and uploaded from there with one PUT (multipart
+// when large); the local read cache gets its copy written beside the PUT.
+// Objects held in memory are bounded by half of Config.MaxPendingBytes:
+// past that (uploads or commits falling behind) an object is built in the
+// spool directory on local disk and uploaded from the file (upload.go).
+// Then the object is committed to etcd: for each partition chunk,
 // sequencing runs against the partition state and a transaction that
 // compares the state's revision writes the index entry and the new state.
 // Several partitions share a transaction up to Config.MaxTxnOps; a conflict
@@ -21,7 +24,10 @@
 //
 // Objects are committed strictly in seal order, so one producer's batches
 // keep their order within a partition. Back-pressure: when more than
-// Config.MaxPendingBytes are sealed but not committed, Produce waits.
+// Config.MaxPendingBytes are sealed but not committed (in memory or
+// spooled), Produce waits, bounded by its context (the request's timeout),
+// and then fails with REQUEST_TIMED_OUT; nothing is buffered past the limit
+// but the one object that crossed it.
 //
 // # Idempotence
 //

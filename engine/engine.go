@@ -140,6 +140,7 @@ type Engine struct {
 	space          *sync.Cond
 	pendingBytes   int64 // batch bytes sealed but not yet committed
 	pendingObjects int
+	memBytes       int64 // object bytes held in memory (upload.go)
 	spaceClosed    bool
 
 	sealed  chan *sealedObject // in seal order, to the committer
@@ -261,6 +262,7 @@ func (e *Engine) Close(ctx context.Context) error {
 // Stats are counters for tests, benchmarks and metrics.
 type Stats struct {
 	ObjectsUploaded  int64
+	ObjectsSpooled   int64 // built in the spool, not in memory (memory budget spent)
 	BytesUploaded    int64
 	UploadRetries    int64
 	CommitTxns       int64
@@ -300,6 +302,7 @@ func (e *Engine) registerMetrics(m *metrics.Metrics) {
 		return func() float64 { return float64(f(e.Snapshot())) }
 	}
 	m.CounterFunc("uploads_total", "Objects uploaded to the bucket.", stat(func(s Stats) int64 { return s.ObjectsUploaded }))
+	m.CounterFunc("objects_spooled_total", "Sealed objects built in the spool directory instead of memory because the memory budget (half of --max-pending-bytes) was spent.", stat(func(s Stats) int64 { return s.ObjectsSpooled }))
 	m.CounterFunc("upload_bytes_total", "Object bytes uploaded to the bucket.", stat(func(s Stats) int64 { return s.BytesUploaded }))
 	m.CounterFunc("upload_retries_total", "Upload attempts that failed and were retried.", stat(func(s Stats) int64 { return s.UploadRetries }))
 	m.CounterFunc("etcd_commit_txns_total", "Index commit transactions sent to etcd.", stat(func(s Stats) int64 { return s.CommitTxns }))

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -216,6 +217,9 @@ type sealedObject struct {
 	uploaded  chan struct{} // closed when the upload finished
 	uploadErr error
 	committed chan struct{} // closed when every waiter has its answer
+	data      []byte        // the object, when built in memory (else at path)
+	mem       int64         // bytes of the memory budget data holds
+	cached    chan struct{} // closed once the cache has data's copy (nil: spooled)
 
 	sealedAt, uploadedAt time.Time // for latency accounting
 }
@@ -263,8 +267,8 @@ func (e *Engine) sealLocked() *sealedObject {
 	return so
 }
 
-// buildAndUpload writes the object to the spool, then uploads it with
-// bounded concurrency and retries.
+// buildAndUpload builds the object (in memory, or in the spool under
+// pressure), then uploads it with bounded concurrency and retries.
 func (e *Engine) buildAndUpload(so *sealedObject) {
 	defer func() { so.uploadedAt = time.Now(); close(so.uploaded) }()
 	m := e.cfg.Metrics
@@ -281,6 +285,10 @@ func (e *Engine) buildAndUpload(so *sealedObject) {
 		return
 	}
 	m.Stage(metrics.StageSeal, time.Since(t))
+	if so.data != nil {
+		so.cached = make(chan struct{})
+		go e.cacheInMemory(so)
+	}
 	t = time.Now()
 	select {
 	case e.uploads <- struct{}{}:
@@ -295,31 +303,24 @@ func (e *Engine) buildAndUpload(so *sealedObject) {
 	m.Stage(metrics.StagePut, time.Since(t))
 }
 
+// build builds the object in memory, or in the spool when the memory
+// budget is spent (upload.go).
 func (e *Engine) build(so *sealedObject) error {
+	if e.reserveMem(so.bytes) {
+		so.mem = so.bytes
+		if err := e.buildInMemory(so); err != nil {
+			return fmt.Errorf("build %s: %w", so.key, err)
+		}
+		return nil
+	}
+	e.count(func(s *Stats) { s.ObjectsSpooled++ })
 	f, err := os.Create(so.path)
 	if err != nil {
 		return fmt.Errorf("spool %s: %w", so.path, err)
 	}
 	defer f.Close()
 	bw := bufio.NewWriterSize(f, 256<<10)
-	bld := segment.NewBuilder(bw)
-	raws := make([][]byte, 0, 16)
-	for i := range so.chunks {
-		c := &so.chunks[i]
-		raws = raws[:0]
-		for _, pb := range c.batches {
-			raws = append(raws, pb.raw)
-		}
-		info, err := bld.AddChunk(c.k.id, c.k.p, 0, raws)
-		if err != nil {
-			return fmt.Errorf("build %s: %w", so.key, err)
-		}
-		c.info = info
-		for j := range c.batches {
-			c.batches[j].raw = nil // the spool holds the bytes now
-		}
-	}
-	if _, err := bld.Finish(); err != nil {
+	if err := e.addChunks(so, segment.NewBuilder(bw)); err != nil {
 		return fmt.Errorf("build %s: %w", so.key, err)
 	}
 	if err := bw.Flush(); err != nil {
@@ -368,6 +369,9 @@ func attemptTimeout(size int64) time.Duration {
 const minAttemptTimeout = 5 * time.Second
 
 func (e *Engine) putFile(ctx context.Context, so *sealedObject) error {
+	if so.data != nil {
+		return e.store.Put(ctx, so.key, bytes.NewReader(so.data), so.size)
+	}
 	f, err := os.Open(so.path)
 	if err != nil {
 		return err
