@@ -24,7 +24,6 @@ package agent
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"time"
 
@@ -34,6 +33,7 @@ import (
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/metrics"
+	"github.com/shale-dev/shale/segment"
 )
 
 func init() {
@@ -88,7 +88,7 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 					code = kerr.UnknownTopicOrPartition.Code
 				}
 			}
-			if code == 0 && tooLarge(p.Records, maxMessageBytes(t.Configs)) {
+			if code == 0 && segment.HasBatchOver(p.Records, maxMessageBytes(t.Configs)) {
 				code = kerr.MessageTooLarge.Code
 			}
 			if code != 0 {
@@ -167,26 +167,4 @@ func (s *Server) refreshPartitions(ctx context.Context, t *metastore.Topic, part
 	}
 	*t = nt
 	return partition < nt.Partitions
-}
-
-// tooLarge reports whether a batch in records is larger than limit bytes. It
-// only reads the batch length fields; malformed records are left to the
-// engine's validation.
-func tooLarge(records []byte, limit int) bool {
-	const lengthEnd = 12 // base offset (8) + batch length (4)
-	for len(records) >= lengthEnd {
-		n := int64(int32(binary.BigEndian.Uint32(records[8:12])))
-		if n < 0 {
-			return false
-		}
-		size := n + lengthEnd
-		if size > int64(len(records)) {
-			return false // truncated or not a batch: the engine refuses it
-		}
-		if size > int64(limit) {
-			return true
-		}
-		records = records[size:]
-	}
-	return false
 }

@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/shale-dev/shale/metastore"
-	"github.com/shale-dev/shale/segment/segmenttest"
 )
 
 // TestReadBodyBoundedAllocation proves a frame that declares 90 MiB but
@@ -97,32 +96,6 @@ func TestReadBodyExact(t *testing.T) {
 		}
 		if r.Len() != len(data)-n {
 			t.Fatalf("n=%d: read %d bytes past the body", n, len(data)-n-r.Len())
-		}
-	}
-}
-
-// TestTooLarge proves the per-batch size check looks at every batch and
-// leaves malformed input to the engine.
-func TestTooLarge(t *testing.T) {
-	small := segmenttest.Batch(segmenttest.BatchOptions{Value: make([]byte, 100)})
-	big := segmenttest.Batch(segmenttest.BatchOptions{Value: make([]byte, 5000)})
-	tests := []struct {
-		name    string
-		records []byte
-		limit   int
-		want    bool
-	}{
-		{"small", small, 1000, false},
-		{"big", big, 1000, true},
-		{"big second", append(append([]byte(nil), small...), big...), 1000, true},
-		{"exact", small, len(small), false},
-		{"truncated", big[:100], 50, false},
-		{"empty", nil, 0, false},
-		{"negative length", []byte{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0}, 1, false},
-	}
-	for _, tc := range tests {
-		if got := tooLarge(tc.records, tc.limit); got != tc.want {
-			t.Errorf("%s: tooLarge = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -1,10 +1,10 @@
 package metastore
 
-// SetExpiryHook makes ExpireGroupOffsets call f between reading a group it
+// SetExpiryHook makes s.ExpireGroupOffsets call f between reading a group it
 // is about to expire and the deleting transaction (tests race it there).
 // The returned function restores the previous hook.
-func SetExpiryHook(f func(group string)) (restore func()) {
-	old := expiryHook
-	expiryHook = f
-	return func() { expiryHook = old }
+func SetExpiryHook(s *Store, f func(group string)) (restore func()) {
+	old := s.expiryHook
+	s.expiryHook = f
+	return func() { s.expiryHook = old }
 }

@@ -27,10 +27,6 @@ type GroupExpiryStats struct {
 	Kept int
 }
 
-// expiryHook, when set (tests), runs after ExpireGroupOffsets has read a
-// group and decided to expire it, before its transaction.
-var expiryHook func(group string)
-
 // ExpireGroupOffsets deletes the committed offsets of abandoned groups, as
 // Kafka's offsets.retention.minutes does: a group expires when no agent
 // coordinates it (it has no coordinator key) and both its newest commit
@@ -196,8 +192,8 @@ func (s *Store) expireGroup(ctx context.Context, group string, cutoff, nowMs int
 	if record != nil { // a claim and a death since the read delete it
 		unchanged = append(unchanged, clientv3.Compare(clientv3.ModRevision(string(record.Key)), "=", record.ModRevision))
 	}
-	if expiryHook != nil {
-		expiryHook(group)
+	if s.expiryHook != nil {
+		s.expiryHook(group)
 	}
 	txn, err := s.cli.Txn(ctx).If(unchanged...).Then(clientv3.OpDelete(prefix, clientv3.WithPrefix())).Commit()
 	if err != nil {

@@ -198,7 +198,7 @@ func TestExpireGroupOffsetsRaces(t *testing.T) {
 			f.commit(g, 3, old, true, old)
 			before, at := f.offsets(g), now
 			raced := 0
-			restore := metastore.SetExpiryHook(func(group string) {
+			restore := metastore.SetExpiryHook(f.s, func(group string) {
 				if group == g {
 					raced++
 					race(g)

@@ -21,6 +21,10 @@ type Store struct {
 	pidMu   sync.Mutex
 	pidNext int64 // next producer id to hand out from the reserved block
 	pidEnd  int64 // exclusive end of the reserved block
+
+	// expiryHook, when set (tests), runs after ExpireGroupOffsets has read
+	// a group and decided to expire it, before its transaction.
+	expiryHook func(group string)
 }
 
 // New returns a Store keeping every key under namespace+"/" (a trailing "/"

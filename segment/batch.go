@@ -237,3 +237,26 @@ func countBatches(data []byte) int {
 func SetBaseOffset(raw []byte, off int64) {
 	binary.BigEndian.PutUint64(raw[offBaseOffset:offBaseOffset+baseOffsetSize], uint64(off))
 }
+
+// HasBatchOver reports whether a record batch in records is larger than
+// limit bytes (the whole batch, its offset and length prefix included, as
+// Kafka's max.message.bytes counts it). It reads only the batch length
+// fields and stops at the first that is negative or runs past the end:
+// malformed records are left to full validation (SplitBatches).
+func HasBatchOver(records []byte, limit int) bool {
+	for len(records) >= batchPrefixSize {
+		n := int64(int32(binary.BigEndian.Uint32(records[offBatchLength:batchPrefixSize])))
+		if n < 0 {
+			return false
+		}
+		size := n + batchPrefixSize
+		if size > int64(len(records)) {
+			return false // truncated or not a batch
+		}
+		if size > int64(limit) {
+			return true
+		}
+		records = records[size:]
+	}
+	return false
+}
