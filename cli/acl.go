@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -177,13 +176,12 @@ CreateAcls/DescribeAcls/DeleteAcls too.`,
 				}
 			}
 			sort.Slice(rows, func(i, j int) bool { return describeACL(rows[i]) < describeACL(rows[j]) })
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PRINCIPAL\tPERMISSION\tOPERATION\tRESOURCE\tPATTERN\tNAME\tHOST")
+			tw := newTable(cmd.OutOrStdout(), "PRINCIPAL", "PERMISSION", "OPERATION", "RESOURCE", "PATTERN", "NAME", "HOST")
 			for _, a := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Principal, strings.ToLower(a.Permission.String()), opName(a.Operation),
+				tw.row(a.Principal, strings.ToLower(a.Permission.String()), opName(a.Operation),
 					strings.ToLower(a.ResourceType.String()), strings.ToLower(a.PatternType.String()), a.ResourceName, a.Host)
 			}
-			return tw.Flush()
+			return tw.flush()
 		})
 	}
 	remove := &cobra.Command{Use: "remove", Short: "Remove the ACL bindings matching the flags given", Args: cobra.NoArgs}

@@ -9,13 +9,15 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
+	"github.com/shale-dev/shale/agent"
+	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/lifecycle"
 )
 
 func newAgentCmd() *cobra.Command {
-	flushBytes := ByteSize(4 << 20)
-	cacheBytes := ByteSize(1 << 30)
-	maxPending := ByteSize(64 << 20)
+	flushBytes := ByteSize(engine.DefaultFlushBytes)
+	cacheBytes := ByteSize(engine.DefaultCacheBytes)
+	maxPending := ByteSize(engine.DefaultMaxPendingBytes)
 	offsetRetention := Retention(lifecycle.DefaultGroupOffsetRetention)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -43,12 +45,12 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	addConfigFileFlag(cmd)
 	f.Bool("dev", false, "embedded defaults: etcd and a local-directory bucket under --data-dir, topic auto-creation on, --flush-interval 5ms")
 	f.String("data-dir", "data", "local directory for the write spool and read cache (and, with --dev, etcd and the bucket)")
-	f.String("listen", "127.0.0.1:9092", "Kafka listener address")
+	f.String("listen", agent.DefaultListen, "Kafka listener address")
 	f.String("admin-listen", "", "address of the admin HTTP server: /metrics (Prometheus), /healthz, /readyz (default with --dev: 127.0.0.1:9644; otherwise off)")
 	f.String("advertised-host", "", "host clients should connect to (default: the listener's host)")
 	f.Int("advertised-port", 0, "port clients should connect to (default: the listener's port)")
 	f.Int("node-id", -1, "Kafka broker ID to advertise (-1: allocate a free one in etcd)")
-	f.Duration("agent-ttl", 10*time.Second, "lease of this agent's registration in etcd: how long a dead agent stays listed")
+	f.Duration("agent-ttl", agent.DefaultAgentTTL, "lease of this agent's registration in etcd: how long a dead agent stays listed")
 	f.StringSlice("etcd-endpoints", nil, "etcd endpoints, comma-separated (required unless --dev)")
 	f.String("etcd-namespace", "/shale", "key prefix of this cluster in etcd")
 	addEtcdTLSFlags(cmd)
@@ -56,13 +58,13 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.String("dev-etcd-listen", "127.0.0.1:2379", "with --dev: client address of the embedded etcd")
 	addS3Flags(cmd, "object store: s3://bucket/prefix, or a local directory (default with --dev: <data-dir>/bucket)")
 	f.Var(&flushBytes, "flush-bytes", "seal the write buffer into an object at this size")
-	f.Duration("flush-interval", 250*time.Millisecond, "seal the write buffer at least this often (bounds acks=all latency; each seal is one PUT; default with --dev: 5ms)")
+	f.Duration("flush-interval", engine.DefaultFlushInterval, "seal the write buffer at least this often (bounds acks=all latency; each seal is one PUT; default with --dev: 5ms)")
 	f.Var(&cacheBytes, "cache-bytes", "local read cache budget")
 	f.Var(&maxPending, "max-pending-bytes", "sealed records not yet committed (uploading, committing); above it produces wait, then get REQUEST_TIMED_OUT. Up to half of it is held in memory, the rest spills to <data-dir>/agent/spool")
 	f.Bool("auto-create-topics", false, "create unknown topics on first produce or metadata request (on with --dev)")
-	f.Int("default-partitions", 1, "partitions of auto-created topics")
-	f.Duration("idle-timeout", 10*time.Minute, "close client connections that send no request, or no whole request, for this long")
-	f.Int("max-connections", 10000, "client connections served at once; more are closed at accept")
+	f.Int("default-partitions", agent.DefaultPartitions, "partitions of auto-created topics")
+	f.Duration("idle-timeout", agent.DefaultIdleTimeout, "close client connections that send no request, or no whole request, for this long")
+	f.Int("max-connections", agent.DefaultMaxConnections, "client connections served at once; more are closed at accept")
 	f.Bool("lifecycle", true, "take part in the lifecycle jobs (compaction, retention, garbage collection, group offset expiry; one agent runs each at a time)")
 	f.Duration("lifecycle-interval", lifecycle.DefaultLifecycleInterval, "pause between two passes of a lifecycle job")
 	f.Duration("gc-grace", lifecycle.DefaultGCGrace, "age an unreferenced object must reach before garbage collection deletes it (must exceed upload and commit times)")
@@ -97,36 +99,40 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 		}
 		dev := v.GetBool("dev")
 		o := StackOptions{
-			Dev:               dev,
-			DataDir:           v.GetString("data-dir"),
-			Listen:            v.GetString("listen"),
-			AdminListen:       adminListen(v.GetString("admin-listen"), dev),
-			AdvertisedHost:    v.GetString("advertised-host"),
-			AdvertisedPort:    v.GetInt("advertised-port"),
-			NodeID:            v.GetInt("node-id"),
-			AgentTTL:          v.GetDuration("agent-ttl"),
-			EtcdEndpoints:     splitList(v.GetStringSlice("etcd-endpoints")),
-			EtcdNamespace:     v.GetString("etcd-namespace"),
-			DevEtcdListen:     v.GetString("dev-etcd-listen"),
-			Bucket:            v.GetString("bucket"),
-			FlushBytes:        int64(fb),
-			FlushInterval:     flushInterval(cmd, v, dev),
-			CacheBytes:        int64(cb),
-			MaxPendingBytes:   int64(mp),
-			AutoCreateTopics:  v.GetBool("auto-create-topics") || (dev && !cmd.Flags().Changed("auto-create-topics") && !v.IsSet("auto-create-topics")),
-			DefaultPartitions: v.GetInt("default-partitions"),
-			IdleTimeout:       v.GetDuration("idle-timeout"),
-			MaxConnections:    v.GetInt("max-connections"),
-			NoLifecycle:       !v.GetBool("lifecycle"),
+			Dev:           dev,
+			DataDir:       v.GetString("data-dir"),
+			AdminListen:   adminListen(v.GetString("admin-listen"), dev),
+			EtcdEndpoints: splitList(v.GetStringSlice("etcd-endpoints")),
+			EtcdNamespace: v.GetString("etcd-namespace"),
+			DevEtcdListen: v.GetString("dev-etcd-listen"),
+			Bucket:        v.GetString("bucket"),
+			Engine: engine.Config{
+				FlushBytes:      int64(fb),
+				FlushInterval:   flushInterval(cmd, v, dev),
+				CacheBytes:      int64(cb),
+				MaxPendingBytes: int64(mp),
+			},
+			Agent: agent.Config{
+				Listen:            v.GetString("listen"),
+				AdvertisedHost:    v.GetString("advertised-host"),
+				AdvertisedPort:    int32(v.GetInt("advertised-port")),
+				NodeID:            int32(v.GetInt("node-id")),
+				AgentTTL:          v.GetDuration("agent-ttl"),
+				AutoCreateTopics:  v.GetBool("auto-create-topics") || (dev && !cmd.Flags().Changed("auto-create-topics") && !v.IsSet("auto-create-topics")),
+				DefaultPartitions: int32(v.GetInt("default-partitions")),
+				IdleTimeout:       v.GetDuration("idle-timeout"),
+				MaxConnections:    v.GetInt("max-connections"),
+			},
+			NoLifecycle: !v.GetBool("lifecycle"),
 			Lifecycle: lifecycle.Config{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace"),
 				GroupOffsetRetention: retention},
 		}
 		o.EtcdCertFile, o.EtcdKeyFile, o.EtcdCAFile = v.GetString("etcd-cert"), v.GetString("etcd-key"), v.GetString("etcd-ca")
 		setS3Options(&o, v)
-		if o.Listeners, o.Auth, err = securityOptions(v); err != nil {
+		if o.Agent.Listeners, o.Agent.Auth, err = securityOptions(v); err != nil {
 			return err
 		}
-		if o.FlushBytes <= 0 || o.FlushInterval <= 0 || o.MaxPendingBytes <= 0 {
+		if o.Engine.FlushBytes <= 0 || o.Engine.FlushInterval <= 0 || o.Engine.MaxPendingBytes <= 0 {
 			return fmt.Errorf("--flush-bytes, --flush-interval and --max-pending-bytes must be positive")
 		}
 		ctx := cmd.Context()
@@ -137,7 +143,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 		log.Info("shale agent ready",
 			"kafka", st.Agent.Addr().String(), "node_id", st.Agent.NodeID(),
 			"bucket", st.Store.String(), "etcd_namespace", o.EtcdNamespace, "dev", dev,
-			"flush_bytes", HumanBytes(o.FlushBytes), "flush_interval", o.FlushInterval)
+			"flush_bytes", HumanBytes(o.Engine.FlushBytes), "flush_interval", o.Engine.FlushInterval)
 		fmt.Fprintf(cmd.ErrOrStderr(), "shale agent listening on %s (Ctrl-C to stop)\n", st.Agent.Addr())
 		<-ctx.Done()
 		log.Info("shutting down: flushing buffered records")

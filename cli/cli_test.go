@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shale-dev/shale/agent"
+	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
 )
 
@@ -29,9 +31,9 @@ func startTestStackEtcd(t *testing.T) (string, []string) {
 	_, endpoints := testenv.Etcd(t)
 	dir := t.TempDir()
 	st, err := StartStack(context.Background(), StackOptions{
-		DataDir: dir, Listen: "127.0.0.1:0", EtcdEndpoints: endpoints,
-		Bucket: filepath.Join(dir, "bucket"), FlushInterval: 20 * time.Millisecond,
-		AutoCreateTopics: true, DefaultPartitions: 1, AgentTTL: 5 * time.Second,
+		DataDir: dir, EtcdEndpoints: endpoints, Bucket: filepath.Join(dir, "bucket"),
+		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
+		Agent:  agent.Config{Listen: "127.0.0.1:0", AutoCreateTopics: true, DefaultPartitions: 1, AgentTTL: 5 * time.Second},
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

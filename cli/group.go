@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -31,35 +30,24 @@ Committed offsets live in etcd; the group's coordinator is whichever agent holds
 func groupListCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "list", Short: "List consumer groups", Args: cobra.NoArgs}
 	addBootstrapFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		adm, done, err := cmdAdmin(cmd)
-		if err != nil {
-			return err
-		}
-		defer done()
+	cmd.RunE = adminRun(func(cmd *cobra.Command, adm *kadm.Client, _ []string) error {
 		gs, err := adm.ListGroups(cmd.Context())
 		if err != nil {
 			return fmt.Errorf("list groups: %w", err)
 		}
-		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "GROUP\tSTATE\tPROTOCOL TYPE\tCOORDINATOR")
+		t := newTable(cmd.OutOrStdout(), "GROUP", "STATE", "PROTOCOL TYPE", "COORDINATOR")
 		for _, g := range gs.Sorted() {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", g.Group, g.State, g.ProtocolType, g.Coordinator)
+			t.row(g.Group, g.State, g.ProtocolType, g.Coordinator)
 		}
-		return w.Flush()
-	}
+		return t.flush()
+	})
 	return cmd
 }
 
 func groupDescribeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "describe GROUP", Short: "Show a group's members, committed offsets and lag", Args: exactArgs(1)}
 	addBootstrapFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		adm, done, err := cmdAdmin(cmd)
-		if err != nil {
-			return err
-		}
-		defer done()
+	cmd.RunE = adminRun(func(cmd *cobra.Command, adm *kadm.Client, args []string) error {
 		ctx, name := cmd.Context(), args[0]
 		dgs, err := adm.DescribeGroups(ctx, name)
 		if err != nil {
@@ -102,8 +90,7 @@ func groupDescribeCmd() *cobra.Command {
 			name, dg.State, proto, dg.Coordinator.NodeID, len(dg.Members))
 		owner := map[string]string{}
 		if len(dg.Members) > 0 {
-			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "MEMBER\tINSTANCE\tCLIENT\tHOST\tASSIGNMENT")
+			w := newTable(out, "MEMBER", "INSTANCE", "CLIENT", "HOST", "ASSIGNMENT")
 			for _, m := range dg.Members {
 				inst := "-"
 				if m.InstanceID != nil {
@@ -118,15 +105,14 @@ func groupDescribeCmd() *cobra.Command {
 						}
 					}
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", m.MemberID, inst, m.ClientID, m.ClientHost, strings.Join(parts, ","))
+				w.row(m.MemberID, inst, m.ClientID, m.ClientHost, strings.Join(parts, ","))
 			}
-			if err := w.Flush(); err != nil {
+			if err := w.flush(); err != nil {
 				return err
 			}
 			fmt.Fprintln(out)
 		}
-		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "TOPIC\tPARTITION\tCOMMITTED\tLOG END\tLAG\tMEMBER")
+		w := newTable(out, "TOPIC", "PARTITION", "COMMITTED", "LOG END", "LAG", "MEMBER")
 		for _, o := range offs.Sorted() {
 			end, lag := "-", "-"
 			if e, ok := ends.Lookup(o.Topic, o.Partition); ok && e.Err == nil {
@@ -136,10 +122,10 @@ func groupDescribeCmd() *cobra.Command {
 			if m == "" {
 				m = "-"
 			}
-			fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\n", o.Topic, o.Partition, o.At, end, lag, m)
+			w.row(o.Topic, o.Partition, o.At, end, lag, m)
 		}
-		return w.Flush()
-	}
+		return w.flush()
+	})
 	return cmd
 }
 
@@ -294,8 +280,7 @@ func resetOffsets(ctx context.Context, out io.Writer, adm *kadm.Client, group st
 		}
 	}
 	var plan kadm.Offsets
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "TOPIC\tPARTITION\tCURRENT\tNEW")
+	w := newTable(out, "TOPIC", "PARTITION", "CURRENT", "NEW")
 	for _, t := range topics {
 		parts := want[t]
 		if parts == nil {
@@ -333,11 +318,11 @@ func resetOffsets(ctx context.Context, out io.Writer, adm *kadm.Client, group st
 			if c, ok := current.Lookup(t, p); ok && c.At >= 0 {
 				cur = strconv.FormatInt(c.At, 10)
 			}
-			fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", t, p, cur, next)
+			w.row(t, p, cur, next)
 			plan.Add(kadm.Offset{Topic: t, Partition: p, At: next, LeaderEpoch: -1})
 		}
 	}
-	if err := w.Flush(); err != nil {
+	if err := w.flush(); err != nil {
 		return err
 	}
 	if !execute {

@@ -19,6 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shale-dev/shale/agent"
+	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/metrics"
 	"github.com/shale-dev/shale/s3tier"
@@ -73,8 +75,9 @@ func TestMetricsFamilies(t *testing.T) {
 	start := func(name string, lifecycle bool) *Stack {
 		dir := filepath.Join(t.TempDir(), name)
 		o := StackOptions{
-			DataDir: dir, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", EtcdEndpoints: endpoints,
-			Bucket: bucket, FlushInterval: 10 * time.Millisecond, AgentTTL: 5 * time.Second, NoLifecycle: !lifecycle, NodeID: -1,
+			DataDir: dir, AdminListen: "127.0.0.1:0", EtcdEndpoints: endpoints, Bucket: bucket, NoLifecycle: !lifecycle,
+			Engine: engine.Config{FlushInterval: 10 * time.Millisecond},
+			Agent:  agent.Config{Listen: "127.0.0.1:0", AgentTTL: 5 * time.Second, NodeID: -1},
 		}
 		if lifecycle {
 			o.Lifecycle.Interval = 200 * time.Millisecond

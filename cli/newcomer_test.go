@@ -18,6 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shale-dev/shale/agent"
+	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
 )
 
@@ -176,8 +178,9 @@ func TestConsumeJSONIsReplaysJSONL(t *testing.T) {
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
 	st, err := StartStack(context.Background(), StackOptions{
-		DataDir: dir, Listen: "127.0.0.1:0", EtcdEndpoints: endpoints,
-		Bucket: bucket, FlushInterval: 20 * time.Millisecond, DefaultPartitions: 1, AgentTTL: 5 * time.Second,
+		DataDir: dir, EtcdEndpoints: endpoints, Bucket: bucket,
+		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
+		Agent:  agent.Config{Listen: "127.0.0.1:0", DefaultPartitions: 1, AgentTTL: 5 * time.Second},
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -22,25 +22,23 @@ import (
 	"github.com/shale-dev/shale/s3tier"
 )
 
-// StackOptions configures one agent and what it connects to.
+// StackOptions configures one agent and what it connects to. Engine and
+// Agent are the packages' own configurations, passed on as they are (but
+// for the fields StartStack sets: Engine.DataDir, under DataDir, and both
+// Metrics).
 type StackOptions struct {
 	Dev     bool
 	DataDir string
 
-	Listen string
 	// AdminListen serves /metrics, /healthz and /readyz ("" = none).
 	AdminListen string
 	// WrapStore, when set, wraps the object store (fault injection in tests).
-	WrapStore      func(s3tier.Store) s3tier.Store
-	AdvertisedHost string
-	AdvertisedPort int
-	NodeID         int
-	AgentTTL       time.Duration
+	WrapStore func(s3tier.Store) s3tier.Store
 
-	EtcdEndpoints  []string
-	EtcdNamespace  string
-	DevEtcdListen  string
-	EtcdDialTimout time.Duration
+	EtcdEndpoints   []string
+	EtcdNamespace   string
+	DevEtcdListen   string
+	EtcdDialTimeout time.Duration
 	// EtcdCertFile/EtcdKeyFile (client certificate) and EtcdCAFile (the
 	// CA that signed etcd's certificate) turn on TLS to etcd.
 	EtcdCertFile, EtcdKeyFile, EtcdCAFile string
@@ -55,17 +53,10 @@ type StackOptions struct {
 	// default, negative: none); see s3tier.S3Config.AttemptTimeout.
 	S3AttemptTimeout time.Duration
 
-	FlushBytes        int64
-	FlushInterval     time.Duration
-	CacheBytes        int64
-	MaxPendingBytes   int64 // engine.Config.MaxPendingBytes (0: its default)
-	AutoCreateTopics  bool
-	DefaultPartitions int
-	IdleTimeout       time.Duration // client connections (agent.Config)
-	MaxConnections    int
-	// Listeners and Auth: TLS/SASL listeners and authorization (agent.Config).
-	Listeners []agent.Listener
-	Auth      agent.AuthConfig
+	// Engine configures the storage engine (zero fields: its defaults).
+	Engine engine.Config
+	// Agent configures the Kafka server (zero fields: its defaults).
+	Agent agent.Config
 
 	// NoLifecycle keeps this agent out of the lifecycle jobs; Lifecycle
 	// tunes them (zero fields: lifecycle defaults).
@@ -112,7 +103,7 @@ func OpenMeta(ctx context.Context, o StackOptions, log *slog.Logger) (*metastore
 		endpoints = emb.Endpoints()
 		log.Info("embedded etcd started", "endpoints", strings.Join(endpoints, ","), "dir", filepath.Join(o.DataDir, "etcd"))
 	}
-	dial := o.EtcdDialTimout
+	dial := o.EtcdDialTimeout
 	if dial <= 0 {
 		dial = 5 * time.Second
 	}
@@ -196,37 +187,19 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 	}
 	s.Metrics = metrics.New()
 	s.Store = s3tier.Observed(s.Store, s.Metrics.S3)
-	s.Engine, err = engine.New(engine.Config{
-		Metrics:         s.Metrics,
-		DataDir:         filepath.Join(o.DataDir, "agent"),
-		FlushBytes:      o.FlushBytes,
-		FlushInterval:   o.FlushInterval,
-		CacheBytes:      o.CacheBytes,
-		MaxPendingBytes: o.MaxPendingBytes,
-	}, s.Store, meta, log)
-	if err != nil {
+	ecfg := o.Engine
+	ecfg.Metrics, ecfg.DataDir = s.Metrics, filepath.Join(o.DataDir, "agent")
+	if s.Engine, err = engine.New(ecfg, s.Store, meta, log); err != nil {
 		return fail(err)
 	}
-	s.Agent, err = agent.New(agent.Config{
-		Listen:            o.Listen,
-		AdvertisedHost:    o.AdvertisedHost,
-		AdvertisedPort:    int32(o.AdvertisedPort),
-		NodeID:            int32(o.NodeID),
-		AutoCreateTopics:  o.AutoCreateTopics,
-		DefaultPartitions: int32(o.DefaultPartitions),
-		AgentTTL:          o.AgentTTL,
-		IdleTimeout:       o.IdleTimeout,
-		MaxConnections:    o.MaxConnections,
-		Metrics:           s.Metrics,
-		Listeners:         o.Listeners,
-		Auth:              o.Auth,
-	}, s.Engine, meta, log)
-	if err != nil {
+	acfg := o.Agent
+	acfg.Metrics = s.Metrics
+	if s.Agent, err = agent.New(acfg, s.Engine, meta, log); err != nil {
 		return fail(err)
 	}
 	if err := s.Agent.Start(ctx); err != nil {
 		s.Agent = nil
-		return fail(fmt.Errorf("start Kafka listener on %s: %w", o.Listen, err))
+		return fail(fmt.Errorf("start Kafka listener on %s: %w", acfg.Listen, err))
 	}
 	if !o.NoLifecycle {
 		lc := o.Lifecycle

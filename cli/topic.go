@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -89,23 +88,17 @@ func topicCreateCmd() *cobra.Command {
 func topicListCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "list", Short: "List topics", Args: cobra.NoArgs}
 	addBootstrapFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		adm, done, err := cmdAdmin(cmd)
-		if err != nil {
-			return err
-		}
-		defer done()
+	cmd.RunE = adminRun(func(cmd *cobra.Command, adm *kadm.Client, _ []string) error {
 		tds, err := adm.ListTopics(cmd.Context())
 		if err != nil {
 			return fmt.Errorf("list topics: %w", err)
 		}
-		w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "TOPIC\tPARTITIONS\tID")
+		t := newTable(cmd.OutOrStdout(), "TOPIC", "PARTITIONS", "ID")
 		for _, td := range tds.Sorted() {
-			fmt.Fprintf(w, "%s\t%d\t%s\n", td.Topic, len(td.Partitions), kafkaTopicID(td.ID))
+			t.row(td.Topic, len(td.Partitions), kafkaTopicID(td.ID))
 		}
-		return w.Flush()
-	}
+		return t.flush()
+	})
 	return cmd
 }
 
@@ -150,27 +143,25 @@ is unreachable they are left out with a note.`}
 		out := cmd.OutOrStdout()
 		fmt.Fprintf(out, "topic %s  id %s  partitions %d\n\n", name, kafkaTopicID(td.ID), len(td.Partitions))
 		storage, serr := topicStorage(ctx, v, name)
-		w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		header := []string{"PARTITION", "LOG START", "LOG END", "RECORDS"}
 		if serr == nil {
-			fmt.Fprintln(w, "PARTITION\tLOG START\tLOG END\tRECORDS\tBYTES\tOBJECTS\tINDEX ENTRIES")
-		} else {
-			fmt.Fprintln(w, "PARTITION\tLOG START\tLOG END\tRECORDS")
+			header = append(header, "BYTES", "OBJECTS", "INDEX ENTRIES")
 		}
+		w := newTable(out, header...)
 		for _, p := range td.Partitions.Sorted() {
 			s, _ := starts.Lookup(name, p.Partition)
 			e, _ := ends.Lookup(name, p.Partition)
 			if serr == nil {
 				ps := storage[p.Partition]
-				fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\t%d\t%d\n", p.Partition, s.Offset, e.Offset, e.Offset-s.Offset,
-					HumanBytes(ps.bytes), ps.objects, ps.entries)
+				w.row(p.Partition, s.Offset, e.Offset, e.Offset-s.Offset, HumanBytes(ps.bytes), ps.objects, ps.entries)
 			} else {
-				fmt.Fprintf(w, "%d\t%d\t%d\t%d\n", p.Partition, s.Offset, e.Offset, e.Offset-s.Offset)
+				w.row(p.Partition, s.Offset, e.Offset, e.Offset-s.Offset)
 			}
 		}
 		if serr != nil {
 			defer fmt.Fprintf(out, "\n(storage columns left out: %v)\n", serr)
 		}
-		if err := w.Flush(); err != nil {
+		if err := w.flush(); err != nil {
 			return err
 		}
 		rcs, err := adm.DescribeTopicConfigs(ctx, name)
@@ -316,12 +307,12 @@ func topicStorage(ctx context.Context, v *viper.Viper, name string) (map[int32]p
 // --etcd-namespace, for commands that read the cluster's state directly.
 func openMetaFlags(ctx context.Context, v *viper.Viper) (*metastore.Store, *clientv3.Client, error) {
 	meta, _, cli, err := OpenMeta(ctx, StackOptions{
-		EtcdEndpoints:  splitList(v.GetStringSlice("etcd-endpoints")),
-		EtcdNamespace:  v.GetString("etcd-namespace"),
-		EtcdDialTimout: 3 * time.Second,
-		EtcdCertFile:   v.GetString("etcd-cert"),
-		EtcdKeyFile:    v.GetString("etcd-key"),
-		EtcdCAFile:     v.GetString("etcd-ca"),
+		EtcdEndpoints:   splitList(v.GetStringSlice("etcd-endpoints")),
+		EtcdNamespace:   v.GetString("etcd-namespace"),
+		EtcdDialTimeout: 3 * time.Second,
+		EtcdCertFile:    v.GetString("etcd-cert"),
+		EtcdKeyFile:     v.GetString("etcd-key"),
+		EtcdCAFile:      v.GetString("etcd-ca"),
 	}, slog.New(slog.DiscardHandler))
 	return meta, cli, err
 }
@@ -362,20 +353,20 @@ func kafkaTopicID(id [16]byte) string { return base64.RawURLEncoding.EncodeToStr
 func printTopicConfigs(out io.Writer, cs []kadm.Config) error {
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Key < cs[j].Key })
 	fmt.Fprintln(out, "\nCONFIG")
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	w := newTable(out)
 	ignoredDefaults := 0
 	for _, c := range cs {
 		src := strings.ToLower(c.Source.String())
 		switch {
 		case !agent.TopicConfigIgnored(c.Key):
-			fmt.Fprintf(w, "%s\t%s\t(%s)\n", c.Key, c.MaybeValue(), src)
+			w.row(c.Key, c.MaybeValue(), "("+src+")")
 		case c.Source == kmsg.ConfigSourceDynamicTopicConfig:
-			fmt.Fprintf(w, "%s\t%s\t(%s; ignored on shale)\n", c.Key, c.MaybeValue(), src)
+			w.row(c.Key, c.MaybeValue(), "("+src+"; ignored on shale)")
 		default:
 			ignoredDefaults++
 		}
 	}
-	if err := w.Flush(); err != nil {
+	if err := w.flush(); err != nil {
 		return err
 	}
 	if ignoredDefaults > 0 {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shale-dev/shale/agent"
+	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/lifecycle"
 )
@@ -22,9 +24,9 @@ func TestDescribeShowsStorageAndLifecycleRuns(t *testing.T) {
 	_, endpoints := testenv.Etcd(t)
 	dir := t.TempDir()
 	st, err := StartStack(context.Background(), StackOptions{
-		DataDir: dir, Listen: "127.0.0.1:0", EtcdEndpoints: endpoints, EtcdNamespace: "/describe",
-		Bucket: filepath.Join(dir, "bucket"), FlushInterval: 20 * time.Millisecond,
-		AutoCreateTopics: true, DefaultPartitions: 1, AgentTTL: 5 * time.Second,
+		DataDir: dir, EtcdEndpoints: endpoints, EtcdNamespace: "/describe", Bucket: filepath.Join(dir, "bucket"),
+		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
+		Agent:  agent.Config{Listen: "127.0.0.1:0", AutoCreateTopics: true, DefaultPartitions: 1, AgentTTL: 5 * time.Second},
 		Lifecycle: lifecycle.Config{Interval: 200 * time.Millisecond, LeaseTTL: time.Second,
 			Compaction: lifecycle.CompactConfig{Settle: 300 * time.Millisecond, MinEntries: 2}},
 	}, slog.New(slog.DiscardHandler))

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -115,12 +114,11 @@ else from standard input with --password-stdin, else prompted for on the termina
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "USER\tMECHANISM\tITERATIONS")
+			tw := newTable(cmd.OutOrStdout(), "USER", "MECHANISM", "ITERATIONS")
 			for _, c := range creds {
-				fmt.Fprintf(tw, "%s\t%s\t%d\n", c.User, c.Mechanism, c.Iterations)
+				tw.row(c.User, c.Mechanism, c.Iterations)
 			}
-			return tw.Flush()
+			return tw.flush()
 		})
 	}
 	cmd.AddCommand(create, del, list)

@@ -1,0 +1,31 @@
+// Package cli is the shale command (cobra + viper); only main.go imports
+// it. Execute runs it; NewRoot builds the command tree:
+//
+//   - agent (agent.go, stack.go): one agent and what it connects to.
+//     StartStack wires etcd (embedded with --dev), the object store, the
+//     storage engine, the Kafka server, the lifecycle jobs and the admin
+//     server; StackOptions carries engine.Config and agent.Config as the
+//     packages define them, and flag defaults are those packages' Default*
+//     constants, so a default lives in one place.
+//   - topic, group, produce, consume, perf, status, user, acl: clients of a
+//     running cluster through the Kafka API (--bootstrap-server), with a few
+//     reads straight from etcd (topic describe's storage columns, user and
+//     status). List and describe commands print through one table helper
+//     (table.go) and connect through adminRun.
+//   - replay: history from etcd and the bucket, with every agent stopped if
+//     need be (package replay); it never writes to etcd.
+//
+// # Settings
+//
+// Every flag can also come from a SHALE_* environment variable (the flag
+// name in upper case, "-" as "_") or, for agent, from a YAML file given with
+// --config whose keys are the flag names; flags win over the environment,
+// which wins over the file (newViper). An unknown key in the file is an
+// error, not silently ignored.
+//
+// # Errors
+//
+// A command that fails prints "shale: <error>" on stderr and exits 1; errors
+// say what to do next where there is something to do (an agent that does
+// not answer, an unknown topic or group, a bad flag value).
+package cli
