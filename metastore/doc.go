@@ -6,6 +6,11 @@
 //
 // Nothing else in shale builds etcd keys: all key encoding lives in keys.go.
 //
+// Topic configs are stored as given (Topic.Configs); the names and defaults
+// of the ones the lifecycle jobs apply, retention.ms and retention.bytes,
+// and how to read them (RetentionOf) are in topic_configs.go, next to them,
+// so the agent (DescribeConfigs) and the retention job share one default.
+//
 // # Key schema
 //
 // Every key lives under the namespace (New's argument, e.g. "/shale") plus
