@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -77,10 +76,8 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 	f.Var(&readAhead, "read-ahead", "bytes fetched ahead of decoding, across partitions")
 	f.Var(&fileBytes, "parquet-file-bytes", "start a new Parquet file once one reaches this size")
 	f.Bool("quiet", false, "no progress bar even on a terminal")
-	f.StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints, comma-separated")
-	addEtcdTLSFlags(cmd)
-	f.String("etcd-namespace", "/shale", "key prefix of the cluster in etcd")
-	addS3Flags(cmd, "object store: s3://bucket/prefix, or a local directory (required)")
+	addEtcdReadFlags(cmd)
+	addS3Flags(cmd, "object store: s3://bucket/prefix, or a local directory (default: the bucket the cluster recorded in etcd)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		v, err := newViper(cmd)
 		if err != nil {
@@ -127,37 +124,30 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 		default:
 			return fmt.Errorf("bad --format %q: use jsonl, parquet or raw", format)
 		}
-		bucket := v.GetString("bucket")
-		if bucket == "" {
-			return errors.New("--bucket is required: s3://bucket/prefix or the bucket directory")
-		}
-		if !strings.HasPrefix(bucket, "s3://") {
-			if st, err := os.Stat(strings.TrimPrefix(bucket, "file://")); err != nil || !st.IsDir() {
-				return fmt.Errorf("bucket directory %s: not found", bucket)
-			}
-		}
-		so := StackOptions{
-			EtcdEndpoints: splitList(v.GetStringSlice("etcd-endpoints")),
-			EtcdCertFile:  v.GetString("etcd-cert"),
-			EtcdKeyFile:   v.GetString("etcd-key"),
-			EtcdCAFile:    v.GetString("etcd-ca"),
-			EtcdNamespace: v.GetString("etcd-namespace"),
-			Bucket:        bucket,
-		}
-		setS3Options(&so, v)
 		if os.Getenv("GOMEMLIMIT") == "" {
 			// A soft heap limit keeps the peak RSS near the read-ahead and
 			// writer buffers instead of twice the live heap (GOGC=100).
 			debug.SetMemoryLimit(replayMemoryLimit)
 		}
 		ctx := cmd.Context()
-		meta, _, ecli, err := OpenMeta(ctx, so, slog.New(slog.DiscardHandler))
+		meta, closeMeta, err := openMetaFlags(ctx, v)
 		if err != nil {
 			return err
 		}
-		defer ecli.Close()
+		defer closeMeta()
+		ecli := meta.Client()
 		ecli.KV = replay.ReadOnlyKV(ecli.KV) // replay never writes to etcd
 		meta = metastore.New(ecli, meta.Namespace())
+		so := StackOptions{Bucket: v.GetString("bucket")}
+		setS3Options(&so, v)
+		if err := clusterBucket(ctx, meta, &so, v); err != nil {
+			return err
+		}
+		if b := so.Bucket; !strings.HasPrefix(b, "s3://") {
+			if st, err := os.Stat(strings.TrimPrefix(b, "file://")); err != nil || !st.IsDir() {
+				return fmt.Errorf("bucket directory %s: not found", b)
+			}
+		}
 		store, err := OpenStore(ctx, so)
 		if err != nil {
 			return err

@@ -182,6 +182,12 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 	if s.Store, err = OpenStore(ctx, o); err != nil {
 		return fail(err)
 	}
+	if err := checkBucket(ctx, s.Store, log); err != nil {
+		return fail(err)
+	}
+	if err := checkCluster(ctx, meta, o); err != nil {
+		return fail(err)
+	}
 	if o.WrapStore != nil {
 		s.Store = o.WrapStore(s.Store)
 	}

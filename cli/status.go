@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -16,6 +17,9 @@ import (
 // Status is what `shale status` reports, read from etcd alone (so it works
 // with every agent stopped, and never shows a secret).
 type Status struct {
+	// Bucket is the cluster's bucket as its first agent recorded it in
+	// etcd ("" when no agent has recorded one).
+	Bucket string        `json:"bucket,omitempty"`
 	Agents []AgentStatus `json:"agents"`
 	Topics []TopicStatus `json:"topics"`
 	Groups []GroupStatus `json:"groups"`
@@ -60,9 +64,7 @@ entries and oldest record, and consumer groups with their total lag. It reads et
 works with every agent stopped.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.Flags().StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints (default: the dev agent's embedded etcd)")
-	addEtcdTLSFlags(cmd)
-	cmd.Flags().String("etcd-namespace", "/shale", "key prefix of the cluster in etcd")
+	addEtcdReadFlags(cmd)
 	cmd.Flags().StringP("output", "o", "table", "table or json")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		v, err := newViper(cmd)
@@ -75,11 +77,11 @@ works with every agent stopped.`,
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
 		defer cancel()
-		meta, cli, err := openMetaFlags(ctx, v)
+		meta, closeMeta, err := openMetaFlags(ctx, v)
 		if err != nil {
 			return err
 		}
-		defer cli.Close()
+		defer closeMeta()
 		st, err := ReadStatus(ctx, meta)
 		if err != nil {
 			return err
@@ -97,6 +99,13 @@ works with every agent stopped.`,
 // ReadStatus gathers the cluster's status from etcd.
 func ReadStatus(ctx context.Context, meta *metastore.Store) (Status, error) {
 	st := Status{Agents: []AgentStatus{}, Topics: []TopicStatus{}, Groups: []GroupStatus{}}
+	info, err := meta.Cluster(ctx)
+	switch {
+	case err == nil:
+		st.Bucket = info.Bucket
+	case !errors.Is(err, metastore.ErrNoClusterRecord):
+		return st, err
+	}
 	agents, err := meta.ListAgents(ctx)
 	if err != nil {
 		return st, err
@@ -155,6 +164,9 @@ func ReadStatus(ctx context.Context, meta *metastore.Store) (Status, error) {
 
 func (st Status) printTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if st.Bucket != "" {
+		fmt.Fprintf(tw, "BUCKET %s\n\n", st.Bucket)
+	}
 	fmt.Fprintf(tw, "AGENTS (%d)\n", len(st.Agents))
 	fmt.Fprintln(tw, "NODE\tADDRESS\tSTARTED")
 	for _, a := range st.Agents {

@@ -5,16 +5,13 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"log/slog"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/metastore"
@@ -108,11 +105,11 @@ func topicDescribeCmd() *cobra.Command {
 their storage (read from etcd: record bytes stored, index entries, and distinct objects
 referenced; an object shared by several partitions counts in each), and its configs.
 Storage columns need etcd (--etcd-endpoints, default the dev agent's embedded etcd); when it
-is unreachable they are left out with a note.`}
+is unreachable they are left out with a note. When no agent answers, the topic is described from
+etcd alone (offsets, storage, and the configs set on the topic), so it works with every agent
+stopped.`}
 	addBootstrapFlag(cmd)
-	cmd.Flags().StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints, for the storage columns")
-	addEtcdTLSFlags(cmd)
-	cmd.Flags().String("etcd-namespace", "/shale", "key prefix of the cluster in etcd")
+	addEtcdReadFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		v, err := newViper(cmd)
 		if err != nil {
@@ -120,7 +117,7 @@ is unreachable they are left out with a note.`}
 		}
 		adm, done, err := adminClient(cmd.Context(), v)
 		if err != nil {
-			return err
+			return describeFromEtcd(cmd.Context(), cmd.OutOrStdout(), v, args[0], err)
 		}
 		defer done()
 		ctx, name := cmd.Context(), args[0]
@@ -291,30 +288,16 @@ type partitionStorage struct {
 
 // topicStorage reads the index of every partition of the topic from etcd.
 func topicStorage(ctx context.Context, v *viper.Viper, name string) (map[int32]partitionStorage, error) {
-	meta, cli, err := openMetaFlags(ctx, v)
+	meta, closeMeta, err := openMetaFlags(ctx, v)
 	if err != nil {
 		return nil, err
 	}
-	defer cli.Close()
+	defer closeMeta()
 	t, err := meta.GetTopic(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	return scanStorage(ctx, meta, t)
-}
-
-// openMetaFlags connects to the etcd named by --etcd-endpoints and
-// --etcd-namespace, for commands that read the cluster's state directly.
-func openMetaFlags(ctx context.Context, v *viper.Viper) (*metastore.Store, *clientv3.Client, error) {
-	meta, _, cli, err := OpenMeta(ctx, StackOptions{
-		EtcdEndpoints:   splitList(v.GetStringSlice("etcd-endpoints")),
-		EtcdNamespace:   v.GetString("etcd-namespace"),
-		EtcdDialTimeout: 3 * time.Second,
-		EtcdCertFile:    v.GetString("etcd-cert"),
-		EtcdKeyFile:     v.GetString("etcd-key"),
-		EtcdCAFile:      v.GetString("etcd-ca"),
-	}, slog.New(slog.DiscardHandler))
-	return meta, cli, err
 }
 
 // scanStorage reads every partition's state and index entries.

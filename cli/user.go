@@ -32,11 +32,11 @@ func withMeta(cmd *cobra.Command, fn func(ctx context.Context, v *viper.Viper, m
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
-	meta, cli, err := openMetaFlags(ctx, v)
+	meta, closeMeta, err := openMetaFlags(ctx, v)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
+	defer closeMeta()
 	return fn(ctx, v, meta)
 }
 

@@ -25,6 +25,7 @@
 //	<ns>/partitions/<id>/<p>                 PartitionState   absent = {next 0, start 0}
 //	<ns>/index/<id>/<p>/<base offset>        IndexEntry       one per committed chunk
 //	<ns>/producer-id                         next free producer ID, decimal
+//	<ns>/cluster                             ClusterInfo      the bucket URL, written once by the first agent
 //	<ns>/agents/<node>                       AgentInfo        under the agent's lease
 //	<ns>/jobs/<job>/<lease id>               holder (raw)     election candidate, under its lease
 //	<ns>/groups/<g>/coordinator              <node> (decimal) under the coordinator's agent lease
@@ -99,6 +100,10 @@
 //     empty-since record's ModRevision with the one read, and the
 //     ModRevision of every key of the group with the read revision, so a
 //     group claimed or committed to meanwhile is kept.
+//   - The cluster record is created once (CreateRevision == 0) and never
+//     changed: every agent compares its bucket with it at start and refuses
+//     another, so one index never points into two buckets. Tools that read
+//     etcd find the bucket there.
 //   - Producer IDs come from CAS increments of one counter, so they are
 //     unique across agents and restarts (>= FirstProducerID, not dense).
 //
@@ -127,6 +132,7 @@
 //   - ErrNotCoordinator: a group write by an agent that does not hold the
 //     group's coordinator key under the lease it names.
 //   - ErrNodeIDInUse: RegisterAgent with an explicit node ID held by a live agent.
+//   - ErrNoClusterRecord: no agent has recorded the cluster's bucket yet.
 //   - ErrPartitionMissing: for callers; metastore itself does not check a
 //     partition number against the topic's count.
 //

@@ -24,6 +24,7 @@ const (
 	dirUsers      = "users/"
 	dirACLs       = "acls/"
 	keyProducerID = "producer-id"
+	keyCluster    = "cluster"
 )
 
 // Widths of the zero-padded decimal key components. Zero padding makes etcd's
@@ -53,6 +54,7 @@ func (k keys) topicStates(id TopicID) string { return k.p + dirPartitions + id.S
 func (k keys) indexPrefix() string           { return k.p + dirIndex }
 func (k keys) topicIndex(id TopicID) string  { return k.p + dirIndex + id.String() + "/" }
 func (k keys) producerID() string            { return k.p + keyProducerID }
+func (k keys) cluster() string               { return k.p + keyCluster }
 func (k keys) agentsPrefix() string          { return k.p + dirAgents }
 
 // job is the election prefix of one lifecycle job; candidates' keys are

@@ -329,3 +329,25 @@ func (s *s3Store) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// ErrNoBucket is returned by CheckBucket for a bucket that does not exist.
+var ErrNoBucket = errors.New("s3tier: no such bucket")
+
+// CheckBucket asks an S3 store's server whether its bucket exists
+// (HeadBucket), so that an agent can refuse to start rather than fail
+// every upload; ErrNoBucket when it does not. Other stores (a local
+// directory, decorators) answer nil: pass the store as NewS3Store returned it.
+func CheckBucket(ctx context.Context, st Store) error {
+	s, ok := st.(*s3Store)
+	if !ok {
+		return nil
+	}
+	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.cfg.Bucket)})
+	switch {
+	case err == nil:
+		return nil
+	case isS3NotFound(err):
+		return fmt.Errorf("%w: %s", ErrNoBucket, s)
+	}
+	return fmt.Errorf("check bucket %s: %w", s, err)
+}

@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/spf13/viper"
+
+	"github.com/shale-dev/shale/agent"
+	"github.com/shale-dev/shale/metastore"
+)
+
+// describeFromEtcd is `topic describe` when no agent answered (agentErr):
+// everything it shows is in etcd, offsets included (the partition states),
+// so it needs only --etcd-endpoints. Configs are those set on the topic;
+// the others have their defaults.
+func describeFromEtcd(ctx context.Context, out io.Writer, v *viper.Viper, name string, agentErr error) error {
+	meta, closeMeta, err := openMetaFlags(ctx, v)
+	if err != nil {
+		return fmt.Errorf("%w\nand etcd could not be read either: %v", agentErr, err)
+	}
+	defer closeMeta()
+	t, err := meta.GetTopic(ctx, name)
+	if errors.Is(err, metastore.ErrTopicNotFound) {
+		return fmt.Errorf("topic %s not found in etcd (see `shale status`)", name)
+	}
+	if err != nil {
+		return err
+	}
+	storage, err := scanStorage(ctx, meta, t)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "topic %s  id %s  partitions %d  (read from etcd: no agent answered)\n\n", name, kafkaTopicID(t.ID), t.Partitions)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PARTITION\tLOG START\tLOG END\tRECORDS\tBYTES\tOBJECTS\tINDEX ENTRIES")
+	for p := range t.Partitions {
+		ps := storage[p]
+		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\t%d\t%d\n", p, ps.start, ps.next, ps.next-ps.start, HumanBytes(ps.bytes), ps.objects, ps.entries)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "\nCONFIG (set on the topic; every other config has its default)")
+	keys := make([]string, 0, len(t.Configs))
+	for k := range t.Configs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	for _, k := range keys {
+		note := ""
+		if agent.TopicConfigIgnored(k) {
+			note = "\t(ignored on shale)"
+		}
+		fmt.Fprintf(w, "%s\t%s%s\n", k, t.Configs[k], note)
+	}
+	return w.Flush()
+}
