@@ -14,6 +14,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/shale-dev/shale/internal/retry"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/metrics"
 	"github.com/shale-dev/shale/segment"
@@ -334,30 +335,32 @@ func (e *Engine) build(so *sealedObject) error {
 	return nil
 }
 
+// uploadRetry paces an object's upload attempts, until UploadTimeout: 50 ms
+// then doubling up to 2 s, jittered so agents retrying together spread.
+var uploadRetry = retry.Policy{Initial: 50 * time.Millisecond, Max: 2 * time.Second, Jitter: retry.HalfJitter}
+
 func (e *Engine) upload(so *sealedObject) error {
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.UploadTimeout)
 	defer cancel()
-	backoff := 50 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	var last error
+	err := retry.Do(ctx, uploadRetry, func(attempt int) error {
 		// A store that stops answering (a hung connection) must not hold
 		// the whole object's budget: each attempt gets its own bound.
 		actx, acancel := context.WithTimeout(ctx, attemptTimeout(so.size))
 		err := e.putFile(actx, so)
 		acancel()
-		if err == nil {
-			e.count(func(s *Stats) { s.ObjectsUploaded++; s.BytesUploaded += so.size })
-			return nil
+		if err != nil && ctx.Err() == nil {
+			e.count(func(s *Stats) { s.UploadRetries++ })
+			e.log.Warn("upload failed, retrying", "key", so.key, "attempt", attempt, "err", err)
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("upload %s: %w (last error: %v)", so.key, ctx.Err(), err)
-		}
-		e.count(func(s *Stats) { s.UploadRetries++ })
-		e.log.Warn("upload failed, retrying", "key", so.key, "attempt", attempt+1, "err", err)
-		if !sleepCtx(ctx, jitter(backoff)) {
-			return fmt.Errorf("upload %s: %w (last error: %v)", so.key, ctx.Err(), err)
-		}
-		backoff = min(backoff*2, 2*time.Second)
+		last = err
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("upload %s: %w (last error: %v)", so.key, ctx.Err(), last)
 	}
+	e.count(func(s *Stats) { s.ObjectsUploaded++; s.BytesUploaded += so.size })
+	return nil
 }
 
 // attemptTimeout bounds one upload attempt: a few seconds plus the time
