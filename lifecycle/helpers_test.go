@@ -1,7 +1,6 @@
 package lifecycle_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/engine/enginetest"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
@@ -90,49 +90,14 @@ func produceFlushes(t testing.TB, e *engine.Engine, tp metastore.Topic, flushes,
 // Kafka consumer's default per partition), and returns the batches as served.
 func readFrom(t testing.TB, e *engine.Engine, id metastore.TopicID, p int32, off int64) [][]byte {
 	t.Helper()
-	ctx := lcCtx(t)
-	var out [][]byte
-	for range 1 << 20 {
-		res, err := e.Fetch(ctx, id, p, off, 1<<20)
-		if err != nil {
-			t.Fatalf("fetch p%d @%d: %v", p, off, err)
-		}
-		if len(res.Records) == 0 {
-			if off != res.HighWatermark {
-				t.Fatalf("fetch p%d @%d: empty below high watermark %d", p, off, res.HighWatermark)
-			}
-			return out
-		}
-		bs, err := segment.SplitBatches(res.Records, true)
-		if err != nil {
-			t.Fatalf("fetched bytes: %v", err)
-		}
-		for _, b := range bs {
-			end := b.Header.BaseOffset + b.Header.OffsetSpan()
-			if end <= off {
-				continue
-			}
-			if b.Header.BaseOffset != off && (len(out) > 0 || b.Header.BaseOffset > off) {
-				t.Fatalf("p%d: batch at %d, want %d (gap or overlap)", p, b.Header.BaseOffset, off)
-			}
-			out = append(out, append([]byte(nil), b.Raw...))
-			off = end
-		}
-	}
-	t.Fatalf("p%d: read did not end", p)
-	return nil
+	return enginetest.ReadFrom(t, func(ctx context.Context, off int64, max int) ([]byte, int64, error) {
+		res, err := e.Fetch(ctx, id, p, off, max)
+		return res.Records, res.HighWatermark, err
+	}, off, 1<<20)
 }
 
 func sameBatches(t testing.TB, what string, got, want [][]byte) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d batches, want %d", what, len(got), len(want))
-	}
-	for i := range got {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Fatalf("%s: batch %d differs", what, i)
-		}
-	}
+	enginetest.SameBatches(t, what, got, want)
 }
 
 // checkIndex proves there is no dangling index entry: every entry of every

@@ -1,0 +1,88 @@
+// Package enginetest holds the test helpers shared by the engine's tests
+// and the lifecycle jobs' (and anything else that writes through an engine
+// and reads back): a local object store, reading a partition to its end as
+// a consumer would, and comparing batches. It does not import engine, so
+// the engine's own (internal) tests can use it: an engine's Fetch is passed
+// in as a Fetch.
+package enginetest
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/shale-dev/shale/s3tier"
+	"github.com/shale-dev/shale/segment"
+)
+
+// DirStore is a local-directory object store under t's temporary directory.
+func DirStore(t testing.TB) s3tier.Store {
+	t.Helper()
+	s, err := s3tier.NewDirStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Fetch is one fetch of a partition from offset, at most maxBytes: the
+// record batches served (absolute offsets) and the high watermark. Adapt an
+// engine with func(ctx, off, max) { r, err := e.Fetch(ctx, id, p, off, max);
+// return r.Records, r.HighWatermark, err }.
+type Fetch func(ctx context.Context, offset int64, maxBytes int) (records []byte, highWatermark int64, err error)
+
+// ReadFrom fetches a partition from off to its high watermark, maxBytes per
+// fetch, and returns the batches as served. It fails t on a fetch error, a
+// gap or overlap between batches, an empty fetch below the high watermark,
+// or a read that does not end. The first batch may start before off (a
+// compacted segment's chunk does); the ones before off are skipped.
+func ReadFrom(t testing.TB, fetch Fetch, off int64, maxBytes int) [][]byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var out [][]byte
+	for range 1 << 20 {
+		records, hw, err := fetch(ctx, off, maxBytes)
+		if err != nil {
+			t.Fatalf("fetch @%d: %v", off, err)
+		}
+		if len(records) == 0 {
+			if off != hw {
+				t.Fatalf("fetch @%d: empty below high watermark %d", off, hw)
+			}
+			return out
+		}
+		bs, err := segment.SplitBatches(records, true)
+		if err != nil {
+			t.Fatalf("fetched bytes: %v", err)
+		}
+		for _, b := range bs {
+			end := b.Header.BaseOffset + b.Header.OffsetSpan()
+			if end <= off {
+				continue
+			}
+			if b.Header.BaseOffset != off && (len(out) > 0 || b.Header.BaseOffset > off) {
+				t.Fatalf("batch at %d, want %d (gap or overlap)", b.Header.BaseOffset, off)
+			}
+			out = append(out, append([]byte(nil), b.Raw...))
+			off = end
+		}
+	}
+	t.Fatalf("read from %d did not end", off)
+	return nil
+}
+
+// SameBatches fails t unless got and want hold the same batches, byte for
+// byte, in the same order.
+func SameBatches(t testing.TB, what string, got, want [][]byte) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d batches, want %d", what, len(got), len(want))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("%s: batch %d differs", what, i)
+		}
+	}
+}
