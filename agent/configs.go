@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,15 +13,27 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-// Topic configs shale knows. Names, types and defaults are Kafka's. Some are
-// enforced by shale; the others are accepted and stored so that tools which
-// set them keep working, but they have no effect (replication, local log
-// segments and flushing do not exist here: durability comes from the
-// bucket). Configs whose Kafka meaning shale cannot honour are refused with
-// INVALID_CONFIG rather than silently ignored: cleanup.policy=compact,
-// message.timestamp.type=LogAppendTime and compression.type other than
-// "producer" (batches are stored as the producer sent them). Unknown names
-// are refused too, as Kafka does.
+// Topic configs shale knows. Names, types and defaults are Kafka's (3.x).
+// Some are enforced by shale; the others are accepted and stored so that
+// tools which set them keep working, but they have no effect (replication,
+// local log segments, tiered storage and flushing do not exist here:
+// durability comes from the bucket). Their documentation, which
+// DescribeConfigs returns on request, starts "Accepted, no effect". They
+// include the configs Kafka 3.x itself accepts and ignores:
+// message.format.version (deprecated in 3.0; message format v2 is the only
+// one) and message.downconversion.enable; and those of its tiered storage
+// (remote.storage.enable, local.retention.ms/bytes,
+// remote.log.copy.disable, remote.log.delete.on.disable). Like any other
+// config they are reported by DescribeConfigs with the value set
+// (DYNAMIC_TOPIC_CONFIG) or Kafka's default (DEFAULT_CONFIG). Configs whose
+// Kafka meaning shale cannot honour are refused with INVALID_CONFIG rather
+// than silently ignored: cleanup.policy=compact and
+// message.timestamp.type=LogAppendTime. Unknown names are refused too, as
+// Kafka does.
+//
+// compression.type takes every Kafka value, with the KIP-390 levels
+// (compression.gzip.level, compression.lz4.level, compression.zstd.level);
+// compression.go says where and how batches are recompressed.
 //
 // The defaults below are what DescribeConfigs reports for a topic that does
 // not set a config; the lifecycle jobs must apply the same defaults.
@@ -44,8 +57,20 @@ const (
 var topicConfigs = map[string]topicConfig{
 	configCleanupPolicy: {typ: kmsg.ConfigTypeList, def: "delete", enforced: true, check: oneOf("delete"),
 		doc: "Only \"delete\" (retention): shale does not compact topics."},
-	"compression.type": {typ: kmsg.ConfigTypeString, def: "producer", enforced: true, check: oneOf("producer"),
-		doc: "Only \"producer\": batches are stored as the producer compressed them."},
+	configCompressionType: {typ: kmsg.ConfigTypeString, def: "producer", enforced: true, check: oneOf(compressionTypes...),
+		doc: "The codec batches are stored in: \"producer\" keeps the producer's; uncompressed, gzip, snappy, lz4 or zstd recompress at produce time a batch in another codec."},
+	configGzipLevel: {typ: kmsg.ConfigTypeInt, def: "-1", enforced: true, check: gzipLevel,
+		doc: "gzip level when compression.type=gzip: 1-9, or -1 for the codec's default (6)."},
+	configLZ4Level: {typ: kmsg.ConfigTypeInt, def: "9", enforced: true, check: between(1, 17),
+		doc: "lz4 level when compression.type=lz4: 1 to 17; up to 9 (the default) lz4's fast compressor, 10 to 17 its high-compression levels 2 to 9."},
+	configZstdLevel: {typ: kmsg.ConfigTypeInt, def: "3", enforced: true, check: between(-131072, 22),
+		doc: "zstd level when compression.type=zstd: -131072 to 22."},
+	"local.retention.bytes":                   {typ: kmsg.ConfigTypeLong, def: "-2", check: atLeast(-2), doc: "Accepted, no effect: shale has no local tier."},
+	"local.retention.ms":                      {typ: kmsg.ConfigTypeLong, def: "-2", check: atLeast(-2), doc: "Accepted, no effect: shale has no local tier."},
+	"message.format.version":                  {typ: kmsg.ConfigTypeString, def: "3.0-IV1", check: kafkaVersion, doc: "Accepted, no effect (deprecated in Kafka 3.0, which ignores it too): batches are message format v2."},
+	"remote.log.copy.disable":                 {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
+	"remote.log.delete.on.disable":            {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
+	"remote.storage.enable":                   {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
 	"delete.retention.ms":                     {typ: kmsg.ConfigTypeLong, def: "86400000", check: atLeast(0), doc: "Accepted, no effect (compaction only)."},
 	"file.delete.delay.ms":                    {typ: kmsg.ConfigTypeLong, def: "60000", check: atLeast(0), doc: "Accepted, no effect."},
 	"flush.messages":                          {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1), doc: "Accepted, no effect: acknowledged records are in the bucket."},
@@ -88,6 +113,37 @@ func oneOf(allowed ...string) func(string) error {
 		}
 		return fmt.Errorf("shale supports only %s", strings.Join(quoteAll(allowed), ", "))
 	}
+}
+
+func between(lo, hi int64) func(string) error {
+	return func(v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("must be an integer in [%d, %d]", lo, hi)
+		}
+		return nil
+	}
+}
+
+func gzipLevel(v string) error {
+	if strings.TrimSpace(v) == "-1" {
+		return nil
+	}
+	if between(1, 9)(v) != nil {
+		return fmt.Errorf("must be -1 or an integer in [1, 9]")
+	}
+	return nil
+}
+
+// kafkaVersion accepts what Kafka's message.format.version validator does:
+// a release ("0.10.0", "2.8", "3.0") with an optional "-IVn" suffix.
+var kafkaVersionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?(-IV[0-9]+)?$`)
+
+func kafkaVersion(v string) error {
+	if !kafkaVersionRE.MatchString(v) {
+		return fmt.Errorf("must be a Kafka version such as 2.8 or 3.0-IV1")
+	}
+	return nil
 }
 
 func quoteAll(ss []string) []string {

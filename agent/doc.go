@@ -72,6 +72,9 @@
 // a client that can only speak message format v0/v1 has its connection
 // closed (old Produce and Fetch responses have no field to carry
 // UNSUPPORTED_VERSION) or gets INVALID_RECORD, never a silent misread.
+// A topic's compression.type is applied at produce time, as Kafka applies
+// it: batches in another codec are recompressed before the engine stores
+// them (compression.go).
 //
 // Consumer groups (classic protocol, eager and cooperative, static members)
 // have one coordinator agent at a time, claimed in etcd under that agent's

@@ -21,6 +21,9 @@ package agent
 // produce requests in flight; answers are still written in request order.
 // A request not durable within its timeout is REQUEST_TIMED_OUT (the records
 // may still become durable: an idempotent retry is de-duplicated).
+//
+// A topic whose compression.type names a codec gets its batches
+// recompressed before they reach the engine (compression.go).
 
 import (
 	"context"
@@ -91,12 +94,16 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 			if code == 0 && segment.HasBatchOver(p.Records, maxMessageBytes(t.Configs)) {
 				code = kerr.MessageTooLarge.Code
 			}
+			records := p.Records
+			if code == 0 {
+				records, code = storedRecords(t.Configs, p.Records) // compression.go
+			}
 			if code != 0 {
 				op.ErrorCode = code
 				refused = true
 				continue
 			}
-			pend := s.eng.Produce(wctx, t.ID, p.Partition, p.Records)
+			pend := s.eng.Produce(wctx, t.ID, p.Partition, records)
 			parts = append(parts, producePart{ti: ti, pi: pi, pend: pend})
 		}
 	}
