@@ -6,7 +6,8 @@ package agent
 // node ID (any agent handles admin requests). Asking for controller
 // endpoints (v1+, EndpointType 2) is UNSUPPORTED_ENDPOINT_TYPE, as a Kafka
 // broker answers. There are no fenced agents: an agent whose lease expired
-// is simply absent. Authorized operations are not computed.
+// is simply absent. Authorized operations on the cluster are computed from
+// the ACLs when asked (authorized_ops.go).
 
 import (
 	"context"
@@ -30,6 +31,7 @@ func (s *Server) handleDescribeCluster(ctx context.Context, rc *reqCtx, req *kms
 	}
 	agents := s.liveAgents(ctx)
 	resp.ClusterID = s.cfg.ClusterID
+	resp.ClusterAuthorizedOperations = s.who(rc).authorizedOpsIf(req.IncludeClusterAuthorizedOperations, kmsg.ACLResourceTypeCluster, "")
 	resp.ControllerID = controllerID(agents)
 	for _, a := range agents {
 		b := kmsg.NewDescribeClusterResponseBroker()

@@ -2,12 +2,25 @@ package agent
 
 // DescribeGroups (key 15): v0-v6.
 //
-// The coordinator describes a group from memory: state, protocol, and each
-// member with its metadata and assignment. A group another agent
-// coordinates is NOT_COORDINATOR. A group nobody coordinates is described
-// without claiming it: Empty if it has committed offsets, otherwise Dead
-// (as Kafka describes an unknown group). Authorized operations are not
-// computed (shale has no ACLs): -2147483648, "not requested".
+// The coordinator describes a group from memory: state, protocol type,
+// protocol, and each member with its metadata and assignment. A group
+// another agent coordinates is NOT_COORDINATOR. States and protocol types
+// are Kafka's:
+//   - a group with no member and no committed offset is Dead with no
+//     protocol type, as Kafka describes an unknown group, even when an
+//     agent holds it (FindCoordinator claims groups);
+//   - a group whose members all left is Empty and keeps its protocol type
+//     ("consumer");
+//   - a group made only by committing offsets (a "simple" group of tools)
+//     is Empty with no protocol type, as long as no member joined it since
+//     its coordinator claimed it.
+// A group nobody coordinates (released after 5 idle minutes) is described
+// without claiming it: Empty with protocol type "consumer" if it has
+// committed offsets, else Dead. Unlike Kafka, which keeps the protocol type
+// in its log, shale does not record it: a simple group released by its
+// coordinator is then shown as "consumer".
+// Authorized operations (v3+, when asked) are computed from the ACLs
+// (authorized_ops.go).
 
 import (
 	"context"
@@ -20,10 +33,15 @@ func init() {
 	register(kmsg.DescribeGroups, 0, 6, (*Server).handleDescribeGroups, onGroups(kmsg.ACLOperationDescribe, describeGroupsGroups))
 }
 
-func (s *Server) handleDescribeGroups(ctx context.Context, _ *reqCtx, req *kmsg.DescribeGroupsRequest) (reply, error) {
+func (s *Server) handleDescribeGroups(ctx context.Context, rc *reqCtx, req *kmsg.DescribeGroupsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	w := s.who(rc)
 	for _, name := range req.Groups {
-		resp.Groups = append(resp.Groups, s.describeGroup(ctx, name))
+		d := s.describeGroup(ctx, name)
+		if d.ErrorCode == 0 {
+			d.AuthorizedOperations = w.authorizedOpsIf(req.IncludeAuthorizedOperations, kmsg.ACLResourceTypeGroup, name)
+		}
+		resp.Groups = append(resp.Groups, d)
 	}
 	return now(resp)
 }
@@ -35,10 +53,12 @@ func (s *Server) describeGroup(ctx context.Context, name string) kmsg.DescribeGr
 		d.ErrorCode = kerr.InvalidGroupID.Code
 		return d
 	}
-	if g := s.groups().lookup(name); g != nil {
+	g := s.groups().lookup(name)
+	if g != nil {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		if g.state != stateDead {
+		// Empty with no member since the claim: described by its offsets.
+		if g.state != stateDead && (g.state != stateEmpty || g.generation > 0) {
 			d.State, d.ProtocolType = g.state.String(), g.protocolType
 			if g.state == stateStable || g.state == stateCompleting {
 				d.Protocol = g.protocol
@@ -54,14 +74,17 @@ func (s *Server) describeGroup(ctx context.Context, name string) kmsg.DescribeGr
 			return d
 		}
 	}
-	holder, err := s.meta.GroupCoordinator(ctx, name)
-	if err != nil {
-		d.ErrorCode = errCode(s.log, "describe group", err)
-		return d
-	}
-	if holder >= 0 {
-		d.ErrorCode = kerr.NotCoordinator.Code
-		return d
+	held := g != nil && g.state != stateDead
+	if !held {
+		holder, err := s.meta.GroupCoordinator(ctx, name)
+		if err != nil {
+			d.ErrorCode = errCode(s.log, "describe group", err)
+			return d
+		}
+		if holder >= 0 {
+			d.ErrorCode = kerr.NotCoordinator.Code
+			return d
+		}
 	}
 	offs, err := s.meta.FetchGroupOffsets(ctx, name)
 	if err != nil {
@@ -69,7 +92,10 @@ func (s *Server) describeGroup(ctx context.Context, name string) kmsg.DescribeGr
 		return d
 	}
 	d.State = "Dead"
-	if len(offs) > 0 {
+	switch {
+	case len(offs) > 0 && held:
+		d.State = "Empty" // a simple group: no protocol type
+	case len(offs) > 0:
 		d.State, d.ProtocolType = "Empty", "consumer"
 	}
 	return d

@@ -284,7 +284,9 @@ func (g *group) completeJoin() {
 	}
 	g.generation++
 	if len(g.members) == 0 {
-		g.state, g.protocol, g.protocolType, g.leader = stateEmpty, "", "", ""
+		// As Kafka, an Empty group keeps its protocol type ("consumer")
+		// until a member of another type joins it.
+		g.state, g.protocol, g.leader = stateEmpty, "", ""
 		g.emptySince = time.Now()
 		g.idleSince = g.emptySince
 		return

@@ -2,10 +2,12 @@ package agent
 
 // ListGroups (key 16): v0-v5.
 //
-// Each agent lists the groups it coordinates, with their state; a group
-// known to etcd (it has committed offsets) that no agent coordinates is
-// listed, as Empty, by the agent FindCoordinator would name for it, so a
-// client asking every agent (as kadm does) sees each group once. States
+// Each agent lists the groups it coordinates, with their state and
+// protocol type as DescribeGroups gives them (a group held with no member
+// and no offset does not exist for Kafka and is not listed); a group known
+// to etcd (it has committed offsets) that no agent coordinates is listed,
+// as Empty, by the agent FindCoordinator would name for it, so a client
+// asking every agent (as kadm does) sees each group once. States
 // (v4+) and types (v5+, every group is "classic") filter as in Kafka,
 // case-insensitively.
 
@@ -41,19 +43,25 @@ func (s *Server) handleListGroups(ctx context.Context, _ *reqCtx, req *kmsg.List
 		g.Group, g.ProtocolType, g.GroupState, g.GroupType = name, protocolType, state, "classic"
 		resp.Groups = append(resp.Groups, g)
 	}
-	mine := map[string]bool{}
-	for _, g := range s.groups().owned() {
-		g.mu.Lock()
-		if g.state != stateDead {
-			add(g.name, g.protocolType, g.state.String())
-			mine[g.name] = true
-		}
-		g.mu.Unlock()
-	}
 	listed, err := s.meta.ListGroups(ctx)
 	if err != nil {
 		resp.ErrorCode = errCode(s.log, "list groups", err)
 		return now(resp)
+	}
+	withOffsets := map[string]bool{}
+	for _, l := range listed {
+		withOffsets[l.Name] = l.HasOffsets
+	}
+	mine := map[string]bool{}
+	for _, g := range s.groups().owned() {
+		g.mu.Lock()
+		// A group held with no member since its claim exists for Kafka
+		// only if it has offsets (describe_groups.go).
+		if g.state != stateDead && (g.state != stateEmpty || g.generation > 0 || withOffsets[g.name]) {
+			add(g.name, g.protocolType, g.state.String())
+		}
+		mine[g.name] = g.state != stateDead
+		g.mu.Unlock()
 	}
 	agents := s.liveAgents(ctx)
 	self := s.NodeID()

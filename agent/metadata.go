@@ -13,8 +13,8 @@ package agent
 // Config.AutoCreateTopics is set and the request allows it (always before
 // v4, AllowAutoTopicCreation from v4), with Config.DefaultPartitions
 // partitions; unlike Kafka, it is returned ready at once instead of with
-// LEADER_NOT_AVAILABLE first. Authorized operations are not computed
-// (reported as -2147483648, "not requested"). Topics are read from etcd for
+// LEADER_NOT_AVAILABLE first. Authorized operations (v8+) are computed
+// from the ACLs when asked (authorized_ops.go). Topics are read from etcd for
 // every Metadata request (not from the topic cache), so a change made
 // through any agent is visible at once.
 //
@@ -40,6 +40,7 @@ func init() {
 
 func (s *Server) handleMetadata(ctx context.Context, rc *reqCtx, req *kmsg.MetadataRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	defer s.metadataAuthorizedOps(rc, req, resp)
 	agents := s.liveAgents(ctx)
 	for _, a := range agents {
 		b := kmsg.NewMetadataResponseBroker()
