@@ -3,11 +3,10 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"hash/crc32"
-	"io"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -22,11 +21,29 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // another agent committed to the same partitions first.
 const maxConflictRetries = 200
 
+// maxCommitObjects bounds how many uploaded objects one commit pass takes.
+const maxCommitObjects = 8
+
 // commitLoop commits sealed objects strictly in seal order, so one agent's
-// batches for a partition keep the order they arrived in.
+// batches for a partition keep the order they arrived in. One pass commits
+// the next object together with the objects sealed after it that are
+// already uploaded (at most maxCommitObjects): a partition's chunks of all
+// of them go into one index update, in seal order, so a later object never
+// waits for an earlier one's etcd reply (commit pipelining; see doc.go). An
+// object whose upload failed is never grouped: it is failed on its own
+// pass, after everything sealed before it.
 func (e *Engine) commitLoop() {
 	cache := make(map[partKey]metastore.PartitionState)
-	for so := range e.sealed {
+	var carry *sealedObject // taken from e.sealed, not yet committed
+	for {
+		so := carry
+		carry = nil
+		if so == nil {
+			var ok bool
+			if so, ok = <-e.sealed; !ok {
+				return
+			}
+		}
 		select {
 		case <-so.uploaded:
 		case <-e.ctx.Done():
@@ -35,38 +52,84 @@ func (e *Engine) commitLoop() {
 		if so.uploadErr != nil {
 			e.log.Error("object not uploaded; failing its producers", "key", so.key, "err", so.uploadErr)
 			e.failObject(so, kerr.KafkaStorageError)
-		} else {
-			if e.cfg.beforeCommit != nil {
-				e.cfg.beforeCommit(so.key)
+			e.retire(so)
+			continue
+		}
+		group := []*sealedObject{so}
+	gather:
+		for len(group) < maxCommitObjects {
+			select {
+			case nx, ok := <-e.sealed:
+				if !ok {
+					break gather // the next receive sees the close too
+				}
+				if uploadedOK(nx) {
+					group = append(group, nx)
+				} else {
+					carry = nx
+					break gather
+				}
+			default:
+				break gather
 			}
-			// Cache the object before committing it: readers woken by the
-			// commit then find it locally instead of GETting it back.
-			if so.cached != nil {
-				<-so.cached // written beside the PUT: normally done by now
-			} else {
-				e.cache.adoptObject(so.key, so.path, so.size)
-			}
-			waited := time.Since(so.uploadedAt)
-			t0 := time.Now()
-			e.commitObject(so, cache)
-			took := time.Since(t0)
-			e.log.Debug("object committed", "key", so.key, "bytes", so.size, "upload", so.uploadedAt.Sub(so.sealedAt),
-				"queued", waited, "commit", took)
-			e.cfg.Metrics.Flush(so.size, time.Since(so.sealedAt), took)
-			e.cfg.Metrics.Stage(metrics.StageCommitQueue, waited)
-			e.cfg.Metrics.Stage(metrics.StageCommit, took)
 		}
-		if so.cached != nil {
-			<-so.cached // its writer reads data
-		}
-		if so.data == nil {
-			_ = os.Remove(so.path) // the cache keeps its own link
-		}
-		so.data = nil
-		e.releaseMem(so.mem)
-		e.release(so.bytes)
-		close(so.committed)
+		e.commitPass(group, cache)
 	}
+}
+
+// uploadedOK reports whether so's upload has finished successfully.
+func uploadedOK(so *sealedObject) bool {
+	select {
+	case <-so.uploaded:
+		return so.uploadErr == nil
+	default:
+		return false
+	}
+}
+
+// commitPass commits a group of uploaded objects (in seal order) and
+// answers their producers.
+func (e *Engine) commitPass(group []*sealedObject, cache map[partKey]metastore.PartitionState) {
+	waited := make([]time.Duration, len(group))
+	for i, so := range group {
+		waited[i] = time.Since(so.uploadedAt)
+		if e.cfg.beforeCommit != nil {
+			e.cfg.beforeCommit(so.key)
+		}
+		// Cache the object before committing it: readers woken by the
+		// commit then find it locally instead of GETting it back.
+		if so.cached != nil {
+			<-so.cached // written beside the PUT: normally done by now
+		} else {
+			e.cache.adoptObject(so.key, so.path, so.size)
+		}
+	}
+	t0 := time.Now()
+	e.commitObjects(group, cache)
+	took := time.Since(t0)
+	e.count(func(s *Stats) { s.CommitPasses++; s.CommittedObjects += int64(len(group)) })
+	for i, so := range group {
+		e.log.Debug("object committed", "key", so.key, "bytes", so.size, "upload", so.uploadedAt.Sub(so.sealedAt),
+			"queued", waited[i], "commit", took, "objects_in_pass", len(group))
+		e.cfg.Metrics.Flush(so.size, time.Since(so.sealedAt), took)
+		e.cfg.Metrics.Stage(metrics.StageCommitQueue, waited[i])
+		e.cfg.Metrics.Stage(metrics.StageCommit, took)
+		e.retire(so)
+	}
+}
+
+// retire releases a committed or failed object's memory and space.
+func (e *Engine) retire(so *sealedObject) {
+	if so.cached != nil {
+		<-so.cached // its writer reads data
+	}
+	if so.data == nil {
+		_ = os.Remove(so.path) // the cache keeps its own link
+	}
+	so.data = nil
+	e.releaseMem(so.mem)
+	e.release(so.bytes)
+	close(so.committed)
 }
 
 func (e *Engine) failObject(so *sealedObject, err error) {
@@ -98,272 +161,210 @@ func resolve(pb *pendingBatch, v verdict, logStart int64) {
 	}
 }
 
-// plan is one chunk's commit computed against a partition state.
-type plan struct {
-	c        *sealedChunk
-	base     metastore.PartitionState // the state the plan was computed from
-	fresh    bool                     // base was read from etcd for this plan
-	next     metastore.PartitionState
-	verdicts []verdict
-	entries  []metastore.IndexEntry
-}
-
-func (e *Engine) commitObject(so *sealedObject, cache map[partKey]metastore.PartitionState) {
+// commitObjects commits a group of uploaded objects: one unit per
+// partition, holding that partition's chunks of every object in seal order.
+func (e *Engine) commitObjects(group []*sealedObject, cache map[partKey]metastore.PartitionState) {
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.UploadTimeout)
 	defer cancel()
-	// Group chunks so each transaction stays under the server's op limit.
-	var group []*sealedChunk
-	ops := 0
-	flush := func() {
-		if len(group) > 0 {
-			e.commitGroup(ctx, so, group, cache)
+	var units []*unit
+	byKey := make(map[partKey]*unit)
+	for _, so := range group {
+		for i := range so.chunks {
+			c := &so.chunks[i]
+			u := byKey[c.k]
+			if u == nil {
+				u = &unit{k: c.k}
+				byKey[c.k] = u
+				units = append(units, u)
+			}
+			u.parts = append(u.parts, part{so: so, c: c})
 		}
-		group, ops = nil, 0
 	}
-	for i := range so.chunks {
-		c := &so.chunks[i]
-		// Worst case: one entry per batch, plus the state put and a compare.
-		n := len(c.batches) + 2
-		if ops+n > e.cfg.MaxTxnOps-1 {
-			flush()
-		}
-		group = append(group, c)
-		ops += n
-	}
-	flush()
+	e.commitUnits(ctx, units, cache)
 }
 
-// commitGroup commits a group of chunks in one etcd transaction, retrying on
-// conflicts with fresh state, and answers their waiters.
-func (e *Engine) commitGroup(ctx context.Context, so *sealedObject, group []*sealedChunk, cache map[partKey]metastore.PartitionState) {
-	var plans []*plan
+// commitUnits plans every unit against the partition states, packs the
+// plans into transactions under the server's op limit and sends those
+// transactions at once (they touch disjoint partitions, so etcd may apply
+// them in one batch). Committed units are answered; conflicts (another
+// agent committed first) and errors are retried, with fresh state, for the
+// units still open, with jitter and at most maxConflictRetries times.
+func (e *Engine) commitUnits(ctx context.Context, units []*unit, cache map[partKey]metastore.PartitionState) {
+	var unknown []*plan // plans of transactions whose outcome is unknown
 	backoff := 5 * time.Millisecond
 	var lastErr error
-	for attempt := 0; attempt < maxConflictRetries && len(group) > 0; attempt++ {
+	for attempt := 0; attempt < maxConflictRetries && len(units) > 0; attempt++ {
 		if attempt > 0 {
 			if !sleepCtx(ctx, jitter(backoff)) {
 				break
 			}
 			backoff = min(backoff*2, 500*time.Millisecond)
 		}
-		if lastErr != nil && !errors.Is(lastErr, metastore.ErrConflict) && plans != nil {
-			// The previous attempt's outcome is unknown: finish the plans that
-			// did apply instead of writing them twice.
-			group = e.finishApplied(ctx, so, plans, group, cache)
-			if len(group) == 0 {
+		if len(unknown) > 0 {
+			// Finish the plans that did apply instead of writing them twice.
+			units = e.finishApplied(ctx, unknown, units, cache)
+			unknown = nil
+			if len(units) == 0 {
 				return
 			}
 		}
-		plans = plans[:0]
+		plans := make([]*plan, 0, len(units))
 		var err error
-		for _, c := range group {
-			var p *plan
-			if p, err = e.makePlan(ctx, so, c, cache, attempt > 0); err != nil {
+		open := units[:0:0]
+		for _, u := range units {
+			p, perr := e.makePlan(ctx, u, cache, attempt > 0)
+			if errors.Is(perr, metastore.ErrTopicNotFound) {
+				e.failUnit(u, kerr.UnknownTopicOrPartition)
+				continue
+			}
+			if perr != nil {
+				err = perr
 				break
 			}
 			plans = append(plans, p)
+			open = append(open, u)
 		}
 		if err != nil {
-			plans = nil
 			lastErr = err
-			if errors.Is(err, metastore.ErrTopicNotFound) {
-				break
-			}
+			units = dropFailed(units)
 			continue
 		}
+		units = open
+		failed, ferr := e.sendPlans(ctx, plans, cache)
+		if ferr == nil {
+			return
+		}
+		units = unitsOf(failed)
+		for _, u := range units {
+			delete(cache, u.k)
+		}
+		if errors.Is(ferr, metastore.ErrConflict) {
+			e.count(func(s *Stats) { s.CommitConflicts++ })
+		} else {
+			e.log.Warn("commit failed, retrying", "objects", objectKeys(units), "attempt", attempt+1, "err", ferr)
+			unknown = failed
+		}
+		lastErr = ferr
+	}
+	if len(units) == 0 {
+		return
+	}
+	e.log.Error("commit gave up; failing its producers", "objects", objectKeys(units), "err", lastErr)
+	for _, u := range units {
+		e.failUnit(u, kerr.RequestTimedOut)
+	}
+}
+
+// sendPlans packs plans into transactions, sends them concurrently and
+// finishes the committed ones. It returns the plans of the transactions
+// that failed and the first error (an ErrConflict when that is all).
+func (e *Engine) sendPlans(ctx context.Context, plans []*plan, cache map[partKey]metastore.PartitionState) ([]*plan, error) {
+	txns := packPlans(plans, e.cfg.MaxTxnOps-1)
+	revs := make([]int64, len(txns))
+	errs := make([]error, len(txns))
+	var wg sync.WaitGroup
+	for i, txn := range txns {
 		var commits []metastore.ChunkCommit
-		for _, p := range plans {
+		for _, p := range txn {
 			if p.entries != nil {
 				commits = append(commits, metastore.ChunkCommit{
-					TopicID: p.c.k.id, Partition: p.c.k.p,
+					TopicID: p.u.k.id, Partition: p.u.k.p,
 					ExpectedRevision: p.base.Revision, Entries: p.entries, New: p.next,
 				})
 			}
 		}
-		var rev int64
-		if len(commits) > 0 {
-			rev, err = e.meta.CommitChunks(ctx, commits)
-			e.count(func(s *Stats) { s.CommitTxns++ })
+		if len(commits) == 0 {
+			continue
 		}
-		if err == nil {
-			e.finishPlans(plans, rev, cache)
-			return
-		}
-		for _, c := range group {
-			delete(cache, c.k)
-		}
-		if errors.Is(err, metastore.ErrConflict) {
-			e.count(func(s *Stats) { s.CommitConflicts++ })
-		} else {
-			e.log.Warn("commit failed, retrying", "key", so.key, "attempt", attempt+1, "err", err)
-		}
-		lastErr = err
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			revs[i], errs[i] = e.meta.CommitChunks(ctx, commits)
+		}()
+		e.count(func(s *Stats) { s.CommitTxns++ })
 	}
-	if errors.Is(lastErr, metastore.ErrTopicNotFound) {
-		lastErr = kerr.UnknownTopicOrPartition
-	} else {
-		e.log.Error("commit gave up; failing its producers", "key", so.key, "err", lastErr)
-		lastErr = kerr.RequestTimedOut
-	}
-	for _, c := range group {
-		for j := range c.batches {
-			resolve(&c.batches[j], verdict{err: lastErr}, 0)
-		}
-	}
-}
-
-// makePlan sequences one chunk against the cached partition state, or a
-// fresh one when refresh is set or nothing is cached.
-func (e *Engine) makePlan(ctx context.Context, so *sealedObject, c *sealedChunk, cache map[partKey]metastore.PartitionState, refresh bool) (*plan, error) {
-	st, ok := cache[c.k]
-	fresh := false
-	if refresh || !ok {
-		var err error
-		if st, err = e.readState(ctx, c.k); err != nil {
-			return nil, err
-		}
-		cache[c.k] = st
-		fresh = true
-	}
-	p, err := e.sequencePlan(so, c, st)
-	if err != nil {
-		return nil, err
-	}
-	p.fresh = fresh
-	// A rejection computed from a cached state may be stale: confirm it.
-	if !fresh && p.hasRejection() {
-		st, err := e.readState(ctx, c.k)
-		if err != nil {
-			return nil, err
-		}
-		cache[c.k] = st
-		if p, err = e.sequencePlan(so, c, st); err != nil {
-			return nil, err
-		}
-		p.fresh = true
-	}
-	return p, nil
-}
-
-func (e *Engine) readState(ctx context.Context, k partKey) (metastore.PartitionState, error) {
-	// The topic must still exist; a deleted one gets UNKNOWN_TOPIC_OR_PARTITION.
-	if _, err := e.meta.GetTopicByID(ctx, k.id); err != nil {
-		return metastore.PartitionState{}, err
-	}
-	return e.meta.PartitionState(ctx, k.id, k.p)
-}
-
-func (p *plan) hasRejection() bool {
-	for _, v := range p.verdicts {
-		if v.err != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// sequencePlan runs sequencing and cuts the accepted batches into index
-// entries: one per run of consecutive accepted batches (normally one per
-// chunk; duplicates or rejected batches in the middle split it).
-func (e *Engine) sequencePlan(so *sealedObject, c *sealedChunk, st metastore.PartitionState) (*plan, error) {
-	next := st.Clone()
-	metas := make([]batchMeta, len(c.batches))
-	for i, b := range c.batches {
-		metas[i] = b.meta
-	}
-	nowMs := e.cfg.Now().UnixMilli()
-	vs := sequence(&next, metas, nowMs)
-	p := &plan{c: c, base: st, next: next, verdicts: vs}
-	pos, stored := c.info.Pos, c.info.StoredBase
-	var cur *metastore.IndexEntry
-	for i, b := range c.batches {
-		if vs[i].accept {
-			if cur == nil {
-				p.entries = append(p.entries, metastore.IndexEntry{
-					BaseOffset: vs[i].offset, ObjectKey: so.key, Pos: pos, StoredBase: stored,
-					FirstTimestamp: b.first, MaxTimestamp: b.max, CommittedMs: nowMs,
-				})
-				cur = &p.entries[len(p.entries)-1]
+	wg.Wait()
+	var failed []*plan
+	var first error
+	for i, txn := range txns {
+		if errs[i] != nil {
+			failed = append(failed, txn...)
+			if first == nil || errors.Is(first, metastore.ErrConflict) && !errors.Is(errs[i], metastore.ErrConflict) {
+				first = errs[i]
 			}
-			cur.Size += b.size
-			cur.Batches++
-			cur.LastOffset = vs[i].offset + b.meta.records - 1
-			cur.MaxTimestamp = max(cur.MaxTimestamp, b.max)
-		} else {
-			cur = nil
-		}
-		pos += b.size
-		stored += b.meta.records
-	}
-	for i := range p.entries {
-		en := &p.entries[i]
-		if en.Pos == c.info.Pos && en.Size == c.info.Size {
-			en.CRC = c.info.CRC
 			continue
 		}
-		crc, err := so.rangeCRC(en.Pos, en.Size)
-		if err != nil {
-			// Never index a range with a CRC we could not compute.
-			return nil, fmt.Errorf("checksum %s [%d, %d): %w", so.key, en.Pos, en.Pos+en.Size, err)
-		}
-		en.CRC = crc
+		e.finishPlans(txn, revs[i], cache)
 	}
-	return p, nil
+	return failed, first
 }
 
-// fileCRC computes the CRC-32C of a range of a spooled object (the part of
-// a chunk left between duplicates or rejected batches).
-func fileCRC(path string, pos, size int64) (uint32, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	h := crc32.New(castagnoli)
-	if _, err := io.Copy(h, io.NewSectionReader(f, pos, size)); err != nil {
-		return 0, err
-	}
-	return h.Sum32(), nil
-}
-
-// finishApplied handles a commit whose outcome was unknown (etcd timed out
-// or the connection broke): a plan whose first entry is now in the index at
-// its planned offset, pointing at this object, had applied; it is finished
-// as committed rather than written twice. The chunks still to commit are
-// returned.
-func (e *Engine) finishApplied(ctx context.Context, so *sealedObject, plans []*plan, group []*sealedChunk, cache map[partKey]metastore.PartitionState) []*sealedChunk {
-	var applied []*plan
-	done := make(map[*sealedChunk]bool)
+// packPlans cuts plans into transactions of at most maxOps operations
+// each (an entry put per index entry, the state put and its compare per
+// partition); a plan larger than maxOps goes alone.
+func packPlans(plans []*plan, maxOps int) [][]*plan {
+	var out [][]*plan
+	var cur []*plan
+	ops := 0
 	for _, p := range plans {
-		if len(p.entries) == 0 {
-			continue
+		n := 0
+		if p.entries != nil {
+			n = len(p.entries) + 2
 		}
-		want := p.entries[0]
-		got, err := e.meta.FindEntries(ctx, p.c.k.id, p.c.k.p, want.BaseOffset, 1)
-		if err != nil || len(got) == 0 {
-			continue
+		if len(cur) > 0 && ops+n > maxOps {
+			out = append(out, cur)
+			cur, ops = nil, 0
 		}
-		if got[0].ObjectKey == so.key && got[0].Pos == want.Pos && got[0].BaseOffset == want.BaseOffset {
-			e.log.Info("earlier commit attempt had applied", "key", so.key, "partition", p.c.k.p)
-			applied = append(applied, p)
-			done[p.c] = true
-		}
+		cur = append(cur, p)
+		ops += n
 	}
-	if len(applied) == 0 {
-		return group
+	if len(cur) > 0 {
+		out = append(out, cur)
 	}
-	// The revision is unknown; refresh the cached states on next use.
-	e.finishPlans(applied, 0, cache)
-	for _, p := range applied {
-		delete(cache, p.c.k)
-	}
-	rest := group[:0:0]
-	for _, c := range group {
-		if !done[c] {
-			rest = append(rest, c)
+	return out
+}
+
+// failUnit answers every batch of a unit with err.
+func (e *Engine) failUnit(u *unit, err error) {
+	u.failed = true
+	for _, pt := range u.parts {
+		for j := range pt.c.batches {
+			resolve(&pt.c.batches[j], verdict{err: err}, 0)
 		}
 	}
-	return rest
+}
+
+func dropFailed(units []*unit) []*unit {
+	out := units[:0:0]
+	for _, u := range units {
+		if !u.failed {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func unitsOf(plans []*plan) []*unit {
+	out := make([]*unit, len(plans))
+	for i, p := range plans {
+		out[i] = p.u
+	}
+	return out
+}
+
+// objectKeys names the objects of units, for logs.
+func objectKeys(units []*unit) []string {
+	var keys []string
+	seen := map[string]bool{}
+	for _, u := range units {
+		for _, pt := range u.parts {
+			if !seen[pt.so.key] {
+				seen[pt.so.key] = true
+				keys = append(keys, pt.so.key)
+			}
+		}
+	}
+	return keys
 }
 
 // finishPlans answers the waiters of committed plans and refreshes caches.
@@ -375,20 +376,23 @@ func (e *Engine) finishPlans(plans []*plan, rev int64, cache map[partKey]metasto
 		} else {
 			next = p.base
 		}
-		cache[p.c.k] = next
-		dups := 0
-		for j := range p.c.batches {
-			v := p.verdicts[j]
-			if !v.accept && v.err == nil {
-				dups++
+		cache[p.u.k] = next
+		dups, batches := 0, 0
+		for i, pt := range p.u.parts {
+			for j := range pt.c.batches {
+				v := p.verdicts[i][j]
+				if !v.accept && v.err == nil {
+					dups++
+				}
+				resolve(&pt.c.batches[j], v, next.LogStartOffset)
 			}
-			resolve(&p.c.batches[j], v, next.LogStartOffset)
+			batches += len(pt.c.batches)
 		}
 		if p.entries != nil {
-			e.states.advance(p.c.k, next.NextOffset, next.LogStartOffset)
-			e.index.add(p.c.k, p.entries)
+			e.states.advance(p.u.k, next.NextOffset, next.LogStartOffset)
+			e.index.add(p.u.k, p.entries)
 		}
-		e.count(func(s *Stats) { s.BatchesCommitted += int64(len(p.c.batches)); s.Duplicates += int64(dups) })
+		e.count(func(s *Stats) { s.BatchesCommitted += int64(batches); s.Duplicates += int64(dups) })
 	}
 }
 

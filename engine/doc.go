@@ -22,8 +22,33 @@
 // (another agent committed first) re-reads and retries with jitter, at most
 // maxConflictRetries times. Then every waiting produce gets its base offset.
 //
-// Objects are committed strictly in seal order, so one producer's batches
-// keep their order within a partition. Back-pressure: when more than
+// # Pipeline
+//
+// Up to Config.UploadConcurrency objects upload at once; they may finish in
+// any order. Objects are committed strictly in seal order, so one
+// producer's batches keep their order within a partition: the committer
+// takes the next sealed object once its upload is done, together with the
+// objects sealed after it whose uploads are already done (at most
+// maxCommitObjects), and commits them in one pass (commit.go). A pass
+// groups each partition's chunks of all its objects into one unit (plan.go):
+// sequencing runs through them in seal order and one state update writes
+// all their index entries, so a later object's records of a partition are
+// visible exactly when the earlier object's are, never before. The
+// transactions of one pass touch disjoint partitions and are sent
+// concurrently (etcd batches them into one raft round); a transaction whose
+// outcome is unknown is checked against the index before it is retried. So
+// object N+1 never waits for N's etcd reply, and N+1 waits for N's upload
+// only because its records may follow N's in a partition. A PUT that hangs
+// holds every later commit back (bounded by Config.UploadTimeout; its
+// later objects keep uploading meanwhile); a PUT that fails for good fails
+// its own producers with KAFKA_STORAGE_ERROR and the later objects then
+// commit after the earlier ones, so its records are never visible at all
+// (an idempotent producer's later batches then fail sequencing with
+// OUT_OF_ORDER_SEQUENCE_NUMBER and are retried in order; a non-idempotent
+// producer with several requests in flight may reorder on retry, as with
+// Kafka).
+//
+// Back-pressure: when more than
 // Config.MaxPendingBytes are sealed but not committed (in memory or
 // spooled), Produce waits, bounded by its context (the request's timeout),
 // and then fails with REQUEST_TIMED_OUT; nothing is buffered past the limit

@@ -266,6 +266,8 @@ type Stats struct {
 	BytesUploaded    int64
 	UploadRetries    int64
 	CommitTxns       int64
+	CommitPasses     int64 // commit passes; each commits one or more uploaded objects
+	CommittedObjects int64 // objects committed (CommittedObjects/CommitPasses: objects per pass)
 	CommitConflicts  int64
 	CacheHits        int64
 	CacheMisses      int64
@@ -305,6 +307,8 @@ func (e *Engine) registerMetrics(m *metrics.Metrics) {
 	m.CounterFunc("objects_spooled_total", "Sealed objects built in the spool directory instead of memory because the memory budget (half of --max-pending-bytes) was spent.", stat(func(s Stats) int64 { return s.ObjectsSpooled }))
 	m.CounterFunc("upload_bytes_total", "Object bytes uploaded to the bucket.", stat(func(s Stats) int64 { return s.BytesUploaded }))
 	m.CounterFunc("upload_retries_total", "Upload attempts that failed and were retried.", stat(func(s Stats) int64 { return s.UploadRetries }))
+	m.CounterFunc("commit_passes_total", "Commit passes; one pass commits the next uploaded object with those after it already uploaded.", stat(func(s Stats) int64 { return s.CommitPasses }))
+	m.CounterFunc("committed_objects_total", "Objects committed (divided by commit_passes_total: objects per pass).", stat(func(s Stats) int64 { return s.CommittedObjects }))
 	m.CounterFunc("etcd_commit_txns_total", "Index commit transactions sent to etcd.", stat(func(s Stats) int64 { return s.CommitTxns }))
 	m.CounterFunc("etcd_commit_conflicts_total", "Index commits refused because another agent committed first (then retried).", stat(func(s Stats) int64 { return s.CommitConflicts }))
 	m.CounterFunc("cache_hits_total", "Fetch reads served from the local disk cache.", stat(func(s Stats) int64 { return s.CacheHits }))

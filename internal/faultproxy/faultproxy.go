@@ -48,6 +48,10 @@ const (
 	// body, then nothing for HangFor, then drops the connection: a server
 	// that stalls mid-body. Opt-in: not in Kinds, so not drawn by Uniform.
 	Stall Kind = "stall"
+	// Delay holds the request for a random time up to DelayUpTo, then
+	// forwards it normally: a slow but healthy store, whose answers come
+	// back out of order. Opt-in like Stall.
+	Delay Kind = "delay"
 )
 
 // Kinds lists the fault kinds Uniform sets, in draw order. Stall, drawn
@@ -55,7 +59,7 @@ const (
 var Kinds = []Kind{Err500, Err503, Hang, Reset, Truncate, Slow}
 
 // drawOrder is every kind, in the order they are drawn.
-func drawOrder() []Kind { return append(Kinds[:len(Kinds):len(Kinds)], Stall) }
+func drawOrder() []Kind { return append(Kinds[:len(Kinds):len(Kinds)], Stall, Delay) }
 
 // Rates are the probabilities (0..1) of each fault per request.
 type Rates struct {
@@ -64,6 +68,8 @@ type Rates struct {
 	HangFor time.Duration
 	// SlowFor is how long a slow body takes to trickle (default 1s).
 	SlowFor time.Duration
+	// DelayUpTo bounds a delayed request's wait (default 100ms).
+	DelayUpTo time.Duration
 	// Match, when set, limits faults to the requests it accepts; the others
 	// pass through (and draw nothing).
 	Match func(*http.Request) bool
@@ -137,6 +143,9 @@ func (p *Proxy) SetRates(r Rates) {
 	}
 	if r.SlowFor <= 0 {
 		r.SlowFor = time.Second
+	}
+	if r.DelayUpTo <= 0 {
+		r.DelayUpTo = 100 * time.Millisecond
 	}
 	p.mu.Lock()
 	p.rates = r
@@ -234,6 +243,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		case <-p.done:
 		}
 		resetConn(w)
+	case Delay:
+		select {
+		case <-time.After(time.Duration(rand.Int64N(int64(r.DelayUpTo)))):
+		case <-req.Context().Done():
+		case <-p.done:
+		}
+		p.rp.ServeHTTP(w, req)
 	default:
 		p.rp.ServeHTTP(w, req)
 	}

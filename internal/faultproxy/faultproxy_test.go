@@ -55,6 +55,7 @@ func TestEveryKind(t *testing.T) {
 		{Truncate, 200, true, "", 0},
 		{Slow, 200, false, body, 200 * time.Millisecond},
 		{Stall, 200, true, "", 200 * time.Millisecond},
+		{Delay, 200, false, body, 0}, // a random wait, then the real answer
 	}
 	for _, tt := range tests {
 		p.SetRates(Rates{P: map[Kind]float64{tt.kind: 1}, HangFor: 300 * time.Millisecond, SlowFor: 300 * time.Millisecond})

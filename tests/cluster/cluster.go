@@ -66,6 +66,7 @@ type Cluster struct {
 type agentProc struct {
 	index   int
 	addr    string
+	admin   string // the admin server (/metrics)
 	dataDir string
 
 	mu    sync.Mutex
@@ -140,6 +141,10 @@ func (c *Cluster) Addrs() []string {
 
 // Addr returns agent i's host:port.
 func (c *Cluster) Addr(i int) string { return c.agent(i).addr }
+
+// AdminAddr is agent i's admin server address (/metrics, /healthz,
+// /readyz), fixed across Kill and Restart.
+func (c *Cluster) AdminAddr(i int) string { return c.agent(i).admin }
 
 // S3 returns the S3 server holding the cluster's bucket (prefix "test").
 func (c *Cluster) S3() testenv.S3Server { return c.s3 }
@@ -289,6 +294,10 @@ func (c *Cluster) launch(a *agentProc, fresh bool) error {
 				return err
 			}
 			a.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			if port, err = testenv.FreePort(); err != nil {
+				return err
+			}
+			a.admin = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		}
 		inc, err := c.spawn(a)
 		if err != nil {
@@ -315,6 +324,7 @@ func (c *Cluster) launch(a *agentProc, fresh bool) error {
 func (c *Cluster) spawn(a *agentProc) (*incarnation, error) {
 	args := []string{"agent",
 		"--listen", a.addr,
+		"--admin-listen", a.admin,
 		"--etcd-endpoints", strings.Join(c.etcd, ","),
 		"--bucket", "s3://" + c.s3.Bucket + "/test",
 		"--s3-endpoint", c.s3.Endpoint,
