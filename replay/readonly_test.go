@@ -10,6 +10,7 @@ import (
 
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/replay"
+	"github.com/shale-dev/shale/replay/replaytest"
 	"github.com/shale-dev/shale/s3tier"
 )
 
@@ -18,7 +19,7 @@ import (
 // which FindEntries uses) through.
 func TestReadOnly(t *testing.T) {
 	cli, _ := testenv.Etcd(t)
-	ctx := testCtx(t)
+	ctx := replaytest.Ctx(t)
 	if _, err := cli.Put(ctx, "/k", "v"); err != nil {
 		t.Fatal(err)
 	}
