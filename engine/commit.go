@@ -3,19 +3,16 @@ package engine
 import (
 	"context"
 	"errors"
-	"hash/crc32"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/shale-dev/shale/internal/retry"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/metrics"
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // maxConflictRetries bounds how often one commit group is recomputed after
 // another agent committed to the same partitions first.
@@ -183,6 +180,11 @@ func (e *Engine) commitObjects(group []*sealedObject, cache map[partKey]metastor
 	e.commitUnits(ctx, units, cache)
 }
 
+// commitRetry paces a commit pass's retries after conflicts and errors:
+// 5 ms doubling to 500 ms, jittered, at most maxConflictRetries attempts.
+var commitRetry = retry.Policy{Attempts: maxConflictRetries, Initial: 5 * time.Millisecond, Max: 500 * time.Millisecond,
+	Jitter: retry.HalfJitter}
+
 // commitUnits plans every unit against the partition states, packs the
 // plans into transactions under the server's op limit and sends those
 // transactions at once (they touch disjoint partitions, so etcd may apply
@@ -191,14 +193,11 @@ func (e *Engine) commitObjects(group []*sealedObject, cache map[partKey]metastor
 // units still open, with jitter and at most maxConflictRetries times.
 func (e *Engine) commitUnits(ctx context.Context, units []*unit, cache map[partKey]metastore.PartitionState) {
 	var unknown []*plan // plans of transactions whose outcome is unknown
-	backoff := 5 * time.Millisecond
+	pause := commitRetry.BackOff()
 	var lastErr error
-	for attempt := 0; attempt < maxConflictRetries && len(units) > 0; attempt++ {
-		if attempt > 0 {
-			if !sleepCtx(ctx, jitter(backoff)) {
-				break
-			}
-			backoff = min(backoff*2, 500*time.Millisecond)
+	for attempt := 0; attempt < commitRetry.Attempts && len(units) > 0; attempt++ {
+		if attempt > 0 && !retry.Wait(ctx, pause) {
+			break
 		}
 		if len(unknown) > 0 {
 			// Finish the plans that did apply instead of writing them twice.
@@ -393,20 +392,5 @@ func (e *Engine) finishPlans(plans []*plan, rev int64, cache map[partKey]metasto
 			e.index.add(p.u.k, p.entries)
 		}
 		e.count(func(s *Stats) { s.BatchesCommitted += int64(batches); s.Duplicates += int64(dups) })
-	}
-}
-
-func jitter(d time.Duration) time.Duration {
-	return d/2 + time.Duration(rand.Int64N(int64(d)))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

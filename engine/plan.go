@@ -3,11 +3,11 @@ package engine
 import (
 	"context"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/segment"
 )
 
 // part is one object's chunk of a partition.
@@ -152,7 +152,7 @@ func fileCRC(path string, pos, size int64) (uint32, error) {
 		return 0, err
 	}
 	defer f.Close()
-	h := crc32.New(castagnoli)
+	h := segment.NewChecksum()
 	if _, err := io.Copy(h, io.NewSectionReader(f, pos, size)); err != nil {
 		return 0, err
 	}

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"hash/crc32"
 
 	"github.com/shale-dev/shale/segment"
 )
@@ -85,7 +84,7 @@ func (e *Engine) cacheInMemory(so *sealedObject) {
 // rangeCRC is the CRC-32C of bytes [pos, pos+size) of the object.
 func (so *sealedObject) rangeCRC(pos, size int64) (uint32, error) {
 	if so.data != nil {
-		return crc32.Checksum(so.data[pos:pos+size], castagnoli), nil
+		return segment.Checksum(so.data[pos : pos+size]), nil
 	}
 	return fileCRC(so.path, pos, size)
 }

@@ -3,6 +3,7 @@ package segment
 import (
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"strconv"
 )
@@ -56,6 +57,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Checksum returns the CRC-32C of b, as used for chunk and footer CRCs. The
 // engine uses it to checksum byte ranges it stores in its index.
 func Checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// NewChecksum returns a hash computing Checksum over bytes written to it
+// (for ranges streamed from a file).
+func NewChecksum() hash.Hash32 { return crc32.New(castagnoli) }
 
 // ChunkInfo is one footer entry: where a chunk lies in its object and what it
 // holds. Offsets are stored offsets (see FORMAT.md).
