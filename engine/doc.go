@@ -8,8 +8,9 @@
 // Produce validates a partition's records (record batch v2 only, CRC-32C of
 // every batch, size limit) and appends them to the one open buffer of the
 // engine, which holds chunks for any number of partitions. The buffer is
-// sealed when it reaches Config.FlushBytes or Config.FlushInterval after its
-// first batch, whichever comes first. A sealed buffer is built into one
+// sealed when it reaches Config.FlushBytes or at the next tick of a grid of
+// period Config.FlushInterval, whichever comes first (see Seal policy). A
+// sealed buffer is built into one
 // segment object in memory and uploaded from there with one PUT (multipart
 // when large); the local read cache gets its copy written beside the PUT.
 // Objects held in memory are bounded by half of Config.MaxPendingBytes:
@@ -21,6 +22,42 @@
 // Several partitions share a transaction up to Config.MaxTxnOps; a conflict
 // (another agent committed first) re-reads and retries with jitter, at most
 // maxConflictRetries times. Then every waiting produce gets its base offset.
+//
+// # Seal policy
+//
+// A Kafka client keeps a partition's next batch until the previous one is
+// answered: franz-go, librdkafka and the Java client, idempotent, have at
+// most five requests in flight per broker, one batch per partition each,
+// and those slots fill within the client's linger after an answer. So under
+// steady load a partition's batches ride one seal per cycle and the cycle
+// is the seal period P: a record waits for its client's next send (0 to P,
+// P/2 on average), then for the seal after that send and the upload and
+// commit (about P in all). Its ack latency lies between P and 2P, 1.5P on
+// average, whatever the phase of the seals. The interval is also the bill:
+// one timer seal, one PUT, per interval and agent. Under that bound P is
+// at least the interval, so for these clients 1.5x the interval is the
+// floor; 1x would need P of two thirds of it, 1.5x the PUTs. shale keeps
+// the PUT bound and says so: for a p99 of X choose an interval of about
+// X/2 (README, latency curve), for the agent or for one topic.
+//
+// What the policy decides:
+//
+//   - When a seal fires: at the next tick of a grid of period FlushInterval
+//     whose phase is the engine's start (untilTick), not FlushInterval after
+//     the open buffer's first batch. Under steady load the buffer's first
+//     batch comes a little after the previous seal (its upload, commit and
+//     answer), which the grid does not add to the cycle; for sparse traffic
+//     (a produce into an empty buffer, one message per web request) the
+//     wait in the buffer is spread over the interval, half of it on average,
+//     instead of all of it. There is at most one timer seal per tick, so
+//     PUTs stay at most one per interval plus the seals by size.
+//   - What rides in it: everything in the buffer, every partition.
+//   - Early seals are not taken: sealing when every waiting client already
+//     has its next batch in the buffer would shorten the cycle only by
+//     sealing more often than the interval, which is the PUT rate the
+//     interval promises to bound. A shorter interval (dev mode's default of
+//     a few milliseconds, or a topic's own) is the explicit way to buy
+//     latency with PUTs.
 //
 // # Pipeline
 //

@@ -130,7 +130,8 @@ type Engine struct {
 	mu    sync.Mutex // guards the open buffer
 	open  *buffer
 	timer *time.Timer
-	seq   uint64 // objects sealed
+	epoch time.Time // origin of the seal grid (untilTick)
+	seq   uint64    // objects sealed
 	// lastSealed is the newest sealed object; commits are in seal order, so
 	// when it is committed everything sealed before it is too.
 	lastSealed *sealedObject
@@ -188,6 +189,7 @@ func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger
 		sealed:   make(chan *sealedObject, 2*maxPendingObjects),
 		uploads:  make(chan struct{}, cfg.UploadConcurrency),
 		ctx:      ctx,
+		epoch:    time.Now(),
 		cancel:   cancel,
 	}
 	e.space = sync.NewCond(&e.spaceMu)

@@ -134,7 +134,7 @@ func (e *Engine) Produce(ctx context.Context, topic metastore.TopicID, partition
 	}
 	if e.open == nil {
 		e.open = &buffer{parts: make(map[partKey][]pendingBatch)}
-		e.timer = time.AfterFunc(e.cfg.FlushInterval, e.flushTimer)
+		e.timer = time.AfterFunc(untilTick(time.Since(e.epoch), e.cfg.FlushInterval), e.flushTimer)
 	}
 	w.queued = time.Now()
 	k := partKey{topic, partition}
@@ -198,6 +198,14 @@ func batchError(err error) error {
 	default:
 		return kerr.CorruptMessage
 	}
+}
+
+// untilTick is the seal policy (doc.go, "Seal policy"): an open buffer is
+// sealed at the next tick of a grid of period interval (the engine's own
+// phase), not interval after its first batch. since is the time since the
+// grid's origin.
+func untilTick(since, interval time.Duration) time.Duration {
+	return interval - since%interval
 }
 
 func (e *Engine) flushTimer() {
