@@ -86,6 +86,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/shale-dev/shale/internal/retry"
 	"github.com/shale-dev/shale/metastore"
 )
 
@@ -279,10 +280,8 @@ func (c *coordinator) watchSession() {
 			c.dropAll("agent lease lost")
 			// Wait for keepRegistered to install a new session.
 			for c.s.currentSession() == sess {
-				select {
-				case <-c.s.ctx.Done():
+				if !retry.Sleep(c.s.ctx, 100*time.Millisecond) {
 					return
-				case <-time.After(100 * time.Millisecond):
 				}
 			}
 		case <-time.After(time.Second):
