@@ -50,6 +50,15 @@
 // computed when an operation requires them, which keeps plain-HTTP
 // S3-compatible servers working.
 //
+// The multipart loop is shale's own (s3_put.go) rather than the SDK's
+// upload manager: feature/s3/manager is not in the module graph, its
+// successor feature/s3/transfermanager (an indirect dependency here) is
+// pre-1.0, and neither verifies that an aborted upload is gone, which
+// Put's contract (no part left behind, also on cancellation) relies on.
+// The abort's own repeats (6 attempts, 50 ms doubling) use
+// github.com/cenkalti/backoff/v5 directly, s3tier importing nothing of
+// shale's (internal/retry included).
+//
 // # Timeouts and read retries
 //
 // S3Config.AttemptTimeout (default 10s) bounds the silences of one attempt,
