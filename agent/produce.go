@@ -46,6 +46,8 @@ func init() {
 type producePart struct {
 	ti, pi int
 	pend   *engine.Pending
+	id     metastore.TopicID
+	stored int // bytes stored, when recompressed (compression.go); else 0
 }
 
 func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.ProduceRequest) (reply, error) {
@@ -104,7 +106,11 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 				continue
 			}
 			pend := s.eng.Produce(wctx, t.ID, p.Partition, records)
-			parts = append(parts, producePart{ti: ti, pi: pi, pend: pend})
+			pp := producePart{ti: ti, pi: pi, pend: pend, id: t.ID}
+			if len(records) > 0 && len(p.Records) > 0 && &records[0] != &p.Records[0] { // recompressed
+				pp.stored = len(records)
+			}
+			parts = append(parts, pp)
 		}
 	}
 
@@ -151,6 +157,9 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 				continue
 			}
 			s.cfg.Metrics.BytesIn(len(req.Topics[pp.ti].Partitions[pp.pi].Records))
+			if pp.stored > 0 {
+				s.countRecompressed(pp.id, len(req.Topics[pp.ti].Partitions[pp.pi].Records), pp.stored)
+			}
 			op.BaseOffset = res.BaseOffset
 			op.LogStartOffset = res.LogStartOffset
 		}

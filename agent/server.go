@@ -159,6 +159,7 @@ type Server struct {
 	sec   *security        // authentication and authorization
 
 	fetchSessions *fetchSessionCache // KIP-227 sessions opened on this agent
+	recompressed  recompressed       // bytes recompressed, not yet added to etcd (compression.go)
 }
 
 // New returns a server; Start makes it listen.

@@ -103,7 +103,9 @@ func topicDescribeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "describe NAME", Short: "Show a topic's partitions, offsets, storage and configs", Args: exactArgs(1),
 		Long: `Show a topic's partitions with their log start and end offsets (through the Kafka API),
 their storage (read from etcd: record bytes stored, index entries, and distinct objects
-referenced; an object shared by several partitions counts in each), and its configs.
+referenced; an object shared by several partitions counts in each), the bytes saved by
+recompressing produced batches into the topic's compression.type (counted by the agents since
+the topic was created, including data retention has since deleted), and its configs.
 Storage columns need etcd (--etcd-endpoints, default the dev agent's embedded etcd); when it
 is unreachable they are left out with a note. When no agent answers, the topic is described from
 etcd alone (offsets, storage, and the configs set on the topic), so it works with every agent
@@ -139,7 +141,7 @@ stopped.`}
 		}
 		out := cmd.OutOrStdout()
 		fmt.Fprintf(out, "topic %s  id %s  partitions %d\n\n", name, kafkaTopicID(td.ID), len(td.Partitions))
-		storage, serr := topicStorage(ctx, v, name)
+		storage, saved, serr := topicStorage(ctx, v, name)
 		header := []string{"PARTITION", "LOG START", "LOG END", "RECORDS"}
 		if serr == nil {
 			header = append(header, "BYTES", "OBJECTS", "INDEX ENTRIES")
@@ -161,6 +163,7 @@ stopped.`}
 		if err := w.flush(); err != nil {
 			return err
 		}
+		fmt.Fprint(out, saved)
 		rcs, err := adm.DescribeTopicConfigs(ctx, name)
 		if err != nil {
 			return fmt.Errorf("configs of %s: %w", name, err)
@@ -287,17 +290,21 @@ type partitionStorage struct {
 }
 
 // topicStorage reads the index of every partition of the topic from etcd.
-func topicStorage(ctx context.Context, v *viper.Viper, name string) (map[int32]partitionStorage, error) {
+func topicStorage(ctx context.Context, v *viper.Viper, name string) (map[int32]partitionStorage, string, error) {
 	meta, closeMeta, err := openMetaFlags(ctx, v)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer closeMeta()
 	t, err := meta.GetTopic(ctx, name)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return scanStorage(ctx, meta, t)
+	storage, err := scanStorage(ctx, meta, t)
+	if err != nil {
+		return nil, "", err
+	}
+	return storage, compressionLine(ctx, meta, t), nil
 }
 
 // scanStorage reads every partition's state and index entries.

@@ -45,6 +45,7 @@ func describeFromEtcd(ctx context.Context, out io.Writer, v *viper.Viper, name s
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprint(out, compressionLine(ctx, meta, t))
 	fmt.Fprintln(out, "\nCONFIG (set on the topic; every other config has its default)")
 	keys := make([]string, 0, len(t.Configs))
 	for k := range t.Configs {
@@ -60,4 +61,23 @@ func describeFromEtcd(ctx context.Context, out io.Writer, v *viper.Viper, name s
 		fmt.Fprintf(w, "%s\t%s%s\n", k, t.Configs[k], note)
 	}
 	return w.Flush()
+}
+
+// compressionLine says what recompressing produced batches into the
+// topic's compression.type saved, as the agents counted it (empty when
+// they never recompressed a batch of it).
+func compressionLine(ctx context.Context, meta *metastore.Store, t metastore.Topic) string {
+	c, err := meta.GetCompressionStats(ctx, t.ID)
+	if err != nil {
+		return fmt.Sprintf("\n(bytes saved by compression.type left out: %v)\n", err)
+	}
+	if c.Produced == 0 {
+		return ""
+	}
+	verdict := fmt.Sprintf("%s saved (%.1f%%)", HumanBytes(c.Saved()), 100*float64(c.Saved())/float64(c.Produced))
+	if c.Saved() < 0 {
+		verdict = fmt.Sprintf("%s more stored than produced", HumanBytes(-c.Saved()))
+	}
+	return fmt.Sprintf("\nrecompressed at produce into compression.type: %s as produced, %s stored, %s since the topic was created\n",
+		HumanBytes(c.Produced), HumanBytes(c.Stored), verdict)
 }

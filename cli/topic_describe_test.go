@@ -5,9 +5,12 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/engine"
@@ -70,4 +73,55 @@ func TestDescribeShowsStorageAndLifecycleRuns(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "storage columns left out") {
 		t.Fatalf("describe without etcd: %d %s", code, out)
 	}
+}
+
+// TestDescribeShowsBytesSaved proves `shale topic describe` shows the bytes
+// saved by recompressing produced batches into the topic's
+// compression.type: an uncompressed producer writes compressible records
+// to a zstd topic, the agent adds its counts to etcd when it stops, and
+// describe (here from etcd, the agent being stopped) reports them.
+func TestDescribeShowsBytesSaved(t *testing.T) {
+	_, endpoints := testenv.Etcd(t)
+	dir := t.TempDir()
+	st, err := StartStack(context.Background(), StackOptions{
+		DataDir: dir, EtcdEndpoints: endpoints, EtcdNamespace: "/saved", Bucket: filepath.Join(dir, "bucket"),
+		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
+		Agent:  agent.Config{Listen: "127.0.0.1:0", DefaultPartitions: 1, AgentTTL: 5 * time.Second},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := st.Agent.Addr().String()
+	if _, errs, code := run(t, "", "topic", "create", "packed", "-b", addr, "--partitions", "1", "--config", "compression.type=zstd"); code != 0 {
+		t.Fatalf("create: %s", errs)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("packed"), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []*kgo.Record
+	for i := range 500 {
+		rs = append(rs, &kgo.Record{Value: []byte(strings.Repeat("the same words again ", 20) + strconv.Itoa(i))})
+	}
+	if err := cl.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := st.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := run(t, "", "topic", "describe", "packed", "-b", addr, "--etcd-endpoints", strings.Join(endpoints, ","), "--etcd-namespace", "/saved")
+	if code != 0 {
+		t.Fatalf("describe: %s %s", out, errs)
+	}
+	m := regexp.MustCompile(`recompressed at produce into compression.type: (.+) as produced, (.+) stored, (.+) saved \((\d+\.\d)%\)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("describe shows no bytes saved:\n%s", out)
+	}
+	if pct, _ := strconv.ParseFloat(m[4], 64); pct < 50 {
+		t.Fatalf("describe shows %s%% saved for very compressible records:\n%s", m[4], out)
+	}
+	t.Logf("%s", m[0])
 }

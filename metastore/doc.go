@@ -24,6 +24,7 @@
 //	<ns>/topic-ids/<id>                      <name> (raw)     no lease
 //	<ns>/partitions/<id>/<p>                 PartitionState   absent = {next 0, start 0}
 //	<ns>/index/<id>/<p>/<base offset>        IndexEntry       one per committed chunk
+//	<ns>/topic-stats/<id>                    CompressionStats bytes recompressed into compression.type: produced, stored
 //	<ns>/producer-id                         next free producer ID, decimal
 //	<ns>/cluster                             ClusterInfo      the bucket URL, written once by the first agent
 //	<ns>/agents/<node>                       AgentInfo        under the agent's lease
@@ -43,7 +44,8 @@
 //
 //   - A topic exists iff both topics/<name> and topic-ids/<id> exist; they are
 //     created and deleted together in one transaction. DeleteTopic removes, in
-//     that same transaction, every key under partitions/<id>/ and index/<id>/.
+//     that same transaction, every key under partitions/<id>/ and index/<id>/,
+//     and topic-stats/<id>.
 //     Objects are left for garbage collection. A re-created topic gets a new
 //     ID, so no old key or object is ever read as its data.
 //   - Offsets are assigned by CommitChunks and by nothing else. A commit is

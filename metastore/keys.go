@@ -18,6 +18,7 @@ const (
 	dirTopicIDs   = "topic-ids/"
 	dirPartitions = "partitions/"
 	dirIndex      = "index/"
+	dirTopicStats = "topic-stats/"
 	dirAgents     = "agents/"
 	dirJobs       = "jobs/"
 	dirGroups     = "groups/"
@@ -54,6 +55,7 @@ func (k keys) topicStates(id TopicID) string { return k.p + dirPartitions + id.S
 func (k keys) indexPrefix() string           { return k.p + dirIndex }
 func (k keys) topicIndex(id TopicID) string  { return k.p + dirIndex + id.String() + "/" }
 func (k keys) producerID() string            { return k.p + keyProducerID }
+func (k keys) topicStats(id TopicID) string  { return k.p + dirTopicStats + id.String() }
 func (k keys) cluster() string               { return k.p + keyCluster }
 func (k keys) agentsPrefix() string          { return k.p + dirAgents }
 
@@ -143,7 +145,7 @@ func (k keys) agent(nodeID int32) string {
 // so DeleteTopic removes them all. Producer idempotence state lives inside
 // the partition state values, so it is covered by topicStates.
 func (k keys) topicScoped(id TopicID) []string {
-	return []string{k.topicStates(id), k.topicIndex(id)}
+	return []string{k.topicStates(id), k.topicIndex(id), k.topicStats(id)}
 }
 
 func fmtPartition(p int32) string { return fmt.Sprintf("%0*d", partitionDigits, p) }
