@@ -313,10 +313,15 @@ func TestMetadataTopicSelection(t *testing.T) {
 		req.Topics = topics
 		return rc.roundTrip(req).(*kmsg.MetadataResponse)
 	}
-	if resp := ask(0, []kmsg.MetadataRequestTopic{}); len(resp.Topics) != 1 || *resp.Topics[0].Topic != "md" {
+	// All topics: "md" and the internal __consumer_offsets (IsInternal
+	// from v1).
+	all := func(ts []kmsg.MetadataResponseTopic) bool {
+		return len(ts) == 2 && *ts[0].Topic == "md" && *ts[1].Topic == "__consumer_offsets"
+	}
+	if resp := ask(0, []kmsg.MetadataRequestTopic{}); !all(resp.Topics) {
 		t.Errorf("v0 empty list: %+v", resp.Topics)
 	}
-	if resp := ask(1, nil); len(resp.Topics) != 1 {
+	if resp := ask(1, nil); !all(resp.Topics) || resp.Topics[0].IsInternal || !resp.Topics[1].IsInternal {
 		t.Errorf("v1 null list: %+v", resp.Topics)
 	}
 	if resp := ask(1, []kmsg.MetadataRequestTopic{}); len(resp.Topics) != 0 {

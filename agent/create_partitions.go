@@ -41,6 +41,8 @@ func (s *Server) handleCreatePartitions(ctx context.Context, _ *reqCtx, req *kms
 		switch {
 		case seen[rt.Topic] > 1:
 			fail(kerr.InvalidRequest, fmt.Errorf("topic %q is named more than once in the request", rt.Topic))
+		case isInternal(rt.Topic):
+			fail(kerr.InvalidTopicException, fmt.Errorf("%s is an internal topic: its partitions cannot change", rt.Topic))
 		case rt.Count > metastore.MaxPartitions:
 			fail(kerr.InvalidPartitions, fmt.Errorf("partition count %d above %d", rt.Count, metastore.MaxPartitions))
 		default:

@@ -93,6 +93,9 @@ func (s *Server) checkNewTopic(rt *kmsg.CreateTopicsRequestTopic) (int32, map[st
 	if err := metastore.ValidTopicName(rt.Topic); err != nil {
 		return 0, nil, kerr.InvalidTopicException, err
 	}
+	if _, ok := lookupInternal(rt.Topic); ok {
+		return 0, nil, kerr.TopicAlreadyExists, fmt.Errorf("topic %q already exists: it is internal", rt.Topic)
+	}
 	partitions := rt.NumPartitions
 	if len(rt.ReplicaAssignment) > 0 {
 		if rt.NumPartitions != -1 || rt.ReplicationFactor != -1 {

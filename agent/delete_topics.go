@@ -12,6 +12,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -52,6 +53,12 @@ func (s *Server) handleDeleteTopics(ctx context.Context, _ *reqCtx, req *kmsg.De
 			}
 			name = t.Name
 			ot.Topic = kmsg.StringPtr(name)
+		}
+		if _, ok := lookupInternal(name); ok {
+			ot.ErrorCode = kerr.InvalidTopicException.Code
+			ot.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("%s is an internal topic: it cannot be deleted", name))
+			resp.Topics = append(resp.Topics, ot)
+			continue
 		}
 		t, err := s.meta.DeleteTopic(ctx, name)
 		s.topics.forget(name)

@@ -22,6 +22,9 @@
 // request is not read whole within IdleTimeout (slow-loris). Above
 // Config.MaxConnections, new connections are closed at accept.
 //
+// Internal topics (__consumer_offsets) are listed but hold no records:
+// internal_topics.go.
+//
 // Close is graceful: no new connection or request is read, the engine seals
 // its buffer, and each connection writes the answers of the requests it had
 // read (produces once durable) before it closes, bounded by Close's ctx.

@@ -14,7 +14,9 @@ package agent
 // v4, AllowAutoTopicCreation from v4), with Config.DefaultPartitions
 // partitions; unlike Kafka, it is returned ready at once instead of with
 // LEADER_NOT_AVAILABLE first. Authorized operations (v8+) are computed
-// from the ACLs when asked (authorized_ops.go). Topics are read from etcd for
+// from the ACLs when asked (authorized_ops.go). Internal topics
+// (__consumer_offsets) are listed with IsInternal, see internal_topics.go.
+// Topics are read from etcd for
 // every Metadata request (not from the topic cache), so a change made
 // through any agent is visible at once.
 //
@@ -67,6 +69,9 @@ func (s *Server) handleMetadata(ctx context.Context, rc *reqCtx, req *kmsg.Metad
 		for _, t := range ts {
 			resp.Topics = append(resp.Topics, metadataTopic(agents, t))
 		}
+		for _, t := range internalTopics {
+			resp.Topics = append(resp.Topics, metadataTopic(agents, t))
+		}
 		return now(resp)
 	}
 	autoCreate := s.cfg.AutoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation) && !rc.noAutoCreate
@@ -75,6 +80,10 @@ func (s *Server) handleMetadata(ctx context.Context, rc *reqCtx, req *kmsg.Metad
 			t   metastore.Topic
 			err error
 		)
+		if it, ok := internalFor(rt); ok {
+			resp.Topics = append(resp.Topics, metadataTopic(agents, it))
+			continue
+		}
 		if rt.Topic == nil {
 			t, err = s.topics.loadByID(ctx, metastore.TopicID(rt.TopicID))
 			if err != nil {
@@ -126,10 +135,20 @@ func (s *Server) autoCreate(ctx context.Context, name string) (metastore.Topic, 
 	return t, nil
 }
 
+// internalFor returns the internal topic a Metadata request topic names
+// (by name, or by ID when it has no name).
+func internalFor(rt kmsg.MetadataRequestTopic) (metastore.Topic, bool) {
+	if rt.Topic != nil {
+		return lookupInternal(*rt.Topic)
+	}
+	return lookupInternalID(metastore.TopicID(rt.TopicID))
+}
+
 func metadataTopic(agents []metastore.AgentInfo, t metastore.Topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	mt.Topic = kmsg.StringPtr(t.Name)
 	mt.TopicID = t.ID
+	_, mt.IsInternal = lookupInternal(t.Name)
 	mt.Partitions = make([]kmsg.MetadataResponseTopicPartition, 0, t.Partitions)
 	for p := range t.Partitions {
 		mp := kmsg.NewMetadataResponseTopicPartition()

@@ -81,6 +81,9 @@ func (c *topicCache) getByID(ctx context.Context, id metastore.TopicID) (metasto
 
 // loadByID reads the topic with the given ID from etcd.
 func (c *topicCache) loadByID(ctx context.Context, id metastore.TopicID) (metastore.Topic, error) {
+	if t, ok := lookupInternalID(id); ok {
+		return metastore.Topic{}, errInternalTopic(t.Name)
+	}
 	t, err := c.meta.GetTopicByID(ctx, id)
 	if err != nil {
 		if errors.Is(err, metastore.ErrTopicNotFound) {
@@ -94,7 +97,12 @@ func (c *topicCache) loadByID(ctx context.Context, id metastore.TopicID) (metast
 	return t, nil
 }
 
+// load reads the topic called name from etcd. An internal topic's name is
+// errInternalTopic: the data APIs refuse it.
 func (c *topicCache) load(ctx context.Context, name string) (metastore.Topic, error) {
+	if _, ok := lookupInternal(name); ok {
+		return metastore.Topic{}, errInternalTopic(name)
+	}
 	t, err := c.meta.GetTopic(ctx, name)
 	if err != nil {
 		if errors.Is(err, metastore.ErrTopicNotFound) || errors.Is(err, metastore.ErrInvalid) {
@@ -126,15 +134,22 @@ func (c *topicCache) forget(name string) {
 }
 
 // list returns every topic from etcd and refreshes the cache with them.
+// Internal topics are not listed (and an etcd topic of an internal name is
+// dropped).
 func (c *topicCache) list(ctx context.Context) ([]metastore.Topic, error) {
 	ts, err := c.meta.ListTopics(ctx)
 	if err != nil {
 		return nil, err
 	}
+	out := ts[:0]
 	for _, t := range ts {
+		if _, internal := lookupInternal(t.Name); internal {
+			continue // hidden by the internal topic (internal_topics.go)
+		}
 		c.put(t)
+		out = append(out, t)
 	}
-	return ts, nil
+	return out, nil
 }
 
 // liveAgents returns the registered agents, always including this one (its

@@ -39,6 +39,9 @@ type Options struct {
 	// Args are extra `shale agent` flags for every agent; they come after
 	// the harness's own, so they win (e.g. "--flush-interval", "1s").
 	Args []string
+	// AgentArgs, when set, gives agent i flags of its own (e.g. a listener
+	// port), after Args.
+	AgentArgs func(i int) []string
 	// LogLevel is the agents' --log-level (default "warn").
 	LogLevel string
 	// EtcdEndpoints, when set, is an etcd the test runs itself (e.g. as a
@@ -338,6 +341,9 @@ func (c *Cluster) spawn(a *agentProc) (*incarnation, error) {
 		"--log-level", c.opts.LogLevel,
 	}
 	args = append(args, c.opts.Args...)
+	if c.opts.AgentArgs != nil {
+		args = append(args, c.opts.AgentArgs(a.index)...)
+	}
 	a.mu.Lock()
 	a.count++
 	inc := &incarnation{n: a.count, out: testenv.NewCappedBuffer(outputLimit), exited: make(chan struct{})}

@@ -1,0 +1,43 @@
+// Package conformance runs other Kafka clients' own integration suites
+// against shale: tests someone else wrote, pointed at a shale agent.
+//
+// Today that is franz-go's pkg/kgo integration suite (the version this
+// module requires, v1.22.3), run twice by TestKgoSuite:
+//
+//   - dev: one `shale agent --dev` process, as `make run` starts it
+//     (embedded etcd, local-directory bucket, its default flush);
+//   - cluster: two agent processes on an embedded etcd and a real S3
+//     server (versitygw, tests/cluster), the seed broker being agent 0;
+//     clients follow Metadata to both agents.
+//
+// How it runs:
+//
+//   - kgo's test binary is built once (`go test -c
+//     github.com/twmb/franz-go/pkg/kgo`, from this module, so go.sum pins
+//     it) and each integration test runs in its own process
+//     (`-test.run '^Name$'`) with KGO_SEEDS, KGO_TEST_RF=1 and
+//     KGO_TEST_RECORDS, bounded by a timeout (a hung test is killed and
+//     fails).
+//   - The integration tests are found, not listed: every Test function of
+//     kgo's _test.go files that reaches the seed-broker helpers
+//     (getSeedBrokers, or the SCRAM/OAUTHBEARER seed variables) through
+//     its calls. kgo's unit tests (no broker) are not run; a franz-go
+//     upgrade that adds integration tests runs them without an edit here.
+//     The SCRAM tests run against a SASL_PLAINTEXT listener of the agent
+//     with a user created through AlterUserScramCredentials.
+//   - pending_test.go lists the tests that cannot pass until an open issue
+//     lands, each with its issue. A pending test that fails, or skips
+//     itself because the broker does not advertise an API, is reported as
+//     pending; a pending test that passes fails the run (remove it from
+//     the list), so the list cannot go stale. Any other failure or skip
+//     fails the run.
+//   - The result is one table per topology (test, outcome, duration,
+//     note), printed to stdout, plus the tail of each failing test's
+//     output in the test log.
+//
+// Knobs (environment): SHALE_KGO_RECORDS (KGO_TEST_RECORDS, default
+// 20000), SHALE_KGO_PARALLEL (test processes at once per topology,
+// default 3), SHALE_KGO_RUN (a regexp: only the integration tests it
+// matches, for a focused rerun), SHALE_KGO_TOPOLOGY (dev or cluster: only
+// that one).
+package conformance

@@ -1,0 +1,348 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shale-dev/shale/internal/testenv"
+)
+
+// suite is a client's integration suite compiled into a test binary.
+type suite struct {
+	bin   string   // the compiled test binary
+	tests []string // integration tests, sorted
+}
+
+// outcome of one test process, as the table shows it.
+type outcome string
+
+const (
+	outPass    outcome = "PASS"
+	outFail    outcome = "FAIL"
+	outPending outcome = "pending"
+)
+
+// result is one test's row.
+type result struct {
+	name    string
+	outcome outcome
+	dur     time.Duration
+	note    string // why it failed or is pending
+	output  string // the process's output, for failures
+}
+
+// buildKgo compiles franz-go's kgo tests (the version go.mod requires) and
+// finds its integration tests in the sources of that same version.
+func buildKgo(t *testing.T) suite {
+	t.Helper()
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := goCmd(root, "list", "-m", "-f", "{{.Dir}}", "github.com/twmb/franz-go")
+	if err != nil {
+		t.Fatalf("locate franz-go: %v\n%s", err, out)
+	}
+	dir := filepath.Join(strings.TrimSpace(out), "pkg", "kgo")
+	bin := filepath.Join(t.TempDir(), "kgo.test")
+	if out, err := goCmd(root, "test", "-c", "-o", bin, "github.com/twmb/franz-go/pkg/kgo"); err != nil {
+		t.Fatalf("build kgo tests: %v\n%s", err, out)
+	}
+	tests, err := integrationTests(dir, "getSeedBrokers", "scramSeeds", "oauthSeeds")
+	if err != nil {
+		t.Fatalf("find kgo integration tests in %s: %v", dir, err)
+	}
+	// A discovery that finds almost nothing is broken, not a small suite
+	// (v1.22.3 has 39).
+	if len(tests) < 30 {
+		t.Fatalf("found only %d kgo integration tests in %s: %v", len(tests), dir, tests)
+	}
+	return suite{bin: bin, tests: tests}
+}
+
+func goCmd(dir string, args ...string) (string, error) {
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// integrationTests returns the Test functions of dir's _test.go files that
+// reach one of roots (a function or variable name) through the functions
+// and methods they mention. Methods are keyed by name alone: a collision
+// can only add a test, never drop one.
+func integrationTests(dir string, roots ...string) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
+	if err != nil {
+		return nil, err
+	}
+	fset := token.NewFileSet()
+	refs := map[string]map[string]bool{} // function -> identifiers it mentions
+	var tests []string
+	for _, f := range files {
+		af, err := parser.ParseFile(fset, f, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range af.Decls {
+			fd, ok := d.(*ast.FuncDecl)
+			if !ok {
+				continue
+			}
+			name := fd.Name.Name
+			if fd.Recv == nil && name == "init" {
+				continue // never called; it reads the env into the roots
+			}
+			if fd.Recv == nil && strings.HasPrefix(name, "Test") && name != "TestMain" {
+				tests = append(tests, name)
+			}
+			m := refs[name]
+			if m == nil {
+				m = map[string]bool{}
+				refs[name] = m
+			}
+			ast.Inspect(fd.Body, func(n ast.Node) bool {
+				if id, ok := n.(*ast.Ident); ok {
+					m[id.Name] = true
+				}
+				return true
+			})
+		}
+	}
+	isRoot := map[string]bool{}
+	for _, r := range roots {
+		isRoot[r] = true
+	}
+	state := map[string]int{} // 1 visiting, 2 reaches, 3 does not
+	var reaches func(string) bool
+	reaches = func(fn string) bool {
+		switch state[fn] {
+		case 1, 3:
+			return false
+		case 2:
+			return true
+		}
+		state[fn] = 1
+		for id := range refs[fn] {
+			if isRoot[id] || (refs[id] != nil && reaches(id)) {
+				state[fn] = 2
+				return true
+			}
+		}
+		state[fn] = 3
+		return false
+	}
+	var out []string
+	for _, tn := range tests {
+		if reaches(tn) {
+			out = append(out, tn)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// runSuite runs every test of s matching filter, each in its own process
+// with env and a timeout, parallel at a time, and classifies each result
+// against pending.
+func runSuite(s suite, filter *regexp.Regexp, env []string, timeout time.Duration, parallel int, pending map[string]pendingTest) []result {
+	var names []string
+	for _, n := range s.tests {
+		if filter == nil || filter.MatchString(n) {
+			names = append(names, n)
+		}
+	}
+	results := make([]result, len(names))
+	sem := make(chan struct{}, max(parallel, 1))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i] = classify(runOne(s.bin, n, env, timeout), pending)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// runOne runs one test in its own process. The test binary's own -timeout
+// panics a hung test with its goroutines dumped; the context kills the
+// process if even that does not end it.
+func runOne(bin, name string, env []string, timeout time.Duration) result {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-test.run", "^"+name+"$", "-test.v", "-test.count=1",
+		"-test.timeout", timeout.String())
+	cmd.Env = env
+	cmd.Dir = os.TempDir()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out := testenv.NewCappedBuffer(4 << 20)
+	cmd.Stdout, cmd.Stderr = out, out
+	start := time.Now()
+	err := cmd.Run()
+	r := result{name: name, dur: time.Since(start), output: out.String()}
+	status, reason := parseGoTest(r.output, name)
+	switch {
+	case ctx.Err() != nil:
+		r.outcome, r.note = outFail, fmt.Sprintf("killed after %s", timeout+30*time.Second)
+	case strings.Contains(r.output, "panic: test timed out"):
+		r.outcome, r.note = outFail, fmt.Sprintf("timed out after %s", timeout)
+	case status == "PASS" && err == nil:
+		r.outcome = outPass
+	case status == "SKIP" && err == nil:
+		r.outcome, r.note = "SKIP", reason
+	default:
+		r.outcome, r.note = outFail, reason
+		if reason == "" && err != nil {
+			r.note = err.Error()
+		}
+	}
+	return r
+}
+
+var goTestLine = regexp.MustCompile(`(?m)^--- (PASS|FAIL|SKIP): (\S+)`)
+
+// parseGoTest finds name's top-level verdict in `go test -v` output and,
+// for a skip or a failure, the first message logged under it.
+func parseGoTest(out, name string) (status, reason string) {
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		m := goTestLine.FindStringSubmatch(l)
+		if m == nil || m[2] != name {
+			continue
+		}
+		status = m[1]
+		if status != "PASS" {
+			reason = firstLogLine(lines[i+1:])
+			if reason == "" {
+				reason = firstLogLine(lines) // a Fatal logged before the verdict
+			}
+		}
+		return status, reason
+	}
+	return "", firstLogLine(lines)
+}
+
+var logLine = regexp.MustCompile(`^\s+\S+_test\.go:\d+: (.*)`)
+
+func firstLogLine(lines []string) string {
+	for _, l := range lines {
+		if m := logLine.FindStringSubmatch(l); m != nil {
+			return m[1]
+		}
+		if strings.HasPrefix(l, "panic: ") {
+			return l
+		}
+	}
+	return ""
+}
+
+// classify turns a process result into the table's verdict: a pending test
+// that fails or skips is pending; one that passes fails the run; a skip of
+// any other test fails the run.
+func classify(r result, pending map[string]pendingTest) result {
+	p, isPending := pending[r.name]
+	switch {
+	case isPending && r.outcome == outPass:
+		r.outcome = outFail
+		r.note = fmt.Sprintf("passes but is pending on %s: remove it from pending_test.go", p.ref())
+	case isPending:
+		what := "fails"
+		if r.outcome == "SKIP" {
+			what = "skips"
+		}
+		r.outcome = outPending
+		r.note = fmt.Sprintf("%s %s (%s: %s)", p.ref(), p.why, what, trim(r.note, 70))
+	case r.outcome == "SKIP":
+		r.outcome = outFail
+		r.note = "skipped: " + r.note
+	}
+	return r
+}
+
+func trim(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+// table renders results as the human-readable table make test prints.
+func table(title string, rs []result, wall time.Duration) string {
+	var b strings.Builder
+	counts := map[outcome]int{}
+	w := len("test")
+	for _, r := range rs {
+		counts[r.outcome]++
+		w = max(w, len(r.name))
+	}
+	fmt.Fprintf(&b, "\n%s\n", title)
+	fmt.Fprintf(&b, "  %-*s  %-7s  %8s  %s\n", w, "test", "result", "time", "note")
+	fmt.Fprintf(&b, "  %s  %s  %s  %s\n", strings.Repeat("-", w), strings.Repeat("-", 7), strings.Repeat("-", 8), strings.Repeat("-", 40))
+	for _, r := range rs {
+		fmt.Fprintf(&b, "  %-*s  %-7s  %7.1fs  %s\n", w, r.name, r.outcome, r.dur.Seconds(), trim(r.note, 140))
+	}
+	fmt.Fprintf(&b, "  %d passed, %d pending, %d failed, of %d; wall time %s\n",
+		counts[outPass], counts[outPending], counts[outFail], len(rs), wall.Round(time.Second))
+	return b.String()
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestKgoDiscovery proves the integration tests are found by what they
+// reach: kgo tests that dial the seed brokers (directly, through helpers,
+// or through the SCRAM seeds) are found; unit tests, including one that
+// calls a method named like the package's init, are not.
+func TestKgoDiscovery(t *testing.T) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := goCmd(root, "list", "-m", "-f", "{{.Dir}}", "github.com/twmb/franz-go")
+	if err != nil {
+		t.Fatalf("locate franz-go: %v\n%s", err, out)
+	}
+	tests, err := integrationTests(filepath.Join(strings.TrimSpace(out), "pkg", "kgo"), "getSeedBrokers", "scramSeeds", "oauthSeeds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, n := range tests {
+		found[n] = true
+	}
+	for _, want := range []string{"TestPing", "TestGroupETL", "TestTxnEtl", "TestConsumeRegex", "TestSCRAMAuth", "TestOAuthAuth"} {
+		if !found[want] {
+			t.Errorf("integration test %s not found in %v", want, tests)
+		}
+	}
+	for _, unit := range []string{"TestParseBrokerAddr", "TestAppendSumIsMonotonic", "TestBuildAckRanges"} {
+		if found[unit] {
+			t.Errorf("unit test %s taken for an integration test", unit)
+		}
+	}
+}
