@@ -22,6 +22,10 @@
 // request is not read whole within IdleTimeout (slow-loris). Above
 // Config.MaxConnections, new connections are closed at accept.
 //
+// Record batches as large as a request: a topic's max.message.bytes
+// (default 1048588, Kafka's message.max.bytes) is what Produce enforces,
+// up to Config.MaxFrameBytes (--max-request-bytes, 100 MiB); a batch larger
+// than Fetch's limits is returned whole when it is the first, as Kafka does.
 // Internal topics (__consumer_offsets) are listed but hold no records:
 // internal_topics.go.
 //

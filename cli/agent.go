@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ func newAgentCmd() *cobra.Command {
 	flushBytes := ByteSize(engine.DefaultFlushBytes)
 	cacheBytes := ByteSize(engine.DefaultCacheBytes)
 	maxPending := ByteSize(engine.DefaultMaxPendingBytes)
+	maxRequest := ByteSize(agent.DefaultMaxFrameBytes)
 	offsetRetention := Retention(lifecycle.DefaultGroupOffsetRetention)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -61,6 +63,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Duration("flush-interval", engine.DefaultFlushInterval, "seal the write buffer at least this often (bounds acks=all latency; each seal is one PUT; default with --dev: 5ms)")
 	f.Var(&cacheBytes, "cache-bytes", "local read cache budget")
 	f.Var(&maxPending, "max-pending-bytes", "sealed records not yet committed (uploading, committing); above it produces wait, then get REQUEST_TIMED_OUT. Up to half of it is held in memory, the rest spills to <data-dir>/agent/spool")
+	f.Var(&maxRequest, "max-request-bytes", "largest Kafka request accepted (Kafka's socket.request.max.bytes); a topic's max.message.bytes is honoured up to it, and a record batch larger than --flush-bytes goes into an object of its own")
 	f.Bool("auto-create-topics", false, "create unknown topics on first produce or metadata request (on with --dev)")
 	f.Int("default-partitions", agent.DefaultPartitions, "partitions of auto-created topics")
 	f.Duration("idle-timeout", agent.DefaultIdleTimeout, "close client connections that send no request, or no whole request, for this long")
@@ -93,6 +96,13 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 		if err != nil {
 			return fmt.Errorf("--max-pending-bytes: %w", err)
 		}
+		mr, err := ParseByteSize(v.GetString("max-request-bytes"))
+		if err != nil {
+			return fmt.Errorf("--max-request-bytes: %w", err)
+		}
+		if mr < 1<<20 || mr > math.MaxInt32 {
+			return fmt.Errorf("--max-request-bytes: %s not in 1MiB..2GiB", HumanBytes(int64(mr)))
+		}
 		retention, err := ParseRetention(v.GetString("group-offsets-retention"))
 		if err != nil {
 			return fmt.Errorf("--group-offsets-retention: %w", err)
@@ -111,6 +121,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 				FlushInterval:   flushInterval(cmd, v, dev),
 				CacheBytes:      int64(cb),
 				MaxPendingBytes: int64(mp),
+				MaxRecordsBytes: int(mr),
 			},
 			Agent: agent.Config{
 				Listen:            v.GetString("listen"),
@@ -122,6 +133,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 				DefaultPartitions: int32(v.GetInt("default-partitions")),
 				IdleTimeout:       v.GetDuration("idle-timeout"),
 				MaxConnections:    v.GetInt("max-connections"),
+				MaxFrameBytes:     int32(mr),
 			},
 			NoLifecycle: !v.GetBool("lifecycle"),
 			Lifecycle: lifecycle.Config{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace"),

@@ -9,7 +9,10 @@
 // every batch, size limit) and appends them to the one open buffer of the
 // engine, which holds chunks for any number of partitions. The buffer is
 // sealed when it reaches Config.FlushBytes or at the next tick of a grid of
-// period Config.FlushInterval, whichever comes first (see Seal policy). A
+// period Config.FlushInterval, whichever comes first (see Seal policy).
+// Records of one produce at least Config.FlushBytes large (a large batch:
+// up to Config.MaxRecordsBytes, the agent's request limit) go into an
+// object of their own: the open buffer is sealed first, then theirs. A
 // sealed buffer is built into one
 // segment object in memory and uploaded from there with one PUT (multipart
 // when large); the local read cache gets its copy written beside the PUT.
@@ -117,7 +120,8 @@
 // GET, verifies their CRC-32C, and patches each batch's base offset to its
 // absolute offset. A compacted segment entry is read through its footer
 // (cached in memory, bounded: span.FooterCache) and then one chunk of
-// about 1 MiB per GET. A read that finds its object gone (an entry cached
+// about 1 MiB per GET. A batch larger than the fetch's byte limit is
+// returned whole when it is the first one, as Kafka does. A read that finds its object gone (an entry cached
 // before compaction replaced it and GC deleted it) re-reads the index once. Long polls wait on WaitForData, which a watch of the
 // partition states wakes.
 //

@@ -31,7 +31,9 @@ type Config struct {
 	// (back-pressure) above it.
 	MaxPendingBytes int64
 	// MaxRecordsBytes bounds the records of one partition in one produce
-	// request (Kafka's message.max.bytes).
+	// request. The agent sets it to its request limit
+	// (socket.request.max.bytes); a topic's max.message.bytes is checked by
+	// the agent below it.
 	MaxRecordsBytes int
 	// CacheBytes bounds the local read cache on disk.
 	CacheBytes int64
@@ -64,7 +66,7 @@ const (
 	DefaultFlushBytes        = 4 << 20
 	DefaultFlushInterval     = 250 * time.Millisecond
 	DefaultMaxPendingBytes   = 64 << 20
-	DefaultMaxRecordsBytes   = 1048588 // Kafka's message.max.bytes
+	DefaultMaxRecordsBytes   = 100 << 20 // Kafka's socket.request.max.bytes
 	DefaultCacheBytes        = 1 << 30
 	DefaultUploadConcurrency = 4
 	DefaultObjectPrefix      = "wal/"

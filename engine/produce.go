@@ -132,6 +132,11 @@ func (e *Engine) Produce(ctx context.Context, topic metastore.TopicID, partition
 	if e.closed {
 		return failed(kerr.NotEnoughReplicas) // retriable: try another agent
 	}
+	if size >= e.cfg.FlushBytes && e.open != nil {
+		// Records larger than a whole object go into an object of their
+		// own: seal what is open first (seal order is commit order).
+		e.sealLocked()
+	}
 	if e.open == nil {
 		e.open = &buffer{parts: make(map[partKey][]pendingBatch)}
 		e.timer = time.AfterFunc(untilTick(time.Since(e.epoch), e.cfg.FlushInterval), e.flushTimer)

@@ -12,10 +12,6 @@ type pendingTest struct {
 // kgoPending: franz-go kgo integration tests waiting on an open issue.
 // Every other kgo integration test must pass on both topologies.
 var kgoPending = map[string]pendingTest{
-	// A topic's max.message.bytes above the broker default (this issue's
-	// large-message slice).
-	"TestIssueFetchLargerThanBrokerMaxReadBytes": {12, "large messages"},
-
 	// Transactions.
 	"TestTxnEtl": {17, "transactions"},
 

@@ -1,0 +1,154 @@
+package interop
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shale-dev/shale/tests/cluster"
+)
+
+// largeRecord is the size of each record of TestLargeRecordAcrossAgents.
+const largeRecord = 50 << 20
+
+// TestLargeRecordAcrossAgents proves shale takes records as large as Kafka
+// lets a topic allow, across agents on a real S3 server: on a topic with
+// max.message.bytes=64MiB, a 50 MiB record produced by kcat (librdkafka)
+// and another by franz-go through agent A are consumed whole and intact
+// through agent B by franz-go (with its default 50 MiB fetch limit, below
+// the batch) and by kcat. Each batch is larger than --flush-bytes, so each
+// goes up in an object of its own by multipart upload. The agents' peak
+// RSS is logged: memory use per large batch is a few copies of it, not
+// one per stage.
+func TestLargeRecordAcrossAgents(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Fatalf("kcat is missing (%v): run `make test-deps` (scripts/test-deps.sh) to install it", err)
+	}
+	c := cluster.Start(t, cluster.Options{Agents: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const topic = "large"
+	adm := kadm.NewClient(c.Client(t, kgo.SeedBrokers(c.Addr(0)), kgo.Dialer(cluster.DialTo(c.Addr(0)))))
+	maxMsg := strconv.Itoa(64 << 20)
+	if r, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": &maxMsg}, topic); err != nil || r.Err != nil {
+		t.Fatalf("create %s: %v %v", topic, err, r.Err)
+	}
+	// kcat follows Metadata to the partition's leader: that agent is A.
+	md, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := md[topic].Partitions[0].Leader
+	a, b := 0, 1
+	brokers, err := adm.ListBrokers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, br := range brokers {
+		if br.NodeID == leader && fmt.Sprintf("%s:%d", br.Host, br.Port) == c.Addr(1) {
+			a, b = 1, 0
+		}
+	}
+
+	var base [2]int64
+	for i := range 2 {
+		base[i], _ = peakRSS(t, c.Pid(i))
+	}
+
+	viaKcat := make([]byte, largeRecord)
+	viaFranz := make([]byte, largeRecord)
+	_, _ = rand.Read(viaKcat)
+	_, _ = rand.Read(viaFranz)
+	file := filepath.Join(t.TempDir(), "record")
+	if err := os.WriteFile(file, viaKcat, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// One file is one message.
+	runTool(t, nil, kcat, "-b", c.Addr(a), "-t", topic, "-p", "0", "-P", "-X", "acks=all",
+		"-X", "message.max.bytes="+strconv.Itoa(100<<20), file)
+
+	p := c.Client(t, kgo.SeedBrokers(c.Addr(a)), kgo.Dialer(cluster.DialTo(c.Addr(a))),
+		kgo.DefaultProduceTopic(topic), kgo.ProducerBatchMaxBytes(64<<20), kgo.ProduceRequestTimeout(time.Minute))
+	if err := p.ProduceSync(ctx, &kgo.Record{Value: viaFranz}).FirstErr(); err != nil {
+		t.Fatalf("franz-go produce of %d MiB through agent %d: %v", largeRecord>>20, a, err)
+	}
+
+	cons := c.Client(t, kgo.SeedBrokers(c.Addr(b)), kgo.Dialer(cluster.DialTo(c.Addr(b))),
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var got [][]byte
+	for len(got) < 2 && ctx.Err() == nil {
+		fs := cons.PollFetches(ctx)
+		for _, fe := range fs.Errors() {
+			t.Fatalf("franz-go consume through agent %d: %v", b, fe.Err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, r.Value) })
+	}
+	if len(got) != 2 || !bytes.Equal(got[0], viaKcat) || !bytes.Equal(got[1], viaFranz) {
+		t.Fatalf("franz-go through agent %d read %d records (sha256 %s), want the kcat one then the franz-go one (%x, %x)",
+			b, len(got), sums(got), sha256.Sum256(viaKcat), sha256.Sum256(viaFranz))
+	}
+
+	out := runTool(t, nil, kcat, "-b", c.Addr(b), "-t", topic, "-C", "-e", "-o", "beginning", "-f", "%s",
+		"-X", "fetch.message.max.bytes="+strconv.Itoa(64<<20), "-X", "receive.message.max.bytes="+strconv.Itoa(200<<20))
+	if !bytes.Equal(out, append(viaKcat, viaFranz...)) {
+		t.Fatalf("kcat consume read %d bytes, want the two records (%d bytes)", len(out), 2*largeRecord)
+	}
+	for i := range 2 {
+		hwm, rss := peakRSS(t, c.Pid(i))
+		t.Logf("agent %d: peak RSS %d MiB (%d MiB before the records, %d MiB now); two %d MiB records produced through agent %d, consumed through agent %d",
+			i, hwm>>20, base[i]>>20, rss>>20, largeRecord>>20, a, b)
+		// Bounded memory: a large batch is held a few times (request,
+		// object or spool, fetch response), not once per stage and reader.
+		if grew := hwm - base[i]; grew > maxLargeCopies*largeRecord {
+			t.Errorf("agent %d: peak RSS grew by %d MiB for %d MiB records, more than %d copies", i, grew>>20, largeRecord>>20, maxLargeCopies)
+		}
+	}
+}
+
+func sums(bs [][]byte) string {
+	var s []string
+	for _, b := range bs {
+		s = append(s, fmt.Sprintf("%x (%d bytes)", sha256.Sum256(b), len(b)))
+	}
+	return strings.Join(s, ", ")
+}
+
+// maxLargeCopies bounds an agent's peak RSS growth in copies of one large
+// record (Go's heap may also grow to twice what is live before a GC).
+const maxLargeCopies = 8
+
+// peakRSS reads a process's peak and current resident set size in bytes.
+func peakRSS(t *testing.T, pid int) (peak, now int64) {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("read agent memory: %v", err)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmHWM:":
+			peak = kb << 10
+		case "VmRSS:":
+			now = kb << 10
+		}
+	}
+	return peak, now
+}
