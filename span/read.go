@@ -59,7 +59,7 @@ func ReadRangeInto(ctx context.Context, store s3tier.Store, key string, pos int6
 	if size <= 0 || size > maxSpanSize {
 		return fmt.Errorf("read %s: range of %d bytes: %w", key, size, segment.ErrCorrupt)
 	}
-	done := 0 // bytes of buf already read
+	done := 0           // bytes of buf already read
 	var last *bodyError // the last body failure
 	var final error     // a failure that is not a body's: returned as is
 	err := retry.Do(ctx, readRetry, func(int) error {
