@@ -141,15 +141,23 @@ func TestPythonAdminSession(t *testing.T) {
 	}
 
 	// Stored as the topic's codec: lz4.
+	checkStoredCodec(t, c, 1, topic, 0, segment.CompressionLZ4)
+}
+
+// checkStoredCodec fetches a partition raw (Fetch v12) through agent i and
+// fails unless every batch it holds is compressed with codec.
+func checkStoredCodec(t *testing.T, c *cluster.Cluster, i int, topic string, partition int32, codec int8) {
+	t.Helper()
 	req := kmsg.NewPtrFetchRequest()
 	req.Version, req.MaxWaitMillis, req.MaxBytes = 12, 100, 64<<20
 	rt := kmsg.NewFetchRequestTopic()
 	rt.Topic = topic
 	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.PartitionMaxBytes = 64 << 20
+	rp.Partition, rp.PartitionMaxBytes = partition, 64<<20
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(t.Context(), c.Client(t, kgo.MaxVersions(kversion.V2_8_0()))) // Fetch v12: by name
+	cl := c.Client(t, kgo.SeedBrokers(c.Addr(i)), kgo.Dialer(cluster.DialTo(c.Addr(i))), kgo.MaxVersions(kversion.V2_8_0())) // Fetch v12: by name
+	resp, err := req.RequestWith(t.Context(), cl)
 	if err != nil || len(resp.Topics) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
 		t.Fatalf("raw fetch: %v %+v", err, resp)
 	}
@@ -158,8 +166,8 @@ func TestPythonAdminSession(t *testing.T) {
 		t.Fatalf("stored batches: %d, %v", len(bs), err)
 	}
 	for _, b := range bs {
-		if b.Header.Compression() != segment.CompressionLZ4 {
-			t.Fatalf("batch at %d stored with codec %d, want lz4 (%d)", b.Header.BaseOffset, b.Header.Compression(), segment.CompressionLZ4)
+		if b.Header.Compression() != codec {
+			t.Fatalf("%s/%d: batch at %d stored with codec %d, want %d", topic, partition, b.Header.BaseOffset, b.Header.Compression(), codec)
 		}
 	}
 }

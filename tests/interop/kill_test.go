@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/shale-dev/shale/segment"
 	"github.com/shale-dev/shale/tests/cluster"
 )
 
@@ -21,15 +24,45 @@ import (
 // offset it was acknowledged at, every partition's offsets are dense from 0,
 // and no record appears twice.
 func TestKillAgentLosesNoAcknowledgedRecord(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Agents: 2})
+	const topic = "kill9"
+	c.CreateTopic(t, 1, topic, numPartitions)
+	killDuringProduce(t, c, topic)
+}
+
+// TestKillAgentRecompressingTopic proves the same of a topic whose
+// compression.type (zstd) makes the agents recompress the producer's
+// (snappy) batches: retries through agent B after the SIGKILL of A are
+// de-duplicated (recompression keeps the producer ID, epoch and
+// sequences), and what is read back is exactly what was acknowledged.
+func TestKillAgentRecompressingTopic(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Agents: 2})
+	const topic = "kill9-zstd"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(c.Client(t)).CreateTopic(ctx, numPartitions, 1, map[string]*string{"compression.type": kmsg.StringPtr("zstd")}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+	killDuringProduce(t, c, topic)
+	for p := range int32(numPartitions) {
+		checkStoredCodec(t, c, 1, topic, p, segment.CompressionZstd)
+	}
+}
+
+// killDuringProduce is the body of the kill tests: produce, kill agent 0,
+// produce on, audit what agent 1 serves.
+func killDuringProduce(t *testing.T, c *cluster.Cluster, topic string) {
+	t.Helper()
 	const (
 		killAfter = 2_000
 		wantAcks  = 6_000
 		maxSent   = 50_000 // bound on records produced in all
 		bound     = 120 * time.Second
 	)
-	c := cluster.Start(t, cluster.Options{Agents: 2})
-	const topic = "kill9"
-	c.CreateTopic(t, 1, topic, numPartitions)
 
 	cl := c.Client(t,
 		kgo.DefaultProduceTopic(topic),
