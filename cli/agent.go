@@ -13,6 +13,7 @@ import (
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/lifecycle"
+	"github.com/shale-dev/shale/metastore"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -54,7 +55,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Int("node-id", -1, "Kafka broker ID to advertise (-1: allocate a free one in etcd)")
 	f.Duration("agent-ttl", agent.DefaultAgentTTL, "lease of this agent's registration in etcd: how long a dead agent stays listed")
 	f.StringSlice("etcd-endpoints", nil, "etcd endpoints, comma-separated (required unless --dev)")
-	f.String("etcd-namespace", "/shale", "key prefix of this cluster in etcd")
+	f.String("etcd-namespace", metastore.DefaultNamespace, "key prefix of this cluster in etcd")
 	addEtcdTLSFlags(cmd)
 	addSecurityFlags(cmd)
 	f.String("dev-etcd-listen", "127.0.0.1:2379", "with --dev: client address of the embedded etcd")

@@ -9,13 +9,15 @@ import (
 	"github.com/spf13/viper"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shale-dev/shale/agent"
 )
 
 // Client commands (topic, produce, consume) talk to any agent through the
 // Kafka protocol, like any other client would.
 
 func addBootstrapFlag(cmd *cobra.Command) {
-	cmd.Flags().StringSliceP("bootstrap", "b", []string{"127.0.0.1:9092"}, "agent addresses (host:port, comma-separated; env SHALE_BOOTSTRAP)")
+	cmd.Flags().StringSliceP("bootstrap", "b", []string{agent.DefaultListen}, "agent addresses (host:port, comma-separated; env SHALE_BOOTSTRAP)")
 	cmd.Flags().Duration("timeout", 30*time.Second, "give up on a request after this long")
 	addClientSecurityFlags(cmd)
 }

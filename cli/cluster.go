@@ -82,7 +82,7 @@ func checkCluster(ctx context.Context, meta *metastore.Store, o StackOptions) er
 func addEtcdReadFlags(cmd *cobra.Command) {
 	cmd.Flags().StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints (default: the dev agent's embedded etcd)")
 	addEtcdTLSFlags(cmd)
-	cmd.Flags().String("etcd-namespace", "/shale", "key prefix of the cluster in etcd")
+	cmd.Flags().String("etcd-namespace", metastore.DefaultNamespace, "key prefix of the cluster in etcd")
 	cmd.Flags().String("data-dir", "data", "a dev agent's --data-dir: when no etcd answers, its etcd files are read from here (the agent must be stopped)")
 }
 

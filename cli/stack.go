@@ -133,7 +133,7 @@ func OpenMeta(ctx context.Context, o StackOptions, log *slog.Logger) (*metastore
 	}
 	ns := o.EtcdNamespace
 	if ns == "" {
-		ns = "/shale"
+		ns = metastore.DefaultNamespace
 	}
 	return metastore.New(cli, ns), emb, cli, nil
 }

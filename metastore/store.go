@@ -27,6 +27,10 @@ type Store struct {
 	expiryHook func(group string)
 }
 
+// DefaultNamespace is the namespace of a cluster that names none (the
+// agent's --etcd-namespace default).
+const DefaultNamespace = "/shale"
+
 // New returns a Store keeping every key under namespace+"/" (a trailing "/"
 // on namespace is ignored), e.g. New(cli, "/shale").
 func New(cli *clientv3.Client, namespace string) *Store {
