@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -31,6 +32,9 @@ import (
 // message.timestamp.type=LogAppendTime. Unknown names are refused too, as
 // Kafka does.
 //
+// shale.flush.ms is shale's own: a topic's latency class (engine
+// ProduceEvery), its partitions sealed on a timer of their own.
+//
 // compression.type takes every Kafka value, with the KIP-390 levels
 // (compression.gzip.level, compression.lz4.level, compression.zstd.level);
 // compression.go says where and how batches are recompressed.
@@ -48,6 +52,7 @@ type topicConfig struct {
 const (
 	configCleanupPolicy   = "cleanup.policy"
 	configMaxMessageBytes = "max.message.bytes"
+	configFlushMs         = "shale.flush.ms"
 	configRetentionMs     = metastore.ConfigRetentionMs
 	configRetentionBytes  = metastore.ConfigRetentionBytes
 	defaultMaxMessage     = 1048588
@@ -81,6 +86,8 @@ var topicConfigs = map[string]topicConfig{
 	"max.compaction.lag.ms":                   {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1), doc: "Accepted, no effect (compaction only)."},
 	configMaxMessageBytes: {typ: kmsg.ConfigTypeInt, def: strconv.Itoa(defaultMaxMessage), enforced: true, check: atLeast(0),
 		doc: "Largest record batch accepted by Produce."},
+	configFlushMs: {typ: kmsg.ConfigTypeLong, def: "0", enforced: true, check: flushMs,
+		doc: "shale's latency class: this topic's partitions are sealed into objects of their own every this many ms (1 to 60000) instead of the agent's --flush-interval. acks=all latency follows it (about 1.5x for clients with one batch per partition in flight); each agent writing the topic makes one PUT per interval while records arrive. 0: the agent's interval."},
 	"message.downconversion.enable": {typ: kmsg.ConfigTypeBoolean, def: "true", doc: "Accepted, no effect: shale never down-converts."},
 	"message.timestamp.type": {typ: kmsg.ConfigTypeString, def: "CreateTime", enforced: true, check: oneOf("CreateTime"),
 		doc: "Only CreateTime: batches are stored as sent."},
@@ -214,6 +221,24 @@ func topicConfigValue(configs map[string]string, name string) (string, bool) {
 		return v, true
 	}
 	return topicConfigs[name].def, false
+}
+
+func flushMs(v string) error {
+	if between(0, 60000)(v) != nil {
+		return fmt.Errorf("must be 0 (the agent's --flush-interval) or a number of milliseconds in [1, 60000]")
+	}
+	return nil
+}
+
+// flushInterval returns the topic's latency class (shale.flush.ms); 0 is the
+// engine's own interval.
+func flushInterval(configs map[string]string) time.Duration {
+	v, _ := topicConfigValue(configs, configFlushMs)
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n <= 0 || n > 60000 {
+		return 0
+	}
+	return time.Duration(n) * time.Millisecond
 }
 
 // maxMessageBytes returns the topic's max.message.bytes.

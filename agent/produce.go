@@ -105,7 +105,7 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 				refused = true
 				continue
 			}
-			pend := s.eng.Produce(wctx, t.ID, p.Partition, records)
+			pend := s.eng.ProduceEvery(wctx, t.ID, p.Partition, records, flushInterval(t.Configs))
 			pp := producePart{ti: ti, pi: pi, pend: pend, id: t.ID}
 			if len(records) > 0 && len(p.Records) > 0 && &records[0] != &p.Records[0] { // recompressed
 				pp.stored = len(records)

@@ -62,6 +62,20 @@
 //     a few milliseconds, or a topic's own) is the explicit way to buy
 //     latency with PUTs.
 //
+// # Latency classes
+//
+// A topic may have a flush interval of its own (topic config
+// shale.flush.ms; the agent calls ProduceEvery). Each interval in use has
+// its own open buffer, sealed on its own grid (same origin, its period) or
+// at FlushBytes, into objects of its own; they go through the same pipeline
+// (seal order, uploads, commit passes, idempotence), so an ack in a short
+// class is as durable as any other. Each class costs one PUT per interval
+// while it receives records. A partition whose topic changes class may have
+// batches in the old class's buffer: the first batch in the new class seals
+// that buffer first, so the partition's order is kept. Commits stay in seal
+// order across classes, so a short-class object sealed just after a large
+// default-class one waits for that one's upload.
+//
 // # Pipeline
 //
 // Up to Config.UploadConcurrency objects upload at once; they may finish in

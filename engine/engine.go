@@ -129,11 +129,10 @@ type Engine struct {
 	index    *indexCache
 	states   *stateView
 
-	mu    sync.Mutex // guards the open buffer
-	open  *buffer
-	timer *time.Timer
-	epoch time.Time // origin of the seal grid (untilTick)
-	seq   uint64    // objects sealed
+	mu    sync.Mutex                // guards the open buffers
+	opens map[time.Duration]*buffer // by latency class (flush interval); only non-empty ones
+	epoch time.Time                 // origin of the seal grid (untilTick)
+	seq   uint64                    // objects sealed
 	// lastSealed is the newest sealed object; commits are in seal order, so
 	// when it is committed everything sealed before it is too.
 	lastSealed *sealedObject
@@ -192,6 +191,7 @@ func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger
 		uploads:  make(chan struct{}, cfg.UploadConcurrency),
 		ctx:      ctx,
 		epoch:    time.Now(),
+		opens:    make(map[time.Duration]*buffer),
 		cancel:   cancel,
 	}
 	e.space = sync.NewCond(&e.spaceMu)
@@ -213,12 +213,12 @@ func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger
 	return e, nil
 }
 
-// Flush seals the open buffer now and waits until everything sealed so far
+// Flush seals the open buffers now and waits until everything sealed so far
 // is committed (or failed).
 func (e *Engine) Flush(ctx context.Context) error {
 	e.mu.Lock()
-	if !e.closed && e.open != nil && len(e.open.order) > 0 {
-		e.sealLocked()
+	if !e.closed {
+		e.sealAllLocked()
 	}
 	last := e.lastSealed
 	e.mu.Unlock()
@@ -239,8 +239,8 @@ func (e *Engine) Close(ctx context.Context) error {
 	ferr := e.Flush(ctx)
 	e.mu.Lock()
 	e.closed = true
-	if e.timer != nil {
-		e.timer.Stop()
+	for _, b := range e.opens {
+		b.timer.Stop()
 	}
 	e.mu.Unlock()
 	e.spaceMu.Lock()

@@ -76,10 +76,14 @@ type pendingBatch struct {
 	isW0  bool // first batch of its Pending: decides the answer's base offset
 }
 
+// buffer is an open buffer: the batches of one latency class (flush
+// interval) waiting for their seal.
 type buffer struct {
-	parts map[partKey][]pendingBatch
-	order []partKey
-	bytes int64
+	parts    map[partKey][]pendingBatch
+	order    []partKey
+	bytes    int64
+	interval time.Duration
+	timer    *time.Timer
 }
 
 // Produce validates the records of one partition (v2 batches, CRC, size) and
@@ -88,6 +92,17 @@ type buffer struct {
 // topic exists and the partition is in range. Produce blocks only for
 // back-pressure (too many bytes waiting for upload), bounded by ctx.
 func (e *Engine) Produce(ctx context.Context, topic metastore.TopicID, partition int32, records []byte) *Pending {
+	return e.ProduceEvery(ctx, topic, partition, records, 0)
+}
+
+// ProduceEvery is Produce for a topic with a latency class of its own
+// (topic config shale.flush.ms): its records go into an open buffer sealed
+// every interval (on its own grid) instead of Config.FlushInterval. An
+// interval of 0 is the engine's.
+func (e *Engine) ProduceEvery(ctx context.Context, topic metastore.TopicID, partition int32, records []byte, interval time.Duration) *Pending {
+	if interval <= 0 {
+		interval = e.cfg.FlushInterval
+	}
 	if len(records) > e.cfg.MaxRecordsBytes {
 		return failed(kerr.MessageTooLarge)
 	}
@@ -132,24 +147,33 @@ func (e *Engine) Produce(ctx context.Context, topic metastore.TopicID, partition
 	if e.closed {
 		return failed(kerr.NotEnoughReplicas) // retriable: try another agent
 	}
-	if size >= e.cfg.FlushBytes && e.open != nil {
+	k := partKey{topic, partition}
+	for iv, o := range e.opens {
+		if _, ok := o.parts[k]; ok && iv != interval {
+			// The topic changed class: what the partition has in its old
+			// class's buffer is sealed first, so it commits first.
+			e.sealLocked(o)
+		}
+	}
+	if o := e.opens[interval]; o != nil && size >= e.cfg.FlushBytes {
 		// Records larger than a whole object go into an object of their
 		// own: seal what is open first (seal order is commit order).
-		e.sealLocked()
+		e.sealLocked(o)
 	}
-	if e.open == nil {
-		e.open = &buffer{parts: make(map[partKey][]pendingBatch)}
-		e.timer = time.AfterFunc(untilTick(time.Since(e.epoch), e.cfg.FlushInterval), e.flushTimer)
+	b := e.opens[interval]
+	if b == nil {
+		b = &buffer{parts: make(map[partKey][]pendingBatch), interval: interval}
+		b.timer = time.AfterFunc(untilTick(time.Since(e.epoch), interval), func() { e.flushTimer(b) })
+		e.opens[interval] = b
 	}
 	w.queued = time.Now()
-	k := partKey{topic, partition}
-	if _, ok := e.open.parts[k]; !ok {
-		e.open.order = append(e.open.order, k)
+	if _, ok := b.parts[k]; !ok {
+		b.order = append(b.order, k)
 	}
-	e.open.parts[k] = append(e.open.parts[k], pbs...)
-	e.open.bytes += size
-	if e.open.bytes >= e.cfg.FlushBytes {
-		e.sealLocked()
+	b.parts[k] = append(b.parts[k], pbs...)
+	b.bytes += size
+	if b.bytes >= e.cfg.FlushBytes {
+		e.sealLocked(b)
 	}
 	return w
 }
@@ -213,11 +237,18 @@ func untilTick(since, interval time.Duration) time.Duration {
 	return interval - since%interval
 }
 
-func (e *Engine) flushTimer() {
+func (e *Engine) flushTimer(b *buffer) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.closed && e.open != nil && len(e.open.order) > 0 {
-		e.sealLocked()
+	if !e.closed && e.opens[b.interval] == b {
+		e.sealLocked(b)
+	}
+}
+
+// sealAllLocked seals every open buffer. e.mu must be held.
+func (e *Engine) sealAllLocked() {
+	for _, b := range e.opens {
+		e.sealLocked(b)
 	}
 }
 
@@ -244,15 +275,11 @@ type sealedChunk struct {
 	batches []pendingBatch
 }
 
-// sealLocked closes the open buffer and hands it to the pipeline. The object
+// sealLocked closes an open buffer and hands it to the pipeline. The object
 // is built and uploaded outside the lock. e.mu must be held.
-func (e *Engine) sealLocked() *sealedObject {
-	b := e.open
-	e.open = nil
-	if e.timer != nil {
-		e.timer.Stop()
-		e.timer = nil
-	}
+func (e *Engine) sealLocked(b *buffer) *sealedObject {
+	delete(e.opens, b.interval)
+	b.timer.Stop()
 	e.seq++
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])

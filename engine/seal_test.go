@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment/segmenttest"
 )
@@ -57,4 +58,51 @@ func TestTimerSealsAtMostOncePerInterval(t *testing.T) {
 		t.Fatalf("%d PUTs in %v at a %v interval: more than one timer seal per interval (max %d)", puts, elapsed, iv, max)
 	}
 	t.Logf("%d PUTs in %v (interval %v)", puts, elapsed, iv)
+}
+
+// TestLatencyClass proves a topic's own flush interval: with the engine's
+// interval at a minute, a produce in a 10 ms class is acknowledged while a
+// produce in the default class still waits for its seal, the two land in
+// different objects, and a partition whose class changes keeps its order
+// (the old class's buffer is sealed first).
+func TestLatencyClass(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	e := testEngine(t, cli, dirStore(t), func(c *Config) { c.FlushInterval = time.Minute })
+	fast := createTopic(t, cli, "fast", 1)
+	slow := createTopic(t, cli, "slow", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	batch := func(seq int) []byte {
+		return segmenttest.Batch(segmenttest.BatchOptions{Records: 1, Value: value(0, seq)})
+	}
+	pslow := e.Produce(ctx, slow.ID, 0, batch(0))
+	pfast := e.ProduceEvery(ctx, fast.ID, 0, batch(1), 10*time.Millisecond)
+	if _, err := pfast.Wait(ctx); err != nil {
+		t.Fatalf("fast class: %v", err)
+	}
+	select {
+	case <-pslow.Done():
+		t.Fatal("the default class (1 minute) was sealed with the fast class")
+	default:
+	}
+	// The slow topic's partition moves to the fast class: its batch in the
+	// default buffer is sealed first and keeps offset 0.
+	pmoved := e.ProduceEvery(ctx, slow.ID, 0, batch(2), 10*time.Millisecond)
+	r0, err0 := pslow.Wait(ctx)
+	r1, err1 := pmoved.Wait(ctx)
+	if err0 != nil || err1 != nil || r0.BaseOffset != 0 || r1.BaseOffset != 1 {
+		t.Fatalf("class change: offsets %d (%v), %d (%v); want 0 then 1", r0.BaseOffset, err0, r1.BaseOffset, err1)
+	}
+	meta := metastore.New(cli, testNS)
+	fe, err := meta.FindEntries(ctx, fast.ID, 0, 0, 1)
+	if err != nil || len(fe) != 1 {
+		t.Fatalf("fast entries: %v %v", fe, err)
+	}
+	se, err := meta.FindEntries(ctx, slow.ID, 0, 0, 2)
+	if err != nil || len(se) != 2 {
+		t.Fatalf("slow entries: %v %v", se, err)
+	}
+	if fe[0].ObjectKey == se[0].ObjectKey || se[0].ObjectKey == se[1].ObjectKey {
+		t.Fatalf("objects %s, %s, %s: want the classes in separate objects", fe[0].ObjectKey, se[0].ObjectKey, se[1].ObjectKey)
+	}
 }
