@@ -108,6 +108,31 @@ func TestEveryAPIDeclaresItsPermission(t *testing.T) {
 			}
 		})
 	}
+	// A refused item is answered under its own name: clients match answers
+	// to what they asked by name.
+	t.Run("refused items are named", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		br := nobody.SeedBrokers()[0]
+		dg := kmsg.NewPtrDescribeGroupsRequest()
+		dg.Groups = []string{permGroup}
+		dgr, err := br.Request(ctx, dg)
+		if err != nil || len(dgr.(*kmsg.DescribeGroupsResponse).Groups) != 1 || dgr.(*kmsg.DescribeGroupsResponse).Groups[0].Group != permGroup {
+			t.Errorf("DescribeGroups refused: %v %+v, want group %s named", err, dgr, permGroup)
+		}
+		del := kmsg.NewPtrDeleteGroupsRequest()
+		del.Groups = []string{permGroup}
+		delr, err := br.Request(ctx, del)
+		if err != nil || len(delr.(*kmsg.DeleteGroupsResponse).Groups) != 1 || delr.(*kmsg.DeleteGroupsResponse).Groups[0].Group != permGroup {
+			t.Errorf("DeleteGroups refused: %v %+v, want group %s named", err, delr, permGroup)
+		}
+		fc := kmsg.NewPtrFindCoordinatorRequest()
+		fc.CoordinatorKey, fc.CoordinatorKeys = permGroup, []string{permGroup}
+		fcr, err := br.Request(ctx, fc)
+		if r, ok := fcr.(*kmsg.FindCoordinatorResponse); err != nil || !ok || (r.Version >= 4 && (len(r.Coordinators) != 1 || r.Coordinators[0].Key != permGroup)) {
+			t.Errorf("FindCoordinator refused: %v %+v, want key %s named", err, fcr, permGroup)
+		}
+	})
 }
 
 func authCode(rt kmsg.ACLResourceType) int16 {
