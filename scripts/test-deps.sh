@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: Debian packages (kcat, the
 # confluent-kafka Python client), npm packages (kafkajs) and Go tools
-# (versitygw, the S3 server tests start). Safe to run again and again.
+# (versitygw and MinIO, the S3 servers tests start). Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +23,14 @@ fi
 
 # Build the S3 server once so the first test does not pay for it.
 go tool -n versitygw >/dev/null
+
+# MinIO, the second S3 server (AGPL: a test server only, run as a process,
+# never imported), built from its module into a cache directory once:
+# about 2 minutes and 150 MB. Version and path: internal/testenv/minio.go.
+minio_version=$(sed -n 's/^const MinIOVersion = "\(.*\)"$/\1/p' internal/testenv/minio.go)
+minio_bin=${SHALE_MINIO:-${SHALE_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shale-test}/minio-$minio_version/minio}
+if [ ! -x "$minio_bin" ]; then
+  echo "test-deps: building MinIO $minio_version into $(dirname "$minio_bin") (about 2 minutes, once)"
+  (cd / && GOBIN="$(dirname "$minio_bin")" GOFLAGS=-mod=mod go install "github.com/minio/minio@$minio_version")
+fi
 echo "test-deps: ok"

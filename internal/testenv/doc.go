@@ -8,10 +8,18 @@
 //     tests (benchmarks, multi-process tests). The versitygw binary comes
 //     from $SHALE_VERSITYGW, else from `go tool -n versitygw` (go.mod's tool
 //     directive), looked up once per process.
-//   - Etcd starts an embedded etcd and returns a client.
+//   - MinIO starts a real MinIO server the same way (the second S3
+//     implementation). Its binary is built by scripts/test-deps.sh into a
+//     cache directory (MinIOPath; AGPL, run as a process, never imported).
+//   - Etcd starts an embedded etcd and returns a client;
+//     EtcdAtDefaultLimits one at a stock etcd server's limits (128
+//     operations per transaction, 1.5 MiB per request), which the
+//     multi-process tests use so that commits meet production's limits.
 //
 // Invariants: every server listens on 127.0.0.1 only, gets its own data
 // directory, and is gone when the test's cleanups have run. A server's output
 // is logged only when the test failed. Startup failures fail the test with
-// t.Fatalf; they are never skipped silently.
+// t.Fatalf; they are never skipped silently. A missing server binary
+// (RequireServer) skips the test locally but fails it under CI=true, so CI
+// never counts a test that did not run as passed.
 package testenv

@@ -22,14 +22,37 @@ import (
 // max-request-bytes 8 MiB) and the client may send requests that large.
 func Etcd(t testing.TB) (*clientv3.Client, []string) {
 	t.Helper()
+	return startEtcd(t, 0, 0)
+}
+
+// Limits of a stock etcd server (etcd's defaults for --max-txn-ops and
+// --max-request-bytes), which production clusters run with.
+const (
+	EtcdDefaultMaxTxnOps       = 128
+	EtcdDefaultMaxRequestBytes = 1572864 // 1.5 MiB
+)
+
+// EtcdAtDefaultLimits is Etcd with a stock etcd server's limits (128
+// operations per transaction, 1.5 MiB per request) instead of the embedded
+// defaults, so that a commit which would not fit in production fails the
+// test that makes it (etcd refuses it) rather than passing here.
+func EtcdAtDefaultLimits(t testing.TB) (*clientv3.Client, []string) {
+	t.Helper()
+	return startEtcd(t, EtcdDefaultMaxTxnOps, EtcdDefaultMaxRequestBytes)
+}
+
+func startEtcd(t testing.TB, maxTxnOps, maxRequestBytes uint) (*clientv3.Client, []string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	srv, err := metastore.StartEmbedded(ctx, metastore.EmbedConfig{
-		Dir:        t.TempDir(),
-		ClientAddr: "127.0.0.1:0",
-		PeerAddr:   "127.0.0.1:0",
-		Fast:       true,
-		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		Dir:             t.TempDir(),
+		ClientAddr:      "127.0.0.1:0",
+		PeerAddr:        "127.0.0.1:0",
+		Fast:            true,
+		MaxTxnOps:       maxTxnOps,
+		MaxRequestBytes: maxRequestBytes,
+		Logger:          slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
 	if err != nil {
 		t.Fatalf("testenv: start embedded etcd: %v", err)

@@ -45,7 +45,10 @@ type Options struct {
 	// LogLevel is the agents' --log-level (default "warn").
 	LogLevel string
 	// EtcdEndpoints, when set, is an etcd the test runs itself (e.g. as a
-	// process it can kill); the harness then starts none.
+	// process it can kill); the harness then starts none. Otherwise it
+	// starts one at a stock etcd's limits (testenv.EtcdAtDefaultLimits:
+	// 128 operations per transaction, 1.5 MiB per request), so every
+	// multi-process test meets the commit splits production meets.
 	EtcdEndpoints []string
 	// S3, when set, is the S3 server the agents use instead of one the
 	// harness starts (e.g. a fault-injecting proxy's address in Endpoint).
@@ -102,7 +105,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	bin := Binary(t)
 	endpoints := opts.EtcdEndpoints
 	if len(endpoints) == 0 {
-		_, endpoints = testenv.Etcd(t)
+		_, endpoints = testenv.EtcdAtDefaultLimits(t)
 	}
 	var s3 testenv.S3Server
 	if opts.S3 != nil {

@@ -31,7 +31,8 @@ const (
 
 // RunEtcdIfAsked makes the test binary an etcd server when the environment
 // asks for it: it runs metastore.StartEmbedded on the given directory and
-// fixed client and peer addresses, prints a ready line and serves until
+// fixed client and peer addresses, at a stock etcd's limits (128
+// operations per transaction, 1.5 MiB per request), prints a ready line and serves until
 // SIGTERM (or dies with SIGKILL). Call it first in TestMain; it returns
 // only when not asked.
 func RunEtcdIfAsked() {
@@ -46,7 +47,10 @@ func RunEtcdIfAsked() {
 		ClientAddr: os.Getenv(envEtcdClient),
 		PeerAddr:   os.Getenv(envEtcdPeer),
 		Fast:       true,
-		Logger:     log,
+		// A stock etcd server's limits, as production runs.
+		MaxTxnOps:       testenv.EtcdDefaultMaxTxnOps,
+		MaxRequestBytes: testenv.EtcdDefaultMaxRequestBytes,
+		Logger:          log,
 	})
 	cancel()
 	if err != nil {
