@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +71,13 @@ func (o *ownership) process(me string, r *kgo.Record) {
 	o.processed[r.Partition][r.Offset]++
 	o.by[me]++
 	o.next[r.Partition] = max(o.next[r.Partition], r.Offset+1)
+}
+
+// nextOf is the offset after the last record processed of partition p.
+func (o *ownership) nextOf(p int32) int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.next[p]
 }
 
 func (o *ownership) count() int {
@@ -198,7 +206,7 @@ func TestGroupConsumersRebalance(t *testing.T) {
 				if err == nil {
 					all := true
 					for p := range int32(partitions) {
-						if r, ok := committed.Lookup(topic, p); !ok || r.At != o.next[p] {
+						if r, ok := committed.Lookup(topic, p); !ok || r.At != o.nextOf(p) {
 							all = false
 						}
 					}
@@ -207,7 +215,10 @@ func TestGroupConsumersRebalance(t *testing.T) {
 					}
 				}
 				if ctx.Err() != nil {
-					t.Fatalf("committed offsets %v never matched processed %v", committed, o.next)
+					o.mu.Lock()
+					next := maps.Clone(o.next)
+					o.mu.Unlock()
+					t.Fatalf("committed offsets %v never matched processed %v", committed, next)
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
