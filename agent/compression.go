@@ -19,7 +19,13 @@ package agent
 // (BenchmarkRecompress in segment/ measures it per codec).
 //
 // max.message.bytes applies to the batch as produced and, as in Kafka, to
-// the batch as stored. A batch that does not decompress is CORRUPT_MESSAGE.
+// the batch as stored. A batch that does not decompress, or decompresses
+// to more than segment.MaxDecompressedBytes (256 MiB), is CORRUPT_MESSAGE.
+// Measured cost (BenchmarkRecompress, 64 KiB batches of 1 KiB records half
+// random, one core): zstd about 300 MB/s, gzip 240, lz4 550, snappy 730,
+// against about 210 MB/s for the engine's whole write path to a local
+// directory (engine BenchmarkWritePath), so a recompressing topic roughly
+// doubles the CPU an acknowledged byte costs; "producer" adds nothing.
 //
 // Bytes saved: each agent counts, per topic, the bytes of the acknowledged
 // batches it recompressed, as produced and as stored, and adds them to the
