@@ -11,6 +11,9 @@
 // --flush-interval of -curve, dev and S3. Every shale run also reports its
 // ack budget per stage (buffer, seal, upload queue, PUT, commit queue,
 // commit, reply) from the agent's shale_produce_stage_seconds histograms.
+// A librdkafka producer (confluent-kafka for Python) repeats the 2,000
+// records/s run at the default flush beside franz-go, since clients
+// pipeline differently.
 // -scenarios picks which parts run. Results are written as JSON and as an
 // SVG plot of latency percentiles.
 //
@@ -60,7 +63,7 @@ func main() {
 	flag.IntVar(&o.recordSize, "record-size", 1024, "record value bytes (half random)")
 	flag.StringVar(&o.out, "out", "bench-results", "directory for results.json and latency.svg")
 	flag.Float64Var(&o.rate, "rate", 10000, "records/s offered in all by the producers in the latency runs")
-	scen := flag.String("scenarios", "max,paced,many,curve,raw", "which parts run: max (saturated produce), paced (-rate), many (-many-partitions), curve (latency per flush interval), raw (raw S3 PUT/GET)")
+	scen := flag.String("scenarios", "max,paced,many,curve,librdkafka,raw", "which parts run: max (saturated produce), paced (-rate), many (-many-partitions), curve (latency per flush interval), librdkafka (a confluent-kafka producer at -curve-rate, default flush), raw (raw S3 PUT/GET)")
 	curve := flag.String("curve", "10ms,20ms,50ms,100ms,250ms", "flush intervals of the latency curve")
 	flag.Float64Var(&o.curveRate, "curve-rate", 2000, "records/s offered in all in the latency curve runs")
 	flag.Parse()
@@ -97,6 +100,7 @@ type Report struct {
 	Paced       []Result  `json:"paced"`
 	Many        []Result  `json:"many_partitions,omitempty"`
 	Curve       []Result  `json:"latency_curve,omitempty"`
+	Clients     []Result  `json:"librdkafka,omitempty"`
 	RawPutMBps  float64   `json:"raw_s3_put_mb_per_s"`
 	RawGetMBps  float64   `json:"raw_s3_get_mb_per_s"`
 	RawObjectMB float64   `json:"raw_object_mb"`
@@ -151,6 +155,18 @@ func run(ctx context.Context, o options) error {
 					return fmt.Errorf("%s at flush %s: %w", t.name, fl, err)
 				}
 				rep.Curve = append(rep.Curve, r)
+			}
+		}
+	}
+	if o.scenarios["librdkafka"] {
+		for _, t := range []target{kfakeTarget(), shaleDevTarget(shale, 0), shaleS3Target(shale, 0)} {
+			for _, idem := range []bool{false, true} {
+				log.Printf("bench: %s, librdkafka producer (idempotent %v), %d partitions, offered %s", t.name, idem, o.partitions, offered(o.curveRate))
+				r, err := measureRdkafka(ctx, t, o, o.partitions, o.curveRate, idem, filepath.Join(tmp, fmt.Sprintf("%s-rdkafka-%v", t.name, idem)))
+				if err != nil {
+					return fmt.Errorf("%s with librdkafka: %w", t.name, err)
+				}
+				rep.Clients = append(rep.Clients, r)
 			}
 		}
 	}

@@ -84,6 +84,17 @@ func printTable(w io.Writer, rep Report) {
 		stageTable(w, sc.rs)
 	}
 	curveTable(w, rep.Curve)
+	if len(rep.Clients) > 0 {
+		fmt.Fprintf(w, "librdkafka producer (confluent-kafka, linger.ms=5): %d partitions, offers %s, default flush\n", rep.Clients[0].Partitions, offered(rep.Clients[0].OfferedRecPerS))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "target\tclient\tproduce p50 ms\tp99 ms\tp99.9 ms\trecords/s\terrors\t")
+		for _, r := range rep.Clients {
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%.1f\t%.1f\t%.0f\t%d\t\n", r.Target, r.Client, r.ProduceP50ms, r.ProduceP99ms, r.ProduceP999ms, r.ProduceRecPerS, r.ProduceErrors)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
+		stageTable(w, rep.Clients)
+	}
 	if rep.RawPutMBps <= 0 {
 		return
 	}
