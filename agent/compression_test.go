@@ -30,24 +30,32 @@ var kgoCodecs = []struct {
 	{"zstd", kgo.ZstdCompression(), segment.CompressionZstd},
 }
 
-// storedBatches fetches a partition raw (v12) from offset 0 and returns the
-// headers of the batches as the agent serves them from the bucket.
+// storedBatches fetches a partition raw (v12) from offset 0 to its high
+// watermark and returns the headers of the batches as the agent serves
+// them from the bucket.
 func storedBatches(t *testing.T, addr, topic string, partition int32) []segment.BatchHeader {
 	t.Helper()
 	rc := dialRaw(t, addr)
-	req := fetchReq(topic, 100, 1, 64<<20, map[int32]int64{0: 0}, 64<<20)
-	req.Topics[0].Partitions[0].Partition = partition
-	resp := rc.roundTrip(req).(*kmsg.FetchResponse)
-	if resp.ErrorCode != 0 || len(resp.Topics) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
-		t.Fatalf("raw fetch %s/%d: %+v", topic, partition, resp)
-	}
-	bs, err := segment.SplitBatches(resp.Topics[0].Partitions[0].RecordBatches, true)
-	if err != nil {
-		t.Fatalf("stored batches of %s/%d: %v", topic, partition, err)
-	}
-	out := make([]segment.BatchHeader, len(bs))
-	for i, b := range bs {
-		out[i] = b.Header
+	var out []segment.BatchHeader
+	for next, hw := int64(0), int64(1); next < hw; {
+		req := fetchReq(topic, 100, 1, 64<<20, map[int32]int64{0: next}, 64<<20)
+		req.Topics[0].Partitions[0].Partition = partition
+		resp := rc.roundTrip(req).(*kmsg.FetchResponse)
+		if resp.ErrorCode != 0 || len(resp.Topics) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+			t.Fatalf("raw fetch %s/%d at %d: %+v", topic, partition, next, resp)
+		}
+		p := resp.Topics[0].Partitions[0]
+		bs, err := segment.SplitBatches(p.RecordBatches, true)
+		if err != nil || len(bs) == 0 && p.HighWatermark > next {
+			t.Fatalf("stored batches of %s/%d at %d: %d, %v", topic, partition, next, len(bs), err)
+		}
+		for _, b := range bs {
+			if b.Header.LastOffset() >= next {
+				out = append(out, b.Header)
+				next = b.Header.LastOffset() + 1
+			}
+		}
+		hw = p.HighWatermark
 	}
 	return out
 }

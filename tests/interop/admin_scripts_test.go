@@ -144,30 +144,36 @@ func TestPythonAdminSession(t *testing.T) {
 	checkStoredCodec(t, c, 1, topic, 0, segment.CompressionLZ4)
 }
 
-// checkStoredCodec fetches a partition raw (Fetch v12) through agent i and
-// fails unless every batch it holds is compressed with codec.
+// checkStoredCodec fetches a partition raw (Fetch v12) through agent i,
+// from offset 0 to its high watermark, and fails unless every batch it
+// holds is compressed with codec.
 func checkStoredCodec(t *testing.T, c *cluster.Cluster, i int, topic string, partition int32, codec int8) {
 	t.Helper()
-	req := kmsg.NewPtrFetchRequest()
-	req.Version, req.MaxWaitMillis, req.MaxBytes = 12, 100, 64<<20
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.Partition, rp.PartitionMaxBytes = partition, 64<<20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
 	cl := c.Client(t, kgo.SeedBrokers(c.Addr(i)), kgo.Dialer(cluster.DialTo(c.Addr(i))), kgo.MaxVersions(kversion.V2_8_0())) // Fetch v12: by name
-	resp, err := req.RequestWith(t.Context(), cl)
-	if err != nil || len(resp.Topics) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
-		t.Fatalf("raw fetch: %v %+v", err, resp)
-	}
-	bs, err := segment.SplitBatches(resp.Topics[0].Partitions[0].RecordBatches, true)
-	if err != nil || len(bs) == 0 {
-		t.Fatalf("stored batches: %d, %v", len(bs), err)
-	}
-	for _, b := range bs {
-		if b.Header.Compression() != codec {
-			t.Fatalf("%s/%d: batch at %d stored with codec %d, want %d", topic, partition, b.Header.BaseOffset, b.Header.Compression(), codec)
+	for next, hw := int64(0), int64(1); next < hw; {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version, req.MaxWaitMillis, req.MaxBytes = 12, 100, 64<<20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = partition, next, 64<<20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(t.Context(), cl)
+		if err != nil || len(resp.Topics) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+			t.Fatalf("raw fetch %s/%d at %d: %v %+v", topic, partition, next, err, resp)
 		}
+		p := resp.Topics[0].Partitions[0]
+		bs, err := segment.SplitBatches(p.RecordBatches, true)
+		if err != nil || len(bs) == 0 && p.HighWatermark > next {
+			t.Fatalf("stored batches of %s/%d at %d: %d, %v", topic, partition, next, len(bs), err)
+		}
+		for _, b := range bs {
+			if b.Header.Compression() != codec {
+				t.Fatalf("%s/%d: batch at %d stored with codec %d, want %d", topic, partition, b.Header.BaseOffset, b.Header.Compression(), codec)
+			}
+			next = max(next, b.Header.LastOffset()+1)
+		}
+		hw = p.HighWatermark
 	}
 }
