@@ -10,6 +10,8 @@
 //	flush_bytes, flush_duration_seconds                  object size; seal → committed
 //	produce_stage_seconds{stage}                         the ack budget, stage by stage (see Stage)
 //	uploads_total, upload_retries_total                  objects uploaded, retried attempts
+//	objects_spooled_total                                objects built on disk, not in memory (memory budget spent)
+//	commit_passes_total, committed_objects_total         commit passes and the objects they committed (pipelining)
 //	s3_requests_total{op}, s3_request_errors_total{op}   the bucket's bill: put/get/head/list/delete
 //	s3_request_duration_seconds{op}
 //	etcd_commit_duration_seconds, etcd_commit_conflicts_total, etcd_commit_txns_total
