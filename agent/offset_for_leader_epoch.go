@@ -4,10 +4,13 @@ package agent
 //
 // Consumers use it to detect log truncation after a leader change. A shale
 // partition has one leader epoch forever (0, as Metadata reports) and its
-// log is never truncated, so the answer for any epoch >= 0 is epoch 0 ending
-// at the high watermark; a negative epoch gets epoch -1 and offset -1
-// (undefined), as Kafka answers. CurrentLeaderEpoch is not checked.
-// ReplicaID (v3+, follower requests) has no effect.
+// log is never truncated at its end. Answers follow Kafka's
+// LeaderEpochFileCache.endOffsetFor with epoch 0 the only and latest epoch:
+// epoch 0 ends at the high watermark; an undefined (negative) epoch, or one
+// above 0 (no such epoch yet), gets epoch -1 and offset -1. As in Kafka's
+// Partition, a CurrentLeaderEpoch other than -1 (none) is checked against
+// 0: a newer one is UNKNOWN_LEADER_EPOCH (older cannot be). ReplicaID (v3+,
+// follower requests) has no effect.
 
 import (
 	"context"
@@ -52,8 +55,12 @@ func (s *Server) handleOffsetForLeaderEpoch(ctx context.Context, _ *reqCtx, req 
 					continue
 				}
 			}
-			if p.LeaderEpoch < 0 {
+			if p.CurrentLeaderEpoch > 0 {
+				op.ErrorCode = kerr.UnknownLeaderEpoch.Code
 				continue
+			}
+			if p.LeaderEpoch != 0 {
+				continue // no such epoch: undefined, as Kafka answers
 			}
 			_, next, err := s.eng.Offsets(ctx, t.ID, p.Partition)
 			if err != nil {

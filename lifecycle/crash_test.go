@@ -40,7 +40,9 @@ func crashCompactCfg(tmp string) lifecycle.CompactConfig {
 }
 
 // lifecycleChild runs compaction (and, in mode "both", GC with no grace)
-// passes until killed, printing READY once connected.
+// passes until killed, printing READY once connected, then BEGIN n before
+// and PASS n after each pass (stdout is unbuffered: a line printed is in
+// the pipe when the kill lands).
 func lifecycleChild() int {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(os.Getenv("SHALE_ETCD"), ","), DialTimeout: 5 * time.Second})
 	if err != nil {
@@ -56,6 +58,7 @@ func lifecycleChild() int {
 	ctx := context.Background()
 	fmt.Println("READY")
 	for pass := 0; pass < 1000; pass++ {
+		fmt.Println("BEGIN", pass)
 		if _, err := lifecycle.Compact(ctx, store, meta, crashCompactCfg(os.Getenv("SHALE_TMP")), nil); err != nil {
 			fmt.Fprintln(os.Stderr, "compact:", err)
 			return 2
@@ -149,15 +152,18 @@ func TestKilledLifecycleLosesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = cmd.Wait()
-		passes := 0
+		passes, begun := 0, 0
 		for l := range lines {
-			if strings.HasPrefix(l, "PASS") {
+			switch {
+			case strings.HasPrefix(l, "PASS"):
 				passes++
+			case strings.HasPrefix(l, "BEGIN"):
+				begun++
 			}
 		}
 		passesSeen += passes
-		if passes == 0 {
-			midPass++
+		if begun > passes {
+			midPass++ // a pass had begun and not ended: the kill landed in it
 		}
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 			t.Fatalf("child %d was not killed: %v; stderr: %s", i, cmd.ProcessState, stderr.String())
@@ -188,7 +194,10 @@ func TestKilledLifecycleLosesNothing(t *testing.T) {
 	if len(all) != len(refs) {
 		t.Fatalf("bucket holds %d objects, %d referenced: GC left garbage", len(all), len(refs))
 	}
-	t.Logf("%d SIGKILLs, %d of them during the first pass (%d whole passes completed in all); %d batches intact; %d entries in %d objects", kills, midPass, passesSeen, len(want[0])+len(want[1]), entries, len(refs))
+	t.Logf("%d SIGKILLs, %d of them mid-pass (%d whole passes completed in all); %d batches intact; %d entries in %d objects", kills, midPass, passesSeen, len(want[0])+len(want[1]), entries, len(refs))
+	if midPass == 0 {
+		t.Fatalf("none of the %d kills landed mid-pass: the test proved nothing about a pass cut short", kills)
+	}
 }
 
 func bigEndian64(b []byte) uint64 {

@@ -26,9 +26,9 @@ func TestRetention(t *testing.T) {
 	}
 	ctx := lcCtx(t)
 	meta := metastore.New(cli, lcNS)
-	byTime, _ := meta.CreateTopic(ctx, "by-time", 1, map[string]string{"retention.ms": "3600000"})
-	bySize, _ := meta.CreateTopic(ctx, "by-size", 1, map[string]string{"retention.bytes": "1"})
-	forever, _ := meta.CreateTopic(ctx, "forever", 1, nil)
+	byTime := mustTopic(t, meta, "by-time", map[string]string{"retention.ms": "3600000"})
+	bySize := mustTopic(t, meta, "by-size", map[string]string{"retention.bytes": "1"})
+	forever := mustTopic(t, meta, "forever", nil)
 	e := newEngine(t, cli, store)
 	now := time.Now()
 	old := func(f, b int) int64 { return now.Add(-2 * time.Hour).UnixMilli() }
@@ -38,7 +38,10 @@ func TestRetention(t *testing.T) {
 		produceFlushes(t, e, tp, 5, 2, 10, fresh)
 	}
 	produceFlushes(t, e, bySize, 4, 1, 10, fresh)
-	objsBefore, _ := store.List(ctx, "")
+	objsBefore, err := store.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	st, err := lifecycle.ApplyRetention(ctx, meta, now, nil)
 	if err != nil {
@@ -56,20 +59,23 @@ func TestRetention(t *testing.T) {
 	if got := readFrom(t, r, byTime.ID, 0, 100); len(got) != 10 {
 		t.Fatalf("by-time: %d batches readable, want the 10 fresh ones", len(got))
 	}
-	if off, _, _ := r.ListOffset(ctx, byTime.ID, 0, engine.EarliestTimestamp); off != 100 {
-		t.Fatalf("ListOffsets earliest = %d, want 100", off)
+	if off, _, err := r.ListOffset(ctx, byTime.ID, 0, engine.EarliestTimestamp); err != nil || off != 100 {
+		t.Fatalf("ListOffsets earliest = %d (%v), want 100", off, err)
 	}
-	if s, _, _ := r.Offsets(ctx, bySize.ID, 0); s != 30 {
-		t.Fatalf("by-size: log start %d, want 30 (the last entry kept)", s)
+	if s, _, err := r.Offsets(ctx, bySize.ID, 0); err != nil || s != 30 {
+		t.Fatalf("by-size: log start %d (%v), want 30 (the last entry kept)", s, err)
 	}
-	if s, _, _ := r.Offsets(ctx, forever.ID, 0); s != 0 {
-		t.Fatalf("forever: log start %d, want 0", s)
+	if s, _, err := r.Offsets(ctx, forever.ID, 0); err != nil || s != 0 {
+		t.Fatalf("forever: log start %d (%v), want 0", s, err)
 	}
 	gc, err := lifecycle.CollectGarbage(ctx, store, meta, nil, time.Now().Add(time.Hour), time.Minute, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	objsAfter, _ := store.List(ctx, "")
+	objsAfter, err := store.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("bucket %d -> %d objects (gc %+v)", len(objsBefore), len(objsAfter), gc)
 	// Every flush is one object of one topic: by-time's 5 old rounds and
 	// by-size's 3 dropped rounds go.
@@ -85,10 +91,13 @@ func TestRetention(t *testing.T) {
 // produce is acknowledged and offsets stay dense.
 func TestTruncateRacesProduce(t *testing.T) {
 	cli, _ := testenv.Etcd(t)
-	store, _ := s3tier.NewDirStore(t.TempDir())
+	store, err := s3tier.NewDirStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := lcCtx(t)
 	meta := metastore.New(cli, lcNS)
-	tp, _ := meta.CreateTopic(ctx, "race", 1, nil)
+	tp := mustTopic(t, meta, "race", nil)
 	e, err := engine.New(engine.Config{DataDir: t.TempDir(), FlushInterval: time.Millisecond}, store, meta, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -130,11 +139,24 @@ func TestTruncateRacesProduce(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	start, next, _ := e.Offsets(ctx, tp.ID, 0)
+	start, next, err := e.Offsets(ctx, tp.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if next != 2*acked.Load() {
 		t.Fatalf("next offset %d, want %d (2 records per acknowledged batch)", next, 2*acked.Load())
 	}
 	got := readFrom(t, newEngine(t, cli, store), tp.ID, 0, start)
 	t.Logf("%d truncations raced %d acknowledged produces; log [%d, %d), %d batches readable", truncations, acked.Load(), start, next, len(got))
 	checkIndex(t, meta, store, tp)
+}
+
+// mustTopic creates a one-partition topic or fails the test.
+func mustTopic(t testing.TB, meta *metastore.Store, name string, configs map[string]string) metastore.Topic {
+	t.Helper()
+	tp, err := meta.CreateTopic(lcCtx(t), name, 1, configs)
+	if err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+	return tp
 }

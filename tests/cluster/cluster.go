@@ -433,6 +433,15 @@ func (c *Cluster) stopAll() {
 			c.t.Errorf("cluster: stop agent %d: %v", i, err)
 		}
 	}
+	for _, a := range agents {
+		a.mu.Lock()
+		for _, inc := range a.past {
+			if strings.Contains(inc.out.String(), "WARNING: DATA RACE") {
+				c.t.Errorf("cluster: agent %d run %d: the race detector reported a data race (output below)", a.index, inc.n)
+			}
+		}
+		a.mu.Unlock()
+	}
 	if !c.t.Failed() {
 		return
 	}
@@ -551,7 +560,11 @@ func Binary(t testing.TB) string {
 		}
 		binary.dir = dir
 		path := filepath.Join(dir, "shale")
-		cmd := exec.Command("go", "build", "-o", path, ".")
+		args := []string{"build", "-o", path}
+		if os.Getenv(envAgentRace) == "1" {
+			args = append(args, "-race") // stopAll fails a test whose agents report a race
+		}
+		cmd := exec.Command("go", append(args, ".")...)
 		cmd.Dir = root
 		var out bytes.Buffer
 		cmd.Stdout = &out
@@ -567,6 +580,10 @@ func Binary(t testing.TB) string {
 	}
 	return binary.path
 }
+
+// envAgentRace set to 1 makes Binary build the agents with the race
+// detector (`make test-race` does).
+const envAgentRace = "SHALE_AGENT_RACE"
 
 // Main runs the tests and removes the binary Binary built. Use it as
 // `func TestMain(m *testing.M) { cluster.Main(m) }`.

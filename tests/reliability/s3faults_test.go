@@ -81,12 +81,13 @@ func TestS3Faults(t *testing.T) {
 	proxy.SetRates(faultproxy.Rates{P: uniform(rate), HangFor: 2 * time.Second, SlowFor: 500 * time.Millisecond})
 	faultStart := a.Acked()
 	time.Sleep(faultyFor)
+	hangStart := a.Acked()
 	// Then requests that hang far longer than an upload attempt may take:
 	// the agent gives up on the attempt and retries rather than stall.
 	proxy.SetRates(faultproxy.Rates{P: map[faultproxy.Kind]float64{faultproxy.Hang: 0.2}, HangFor: 25 * time.Second})
 	time.Sleep(hangFor)
 	proxy.SetRates(faultproxy.Rates{})
-	duringFaults := a.Acked() - faultStart
+	duringFaults, duringHangs := a.Acked()-faultStart, a.Acked()-hangStart
 	counts := proxy.Counts()
 	rcancel()
 	read := <-readerDone
@@ -104,8 +105,8 @@ func TestS3Faults(t *testing.T) {
 		total += n
 	}
 	sort.Strings(kinds)
-	summary := fmt.Sprintf("s3 faults: %d of %d S3 requests faulted %v; %d acknowledged during %v of faults; consumer during faults read %d records (%d damaged, %d fetch errors); %s",
-		total, proxy.Requests(), kinds, duringFaults, faultyFor+hangFor, read[0], read[1], read[2], rep)
+	summary := fmt.Sprintf("s3 faults: %d of %d S3 requests faulted %v; %d acknowledged during %v of faults (%d during the hangs); consumer during faults read %d records (%d damaged, %d fetch errors); %s",
+		total, proxy.Requests(), kinds, duringFaults, faultyFor+hangFor, duringHangs, read[0], read[1], read[2], rep)
 	t.Log(summary)
 	fmt.Println(summary)
 	for msg, n := range rep.FailedBy {
@@ -116,6 +117,13 @@ func TestS3Faults(t *testing.T) {
 	}
 	if read[1] > 0 {
 		t.Errorf("consumer read %d damaged records during faults", read[1])
+	}
+	if read[0] == 0 {
+		t.Errorf("the consumer read no record during the faults: nothing was checked for damage")
+	}
+	if duringFaults-duringHangs == 0 || duringHangs == 0 {
+		t.Errorf("production stopped during the faults: %d acknowledged while requests failed, %d while they hung; want some in each",
+			duringFaults-duringHangs, duringHangs)
 	}
 	if !rep.OK() {
 		t.Errorf("audit failed: %s", rep)
