@@ -3,6 +3,7 @@ package cli
 import (
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,8 +12,11 @@ import (
 
 // TestComposeFileIsValid checks docker-compose.yml statically (there is no
 // Docker engine on the build machines): it parses, every image is pinned to
-// a version, the agents are built from the repo, and every flag and SHALE_*
-// variable passed to shale exists in `shale agent`.
+// a version, etcd's is the version the tests embed (go.mod) at stock limits
+// with a healthcheck, the agents are built from the repo, wait for etcd to
+// be healthy, restart, and every flag and SHALE_* variable passed to shale
+// exists in `shale agent`; .dockerignore keeps data, binaries and npm
+// packages out of the build context.
 func TestComposeFileIsValid(t *testing.T) {
 	data, err := os.ReadFile("../docker-compose.yml")
 	if err != nil {
@@ -24,6 +28,11 @@ func TestComposeFileIsValid(t *testing.T) {
 			Build       any               `yaml:"build"`
 			Command     []string          `yaml:"command"`
 			Environment map[string]string `yaml:"environment"`
+			Restart     string            `yaml:"restart"`
+			Healthcheck any               `yaml:"healthcheck"`
+			DependsOn   map[string]struct {
+				Condition string `yaml:"condition"`
+			} `yaml:"depends_on"`
 		} `yaml:"services"`
 	}
 	if err := yaml.Unmarshal(data, &doc); err != nil {
@@ -48,6 +57,12 @@ func TestComposeFileIsValid(t *testing.T) {
 			continue
 		}
 		agents++
+		if svc.Restart == "" || svc.Restart == "no" {
+			t.Errorf("service %s: no restart policy (an agent that exits while etcd is slow stays down)", name)
+		}
+		if svc.DependsOn["etcd"].Condition != "service_healthy" {
+			t.Errorf("service %s: depends on etcd with condition %q, want service_healthy", name, svc.DependsOn["etcd"].Condition)
+		}
 		for _, arg := range svc.Command[1:] {
 			flag := strings.TrimPrefix(strings.SplitN(arg, "=", 2)[0], "--")
 			if ac.Flags().Lookup(flag) == nil {
@@ -66,4 +81,41 @@ func TestComposeFileIsValid(t *testing.T) {
 	if agents != 2 {
 		t.Errorf("compose runs %d shale agents, want 2", agents)
 	}
+	etcd := doc.Services["etcd"]
+	if want := "quay.io/coreos/etcd:" + goModVersion(t, "go.etcd.io/etcd/server/v3"); etcd.Image != want {
+		t.Errorf("etcd image %q, want %q: the etcd the tests embed", etcd.Image, want)
+	}
+	if etcd.Healthcheck == nil {
+		t.Errorf("etcd has no healthcheck for the agents to wait on")
+	}
+	for _, arg := range etcd.Command {
+		if strings.HasPrefix(arg, "--max-txn-ops") || strings.HasPrefix(arg, "--max-request-bytes") {
+			t.Errorf("etcd runs with %s: shale works at a stock etcd's limits, as the tests run it", arg)
+		}
+	}
+	ignore, err := os.ReadFile("../.dockerignore")
+	if err != nil {
+		t.Fatalf(".dockerignore: %v", err)
+	}
+	for _, want := range []string{"data/", "bin/", "**/node_modules/"} {
+		if !slices.Contains(strings.Fields(string(ignore)), want) {
+			t.Errorf(".dockerignore does not exclude %s", want)
+		}
+	}
+}
+
+// goModVersion returns the version go.mod requires of module.
+func goModVersion(t *testing.T, module string) string {
+	t.Helper()
+	data, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == module {
+			return f[1]
+		}
+	}
+	t.Fatalf("go.mod does not require %s", module)
+	return ""
 }
