@@ -23,7 +23,10 @@ package agent
 //     SessionID names a session to close first. The answer carries every
 //     requested partition and the new session's ID (0 when the cache of
 //     1000 sessions is full and none may be evicted: a session unused for
-//     2 minutes is, else the smallest if the new one is larger).
+//     2 minutes is, else the smallest if the new one is larger; also when
+//     its partitions do not fit the 262,144 all sessions may hold, a bound
+//     Kafka does not have: an incremental fetch growing a session past it
+//     closes the session with FETCH_SESSION_ID_NOT_FOUND).
 //   - epoch -1 (FINAL): a sessionless full fetch, as before v7: the session
 //     the SessionID names (any ID) is closed, every requested partition is
 //     answered, and the answer's SessionID is 0.

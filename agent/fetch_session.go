@@ -23,6 +23,13 @@ const (
 	// fetchSessionEviction is Kafka's min.incremental.fetch.session.eviction.ms:
 	// a session unused this long may be evicted for a new one.
 	fetchSessionEviction = 2 * time.Minute
+	// fetchSessionPartitions bounds the partitions all sessions of an
+	// agent hold (about 50 MiB), so clients cannot grow sessions without
+	// bound (Kafka bounds only the number of sessions). A session that
+	// does not fit is not created (the client keeps fetching in full); an
+	// incremental fetch that would exceed it closes its session and is
+	// answered FETCH_SESSION_ID_NOT_FOUND (the client opens a new one).
+	fetchSessionPartitions = 1 << 18
 
 	sessionInitialEpoch = 0  // JFetchMetadata.INITIAL_EPOCH
 	sessionFinalEpoch   = -1 // JFetchMetadata.FINAL_EPOCH
@@ -54,28 +61,47 @@ type fetchSession struct {
 	parts map[sessKey]*list.Element // of *sessPart
 	order *list.List                // the session's partition order
 
+	closed bool // removed from the cache (under mu)
+
 	// For eviction, read without mu (the cache's lock is taken first).
 	lastUsed atomic.Int64 // unix nanoseconds
 	size     atomic.Int32 // len(parts)
+}
+
+// close marks fs removed from c and gives its partitions back to c's
+// budget. Lock order: c.mu (if held) before fs.mu.
+func (fs *fetchSession) close(c *fetchSessionCache) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if !fs.closed {
+		fs.closed = true
+		c.total.Add(-int64(len(fs.parts)))
+	}
 }
 
 // fetchSessionCache holds one agent's fetch sessions.
 type fetchSessionCache struct {
 	mu       sync.Mutex
 	slots    int
+	maxParts int64
+	total    atomic.Int64 // partitions held by all sessions
 	sessions map[int32]*fetchSession
 }
 
-func newFetchSessionCache(slots int) *fetchSessionCache {
-	return &fetchSessionCache{slots: slots, sessions: make(map[int32]*fetchSession)}
+func newFetchSessionCache(slots int, maxParts int64) *fetchSessionCache {
+	return &fetchSessionCache{slots: slots, maxParts: maxParts, sessions: make(map[int32]*fetchSession)}
 }
 
-// remove closes a session; it reports whether it existed.
+// remove closes a session; it reports whether it existed. The caller must
+// not hold the session's lock.
 func (c *fetchSessionCache) remove(id int32) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.sessions[id]
+	fs, ok := c.sessions[id]
 	delete(c.sessions, id)
+	c.mu.Unlock()
+	if ok {
+		fs.close(c)
+	}
 	return ok
 }
 
@@ -88,13 +114,17 @@ func (c *fetchSessionCache) get(id int32) *fetchSession {
 
 // create adds a session holding parts (with the state just answered) and
 // returns its ID, or 0 when the cache is full and no session may be evicted
-// for it (the client then keeps sending full fetches). As Kafka does, a
-// session unused for fetchSessionEviction is evicted first, else the
-// smallest session if it holds fewer partitions than the new one.
+// for it, or its partitions do not fit the budget (the client then keeps
+// sending full fetches). As Kafka does, a session unused for
+// fetchSessionEviction is evicted first, else the smallest session if it
+// holds fewer partitions than the new one.
 func (c *fetchSessionCache) create(byID bool, parts []sessPart) int32 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
+	if c.total.Load()+int64(len(parts)) > c.maxParts {
+		return 0
+	}
 	if len(c.sessions) >= c.slots && !c.evictLocked(now, len(parts)) {
 		return 0
 	}
@@ -108,6 +138,7 @@ func (c *fetchSessionCache) create(byID bool, parts []sessPart) int32 {
 		fs.parts[p.key] = fs.order.PushBack(&sessPart{key: p.key, offset: p.offset, max: p.max, hw: p.hw, lso: p.lso})
 	}
 	fs.size.Store(int32(len(fs.parts)))
+	c.total.Add(int64(len(fs.parts)))
 	for {
 		id := rand.Int32()
 		if _, used := c.sessions[id]; id != 0 && !used {
@@ -132,14 +163,15 @@ func (c *fetchSessionCache) evictLocked(now time.Time, size int) bool {
 			small, smallN = s, n
 		}
 	}
-	switch {
-	case stale != nil:
-		delete(c.sessions, stale.id)
-	case small != nil && smallN < int64(size):
-		delete(c.sessions, small.id)
-	default:
+	victim := stale
+	if victim == nil && small != nil && smallN < int64(size) {
+		victim = small
+	}
+	if victim == nil {
 		return false
 	}
+	delete(c.sessions, victim.id)
+	victim.close(c)
 	return true
 }
 
@@ -182,11 +214,14 @@ func (c *fetchSessionCache) openSession(req *kmsg.FetchRequest) sessionFetch {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	switch {
+	case fs.closed:
+		return sessionFetch{errCode: kerr.FetchSessionIDNotFound.Code}
 	case fs.epoch != req.SessionEpoch:
 		return sessionFetch{errCode: kerr.InvalidFetchSessionEpoch.Code}
 	case fs.byID != byID:
 		return sessionFetch{errCode: kerr.FetchSessionTopicIDError.Code}
 	}
+	before := len(fs.parts)
 	for _, p := range fromRequest() {
 		if e, ok := fs.parts[p.key]; ok {
 			sp := e.Value.(*sessPart)
@@ -205,6 +240,13 @@ func (c *fetchSessionCache) openSession(req *kmsg.FetchRequest) sessionFetch {
 		}
 	}
 	fs.size.Store(int32(len(fs.parts)))
+	grew := len(fs.parts) - before
+	if c.total.Add(int64(grew)) > c.maxParts && grew > 0 {
+		fs.mu.Unlock()
+		c.remove(fs.id)
+		fs.mu.Lock()
+		return sessionFetch{errCode: kerr.FetchSessionIDNotFound.Code}
+	}
 	if len(fs.parts) == 0 {
 		// Kafka closes a session left empty and answers sessionless.
 		fs.mu.Unlock()

@@ -185,7 +185,7 @@ func New(cfg Config, eng *engine.Engine, meta *metastore.Store, log *slog.Logger
 		cancel: cancel,
 	}
 	s.sec = newSecurity(cfg, meta, s.log)
-	s.fetchSessions = newFetchSessionCache(fetchSessionSlots)
+	s.fetchSessions = newFetchSessionCache(fetchSessionSlots, fetchSessionPartitions)
 	cfg.Metrics.Register(newGroupLagCollector(s))
 	return s, nil
 }
