@@ -140,6 +140,11 @@ func (s PartitionState) Validate() error {
 	case s.NextOffset < s.LogStartOffset:
 		return fmt.Errorf("%w: partition state: next offset %d before log start offset %d", ErrInvalid, s.NextOffset, s.LogStartOffset)
 	}
+	for pid, first := range s.Txns {
+		if pid < 0 || first < 0 || first >= s.NextOffset {
+			return fmt.Errorf("%w: partition state: open transaction of producer %d at %d out of range (next offset %d)", ErrInvalid, pid, first, s.NextOffset)
+		}
+	}
 	for pid, p := range s.Producers {
 		bad := func(format string, args ...any) error {
 			return fmt.Errorf("%w: partition state: producer %d: %s", ErrInvalid, pid, fmt.Sprintf(format, args...))

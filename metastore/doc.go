@@ -34,9 +34,14 @@
 //	<ns>/groups/<g>/offsets/<topic>/<p>      GroupOffset      one per committed partition
 //	<ns>/users/<u>/<mechanism>               auth.Credential  SCRAM salt, iterations, StoredKey, ServerKey
 //	<ns>/acls/<digest>                       auth.ACL         digest: sha256 of the binding, 32 hex digits
+//	<ns>/aborted/<id>/<p>/<last offset>      AbortedTxn       one per aborted transaction: producer, first offset; the key is its abort marker's offset
+//	<ns>/txns/<t>/coordinator                <node> (decimal) under the transaction coordinator's agent lease
+//	<ns>/txns/<t>/state                      TxnState         producer ID, epoch, timeout, phase, partitions (with topic IDs), groups, start time
+//	<ns>/txn-offsets/<g>/<pid>/<topic>/<p>   GroupOffset      a TxnOffsetCommit offset pending its transaction's end
 //
 // <g> is the group ID path-escaped (url.PathEscape), so any group ID is one
-// key component; so is <u>, a user name. No password is ever stored: a
+// key component; so are <u>, a user name, and <t>, a transactional ID;
+// <pid> is a producer ID in decimal. No password is ever stored: a
 // credential holds only what a SCRAM server needs (see package auth). Producer idempotence state is part of the PartitionState
 // value, so it commits atomically with the offsets it describes.
 //
@@ -106,6 +111,23 @@
 //     changed: every agent compares its bucket with it at start and refuses
 //     another, so one index never points into two buckets. Tools that read
 //     etcd find the bucket there.
+//   - Transactions (agent/txn_coord.go has the protocol). A partition's
+//     open transactions live in its PartitionState (Txns: producer ID to
+//     the first offset of its ongoing transaction), so they commit
+//     atomically with the offsets they describe; LastStableOffset is the
+//     smallest, else NextOffset. An abort marker's commit adds its
+//     AbortedTxn (ChunkCommit.Aborted) in the same transaction; retention
+//     and DeleteRecords (TruncateBefore) delete those ending below the new
+//     log start in theirs, and DeleteTopic the topic's whole range. A
+//     transactional ID has at most one coordinator (ClaimTxnCoordinator:
+//     CreateRevision == 0, under the agent's lease); its state is written
+//     only with the coordinator key's lease compared and the state's
+//     ModRevision compared (PutTxnState: ErrNotCoordinator,
+//     ErrConflict). Pending offsets are written only while the state is
+//     at the revision the writer read Ongoing (PutTxnOffsets), and leave
+//     in the same transactions that make them committed offsets, fenced
+//     by the coordinator key (FinishTxnOffsets), so finishing twice
+//     commits each once.
 //   - Producer IDs come from CAS increments of one counter, so they are
 //     unique across agents and restarts (>= FirstProducerID, not dense).
 //
@@ -131,8 +153,8 @@
 //   - ErrInvalid: the arguments break a rule (topic name, partition count,
 //     non-dense entries, ...). Retrying does not help.
 //   - ErrCorruptValue: a stored value or key fails to decode or validate.
-//   - ErrNotCoordinator: a group write by an agent that does not hold the
-//     group's coordinator key under the lease it names.
+//   - ErrNotCoordinator: a group or transactional ID write by an agent
+//     that does not hold its coordinator key under the lease it names.
 //   - ErrNodeIDInUse: RegisterAgent with an explicit node ID held by a live agent.
 //   - ErrNoClusterRecord: no agent has recorded the cluster's bucket yet.
 //   - ErrPartitionMissing: for callers; metastore itself does not check a

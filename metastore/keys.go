@@ -24,6 +24,9 @@ const (
 	dirGroups     = "groups/"
 	dirUsers      = "users/"
 	dirACLs       = "acls/"
+	dirAborted    = "aborted/"
+	dirTxns       = "txns/"
+	dirTxnOffsets = "txn-offsets/"
 	keyProducerID = "producer-id"
 	keyCluster    = "cluster"
 )
@@ -145,7 +148,46 @@ func (k keys) agent(nodeID int32) string {
 // so DeleteTopic removes them all. Producer idempotence state lives inside
 // the partition state values, so it is covered by topicStates.
 func (k keys) topicScoped(id TopicID) []string {
-	return []string{k.topicStates(id), k.topicIndex(id), k.topicStats(id)}
+	return []string{k.topicStates(id), k.topicIndex(id), k.topicStats(id), k.topicAborted(id)}
+}
+
+// Aborted-transaction index keys: <ns>/aborted/<id>/<p>/<last offset>,
+// the last offset being the abort marker's, so a range from a fetch
+// offset up finds every aborted transaction that ends at or after it.
+func (k keys) topicAborted(id TopicID) string { return k.p + dirAborted + id.String() + "/" }
+func (k keys) partitionAborted(id TopicID, partition int32) string {
+	return k.topicAborted(id) + fmtPartition(partition) + "/"
+}
+func (k keys) aborted(id TopicID, partition int32, last int64) string {
+	return k.partitionAborted(id, partition) + fmtOffset(last)
+}
+
+// Transactional ID keys: <ns>/txns/<escaped id>/coordinator and
+// <ns>/txns/<escaped id>/state; pending transactional offsets:
+// <ns>/txn-offsets/<escaped group>/<producer id>/<topic>/<p>.
+func (k keys) txnsPrefix() string             { return k.p + dirTxns }
+func (k keys) txn(t string) string            { return k.p + dirTxns + url.PathEscape(t) + "/" }
+func (k keys) txnCoordinator(t string) string { return k.txn(t) + "coordinator" }
+func (k keys) txnState(t string) string       { return k.txn(t) + "state" }
+func (k keys) txnOffsetsGroup(g string) string {
+	return k.p + dirTxnOffsets + url.PathEscape(g) + "/"
+}
+func (k keys) txnOffsetsProducer(g string, pid int64) string {
+	return k.txnOffsetsGroup(g) + strconv.FormatInt(pid, 10) + "/"
+}
+func (k keys) txnOffset(g string, pid int64, topic string, p int32) string {
+	return k.txnOffsetsProducer(g, pid) + topic + "/" + fmtPartition(p)
+}
+
+// parseTxnKey returns the transactional ID and the tail of a key under txns/.
+func (k keys) parseTxnKey(key string) (string, string, error) {
+	rest, ok := strings.CutPrefix(key, k.txnsPrefix())
+	esc, tail, ok2 := strings.Cut(rest, "/")
+	t, err := url.PathUnescape(esc)
+	if !ok || !ok2 || err != nil || t == "" {
+		return "", "", fmt.Errorf("%w: key %q is not a transactional id key", ErrCorruptValue, key)
+	}
+	return t, tail, nil
 }
 
 func fmtPartition(p int32) string { return fmt.Sprintf("%0*d", partitionDigits, p) }

@@ -169,6 +169,12 @@ func (s *Store) TruncateBefore(ctx context.Context, id TopicID, partition int32,
 			ops = append(ops, clientv3.OpDelete(first, clientv3.WithRange(dropEnd)))
 		}
 		ops = append(ops, clientv3.OpPut(sk, string(val)))
+		if next.LogStartOffset > 0 {
+			// Aborted transactions that end below the log start can no
+			// longer be fetched: the index drops them with the entries.
+			ops = append(ops, clientv3.OpDelete(s.keys.aborted(id, partition, 0),
+				clientv3.WithRange(s.keys.aborted(id, partition, next.LogStartOffset))))
+		}
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(ik, clientv3.WithKeysOnly())).Commit()
 		if err != nil {
 			return 0, fmt.Errorf("truncate %s/%d before %d: %w", id, partition, offset, err)

@@ -66,12 +66,13 @@ func (s *Store) PartitionStates(ctx context.Context, id TopicID) (map[int32]Part
 // each commit also adds up to two compares, and etcd limits compares and
 // operations alike. Keep the sum over one call at or under the server's
 // --max-txn-ops (DefaultMaxTxnOps unless configured).
-func TxnOps(c ChunkCommit) int { return max(len(c.Entries)+1, 2) }
+func TxnOps(c ChunkCommit) int { return max(len(c.Entries)+len(c.Aborted)+1, 2) }
 
 // CommitChunks makes the commits visible atomically: in one etcd transaction
 // it checks, for every commit, that the partition state key is still at
 // ExpectedRevision (0: absent) and, for every topic, that it still exists;
-// then it writes every index entry and every new state. It returns the
+// then it writes every index entry, every aborted transaction (under
+// aborted/<id>/<p>/<last offset>) and every new state. It returns the
 // transaction's revision, which is the new ModRevision of every state
 // written.
 //
@@ -119,6 +120,13 @@ func (s *Store) CommitChunks(ctx context.Context, commits []ChunkCommit) (int64,
 				return 0, fmt.Errorf("commit chunks %s/%d: %w", c.TopicID, c.Partition, err)
 			}
 			ops = append(ops, clientv3.OpPut(s.keys.entry(c.TopicID, c.Partition, e.BaseOffset), string(val)))
+		}
+		for _, a := range c.Aborted {
+			val, err := encodeAborted(a)
+			if err != nil {
+				return 0, fmt.Errorf("commit chunks %s/%d: %w", c.TopicID, c.Partition, err)
+			}
+			ops = append(ops, clientv3.OpPut(s.keys.aborted(c.TopicID, c.Partition, a.LastOffset), string(val)))
 		}
 		val, err := encodePartitionState(c.New)
 		if err != nil {
@@ -177,6 +185,14 @@ func validateCommit(c ChunkCommit) error {
 		}
 		if c.Entries[0].BaseOffset < c.New.LogStartOffset {
 			return fmt.Errorf("%w: entry at %d is below the new log start offset %d", ErrInvalid, c.Entries[0].BaseOffset, c.New.LogStartOffset)
+		}
+	}
+	for _, a := range c.Aborted {
+		if err := a.validate(); err != nil {
+			return err
+		}
+		if a.LastOffset >= c.New.NextOffset {
+			return fmt.Errorf("%w: aborted transaction ends at %d, past the new next offset %d", ErrInvalid, a.LastOffset, c.New.NextOffset)
 		}
 	}
 	return c.New.Validate()

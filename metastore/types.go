@@ -61,6 +61,12 @@ type PartitionState struct {
 	NextOffset     int64                    `json:"next"`
 	LogStartOffset int64                    `json:"start"`
 	Producers      map[int64]*ProducerState `json:"producers,omitempty"`
+	// Txns holds the open transactions in this partition: producer ID to
+	// the offset of the producer's first batch in its ongoing
+	// transaction. A transactional batch opens one; the producer's
+	// commit or abort marker closes it. The smallest first offset is the
+	// last stable offset (LastStableOffset).
+	Txns map[int64]int64 `json:"txns,omitempty"`
 	// Revision is the etcd ModRevision of the state key when read (0: key absent).
 	// CommitChunks compares it. Not stored.
 	Revision int64 `json:"-"`
@@ -78,7 +84,34 @@ func (s PartitionState) Clone() PartitionState {
 			c.Producers[id] = &cp
 		}
 	}
+	if s.Txns != nil {
+		c.Txns = make(map[int64]int64, len(s.Txns))
+		for id, o := range s.Txns {
+			c.Txns[id] = o
+		}
+	}
 	return c
+}
+
+// LastStableOffset is the offset below which every transaction is
+// decided (Kafka's LSO): the first offset of the oldest open transaction,
+// or NextOffset when none is open. read_committed consumers read up to it.
+func (s PartitionState) LastStableOffset() int64 {
+	lso := s.NextOffset
+	for _, first := range s.Txns {
+		lso = min(lso, first)
+	}
+	return lso
+}
+
+// AbortedTxn is one aborted transaction of a partition, kept in the
+// partition's aborted-transaction index for read_committed fetches:
+// producer ProducerID's batches from FirstOffset up to its abort marker at
+// LastOffset are to be skipped.
+type AbortedTxn struct {
+	ProducerID  int64 `json:"pid"`
+	FirstOffset int64 `json:"first"`
+	LastOffset  int64 `json:"last"`
 }
 
 // EntryKind says how an index entry's bytes are laid out.
@@ -153,6 +186,10 @@ type ChunkCommit struct {
 	ExpectedRevision int64
 	Entries          []IndexEntry
 	New              PartitionState
+	// Aborted are the transactions whose abort markers this commit
+	// writes; each is added to the partition's aborted-transaction index
+	// in the same etcd transaction.
+	Aborted []AbortedTxn
 }
 
 // AgentInfo is what a live agent advertises (stored under a lease).
