@@ -268,7 +268,7 @@ func (e *Engine) sendPlans(ctx context.Context, plans []*plan, cache map[partKey
 			if p.entries != nil {
 				commits = append(commits, metastore.ChunkCommit{
 					TopicID: p.u.k.id, Partition: p.u.k.p,
-					ExpectedRevision: p.base.Revision, Entries: p.entries, New: p.next,
+					ExpectedRevision: p.base.Revision, Entries: p.entries, New: p.next, Aborted: p.aborted,
 				})
 			}
 		}
@@ -299,8 +299,9 @@ func (e *Engine) sendPlans(ctx context.Context, plans []*plan, cache map[partKey
 }
 
 // packPlans cuts plans into transactions of at most maxOps operations
-// each (an entry put per index entry, the state put and its compare per
-// partition); a plan larger than maxOps goes alone.
+// each (an entry put per index entry and per aborted transaction, the
+// state put and its compare per partition); a plan larger than maxOps goes
+// alone.
 func packPlans(plans []*plan, maxOps int) [][]*plan {
 	var out [][]*plan
 	var cur []*plan
@@ -308,7 +309,7 @@ func packPlans(plans []*plan, maxOps int) [][]*plan {
 	for _, p := range plans {
 		n := 0
 		if p.entries != nil {
-			n = len(p.entries) + 2
+			n = len(p.entries) + len(p.aborted) + 2
 		}
 		if len(cur) > 0 && ops+n > maxOps {
 			out = append(out, cur)
@@ -388,7 +389,7 @@ func (e *Engine) finishPlans(plans []*plan, rev int64, cache map[partKey]metasto
 			batches += len(pt.c.batches)
 		}
 		if p.entries != nil {
-			e.states.advance(p.u.k, next.NextOffset, next.LogStartOffset)
+			e.states.advance(p.u.k, next.NextOffset, next.LogStartOffset, next.LastStableOffset())
 			e.index.add(p.u.k, p.entries)
 		}
 		e.count(func(s *Stats) { s.BatchesCommitted += int64(batches); s.Duplicates += int64(dups) })

@@ -120,6 +120,27 @@
 // Unlike Kafka, a producer unknown to a partition may start at any sequence
 // (its state may have expired after a day of idleness).
 //
+// # Transactions
+//
+// A transactional batch (accepted only with a producer ID and sequence;
+// the agent checked it against its transaction) opens its producer's
+// transaction in the partition at commit, if none is open: the partition
+// state records the producer's first offset (PartitionState.Txns), and the
+// smallest of those is the last stable offset. WriteMarker appends a
+// commit or abort marker (a control batch) through the same buffer,
+// object and commit as any batch, so it takes an offset; at commit it
+// closes the producer's transaction and, for an abort, writes
+// {producer, first offset, marker offset} into the partition's
+// aborted-transaction index in the same etcd transaction. A marker whose
+// producer has no open transaction in the partition is dropped (answered
+// with BaseOffset -1): a coordinator finishing an end a dead one began
+// writes each partition's marker once. Such a verdict from the commit
+// loop's cached state is confirmed against etcd first. A marker at a newer
+// epoch becomes the producer's epoch there, fencing older batches.
+// FetchIsolated with readCommitted returns no batch at or past the last
+// stable offset, and the aborted transactions overlapping what it returns
+// (read from etcd only when it returns a transactional data batch).
+//
 // A commit whose outcome is unknown (etcd timed out) is checked on retry: if
 // the index already holds the object's range at the planned offsets, it had
 // applied and is not written twice.

@@ -172,7 +172,8 @@ func TestProduceRejectsBadBatches(t *testing.T) {
 		{"magic v1", v1, kerr.InvalidRecord},
 		{"truncated", good[:30], kerr.CorruptMessage},
 		{"too large", segmenttest.Batch(segmenttest.BatchOptions{Value: make([]byte, 8192)}), kerr.MessageTooLarge},
-		{"transactional", segmenttest.Batch(segmenttest.BatchOptions{Transactional: true, Idempotent: true, ProducerID: 5}), kerr.InvalidRecord},
+		{"transactional without producer", segmenttest.Batch(segmenttest.BatchOptions{Transactional: true}), kerr.InvalidRecord},
+		{"control", segmenttest.Batch(segmenttest.BatchOptions{Transactional: true, Control: true, Idempotent: true, ProducerID: 5, BaseSequence: -1}), kerr.InvalidRecord},
 		{"empty", nil, kerr.InvalidRecord},
 	} {
 		_, err := e.Produce(context.Background(), tp.ID, 0, tc.raw).Wait(context.Background())

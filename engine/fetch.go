@@ -17,20 +17,36 @@ type FetchResult struct {
 	// Records holds whole v2 record batches with absolute base offsets. The
 	// first batch may start before the requested offset (Kafka semantics:
 	// clients skip the records below it).
-	Records        []byte
-	HighWatermark  int64
-	LogStartOffset int64
+	Records          []byte
+	HighWatermark    int64
+	LastStableOffset int64
+	LogStartOffset   int64
+	// Aborted lists, for a read_committed fetch whose records hold
+	// transactional batches, the aborted transactions overlapping them
+	// (Kafka's AbortedTransactions).
+	Aborted []metastore.AbortedTxn
 }
 
 // maxEntrySize refuses to download index entries claiming absurd sizes
 // (a corrupt index must not make an agent allocate without bound).
 const maxEntrySize = 1 << 30
 
+// maxAbortedPerFetch bounds the aborted transactions one fetch reads.
+const maxAbortedPerFetch = 1000
+
 // Offsets returns a partition's log start offset and next offset (the high
 // watermark), read from etcd.
 func (e *Engine) Offsets(ctx context.Context, topic metastore.TopicID, partition int32) (start, next int64, err error) {
 	next, start, err = e.states.refresh(ctx, partKey{topic, partition})
 	return start, next, err
+}
+
+// LastStableOffset returns a partition's last stable offset (the first
+// offset of its oldest open transaction, else the high watermark), read
+// from etcd.
+func (e *Engine) LastStableOffset(ctx context.Context, topic metastore.TopicID, partition int32) (int64, error) {
+	o, err := e.states.refreshAll(ctx, partKey{topic, partition})
+	return o.lso, err
 }
 
 // CachedOffsets is Offsets from this agent's watch-fed view: no etcd read
@@ -41,40 +57,97 @@ func (e *Engine) CachedOffsets(ctx context.Context, topic metastore.TopicID, par
 	return start, next, err
 }
 
+// CachedStableOffsets is CachedOffsets plus the last stable offset.
+func (e *Engine) CachedStableOffsets(ctx context.Context, topic metastore.TopicID, partition int32) (start, lso, next int64, err error) {
+	o, err := e.states.getAll(ctx, partKey{topic, partition})
+	return o.start, o.lso, o.next, err
+}
+
 // Fetch reads batches of one partition starting at offset, up to about
 // maxBytes (at least one batch when any is available). An offset equal to
 // the high watermark returns no records; outside [log start, high
 // watermark] it returns kerr.OffsetOutOfRange.
 func (e *Engine) Fetch(ctx context.Context, topic metastore.TopicID, partition int32, offset int64, maxBytes int) (FetchResult, error) {
+	return e.FetchIsolated(ctx, topic, partition, offset, maxBytes, false)
+}
+
+// FetchIsolated is Fetch at an isolation level: with readCommitted it
+// returns no batch at or past the last stable offset, and lists the
+// aborted transactions of what it returns (Kafka's read_committed).
+func (e *Engine) FetchIsolated(ctx context.Context, topic metastore.TopicID, partition int32, offset int64, maxBytes int, readCommitted bool) (FetchResult, error) {
 	k := partKey{topic, partition}
-	next, start, err := e.states.get(ctx, k)
+	o, err := e.states.getAll(ctx, k)
 	if err != nil {
 		return FetchResult{}, err
 	}
-	if offset > next || offset < start {
+	if offset > o.next || offset < o.start {
 		// The cache may lag another agent's commit or retention: confirm.
-		if next, start, err = e.states.refresh(ctx, k); err != nil {
+		if o, err = e.states.refreshAll(ctx, k); err != nil {
 			return FetchResult{}, err
 		}
 	}
-	res := FetchResult{HighWatermark: next, LogStartOffset: start}
-	if offset < start || offset > next {
+	res := FetchResult{HighWatermark: o.next, LastStableOffset: o.lso, LogStartOffset: o.start}
+	if offset < o.start || offset > o.next {
 		return res, kerr.OffsetOutOfRange
 	}
-	if offset == next {
+	bound := o.next
+	if readCommitted {
+		bound = o.lso
+	}
+	if offset >= bound {
 		return res, nil
 	}
 	for attempt := 0; ; attempt++ {
-		recs, err := e.fetchEntries(ctx, k, offset, next, maxBytes)
+		recs, err := e.fetchEntries(ctx, k, offset, bound, maxBytes)
 		if s3tier.IsNotFound(err) && attempt == 0 {
 			// A cached entry may point to an object that compaction
 			// replaced and GC deleted since: re-read the index.
 			e.index.forget(k)
 			continue
 		}
+		if err == nil && readCommitted {
+			recs = cutBefore(recs, bound)
+			res.Aborted, err = e.abortedIn(ctx, k, recs)
+		}
 		res.Records = recs
 		return res, err
 	}
+}
+
+// cutBefore drops the batches at or past offset bound (an index entry may
+// straddle the last stable offset, which is always a batch's start).
+func cutBefore(recs []byte, bound int64) []byte {
+	pos := 0
+	for pos+segment.BatchHeaderSize <= len(recs) {
+		h, err := segment.ParseBatchHeader(recs[pos:])
+		if err != nil || h.BaseOffset >= bound {
+			break
+		}
+		pos += int(h.Length)
+	}
+	return recs[:pos]
+}
+
+// abortedIn returns the aborted transactions overlapping recs, read from
+// etcd only when recs hold a transactional data batch.
+func (e *Engine) abortedIn(ctx context.Context, k partKey, recs []byte) ([]metastore.AbortedTxn, error) {
+	first, last, txn := int64(-1), int64(-1), false
+	for pos := 0; pos+segment.BatchHeaderSize <= len(recs); {
+		h, err := segment.ParseBatchHeader(recs[pos:])
+		if err != nil {
+			break
+		}
+		if first < 0 {
+			first = h.BaseOffset
+		}
+		last = h.LastOffset()
+		txn = txn || h.IsTransactional() && !h.IsControl()
+		pos += int(h.Length)
+	}
+	if !txn {
+		return nil, nil
+	}
+	return e.meta.AbortedTxns(ctx, k.id, k.p, first, last, maxAbortedPerFetch)
 }
 
 // fetchEntries reads the batches from offset (below next) up to about

@@ -22,10 +22,31 @@ const (
 // timestamp is >= ts. When no record qualifies it returns offset -1 and
 // timestamp -1, as Kafka does.
 func (e *Engine) ListOffset(ctx context.Context, topic metastore.TopicID, partition int32, ts int64) (offset, timestamp int64, err error) {
-	start, next, err := e.Offsets(ctx, topic, partition)
+	return e.ListOffsetIsolated(ctx, topic, partition, ts, false)
+}
+
+// ListOffsetIsolated is ListOffset at an isolation level: with
+// readCommitted, latest is the last stable offset, and a record found at
+// or past it counts as not found (offset -1), as in Kafka.
+func (e *Engine) ListOffsetIsolated(ctx context.Context, topic metastore.TopicID, partition int32, ts int64, readCommitted bool) (offset, timestamp int64, err error) {
+	o, err := e.states.refreshAll(ctx, partKey{topic, partition})
 	if err != nil {
 		return 0, 0, err
 	}
+	if !readCommitted || ts == EarliestTimestamp {
+		return e.listOffset(ctx, topic, partition, ts, o.start, o.next)
+	}
+	if ts == LatestTimestamp {
+		return o.lso, -1, nil
+	}
+	off, stamp, err := e.listOffset(ctx, topic, partition, ts, o.start, o.next)
+	if err == nil && off >= o.lso {
+		return -1, -1, nil
+	}
+	return off, stamp, err
+}
+
+func (e *Engine) listOffset(ctx context.Context, topic metastore.TopicID, partition int32, ts, start, next int64) (offset, timestamp int64, err error) {
 	switch {
 	case ts == LatestTimestamp:
 		return next, -1, nil

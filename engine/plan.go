@@ -34,6 +34,7 @@ type plan struct {
 	next     metastore.PartitionState
 	verdicts [][]verdict // per part, per batch
 	entries  []metastore.IndexEntry
+	aborted  []metastore.AbortedTxn // abort markers' transactions
 }
 
 // makePlan sequences one unit against the cached partition state, or a
@@ -77,10 +78,14 @@ func (e *Engine) readState(ctx context.Context, k partKey) (metastore.PartitionS
 	return e.meta.PartitionState(ctx, k.id, k.p)
 }
 
+// hasRejection reports a verdict that a stale cached state could have
+// caused: a rejection, or a marker dropped because the cached state shows
+// no open transaction (another agent may have committed the producer's
+// first batch since).
 func (p *plan) hasRejection() bool {
-	for _, vs := range p.verdicts {
-		for _, v := range vs {
-			if v.err != nil {
+	for i, vs := range p.verdicts {
+		for j, v := range vs {
+			if v.err != nil || !v.accept && p.u.parts[i].c.batches[j].meta.marker != noMarker {
 				return true
 			}
 		}
@@ -104,6 +109,11 @@ func (e *Engine) sequencePlan(u *unit, st metastore.PartitionState) (*plan, erro
 		}
 		vs := sequence(&next, metas, nowMs)
 		p.verdicts[i] = vs
+		for _, v := range vs {
+			if v.aborted != nil {
+				p.aborted = append(p.aborted, *v.aborted)
+			}
+		}
 		pos, stored := c.info.Pos, c.info.StoredBase
 		from := len(p.entries)
 		var cur *metastore.IndexEntry

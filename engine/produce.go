@@ -89,7 +89,12 @@ type buffer struct {
 // Produce validates the records of one partition (v2 batches, CRC, size) and
 // appends them to the open buffer. The returned Pending completes when they
 // are in the bucket and indexed in etcd. The caller has checked that the
-// topic exists and the partition is in range. Produce blocks only for
+// topic exists and the partition is in range, and, for transactional
+// batches, that the partition is in the producer's ongoing transaction;
+// at commit a transactional batch opens the producer's transaction in the
+// partition if none is open (metastore.PartitionState.Txns), holding the
+// last stable offset there until its marker. Control batches are
+// refused (INVALID_RECORD): only WriteMarker writes them. Produce blocks only for
 // back-pressure (too many bytes waiting for upload), bounded by ctx.
 func (e *Engine) Produce(ctx context.Context, topic metastore.TopicID, partition int32, records []byte) *Pending {
 	return e.ProduceEvery(ctx, topic, partition, records, 0)
@@ -115,30 +120,73 @@ func (e *Engine) ProduceEvery(ctx context.Context, topic metastore.TopicID, part
 	}
 	pbs := make([]pendingBatch, len(batches))
 	w := &Pending{done: make(chan struct{}), remaining: len(batches)}
-	var size int64
 	for i, b := range batches {
 		h := b.Header
-		if h.IsTransactional() || h.IsControl() {
-			// Transactions are not supported; InitProducerId refuses
-			// transactional IDs, so only a misbehaving client gets here.
+		if h.IsControl() {
+			// Markers are the transaction coordinator's (WriteMarker).
 			return failed(kerr.InvalidRecord)
 		}
 		pid := h.ProducerID
 		if h.BaseSequence < 0 {
 			pid = -1
 		}
+		if h.IsTransactional() && pid < 0 {
+			// A transactional batch is always idempotent.
+			return failed(kerr.InvalidRecord)
+		}
 		pbs[i] = pendingBatch{
-			raw:   b.Raw,
-			size:  int64(len(b.Raw)),
-			meta:  batchMeta{records: int64(h.LastOffsetDelta) + 1, producerID: pid, epoch: h.ProducerEpoch, baseSeq: h.BaseSequence, lastDelta: h.LastOffsetDelta},
+			raw:  b.Raw,
+			size: int64(len(b.Raw)),
+			meta: batchMeta{records: int64(h.LastOffsetDelta) + 1, producerID: pid, epoch: h.ProducerEpoch,
+				baseSeq: h.BaseSequence, lastDelta: h.LastOffsetDelta, txn: h.IsTransactional(), marker: noMarker},
 			first: h.BaseTimestamp,
 			max:   h.MaxTimestamp,
 			w:     w,
 			isW0:  i == 0,
 		}
-		size += int64(len(b.Raw))
 	}
+	return e.enqueue(ctx, partKey{topic, partition}, interval, pbs, w)
+}
 
+// WriteMarker appends a transaction marker (a control batch: commit or
+// abort) for producer pid at epoch to a partition, through the same
+// buffer, object and etcd commit as produced batches, so it takes an
+// offset like any batch. At commit it closes the producer's open
+// transaction in the partition (an abort adds it to the partition's
+// aborted-transaction index); a marker for a producer with no open
+// transaction there was written already (or the transaction never wrote
+// to the partition) and is dropped, answered as a duplicate. The
+// Pending's BaseOffset is then -1. interval is the topic's latency class
+// (as for ProduceEvery; 0: the engine's).
+func (e *Engine) WriteMarker(ctx context.Context, topic metastore.TopicID, partition int32, pid int64, epoch int16, commit bool, interval time.Duration) *Pending {
+	if pid < 0 || epoch < 0 {
+		return failed(kerr.InvalidProducerIDMapping)
+	}
+	if interval <= 0 {
+		interval = e.cfg.FlushInterval
+	}
+	now := e.cfg.Now().UnixMilli()
+	raw := segment.ControlBatch(pid, epoch, commit, 0, now)
+	m := markerAbort
+	if commit {
+		m = markerCommit
+	}
+	w := &Pending{done: make(chan struct{}), remaining: 1}
+	pbs := []pendingBatch{{
+		raw: raw, size: int64(len(raw)),
+		meta:  batchMeta{records: 1, producerID: pid, epoch: epoch, baseSeq: -1, txn: true, marker: m},
+		first: now, max: now, w: w, isW0: true,
+	}}
+	return e.enqueue(ctx, partKey{topic, partition}, interval, pbs, w)
+}
+
+// enqueue appends one partition's batches to the open buffer of its
+// latency class (interval), after back-pressure.
+func (e *Engine) enqueue(ctx context.Context, k partKey, interval time.Duration, pbs []pendingBatch, w *Pending) *Pending {
+	var size int64
+	for _, pb := range pbs {
+		size += pb.size
+	}
 	if err := e.waitSpace(ctx); err != nil {
 		return failed(err)
 	}
@@ -147,7 +195,6 @@ func (e *Engine) ProduceEvery(ctx context.Context, topic metastore.TopicID, part
 	if e.closed {
 		return failed(kerr.NotEnoughReplicas) // retriable: try another agent
 	}
-	k := partKey{topic, partition}
 	for iv, o := range e.opens {
 		if _, ok := o.parts[k]; ok && iv != interval {
 			// The topic changed class: what the partition has in its old

@@ -31,13 +31,26 @@ type batchMeta struct {
 	epoch      int16
 	baseSeq    int32
 	lastDelta  int32
+	txn        bool       // transactional attribute
+	marker     markerKind // a transaction marker (WriteMarker), else noMarker
 }
+
+type markerKind int8
+
+const (
+	noMarker markerKind = iota
+	markerCommit
+	markerAbort
+)
 
 // verdict is the commit-time outcome for one batch.
 type verdict struct {
 	accept bool  // written at offset
 	offset int64 // absolute base offset (accepted or original of a duplicate)
 	err    error // a *kerr.Error when rejected
+	// aborted is set for an accepted abort marker: the transaction it
+	// closes, for the aborted-transaction index.
+	aborted *metastore.AbortedTxn
 }
 
 func lastSeq(b batchMeta) int32 {
@@ -67,6 +80,10 @@ func nextSeq(s int32) int32 {
 func sequence(st *metastore.PartitionState, batches []batchMeta, nowMs int64) []verdict {
 	out := make([]verdict, len(batches))
 	for i, b := range batches {
+		if b.marker != noMarker {
+			out[i] = sequenceMarker(st, b, nowMs)
+			continue
+		}
 		if b.producerID < 0 {
 			out[i] = verdict{accept: true, offset: st.NextOffset}
 			st.NextOffset += b.records
@@ -100,6 +117,14 @@ func sequence(st *metastore.PartitionState, batches []batchMeta, nowMs int64) []
 			}
 		}
 		out[i] = verdict{accept: true, offset: st.NextOffset}
+		if b.txn {
+			if _, open := st.Txns[b.producerID]; !open {
+				if st.Txns == nil {
+					st.Txns = make(map[int64]int64)
+				}
+				st.Txns[b.producerID] = st.NextOffset
+			}
+		}
 		ps.Batches = append(ps.Batches, metastore.BatchMeta{FirstSeq: b.baseSeq, LastSeq: lastSeq(b), BaseOffset: st.NextOffset})
 		if len(ps.Batches) > producerBatchesKept {
 			ps.Batches = append(ps.Batches[:0], ps.Batches[len(ps.Batches)-producerBatchesKept:]...)
@@ -109,6 +134,44 @@ func sequence(st *metastore.PartitionState, batches []batchMeta, nowMs int64) []
 	}
 	expireProducers(st, nowMs)
 	return out
+}
+
+// sequenceMarker decides one transaction marker. A marker closes its
+// producer's open transaction in the partition and takes the next offset;
+// an abort marker's verdict carries the aborted transaction. A marker
+// finding no open transaction of its producer is a repeat (a coordinator
+// finishing an end that a dead one had started) or closes a transaction
+// that never wrote here: it is not written (a duplicate verdict). A
+// marker's epoch, when newer, becomes the producer's, fencing batches of
+// older epochs.
+func sequenceMarker(st *metastore.PartitionState, b batchMeta, nowMs int64) verdict {
+	first, open := st.Txns[b.producerID]
+	if !open {
+		return verdict{offset: -1}
+	}
+	off := st.NextOffset
+	v := verdict{accept: true, offset: off}
+	if b.marker == markerAbort {
+		v.aborted = &metastore.AbortedTxn{ProducerID: b.producerID, FirstOffset: first, LastOffset: off}
+	}
+	delete(st.Txns, b.producerID)
+	if len(st.Txns) == 0 {
+		st.Txns = nil
+	}
+	if st.Producers == nil {
+		st.Producers = make(map[int64]*metastore.ProducerState)
+	}
+	ps := st.Producers[b.producerID]
+	if ps == nil {
+		ps = &metastore.ProducerState{Epoch: b.epoch}
+		st.Producers[b.producerID] = ps
+	}
+	if b.epoch > ps.Epoch {
+		ps.Epoch, ps.Batches = b.epoch, nil
+	}
+	ps.LastMs = nowMs
+	st.NextOffset += b.records
+	return v
 }
 
 func findDuplicate(ps *metastore.ProducerState, b batchMeta) (int64, bool) {

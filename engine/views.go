@@ -21,6 +21,7 @@ type stateView struct {
 
 type partView struct {
 	next, start int64
+	lso         int64 // last stable offset
 	known       bool
 	wake        chan struct{} // closed and replaced when next advances
 }
@@ -38,18 +39,28 @@ func (v *stateView) part(k partKey) *partView {
 	return p
 }
 
+// partOffsets are one partition's offsets in the view.
+type partOffsets struct {
+	next, start, lso int64
+}
+
 // advance moves the view forward; it never moves offsets backwards, so a
-// late watch event cannot undo a newer commit.
-func (v *stateView) advance(k partKey, next, start int64) {
+// late watch event cannot undo a newer commit. (The last stable offset
+// never moves back either: a transaction opened later starts at or
+// after the next offset of its time.)
+func (v *stateView) advance(k partKey, next, start, lso int64) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	p := v.part(k)
-	changed := !p.known || next > p.next || start > p.start
+	changed := !p.known || next > p.next || start > p.start || lso > p.lso
 	if !p.known || next > p.next {
 		p.next = next
 	}
 	if !p.known || start > p.start {
 		p.start = start
+	}
+	if !p.known || lso > p.lso {
+		p.lso = lso
 	}
 	p.known = true
 	if changed {
@@ -69,24 +80,35 @@ func (v *stateView) forget(k partKey) {
 
 // get returns the cached offsets, reading etcd on a miss.
 func (v *stateView) get(ctx context.Context, k partKey) (next, start int64, err error) {
+	o, err := v.getAll(ctx, k)
+	return o.next, o.start, err
+}
+
+func (v *stateView) getAll(ctx context.Context, k partKey) (partOffsets, error) {
 	v.mu.Lock()
 	if p := v.parts[k]; p != nil && p.known {
-		next, start = p.next, p.start
+		o := partOffsets{next: p.next, start: p.start, lso: p.lso}
 		v.mu.Unlock()
-		return next, start, nil
+		return o, nil
 	}
 	v.mu.Unlock()
-	return v.refresh(ctx, k)
+	return v.refreshAll(ctx, k)
 }
 
 // refresh reads the partition's state from etcd (a linearizable read).
 func (v *stateView) refresh(ctx context.Context, k partKey) (next, start int64, err error) {
+	o, err := v.refreshAll(ctx, k)
+	return o.next, o.start, err
+}
+
+func (v *stateView) refreshAll(ctx context.Context, k partKey) (partOffsets, error) {
 	st, err := v.meta.PartitionState(ctx, k.id, k.p)
 	if err != nil {
-		return 0, 0, err
+		return partOffsets{}, err
 	}
-	v.advance(k, st.NextOffset, st.LogStartOffset)
-	return st.NextOffset, st.LogStartOffset, nil
+	o := partOffsets{next: st.NextOffset, start: st.LogStartOffset, lso: st.LastStableOffset()}
+	v.advance(k, o.next, o.start, o.lso)
+	return o, nil
 }
 
 // wakeChan is closed when the partition's offsets next change.
@@ -111,7 +133,7 @@ func (v *stateView) watch(ctx context.Context, rev int64, log *slog.Logger) {
 		case ev.Deleted:
 			v.forget(k)
 		default:
-			v.advance(k, ev.State.NextOffset, ev.State.LogStartOffset)
+			v.advance(k, ev.State.NextOffset, ev.State.LogStartOffset, ev.State.LastStableOffset())
 		}
 	}
 }
