@@ -21,6 +21,8 @@
 //	gc_objects_deleted_total, gc_bytes_deleted_total, retention_offsets_dropped_total
 //	group_offsets_expired_total                          committed offsets of abandoned groups expired
 //	group_lag{group,topic,partition}                     for groups this agent coordinates
+//	txn_ended_total{outcome}, txn_end_duration_seconds   transactions committed / aborted by this agent's coordinator; markers+offsets time
+//	txn_timeouts_total                                   transactions aborted at their transaction.timeout.ms
 //
 // A nil *Metrics is valid and records nothing, so packages can take one
 // optionally.
@@ -63,6 +65,9 @@ type Metrics struct {
 	gcBytes          prometheus.Counter
 	retentionDropped prometheus.Counter
 	groupExpired     prometheus.Counter
+	txnEnded         *prometheus.CounterVec
+	txnEndSeconds    prometheus.Histogram
+	txnTimeouts      prometheus.Counter
 }
 
 // New creates the metrics on a fresh registry (with Go runtime and process
@@ -93,6 +98,9 @@ func New() *Metrics {
 	m.gcBytes = f.counter("gc_bytes_deleted_total", "Bytes of objects deleted by garbage collection.")
 	m.retentionDropped = f.counter("retention_offsets_dropped_total", "Offsets dropped by retention (log start advances).")
 	m.groupExpired = f.counter("group_offsets_expired_total", "Committed consumer group offsets deleted by group offset expiry (groups nobody coordinates, past the retention).")
+	m.txnEnded = f.counterVec("txn_ended_total", "Transactions ended by this agent's transaction coordinator, by outcome (commit, abort).", "outcome")
+	m.txnEndSeconds = f.histogram("txn_end_duration_seconds", "Time to write an ended transaction's markers and group offsets and mark it complete.", prometheus.ExponentialBuckets(0.001, 2, 16))
+	m.txnTimeouts = f.counter("txn_timeouts_total", "Transactions aborted by their coordinator at transaction.timeout.ms.")
 	return m
 }
 
@@ -246,6 +254,26 @@ func (m *Metrics) Retention(offsets int64) {
 func (m *Metrics) GroupOffsetsExpired(offsets int) {
 	if m != nil {
 		m.groupExpired.Add(float64(offsets))
+	}
+}
+
+// TxnEnded records a transaction ended (markers and offsets written).
+func (m *Metrics) TxnEnded(commit bool, d time.Duration) {
+	if m == nil {
+		return
+	}
+	outcome := "abort"
+	if commit {
+		outcome = "commit"
+	}
+	m.txnEnded.WithLabelValues(outcome).Inc()
+	m.txnEndSeconds.Observe(d.Seconds())
+}
+
+// TxnTimedOut records a transaction aborted at its timeout.
+func (m *Metrics) TxnTimedOut() {
+	if m != nil {
+		m.txnTimeouts.Inc()
 	}
 }
 
