@@ -481,6 +481,50 @@ var permCases = map[int16]permCase{
 		},
 		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.InitProducerIDResponse).ErrorCode },
 	},
+	kmsg.AddPartitionsToTxn.Int16(): {
+		req: func(permEnv) kmsg.Request {
+			// The batched (v4+) form Broker.Request sends: CLUSTER_ACTION.
+			r := kmsg.NewPtrAddPartitionsToTxnRequest()
+			tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
+			tx.TransactionalID, tx.ProducerID, tx.VerifyOnly = permTxnID, 1, true
+			tt := kmsg.NewAddPartitionsToTxnRequestTransactionTopic()
+			tt.Topic, tt.Partitions = permTopic, []int32{0}
+			tx.Topics = append(tx.Topics, tt)
+			r.Transactions = append(r.Transactions, tx)
+			return r
+		},
+		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.AddPartitionsToTxnResponse).ErrorCode },
+	},
+	kmsg.AddOffsetsToTxn.Int16(): {
+		req: func(permEnv) kmsg.Request {
+			r := kmsg.NewPtrAddOffsetsToTxnRequest()
+			r.TransactionalID, r.Group, r.ProducerID = permTxnID, permGroup, 1
+			return r
+		},
+		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.AddOffsetsToTxnResponse).ErrorCode },
+	},
+	kmsg.EndTxn.Int16(): {
+		req: func(permEnv) kmsg.Request {
+			r := kmsg.NewPtrEndTxnRequest()
+			r.TransactionalID, r.ProducerID = permTxnID, 1
+			return r
+		},
+		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.EndTxnResponse).ErrorCode },
+	},
+	kmsg.TxnOffsetCommit.Int16(): {
+		req: func(permEnv) kmsg.Request {
+			r := kmsg.NewPtrTxnOffsetCommitRequest()
+			r.TransactionalID, r.Group, r.ProducerID, r.Generation = permTxnID, permGroup, 1, -1
+			tp := kmsg.NewTxnOffsetCommitRequestTopic()
+			tp.Topic = permTopic
+			tp.Partitions = append(tp.Partitions, kmsg.NewTxnOffsetCommitRequestTopicPartition())
+			r.Topics = append(r.Topics, tp)
+			return r
+		},
+		code: func(resp kmsg.Response) int16 {
+			return resp.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+		},
+	},
 	kmsg.CreateACLs.Int16(): {
 		req: func(permEnv) kmsg.Request {
 			r := kmsg.NewPtrCreateACLsRequest()

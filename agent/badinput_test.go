@@ -250,10 +250,15 @@ func TestProduceErrors(t *testing.T) {
 		}
 	})
 	t.Run("transactional", func(t *testing.T) {
-		req := produceReq(9, "bad", 0, good)
-		req.TransactionID = kmsg.StringPtr("txn")
-		if got := produceCode(t, rc, req); got != kerr.TransactionalIDAuthorizationFailed.Code {
-			t.Fatalf("error %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", kerr.ErrorForCode(got))
+		txnBatch := segmenttest.Batch(segmenttest.BatchOptions{Records: 1, Transactional: true, Idempotent: true, ProducerID: 4000})
+		req := produceReq(9, "bad", 0, txnBatch)
+		req.TransactionID = kmsg.StringPtr("txn-never-initialized")
+		if got := produceCode(t, rc, req); got != kerr.InvalidProducerIDMapping.Code {
+			t.Fatalf("transactional batch of an unknown transactional id: error %v, want INVALID_PRODUCER_ID_MAPPING", kerr.ErrorForCode(got))
+		}
+		req = produceReq(9, "bad", 0, txnBatch)
+		if got := produceCode(t, rc, req); got != kerr.InvalidRecord.Code {
+			t.Fatalf("transactional batch without a transactional id: error %v, want INVALID_RECORD", kerr.ErrorForCode(got))
 		}
 	})
 	t.Run("acks=0 refused closes", func(t *testing.T) {

@@ -313,15 +313,15 @@ func TestMetadataTopicSelection(t *testing.T) {
 		req.Topics = topics
 		return rc.roundTrip(req).(*kmsg.MetadataResponse)
 	}
-	// All topics: "md" and the internal __consumer_offsets (IsInternal
-	// from v1).
+	// All topics: "md" and the internal __consumer_offsets and
+	// __transaction_state (IsInternal from v1).
 	all := func(ts []kmsg.MetadataResponseTopic) bool {
-		return len(ts) == 2 && *ts[0].Topic == "md" && *ts[1].Topic == "__consumer_offsets"
+		return len(ts) == 3 && *ts[0].Topic == "md" && *ts[1].Topic == "__consumer_offsets" && *ts[2].Topic == "__transaction_state"
 	}
 	if resp := ask(0, []kmsg.MetadataRequestTopic{}); !all(resp.Topics) {
 		t.Errorf("v0 empty list: %+v", resp.Topics)
 	}
-	if resp := ask(1, nil); !all(resp.Topics) || resp.Topics[0].IsInternal || !resp.Topics[1].IsInternal {
+	if resp := ask(1, nil); !all(resp.Topics) || resp.Topics[0].IsInternal || !resp.Topics[1].IsInternal || !resp.Topics[2].IsInternal {
 		t.Errorf("v1 null list: %+v", resp.Topics)
 	}
 	if resp := ask(1, []kmsg.MetadataRequestTopic{}); len(resp.Topics) != 0 {

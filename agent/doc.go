@@ -57,6 +57,8 @@
 //	CreateAcls         v0-v3    DescribeAcls          v0-v3
 //	DeleteAcls         v0-v3
 //	DescribeUserScramCredentials v0  AlterUserScramCredentials v0
+//	AddPartitionsToTxn v0-v5    AddOffsetsToTxn       v0-v4
+//	EndTxn             v0-v4    TxnOffsetCommit       v0-v4
 //
 // # Security
 //
@@ -88,6 +90,49 @@
 // lease (groups.go); membership lives in the coordinator's memory (members
 // rejoin after a failover) and committed offsets in etcd, acknowledged only
 // once etcd has them. Unlike Kafka, OffsetFetch is answered by any agent.
+//
+// # Transactions
+//
+// Kafka's transactional protocol (KIP-98, with KIP-890 part 1's
+// verification of transactional produces), with no agent special:
+//
+//   - Each transactional.id has one coordinator agent at a time, claimed in
+//     etcd like a group's (txns/<t>/coordinator under the agent's lease)
+//     and found with FindCoordinator key type 1. Its state (producer ID,
+//     epoch, timeout, phase Empty/Ongoing/PrepareCommit/PrepareAbort/
+//     CompleteCommit/CompleteAbort, partitions, groups, start time) is
+//     one etcd value, written only under that lease (txn_coord.go).
+//   - Ending a transaction makes the decision durable (Prepare*), writes a
+//     commit or abort marker (a control batch, segment.ControlBatch) into
+//     each of its partitions through the engine's normal write path, so
+//     each takes an offset, commits or drops the group offsets
+//     TxnOffsetCommit stored as pending, and marks it Complete*. A
+//     coordinator that dies midway is replaced by whichever agent the
+//     producer reaches next, which first finishes the end; a marker for a
+//     partition whose transaction is already closed is dropped at commit
+//     time, so markers are never written twice.
+//   - Per partition, the engine keeps the open transactions in the
+//     partition state (their first offsets give the last stable offset)
+//     and an aborted-transaction index in etcd (metastore). Fetch with
+//     read_committed stops before the last stable offset and lists the
+//     aborted transactions of what it returns; ListOffsets read_committed
+//     answers the last stable offset as latest.
+//   - A transactional produce is checked against the ID's state in etcd:
+//     the producer's current epoch, the partition added to the ongoing
+//     transaction (produce.go, txn_verify.go).
+//   - Transactions older than transaction.timeout.ms (at most 15 minutes)
+//     are aborted by their coordinator, bumping the epoch (the producer is
+//     fenced, as in Kafka).
+//   - A transaction whose coordinator died is finished by the next agent
+//     the producer reaches; if the producer never returns, an agent
+//     adopts it (the rendezvous winner among the live agents, within
+//     about ten seconds) once it is Prepare* or past its timeout.
+//   - Not served yet: KIP-890 part 2 (EndTxn v5, TxnOffsetCommit v5+,
+//     implicit adds by Produce v12+; the transaction.version feature is not
+//     advertised, so clients keep to part 1), DescribeTransactions,
+//     ListTransactions, DescribeProducers. A transactional ID's
+//     coordinator keeps it claimed until the agent stops (Kafka expires
+//     idle IDs after transactional.id.expiration.ms, 7 days).
 //
 // Every agent serves every partition. Metadata still names a "leader" per
 // partition (a hash of topic and partition over the live agents) so clients

@@ -11,6 +11,14 @@ import (
 // before its release (groupIdleRelease), for tests. Zero restores it.
 func SetGroupIdleRelease(s *Server, d time.Duration) { s.groupIdleOverride.Store(int64(d)) }
 
+// SetTxnOrphanSweep makes s look for transactions nobody coordinates
+// every d (at most once per timeout sweep, every second), for tests; zero
+// restores orphanSweep. It starts s's transaction coordinator.
+func SetTxnOrphanSweep(s *Server, d time.Duration) {
+	s.txnOrphanOverride.Store(int64(d))
+	s.txns()
+}
+
 // HoldsGroup reports whether s coordinates group in memory (a live group
 // object claimed under its current session).
 func HoldsGroup(s *Server, group string) bool {

@@ -52,9 +52,14 @@ package agent
 // error, as Kafka does.
 //
 // Differences from Kafka:
-//   - There are no transactions, so read_committed reads the same as
-//     read_uncommitted: LastStableOffset is the high watermark and there are
-//     no aborted transactions.
+//   - Isolation (IsolationLevel): read_uncommitted reads up to the high
+//     watermark, markers included (clients skip control batches);
+//     read_committed stops before the last stable offset (the first offset
+//     of the partition's oldest open transaction) and lists, when the
+//     records returned hold transactional batches, the aborted
+//     transactions that overlap them, from the partition's
+//     aborted-transaction index in etcd. LastStableOffset is answered at
+//     both levels.
 //   - Leader epochs are ignored (always 0 in Metadata); follower fetching
 //     fields (ReplicaID, ReplicaState, PreferredReadReplica) have no effect.
 //
@@ -163,7 +168,7 @@ func (s *Server) fetchAnswer(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, s
 		cached := make([]sessPart, len(parts))
 		for i, fp := range parts {
 			cached[i] = sf.wanted[i]
-			cached[i].hw, cached[i].lso = fp.out.HighWatermark, fp.out.LogStartOffset
+			cached[i].hw, cached[i].lso, cached[i].stable = fp.out.HighWatermark, fp.out.LogStartOffset, fp.out.LastStableOffset
 			if fp.out.ErrorCode != 0 {
 				cached[i].hw = -1
 			}
@@ -222,7 +227,7 @@ func (s *Server) handleFetch(ctx context.Context, rc *reqCtx, req *kmsg.FetchReq
 				}
 			}
 		}
-		total, failed, err := s.fetchOnce(ctx, rctx, parts, maxBytes)
+		total, failed, err := s.fetchOnce(ctx, rctx, parts, maxBytes, req.IsolationLevel == 1)
 		if err != nil {
 			return reply{}, err
 		}
@@ -243,7 +248,7 @@ func (s *Server) handleFetch(ctx context.Context, rc *reqCtx, req *kmsg.FetchReq
 // by rctx. It returns the bytes read, whether any partition has an error, and
 // an error only when the connection should close (ctx, the connection's
 // context, ended).
-func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxBytes int) (total int, failed bool, _ error) {
+func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxBytes int, readCommitted bool) (total int, failed bool, _ error) {
 	for i := range parts {
 		fp := &parts[i]
 		op := fp.out
@@ -258,7 +263,7 @@ func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxByte
 		limit := min(int(fp.max), maxBytes-total)
 		if limit <= 0 && total > 0 || fp.max <= 0 {
 			// No room left: report offsets only.
-			start, next, err := s.eng.CachedOffsets(rctx, fp.id, op.Partition)
+			start, lso, next, err := s.eng.CachedStableOffsets(rctx, fp.id, op.Partition)
 			if err != nil {
 				if ctx.Err() != nil {
 					return 0, false, ctx.Err()
@@ -267,14 +272,14 @@ func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxByte
 				failed = true
 				continue
 			}
-			op.HighWatermark, op.LastStableOffset, op.LogStartOffset = next, next, start
+			op.HighWatermark, op.LastStableOffset, op.LogStartOffset = next, lso, start
 			continue
 		}
-		res, err := s.eng.Fetch(rctx, fp.id, op.Partition, fp.offset, max(limit, 1))
+		res, err := s.eng.FetchIsolated(rctx, fp.id, op.Partition, fp.offset, max(limit, 1), readCommitted)
 		if err != nil && ctx.Err() != nil {
 			return 0, false, ctx.Err()
 		}
-		op.HighWatermark, op.LastStableOffset, op.LogStartOffset = res.HighWatermark, res.HighWatermark, res.LogStartOffset
+		op.HighWatermark, op.LastStableOffset, op.LogStartOffset = res.HighWatermark, res.LastStableOffset, res.LogStartOffset
 		if err != nil {
 			op.ErrorCode = errCode(s.log, "fetch", err)
 			if !errors.Is(err, kerr.OffsetOutOfRange) {
@@ -288,6 +293,15 @@ func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxByte
 		}
 		if res.Records != nil {
 			op.RecordBatches = res.Records
+		}
+		op.AbortedTransactions = nil
+		if readCommitted {
+			op.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+			for _, a := range res.Aborted {
+				at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+				at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+				op.AbortedTransactions = append(op.AbortedTransactions, at)
+			}
 		}
 		total += len(res.Records)
 		s.cfg.Metrics.BytesOut(len(res.Records))

@@ -51,6 +51,7 @@ type sessPart struct {
 	max    int32
 	hw     int64
 	lso    int64
+	stable int64 // last stable offset (read_committed), as Kafka's sessions compare it too
 }
 
 type fetchSession struct {
@@ -135,7 +136,7 @@ func (c *fetchSessionCache) create(byID bool, parts []sessPart) int32 {
 			*e.Value.(*sessPart) = p
 			continue
 		}
-		fs.parts[p.key] = fs.order.PushBack(&sessPart{key: p.key, offset: p.offset, max: p.max, hw: p.hw, lso: p.lso})
+		fs.parts[p.key] = fs.order.PushBack(&sessPart{key: p.key, offset: p.offset, max: p.max, hw: p.hw, lso: p.lso, stable: p.stable})
 	}
 	fs.size.Store(int32(len(fs.parts)))
 	c.total.Add(int64(len(fs.parts)))
@@ -298,8 +299,9 @@ func (fs *fetchSession) filterIncremental(wanted []sessPart, slots []*kmsg.Fetch
 			continue
 		}
 		sp := e.Value.(*sessPart)
-		must := len(op.RecordBatches) > 0 || op.ErrorCode != 0 || sp.hw != op.HighWatermark || sp.lso != op.LogStartOffset
-		sp.hw, sp.lso = op.HighWatermark, op.LogStartOffset
+		must := len(op.RecordBatches) > 0 || op.ErrorCode != 0 || sp.hw != op.HighWatermark || sp.lso != op.LogStartOffset ||
+			sp.stable != op.LastStableOffset
+		sp.hw, sp.lso, sp.stable = op.HighWatermark, op.LogStartOffset, op.LastStableOffset
 		if op.ErrorCode != 0 {
 			sp.hw = -1 // answer it again once the error is gone
 		}

@@ -2,14 +2,14 @@ package agent
 
 // FindCoordinator (key 10): v0-v6, batched keys from v4.
 //
-// Group keys only (CoordinatorType 0): the agent holding the group's
-// coordinator key in etcd, or, when nobody holds it, the rendezvous-hash
-// winner of the group ID over the live agents; when that is this agent it
-// claims the group at once (groups.go). A holder that is no longer a live
-// agent (its lease is expiring) is COORDINATOR_NOT_AVAILABLE, so clients
-// retry until another agent takes over. Transaction coordinators (type 1)
-// are COORDINATOR_NOT_AVAILABLE: shale has no transactions. Other types
-// (share groups) are INVALID_REQUEST; an empty group ID INVALID_GROUP_ID.
+// Group keys (CoordinatorType 0) and transactional IDs (type 1): the agent
+// holding the key's coordinator key in etcd, or, when nobody holds it, the
+// rendezvous-hash winner of the key over the live agents; when that is
+// this agent it claims the key at once (groups.go, txn_coord.go). A
+// holder that is no longer a live agent (its lease is expiring) is
+// COORDINATOR_NOT_AVAILABLE, so clients retry until another agent takes
+// over. Other types (share groups) are INVALID_REQUEST; an empty group ID
+// INVALID_GROUP_ID, an empty transactional ID INVALID_REQUEST.
 
 import (
 	"context"
@@ -30,12 +30,12 @@ func (s *Server) handleFindCoordinator(ctx context.Context, rc *reqCtx, req *kms
 	find := func(key string) kmsg.FindCoordinatorResponseCoordinator {
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
 		c.Key, c.NodeID, c.Port = key, -1, -1
+		txn := req.CoordinatorType == 1
 		switch {
-		case req.CoordinatorType == 1:
-			c.ErrorCode = kerr.CoordinatorNotAvailable.Code
-			c.ErrorMessage = kmsg.StringPtr("shale has no transaction coordinator")
+		case req.CoordinatorType != 0 && !txn:
+			c.ErrorCode = kerr.InvalidRequest.Code
 			return c
-		case req.CoordinatorType != 0:
+		case key == "" && txn:
 			c.ErrorCode = kerr.InvalidRequest.Code
 			return c
 		case key == "":
@@ -45,7 +45,13 @@ func (s *Server) handleFindCoordinator(ctx context.Context, rc *reqCtx, req *kms
 		if agents == nil {
 			agents = s.liveAgents(ctx)
 		}
-		a, code := s.coordinatorFor(ctx, key, agents)
+		var a metastore.AgentInfo
+		var code int16
+		if txn {
+			a, code = s.txnCoordinatorFor(ctx, key, agents)
+		} else {
+			a, code = s.coordinatorFor(ctx, key, agents)
+		}
 		if code != 0 {
 			c.ErrorCode = code
 			return c
@@ -85,6 +91,39 @@ func (s *Server) coordinatorFor(ctx context.Context, group string, agents []meta
 			return metastore.AgentInfo{}, code
 		}
 		if holder, err = s.meta.GroupCoordinator(ctx, group); err != nil || holder < 0 {
+			return metastore.AgentInfo{}, kerr.CoordinatorNotAvailable.Code
+		}
+	}
+	for _, a := range agents {
+		if a.NodeID == holder {
+			return a, 0
+		}
+	}
+	return metastore.AgentInfo{}, kerr.CoordinatorNotAvailable.Code
+}
+
+// txnCoordinatorFor is coordinatorFor for a transactional ID.
+func (s *Server) txnCoordinatorFor(ctx context.Context, t string, agents []metastore.AgentInfo) (metastore.AgentInfo, int16) {
+	holder, err := s.meta.TxnCoordinator(ctx, t)
+	if err != nil {
+		s.log.Warn("find coordinator: read etcd", "transactional_id", t, "err", err)
+		return metastore.AgentInfo{}, kerr.CoordinatorNotAvailable.Code
+	}
+	if holder < 0 {
+		win, ok := rendezvous(agents, t)
+		if !ok {
+			return metastore.AgentInfo{}, kerr.CoordinatorNotAvailable.Code
+		}
+		if win.NodeID != s.NodeID() {
+			return win, 0
+		}
+		e, code := s.txns().lock(ctx, t)
+		if code == 0 {
+			e.mu.Unlock()
+		} else if code != kerr.NotCoordinator.Code && code != kerr.ConcurrentTransactions.Code {
+			return metastore.AgentInfo{}, code
+		}
+		if holder, err = s.meta.TxnCoordinator(ctx, t); err != nil || holder < 0 {
 			return metastore.AgentInfo{}, kerr.CoordinatorNotAvailable.Code
 		}
 	}

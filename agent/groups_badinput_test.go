@@ -122,8 +122,12 @@ func TestGroupBadInput(t *testing.T) {
 	wantCode("delete a group with members", send(del).(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode, kerr.NonEmptyGroup)
 
 	fc := kmsg.NewPtrFindCoordinatorRequest()
-	fc.CoordinatorType, fc.CoordinatorKeys = 1, []string{"txn"}
-	wantCode("transaction coordinator", send(fc).(*kmsg.FindCoordinatorResponse).Coordinators[0].ErrorCode, kerr.CoordinatorNotAvailable)
+	fc.CoordinatorType, fc.CoordinatorKeys = 1, []string{"txn", ""}
+	fcr := send(fc).(*kmsg.FindCoordinatorResponse)
+	wantCode("transaction coordinator", fcr.Coordinators[0].ErrorCode, nil0)
+	wantCode("transaction coordinator of an empty id", fcr.Coordinators[1].ErrorCode, kerr.InvalidRequest)
+	fc.CoordinatorType, fc.CoordinatorKeys = 2, []string{"share"}
+	wantCode("share group coordinator", send(fc).(*kmsg.FindCoordinatorResponse).Coordinators[0].ErrorCode, kerr.InvalidRequest)
 
 	// Static membership: a new incarnation of instance "i1" fences the old.
 	inst := "i1"

@@ -31,7 +31,8 @@ package agent
 //     is not shale's to change). A topic of an internal name that an older
 //     shale auto-created in etcd is hidden: the internal one wins.
 //
-// Adding one (e.g. __transaction_state with transactions): append it to
+// __transaction_state is listed since shale serves transactions (its
+// state is in etcd, txn_coord.go). Adding one: append it to
 // internalTopics; every rule above then applies to it.
 
 import (
@@ -50,6 +51,7 @@ const internalTopicPartitions = 50
 // internalTopics are the internal topics Metadata lists, in order.
 var internalTopics = []metastore.Topic{
 	internalTopic("__consumer_offsets"),
+	internalTopic("__transaction_state"), // transactions' state is in etcd (txn_coord.go)
 }
 
 func internalTopic(name string) metastore.Topic {

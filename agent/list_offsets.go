@@ -8,8 +8,9 @@ package agent
 // byte in the bucket, so -4 (earliest local, v8+) is the same as -2 and -5
 // (latest tiered, v9+) the same as -1; -6 (earliest pending upload, v11+)
 // finds nothing, because an acknowledged record is already uploaded, and is
-// answered with offset -1. read_committed reads the same as
-// read_uncommitted (no transactions). Leader epochs are 0; the requested
+// answered with offset -1. With read_committed (IsolationLevel 1, v2+)
+// latest is the last stable offset and a timestamp lookup finding a
+// record at or past it answers -1, as in Kafka. Leader epochs are 0; the requested
 // CurrentLeaderEpoch is not checked. v0 (old-style offset lists) is not
 // served.
 
@@ -66,7 +67,7 @@ func (s *Server) handleListOffsets(ctx context.Context, _ *reqCtx, req *kmsg.Lis
 			case -6:
 				continue // nothing is pending upload: offset -1
 			}
-			off, stamp, err := s.eng.ListOffset(ctx, t.ID, p.Partition, ts)
+			off, stamp, err := s.eng.ListOffsetIsolated(ctx, t.ID, p.Partition, ts, req.IsolationLevel == 1)
 			if err != nil {
 				op.ErrorCode = errCode(s.log, "list offsets", err)
 				continue

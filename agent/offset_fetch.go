@@ -7,13 +7,16 @@ package agent
 // acknowledged commit is seen whichever agent took it. A partition without
 // a committed offset (or whose topic was deleted and re-created since the
 // commit) reads as offset -1 with no error, as in Kafka. No topics (v2+)
-// means every committed partition. RequireStable (v7+) needs nothing:
-// shale has no pending transactional offsets. The KIP-848 member fields of
+// means every committed partition. With RequireStable (v7+), a partition
+// with a transactional offset still pending (TxnOffsetCommit in a
+// transaction not yet ended) is UNSTABLE_OFFSET_COMMIT, which clients
+// retry (KIP-447). The KIP-848 member fields of
 // v9 are ignored (classic groups only). v10 (topic IDs) is not served.
 
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/metastore"
@@ -47,7 +50,7 @@ func (s *Server) handleOffsetFetch(ctx context.Context, _ *reqCtx, req *kmsg.Off
 				want[t.Topic] = append(want[t.Topic], t.Partitions...)
 			}
 		}
-		topics, code := s.fetchOffsets(ctx, req.Group, want, topicOrder(req.Topics))
+		topics, code := s.fetchOffsets(ctx, req.Group, want, topicOrder(req.Topics), req.RequireStable)
 		resp.ErrorCode = code
 		for _, t := range topics {
 			rt := kmsg.NewOffsetFetchResponseTopic()
@@ -78,7 +81,7 @@ func (s *Server) handleOffsetFetch(ctx context.Context, _ *reqCtx, req *kmsg.Off
 				want[t.Topic] = append(want[t.Topic], t.Partitions...)
 			}
 		}
-		topics, code := s.fetchOffsets(ctx, rg.Group, want, order)
+		topics, code := s.fetchOffsets(ctx, rg.Group, want, order, req.RequireStable)
 		og := kmsg.NewOffsetFetchResponseGroup()
 		og.Group, og.ErrorCode = rg.Group, code
 		for _, t := range topics {
@@ -113,8 +116,12 @@ func topicOrder(ts []kmsg.OffsetFetchRequestTopic) []string {
 // fetchOffsets reads a group's committed offsets from etcd. want nil means
 // every committed partition; otherwise the named partitions, in order, -1
 // where nothing is committed.
-func (s *Server) fetchOffsets(ctx context.Context, group string, want map[string][]int32, order []string) ([]fetchedTopic, int16) {
+func (s *Server) fetchOffsets(ctx context.Context, group string, want map[string][]int32, order []string, stable bool) ([]fetchedTopic, int16) {
+	var pending map[string]map[int32]bool
 	offs, err := s.meta.FetchGroupOffsets(ctx, group)
+	if err == nil && stable {
+		pending, err = s.meta.PendingTxnOffsets(ctx, group)
+	}
 	if err != nil {
 		code := errCode(s.log, "offset fetch", err)
 		var out []fetchedTopic
@@ -158,6 +165,9 @@ func (s *Server) fetchOffsets(ctx context.Context, group string, want map[string
 			fp := fetchedPartition{partition: p, offset: -1, epoch: -1}
 			if o, ok := have[tp{t, p}]; ok {
 				fp.offset, fp.epoch, fp.metadata = o.Offset, o.LeaderEpoch, o.Metadata
+			}
+			if pending[t][p] {
+				fp.offset, fp.epoch, fp.metadata, fp.code = -1, -1, "", kerr.UnstableOffsetCommit.Code
 			}
 			ft.partitions = append(ft.partitions, fp)
 		}

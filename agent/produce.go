@@ -12,8 +12,15 @@ package agent
 // once the records are in the bucket and indexed in etcd. acks=0 gets no
 // answer; when the request is refused outright (unknown topic, bad batch)
 // the connection is closed instead, as Kafka does, so the client notices.
-// Other acks values are INVALID_REQUIRED_ACKS. Transactional produce is
-// refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED (see init_producer_id.go).
+// Other acks values are INVALID_REQUIRED_ACKS.
+//
+// Transactional batches (txn_verify.go) are checked against the
+// transactional ID's state in etcd before they reach the engine, as
+// Kafka's KIP-890 part 1 verification does: the producer ID and epoch
+// must be the ID's current ones (INVALID_PRODUCER_ID_MAPPING,
+// INVALID_PRODUCER_EPOCH) and the partition in its ongoing transaction
+// (INVALID_TXN_STATE). Transactional batches without a transactional ID
+// in the request are INVALID_RECORD.
 //
 // The read loop hands each partition's records to the engine in request
 // order (so one producer's pipelined requests keep their order) and the wait
@@ -40,7 +47,7 @@ import (
 )
 
 func init() {
-	register(kmsg.Produce, 3, 13, (*Server).handleProduce, custom(authorizeProduce, need{kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic}))
+	register(kmsg.Produce, 3, 13, (*Server).handleProduce, custom(authorizeTxnProduce, need{kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic}, needTxnWrite))
 }
 
 type producePart struct {
@@ -59,12 +66,10 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 
 	var refuse *kerr.Error
-	switch {
-	case req.Acks != 0 && req.Acks != 1 && req.Acks != -1:
+	if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
 		refuse = kerr.InvalidRequiredAcks
-	case req.TransactionID != nil:
-		refuse = kerr.TransactionalIDAuthorizationFailed
 	}
+	verify := txnVerifier{s: s, tid: req.TransactionID}
 
 	var parts []producePart
 	refused := false
@@ -95,6 +100,9 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 			}
 			if code == 0 && segment.HasBatchOver(p.Records, maxMessageBytes(t.Configs)) {
 				code = kerr.MessageTooLarge.Code
+			}
+			if code == 0 {
+				code = verify.check(ctx, t.ID, p.Partition, p.Records)
 			}
 			records := p.Records
 			if code == 0 {

@@ -149,6 +149,10 @@ type Server struct {
 
 	coordOnce sync.Once
 	coord     *coordinator // the consumer groups this agent coordinates
+	txnOnce   sync.Once
+	txnc      *txnCoord // the transactional IDs this agent coordinates
+	// txnOrphanOverride, when positive, replaces orphanSweep (tests).
+	txnOrphanOverride atomic.Int64
 	// groupIdleOverride, when positive, replaces groupIdleRelease (tests).
 	groupIdleOverride atomic.Int64
 	// groupMetaHook, when set, runs the etcd calls of group coordination
@@ -236,6 +240,9 @@ func (s *Server) Start(ctx context.Context) error {
 		go func() { defer s.wg.Done(); s.acceptLoop(bl.ln, bl) }()
 	}
 	go func() { defer s.wg.Done(); s.keepRegistered(info) }()
+	// The transaction coordinator's sweeps run on every agent: any may
+	// have to adopt a transaction whose coordinator died (txn_coord.go).
+	s.txns()
 	return nil
 }
 
