@@ -12,9 +12,6 @@ type pendingTest struct {
 // kgoPending: franz-go kgo integration tests waiting on an open issue.
 // Every other kgo integration test must pass on both topologies.
 var kgoPending = map[string]pendingTest{
-	// Transactions.
-	"TestTxnEtl": {17, "transactions"},
-
 	// KIP-848 and KIP-932 share groups: they skip themselves while the
 	// broker does not advertise ConsumerGroupHeartbeat v1 / ShareFetch v2.
 	"Test848RegexBrokerResolves":         {18, "KIP-848 consumer groups"},
