@@ -92,3 +92,12 @@ func RegisteredPermissions() []APIPermission {
 	}
 	return out
 }
+
+// InternalTopicNames lists the internal topics Metadata shows.
+func InternalTopicNames() []string {
+	var out []string
+	for _, t := range internalTopics {
+		out = append(out, t.Name)
+	}
+	return out
+}
