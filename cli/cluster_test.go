@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/metastore"
@@ -197,4 +198,31 @@ func runLine(t *testing.T, line string) string {
 		}
 	}
 	return out
+}
+
+// TestReplayOnS3FindsTheBucketInEtcd proves replay of a cluster on a real S3
+// server needs only --etcd-endpoints (and credentials, never recorded): the
+// bucket, prefix and endpoint come from the cluster record, and every
+// produced record comes back.
+func TestReplayOnS3FindsTheBucketInEtcd(t *testing.T) {
+	_, endpoints := testenv.Etcd(t)
+	s3 := testenv.S3(t)
+	st, _, err := startStackOpts(t, StackOptions{DataDir: t.TempDir(), EtcdEndpoints: endpoints, Bucket: "s3://" + s3.Bucket + "/c1",
+		S3Endpoint: s3.Endpoint, S3Region: s3.Region, S3AccessKey: s3.AccessKey, S3SecretKey: s3.SecretKey,
+		Engine: engine.Config{FlushInterval: 20 * time.Millisecond}, Agent: agent.Config{AutoCreateTopics: true, DefaultPartitions: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&in, "line-%02d\n", i)
+	}
+	if _, errs, code := run(t, in.String(), "produce", "-b", st.Agent.Addr().String(), "-t", "s3topic"); code != 0 {
+		t.Fatalf("produce: %s", errs)
+	}
+	out, errs, code := run(t, "", "replay", "-t", "s3topic", "--etcd-endpoints", strings.Join(endpoints, ","),
+		"--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey, "--quiet")
+	if code != 0 || strings.Count(out, "\n") != 50 || !strings.Contains(out, `"value":"line-49"`) {
+		t.Fatalf("replay with only --etcd-endpoints: exit %d, %d lines\n%s", code, strings.Count(out, "\n"), errs)
+	}
 }

@@ -18,12 +18,27 @@ import (
 // TestRetention proves retention.ms and retention.bytes: old records become
 // unreadable (OFFSET_OUT_OF_RANGE), new ones stay readable, ListOffsets
 // earliest follows, and the bucket shrinks after GC.
+//
+// It runs on the local-directory store and on a real S3 server (versitygw).
 func TestRetention(t *testing.T) {
+	t.Run("dir", func(t *testing.T) {
+		store, err := s3tier.NewDirStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		testRetention(t, store)
+	})
+	t.Run("versitygw", func(t *testing.T) {
+		store, err := s3tier.NewS3Store(lcCtx(t), s3Config(testenv.S3(t), "retention"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		testRetention(t, store)
+	})
+}
+
+func testRetention(t *testing.T, store s3tier.Store) {
 	cli, _ := testenv.Etcd(t)
-	store, err := s3tier.NewDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := lcCtx(t)
 	meta := metastore.New(cli, lcNS)
 	byTime := mustTopic(t, meta, "by-time", map[string]string{"retention.ms": "3600000"})

@@ -39,6 +39,10 @@ type Options struct {
 	// Store wraps the shared bucket (for fault injection); nil: the
 	// local-directory store itself.
 	Store func(s3tier.Store) s3tier.Store
+	// S3, when set, makes the shared bucket this S3 server's bucket
+	// (testenv.S3 or testenv.MinIO) instead of a local directory;
+	// BucketDir is then empty.
+	S3 *testenv.S3Server
 	// Namespace is the etcd namespace (default "/shale-test").
 	Namespace string
 	// LogLevel is the level of the agents' and engines' logs, written to
@@ -83,8 +87,18 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	log := TestLogger(t, opts.LogLevel)
 	cli, endpoints := testenv.Etcd(t)
-	bucket := t.TempDir()
-	base, err := s3tier.NewDirStore(bucket)
+	var (
+		bucket string
+		base   s3tier.Store
+		err    error
+	)
+	if s3 := opts.S3; s3 != nil {
+		base, err = s3tier.NewS3Store(context.Background(), s3tier.S3Config{Bucket: s3.Bucket, Prefix: "agenttest",
+			Endpoint: s3.Endpoint, Region: s3.Region, PathStyle: true, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
+	} else {
+		bucket = t.TempDir()
+		base, err = s3tier.NewDirStore(bucket)
+	}
 	if err != nil {
 		t.Fatalf("agenttest: bucket: %v", err)
 	}
