@@ -48,6 +48,9 @@ type Options struct {
 	// LogLevel is the level of the agents' and engines' logs, written to
 	// the test log (default slog.LevelWarn).
 	LogLevel slog.Level
+	// Log, when set, receives the agents' and engines' logs instead (for
+	// tests about what is logged).
+	Log *slog.Logger
 }
 
 // Cluster is a running set of agents.
@@ -86,6 +89,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 		opts.LogLevel = slog.LevelWarn
 	}
 	log := TestLogger(t, opts.LogLevel)
+	if opts.Log != nil {
+		log = opts.Log
+	}
 	cli, endpoints := testenv.Etcd(t)
 	var (
 		bucket string
