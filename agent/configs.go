@@ -28,9 +28,20 @@ import (
 // config they are reported by DescribeConfigs with the value set
 // (DYNAMIC_TOPIC_CONFIG) or Kafka's default (DEFAULT_CONFIG). Configs whose
 // Kafka meaning shale cannot honour are refused with INVALID_CONFIG rather
-// than silently ignored: cleanup.policy=compact and
-// message.timestamp.type=LogAppendTime. Unknown names are refused too, as
-// Kafka does.
+// than silently ignored: cleanup.policy=compact (until key compaction
+// exists: accepting it without compacting would let a compacted topic grow
+// forever and hide keyless records) and message.timestamp.type=
+// LogAppendTime. Unknown names are refused too, as Kafka does.
+//
+// cleanup.policy is a list as in Kafka: "delete", "compact" or both in
+// either order ("compact,delete"), spaces and repeats allowed; an empty
+// list or another item is INVALID_CONFIG naming the item. The compaction
+// configs (min.compaction.lag.ms, max.compaction.lag.ms,
+// delete.retention.ms, min.cleanable.dirty.ratio, whose value outside
+// [0, 1] is INVALID_CONFIG) are validated and stored with Kafka's defaults
+// (metastore's Default* constants), as are segment.ms, segment.bytes and
+// min.insync.replicas, so that Kafka Connect, Schema Registry and Streams
+// can create their topics with the configs they send.
 //
 // shale.flush.ms is shale's own: a topic's latency class (engine
 // ProduceEvery), its partitions sealed on a timer of their own.
@@ -60,8 +71,8 @@ const (
 )
 
 var topicConfigs = map[string]topicConfig{
-	configCleanupPolicy: {typ: kmsg.ConfigTypeList, def: "delete", enforced: true, check: oneOf("delete"),
-		doc: "Only \"delete\" (retention): shale does not compact topics."},
+	configCleanupPolicy: {typ: kmsg.ConfigTypeList, def: metastore.DefaultCleanupPolicy, enforced: true, check: cleanupPolicy,
+		doc: "\"delete\": retention.ms and retention.bytes apply. \"compact\" (key compaction) is not supported yet and is refused."},
 	configCompressionType: {typ: kmsg.ConfigTypeString, def: "producer", enforced: true, check: oneOf(compressionTypes...),
 		doc: "The codec batches are stored in: \"producer\" keeps the producer's; uncompressed, gzip, snappy, lz4 or zstd recompress at produce time a batch in another codec."},
 	configGzipLevel: {typ: kmsg.ConfigTypeInt, def: "-1", enforced: true, check: gzipLevel,
@@ -76,14 +87,14 @@ var topicConfigs = map[string]topicConfig{
 	"remote.log.copy.disable":                 {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
 	"remote.log.delete.on.disable":            {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
 	"remote.storage.enable":                   {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
-	"delete.retention.ms":                     {typ: kmsg.ConfigTypeLong, def: "86400000", check: atLeast(0), doc: "Accepted, no effect (compaction only)."},
+	metastore.ConfigDeleteRetentionMs:         {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultDeleteRetentionMs), check: atLeast(0), doc: compactionOnly},
 	"file.delete.delay.ms":                    {typ: kmsg.ConfigTypeLong, def: "60000", check: atLeast(0), doc: "Accepted, no effect."},
 	"flush.messages":                          {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1), doc: "Accepted, no effect: acknowledged records are in the bucket."},
 	"flush.ms":                                {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, no effect: acknowledged records are in the bucket."},
 	"follower.replication.throttled.replicas": {typ: kmsg.ConfigTypeList, def: "", doc: "Accepted, no effect."},
 	"leader.replication.throttled.replicas":   {typ: kmsg.ConfigTypeList, def: "", doc: "Accepted, no effect."},
 	"index.interval.bytes":                    {typ: kmsg.ConfigTypeInt, def: "4096", check: atLeast(0), doc: "Accepted, no effect."},
-	"max.compaction.lag.ms":                   {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1), doc: "Accepted, no effect (compaction only)."},
+	metastore.ConfigMaxCompactionLagMs:        {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1), doc: compactionOnly},
 	configMaxMessageBytes: {typ: kmsg.ConfigTypeInt, def: strconv.Itoa(defaultMaxMessage), enforced: true, check: atLeast(0),
 		doc: "Largest record batch accepted by Produce."},
 	configFlushMs: {typ: kmsg.ConfigTypeLong, def: "0", enforced: true, check: flushMs,
@@ -91,13 +102,13 @@ var topicConfigs = map[string]topicConfig{
 	"message.downconversion.enable": {typ: kmsg.ConfigTypeBoolean, def: "true", doc: "Accepted, no effect: shale never down-converts."},
 	"message.timestamp.type": {typ: kmsg.ConfigTypeString, def: "CreateTime", enforced: true, check: oneOf("CreateTime"),
 		doc: "Only CreateTime: batches are stored as sent."},
-	"message.timestamp.difference.max.ms": {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
-	"message.timestamp.before.max.ms":     {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
-	"message.timestamp.after.max.ms":      {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
-	"min.cleanable.dirty.ratio":           {typ: kmsg.ConfigTypeDouble, def: "0.5", check: ratio, doc: "Accepted, no effect (compaction only)."},
-	"min.compaction.lag.ms":               {typ: kmsg.ConfigTypeLong, def: "0", check: atLeast(0), doc: "Accepted, no effect (compaction only)."},
-	"min.insync.replicas":                 {typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(1), doc: "Accepted, no effect: durability comes from the bucket."},
-	"preallocate":                         {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect."},
+	"message.timestamp.difference.max.ms":  {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
+	"message.timestamp.before.max.ms":      {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
+	"message.timestamp.after.max.ms":       {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
+	metastore.ConfigMinCleanableDirtyRatio: {typ: kmsg.ConfigTypeDouble, def: "0.5", check: ratio, doc: compactionOnly},
+	metastore.ConfigMinCompactionLagMs:     {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultMinCompactionLagMs), check: atLeast(0), doc: compactionOnly},
+	"min.insync.replicas":                  {typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(1), doc: "Accepted, no effect: durability comes from the bucket."},
+	"preallocate":                          {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect."},
 	configRetentionBytes: {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultRetentionBytes), enforced: true, check: atLeast(-1),
 		doc: "Bytes kept per partition before old data is deleted, whole index entries at a time; -1 keeps everything."},
 	// Unlike Kafka (7 days), shale keeps data forever by default: cheap long
@@ -120,6 +131,29 @@ func oneOf(allowed ...string) func(string) error {
 		}
 		return fmt.Errorf("shale supports only %s", strings.Join(quoteAll(allowed), ", "))
 	}
+}
+
+// compactionOnly documents the compaction configs while compaction does
+// not exist.
+const compactionOnly = "Accepted, no effect yet: key compaction (cleanup.policy=compact) is not supported yet."
+
+// cleanupPolicy checks a cleanup.policy list: items "delete" or "compact";
+// "compact" is refused until shale compacts.
+func cleanupPolicy(v string) error {
+	items := metastore.ParseCleanupPolicy(v)
+	if len(items) == 0 {
+		return fmt.Errorf("must list \"delete\", \"compact\" or both")
+	}
+	for _, p := range items {
+		switch p {
+		case metastore.CleanupDelete:
+		case metastore.CleanupCompact:
+			return fmt.Errorf("\"compact\" is not supported yet: shale does not key-compact topics (it is being built); use \"delete\" with retention.ms=-1 to keep every record")
+		default:
+			return fmt.Errorf("unknown policy %q: Kafka's are \"delete\" and \"compact\"", p)
+		}
+	}
+	return nil
 }
 
 func between(lo, hi int64) func(string) error {

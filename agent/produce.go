@@ -30,7 +30,8 @@ package agent
 // may still become durable: an idempotent retry is de-duplicated).
 //
 // A topic whose compression.type names a codec gets its batches
-// recompressed before they reach the engine (compression.go).
+// recompressed before they reach the engine (compression.go). A compacted
+// topic refuses records without a key (compacted.go).
 
 import (
 	"context"
@@ -103,6 +104,9 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 			}
 			if code == 0 {
 				code = verify.check(ctx, t.ID, p.Partition, p.Records)
+			}
+			if code == 0 {
+				code, op.ErrorMessage, op.ErrorRecords = checkKeys(t.Configs, t.Name, p.Partition, p.Records) // compacted.go
 			}
 			records := p.Records
 			if code == 0 {

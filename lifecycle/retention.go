@@ -22,7 +22,10 @@ type RetentionStats struct {
 // from the start) and retention.bytes (oldest entries while the rest still
 // holds at least retention.bytes), whole index entries only, and advances
 // it with metastore.TruncateBefore, which deletes those entries. The objects
-// are left to garbage collection.
+// are left to garbage collection. As in Kafka, only topics whose
+// cleanup.policy includes delete (the default) are touched: a
+// cleanup.policy=compact topic keeps its data whatever its retention
+// configs say (metastore.CleanupPolicyOf).
 func ApplyRetention(ctx context.Context, meta *metastore.Store, now time.Time, log *slog.Logger) (RetentionStats, error) {
 	var stats RetentionStats
 	if log == nil {
@@ -34,7 +37,7 @@ func ApplyRetention(ctx context.Context, meta *metastore.Store, now time.Time, l
 	}
 	for _, t := range topics {
 		ms, limit := metastore.RetentionOf(t.Configs)
-		if ms < 0 && limit < 0 {
+		if deletes, _ := metastore.CleanupPolicyOf(t.Configs); !deletes || ms < 0 && limit < 0 {
 			continue
 		}
 		for p := int32(0); p < t.Partitions; p++ {

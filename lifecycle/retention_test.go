@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -174,4 +175,38 @@ func mustTopic(t testing.TB, meta *metastore.Store, name string, configs map[str
 		t.Fatalf("create topic %s: %v", name, err)
 	}
 	return tp
+}
+
+// TestRetentionFollowsCleanupPolicy proves retention applies only when
+// cleanup.policy includes delete, as in Kafka: a topic stored with
+// cleanup.policy=compact keeps its old records whatever retention.ms says,
+// while compact,delete and delete topics lose them.
+func TestRetentionFollowsCleanupPolicy(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	store, err := s3tier.NewDirStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := lcCtx(t)
+	meta := metastore.New(cli, lcNS)
+	e := newEngine(t, cli, store)
+	now := time.Now()
+	old := func(f, b int) int64 { return now.Add(-2 * time.Hour).UnixMilli() }
+	for _, tc := range []struct {
+		policy    string
+		wantStart int64
+	}{{"compact", 0}, {"compact,delete", 20}, {" delete , compact", 20}, {"delete", 20}} {
+		tp, err := meta.CreateTopic(ctx, "policy-"+strings.NewReplacer(",", "-", " ", "").Replace(tc.policy), 1,
+			map[string]string{"cleanup.policy": tc.policy, "retention.ms": "3600000"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		produceFlushes(t, e, tp, 2, 1, 10, old)
+		if _, err := lifecycle.ApplyRetention(ctx, meta, now, nil); err != nil {
+			t.Fatal(err)
+		}
+		if start, _, err := e.Offsets(ctx, tp.ID, 0); err != nil || start != tc.wantStart {
+			t.Errorf("cleanup.policy=%q: log start %d (%v), want %d", tc.policy, start, err, tc.wantStart)
+		}
+	}
 }

@@ -32,3 +32,59 @@ func RetentionOf(configs map[string]string) (ms, bytes int64) {
 	}
 	return get(ConfigRetentionMs, DefaultRetentionMs), get(ConfigRetentionBytes, DefaultRetentionBytes)
 }
+
+// cleanup.policy and the compaction configs, with Kafka's defaults
+// (DescribeConfigs reports the same ones). cleanup.policy is a list of
+// "delete" and "compact", in any order; see CleanupPolicyOf.
+const (
+	ConfigCleanupPolicy          = "cleanup.policy"
+	ConfigMinCompactionLagMs     = "min.compaction.lag.ms"
+	ConfigMaxCompactionLagMs     = "max.compaction.lag.ms"
+	ConfigDeleteRetentionMs      = "delete.retention.ms"
+	ConfigMinCleanableDirtyRatio = "min.cleanable.dirty.ratio"
+	ConfigSegmentMs              = "segment.ms"
+	ConfigSegmentBytes           = "segment.bytes"
+
+	CleanupDelete                 = "delete"
+	CleanupCompact                = "compact"
+	DefaultCleanupPolicy          = CleanupDelete
+	DefaultMinCompactionLagMs     = 0
+	DefaultMaxCompactionLagMs     = int64(1<<63 - 1)
+	DefaultDeleteRetentionMs      = 86400000 // 1 day
+	DefaultMinCleanableDirtyRatio = 0.5
+	DefaultSegmentMs              = 604800000 // 7 days
+	DefaultSegmentBytes           = 1 << 30
+)
+
+// ParseCleanupPolicy splits a cleanup.policy value (a comma-separated list,
+// Kafka's LIST type) into its items, trimmed, empty items dropped.
+func ParseCleanupPolicy(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// CleanupPolicyOf reports which cleanups a topic's cleanup.policy asks for:
+// delete (retention.ms / retention.bytes apply) and compact (key
+// compaction; a record without a key is refused at produce time). An unset
+// value is the default, delete; unknown items are ignored (the agents
+// refuse them before they are stored).
+func CleanupPolicyOf(configs map[string]string) (deletes, compacts bool) {
+	v, ok := configs[ConfigCleanupPolicy]
+	if !ok {
+		return true, false
+	}
+	for _, p := range ParseCleanupPolicy(v) {
+		switch p {
+		case CleanupDelete:
+			deletes = true
+		case CleanupCompact:
+			compacts = true
+		}
+	}
+	return deletes, compacts
+}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -175,5 +176,71 @@ func checkStoredCodec(t *testing.T, c *cluster.Cluster, i int, topic string, par
 			next = max(next, b.Header.LastOffset()+1)
 		}
 		hw = p.HighWatermark
+	}
+}
+
+// TestPythonCompactedTopicConfigs proves, with confluent-kafka's
+// AdminClient on agent A and B: creating a topic as Kafka Connect does
+// (cleanup.policy=compact with the compaction configs) is refused with
+// INVALID_CONFIG saying compaction is not supported yet, as is altering a
+// topic to compact and a min.cleanable.dirty.ratio above 1; with
+// cleanup.policy=delete the same configs are accepted and described
+// through the other agent with the values set, as DYNAMIC_TOPIC_CONFIG.
+func TestPythonCompactedTopicConfigs(t *testing.T) {
+	const python = "/usr/bin/python3"
+	need(t, python, "python3 (Debian python3)")
+	if out, err := exec.Command(python, "-c", "import confluent_kafka").CombinedOutput(); err != nil {
+		t.Fatalf("%s cannot import confluent_kafka (%v: %s): run `make test-deps` (scripts/test-deps.sh) to install the Debian package python3-confluent-kafka", python, err, out)
+	}
+	script, err := filepath.Abs("../python/compact_configs.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cluster.Start(t, cluster.Options{Agents: 2})
+	const topic = "connect-offsets"
+	env := append(os.Environ(), "SHALE_PRODUCE_BOOTSTRAP="+c.Addr(0), "SHALE_CONSUME_BOOTSTRAP="+c.Addr(1), "SHALE_TOPIC="+topic)
+	res := execTool(t, toolTimeout, nil, env, python, script)
+	if res.err != nil {
+		t.Fatalf("compact_configs.py: %v\nstderr:\n%.4096s", res.err, res.stderr)
+	}
+	lines := map[string]adminLine{}
+	sc := bufio.NewScanner(bytes.NewReader(res.stdout))
+	for sc.Scan() {
+		var l adminLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("compact_configs.py printed %q: %v", sc.Text(), err)
+		}
+		lines[l.Kind] = l
+	}
+	if _, ok := lines["summary"]; !ok {
+		t.Fatalf("compact_configs.py did not finish; stdout:\n%s\nstderr:\n%.4096s", res.stdout, res.stderr)
+	}
+	refused := func(kind, msg string) {
+		t.Helper()
+		var m map[string]*string
+		if err := json.Unmarshal(lines[kind].Errors, &m); err != nil || len(m) != 1 {
+			t.Fatalf("%s: errors %s", kind, lines[kind].Errors)
+		}
+		for _, e := range m {
+			if e == nil || !strings.Contains(*e, "INVALID_CONFIG") || !strings.Contains(*e, msg) {
+				t.Errorf("%s: %v, want INVALID_CONFIG mentioning %q", kind, e, msg)
+			}
+		}
+	}
+	refused("create-compact", "not supported yet")
+	refused("alter-compact", "not supported yet")
+	refused("alter-ratio", "[0, 1]")
+	if l := lines["create-delete"]; !noErrors(l.Errors) {
+		t.Errorf("create with cleanup.policy=delete: %s", l.Errors)
+	}
+	const dynamic = 1 // confluent_kafka ConfigSource.DYNAMIC_TOPIC_CONFIG
+	want := map[string]string{"cleanup.policy": "delete", "min.compaction.lag.ms": "1000", "max.compaction.lag.ms": "604800000",
+		"delete.retention.ms": "3600000", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000",
+		"segment.bytes": "104857600", "min.insync.replicas": "1"}
+	got := lines["describe"].Configs
+	for k, v := range want {
+		if got[k].Value != v || got[k].Source != dynamic {
+			t.Errorf("described %s = %+v, want %s from the topic", k, got[k], v)
+		}
 	}
 }

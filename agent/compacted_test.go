@@ -1,0 +1,183 @@
+package agent_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/agent/agenttest"
+	"github.com/shale-dev/shale/segment/segmenttest"
+)
+
+// TestCompactionConfigs proves, with kadm: cleanup.policy=compact (alone or
+// with delete, in CreateTopics, AlterConfigs and IncrementalAlterConfigs)
+// is INVALID_CONFIG with a message saying compaction is not supported yet,
+// an unknown policy and a min.cleanable.dirty.ratio outside [0, 1] are
+// INVALID_CONFIG naming the problem, and the other configs Kafka Connect
+// sends with its topics are accepted and described with the value set
+// (DYNAMIC_TOPIC_CONFIG) or Kafka's default (DEFAULT_CONFIG) through
+// another agent.
+func TestCompactionConfigs(t *testing.T) {
+	c := agenttest.Start(t, agenttest.Options{Agents: 2})
+	ctx := testCtx(t, time.Minute)
+	a := c.Admin(t, pinnedDialer(c.Agents[0].Addr))
+	b := c.Admin(t, pinnedDialer(c.Agents[1].Addr))
+	s := func(v string) *string { return &v }
+
+	for _, tc := range []struct {
+		name, value, msg string
+	}{
+		{"cleanup.policy", "compact", "not supported yet"},
+		{"cleanup.policy", "compact,delete", "not supported yet"},
+		{"cleanup.policy", "delete, compact", "not supported yet"},
+		{"cleanup.policy", "shred", `unknown policy "shred"`},
+		{"cleanup.policy", "", `must list "delete", "compact" or both`},
+		{"min.cleanable.dirty.ratio", "1.5", "[0, 1]"},
+		{"min.cleanable.dirty.ratio", "-0.1", "[0, 1]"},
+		{"delete.retention.ms", "-1", ">= 0"},
+	} {
+		resps, err := a.CreateTopics(ctx, 1, 1, map[string]*string{tc.name: s(tc.value)}, "cc-refused")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := resps["cc-refused"]
+		if !errors.Is(resp.Err, kerr.InvalidConfig) || !strings.Contains(resp.ErrMessage, tc.msg) {
+			t.Errorf("create with %s=%q: %v %q, want INVALID_CONFIG mentioning %q", tc.name, tc.value, resp.Err, resp.ErrMessage, tc.msg)
+		}
+	}
+
+	// The configs Kafka Connect sets on its internal topics, but for
+	// cleanup.policy, which it sets to compact.
+	const topic = "connect-offsets"
+	set := map[string]string{
+		"cleanup.policy":            "delete",
+		"min.compaction.lag.ms":     "1000",
+		"max.compaction.lag.ms":     "604800000",
+		"delete.retention.ms":       "3600000",
+		"min.cleanable.dirty.ratio": "0.1",
+		"segment.ms":                "3600000",
+		"segment.bytes":             "104857600",
+		"min.insync.replicas":       "2",
+	}
+	cfg := map[string]*string{}
+	for k, v := range set {
+		cfg[k] = s(v)
+	}
+	if resp, err := a.CreateTopic(ctx, 1, 1, cfg, topic); err != nil || resp.Err != nil {
+		t.Fatalf("create %s: %v %v %q", topic, err, resp.Err, resp.ErrMessage)
+	}
+	rcs, err := b.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range set {
+		if v, src := configValue(t, rcs, k); v != want || src != kmsg.ConfigSourceDynamicTopicConfig {
+			t.Errorf("%s = %s (source %v), want %s from the topic", k, v, src, want)
+		}
+	}
+
+	// Defaults, on a topic setting none of them.
+	if resp, err := a.CreateTopic(ctx, 1, 1, nil, "cc-defaults"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
+	}
+	rcs, err = b.DescribeTopicConfigs(ctx, "cc-defaults")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"cleanup.policy": "delete", "min.compaction.lag.ms": "0", "max.compaction.lag.ms": "9223372036854775807",
+		"delete.retention.ms": "86400000", "min.cleanable.dirty.ratio": "0.5", "segment.ms": "604800000",
+		"segment.bytes": "1073741824", "min.insync.replicas": "1",
+	} {
+		if v, src := configValue(t, rcs, k); v != want || src != kmsg.ConfigSourceDefaultConfig {
+			t.Errorf("%s = %s (source %v), want the default %s", k, v, src, want)
+		}
+	}
+
+	// Switching to compact is refused by both alter APIs; the topic keeps
+	// its policy.
+	ar, err := a.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: s("compact")}}, topic)
+	if err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) || !strings.Contains(ar[0].ErrMessage, "not supported yet") {
+		t.Errorf("incremental append compact: %v %+v, want INVALID_CONFIG", err, ar)
+	}
+	ar, err = a.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "cleanup.policy", Value: s("compact")}}, topic)
+	if err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) || !strings.Contains(ar[0].ErrMessage, "not supported yet") {
+		t.Errorf("alter configs compact: %v %+v, want INVALID_CONFIG", err, ar)
+	}
+	ar, err = a.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: s("delete,delete")}}, topic)
+	if err != nil || ar[0].Err != nil {
+		t.Errorf("set delete,delete: %v %+v, want accepted", err, ar)
+	}
+	rcs, _ = b.DescribeTopicConfigs(ctx, topic)
+	if v, _ := configValue(t, rcs, "cleanup.policy"); v != "delete,delete" {
+		t.Errorf("cleanup.policy = %s, want delete,delete", v)
+	}
+}
+
+// TestCompactedTopicRefusesKeylessRecords proves the produce rule of
+// compacted topics on a topic stored with cleanup.policy=compact (written
+// to etcd directly: the admin APIs refuse it until compaction exists): a
+// keyless record is INVALID_RECORD with Kafka's message and is not stored,
+// while an idempotent producer's keyed records (an empty key included) are
+// acknowledged and read back through another agent at dense offsets.
+func TestCompactedTopicRefusesKeylessRecords(t *testing.T) {
+	c := agenttest.Start(t, agenttest.Options{Agents: 2})
+	ctx := testCtx(t, time.Minute)
+	const topic = "compacted"
+	if _, err := c.Meta.CreateTopic(ctx, topic, 1, map[string]string{"cleanup.policy": "compact,delete"}); err != nil {
+		t.Fatal(err)
+	}
+	p := c.Client(t, pinnedDialer(c.Agents[0].Addr), kgo.DefaultProduceTopic(topic), kgo.RecordRetries(2))
+	err := p.ProduceSync(ctx, &kgo.Record{Value: []byte("no key")}).FirstErr()
+	if !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("keyless record: %v, want INVALID_RECORD", err)
+	}
+	var want []string
+	for i, k := range []string{"a", "", "b", "a"} {
+		v := string(rune('0' + i))
+		want = append(want, k+"="+v)
+		if err := p.ProduceSync(ctx, &kgo.Record{Key: []byte(k), Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatalf("keyed record %q: %v", k, err)
+		}
+	}
+
+	// On the wire: Produce v3 gets the code alone, v8+ the message and
+	// the index of each keyless record too.
+	rc := dialRaw(t, c.Agents[0].Addr)
+	mixed := segmenttest.Batch(segmenttest.BatchOptions{Keys: [][]byte{[]byte("k"), nil, []byte("k"), nil}, Values: [][]byte{{1}, {2}, {3}, {4}}, Timestamp: time.Now().UnixMilli()})
+	if code := produceCode(t, rc, produceReq(3, topic, 0, mixed)); code != kerr.InvalidRecord.Code {
+		t.Errorf("produce v3 with keyless records: %v, want INVALID_RECORD", kerr.ErrorForCode(code))
+	}
+	resp := rc.roundTrip(produceReq(9, topic, 0, mixed)).(*kmsg.ProduceResponse)
+	rp := resp.Topics[0].Partitions[0]
+	wantMsg := "Compacted topic cannot accept message without key in topic partition compacted-0."
+	if rp.ErrorCode != kerr.InvalidRecord.Code || rp.ErrorMessage == nil || *rp.ErrorMessage != wantMsg ||
+		len(rp.ErrorRecords) != 2 || rp.ErrorRecords[0].RelativeOffset != 1 || rp.ErrorRecords[1].RelativeOffset != 3 {
+		t.Errorf("produce v9 with keyless records: %+v, want INVALID_RECORD, %q, records 1 and 3", rp, wantMsg)
+	}
+
+	// Read through agent B: only the keyed records, at dense offsets.
+	r := c.Client(t, pinnedDialer(c.Agents[1].Addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+	var got []string
+	for len(got) < len(want) {
+		fs := r.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read %d of %d records: %v", len(got), len(want), err)
+		}
+		fs.EachRecord(func(rec *kgo.Record) {
+			if rec.Offset != int64(len(got)) {
+				t.Errorf("record %q at offset %d, want %d", rec.Key, rec.Offset, len(got))
+			}
+			got = append(got, string(rec.Key)+"="+string(rec.Value))
+		})
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("read %q, want %q", got, want)
+	}
+}

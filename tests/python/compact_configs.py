@@ -1,0 +1,72 @@
+#!/usr/bin/python3
+"""Topic configs of compacted topics through confluent-kafka's AdminClient
+(librdkafka), driven by tests/interop (TestPythonCompactedTopicConfigs).
+
+Through SHALE_PRODUCE_BOOTSTRAP (agent A): creates SHALE_TOPIC as Kafka
+Connect creates its offsets topic (cleanup.policy=compact and the
+compaction configs), which shale refuses until it compacts; creates it
+again with cleanup.policy=delete and the same other configs; tries to alter
+it to compact; sets min.cleanable.dirty.ratio out of range. Through
+SHALE_CONSUME_BOOTSTRAP (agent B): describes it. Prints one JSON line per
+observation ({"kind": ...}); the Go test asserts.
+"""
+
+import json
+import os
+import sys
+
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+CONFIGS = {
+    "min.compaction.lag.ms": "1000",
+    "max.compaction.lag.ms": "604800000",
+    "delete.retention.ms": "3600000",
+    "min.cleanable.dirty.ratio": "0.1",
+    "segment.ms": "3600000",
+    "segment.bytes": "104857600",
+    "min.insync.replicas": "1",
+}
+
+
+def out(obj):
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def wait_all(futures):
+    """Returns {key: error string or None} for a dict of futures."""
+    res = {}
+    for k, f in futures.items():
+        try:
+            f.result(timeout=30)
+            res[str(k)] = None
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            res[str(k)] = str(e)
+    return res
+
+
+def main():
+    topic = os.environ["SHALE_TOPIC"]
+    a = AdminClient({"bootstrap.servers": os.environ["SHALE_PRODUCE_BOOTSTRAP"], "client.id": "shale-py-compact-a"})
+    b = AdminClient({"bootstrap.servers": os.environ["SHALE_CONSUME_BOOTSTRAP"], "client.id": "shale-py-compact-b"})
+
+    connect = dict(CONFIGS, **{"cleanup.policy": "compact"})
+    out({"kind": "create-compact", "errors": wait_all(a.create_topics([NewTopic(topic, 1, 1, config=connect)]))})
+    deleting = dict(CONFIGS, **{"cleanup.policy": "delete"})
+    out({"kind": "create-delete", "errors": wait_all(a.create_topics([NewTopic(topic, 1, 1, config=deleting)]))})
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config=dict(deleting, **{"cleanup.policy": "compact"}))
+    out({"kind": "alter-compact", "errors": wait_all(a.alter_configs([res]))})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config=dict(deleting, **{"min.cleanable.dirty.ratio": "1.5"}))
+    out({"kind": "alter-ratio", "errors": wait_all(a.alter_configs([res]))})
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = b.describe_configs([res])[res].result(timeout=30)
+    names = list(CONFIGS) + ["cleanup.policy"]
+    out({"kind": "describe", "configs": {n: {"value": configs[n].value, "source": int(configs[n].source)}
+                                         for n in names if n in configs}})
+    out({"kind": "summary"})
+
+
+if __name__ == "__main__":
+    main()
