@@ -38,8 +38,7 @@
 // topic stored with it, and retention skips it. The job, when built, keeps
 // per partition the latest record of each key older than
 // min.compaction.lag.ms, never moves an offset and keeps LogStartOffset.
-// Once transactions (#17) land it must also respect them, as Kafka's
-// LogCleaner does:
+// It must also respect transactions (#17), as Kafka's LogCleaner does:
 //
 //   - records of an aborted transaction are removed like obsolete records
 //     (they were never visible to read_committed consumers), which needs the
