@@ -183,12 +183,20 @@ func (st Status) printTable(w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "\nCONSUMER GROUPS (%d)\n", len(st.Groups))
 	fmt.Fprintln(tw, "GROUP\tCOORDINATOR\tPARTITIONS\tLAG")
+	unclaimed := false
 	for _, g := range st.Groups {
-		coord := "-"
+		coord := "none*"
 		if g.Coordinator >= 0 {
 			coord = fmt.Sprint(g.Coordinator)
+		} else {
+			unclaimed = true
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", g.Name, coord, g.Partitions, g.Lag)
+	}
+	if unclaimed {
+		// etcd holds no coordinator for it (e.g. after a restart): the
+		// group's next request (a consumer, `shale group describe`) elects one.
+		fmt.Fprintln(tw, "\n* no agent coordinates the group now; its next client request (a consumer, `shale group describe`) elects one")
 	}
 	return tw.Flush()
 }

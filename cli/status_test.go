@@ -55,3 +55,17 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status shows a secret:\n%s", out)
 	}
 }
+
+// TestStatusExplainsAGroupWithoutCoordinator proves the table says why a
+// group has no coordinator (none holds it in etcd, e.g. after a restart,
+// until its next request) instead of a bare "-".
+func TestStatusExplainsAGroupWithoutCoordinator(t *testing.T) {
+	var b strings.Builder
+	st := Status{Groups: []GroupStatus{{Name: "idle", Coordinator: -1}, {Name: "busy", Coordinator: 2}}}
+	if err := st.printTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !regexpLine(b.String(), `idle\s+none\*\s+0\s+0`) || !regexpLine(b.String(), `busy\s+2\s+0\s+0`) || !strings.Contains(b.String(), "next client request") {
+		t.Fatalf("status table:\n%s", b.String())
+	}
+}
