@@ -16,7 +16,8 @@ import (
 // to every partition through agent 0, mostly sealed in the same objects,
 // must commit in transactions the server accepts (etcd refuses a larger
 // one, and the produce then fails), and agent 1 reads every record back at
-// offset 0 of its partition.
+// offset 0 of its partition. Committing a group's offsets for all 1,000
+// partitions at once, deleting that group and deleting the topic fit too.
 func TestThousandPartitionsAtEtcdDefaultLimits(t *testing.T) {
 	const topic, parts = "wide", 1000
 	c := Start(t, Options{Agents: 2, Args: []string{"--flush-interval", "200ms"}})
@@ -80,5 +81,29 @@ func TestThousandPartitionsAtEtcdDefaultLimits(t *testing.T) {
 		if want := fmt.Sprintf("p%04d", p); got[p] != want {
 			t.Errorf("partition %d read %q, want %q", p, got[p], want)
 		}
+	}
+
+	// A group's offsets for every partition, committed in one request,
+	// then the group and the topic deleted: each fits etcd's limits too.
+	var offs kadm.Offsets
+	for p := range int32(parts) {
+		offs.Add(kadm.Offset{Topic: topic, Partition: p, At: 1, LeaderEpoch: -1})
+	}
+	cr, err := adm.CommitOffsets(ctx, "wide-group", offs)
+	if err != nil || cr.Error() != nil {
+		t.Fatalf("commit %d offsets in one request: %v %v", parts, err, cr.Error())
+	}
+	fetched, err := adm.FetchOffsets(ctx, "wide-group")
+	if err != nil || fetched.Error() != nil {
+		t.Fatalf("fetch offsets: %v %v", err, fetched.Error())
+	}
+	if n := len(fetched.Offsets()[topic]); n != parts {
+		t.Fatalf("group has %d committed offsets, want %d", n, parts)
+	}
+	if dg, err := adm.DeleteGroups(ctx, "wide-group"); err != nil || dg.Error() != nil {
+		t.Fatalf("delete a group with %d offsets: %v %v", parts, err, dg.Error())
+	}
+	if dt, err := adm.DeleteTopics(ctx, topic); err != nil || dt.Error() != nil {
+		t.Fatalf("delete a %d-partition topic: %v %v", parts, err, dt.Error())
 	}
 }
