@@ -25,6 +25,11 @@ type BatchOptions struct {
 	Keys [][]byte
 	// Value is the value of every record when Values is nil.
 	Value []byte
+	// Tombstones, if set, marks the records whose value is null (a
+	// tombstone of a compacted topic) instead of Values/Value.
+	Tombstones []bool
+	// Headers, if set, holds each record's headers.
+	Headers [][]kmsg.Header
 
 	BaseOffset int64
 	// Timestamp is the batch's base timestamp; record i has Timestamp+i.
@@ -71,6 +76,12 @@ func Batch(o BatchOptions) []byte {
 		}
 		if r.Value == nil {
 			r.Value = []byte{}
+		}
+		if i < len(o.Tombstones) && o.Tombstones[i] {
+			r.Value = nil
+		}
+		if i < len(o.Headers) {
+			r.Headers = o.Headers[i]
 		}
 		// Length is everything after the length varint: encode once with
 		// Length 0 (a one-byte varint) to measure it.
