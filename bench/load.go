@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/s3tier"
 )
 
@@ -247,10 +246,10 @@ func measure(ctx context.Context, t target, o options, partitions int, rate floa
 	return res, nil
 }
 
-// rawS3 measures PUT and GET MB/s of a fresh versitygw at the flush object
+// rawS3 measures PUT and GET MB/s of a fresh S3 server at the flush object
 // size with the engine's upload concurrency: the ceiling shale runs under.
-func rawS3(ctx context.Context, dir string, size int, d time.Duration) (putMBps, getMBps float64, err error) {
-	s3, stop, err := testenv.StartS3Process(dir)
+func rawS3(ctx context.Context, startS3 s3Starter, dir string, size int, d time.Duration) (putMBps, getMBps float64, err error) {
+	s3, stop, err := startS3(dir)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -13,7 +13,9 @@
 // commit, reply) from the agent's shale_produce_stage_seconds histograms.
 // A librdkafka producer (confluent-kafka for Python) repeats the 2,000
 // records/s run at the default flush beside franz-go, since clients
-// pipeline differently.
+// pipeline differently. With MinIO installed (make test-deps), shale on
+// MinIO is measured too: saturated produce beside MinIO's raw PUT, and
+// latency at 50 and 250 ms.
 // -scenarios picks which parts run. Results are written as JSON and as an
 // SVG plot of latency percentiles.
 //
@@ -34,6 +36,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shale-dev/shale/internal/testenv"
 )
 
 type options struct {
@@ -63,7 +67,7 @@ func main() {
 	flag.IntVar(&o.recordSize, "record-size", 1024, "record value bytes (half random)")
 	flag.StringVar(&o.out, "out", "bench-results", "directory for results.json and latency.svg")
 	flag.Float64Var(&o.rate, "rate", 10000, "records/s offered in all by the producers in the latency runs")
-	scen := flag.String("scenarios", "max,paced,many,curve,librdkafka,raw", "which parts run: max (saturated produce), paced (-rate), many (-many-partitions), curve (latency per flush interval), librdkafka (a confluent-kafka producer at -curve-rate, default flush), raw (raw S3 PUT/GET)")
+	scen := flag.String("scenarios", "max,paced,many,curve,librdkafka,minio,raw", "which parts run: max (saturated produce), paced (-rate), many (-many-partitions), curve (latency per flush interval), librdkafka (a confluent-kafka producer at -curve-rate, default flush), minio (shale on MinIO: saturated, latency at 50 and 250 ms, raw PUT/GET; skipped without the binary of make test-deps), raw (raw S3 PUT/GET of versitygw)")
 	curve := flag.String("curve", "10ms,20ms,50ms,100ms,250ms", "flush intervals of the latency curve")
 	flag.Float64Var(&o.curveRate, "curve-rate", 2000, "records/s offered in all in the latency curve runs")
 	flag.Parse()
@@ -104,6 +108,9 @@ type Report struct {
 	RawPutMBps  float64   `json:"raw_s3_put_mb_per_s"`
 	RawGetMBps  float64   `json:"raw_s3_get_mb_per_s"`
 	RawObjectMB float64   `json:"raw_object_mb"`
+	// The same for MinIO (-scenarios minio), 0 when not run.
+	RawMinIOPutMBps float64 `json:"raw_minio_put_mb_per_s,omitempty"`
+	RawMinIOGetMBps float64 `json:"raw_minio_get_mb_per_s,omitempty"`
 }
 
 func run(ctx context.Context, o options) error {
@@ -170,9 +177,39 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 	}
+	if o.scenarios["minio"] {
+		// The same S3 figures on MinIO: saturated produce, latency at 50
+		// and 250 ms, raw PUT/GET of the same server.
+		if _, stop, err := testenv.StartMinIOProcess(filepath.Join(tmp, "minio-probe")); err != nil {
+			log.Printf("bench: skipping MinIO: %v", err)
+		} else {
+			stop()
+			for _, fl := range []time.Duration{0, 50 * time.Millisecond, 250 * time.Millisecond} {
+				t := shaleMinIOTarget(shale, fl)
+				rate := o.curveRate
+				if fl == 0 {
+					rate = 0
+				}
+				log.Printf("bench: %s, flush %s, %d partitions, offered %s", t.name, fl, o.partitions, offered(rate))
+				r, err := measure(ctx, t, o, o.partitions, rate, filepath.Join(tmp, fmt.Sprintf("minio-%s", fl)))
+				if err != nil {
+					return fmt.Errorf("%s: %w", t.name, err)
+				}
+				if fl == 0 {
+					rep.Max = append(rep.Max, r)
+				} else {
+					rep.Curve = append(rep.Curve, r)
+				}
+			}
+			log.Printf("bench: raw MinIO PUT/GET")
+			if rep.RawMinIOPutMBps, rep.RawMinIOGetMBps, err = rawS3(ctx, testenv.StartMinIOProcess, filepath.Join(tmp, "raw-minio"), 4<<20, 10*time.Second); err != nil {
+				return fmt.Errorf("raw MinIO: %w", err)
+			}
+		}
+	}
 	if o.scenarios["raw"] {
 		log.Printf("bench: raw S3 PUT/GET")
-		if rep.RawPutMBps, rep.RawGetMBps, err = rawS3(ctx, filepath.Join(tmp, "raw"), 4<<20, 10*time.Second); err != nil {
+		if rep.RawPutMBps, rep.RawGetMBps, err = rawS3(ctx, testenv.StartS3Process, filepath.Join(tmp, "raw"), 4<<20, 10*time.Second); err != nil {
 			return fmt.Errorf("raw S3: %w", err)
 		}
 	}

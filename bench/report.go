@@ -95,6 +95,14 @@ func printTable(w io.Writer, rep Report) {
 		fmt.Fprintln(w)
 		stageTable(w, rep.Clients)
 	}
+	if rep.RawMinIOPutMBps > 0 {
+		fmt.Fprintf(w, "raw MinIO (4 MiB objects, 4 at a time): PUT %.1f MB/s, GET %.1f MB/s\n", rep.RawMinIOPutMBps, rep.RawMinIOGetMBps)
+		for _, r := range rep.Max {
+			if r.Target == "shale-minio" {
+				fmt.Fprintf(w, "shale-minio maximum produce MB/s / raw MinIO PUT MB/s: %.2f\n", r.ProduceMBps/rep.RawMinIOPutMBps)
+			}
+		}
+	}
 	if rep.RawPutMBps <= 0 {
 		return
 	}

@@ -172,13 +172,26 @@ func shaleDevTarget(shale string, flush time.Duration) target {
 	}}
 }
 
+// s3Starter starts an S3 server serving a directory: versitygw
+// (testenv.StartS3Process) or MinIO (testenv.StartMinIOProcess).
+type s3Starter func(dir string) (testenv.S3Server, func(), error)
+
 func shaleS3Target(shale string, flush time.Duration) target {
-	return target{name: "shale-s3", flush: flush, start: func(ctx context.Context, dir string, partitions int) (*instance, error) {
+	return shaleOnS3("shale-s3", testenv.StartS3Process, shale, flush)
+}
+
+// shaleMinIOTarget is shale-s3 on MinIO instead of versitygw.
+func shaleMinIOTarget(shale string, flush time.Duration) target {
+	return shaleOnS3("shale-minio", testenv.StartMinIOProcess, shale, flush)
+}
+
+func shaleOnS3(name string, startS3 s3Starter, shale string, flush time.Duration) target {
+	return target{name: name, flush: flush, start: func(ctx context.Context, dir string, partitions int) (*instance, error) {
 		emb, err := metastore.StartEmbedded(ctx, metastore.EmbedConfig{Dir: dir + "/etcd", ClientAddr: "127.0.0.1:0"})
 		if err != nil {
 			return nil, err
 		}
-		s3, stopS3, err := testenv.StartS3Process(dir + "/s3")
+		s3, stopS3, err := startS3(dir + "/s3")
 		if err != nil {
 			emb.Close()
 			return nil, err

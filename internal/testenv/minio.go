@@ -147,3 +147,26 @@ func waitReady(url string, exited <-chan struct{}) error {
 		}
 	}
 }
+
+// StartMinIOProcess starts MinIO serving dir (created if missing) with a
+// fresh bucket, for use outside tests (benchmark drivers). stop kills the
+// server and waits for it. Without the binary it returns an error saying
+// how to install it.
+func StartMinIOProcess(dir string) (S3Server, func(), error) {
+	bin := MinIOPath()
+	if _, err := os.Stat(bin); err != nil {
+		return S3Server{}, nil, fmt.Errorf("MinIO is not installed (%s): run `make test-deps`", bin)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return S3Server{}, nil, err
+	}
+	var lastErr error
+	for range 5 {
+		srv, p, err := tryStartMinIO(bin, dir)
+		if err == nil {
+			return srv, p.stop, nil
+		}
+		lastErr = err
+	}
+	return S3Server{}, nil, lastErr
+}
