@@ -83,5 +83,6 @@ func withMessage(err error, msg string) error {
 	if err == nil || msg == "" {
 		return err
 	}
-	return fmt.Errorf("%w: %s", err, msg)
+	// "INVALID_CONFIG: invalid value ..." (the code's name, then the reason).
+	return &kadm.ErrAndMessage{Err: err, ErrMessage: msg}
 }
