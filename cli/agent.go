@@ -60,6 +60,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	addSecurityFlags(cmd)
 	f.String("dev-etcd-listen", "127.0.0.1:2379", "with --dev: client address of the embedded etcd")
 	addS3Flags(cmd, "object store: s3://bucket/prefix, or a local directory (default with --dev: <data-dir>/bucket)")
+	f.Bool("create-bucket", false, "create the S3 bucket at start if it does not exist (default: refuse to start, naming it)")
 	f.Var(&flushBytes, "flush-bytes", "seal the write buffer into an object at this size")
 	f.Duration("flush-interval", engine.DefaultFlushInterval, "seal the write buffer at least this often (bounds acks=all latency; each seal is one PUT; default with --dev: 5ms)")
 	f.Var(&cacheBytes, "cache-bytes", "local read cache budget")
@@ -142,6 +143,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 		}
 		o.EtcdCertFile, o.EtcdKeyFile, o.EtcdCAFile = v.GetString("etcd-cert"), v.GetString("etcd-key"), v.GetString("etcd-ca")
 		setS3Options(&o, v)
+		o.CreateBucket = v.GetBool("create-bucket")
 		if o.Agent.Listeners, o.Agent.Auth, err = securityOptions(v); err != nil {
 			return err
 		}

@@ -155,15 +155,23 @@ func clusterBucket(ctx context.Context, meta *metastore.Store, o *StackOptions, 
 }
 
 // checkBucket refuses to start on an S3 bucket that does not exist (every
-// upload would fail after the agent said it was ready). Other failures of
+// upload would fail after the agent said it was ready), or creates it when
+// asked (--create-bucket). Other failures of
 // the check are logged: the server may be briefly unreachable, and uploads
 // retry.
-func checkBucket(ctx context.Context, st s3tier.Store, log *slog.Logger) error {
+func checkBucket(ctx context.Context, st s3tier.Store, create bool, log *slog.Logger) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	err := s3tier.CheckBucket(cctx, st)
+	if errors.Is(err, s3tier.ErrNoBucket) && create {
+		if err := s3tier.CreateBucket(cctx, st); err != nil {
+			return err
+		}
+		log.Info("created the bucket", "bucket", st.String())
+		return nil
+	}
 	if errors.Is(err, s3tier.ErrNoBucket) {
-		return fmt.Errorf("%w: the bucket must exist before the agent starts; create it (e.g. `mc mb local/BUCKET` for MinIO, `aws s3 mb s3://BUCKET`)", err)
+		return fmt.Errorf("%w: the bucket must exist before the agent starts; create it (e.g. `mc mb local/BUCKET` for MinIO, `aws s3 mb s3://BUCKET`) or pass --create-bucket", err)
 	}
 	if err != nil {
 		log.Warn("could not check that the bucket exists; uploads will retry", "err", err)

@@ -80,8 +80,8 @@ func TestAgentRefusesAnotherBucket(t *testing.T) {
 
 // TestAgentRefusesMissingS3Bucket proves an agent checks its S3 bucket at
 // start and refuses one that does not exist, naming it, instead of saying
-// ready and failing every upload; on the existing bucket it starts and
-// records the endpoint for tools.
+// ready and failing every upload; with CreateBucket it creates it; on the
+// existing bucket it starts and records the endpoint for tools.
 func TestAgentRefusesMissingS3Bucket(t *testing.T) {
 	cli, endpoints := testenv.Etcd(t)
 	s3 := testenv.S3(t)
@@ -90,6 +90,20 @@ func TestAgentRefusesMissingS3Bucket(t *testing.T) {
 	_, _, err := startStackOpts(t, o)
 	if !errors.Is(err, s3tier.ErrNoBucket) || !strings.Contains(err.Error(), "s3://no-such-bucket-here/p") {
 		t.Fatalf("agent on a missing bucket: %v; want ErrNoBucket naming it", err)
+	}
+	// With CreateBucket (--create-bucket) the missing bucket is created,
+	// in another namespace (another cluster); a second start finds it.
+	created := o
+	created.EtcdNamespace, created.CreateBucket = "/created", true
+	for range 2 {
+		if _, stop, err := startStackOpts(t, created); err != nil {
+			t.Fatalf("agent with --create-bucket: %v", err)
+		} else {
+			stop()
+		}
+	}
+	if ok, err := s3.Minio(t).BucketExists(context.Background(), "no-such-bucket-here"); err != nil || !ok {
+		t.Fatalf("bucket created by --create-bucket: exists %v, %v", ok, err)
 	}
 	o.Bucket = "s3://" + s3.Bucket + "/p"
 	if _, _, err := startStackOpts(t, o); err != nil {

@@ -44,6 +44,8 @@ type StackOptions struct {
 	EtcdCertFile, EtcdKeyFile, EtcdCAFile string
 
 	Bucket      string // s3://bucket/prefix, file:///path or a directory
+	// CreateBucket creates a missing S3 bucket at start instead of refusing.
+	CreateBucket bool
 	S3Endpoint  string
 	S3Region    string
 	S3PathStyle bool
@@ -182,7 +184,7 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 	if s.Store, err = OpenStore(ctx, o); err != nil {
 		return fail(err)
 	}
-	if err := checkBucket(ctx, s.Store, log); err != nil {
+	if err := checkBucket(ctx, s.Store, o.CreateBucket, log); err != nil {
 		return fail(err)
 	}
 	if err := checkCluster(ctx, meta, o); err != nil {

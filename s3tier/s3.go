@@ -351,3 +351,23 @@ func CheckBucket(ctx context.Context, st Store) error {
 	}
 	return fmt.Errorf("check bucket %s: %w", s, err)
 }
+
+// CreateBucket creates an S3 store's bucket (in its region) if it does not
+// exist; a bucket that exists already, owned by these credentials, is not
+// an error. Other stores: nil.
+func CreateBucket(ctx context.Context, st Store) error {
+	s, ok := st.(*s3Store)
+	if !ok {
+		return nil
+	}
+	in := &s3.CreateBucketInput{Bucket: aws.String(s.cfg.Bucket)}
+	if s.cfg.Region != "" && s.cfg.Region != "us-east-1" {
+		in.CreateBucketConfiguration = &types.CreateBucketConfiguration{LocationConstraint: types.BucketLocationConstraint(s.cfg.Region)}
+	}
+	_, err := s.client.CreateBucket(ctx, in)
+	var owned *types.BucketAlreadyOwnedByYou
+	if err != nil && !errors.As(err, &owned) {
+		return fmt.Errorf("create bucket %s: %w", s, err)
+	}
+	return nil
+}
