@@ -29,7 +29,8 @@ func newConsumeCmd() *cobra.Command {
 		Use:   "consume",
 		Short: "Print a topic's records",
 		Long: `Print records of a topic, from a starting point, until the end of the log as it was when
-the command started (or --count records, or forever with --follow).
+the command started (or --count records, or forever with --follow). Without --follow, no record
+for --timeout while records remain is an error (a stalled agent), not an endless wait.
 
 --from takes: earliest (default), latest, an offset (applies to every partition), or an
 RFC 3339 time such as 2026-11-25T10:00:00Z or a date such as 2026-11-25 (midnight UTC):
@@ -111,10 +112,22 @@ On a terminal, text and kv output quote keys and values holding control bytes.`,
 		tty := isTerminal(cmd.OutOrStdout())
 		defer out.Flush()
 		count, limit := int64(0), v.GetInt64("count")
+		timeout := v.GetDuration("timeout")
 		for (follow || len(pending) > 0) && (limit == 0 || count < limit) {
-			fs := cl.PollFetches(ctx)
+			// Reading to the end must progress: no record for --timeout
+			// while records remain is an error, not a wait for ever.
+			pctx, cancel := ctx, context.CancelFunc(func() {})
+			if !follow && timeout > 0 {
+				pctx, cancel = context.WithTimeout(ctx, timeout)
+			}
+			fs := cl.PollFetches(pctx)
+			stalled := pctx.Err() != nil && ctx.Err() == nil
+			cancel()
 			if ctx.Err() != nil {
 				return nil
+			}
+			if stalled {
+				return fmt.Errorf("no record for --timeout %s while %s still short of their end: is the agent stalled?", timeout, plural(int64(len(pending)), "partition"))
 			}
 			var ferr error
 			fs.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("%s/%d: %w", t, p, err) })

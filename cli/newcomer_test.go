@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,5 +252,41 @@ func TestKVOnATerminalQuotesControlBytes(t *testing.T) {
 	w.Flush()
 	if b.String() != "user1\tclicked\tok\n" {
 		t.Errorf("printable kv on a terminal changed: %q", b.String())
+	}
+}
+
+// TestConsumeEndsWithinTimeout proves `shale consume` (to the end, no
+// --follow) fails once no record came for --timeout while records remain,
+// here against an agent whose Fetch handler stalls, instead of waiting for
+// ever.
+func TestConsumeEndsWithinTimeout(t *testing.T) {
+	_, endpoints := testenv.Etcd(t)
+	dir := t.TempDir()
+	stall := make(chan struct{})
+	var stalling atomic.Bool
+	st, _, err := startStackOpts(t, StackOptions{DataDir: dir, EtcdEndpoints: endpoints, Bucket: filepath.Join(dir, "bucket"),
+		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
+		Agent: agent.Config{AutoCreateTopics: true, DefaultPartitions: 1, FaultHook: func(key int16) error {
+			if key == 1 && stalling.Load() { // Fetch
+				<-stall
+			}
+			return nil
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(stall) }) // before the stack's cleanup stops it
+	addr := st.Agent.Addr().String()
+	if _, errs, code := run(t, "a\nb\n", "produce", "-b", addr, "-t", "slow"); code != 0 {
+		t.Fatal(errs)
+	}
+	stalling.Store(true)
+	start := time.Now()
+	_, errs, code := run(t, "", "consume", "-b", addr, "-t", "slow", "--timeout", "1s")
+	if code == 0 || !strings.Contains(errs, "no record for --timeout 1s") {
+		t.Fatalf("consume from a stalled agent: exit %d: %s", code, errs)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("consume took %s with --timeout 1s", took)
 	}
 }
