@@ -2,6 +2,9 @@ package agent_test
 
 import (
 	"errors"
+	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/agent/agenttest"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/segment/segmenttest"
 )
 
@@ -179,5 +183,77 @@ func TestCompactedTopicRefusesKeylessRecords(t *testing.T) {
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("read %q, want %q", got, want)
+	}
+}
+
+// TestKeyCompactedPartitionReadByKafkaClients proves a partition rewritten
+// by key compaction (lifecycle.CompactKeysPartition, run here by hand: no
+// agent runs it yet) reads as Kafka serves a compacted log: a franz-go
+// consumer on agent B from the start gets only the latest record of each
+// key, tombstones included, at the offsets agent A assigned, across the
+// emptied batches left in place; the end offset is unchanged; and the same
+// idempotent producer keeps producing after the rewrite.
+func TestKeyCompactedPartitionReadByKafkaClients(t *testing.T) {
+	c := agenttest.Start(t, agenttest.Options{Agents: 2})
+	ctx := testCtx(t, time.Minute)
+	const topic = "kc-clients"
+	tp, err := c.Meta.CreateTopic(ctx, topic, 1, map[string]string{"cleanup.policy": "compact", "segment.ms": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Client(t, pinnedDialer(c.Agents[0].Addr), kgo.DefaultProduceTopic(topic), kgo.ProducerLinger(0))
+	type kv struct {
+		off  int64
+		key  string
+		val  string
+		null bool
+	}
+	latest := map[string]kv{}
+	for round := range 10 {
+		for k := range 5 {
+			r := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", k)), Value: []byte(fmt.Sprintf("v%d-%d", k, round))}
+			null := round == 9 && k == 2
+			if null {
+				r.Value = nil // a tombstone
+			}
+			if err := p.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			latest[string(r.Key)] = kv{r.Offset, string(r.Key), string(r.Value), null}
+		}
+	}
+	cfg := lifecycle.KeyCompactConfig{CompactConfig: lifecycle.CompactConfig{Settle: time.Nanosecond, TempDir: t.TempDir(),
+		Now: func() time.Time { return time.Now().Add(time.Second) }}}
+	st, err := lifecycle.CompactKeysPartition(ctx, c.Store, c.Meta, cfg, tp, 0, 0, nil)
+	if err != nil || st.RecordsRemoved != 45 || st.MappedTo != 50 {
+		t.Fatalf("compaction: %+v, %v; want 45 records removed, 50 offsets mapped", st, err)
+	}
+
+	var want []kv
+	for _, r := range latest {
+		want = append(want, r)
+	}
+	slices.SortFunc(want, func(a, b kv) int { return int(a.off - b.off) })
+	r := c.Client(t, pinnedDialer(c.Agents[1].Addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+	var got []kv
+	for len(got) < len(want) {
+		fs := r.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read %d of %d records: %v", len(got), len(want), err)
+		}
+		fs.EachRecord(func(rec *kgo.Record) {
+			got = append(got, kv{rec.Offset, string(rec.Key), string(rec.Value), rec.Value == nil})
+		})
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("read %+v, want %+v", got, want)
+	}
+	ends, err := kadm.NewClient(r).ListEndOffsets(ctx, topic)
+	if o, _ := ends.Lookup(topic, 0); err != nil || o.Offset != 50 {
+		t.Errorf("end offset %d (%v), want 50", o.Offset, err)
+	}
+	rec := &kgo.Record{Key: []byte("k0"), Value: []byte("after")}
+	if err := p.ProduceSync(ctx, rec).FirstErr(); err != nil || rec.Offset != 50 {
+		t.Errorf("produce after compaction: offset %d, %v; want 50", rec.Offset, err)
 	}
 }

@@ -188,7 +188,7 @@ func CompactPartition(ctx context.Context, store s3tier.Store, meta *metastore.S
 	flush(false)
 	fc := span.NewFooterCache(16)
 	for _, run := range runs {
-		st, err := compactRun(ctx, store, meta, cfg, fc, id, partition, rev, run, log)
+		st, err := compactRun(ctx, store, meta, cfg, fc, id, partition, rev, run, nil, log)
 		stats.add(st)
 		if err != nil {
 			return stats, err
@@ -197,9 +197,17 @@ func CompactPartition(ctx context.Context, store s3tier.Store, meta *metastore.S
 	return stats, nil
 }
 
-// compactRun builds, uploads and swaps in the segment for one run.
+// rewriter is key compaction's change to compactRun: each batch goes
+// through fn, and a run none of whose batches fn changed is not rewritten.
+type rewriter struct {
+	fn      func(abs int64, raw []byte) ([]byte, error)
+	changed bool // set by fn
+}
+
+// compactRun builds, uploads and swaps in the segment for one run (through
+// rw when not nil).
 func compactRun(ctx context.Context, store s3tier.Store, meta *metastore.Store, cfg CompactConfig, fc *span.FooterCache,
-	id metastore.TopicID, partition int32, rev int64, run []metastore.IndexEntry, log *slog.Logger) (CompactStats, error) {
+	id metastore.TopicID, partition int32, rev int64, run []metastore.IndexEntry, rw *rewriter, log *slog.Logger) (CompactStats, error) {
 	var stats CompactStats
 	first, last := run[0], run[len(run)-1]
 	f, err := os.CreateTemp(cfg.TempDir, "shale-compact-*.seg")
@@ -207,9 +215,16 @@ func compactRun(ctx context.Context, store s3tier.Store, meta *metastore.Store, 
 		return stats, fmt.Errorf("compact: temp file: %w", err)
 	}
 	defer func() { f.Close(); os.Remove(f.Name()) }()
-	repl, err := buildSegment(ctx, store, fc, cfg, f, id, partition, run)
+	var rewrite func(int64, []byte) ([]byte, error)
+	if rw != nil {
+		rewrite = rw.fn
+	}
+	repl, err := buildSegment(ctx, store, fc, cfg, f, id, partition, run, rewrite)
 	if err != nil {
 		return stats, err
+	}
+	if rw != nil && !rw.changed {
+		return stats, nil // nothing removed: the run stays as it is
 	}
 	key := SegmentKey(cfg.Prefix, id, partition, first.BaseOffset)
 	repl.ObjectKey = key
@@ -252,9 +267,11 @@ func compactRun(ctx context.Context, store s3tier.Store, meta *metastore.Store, 
 // into chunks of about cfg.ChunkBytes, as one segment object to w, and
 // returns its index entry (without ObjectKey and CommittedMs). Every span
 // read is checked (CRC, offsets); the offsets must be dense from the first
-// entry's base to the last entry's last offset.
+// entry's base to the last entry's last offset. A non-nil rewrite replaces
+// each batch (given its absolute base offset) by what it returns, which
+// must span the same offsets (key compaction's segment.FilterRecords).
 func buildSegment(ctx context.Context, store s3tier.Store, fc *span.FooterCache, cfg CompactConfig, f *os.File,
-	id metastore.TopicID, partition int32, run []metastore.IndexEntry) (metastore.IndexEntry, error) {
+	id metastore.TopicID, partition int32, run []metastore.IndexEntry, rewrite func(abs int64, raw []byte) ([]byte, error)) (metastore.IndexEntry, error) {
 	bw := bufio.NewWriterSize(f, 1<<20)
 	b := segment.NewBuilder(bw)
 	next := run[0].BaseOffset
@@ -286,8 +303,14 @@ func buildSegment(ctx context.Context, store s3tier.Store, fc *span.FooterCache,
 				if abs != next {
 					return metastore.IndexEntry{}, fmt.Errorf("compact %s/%d: batch of %s at offset %d, want %d: %w", id, partition, sp.Object, abs, next, segment.ErrCorrupt)
 				}
-				pending = append(pending, bt.Raw)
-				pendingBytes += int64(len(bt.Raw))
+				raw := bt.Raw
+				if rewrite != nil {
+					if raw, err = rewrite(abs, raw); err != nil {
+						return metastore.IndexEntry{}, err
+					}
+				}
+				pending = append(pending, raw)
+				pendingBytes += int64(len(raw))
 				next += bt.Header.OffsetSpan()
 				if pendingBytes >= cfg.ChunkBytes {
 					if err := addChunk(); err != nil {

@@ -31,27 +31,59 @@
 // is idempotent, so a pass cut short by a crash or a lost lease is simply
 // run again by whichever agent leads the job next.
 //
-// # Key compaction (cleanup.policy=compact): not built yet
+// # Key compaction (cleanup.policy=compact): a pass, not yet a job
 //
-// The agents refuse cleanup.policy=compact until the key-compaction job
-// exists (agent/configs.go); they already refuse keyless records on a
-// topic stored with it, and retention skips it. The job, when built, keeps
-// per partition the latest record of each key older than
-// min.compaction.lag.ms, never moves an offset and keeps LogStartOffset.
-// It must also respect transactions (#17), as Kafka's LogCleaner does:
+// The agents refuse cleanup.policy=compact until key compaction runs as an
+// elected job (agent/configs.go); they already refuse keyless records on a
+// topic stored with it, and retention skips it. What exists is one pass
+// over one partition, CompactKeysPartition, which Lifecycle does not run
+// yet:
+//
+//   - It maps, within KeyCompactConfig.MapBytes (64 MiB; len(key) +
+//     KeyMapOverhead bytes per key), each key of the dirty section (from the
+//     cleaner checkpoint, whole index entries) to its latest offset, and
+//     rewrites the cleanable entries from the log start to the end of what
+//     it mapped, keeping per key only the latest record (records without a
+//     key are kept). It returns that end: the next pass's checkpoint, so a
+//     larger partition takes several passes.
+//   - Cleanable: entries committed Settle and min(segment.ms,
+//     max.compaction.lag.ms) ago (the active head stays dirty; a segment
+//     entry counts as past it) whose records are min.compaction.lag.ms old.
+//   - Batches are rewritten by segment.FilterRecords: same offsets (a batch
+//     emptied by compaction stays as its 61-byte header, so every reader's
+//     dense-offset checks hold and Kafka clients skip it, as they skip the
+//     empty batches Kafka keeps), own codec, headers and timestamps intact,
+//     producer ID/epoch/sequence kept. Offsets never move; the log start
+//     is not touched.
+//   - Runs of entries up to TargetBytes that lose a record are uploaded as
+//     segments and swapped in with metastore.ReplaceEntries (one etcd
+//     transaction of four compares and two operations per run, guarded by
+//     the revision the pass read); the replaced objects go to GC. A crash
+//     leaves the old index or the new one, as for merge compaction.
+//   - A batch that does not read stops the pass with an error wrapping
+//     segment.ErrCorrupt before anything is written.
+//
+// Still to build before compact is accepted: the elected job (Lifecycle)
+// with the checkpoint persisted per partition in etcd, the dirty-ratio
+// trigger (min.cleanable.dirty.ratio) and max.compaction.lag.ms forcing,
+// tombstone removal delete.retention.ms after the pass that reached them
+// (tombstones are kept for now), metrics and `shale topic describe`, and
+// kill tests of the job. Transactions (#17) exist: the pass stops at the
+// first transactional or control batch, so transactional data is never
+// compacted yet. To compact it, as Kafka's LogCleaner does:
 //
 //   - records of an aborted transaction are removed like obsolete records
-//     (they were never visible to read_committed consumers), which needs the
-//     aborted-transaction ranges the partition keeps;
+//     (never visible to read_committed consumers), from the
+//     aborted-transaction ranges the partition keeps, and never enter the
+//     key map;
 //   - records of an open transaction (above the last stable offset) stay
 //     dirty: the pass stops at the LSO, not at the high watermark;
 //   - a control batch (commit/abort marker) is kept until every record of
-//     its transaction is gone from the partition and delete.retention.ms has
-//     passed since the pass that found it empty, like a tombstone;
-//   - a batch emptied by compaction is dropped, except the last batch of
-//     each producer ID, kept empty (its header alone: producer ID, epoch,
-//     base sequence, lastOffsetDelta) so that the producer state rebuilt
-//     from the log still de-duplicates that producer's retries.
+//     its transaction is gone and delete.retention.ms has passed since the
+//     pass that found it so, like a tombstone;
+//   - the header of each producer's last batch is kept (FilterRecords
+//     already keeps every emptied batch's header) so producer state
+//     rebuilt from the log still de-duplicates that producer's retries.
 //
 // # Imports
 //

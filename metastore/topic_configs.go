@@ -88,3 +88,32 @@ func CleanupPolicyOf(configs map[string]string) (deletes, compacts bool) {
 	}
 	return deletes, compacts
 }
+
+// Compaction is a topic's key-compaction configs (Kafka's names and
+// defaults; unset or unparsable values take the default).
+type Compaction struct {
+	MinLagMs, MaxLagMs, DeleteRetentionMs, SegmentMs int64
+	MinCleanableDirtyRatio                           float64
+}
+
+// CompactionOf reads a topic's compaction configs.
+func CompactionOf(configs map[string]string) Compaction {
+	get := func(name string, def int64) int64 {
+		n, err := strconv.ParseInt(strings.TrimSpace(configs[name]), 10, 64)
+		if err != nil || n < 0 {
+			return def
+		}
+		return n
+	}
+	c := Compaction{
+		MinLagMs:               get(ConfigMinCompactionLagMs, DefaultMinCompactionLagMs),
+		MaxLagMs:               get(ConfigMaxCompactionLagMs, DefaultMaxCompactionLagMs),
+		DeleteRetentionMs:      get(ConfigDeleteRetentionMs, DefaultDeleteRetentionMs),
+		SegmentMs:              get(ConfigSegmentMs, DefaultSegmentMs),
+		MinCleanableDirtyRatio: DefaultMinCleanableDirtyRatio,
+	}
+	if f, err := strconv.ParseFloat(strings.TrimSpace(configs[ConfigMinCleanableDirtyRatio]), 64); err == nil && f >= 0 && f <= 1 {
+		c.MinCleanableDirtyRatio = f
+	}
+	return c
+}
