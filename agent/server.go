@@ -56,6 +56,10 @@ type Config struct {
 	AgentTTL time.Duration
 	// Rack is reported to clients as the broker's rack.
 	Rack string
+	// AdminAddr is the admin server's host:port (/metrics), recorded in the
+	// agent's registration so tools such as `shale cost` find it; "" when
+	// the agent serves none.
+	AdminAddr string
 	// IdleTimeout closes connections that send no request for this long
 	// (connections.max.idle.ms). It also bounds the reading of one request:
 	// a frame whose size arrived but whose body is not complete within
@@ -212,7 +216,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	info := metastore.AgentInfo{NodeID: s.cfg.NodeID, Host: host, Port: port, Rack: s.cfg.Rack, Version: "shale"}
+	info := metastore.AgentInfo{NodeID: s.cfg.NodeID, Host: host, Port: port, Rack: s.cfg.Rack, AdminAddr: s.cfg.AdminAddr, Version: "shale"}
 	if info.NodeID < 0 {
 		info.NodeID = -1
 	}

@@ -14,6 +14,11 @@
 //     (table.go) and connect through adminRun.
 //   - replay: history from etcd and the bucket, with every agent stopped if
 //     need be (package replay); it never writes to etcd.
+//   - cost (cost.go): the bucket's estimated bill per topic from etcd's
+//     index, the bucket listing and the agents' /metrics (package cost
+//     prices them); read-only. Agents find each other's admin servers
+//     through the registration: StartStack starts the admin server before
+//     the agent registers and records its address (admin_addr.go).
 //
 // # Settings
 //

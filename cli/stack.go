@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -202,9 +203,27 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 	}
 	acfg := o.Agent
 	acfg.Metrics = s.Metrics
+	// The admin server starts before the agent registers, so that the
+	// registration records its address (adminAdvertised); /readyz answers
+	// "not ready" until the agent has started.
+	var started atomic.Pointer[agent.Server]
+	if o.AdminListen != "" {
+		ready := func(ctx context.Context) error {
+			if a := started.Load(); a != nil {
+				return a.Ready(ctx)
+			}
+			return errors.New("agent starting")
+		}
+		if s.Admin, err = metrics.Serve(o.AdminListen, s.Metrics, ready); err != nil {
+			return fail(fmt.Errorf("start admin server (metrics, health) on %s: %w", o.AdminListen, err))
+		}
+		acfg.AdminAddr = adminAdvertised(s.Admin.Addr(), acfg.AdvertisedHost)
+		log.Info("admin server listening", "addr", s.Admin.Addr().String(), "paths", "/metrics /healthz /readyz")
+	}
 	if s.Agent, err = agent.New(acfg, s.Engine, meta, log); err != nil {
 		return fail(err)
 	}
+	started.Store(s.Agent)
 	if err := s.Agent.Start(ctx); err != nil {
 		s.Agent = nil
 		return fail(fmt.Errorf("start Kafka listener on %s: %w", acfg.Listen, err))
@@ -222,12 +241,6 @@ func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, 
 			return fail(err)
 		}
 		s.Lifecycle.Start()
-	}
-	if o.AdminListen != "" {
-		if s.Admin, err = metrics.Serve(o.AdminListen, s.Metrics, s.Agent.Ready); err != nil {
-			return fail(fmt.Errorf("start admin server (metrics, health) on %s: %w", o.AdminListen, err))
-		}
-		log.Info("admin server listening", "addr", s.Admin.Addr().String(), "paths", "/metrics /healthz /readyz")
 	}
 	return s, nil
 }

@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shale-dev/shale/agent"
+	"github.com/shale-dev/shale/cost"
+	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/internal/units"
+	"github.com/shale-dev/shale/s3tier"
+)
+
+// TestCostEndToEnd proves `shale cost` against a real agent: each topic's
+// bucket bytes and objects are those of the objects its produce added to
+// the bucket listing (read here with the store's List), a stray object is
+// counted as garbage, logical bytes agree with `shale status`, the PUT
+// rate is the agent's s3_requests_total over its uptime, and the dollars
+// follow from the default price table.
+func TestCostEndToEnd(t *testing.T) {
+	_, endpoints := testenv.Etcd(t)
+	dir := t.TempDir()
+	bucketDir := filepath.Join(dir, "bucket")
+	st, err := StartStack(context.Background(), StackOptions{
+		DataDir: dir, EtcdEndpoints: endpoints, Bucket: bucketDir, AdminListen: "127.0.0.1:0", NoLifecycle: true,
+		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
+		Agent:  agent.Config{Listen: "127.0.0.1:0", AgentTTL: 5 * time.Second, NodeID: -1},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st.Close(ctx)
+	})
+	addr, etcd := st.Agent.Addr().String(), strings.Join(endpoints, ",")
+	metricsURL := "http://" + st.Admin.Addr().String() + "/metrics"
+	store, err := s3tier.NewDirStore(bucketDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	listed := func() map[string]int64 {
+		objs, err := store.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]int64{}
+		for _, o := range objs {
+			m[o.Key] = o.Size
+		}
+		return m
+	}
+	// produce adds lines to topic (acks=all: committed when it returns) and
+	// returns the objects and bytes that appeared in the bucket meanwhile.
+	produce := func(topic string, lines int) (objects int, size int64) {
+		before := listed()
+		if _, errs, code := run(t, strings.Repeat("some record value\n", lines), "produce", "-b", addr, "-t", topic); code != 0 {
+			t.Fatal(errs)
+		}
+		for k, n := range listed() {
+			if _, ok := before[k]; !ok {
+				objects++
+				size += n
+			}
+		}
+		return objects, size
+	}
+	for _, tp := range []string{"alpha", "beta"} {
+		if _, errs, code := run(t, "", "topic", "create", tp, "-b", addr, "-p", "2"); code != 0 {
+			t.Fatal(errs)
+		}
+	}
+	aObjs, aSize := produce("alpha", 300)
+	bObjs, bSize := produce("beta", 40)
+	if aObjs == 0 || bObjs == 0 {
+		t.Fatalf("produce added %d and %d objects", aObjs, bObjs)
+	}
+	const garbage = 1234
+	if err := store.Put(ctx, "stray/object", bytes.NewReader(make([]byte, garbage)), garbage); err != nil {
+		t.Fatal(err)
+	}
+
+	before := time.Now()
+	// No --metrics-url: the agent's registration in etcd names its admin server.
+	out, errs, code := run(t, "", "cost", "--etcd-endpoints", etcd, "-o", "json")
+	after := time.Now()
+	if code != 0 {
+		t.Fatalf("cost: %s", errs)
+	}
+	var rep cost.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("cost -o json is not JSON: %v\n%s", err, out)
+	}
+	if len(rep.Topics) != 2 || rep.Topics[0].Name != "alpha" || rep.Topics[1].Name != "beta" {
+		t.Fatalf("topics %+v", rep.Topics)
+	}
+	a, b := rep.Topics[0], rep.Topics[1]
+	if a.BucketBytes != aSize || a.Objects != aObjs || b.BucketBytes != bSize || b.Objects != bObjs {
+		t.Errorf("alpha %d B in %d objects, beta %d B in %d; the listing says %d B in %d and %d B in %d",
+			a.BucketBytes, a.Objects, b.BucketBytes, b.Objects, aSize, aObjs, bSize, bObjs)
+	}
+	if rep.Garbage.Objects != 1 || rep.Garbage.BucketBytes != garbage {
+		t.Errorf("garbage %+v, want the stray object of %d B", rep.Garbage, garbage)
+	}
+	total := aSize + bSize + garbage
+	if rep.Total.BucketBytes != total || rep.Total.Objects != aObjs+bObjs+1 {
+		t.Errorf("total %d B in %d objects, want %d B in %d", rep.Total.BucketBytes, rep.Total.Objects, total, aObjs+bObjs+1)
+	}
+	if a.IndexKeys < 1 || b.IndexKeys < 1 || a.Segments != 0 || a.Dropped != 0 {
+		t.Errorf("index: alpha %+v beta %+v", a, b)
+	}
+	// Logical bytes: the same index as `shale status` reads.
+	sout, errs, code := run(t, "", "status", "--etcd-endpoints", etcd, "-o", "json")
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	var status Status
+	if err := json.Unmarshal([]byte(sout), &status); err != nil {
+		t.Fatal(err)
+	}
+	for _, ts := range status.Topics {
+		want := map[string]int64{"alpha": a.LogicalBytes, "beta": b.LogicalBytes}[ts.Name]
+		if ts.BytesStored != want || want <= 0 || want > map[string]int64{"alpha": aSize, "beta": bSize}[ts.Name] {
+			t.Errorf("%s: logical %d, status says %d stored", ts.Name, want, ts.BytesStored)
+		}
+	}
+	// Storage: bytes / 2^30 * $0.023.
+	near := func(what string, got, want float64) {
+		t.Helper()
+		if math.Abs(got-want) > 1e-9*math.Max(1e-9, math.Abs(want)) {
+			t.Errorf("%s = %v, want %v", what, got, want)
+		}
+	}
+	near("total storage $", rep.Total.Cost.Storage, float64(total)/(1<<30)*0.023)
+	near("garbage storage $", rep.Garbage.Cost.Storage, garbage/float64(1<<30)*0.023)
+	// Requests: the agent's PUT-class counter over its process's uptime,
+	// which lies between the uptimes before and after the command ran.
+	c, err := cost.Scrape(ctx, http.DefaultClient, metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Requests.Known || rep.Requests.AgentsScraped != 1 || c.Put < float64(aObjs+bObjs) {
+		t.Fatalf("requests %+v, counters %+v", rep.Requests, c)
+	}
+	lo, hi := c.Put*86400/after.Sub(c.Start).Seconds(), c.Put*86400/before.Sub(c.Start).Seconds()
+	if rep.Total.PutPerDay < lo*0.999 || rep.Total.PutPerDay > hi*1.001 {
+		t.Errorf("PUT/day %v, want between %v and %v (%v PUTs since %v)", rep.Total.PutPerDay, lo, hi, c.Put, c.Start)
+	}
+	near("requests $", rep.Total.Cost.Requests, (rep.Total.PutPerDay*0.005+rep.Total.GetPerDay*0.0004)/1000*30)
+	near("topic PUT shares", a.PutPerDay+b.PutPerDay, rep.Total.PutPerDay) // garbage gets none
+
+	// An unreachable agent is reported, and no request cost is invented.
+	table, errs, code := run(t, "", "cost", "--etcd-endpoints", etcd, "--metrics-url", "127.0.0.1:1")
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	for _, want := range []string{"alpha", "beta", "(unreferenced)", "TOTAL", units.HumanBytes(total), "S3 Standard us-east-1",
+		"Requests: none: no agent's /metrics reachable (pass --metrics-url)", "not counted: http://127.0.0.1:1"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	table, errs, code = run(t, "", "cost", "--etcd-endpoints", etcd, "--metrics-url", metricsURL)
+	if code != 0 || !strings.Contains(table, "Requests: average since each agent's process started (counters / uptime), 1 agent(s)") {
+		t.Errorf("table with metrics: %s\n%s", errs, table)
+	}
+	t.Log("\n" + table)
+	// Bad input says what to do.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "yaml"}, "use table or json"},
+		{[]string{"--prices", filepath.Join(dir, "none.yaml")}, "price file"},
+		{[]string{"--price-get-per-1000", "-1"}, "prices must be 0 or more"},
+	} {
+		_, errs, code := run(t, "", append([]string{"cost", "--etcd-endpoints", etcd}, c.args...)...)
+		if code == 0 || !strings.Contains(errs, c.want) {
+			t.Errorf("cost %v: exit %d, %q; want an error saying %q", c.args, code, errs, c.want)
+		}
+	}
+}
