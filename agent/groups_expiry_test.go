@@ -2,15 +2,18 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shale-dev/shale/agent"
@@ -169,6 +172,7 @@ func TestGroupReleaseRacesRequests(t *testing.T) {
 	groups := []string{"race-a", "race-b"}
 	const rounds = 40
 	var wg sync.WaitGroup
+	var retried atomic.Int64
 	for w := range 4 {
 		adm := c.Admin(t)
 		wg.Add(1)
@@ -178,9 +182,22 @@ func TestGroupReleaseRacesRequests(t *testing.T) {
 				g := groups[(w+i)%len(groups)]
 				offs := kadm.Offsets{}
 				offs.Add(kadm.Offset{Topic: topic, Partition: int32(w), At: int64(i), LeaderEpoch: -1})
-				resp, err := adm.CommitOffsets(ctx, g, offs)
-				if err == nil {
-					err = resp.Error()
+				// A commit that lands while the group is being released may
+				// be told COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR, which
+				// a Kafka consumer retries; a few retries are allowed, a
+				// group that stays unavailable fails the test.
+				var err error
+				for attempt := 0; attempt < 5; attempt++ {
+					var resp kadm.OffsetResponses
+					resp, err = adm.CommitOffsets(ctx, g, offs)
+					if err == nil {
+						err = resp.Error()
+					}
+					if !errors.Is(err, kerr.CoordinatorNotAvailable) && !errors.Is(err, kerr.NotCoordinator) {
+						break
+					}
+					retried.Add(1)
+					time.Sleep(idle)
 				}
 				if err != nil {
 					t.Errorf("worker %d round %d: commit to %s: %v", w, i, g, err)
@@ -197,6 +214,7 @@ func TestGroupReleaseRacesRequests(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	t.Logf("commits retried on a coordinator error: %d", retried.Load())
 	if t.Failed() {
 		return
 	}
