@@ -109,7 +109,9 @@ func NewCredential(mech, password string, iterations int) (Credential, error) {
 }
 
 // CredentialFromSalted derives a credential from a salted password (what
-// AlterUserScramCredentials carries).
+// AlterUserScramCredentials carries). The salted password may be of any
+// non-empty length, as Kafka accepts (a client computing it with the
+// mechanism's hash gives one of the hash's size).
 func CredentialFromSalted(mech string, salted, salt []byte, iterations int) (Credential, error) {
 	h, err := hashFor(mech)
 	if err != nil {
@@ -118,8 +120,10 @@ func CredentialFromSalted(mech string, salted, salt []byte, iterations int) (Cre
 	if iterations < MinIterations || iterations > MaxIterations {
 		return Credential{}, fmt.Errorf("auth: iterations %d not in %d..%d", iterations, MinIterations, MaxIterations)
 	}
-	if len(salt) == 0 || len(salted) != h().Size() {
-		return Credential{}, fmt.Errorf("auth: salt empty or salted password of %d bytes (want %d)", len(salted), h().Size())
+	// Like Kafka, any non-empty salted password is accepted: it is only
+	// ever used as an HMAC key, whatever its length.
+	if len(salt) == 0 || len(salted) == 0 {
+		return Credential{}, fmt.Errorf("auth: empty salt (%d bytes) or salted password (%d bytes)", len(salt), len(salted))
 	}
 	ck := hmacSum(h, salted, []byte("Client Key"))
 	sum := h()

@@ -217,3 +217,25 @@ func clientFinal(t *testing.T, pw string, cf auth.ClientFirst, sfirst, nonce str
 	}
 	return without + ",p=" + base64.StdEncoding.EncodeToString(ck)
 }
+
+// TestCredentialFromSaltedAnyLength proves AlterUserScramCredentials'
+// salted password is taken at any non-empty length, as Kafka takes it
+// (kafka-go's own test upserts an 18-byte one), and an empty salt or salted
+// password is refused.
+func TestCredentialFromSaltedAnyLength(t *testing.T) {
+	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		c, err := auth.CredentialFromSalted(mech, []byte("my-salted-password"), []byte("my-salt"), 15000)
+		if err != nil {
+			t.Fatalf("%s, 18-byte salted password: %v", mech, err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%s: credential from an 18-byte salted password does not validate: %v", mech, err)
+		}
+		if _, err := auth.CredentialFromSalted(mech, nil, []byte("my-salt"), 15000); err == nil {
+			t.Fatalf("%s: empty salted password accepted", mech)
+		}
+		if _, err := auth.CredentialFromSalted(mech, []byte("x"), nil, 15000); err == nil {
+			t.Fatalf("%s: empty salt accepted", mech)
+		}
+	}
+}
