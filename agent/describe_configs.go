@@ -33,6 +33,10 @@ func (s *Server) handleDescribeConfigs(ctx context.Context, _ *reqCtx, req *kmsg
 		or.ResourceType, or.ResourceName = rr.ResourceType, rr.ResourceName
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
+			if it, ok := lookupInternal(rr.ResourceName); ok {
+				or.Configs = describeTopicConfigs(it.Configs, rr.ConfigNames, req.IncludeDocumentation)
+				break
+			}
 			t, err := s.meta.GetTopic(ctx, rr.ResourceName)
 			if err != nil {
 				or.ErrorCode, or.ErrorMessage = errCode(s.log, "describe configs: get topic", err), errMessage(err)

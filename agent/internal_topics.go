@@ -26,6 +26,8 @@ package agent
 //     "kafka_client" with OffsetFetch, `shale group describe`) instead.
 //     Serving the topic would mean a log of commits with dense offsets,
 //     which etcd does not keep.
+//   - DescribeConfigs: the configs Kafka sets on it (cleanup.policy=compact,
+//     compression.type=producer, segment.bytes=104857600).
 //   - CreateTopics: TOPIC_ALREADY_EXISTS. DeleteTopics and
 //     CreatePartitions: INVALID_TOPIC_EXCEPTION with a message (the topic
 //     is not shale's to change). A topic of an internal name that an older
@@ -58,7 +60,9 @@ func internalTopic(name string) metastore.Topic {
 	sum := sha256.Sum256([]byte("shale internal topic " + name))
 	var id metastore.TopicID
 	copy(id[:], sum[:])
-	return metastore.Topic{Name: name, ID: id, Partitions: internalTopicPartitions}
+	// The configs Kafka sets on its internal topics, for DescribeConfigs.
+	configs := map[string]string{"cleanup.policy": "compact", "compression.type": "producer", "segment.bytes": "104857600"}
+	return metastore.Topic{Name: name, ID: id, Partitions: internalTopicPartitions, Configs: configs}
 }
 
 // lookupInternal returns the internal topic called name.

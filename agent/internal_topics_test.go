@@ -21,7 +21,8 @@ import (
 
 // TestConsumerOffsetsIsInternal proves __consumer_offsets is listed as
 // Kafka lists it, the same on every agent: in Metadata for all topics and by
-// name and by ID with IsInternal and 50 partitions, and by kadm as internal.
+// name and by ID with IsInternal and 50 partitions, by kadm as internal,
+// and described by DescribeConfigs with Kafka's cleanup.policy=compact.
 func TestConsumerOffsetsIsInternal(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2})
 	ctx := testCtx(t, time.Minute)
@@ -53,6 +54,23 @@ func TestConsumerOffsetsIsInternal(t *testing.T) {
 			resp.Topics[0].Topic == nil || *resp.Topics[0].Topic != "__consumer_offsets" {
 			t.Fatalf("agent %d: __consumer_offsets by ID: %+v %v", i, resp, err)
 		}
+	}
+	cfgs, err := kadm.NewClient(c.Client(t)).DescribeTopicConfigs(ctx, "__consumer_offsets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := cfgs.On("__consumer_offsets", nil)
+	if err != nil || rc.Err != nil {
+		t.Fatalf("describe configs of __consumer_offsets: %v %v", err, rc.Err)
+	}
+	policy := ""
+	for _, cfg := range rc.Configs {
+		if cfg.Key == "cleanup.policy" {
+			policy = cfg.MaybeValue()
+		}
+	}
+	if policy != "compact" {
+		t.Fatalf("__consumer_offsets cleanup.policy %q, want compact as Kafka sets it", policy)
 	}
 	if ids[0] != ids[1] || ids[0] == [16]byte{} {
 		t.Fatalf("topic IDs differ between agents or are zero: %x %x", ids[0], ids[1])

@@ -11,15 +11,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/agent/agenttest"
 )
 
 // TestMaxMessageBytesFollowsAlterConfigs proves a topic's max.message.bytes
 // is what Produce enforces, above and below the broker default (1048588),
-// as changed by IncrementalAlterConfigs: a 2 MiB batch is refused with
-// MESSAGE_TOO_LARGE at the default, accepted once the topic allows 4 MiB,
-// and refused again once it is lowered to 1 MiB.
+// as changed by AlterConfigs and IncrementalAlterConfigs: a 2 MiB batch is
+// refused with MESSAGE_TOO_LARGE at the default, accepted once AlterConfigs
+// sets 4 MiB, and refused again once IncrementalAlterConfigs lowers it to
+// 1 MiB.
 func TestMaxMessageBytesFollowsAlterConfigs(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 1})
 	ctx := testCtx(t, time.Minute)
@@ -46,7 +48,18 @@ func TestMaxMessageBytesFollowsAlterConfigs(t *testing.T) {
 	if err := produce(); !errors.Is(err, kerr.MessageTooLarge) {
 		t.Fatalf("2 MiB at the default max.message.bytes: %v, want MESSAGE_TOO_LARGE", err)
 	}
-	setMax(4 << 20)
+	// Raised with the legacy AlterConfigs (it replaces the topic's set).
+	legacy := kmsg.NewPtrAlterConfigsRequest()
+	res := kmsg.NewAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeTopic, topic
+	cfg := kmsg.NewAlterConfigsRequestResourceConfig()
+	cfg.Name, cfg.Value = "max.message.bytes", kmsg.StringPtr(strconv.Itoa(4<<20))
+	res.Configs = append(res.Configs, cfg)
+	legacy.Resources = append(legacy.Resources, res)
+	lresp, err := legacy.RequestWith(ctx, c.Client(t))
+	if err != nil || len(lresp.Resources) != 1 || lresp.Resources[0].ErrorCode != 0 {
+		t.Fatalf("AlterConfigs max.message.bytes=4MiB: %+v %v", lresp, err)
+	}
 	if err := produce(); err != nil {
 		t.Fatalf("2 MiB with max.message.bytes=4MiB: %v", err)
 	}
