@@ -43,16 +43,17 @@ test-go:
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list $(PKGS) | grep -v /tests/conformance)
 
-# Other clients' own integration suites against shale (tests/conformance):
-# franz-go's kgo suite, every integration test in its own process, against
-# a dev agent and against two agents on etcd + versitygw S3, then a table
-# per topology. The full suite runs on both (KGO_TEST_RECORDS=20000, three
-# test processes at a time per topology, the two topologies one after the
-# other); about 8 minutes on 2 cores, most of it the pending tests running
-# into their timeout. SHALE_KGO_RUN=regexp and SHALE_KGO_TOPOLOGY=dev|cluster
+# Other clients' own integration suites against shale (tests/conformance),
+# every integration test in its own process, one table per run: franz-go's
+# kgo suite against a dev agent and against two agents on etcd + versitygw
+# S3 (KGO_TEST_RECORDS=20000, three test processes at a time, the two
+# topologies one after the other), then segmentio/kafka-go's suite against
+# a dev agent in a network namespace of its own (it dials localhost:9092).
+# About 8 minutes on 2 cores, most of it the pending tests running into
+# their timeout. SHALE_KGO_RUN=regexp and SHALE_KGO_TOPOLOGY=dev|cluster|kafka-go
 # narrow a rerun.
 test-conformance:
-	set -o pipefail; $(GO) test -count=1 -v -timeout 30m -run 'TestKgoSuite|TestKgoDiscovery' ./tests/conformance/ 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'
+	set -o pipefail; $(GO) test -count=1 -v -timeout 30m -run 'TestKgoSuite|TestKafkaGoSuite|TestKgoDiscovery|TestParseGoTest' ./tests/conformance/ 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'
 
 # The race detector over every package with concurrency: storage engine,
 # index, replay pipeline, auth, the protocol server, the CLI's in-process

@@ -1,8 +1,8 @@
 // Package conformance runs other Kafka clients' own integration suites
 // against shale: tests someone else wrote, pointed at a shale agent.
 //
-// Today that is franz-go's pkg/kgo integration suite (the version this
-// module requires, v1.22.3), run twice by TestKgoSuite:
+// franz-go's pkg/kgo integration suite (the version this module requires,
+// v1.22.3) runs twice, in TestKgoSuite:
 //
 //   - dev: one `shale agent --dev` process, as `make run` starts it
 //     (embedded etcd, local-directory bucket, its default flush);
@@ -10,9 +10,18 @@
 //     server (versitygw, tests/cluster), the seed broker being agent 0;
 //     clients follow Metadata to both agents.
 //
+// segmentio/kafka-go's integration suite (v0.4.51) runs in
+// TestKafkaGoSuite against a dev agent. Its tests dial localhost:9092 and
+// expect the broker to advertise "localhost", so the agent runs in a network
+// namespace of its own (unshare -n; root, as `make test` runs in CI) and
+// every test process joins it (nsenter); the machine's port 9092 is never
+// used. A SASL_PLAINTEXT listener on localhost:9093 with kafka-go's user
+// (adminplain) serves its SASL tests. Its integration tests are those that
+// mention "localhost" (its helpers dial localhost:9092).
+//
 // How it runs:
 //
-//   - kgo's test binary is built once (`go test -c
+//   - the suite's test binary is built once (`go test -c
 //     github.com/twmb/franz-go/pkg/kgo`, from this module, so go.sum pins
 //     it) and each integration test runs in its own process
 //     (`-test.run '^Name$'`) with KGO_SEEDS, KGO_TEST_RF=1 and
@@ -36,8 +45,8 @@
 //     output in the test log.
 //
 // Knobs (environment): SHALE_KGO_RECORDS (KGO_TEST_RECORDS, default
-// 20000), SHALE_KGO_PARALLEL (test processes at once per topology,
-// default 3), SHALE_KGO_RUN (a regexp: only the integration tests it
-// matches, for a focused rerun), SHALE_KGO_TOPOLOGY (dev or cluster: only
-// that one).
+// 20000), SHALE_KGO_PARALLEL (test processes at once per run, default 3),
+// SHALE_KGO_RUN (a regexp: only the integration tests it matches, for a
+// focused rerun), SHALE_KGO_TOPOLOGY (dev, cluster or kafka-go: only that
+// run).
 package conformance

@@ -41,6 +41,9 @@ const scramUser, scramPass = "kgo", "kgo-secret"
 // against shale — a dev agent, and a two-agent cluster on a real S3 server
 // — except the pending ones, each waiting on its open issue (pending_test.go).
 func TestKgoSuite(t *testing.T) {
+	if os.Getenv("SHALE_KGO_TOPOLOGY") == "kafka-go" {
+		return // a focused rerun of the kafka-go suite
+	}
 	s := buildKgo(t)
 	var filter *regexp.Regexp
 	if f := os.Getenv("SHALE_KGO_RUN"); f != "" {
@@ -60,7 +63,7 @@ func TestKgoSuite(t *testing.T) {
 	}
 	for _, topo := range topologies {
 		if only != "" && only != topo.name {
-			continue
+			continue // a focused rerun of another topology or suite
 		}
 		t.Run(topo.name, func(t *testing.T) {
 			seed, saslSeed := topo.start(t)

@@ -32,3 +32,44 @@ func (p pendingTest) ref() string {
 	}
 	return fmt.Sprintf("#%d", p.issue)
 }
+
+// kafkaGoPending: segmentio/kafka-go integration tests that do not pass
+// yet, each with the open issue that will make it pass or, where none is
+// filed, what is missing. Every other one must pass.
+var kafkaGoPending = map[string]pendingTest{
+	// Transactions. kafka-go itself skips the first four for
+	// KAFKA_VERSION 3.0.0 and later ("fails on Kafka 3.0.0 or higher").
+	"TestClientAddOffsetsToTxn":    {17, "transactions"},
+	"TestClientAddPartitionsToTxn": {17, "transactions"},
+	"TestClientInitProducerId":     {17, "transactions"},
+	"TestClientTxnOffsetCommit":    {17, "transactions"},
+	"TestClientFindCoordinator":    {17, "transaction coordinator lookup"},
+
+	// Compacted topics.
+	"TestReaderReadCompactedMessage": {16, "cleanup.policy=compact"},
+
+	// kafka-go skips these itself: always (it runs only against Kafka
+	// 0.10.1), and when the broker auto-creates topics (dev mode does).
+	"TestReadTruncatedMessages":         {0, "kafka-go always skips it"},
+	"TestConsumerGroupWithMissingTopic": {0, "kafka-go skips it: dev mode auto-creates topics"},
+
+	// APIs shale does not serve (no issue filed).
+	"TestClientAlterClientQuotas":                      {0, "client quotas (AlterClientQuotas) not served"},
+	"TestClientAlterPartitionReassignments":            {0, "partition reassignments not served (no replicas to move)"},
+	"TestClientAlterPartitionReassignmentsMultiTopics": {0, "partition reassignments not served (no replicas to move)"},
+	"TestClientListPartitionReassignments":             {0, "partition reassignments not served (no replicas to move)"},
+	"TestClientElectLeaders":                           {0, "ElectLeaders not served (leaders are hashed over agents)"},
+
+	// Differences found by this suite (no issue filed yet):
+	//   - Metadata right after DeleteTopics auto-creates the topic again
+	//     in dev mode, ready at once (Kafka answers LEADER_NOT_AVAILABLE
+	//     first, so kafka-go's ReadPartitions sees none); JoinGroup with an
+	//     empty group ID answers INVALID_SESSION_TIMEOUT before
+	//     INVALID_GROUP_ID, and with session timeout 3 s and no protocols
+	//     INCONSISTENT_GROUP_PROTOCOL before INVALID_SESSION_TIMEOUT.
+	//   - Topics made by several concurrent CreateTopics v0 requests show
+	//     no partitions in Metadata for about 10 s; the group rebalance and
+	//     commit-on-close subtests then fail.
+	"TestConn":                {0, "Metadata after DeleteTopics re-creates; JoinGroup error precedence"},
+	"TestReaderConsumerGroup": {0, "concurrent CreateTopics v0 slow to show partitions; rebalance subtests"},
+}

@@ -48,28 +48,37 @@ type result struct {
 // buildKgo compiles franz-go's kgo tests (the version go.mod requires) and
 // finds its integration tests in the sources of that same version.
 func buildKgo(t *testing.T) suite {
+	// A discovery that finds almost nothing is broken, not a small suite
+	// (v1.22.3 has 39).
+	return buildSuite(t, "github.com/twmb/franz-go", "pkg/kgo", 30, "getSeedBrokers", "scramSeeds", "oauthSeeds")
+}
+
+// buildSuite compiles the tests of module's package dir (module as go.mod
+// requires it, so go.sum pins what runs) and finds its integration tests:
+// those reaching roots (see integrationTests). Fewer than min found fails
+// the test: the discovery is broken.
+func buildSuite(t *testing.T, module, dir string, min int, roots ...string) suite {
 	t.Helper()
 	root, err := testenv.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := goCmd(root, "list", "-m", "-f", "{{.Dir}}", "github.com/twmb/franz-go")
+	out, err := goCmd(root, "list", "-m", "-f", "{{.Dir}}", module)
 	if err != nil {
-		t.Fatalf("locate franz-go: %v\n%s", err, out)
+		t.Fatalf("locate %s: %v\n%s", module, err, out)
 	}
-	dir := filepath.Join(strings.TrimSpace(out), "pkg", "kgo")
-	bin := filepath.Join(t.TempDir(), "kgo.test")
-	if out, err := goCmd(root, "test", "-c", "-o", bin, "github.com/twmb/franz-go/pkg/kgo"); err != nil {
-		t.Fatalf("build kgo tests: %v\n%s", err, out)
+	src := filepath.Join(strings.TrimSpace(out), dir)
+	pkg := strings.TrimSuffix(module+"/"+dir, "/")
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg)+".test")
+	if out, err := goCmd(root, "test", "-c", "-o", bin, pkg); err != nil {
+		t.Fatalf("build %s tests: %v\n%s", pkg, err, out)
 	}
-	tests, err := integrationTests(dir, "getSeedBrokers", "scramSeeds", "oauthSeeds")
+	tests, err := integrationTests(src, roots...)
 	if err != nil {
-		t.Fatalf("find kgo integration tests in %s: %v", dir, err)
+		t.Fatalf("find %s integration tests in %s: %v", pkg, src, err)
 	}
-	// A discovery that finds almost nothing is broken, not a small suite
-	// (v1.22.3 has 39).
-	if len(tests) < 30 {
-		t.Fatalf("found only %d kgo integration tests in %s: %v", len(tests), dir, tests)
+	if len(tests) < min {
+		t.Fatalf("found only %d %s integration tests in %s: %v", len(tests), pkg, src, tests)
 	}
 	return suite{bin: bin, tests: tests}
 }
@@ -84,9 +93,10 @@ func goCmd(dir string, args ...string) (string, error) {
 }
 
 // integrationTests returns the Test functions of dir's _test.go files that
-// reach one of roots (a function or variable name) through the functions
-// and methods they mention. Methods are keyed by name alone: a collision
-// can only add a test, never drop one.
+// reach one of roots (a function or variable name, or "lit:" and a
+// substring of a string literal, e.g. "lit:localhost:9092") through the
+// functions and methods they mention. Methods are keyed by name alone: a
+// collision can only add a test, never drop one.
 func integrationTests(dir string, roots ...string) ([]string, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
 	if err != nil {
@@ -118,8 +128,17 @@ func integrationTests(dir string, roots ...string) ([]string, error) {
 				refs[name] = m
 			}
 			ast.Inspect(fd.Body, func(n ast.Node) bool {
-				if id, ok := n.(*ast.Ident); ok {
-					m[id.Name] = true
+				switch n := n.(type) {
+				case *ast.Ident:
+					m[n.Name] = true
+				case *ast.BasicLit:
+					if n.Kind == token.STRING {
+						for _, r := range roots {
+							if lit, ok := strings.CutPrefix(r, "lit:"); ok && strings.Contains(n.Value, lit) {
+								m[r] = true
+							}
+						}
+					}
 				}
 				return true
 			})
@@ -162,6 +181,12 @@ func integrationTests(dir string, roots ...string) ([]string, error) {
 // with env and a timeout, parallel at a time, and classifies each result
 // against pending.
 func runSuite(s suite, filter *regexp.Regexp, env []string, timeout time.Duration, parallel int, pending map[string]pendingTest) []result {
+	return runSuiteVia(nil, s, filter, env, timeout, parallel, pending)
+}
+
+// runSuiteVia is runSuite with each test process started through wrap
+// (e.g. nsenter into a network namespace; nil: directly).
+func runSuiteVia(wrap []string, s suite, filter *regexp.Regexp, env []string, timeout time.Duration, parallel int, pending map[string]pendingTest) []result {
 	var names []string
 	for _, n := range s.tests {
 		if filter == nil || filter.MatchString(n) {
@@ -176,7 +201,7 @@ func runSuite(s suite, filter *regexp.Regexp, env []string, timeout time.Duratio
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			results[i] = classify(runOne(s.bin, n, env, timeout), pending)
+			results[i] = classify(runOne(wrap, s.bin, n, env, timeout), pending)
 		}()
 	}
 	wg.Wait()
@@ -186,11 +211,12 @@ func runSuite(s suite, filter *regexp.Regexp, env []string, timeout time.Duratio
 // runOne runs one test in its own process. The test binary's own -timeout
 // panics a hung test with its goroutines dumped; the context kills the
 // process if even that does not end it.
-func runOne(bin, name string, env []string, timeout time.Duration) result {
+func runOne(wrap []string, bin, name string, env []string, timeout time.Duration) result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-test.run", "^"+name+"$", "-test.v", "-test.count=1",
+	argv := append(append([]string{}, wrap...), bin, "-test.run", "^"+name+"$", "-test.v", "-test.count=1",
 		"-test.timeout", timeout.String())
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = env
 	cmd.Dir = os.TempDir()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -221,7 +247,8 @@ func runOne(bin, name string, env []string, timeout time.Duration) result {
 var goTestLine = regexp.MustCompile(`(?m)^--- (PASS|FAIL|SKIP): (\S+)`)
 
 // parseGoTest finds name's top-level verdict in `go test -v` output and,
-// for a skip or a failure, the first message logged under it.
+// for a skip or a failure, the message logged last before it (a Fatal's or
+// Skip's own message, in the usual case).
 func parseGoTest(out, name string) (status, reason string) {
 	lines := strings.Split(out, "\n")
 	for i, l := range lines {
@@ -231,28 +258,28 @@ func parseGoTest(out, name string) (status, reason string) {
 		}
 		status = m[1]
 		if status != "PASS" {
-			reason = firstLogLine(lines[i+1:])
-			if reason == "" {
-				reason = firstLogLine(lines) // a Fatal logged before the verdict
-			}
+			reason = lastLogLine(lines[:i])
 		}
 		return status, reason
 	}
-	return "", firstLogLine(lines)
+	return "", lastLogLine(lines)
 }
 
 var logLine = regexp.MustCompile(`^\s+\S+_test\.go:\d+: (.*)`)
 
-func firstLogLine(lines []string) string {
+// lastLogLine returns the last test log message in lines, or the first
+// panic line when the test panicked.
+func lastLogLine(lines []string) string {
+	last := ""
 	for _, l := range lines {
-		if m := logLine.FindStringSubmatch(l); m != nil {
-			return m[1]
-		}
 		if strings.HasPrefix(l, "panic: ") {
 			return l
 		}
+		if m := logLine.FindStringSubmatch(l); m != nil && strings.TrimSpace(m[1]) != "" {
+			last = m[1]
+		}
 	}
-	return ""
+	return last
 }
 
 // classify turns a process result into the table's verdict: a pending test
@@ -343,6 +370,25 @@ func TestKgoDiscovery(t *testing.T) {
 	for _, unit := range []string{"TestParseBrokerAddr", "TestAppendSumIsMonotonic", "TestBuildAckRanges"} {
 		if found[unit] {
 			t.Errorf("unit test %s taken for an integration test", unit)
+		}
+	}
+}
+
+// TestParseGoTest proves the verdict and its reason are read from `go test
+// -v` output: the last message logged before a FAIL or SKIP, a panic's
+// line, and nothing for a PASS.
+func TestParseGoTest(t *testing.T) {
+	for _, tc := range []struct {
+		out, wantStatus, wantReason string
+	}{
+		{"=== RUN   TestX\n    x_test.go:3: progress\n    x_test.go:9: boom\n--- FAIL: TestX (0.01s)\nFAIL\n", "FAIL", "boom"},
+		{"=== RUN   TestX\n    x_test.go:3: no broker\n--- SKIP: TestX (0.00s)\nPASS\n", "SKIP", "no broker"},
+		{"=== RUN   TestX\n    x_test.go:3: fine\n--- PASS: TestX (0.00s)\nPASS\n", "PASS", ""},
+		{"=== RUN   TestX\npanic: test timed out after 1s\n", "", "panic: test timed out after 1s"},
+	} {
+		status, reason := parseGoTest(tc.out, "TestX")
+		if status != tc.wantStatus || reason != tc.wantReason {
+			t.Errorf("parseGoTest(%q) = %q, %q; want %q, %q", tc.out, status, reason, tc.wantStatus, tc.wantReason)
 		}
 	}
 }

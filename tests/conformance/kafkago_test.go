@@ -1,0 +1,115 @@
+package conformance
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/tests/cluster"
+)
+
+// kafkaGoTestTimeout bounds one kafka-go test process.
+const kafkaGoTestTimeout = 90 * time.Second
+
+// kafkaGoVersion is the KAFKA_VERSION kafka-go's tests gate features on
+// (ktesting.KafkaIsAtLeast): shale serves the APIs of Kafka 3.x and later.
+const kafkaGoVersion = "3.7.0"
+
+// TestKafkaGoSuite proves that segmentio/kafka-go's own integration tests
+// pass against `shale agent --dev`, except the pending ones
+// (pending_test.go). kafka-go's tests dial localhost:9092 and expect the
+// broker to advertise "localhost", so the agent and every test process run
+// in a network namespace of their own (unshare -n, nsenter; root, as CI
+// runs `make test`): port 9092 of the machine is never touched.
+func TestKafkaGoSuite(t *testing.T) {
+	if os.Getenv("SHALE_KGO_TOPOLOGY") != "" && os.Getenv("SHALE_KGO_TOPOLOGY") != "kafka-go" {
+		return // a focused rerun of the kgo suite
+	}
+	if os.Geteuid() != 0 {
+		t.Fatalf("the kafka-go suite needs its own network namespace (kafka-go's tests dial localhost:9092), which needs root: run it as root, as `make test` runs in CI")
+	}
+	for _, tool := range []string{"unshare", "nsenter", "ip", "kcat"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing (%v): run `make test-deps`", tool, err)
+		}
+	}
+	s := buildSuite(t, "github.com/segmentio/kafka-go", "", 60, "lit:localhost")
+	var filter *regexp.Regexp
+	if f := os.Getenv("SHALE_KGO_RUN"); f != "" {
+		filter = regexp.MustCompile(f)
+	}
+	parallel := envInt("SHALE_KGO_PARALLEL", 3)
+
+	pid := startNetnsAgent(t)
+	wrap := []string{"nsenter", "--net=/proc/" + strconv.Itoa(pid) + "/ns/net"}
+	env := append(testenv.EnvWithout("KAFKA_"), "KAFKA_VERSION="+kafkaGoVersion)
+	start := time.Now()
+	rs := runSuiteVia(wrap, s, filter, env, kafkaGoTestTimeout, parallel, kafkaGoPending)
+	title := fmt.Sprintf("segmentio/kafka-go integration suite vs `shale agent --dev` (own network namespace, localhost:9092), KAFKA_VERSION=%s, %d at a time", kafkaGoVersion, parallel)
+	fmt.Print(table(title, rs, time.Since(start)))
+	for _, r := range rs {
+		if r.outcome == outFail {
+			t.Errorf("%s: %s\n%s", r.name, r.note, tail(r.output, 60))
+		}
+	}
+}
+
+// startNetnsAgent runs `shale agent --dev` on 127.0.0.1:9092, advertised as
+// localhost, in a new network namespace, and returns its process ID (the
+// namespace is /proc/PID/ns/net) once kcat lists it from inside.
+func startNetnsAgent(t *testing.T) int {
+	t.Helper()
+	// kafka-go's SASL tests log in as adminplain on a SASL_PLAINTEXT
+	// listener on localhost:9093; plaintext clients (User:ANONYMOUS) stay
+	// unrestricted as super users.
+	bin := cluster.Binary(t)
+	cmd := exec.Command("unshare", "-n", "sh", "-c", `ip link set lo up && exec "$0" "$@"`, bin,
+		"agent", "--dev", "--listen", "127.0.0.1:9092", "--advertised-host", "localhost",
+		"--listener", "sasl=SASL_PLAINTEXT://127.0.0.1:9093", "--super-users", "User:ANONYMOUS,User:adminplain",
+		"--admin-listen", "127.0.0.1:0", "--log-level", "warn")
+	cmd.Dir = t.TempDir()
+	cmd.Env = testenv.EnvWithout("SHALE_", "AWS_")
+	logs := testenv.NewCappedBuffer(1 << 20)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("agent output:\n%s", tail(logs.String(), 200))
+		}
+	})
+	ns := "--net=/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := exec.Command("nsenter", ns, "kcat", "-b", "localhost:9092", "-L", "-m", "5").CombinedOutput()
+		if err == nil {
+			user := exec.Command("nsenter", ns, bin, "user", "create", "adminplain", "--etcd-endpoints", "127.0.0.1:2379")
+			user.Env = append(testenv.EnvWithout("SHALE_"), "SHALE_USER_PASSWORD=admin-secret")
+			if out, err := user.CombinedOutput(); err != nil {
+				t.Fatalf("create kafka-go's SASL user adminplain: %v\n%s", err, out)
+			}
+			return cmd.Process.Pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent in its network namespace does not answer kcat -L: %v\n%s\nagent:\n%s", err, out, logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
