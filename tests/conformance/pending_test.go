@@ -37,14 +37,6 @@ func (p pendingTest) ref() string {
 // yet, each with the open issue that will make it pass or, where none is
 // filed, what is missing. Every other one must pass.
 var kafkaGoPending = map[string]pendingTest{
-	// Transactions. kafka-go itself skips the first four for
-	// KAFKA_VERSION 3.0.0 and later ("fails on Kafka 3.0.0 or higher").
-	"TestClientAddOffsetsToTxn":    {17, "transactions"},
-	"TestClientAddPartitionsToTxn": {17, "transactions"},
-	"TestClientInitProducerId":     {17, "transactions"},
-	"TestClientTxnOffsetCommit":    {17, "transactions"},
-	"TestClientFindCoordinator":    {17, "transaction coordinator lookup"},
-
 	// Compacted topics.
 	"TestReaderReadCompactedMessage": {16, "cleanup.policy=compact"},
 

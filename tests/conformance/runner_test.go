@@ -181,12 +181,13 @@ func integrationTests(dir string, roots ...string) ([]string, error) {
 // with env and a timeout, parallel at a time, and classifies each result
 // against pending.
 func runSuite(s suite, filter *regexp.Regexp, env []string, timeout time.Duration, parallel int, pending map[string]pendingTest) []result {
-	return runSuiteVia(nil, s, filter, env, timeout, parallel, pending)
+	return runSuiteVia(nil, nil, s, filter, env, timeout, parallel, pending)
 }
 
 // runSuiteVia is runSuite with each test process started through wrap
-// (e.g. nsenter into a network namespace; nil: directly).
-func runSuiteVia(wrap []string, s suite, filter *regexp.Regexp, env []string, timeout time.Duration, parallel int, pending map[string]pendingTest) []result {
+// (e.g. nsenter into a network namespace; nil: directly) and with
+// testEnv[name] appended to the environment of test name.
+func runSuiteVia(wrap []string, testEnv map[string][]string, s suite, filter *regexp.Regexp, env []string, timeout time.Duration, parallel int, pending map[string]pendingTest) []result {
 	var names []string
 	for _, n := range s.tests {
 		if filter == nil || filter.MatchString(n) {
@@ -201,7 +202,7 @@ func runSuiteVia(wrap []string, s suite, filter *regexp.Regexp, env []string, ti
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			results[i] = classify(runOne(wrap, s.bin, n, env, timeout), pending)
+			results[i] = classify(runOne(wrap, s.bin, n, append(env[:len(env):len(env)], testEnv[n]...), timeout), pending)
 		}()
 	}
 	wg.Wait()
