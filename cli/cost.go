@@ -33,7 +33,10 @@ the objects holding the topic's data; INDEX KEYS the offset index entries in etc
 them are compacted segments); DROPPED the offsets below the log start (retention, DeleteRecords);
 PUT/DAY and GET/DAY the object store requests (PUT-class: put and list; GET-class: get and head);
 $/MONTH storage + requests. Objects no index entry references (awaiting garbage collection, or
-uploads still in flight) are the (unreferenced) line.
+uploads still in flight) are the (unreferenced) line. Below the table: what compaction and
+retention did, from etcd (segments, dropped offsets) and, since each agent started, from its
+counters (entries compaction replaced, hence the index keys without it; objects and bytes garbage
+collection deleted).
 
 Requests come from the agents' admin servers: --metrics-url, else the admin address each live
 agent recorded in etcd. The rate is the average since each agent started (counter / uptime), or
@@ -208,6 +211,10 @@ func costRequests(ctx context.Context, meta *metastore.Store, urls []string, sam
 		}
 		req.Known = true
 		req.AgentsScraped++
+		if later != nil {
+			c = later
+		}
+		req.Lifecycle = req.Lifecycle.Add(c.Lifecycle)
 		req.PutPerDay += put
 		req.GetPerDay += get
 		if egress {
@@ -302,7 +309,15 @@ func printCost(w io.Writer, r cost.Report) error {
 	pr := r.Prices
 	fmt.Fprintf(w, "Prices: %s: $%g/GB-month, $%g per 1,000 PUT/LIST, $%g per 1,000 GET/HEAD, $%g/GB egress (GB = 2^30 bytes, month = 30 days)\n",
 		pr.Name, pr.StorageGBMonth, pr.PutPer1000, pr.GetPer1000, pr.EgressGB)
-	fmt.Fprintln(w, "Compaction and retention: INDEX KEYS is after compaction (SEGMENTS of them compacted), DROPPED the offsets retention removed;\n  etcd records neither the keys before compaction nor the bytes retention dropped: see the agents' compaction_entries_replaced_total and gc_bytes_deleted_total.")
+	t := r.Total
+	fmt.Fprintf(w, "Compaction and retention, in etcd now: %d index keys, %d of them compacted segments; %d offsets below the log starts (DROPPED).\n", t.IndexKeys, t.Segments, t.Dropped)
+	if r.Requests.Known {
+		l := r.Requests.Lifecycle
+		fmt.Fprintf(w, "  Since the agents started: compaction replaced %.0f index entries by %.0f segments (%d keys without it);\n", l.EntriesReplaced, l.Segments, r.IndexKeysBeforeCompaction)
+		fmt.Fprintf(w, "  retention dropped %.0f offsets; garbage collection deleted %.0f objects, %s.\n", l.RetentionOffsets, l.GCObjects, units.HumanBytes(int64(l.GCBytes)))
+	} else {
+		fmt.Fprintln(w, "  etcd records neither the index keys before compaction nor the bytes retention dropped; the agents' /metrics count them since they started.")
+	}
 	return nil
 }
 

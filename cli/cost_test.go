@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/internal/units"
+	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/s3tier"
 )
 
@@ -189,5 +191,73 @@ func TestCostEndToEnd(t *testing.T) {
 		if code == 0 || !strings.Contains(errs, c.want) {
 			t.Errorf("cost %v: exit %d, %q; want an error saying %q", c.args, code, errs, c.want)
 		}
+	}
+}
+
+// TestCostShowsCompaction proves what `shale cost` says compaction saved:
+// six produce runs (an object and an index key each) compacted by the
+// agent's lifecycle into one segment leave one index key, which the
+// report counts as a segment; the keys without compaction, from the
+// agent's counters, are the six there were; and every object compaction
+// replaced is either awaiting collection (unreferenced) or counted as
+// deleted by garbage collection.
+func TestCostShowsCompaction(t *testing.T) {
+	_, endpoints := testenv.Etcd(t)
+	dir := t.TempDir()
+	st, err := StartStack(context.Background(), StackOptions{
+		DataDir: dir, EtcdEndpoints: endpoints, Bucket: filepath.Join(dir, "bucket"), AdminListen: "127.0.0.1:0",
+		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
+		Agent:  agent.Config{Listen: "127.0.0.1:0", AutoCreateTopics: true, DefaultPartitions: 1, AgentTTL: 5 * time.Second},
+		Lifecycle: lifecycle.Config{Interval: 200 * time.Millisecond, LeaseTTL: time.Second,
+			Compaction: lifecycle.CompactConfig{Settle: time.Second, MinEntries: 2}},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st.Close(ctx)
+	})
+	addr, etcd := st.Agent.Addr().String(), strings.Join(endpoints, ",")
+	const runs = 6
+	for i := range runs {
+		if _, errs, code := run(t, fmt.Sprintf("line-%d\n", i), "produce", "-b", addr, "-t", "logs"); code != 0 {
+			t.Fatalf("produce: %s", errs)
+		}
+	}
+	var rep cost.Report
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, errs, code := run(t, "", "cost", "--etcd-endpoints", etcd, "-o", "json")
+		if code != 0 {
+			t.Fatalf("cost: %s", errs)
+		}
+		rep = cost.Report{}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Topics) == 1 && rep.Topics[0].IndexKeys == 1 && rep.Topics[0].Segments == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no compaction to one segment within 30s: %+v", rep.Topics)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	l := rep.Requests.Lifecycle
+	if !rep.Requests.Known || rep.IndexKeysBeforeCompaction != runs || l.Segments < 1 {
+		t.Fatalf("keys before compaction %d (lifecycle %+v), want %d", rep.IndexKeysBeforeCompaction, l, runs)
+	}
+	// Objects ever written: one per run and one per segment; one segment is live.
+	if got, want := rep.Garbage.Objects+int(l.GCObjects), runs+int(l.Segments)-1; got != want {
+		t.Errorf("unreferenced %d + collected %.0f objects = %d, want %d", rep.Garbage.Objects, l.GCObjects, got, want)
+	}
+	if rep.Topics[0].Objects != 1 || rep.Total.Objects != 1+rep.Garbage.Objects {
+		t.Errorf("objects: topic %d, total %d, garbage %d", rep.Topics[0].Objects, rep.Total.Objects, rep.Garbage.Objects)
+	}
+	table, errs, code := run(t, "", "cost", "--etcd-endpoints", etcd)
+	if code != 0 || !strings.Contains(table, fmt.Sprintf("(%d keys without it)", runs)) {
+		t.Errorf("table: %s\n%s", errs, table)
 	}
 }

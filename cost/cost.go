@@ -50,6 +50,9 @@ type Requests struct {
 	Source            string   `json:"source"`
 	AgentsScraped     int      `json:"agents_scraped"`
 	AgentsUnreachable []string `json:"agents_unreachable,omitempty"`
+	// Lifecycle is the scraped agents' lifecycle counters, since each
+	// started (zero when none was scraped).
+	Lifecycle Lifecycle `json:"lifecycle"`
 }
 
 // Usage is one line of the report: a topic, the garbage or the total.
@@ -84,6 +87,10 @@ type Report struct {
 	// retention, awaiting garbage collection.
 	Garbage Usage `json:"garbage"`
 	Total   Usage `json:"total"`
+	// IndexKeysBeforeCompaction is the index keys there would be without
+	// the compactions the scraped agents did since they started (0 when no
+	// agent was scraped).
+	IndexKeysBeforeCompaction int `json:"index_keys_before_compaction,omitempty"`
 }
 
 // Compute prices a bucket. Each listed object's size is split among the
@@ -162,6 +169,9 @@ func Compute(topics []TopicIndex, refs []Ref, objects []Object, req Requests, p 
 	}
 	total.Cost = price(total.BucketBytes, total.PutPerDay, total.GetPerDay, req.EgressPerDay, p)
 	rep.Total = total
+	if req.Known {
+		rep.IndexKeysBeforeCompaction = req.Lifecycle.KeysBefore(total.IndexKeys)
+	}
 	return rep
 }
 

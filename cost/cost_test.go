@@ -45,7 +45,9 @@ func TestComputeKnownBucket(t *testing.T) {
 		{Topic: "b", Key: "M", Bytes: 100},
 	}
 	objects := []Object{{"A", 64 * gib}, {"G", 4 * gib}, {"S", 32 * gib}}
-	req := Requests{Known: true, PutPerDay: 12000, GetPerDay: 600000, EgressPerDay: float64(10 * gib)}
+	// Compaction replaced 10 entries by 1 segment: 5 keys now, 14 before.
+	req := Requests{Known: true, PutPerDay: 12000, GetPerDay: 600000, EgressPerDay: float64(10 * gib),
+		Lifecycle: Lifecycle{EntriesReplaced: 10, Segments: 1}}
 	r := Compute(topics, refs, objects, req, DefaultPrices)
 
 	if len(r.Topics) != 2 || r.Topics[0].Name != "a" || r.Topics[1].Name != "b" {
@@ -62,7 +64,7 @@ func TestComputeKnownBucket(t *testing.T) {
 		{"garbage bytes", r.Garbage.BucketBytes, 4 * gib}, {"garbage objects", int64(r.Garbage.Objects), 1},
 		{"total bucket", r.Total.BucketBytes, 100 * gib}, {"total objects", int64(r.Total.Objects), 3},
 		{"total logical", r.Total.LogicalBytes, 96*gib + 100}, {"total index keys", int64(r.Total.IndexKeys), 5},
-		{"total dropped", r.Total.Dropped, 7},
+		{"total dropped", r.Total.Dropped, 7}, {"keys before compaction", int64(r.IndexKeysBeforeCompaction), 14},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %d, want %d", c.what, c.got, c.want)
@@ -103,13 +105,19 @@ shale_s3_requests_total{op="get"} 45
 shale_s3_requests_total{op="head"} 5
 shale_s3_requests_total{op="delete"} 1000
 shale_bytes_out_total 4096
+shale_compaction_entries_replaced_total 12
+shale_compaction_segments_total 2
+shale_gc_objects_deleted_total 3
+shale_gc_bytes_deleted_total 3000
+shale_retention_offsets_dropped_total 40
 process_start_time_seconds 1.7e+09
 `
 	c, err := ParseMetrics(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Put != 100 || c.Get != 50 || c.OutBytes != 4096 || c.Start.Unix() != 1.7e9 {
+	if c.Put != 100 || c.Get != 50 || c.OutBytes != 4096 || c.Start.Unix() != 1.7e9 ||
+		c.Lifecycle != (Lifecycle{EntriesReplaced: 12, Segments: 2, GCObjects: 3, GCBytes: 3000, RetentionOffsets: 40}) {
 		t.Fatalf("parsed %+v", c)
 	}
 	// 12 hours of uptime: half a day, so twice the counts per day.
@@ -154,4 +162,13 @@ func TestLoadPrices(t *testing.T) {
 	if _, err := LoadPrices(write("neg.yaml", "get_per_1000: -1\n"), DefaultPrices); err == nil {
 		t.Error("negative price accepted")
 	}
+}
+
+// FuzzParseMetrics proves any /metrics body parses without a panic.
+func FuzzParseMetrics(f *testing.F) {
+	f.Add("shale_s3_requests_total{op=\"put\"} 3\nprocess_start_time_seconds 1e9\n")
+	f.Add("process_start_time_seconds NaN\nx\n{ }\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _ = ParseMetrics(strings.NewReader(s))
+	})
 }

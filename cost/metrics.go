@@ -18,6 +18,9 @@ type Counters struct {
 	Put, Get float64
 	// OutBytes is the record bytes the agent returned to consumers.
 	OutBytes float64
+	// Lifecycle is what this agent's compaction, retention and garbage
+	// collection did since it started.
+	Lifecycle Lifecycle
 	// Start is the process start (process_start_time_seconds); zero when
 	// the agent does not export it.
 	Start time.Time
@@ -53,7 +56,17 @@ func ParseMetrics(r io.Reader) (Counters, error) {
 			}
 		case name == "shale_bytes_out_total":
 			c.OutBytes = v
-		case name == "process_start_time_seconds":
+		case name == "shale_compaction_entries_replaced_total":
+			c.Lifecycle.EntriesReplaced = v
+		case name == "shale_compaction_segments_total":
+			c.Lifecycle.Segments = v
+		case name == "shale_gc_objects_deleted_total":
+			c.Lifecycle.GCObjects = v
+		case name == "shale_gc_bytes_deleted_total":
+			c.Lifecycle.GCBytes = v
+		case name == "shale_retention_offsets_dropped_total":
+			c.Lifecycle.RetentionOffsets = v
+		case name == "process_start_time_seconds" && v > 0 && v < 1e11: // a Unix time, not garbage
 			c.Start = time.Unix(0, int64(v*1e9))
 		}
 	}
@@ -94,4 +107,33 @@ func PerDay(c Counters, later *Counters, window time.Duration, now time.Time) (p
 	}
 	d := now.Sub(c.Start).Seconds() / 86400
 	return c.Put / d, c.Get / d, c.OutBytes / d, true
+}
+
+// Lifecycle sums the agents' lifecycle counters: what compaction,
+// retention and garbage collection did since each agent started (etcd
+// keeps no history of it).
+type Lifecycle struct {
+	// EntriesReplaced index entries were replaced by Segments compacted
+	// segments (one index key each).
+	EntriesReplaced float64 `json:"compaction_entries_replaced"`
+	Segments        float64 `json:"compaction_segments"`
+	// GCObjects and GCBytes were deleted by garbage collection (objects
+	// compaction replaced or retention dropped, once unreferenced).
+	GCObjects float64 `json:"gc_objects_deleted"`
+	GCBytes   float64 `json:"gc_bytes_deleted"`
+	// RetentionOffsets is the offsets retention dropped.
+	RetentionOffsets float64 `json:"retention_offsets_dropped"`
+}
+
+// Add sums two agents' counters.
+func (l Lifecycle) Add(o Lifecycle) Lifecycle {
+	return Lifecycle{l.EntriesReplaced + o.EntriesReplaced, l.Segments + o.Segments,
+		l.GCObjects + o.GCObjects, l.GCBytes + o.GCBytes, l.RetentionOffsets + o.RetentionOffsets}
+}
+
+// KeysBefore is the index keys there would be without the compactions the
+// counters saw: each segment took one key in place of the entries it
+// replaced.
+func (l Lifecycle) KeysBefore(now int) int {
+	return now + int(l.EntriesReplaced-l.Segments)
 }
