@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/cost"
@@ -259,5 +262,73 @@ func TestCostShowsCompaction(t *testing.T) {
 	table, errs, code := run(t, "", "cost", "--etcd-endpoints", etcd)
 	if code != 0 || !strings.Contains(table, fmt.Sprintf("(%d keys without it)", runs)) {
 		t.Errorf("table: %s\n%s", errs, table)
+	}
+}
+
+// TestCostOnS3 proves `shale cost` on an S3 bucket (versitygw) found through
+// the cluster record in etcd: the topic's bucket bytes and objects are
+// those minio-go lists under the cluster's prefix, and storage is priced
+// at bytes / 2^30 * $0.023.
+func TestCostOnS3(t *testing.T) {
+	_, endpoints := testenv.Etcd(t)
+	s3 := testenv.S3(t)
+	o := StackOptions{DataDir: t.TempDir(), EtcdEndpoints: endpoints, Bucket: "s3://" + s3.Bucket + "/p",
+		S3Endpoint: s3.Endpoint, S3Region: s3.Region, S3AccessKey: s3.AccessKey, S3SecretKey: s3.SecretKey,
+		Engine:      engine.Config{FlushInterval: 20 * time.Millisecond},
+		Agent:       agent.Config{Listen: "127.0.0.1:0", AutoCreateTopics: true, DefaultPartitions: 3, AgentTTL: 5 * time.Second, NodeID: -1},
+		NoLifecycle: true}
+	st, stop, err := startStackOpts(t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	addr := st.Agent.Addr().String()
+	for i := range 3 {
+		if _, errs, code := run(t, strings.Repeat(fmt.Sprintf("k%d:payload %d\n", i, i), 50), "produce", "-b", addr, "-t", "orders", "-K", ":"); code != 0 {
+			t.Fatal(errs)
+		}
+	}
+	var size int64
+	var objects int
+	for obj := range s3.Minio(t).ListObjects(context.Background(), s3.Bucket, minio.ListObjectsOptions{Prefix: "p/", Recursive: true}) {
+		if obj.Err != nil {
+			t.Fatal(obj.Err)
+		}
+		size += obj.Size
+		objects++
+	}
+	out, errs, code := run(t, "", "cost", "--etcd-endpoints", strings.Join(endpoints, ","), "-o", "json",
+		"--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey)
+	if code != 0 {
+		t.Fatalf("cost: %s", errs)
+	}
+	var rep cost.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if objects == 0 || len(rep.Topics) != 1 || rep.Topics[0].BucketBytes != size || rep.Topics[0].Objects != objects ||
+		rep.Total.BucketBytes != size || rep.Garbage.Objects != 0 {
+		t.Fatalf("report %+v; minio-go lists %d objects, %d B", rep, objects, size)
+	}
+	if want := float64(size) / (1 << 30) * 0.023; math.Abs(rep.Total.Cost.Storage-want) > 1e-15 {
+		t.Errorf("storage $%v, want $%v", rep.Total.Cost.Storage, want)
+	}
+}
+
+// TestAdminAdvertised proves the admin address an agent records: its
+// listener's, with an all-interfaces IP replaced by the advertised host.
+func TestAdminAdvertised(t *testing.T) {
+	for _, c := range []struct {
+		addr *net.TCPAddr
+		host string
+		want string
+	}{
+		{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9644}, "kafka1", "127.0.0.1:9644"},
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 9644}, "kafka1.example", "kafka1.example:9644"},
+		{&net.TCPAddr{IP: net.IPv6unspecified, Port: 9645}, "agent-2", "agent-2:9645"},
+	} {
+		if got := adminAdvertised(c.addr, c.host); got != c.want {
+			t.Errorf("adminAdvertised(%v, %q) = %q, want %q", c.addr, c.host, got, c.want)
+		}
 	}
 }
