@@ -139,16 +139,25 @@ func Compute(topics []TopicIndex, refs []Ref, objects []Object, req Requests, p 
 	}
 	rep := Report{Prices: p, Requests: req, Topics: []Usage{}}
 	total := Usage{Name: "TOTAL", Objects: len(objects)}
+	// Rounded shares; the largest takes the rounding error, so that the
+	// topics' bytes add up to the referenced bytes.
+	shares := make([]int64, len(topics))
 	var tb int64
+	largest := -1
+	for i, t := range topics {
+		shares[i] = int64(bucket[t.Name] + 0.5)
+		tb += shares[i]
+		if largest < 0 || shares[i] > shares[largest] {
+			largest = i
+		}
+	}
+	if largest >= 0 && shares[largest] > 0 {
+		shares[largest] += referenced - tb
+	}
 	for i, t := range topics {
 		u := Usage{Name: t.Name, LogicalBytes: t.LogicalBytes, Objects: objs[t.Name],
 			IndexKeys: t.IndexKeys, Segments: t.Segments, Dropped: t.DroppedOffsets}
-		u.BucketBytes = int64(bucket[t.Name] + 0.5)
-		if i == len(topics)-1 {
-			// Rounding: the topics' shares add up to the referenced bytes.
-			u.BucketBytes = referenced - tb
-		}
-		tb += u.BucketBytes
+		u.BucketBytes = shares[i]
 		if referenced > 0 && req.Known {
 			share := float64(u.BucketBytes) / float64(referenced)
 			u.PutPerDay, u.GetPerDay = req.PutPerDay*share, req.GetPerDay*share

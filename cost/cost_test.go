@@ -172,3 +172,21 @@ func FuzzParseMetrics(f *testing.F) {
 		_, _ = ParseMetrics(strings.NewReader(s))
 	})
 }
+
+// TestComputeSharesAddUp proves that an object split three ways in
+// thirds gives whole bytes that add up to its size: 100 B as 33 + 33 + 34.
+func TestComputeSharesAddUp(t *testing.T) {
+	topics := []TopicIndex{{Name: "x"}, {Name: "y"}, {Name: "z"}, {Name: "empty"}}
+	refs := []Ref{{"x", "O", 10}, {"y", "O", 10}, {"z", "O", 10}}
+	r := Compute(topics, refs, []Object{{"O", 100}}, Requests{}, DefaultPrices)
+	var sum int64
+	for _, u := range r.Topics {
+		if u.BucketBytes < 0 || (u.Name == "empty" && u.BucketBytes != 0) {
+			t.Errorf("%s: %d B", u.Name, u.BucketBytes)
+		}
+		sum += u.BucketBytes
+	}
+	if sum != 100 || r.Total.BucketBytes != 100 {
+		t.Errorf("shares add up to %d, total %d; want 100", sum, r.Total.BucketBytes)
+	}
+}

@@ -8,7 +8,7 @@
 //     footers and bytes no entry covers cost money too. An object holding
 //     several topics' chunks is split among them in proportion to the
 //     bytes each references; objects no entry references (uploads never
-//     committed, data replaced by compaction or dropped by retention,
+//     committed or still in flight, data replaced by compaction or dropped by retention,
 //     awaiting garbage collection) are counted apart as garbage.
 //   - Requests: s3_requests_total has no topic label, so a topic's PUTs
 //     and GETs per day are the cluster's times its share of referenced
