@@ -44,14 +44,14 @@ type StackOptions struct {
 	// CA that signed etcd's certificate) turn on TLS to etcd.
 	EtcdCertFile, EtcdKeyFile, EtcdCAFile string
 
-	Bucket      string // s3://bucket/prefix, file:///path or a directory
+	Bucket string // s3://bucket/prefix, file:///path or a directory
 	// CreateBucket creates a missing S3 bucket at start instead of refusing.
 	CreateBucket bool
-	S3Endpoint  string
-	S3Region    string
-	S3PathStyle bool
-	S3AccessKey string
-	S3SecretKey string
+	S3Endpoint   string
+	S3Region     string
+	S3PathStyle  bool
+	S3AccessKey  string
+	S3SecretKey  string
 	// S3AttemptTimeout bounds the silences of one S3 attempt (0: the
 	// default, negative: none); see s3tier.S3Config.AttemptTimeout.
 	S3AttemptTimeout time.Duration
