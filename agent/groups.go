@@ -92,7 +92,7 @@ import (
 
 // Bounds of the group coordinator.
 const (
-	minSessionTimeout   = time.Second
+	minSessionTimeout   = 6 * time.Second // Kafka's group.min.session.timeout.ms
 	maxSessionTimeout   = 30 * time.Minute
 	maxRebalanceTimeout = 30 * time.Minute
 	groupInitialDelay   = 300 * time.Millisecond

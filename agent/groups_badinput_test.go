@@ -15,7 +15,7 @@ import (
 
 // TestGroupBadInput proves that wrong group requests get Kafka's error
 // codes, not crashes: unknown members, stale generations, fenced static
-// instances, inconsistent protocols, bad session timeouts, commits for
+// instances, inconsistent protocols, bad session timeouts and Kafka's validation order (group ID, session timeout, protocols), commits for
 // unknown topics, oversized offset metadata, protocol metadata and
 // assignments; and that the group keeps working afterwards.
 func TestGroupBadInput(t *testing.T) {
@@ -73,6 +73,12 @@ func TestGroupBadInput(t *testing.T) {
 
 	wantCode("heartbeat to an empty group", heartbeat("nobody", 1, nil), kerr.UnknownMemberID)
 	wantCode("session timeout 100ms", join("", nil, "consumer", nil, 100).ErrorCode, kerr.InvalidSessionTimeout)
+	wantCode("session timeout 3s (below Kafka's 6 s minimum)", join("", nil, "consumer", nil, 3000).ErrorCode, kerr.InvalidSessionTimeout)
+	noGroup := kmsg.NewPtrJoinGroupRequest() // empty group ID, session timeout 0, no protocols
+	wantCode("empty group ID before the session timeout", send(noGroup).(*kmsg.JoinGroupResponse).ErrorCode, kerr.InvalidGroupID)
+	noProto := kmsg.NewPtrJoinGroupRequest()
+	noProto.Group, noProto.SessionTimeoutMillis = group, 3000
+	wantCode("session timeout before missing protocols", send(noProto).(*kmsg.JoinGroupResponse).ErrorCode, kerr.InvalidSessionTimeout)
 	wantCode("1 MiB + 1 of protocol metadata", join("", nil, "consumer", make([]byte, 1<<20+1), 6000).ErrorCode, kerr.InvalidRequest)
 
 	first := join("", nil, "consumer", []byte("m"), 6000)

@@ -13,7 +13,11 @@ package agent
 // protocols also gets the current generation; any other join triggers a
 // rebalance, answered when every member has rejoined or the rebalance
 // timeout passes. SkipAssignment (v9) is always false. v0 uses the session
-// timeout as the rebalance timeout.
+// timeout as the rebalance timeout. Validation follows Kafka's order: an
+// empty group ID is INVALID_GROUP_ID, then a session timeout outside
+// Kafka's default bounds (group.min.session.timeout.ms 6 s,
+// group.max.session.timeout.ms 30 min) is INVALID_SESSION_TIMEOUT, then no
+// protocols or another protocol type is INCONSISTENT_GROUP_PROTOCOL.
 
 import (
 	"context"
@@ -39,6 +43,11 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 		rebalance = session
 	}
 	rebalance = min(rebalance, maxRebalanceTimeout)
+	// Kafka's order: the group ID, then the session timeout, then the
+	// protocols (kafka-go's own tests check it).
+	if req.Group == "" {
+		return fail(kerr.InvalidGroupID.Code)
+	}
 	if session < minSessionTimeout || session > maxSessionTimeout {
 		return fail(kerr.InvalidSessionTimeout.Code)
 	}
