@@ -16,6 +16,7 @@ import (
 
 	"github.com/shale-dev/shale/agent/agenttest"
 	"github.com/shale-dev/shale/lifecycle"
+	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/segment/segmenttest"
 )
 
@@ -224,7 +225,7 @@ func TestKeyCompactedPartitionReadByKafkaClients(t *testing.T) {
 	}
 	cfg := lifecycle.KeyCompactConfig{CompactConfig: lifecycle.CompactConfig{Settle: time.Nanosecond, TempDir: t.TempDir(),
 		Now: func() time.Time { return time.Now().Add(time.Second) }}}
-	st, err := lifecycle.CompactKeysPartition(ctx, c.Store, c.Meta, cfg, tp, 0, 0, nil)
+	st, err := lifecycle.CompactKeysPartition(ctx, c.Store, c.Meta, cfg, tp, 0, metastore.CleanerState{}, nil)
 	if err != nil || st.RecordsRemoved != 45 || st.MappedTo != 50 {
 		t.Fatalf("compaction: %+v, %v; want 45 records removed, 50 offsets mapped", st, err)
 	}

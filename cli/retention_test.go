@@ -64,3 +64,29 @@ func TestGroupExpiryMetric(t *testing.T) {
 	}
 	t.Fatal("shale_group_offsets_expired_total not registered")
 }
+
+// TestKeyCompactionMetrics proves a key-compaction pass's counts reach the
+// key_compaction_* counters and its segments the compaction_* ones.
+func TestKeyCompactionMetrics(t *testing.T) {
+	s := &Stack{Metrics: metrics.New()}
+	st := lifecycle.KeyCompactStats{Passes: 2, RecordsRemoved: 40, Failed: 1}
+	st.Segments, st.EntriesReplaced, st.BytesWritten = 3, 9, 4096
+	s.observeLifecycle(lifecycle.JobKeyCompaction, st)
+	mfs, err := s.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"shale_key_compaction_passes_total": 2, "shale_key_compaction_records_removed_total": 40,
+		"shale_key_compaction_failures_total": 1, "shale_compaction_segments_total": 3, "shale_compaction_bytes_written_total": 4096}
+	for _, mf := range mfs {
+		if w, ok := want[mf.GetName()]; ok {
+			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != w {
+				t.Errorf("%s = %v, want %v", mf.GetName(), v, w)
+			}
+			delete(want, mf.GetName())
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("not registered: %v", want)
+	}
+}

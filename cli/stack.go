@@ -249,6 +249,8 @@ func (s *Stack) observeLifecycle(_ string, stats any) {
 	switch st := stats.(type) {
 	case lifecycle.CompactStats:
 		s.Metrics.Compaction(st.Segments, st.EntriesReplaced, st.BytesWritten)
+	case lifecycle.KeyCompactStats:
+		s.Metrics.KeyCompaction(st.Passes, st.RecordsRemoved, st.Failed, st.Segments, st.EntriesReplaced, st.BytesWritten)
 	case lifecycle.GCStats:
 		s.Metrics.GC(st.Deleted, st.Bytes)
 	case lifecycle.RetentionStats:

@@ -59,11 +59,17 @@ func lifecycleChild() int {
 	fmt.Println("READY")
 	for pass := 0; pass < 1000; pass++ {
 		fmt.Println("BEGIN", pass)
+		if os.Getenv("SHALE_LC_CHILD") == "keys" {
+			if _, err := lifecycle.CompactKeys(ctx, store, meta, crashKeyCfg(os.Getenv("SHALE_TMP")), nil); err != nil {
+				fmt.Fprintln(os.Stderr, "key compaction:", err)
+				return 2
+			}
+		}
 		if _, err := lifecycle.Compact(ctx, store, meta, crashCompactCfg(os.Getenv("SHALE_TMP")), nil); err != nil {
 			fmt.Fprintln(os.Stderr, "compact:", err)
 			return 2
 		}
-		if os.Getenv("SHALE_LC_CHILD") == "both" {
+		if mode := os.Getenv("SHALE_LC_CHILD"); mode == "both" || mode == "keys" {
 			if _, err := lifecycle.CollectGarbage(ctx, store, meta, nil, time.Now(), 0, nil); err != nil {
 				fmt.Fprintln(os.Stderr, "gc:", err)
 				return 2

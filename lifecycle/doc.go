@@ -2,6 +2,8 @@
 // (Lifecycle; one agent at a time leads each job through an etcd election,
 // metastore.CampaignJob):
 //
+//   - Key compaction (CompactKeys, JobKeyCompaction) keeps the latest record
+//     of each key of cleanup.policy=compact topics; see below.
 //   - Compaction (Compact) rewrites runs of small index entries of one
 //     partition, older than a settle time, into segment objects
 //     seg/<topic id>/<partition>/<base>-<random>.seg of up to TargetBytes
@@ -31,46 +33,50 @@
 // is idempotent, so a pass cut short by a crash or a lost lease is simply
 // run again by whichever agent leads the job next.
 //
-// # Key compaction (cleanup.policy=compact): a pass, not yet a job
+// # Key compaction (cleanup.policy=compact)
 //
-// The agents refuse cleanup.policy=compact until key compaction runs as an
-// elected job (agent/configs.go); they already refuse keyless records on a
-// topic stored with it, and retention skips it. What exists is one pass
-// over one partition, CompactKeysPartition, which Lifecycle does not run
-// yet:
+// JobKeyCompaction (CompactKeys) runs, for every partition of every topic
+// whose cleanup.policy includes compact, one pass (CompactKeysPartition)
+// from the partition's cleaner state (metastore.CleanerState at
+// <ns>/cleaner/<id>/<p>: Kafka's cleaner checkpoint plus the recent passes'
+// ends and times), then saves the state moved to where the pass stopped.
 //
-//   - It maps, within KeyCompactConfig.MapBytes (64 MiB; len(key) +
-//     KeyMapOverhead bytes per key), each key of the dirty section (from the
-//     cleaner checkpoint, whole index entries) to its latest offset, and
-//     rewrites the cleanable entries from the log start to the end of what
-//     it mapped, keeping per key only the latest record (records without a
-//     key are kept). It returns that end: the next pass's checkpoint, so a
-//     larger partition takes several passes.
-//   - Cleanable: entries committed Settle and min(segment.ms,
+//   - A pass runs when the dirty section (from the checkpoint to the end of
+//     the cleanable entries) is at least min.cleanable.dirty.ratio of the
+//     cleanable bytes, or its first record is max.compaction.lag.ms old.
+//     Cleanable: entries committed Settle and min(segment.ms,
 //     max.compaction.lag.ms) ago (the active head stays dirty; a segment
 //     entry counts as past it) whose records are min.compaction.lag.ms old.
+//   - It maps each key of the dirty section to its latest offset, record by
+//     record, within KeyCompactConfig.MapBytes (64 MiB; len(key) +
+//     KeyMapOverhead bytes per key), stopping where the next new key would
+//     not fit: the new checkpoint. A larger partition takes several passes.
+//   - It rewrites the cleanable entries from the log start to that point,
+//     keeping a record unless a later record of its key was mapped, or it
+//     is a tombstone (null value) that a saved pass reached at least
+//     delete.retention.ms ago (CleanerState.ReachedMs). Records without a
+//     key are kept (Kafka's cleaner drops them; shale never drops what it
+//     cannot place, and refuses them at produce time on compacted topics).
 //   - Batches are rewritten by segment.FilterRecords: same offsets (a batch
 //     emptied by compaction stays as its 61-byte header, so every reader's
 //     dense-offset checks hold and Kafka clients skip it, as they skip the
 //     empty batches Kafka keeps), own codec, headers and timestamps intact,
 //     producer ID/epoch/sequence kept. Offsets never move; the log start
-//     is not touched.
+//     is not touched; retention applies only with compact,delete.
 //   - Runs of entries up to TargetBytes that lose a record are uploaded as
 //     segments and swapped in with metastore.ReplaceEntries (one etcd
 //     transaction of four compares and two operations per run, guarded by
 //     the revision the pass read); the replaced objects go to GC. A crash
-//     leaves the old index or the new one, as for merge compaction.
-//   - A batch that does not read stops the pass with an error wrapping
-//     segment.ErrCorrupt before anything is written.
+//     leaves the old index or the new one; a crash before the state is saved
+//     only repeats work (TestKilledKeyCompactionKeepsLatest).
+//   - A batch that does not read stops that partition's pass with an error
+//     wrapping segment.ErrCorrupt, logged, counted (KeyCompactStats.Failed),
+//     before anything of it is written; other partitions go on.
 //
-// Still to build before compact is accepted: the elected job (Lifecycle)
-// with the checkpoint persisted per partition in etcd, the dirty-ratio
-// trigger (min.cleanable.dirty.ratio) and max.compaction.lag.ms forcing,
-// tombstone removal delete.retention.ms after the pass that reached them
-// (tombstones are kept for now), metrics and `shale topic describe`, and
-// kill tests of the job. Transactions (#17) exist: the pass stops at the
-// first transactional or control batch, so transactional data is never
-// compacted yet. To compact it, as Kafka's LogCleaner does:
+// Transactions (#17) exist: a pass stops at the first transactional or
+// control batch, so a partition is not compacted past its first
+// transactional write yet (safe, never wrong). To compact them, as Kafka's
+// LogCleaner does:
 //
 //   - records of an aborted transaction are removed like obsolete records
 //     (never visible to read_committed consumers), from the
@@ -84,6 +90,9 @@
 //   - the header of each producer's last batch is kept (FilterRecords
 //     already keeps every emptied batch's header) so producer state
 //     rebuilt from the log still de-duplicates that producer's retries.
+//
+// The agents still refuse cleanup.policy=compact from clients until the
+// job's metrics and `shale topic describe` view exist (agent/configs.go).
 //
 // # Imports
 //

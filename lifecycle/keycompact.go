@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -35,23 +36,28 @@ const (
 // KeyCompactStats counts what a key-compaction pass did.
 type KeyCompactStats struct {
 	CompactStats
-	Keys           int   // distinct keys mapped
-	RecordsRemoved int64 // records dropped from rewritten segments
-	MappedTo       int64 // end (exclusive) of the range mapped and cleaned; -1: none
+	Keys              int   // distinct keys mapped
+	RecordsRemoved    int64 // records dropped from rewritten segments (tombstones included)
+	TombstonesRemoved int64 // tombstones dropped past delete.retention.ms
+	MappedTo          int64 // end (exclusive) of the range mapped and cleaned; -1: none
+	Forced            bool  // run because a dirty record was older than max.compaction.lag.ms
+	Passes            int   // partitions whose checkpoint advanced (CompactKeys)
+	Failed            int   // partitions whose pass failed (CompactKeys)
 }
 
 // CompactKeysPartition runs one key-compaction pass over a partition of t
 // (see lifecycle/doc.go, "Key compaction"): it keeps, in the cleanable
 // range, only the latest record of each key, and swaps the rewritten runs
-// of entries in as segments, guarded by the index revision it read. It is
-// not yet run by Lifecycle: cleanup.policy=compact is refused until it is.
+// of entries in as segments, guarded by the index revision it read.
+// CompactKeys runs it for every compacted partition.
 //
-// from is the cleaner checkpoint, as in Kafka: the first offset not yet
+// st.Checkpoint is the cleaner checkpoint, as in Kafka: the first offset not yet
 // mapped by an earlier pass (0 at first). The pass maps the keys of the
-// cleanable entries from the one holding from onwards (the dirty section),
-// within MapBytes, and rewrites the cleanable entries from the start of the
-// log to the end of what it mapped (the clean section is filtered by the
-// same map). It returns that end as MappedTo: the next pass's from. A
+// cleanable records from it onwards (the dirty section), within MapBytes,
+// and rewrites the cleanable entries from the start of the log to the entry
+// holding the first record it did not map (the clean section is filtered
+// by the same map). It returns that record's offset as MappedTo: the next
+// pass's checkpoint. A
 // larger partition thus takes several passes, each bounded by MapBytes.
 //
 // The cleanable range is the longest prefix of the partition's entries
@@ -60,11 +66,15 @@ type KeyCompactStats struct {
 // rewritten from such entries, count as past it), whose records are all at
 // least min.compaction.lag.ms old (by MaxTimestamp), with no transactional
 // batch, cut where the key map would outgrow MapBytes. Records of the range
-// superseded by a later record of the same key in the range are removed;
-// tombstones are kept (their removal after delete.retention.ms is not built
-// yet). A batch that cannot be read stops the pass with an error wrapping
+// superseded by a later record of the same key in the range are removed,
+// and so are tombstones (null values) that st says a pass reached at least
+// delete.retention.ms ago (CleanerState.ReachedMs). The pass runs only when
+// the dirty section (from the checkpoint) holds at least
+// min.cleanable.dirty.ratio of the cleanable bytes, or its first entry's
+// first record is max.compaction.lag.ms old (Forced). A batch that cannot be read stops the pass with an error wrapping
 // segment.ErrCorrupt before anything is written.
-func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metastore.Store, cfg KeyCompactConfig, t metastore.Topic, partition int32, from int64, log *slog.Logger) (KeyCompactStats, error) {
+func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metastore.Store, cfg KeyCompactConfig, t metastore.Topic, partition int32, st metastore.CleanerState, log *slog.Logger) (KeyCompactStats, error) {
+	from := st.Checkpoint
 	cfg.setDefaults()
 	if cfg.MapBytes <= 0 {
 		cfg.MapBytes = DefaultKeyMapBytes
@@ -91,23 +101,35 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 	}
 	fc := span.NewFooterCache(16)
 	dirty := 0
-	for dirty < len(cleanable) && cleanable[dirty].LastOffset < from {
-		dirty++
+	var cleanBytes, dirtyBytes int64
+	for _, e := range cleanable {
+		if e.LastOffset < from {
+			dirty++
+			cleanBytes += e.Bytes()
+		} else {
+			dirtyBytes += e.Bytes()
+		}
 	}
-	latest, n, err := mapKeys(ctx, store, fc, t.ID, partition, cleanable[dirty:], cfg.MapBytes)
+	forced := dirty < len(cleanable) && now-cleanable[dirty].FirstTimestamp >= c.MaxLagMs
+	if dirtyBytes == 0 || !forced && float64(dirtyBytes) < c.MinCleanableDirtyRatio*float64(cleanBytes+dirtyBytes) {
+		return stats, nil // not dirty enough yet
+	}
+	stats.Forced = forced
+	latest, cut, err := mapKeys(ctx, store, fc, t.ID, partition, cleanable[dirty:], from, cfg.MapBytes)
 	if err != nil {
 		return stats, err
 	}
 	stats.Keys = len(latest)
-	if n == 0 {
-		if dirty < len(cleanable) {
-			log.Info("key compaction: nothing mapped (a transactional batch, or an index entry with more keys than the map budget)",
-				"topic", t.Name, "partition", partition, "offset", cleanable[dirty].BaseOffset, "map_bytes", cfg.MapBytes)
-		}
+	if len(latest) == 0 && cut <= max(from, cleanable[dirty].BaseOffset) {
+		log.Info("key compaction: nothing to map (a transactional batch)", "topic", t.Name, "partition", partition, "offset", cut)
 		return stats, nil
 	}
-	cleanable = cleanable[:dirty+n]
-	stats.MappedTo = cleanable[len(cleanable)-1].LastOffset + 1
+	n := dirty
+	for n < len(cleanable) && cleanable[n].BaseOffset < cut {
+		n++
+	}
+	cleanable = cleanable[:n]
+	stats.MappedTo = cut
 	// Runs of whole entries up to TargetBytes, each rewritten only when it
 	// loses a record.
 	var run []metastore.IndexEntry
@@ -117,14 +139,21 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 			return nil
 		}
 		rw := &rewriter{}
-		var removed int64
+		var removed, tombstones int64
 		rw.fn = func(abs int64, raw []byte) ([]byte, error) {
 			out, kept, err := segment.FilterRecords(raw, func(r segment.Record) bool {
 				if r.KeyNull {
 					return true
 				}
-				l, mapped := latest[string(r.Key)]
-				return !mapped || abs+int64(r.OffsetDelta) >= l
+				off := abs + int64(r.OffsetDelta)
+				if l, mapped := latest[string(r.Key)]; mapped && off < l {
+					return false
+				}
+				if at, reached := st.ReachedMs(off); r.ValueNull && reached && now-at >= c.DeleteRetentionMs {
+					tombstones++
+					return false // a tombstone past delete.retention.ms
+				}
+				return true
 			})
 			if err != nil {
 				return nil, fmt.Errorf("key compaction of %s/%d at offset %d: %w", t.Name, partition, abs, err)
@@ -135,10 +164,11 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 			}
 			return out, nil
 		}
-		st, err := compactRun(ctx, store, meta, cfg.CompactConfig, fc, t.ID, partition, rev, run, rw, log)
-		stats.add(st)
-		if st.Segments > 0 {
+		cs, err := compactRun(ctx, store, meta, cfg.CompactConfig, fc, t.ID, partition, rev, run, rw, log)
+		stats.add(cs)
+		if cs.Segments > 0 {
 			stats.RecordsRemoved += removed
+			stats.TombstonesRemoved += tombstones
 		}
 		run, runBytes = nil, 0
 		return err
@@ -155,57 +185,116 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 	return stats, do()
 }
 
-// mapKeys reads entries in order and maps each key to the offset of its
-// latest record, whole entries at a time, while the map fits in budget
-// bytes and no transactional batch is met. It returns the map and how many
-// entries it covers.
+// mapKeys reads entries in order from offset from and maps each key to
+// the offset of its latest record, until the map would outgrow budget
+// bytes or a transactional batch is met. It returns the map and the first
+// offset it did not map (the cut): every record below it and at or above
+// from is in the map.
 func mapKeys(ctx context.Context, store s3tier.Store, fc *span.FooterCache, id metastore.TopicID, partition int32,
-	entries []metastore.IndexEntry, budget int64) (map[string]int64, int, error) {
+	entries []metastore.IndexEntry, from, budget int64) (map[string]int64, int64, error) {
 	latest := make(map[string]int64)
 	var used int64
 	var d segment.Decoder
-	for i, e := range entries {
+	for _, e := range entries {
 		spans, err := fc.Spans(ctx, store, id, partition, e)
 		if err != nil {
 			return nil, 0, err
 		}
-		staged := make(map[string]int64)
-		var add int64
 		for _, sp := range spans {
 			ch, err := span.ReadSpan(ctx, store, sp)
 			if err != nil {
 				return nil, 0, err
 			}
 			for _, bt := range ch.Batches() {
-				if bt.Header.IsTransactional() || bt.Header.IsControl() {
-					return latest, i, nil // transactions are not compacted yet
-				}
 				abs := sp.AbsBase + (bt.Header.BaseOffset - sp.StoredBase)
+				if abs+bt.Header.OffsetSpan() <= from {
+					continue
+				}
+				if bt.Header.IsTransactional() || bt.Header.IsControl() {
+					return latest, max(abs, from), nil // transactions are not compacted yet
+				}
 				recs, err := d.Decode(bt.Raw)
 				if err != nil {
 					return nil, 0, fmt.Errorf("key map of %s/%d at offset %d: %w", id, partition, abs, err)
 				}
 				for _, r := range recs {
-					if r.KeyNull {
+					off := abs + int64(r.OffsetDelta)
+					if r.KeyNull || off < from {
 						continue
 					}
 					k := string(r.Key)
 					if _, ok := latest[k]; !ok {
-						if _, ok := staged[k]; !ok {
-							add += int64(len(k)) + KeyMapOverhead
+						if cost := int64(len(k)) + KeyMapOverhead; used+cost <= budget {
+							used += cost
+						} else {
+							return latest, off, nil
 						}
 					}
-					staged[k] = abs + int64(r.OffsetDelta)
+					latest[k] = off
 				}
 			}
 		}
-		if used+add > budget {
-			return latest, i, nil
-		}
-		for k, off := range staged {
-			latest[k] = off
-		}
-		used += add
 	}
-	return latest, len(entries), nil
+	return latest, entries[len(entries)-1].LastOffset + 1, nil
+}
+
+// CompactKeys runs one key-compaction pass over every partition of every
+// topic whose cleanup.policy includes compact (metastore.CleanupPolicyOf):
+// for each, CompactKeysPartition from the partition's stored cleaner state,
+// then the state advanced to the end of what the pass mapped, stamped with
+// the time the pass finished (metastore.SaveCleanerState, compared against
+// the state read). A crash between the index swap and the state's save
+// only makes the next pass map the same offsets again, and tombstones look
+// reached later, never earlier. A partition whose pass fails (a corrupt
+// batch: segment.ErrCorrupt) is logged and counted in Failed, and the job
+// goes on with the others; nothing of that partition is rewritten.
+func CompactKeys(ctx context.Context, store s3tier.Store, meta *metastore.Store, cfg KeyCompactConfig, log *slog.Logger) (KeyCompactStats, error) {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	total := KeyCompactStats{MappedTo: -1}
+	topics, err := meta.ListTopics(ctx)
+	if err != nil {
+		return total, fmt.Errorf("key compaction: %w", err)
+	}
+	for _, t := range topics {
+		if _, compacts := metastore.CleanupPolicyOf(t.Configs); !compacts {
+			continue
+		}
+		for p := int32(0); p < t.Partitions; p++ {
+			st, err := meta.GetCleanerState(ctx, t.ID, p)
+			if err != nil {
+				return total, fmt.Errorf("key compaction %s/%d: %w", t.Name, p, err)
+			}
+			ps, err := CompactKeysPartition(ctx, store, meta, cfg, t, p, st, log)
+			total.add(ps.CompactStats)
+			total.Keys += ps.Keys
+			total.RecordsRemoved += ps.RecordsRemoved
+			total.TombstonesRemoved += ps.TombstonesRemoved
+			if err != nil {
+				if ctx.Err() != nil {
+					return total, ctx.Err()
+				}
+				total.Failed++
+				log.Error("key compaction of a partition failed; its data is left as it is", "topic", t.Name, "partition", p, "err", err)
+				continue
+			}
+			if ps.MappedTo <= st.Checkpoint {
+				continue
+			}
+			total.Passes++
+			st.AddPass(ps.MappedTo, cfg.Now().UnixMilli())
+			err = meta.SaveCleanerState(ctx, t.ID, p, st)
+			if errors.Is(err, metastore.ErrTopicNotFound) {
+				break
+			}
+			if err != nil {
+				log.Warn("key compaction checkpoint not saved; the next pass maps again", "topic", t.Name, "partition", p, "err", err)
+			}
+			log.Info("key compaction pass", "topic", t.Name, "partition", p, "checkpoint", ps.MappedTo, "keys", ps.Keys,
+				"removed", ps.RecordsRemoved, "tombstones_removed", ps.TombstonesRemoved, "segments", ps.Segments, "forced", ps.Forced)
+		}
+	}
+	return total, nil
 }

@@ -23,6 +23,9 @@ const (
 	// nobody coordinates once they are older than GroupOffsetRetention
 	// (metastore.ExpireGroupOffsets).
 	JobGroupExpiry = "group-expiry"
+	// JobKeyCompaction compacts topics whose cleanup.policy includes
+	// compact by key (CompactKeys).
+	JobKeyCompaction = "key-compaction"
 )
 
 // Config configures the lifecycle jobs an agent runs. Zero fields
@@ -37,8 +40,11 @@ type Config struct {
 	// leader's job stays unrun (default 10 s).
 	LeaseTTL time.Duration
 	// Compaction tunes compaction; its CommitDeadline defaults to a third of
-	// GCGrace.
+	// GCGrace. Key compaction uses it too.
 	Compaction CompactConfig
+	// KeyMapBytes is key compaction's key map budget per pass
+	// (DefaultKeyMapBytes).
+	KeyMapBytes int64
 	// GCGrace is how old an unreferenced object must be before it is
 	// deleted (DefaultGCGrace). It must exceed the engine's UploadTimeout;
 	// New refuses one that does not exceed Compaction.CommitDeadline.
@@ -53,7 +59,7 @@ type Config struct {
 	// Now returns wall-clock time (tests may override).
 	Now func() time.Time
 	// Observe, when set, receives each finished pass's counts (metrics):
-	// a CompactStats, RetentionStats, GCStats or
+	// a CompactStats, KeyCompactStats, RetentionStats, GCStats or
 	// metastore.GroupExpiryStats.
 	Observe func(job string, stats any)
 }
@@ -130,7 +136,7 @@ func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger
 func (l *Lifecycle) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
-	jobs := []string{JobCompaction, JobRetention, JobGC}
+	jobs := []string{JobCompaction, JobKeyCompaction, JobRetention, JobGC}
 	if l.cfg.GroupOffsetRetention >= 0 {
 		jobs = append(jobs, JobGroupExpiry)
 	}
@@ -158,6 +164,8 @@ func (l *Lifecycle) RunOnce(ctx context.Context, job string) error {
 	switch job {
 	case JobCompaction:
 		stats, err = Compact(ctx, l.store, l.meta, l.cfg.Compaction, l.log)
+	case JobKeyCompaction:
+		stats, err = CompactKeys(ctx, l.store, l.meta, KeyCompactConfig{CompactConfig: l.cfg.Compaction, MapBytes: l.cfg.KeyMapBytes}, l.log)
 	case JobRetention:
 		stats, err = ApplyRetention(ctx, l.meta, now, l.log)
 	case JobGC:

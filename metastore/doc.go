@@ -25,6 +25,7 @@
 //	<ns>/partitions/<id>/<p>                 PartitionState   absent = {next 0, start 0}
 //	<ns>/index/<id>/<p>/<base offset>        IndexEntry       one per committed chunk
 //	<ns>/topic-stats/<id>                    CompressionStats bytes recompressed into compression.type: produced, stored
+//	<ns>/cleaner/<id>/<p>                    CleanerState key compaction's checkpoint and recent passes (JSON)
 //	<ns>/producer-id                         next free producer ID, decimal
 //	<ns>/cluster                             ClusterInfo      the bucket URL, written once by the first agent
 //	<ns>/agents/<node>                       AgentInfo        under the agent's lease

@@ -27,6 +27,7 @@ const (
 	dirAborted    = "aborted/"
 	dirTxns       = "txns/"
 	dirTxnOffsets = "txn-offsets/"
+	dirCleaner    = "cleaner/"
 	keyProducerID = "producer-id"
 	keyCluster    = "cluster"
 )
@@ -148,7 +149,13 @@ func (k keys) agent(nodeID int32) string {
 // so DeleteTopic removes them all. Producer idempotence state lives inside
 // the partition state values, so it is covered by topicStates.
 func (k keys) topicScoped(id TopicID) []string {
-	return []string{k.topicStates(id), k.topicIndex(id), k.topicStats(id), k.topicAborted(id)}
+	return []string{k.topicStates(id), k.topicIndex(id), k.topicStats(id), k.topicAborted(id), k.topicCleaner(id)}
+}
+
+// Key-compaction cleaner state: <ns>/cleaner/<id>/<p>.
+func (k keys) topicCleaner(id TopicID) string { return k.p + dirCleaner + id.String() + "/" }
+func (k keys) cleaner(id TopicID, partition int32) string {
+	return k.topicCleaner(id) + fmtPartition(partition)
 }
 
 // Aborted-transaction index keys: <ns>/aborted/<id>/<p>/<last offset>,

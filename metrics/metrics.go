@@ -18,6 +18,8 @@
 //	cache_hits_total, cache_misses_total                 local read cache (hit ratio = hits / (hits+misses))
 //	read_ahead_spans_total, read_ahead_hits_total        cold sequential reads: spans prefetched into memory, fetches served from them
 //	compaction_segments_total, compaction_entries_replaced_total, compaction_bytes_written_total
+//	key_compaction_passes_total, key_compaction_records_removed_total, key_compaction_failures_total
+//	                                                     cleanup.policy=compact: partition passes, records removed, partitions stopped by a corrupt batch
 //	gc_objects_deleted_total, gc_bytes_deleted_total, retention_offsets_dropped_total
 //	group_offsets_expired_total                          committed offsets of abandoned groups expired
 //	group_lag{group,topic,partition}                     for groups this agent coordinates
@@ -61,6 +63,9 @@ type Metrics struct {
 	compactSegments  prometheus.Counter
 	compactEntries   prometheus.Counter
 	compactBytes     prometheus.Counter
+	keyPasses        prometheus.Counter
+	keyRemoved       prometheus.Counter
+	keyFailures      prometheus.Counter
 	gcObjects        prometheus.Counter
 	gcBytes          prometheus.Counter
 	retentionDropped prometheus.Counter
@@ -94,6 +99,9 @@ func New() *Metrics {
 	m.compactSegments = f.counter("compaction_segments_total", "Compacted segments written and swapped into the index.")
 	m.compactEntries = f.counter("compaction_entries_replaced_total", "Index entries replaced by compacted segments.")
 	m.compactBytes = f.counter("compaction_bytes_written_total", "Bytes of compacted segments uploaded.")
+	m.keyPasses = f.counter("key_compaction_passes_total", "Key-compaction passes that advanced a partition's cleaner checkpoint.")
+	m.keyRemoved = f.counter("key_compaction_records_removed_total", "Records removed by key compaction (superseded records and expired tombstones).")
+	m.keyFailures = f.counter("key_compaction_failures_total", "Key-compaction passes stopped on a partition by a batch that could not be read (nothing of it rewritten).")
 	m.gcObjects = f.counter("gc_objects_deleted_total", "Unreferenced objects deleted by garbage collection.")
 	m.gcBytes = f.counter("gc_bytes_deleted_total", "Bytes of objects deleted by garbage collection.")
 	m.retentionDropped = f.counter("retention_offsets_dropped_total", "Offsets dropped by retention (log start advances).")
@@ -221,6 +229,18 @@ func (m *Metrics) S3(op string, err error, d time.Duration) {
 	if err != nil {
 		m.s3Errors.WithLabelValues(op).Inc()
 	}
+}
+
+// KeyCompaction records a key-compaction pass over all compacted
+// partitions: its segments also count in the compaction_* counters.
+func (m *Metrics) KeyCompaction(passes int, removed int64, failures int, segments, entries int, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.keyPasses.Add(float64(passes))
+	m.keyRemoved.Add(float64(removed))
+	m.keyFailures.Add(float64(failures))
+	m.Compaction(segments, entries, bytes)
 }
 
 // Compaction records a compaction pass's work.
