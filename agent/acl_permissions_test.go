@@ -56,6 +56,12 @@ func TestEveryAPIDeclaresItsPermission(t *testing.T) {
 	if res, err := adm.CommitOffsets(testCtx(t, 10*time.Second), permGroup, offs); err != nil || res.Error() != nil {
 		t.Fatalf("commit offsets of %s: %v %v", permGroup, err, res.Error())
 	}
+	// permTxnID gets a state, so the transaction listings have it to show.
+	ip := kmsg.NewPtrInitProducerIDRequest()
+	ip.TransactionalID, ip.TransactionTimeoutMillis = kmsg.StringPtr(permTxnID), 60000
+	if resp, err := ip.RequestWith(testCtx(t, 10*time.Second), e.client(t, 0, scram256("admin", "admin-secret"))); err != nil || resp.ErrorCode != 0 {
+		t.Fatalf("init producer id of %s: %v %v", permTxnID, err, resp)
+	}
 	md, err := adm.Metadata(testCtx(t, 10*time.Second), permTopic)
 	if err != nil {
 		t.Fatal(err)
@@ -523,6 +529,29 @@ var permCases = map[int16]permCase{
 		},
 		code: func(resp kmsg.Response) int16 {
 			return resp.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+		},
+	},
+	kmsg.DescribeTransactions.Int16(): {
+		req: func(permEnv) kmsg.Request {
+			r := kmsg.NewPtrDescribeTransactionsRequest()
+			r.TransactionalIDs = []string{permTxnID}
+			return r
+		},
+		code: func(resp kmsg.Response) int16 {
+			return resp.(*kmsg.DescribeTransactionsResponse).TransactionStates[0].ErrorCode
+		},
+	},
+	kmsg.ListTransactions.Int16(): {
+		req: func(permEnv) kmsg.Request { return kmsg.NewPtrListTransactionsRequest() },
+		// An ID the principal may not describe is left out of the list.
+		code: func(resp kmsg.Response) int16 {
+			r := resp.(*kmsg.ListTransactionsResponse)
+			for _, ts := range r.TransactionStates {
+				if ts.TransactionalID == permTxnID {
+					return r.ErrorCode
+				}
+			}
+			return firstCode(r.ErrorCode, kerr.TransactionalIDAuthorizationFailed.Code)
 		},
 	},
 	kmsg.CreateACLs.Int16(): {

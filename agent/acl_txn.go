@@ -149,3 +149,60 @@ func authorizeTxnOffsetCommit(g *gate, r *kmsg.TxnOffsetCommitRequest, run func(
 	}
 	return filtered(r, txnOffsetCommitTopics, topicCheck(g, kmsg.ACLOperationRead, txnOffsetCommitTopics.name), run)
 }
+
+// authorizeDescribeTransactions: DESCRIBE on each transactional ID; the
+// partitions of topics the principal may not describe are left out.
+func authorizeDescribeTransactions(g *gate, r *kmsg.DescribeTransactionsRequest, run func() (reply, error)) (reply, error) {
+	canDescribe := func(t string) bool {
+		return g.w.can(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTransactionalId, t)
+	}
+	var denied []string
+	kept := r.TransactionalIDs[:0:0]
+	for _, t := range r.TransactionalIDs {
+		if canDescribe(t) {
+			kept = append(kept, t)
+		} else {
+			denied = append(denied, t)
+		}
+	}
+	r.TransactionalIDs = kept
+	rep, err := run()
+	if err != nil || rep.resp == nil {
+		return rep, err
+	}
+	resp := rep.resp.(*kmsg.DescribeTransactionsResponse)
+	for i := range resp.TransactionStates {
+		st := &resp.TransactionStates[i]
+		topics := st.Topics[:0]
+		for _, t := range st.Topics {
+			if g.w.canTopic(kmsg.ACLOperationDescribe, t.Topic) {
+				topics = append(topics, t)
+			}
+		}
+		st.Topics = topics
+	}
+	for _, t := range denied {
+		st := kmsg.NewDescribeTransactionsResponseTransactionState()
+		st.TransactionalID, st.ErrorCode, st.ProducerID, st.ProducerEpoch, st.StartTimestamp = t, codeTxnID, -1, -1, -1
+		resp.TransactionStates = append(resp.TransactionStates, st)
+	}
+	return rep, nil
+}
+
+// authorizeListTransactions lists only the transactional IDs the
+// principal may DESCRIBE.
+func authorizeListTransactions(g *gate, _ *kmsg.ListTransactionsRequest, run func() (reply, error)) (reply, error) {
+	rep, err := run()
+	if err != nil || rep.resp == nil {
+		return rep, err
+	}
+	resp := rep.resp.(*kmsg.ListTransactionsResponse)
+	kept := resp.TransactionStates[:0]
+	for _, ts := range resp.TransactionStates {
+		if g.w.can(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTransactionalId, ts.TransactionalID) {
+			kept = append(kept, ts)
+		}
+	}
+	resp.TransactionStates = kept
+	return rep, nil
+}

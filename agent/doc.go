@@ -59,6 +59,7 @@
 //	DescribeUserScramCredentials v0  AlterUserScramCredentials v0
 //	AddPartitionsToTxn v0-v5    AddOffsetsToTxn       v0-v4
 //	EndTxn             v0-v4    TxnOffsetCommit       v0-v4
+//	DescribeTransactions v0     ListTransactions      v0-v2
 //
 // # Security
 //
@@ -127,12 +128,15 @@
 //     the producer reaches; if the producer never returns, an agent
 //     adopts it (the rendezvous winner among the live agents, within
 //     about ten seconds) once it is Prepare* or past its timeout.
+//   - DescribeTransactions and ListTransactions answer as the
+//     coordinator does (describe_transactions.go, list_transactions.go);
+//     `shale txn list|describe` uses them.
 //   - Not served yet: KIP-890 part 2 (EndTxn v5, TxnOffsetCommit v5+,
 //     implicit adds by Produce v12+; the transaction.version feature is not
-//     advertised, so clients keep to part 1), DescribeTransactions,
-//     ListTransactions, DescribeProducers. A transactional ID's
-//     coordinator keeps it claimed until the agent stops (Kafka expires
-//     idle IDs after transactional.id.expiration.ms, 7 days).
+//     advertised, so clients keep to part 1), DescribeProducers. A
+//     transactional ID's coordinator keeps it claimed until the agent
+//     stops (Kafka expires idle IDs after transactional.id.expiration.ms,
+//     7 days).
 //
 // Every agent serves every partition. Metadata still names a "leader" per
 // partition (a hash of topic and partition over the live agents) so clients
