@@ -84,7 +84,7 @@ soak: test-deps
 ## bench: shale vs kfake and vs the raw S3 server, one run, one table (+ bench-results/*.json, *.svg)
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./s3tier/ ./engine/
-	SHALE_REPLAY_BENCH_MIB=$(REPLAY_BENCH_MIB) $(GO) test -run '^$$' -bench Replay -benchtime 1x -timeout 20m ./replay/
+	SHALE_REPLAY_BENCH_MIB=$(REPLAY_BENCH_MIB) $(GO) test -run '^$$' -bench Replay -benchtime 1x -timeout 20m ./cli/
 	$(GO) run ./bench -out bench-results
 
 clean:

@@ -1,4 +1,4 @@
-package replay_test
+package cli
 
 import (
 	"context"
@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shale-dev/shale/agent/agenttest"
-	"github.com/shale-dev/shale/cli"
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/metastore"
@@ -29,7 +28,8 @@ import (
 )
 
 // TestMain lets the test binary act as the shale command (a subprocess
-// whose peak RSS the benchmark measures).
+// whose peak RSS BenchmarkReplay measures); every other run of the cli
+// tests goes straight to m.Run.
 func TestMain(m *testing.M) {
 	if os.Getenv("SHALE_REPLAY_TEST_AS_SHALE") == "1" {
 		if f := os.Getenv("SHALE_REPLAY_CPUPROFILE"); f != "" { // <f>.<format>: go tool pprof it after a bench run
@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 				_ = pprof.StartCPUProfile(out)
 			}
 		}
-		code := cli.Execute(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+		code := Execute(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 		pprof.StopCPUProfile()
 		if f := os.Getenv("SHALE_REPLAY_HWM_FILE"); f != "" {
 			// The peak RSS of this process (rusage's maxrss of a child
@@ -69,7 +69,7 @@ func TestMain(m *testing.M) {
 // The topic is SHALE_REPLAY_BENCH_MIB MiB of stored (lz4) batches, default
 // 128; the goal is measured at 1024:
 //
-//	SHALE_REPLAY_BENCH_MIB=1024 go test -run '^$' -bench Replay -benchtime 1x -timeout 30m ./replay/
+//	SHALE_REPLAY_BENCH_MIB=1024 go test -run '^$' -bench Replay -benchtime 1x -timeout 30m ./cli/
 func BenchmarkReplay(b *testing.B) {
 	mib := 128
 	if s := os.Getenv("SHALE_REPLAY_BENCH_MIB"); s != "" {
