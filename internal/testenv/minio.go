@@ -89,38 +89,14 @@ func tryStartMinIO(bin, dir string) (S3Server, *s3Process, error) {
 		return S3Server{}, nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p := &s3Process{out: NewCappedBuffer(1 << 20), exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "server", dir, "--address", addr,
+	cmd := exec.Command(bin, "server", dir, "--address", addr,
 		"--console-address", fmt.Sprintf("127.0.0.1:%d", console), "--quiet")
-	p.cmd.Env = append(EnvWithout("MINIO_"),
+	cmd.Env = append(EnvWithout("MINIO_"),
 		"MINIO_ROOT_USER="+s3AccessKey, "MINIO_ROOT_PASSWORD="+s3SecretKey,
 		"MINIO_REGION="+s3Region, "MINIO_BROWSER=off", "MINIO_UPDATE=off")
-	p.cmd.SysProcAttr = dieWithParent()
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	if err := p.cmd.Start(); err != nil {
-		return S3Server{}, nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.exited)
-	}()
-	srv := S3Server{
-		Endpoint:  "http://" + addr,
-		Region:    s3Region,
-		AccessKey: s3AccessKey,
-		SecretKey: s3SecretKey,
-		Bucket:    "shale-" + randomHex(8),
-	}
-	if err := waitReady(srv.Endpoint+"/minio/health/ready", p.exited); err != nil {
-		p.stop()
-		return S3Server{}, nil, fmt.Errorf("minio on %s: %w; output:\n%s", addr, err, p.out.String())
-	}
-	if err := makeBucket(srv); err != nil {
-		p.stop()
-		return S3Server{}, nil, fmt.Errorf("minio on %s: create bucket %s: %w; output:\n%s", addr, srv.Bucket, err, p.out.String())
-	}
-	return srv, p, nil
+	return runS3Server("minio", addr, cmd, func(endpoint string, exited <-chan struct{}) error {
+		return waitReady(endpoint+"/minio/health/ready", exited)
+	})
 }
 
 // waitReady polls url until it answers 200 OK, the process exits, or 30 s

@@ -129,17 +129,26 @@ func tryStartS3(bin, dir string) (S3Server, *s3Process, error) {
 		return S3Server{}, nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p := &s3Process{out: NewCappedBuffer(1 << 20), exited: make(chan struct{})}
-	p.cmd = exec.Command(bin,
+	cmd := exec.Command(bin,
 		"--port", addr, "--access", s3AccessKey, "--secret", s3SecretKey,
 		"--region", s3Region, "--quiet",
 		"posix", dir)
-	p.cmd.Env = hermeticEnv()
+	cmd.Env = hermeticEnv()
+	return runS3Server("versitygw", addr, cmd, func(endpoint string, exited <-chan struct{}) error {
+		return waitHTTP(endpoint, exited)
+	})
+}
+
+// runS3Server starts cmd, an S3 server (name, for errors) that will listen
+// on addr, waits until ready says it answers, and creates a fresh bucket;
+// on any failure the process is stopped and its output is in the error.
+func runS3Server(name, addr string, cmd *exec.Cmd, ready func(endpoint string, exited <-chan struct{}) error) (S3Server, *s3Process, error) {
+	p := &s3Process{cmd: cmd, out: NewCappedBuffer(1 << 20), exited: make(chan struct{})}
 	p.cmd.SysProcAttr = dieWithParent()
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
 	if err := p.cmd.Start(); err != nil {
-		return S3Server{}, nil, fmt.Errorf("start %s: %w", bin, err)
+		return S3Server{}, nil, fmt.Errorf("start %s: %w", p.cmd.Path, err)
 	}
 	go func() {
 		_ = p.cmd.Wait()
@@ -152,13 +161,13 @@ func tryStartS3(bin, dir string) (S3Server, *s3Process, error) {
 		SecretKey: s3SecretKey,
 		Bucket:    "shale-" + randomHex(8),
 	}
-	if err := waitHTTP(srv.Endpoint, p.exited); err != nil {
+	if err := ready(srv.Endpoint, p.exited); err != nil {
 		p.stop()
-		return S3Server{}, nil, fmt.Errorf("versitygw on %s: %w; output:\n%s", addr, err, p.out.String())
+		return S3Server{}, nil, fmt.Errorf("%s on %s: %w; output:\n%s", name, addr, err, p.out.String())
 	}
 	if err := makeBucket(srv); err != nil {
 		p.stop()
-		return S3Server{}, nil, fmt.Errorf("versitygw on %s: create bucket %s: %w; output:\n%s", addr, srv.Bucket, err, p.out.String())
+		return S3Server{}, nil, fmt.Errorf("%s on %s: create bucket %s: %w; output:\n%s", name, addr, srv.Bucket, err, p.out.String())
 	}
 	return srv, p, nil
 }
