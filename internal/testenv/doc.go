@@ -14,7 +14,13 @@
 //   - Etcd starts an embedded etcd and returns a client;
 //     EtcdAtDefaultLimits one at a stock etcd server's limits (128
 //     operations per transaction, 1.5 MiB per request), which the
-//     multi-process tests use so that commits meet production's limits.
+//     in-process tests use so that commits meet production's limits.
+//   - StartEtcdProcess runs etcd as a separate process at those same
+//     limits (the test binary re-executed in etcd mode; its TestMain calls
+//     RunEtcdIfAsked first), which a test can SIGKILL and restart with
+//     every key kept. The multi-process tests (tests/cluster's Start) run
+//     on it. The limits are etcd's own defaults (embed.DefaultMaxTxnOps,
+//     embed.DefaultMaxRequestBytes), which TestEtcdDefaultLimits asserts.
 //
 // Invariants: every server listens on 127.0.0.1 only, gets its own data
 // directory, and is gone when the test's cleanups have run. A server's output

@@ -46,9 +46,10 @@ type Options struct {
 	LogLevel string
 	// EtcdEndpoints, when set, is an etcd the test runs itself (e.g. as a
 	// process it can kill); the harness then starts none. Otherwise it
-	// starts one at a stock etcd's limits (testenv.EtcdAtDefaultLimits:
-	// 128 operations per transaction, 1.5 MiB per request), so every
-	// multi-process test meets the commit splits production meets.
+	// starts an etcd process at a stock etcd's limits
+	// (testenv.StartEtcdProcess: 128 operations per transaction, 1.5 MiB
+	// per request), so every multi-process test meets the commit splits
+	// and request sizes production meets.
 	EtcdEndpoints []string
 	// S3, when set, is the S3 server the agents use instead of one the
 	// harness starts (e.g. a fault-injecting proxy's address in Endpoint).
@@ -105,7 +106,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	bin := Binary(t)
 	endpoints := opts.EtcdEndpoints
 	if len(endpoints) == 0 {
-		_, endpoints = testenv.EtcdAtDefaultLimits(t)
+		endpoints = testenv.StartEtcdProcess(t).Endpoints()
 	}
 	var s3 testenv.S3Server
 	if opts.S3 != nil {
@@ -585,9 +586,12 @@ func Binary(t testing.TB) string {
 // detector (`make test-race` does).
 const envAgentRace = "SHALE_AGENT_RACE"
 
-// Main runs the tests and removes the binary Binary built. Use it as
+// Main serves as an etcd process when started as one
+// (testenv.RunEtcdIfAsked, for Start's etcd), else runs the tests and
+// removes the binary Binary built. Use it as
 // `func TestMain(m *testing.M) { cluster.Main(m) }`.
 func Main(m *testing.M) {
+	testenv.RunEtcdIfAsked() // returns unless started as StartEtcdProcess's etcd
 	code := m.Run()
 	if binary.dir != "" {
 		_ = os.RemoveAll(binary.dir)

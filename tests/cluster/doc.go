@@ -21,8 +21,11 @@
 //     metadata names, so "produced through A, consumed through B" means
 //     exactly that: every agent serves every partition.
 //
-// Tests that use it should call Main from TestMain, so the binary built for
-// the process is removed at exit.
+// Tests that use it must call Main from TestMain: Start's etcd is a
+// separate process (testenv.StartEtcdProcess, at a stock etcd server's
+// limits: 128 operations per transaction, 1.5 MiB per request), this test
+// binary re-executed in etcd mode, which Main serves; Main also removes the
+// binary built for the agents at exit.
 //
 // Errors: a binary that does not build, an agent that exits or does not
 // answer within its start bound fail the test with t.Fatalf and the agent's

@@ -49,7 +49,7 @@ func TestCrashCampaign(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0x5ea1e))
 	t.Logf("crash campaign: %d kills, seed %d", kills, seed)
 
-	etcd := StartEtcdProc(t)
+	etcd := testenv.StartEtcdProcess(t)
 	// Small objects (sealed at 16 KiB or every 10 ms) and PUTs
 	// delayed at random (up to 300 ms, so they finish out of seal order)
 	// keep several uploads and commits in flight at each kill: the

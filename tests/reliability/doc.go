@@ -22,14 +22,16 @@
 //
 // # etcd as a process
 //
-// The cluster harness runs etcd embedded in the test process, which cannot
-// be killed on its own. StartEtcdProc re-executes the test binary in "etcd
-// mode" (environment SHALE_RELIABILITY_ETCD_DIR, _CLIENT, _PEER; TestMain
-// calls RunEtcdIfAsked first), which runs metastore.StartEmbedded on a fixed
-// directory and fixed 127.0.0.1 ports. Kill SIGKILLs that process and
-// Restart starts it again on the same directory and ports, so agents
-// reconnect to the same endpoints and every key survives. (The embedded
-// etcd runs with Fast: no fsync, which a process crash does not hurt.)
+// The cluster harness runs etcd as a child process
+// (testenv.StartEtcdProcess: the test binary re-executed in "etcd mode",
+// environment SHALE_TESTENV_ETCD_DIR, _CLIENT, _PEER; cluster.Main, this
+// package's TestMain, calls testenv.RunEtcdIfAsked first), which runs
+// metastore.StartEmbedded on a fixed directory and fixed 127.0.0.1 ports at
+// a stock etcd's limits. The crash campaign starts its own so that it can
+// kill it: Kill SIGKILLs that process and Restart starts it again on the
+// same directory and ports, so agents reconnect to the same endpoints and
+// every key survives. (The embedded etcd runs with Fast: no fsync, which a
+// process crash does not hurt.)
 //
 // # Bounds
 //

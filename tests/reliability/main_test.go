@@ -6,7 +6,6 @@ import (
 	"github.com/shale-dev/shale/tests/cluster"
 )
 
-func TestMain(m *testing.M) {
-	RunEtcdIfAsked() // returns unless this process was started as etcd
-	cluster.Main(m)
-}
+// TestMain is cluster.Main, which first lets this binary serve as the
+// etcd process of testenv.StartEtcdProcess when started as one.
+func TestMain(m *testing.M) { cluster.Main(m) }

@@ -1,4 +1,4 @@
-package reliability
+package testenv
 
 import (
 	"bufio"
@@ -16,25 +16,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/metastore"
 )
 
 // Environment variables that turn a test binary into an etcd server
 // (see RunEtcdIfAsked).
 const (
-	envEtcdDir    = "SHALE_RELIABILITY_ETCD_DIR"
-	envEtcdClient = "SHALE_RELIABILITY_ETCD_CLIENT"
-	envEtcdPeer   = "SHALE_RELIABILITY_ETCD_PEER"
-	etcdReadyLine = "shale-reliability-etcd-ready"
+	envEtcdDir    = "SHALE_TESTENV_ETCD_DIR"
+	envEtcdClient = "SHALE_TESTENV_ETCD_CLIENT"
+	envEtcdPeer   = "SHALE_TESTENV_ETCD_PEER"
+	etcdReadyLine = "shale-testenv-etcd-ready"
 )
 
 // RunEtcdIfAsked makes the test binary an etcd server when the environment
 // asks for it: it runs metastore.StartEmbedded on the given directory and
 // fixed client and peer addresses, at a stock etcd's limits (128
 // operations per transaction, 1.5 MiB per request), prints a ready line and serves until
-// SIGTERM (or dies with SIGKILL). Call it first in TestMain; it returns
-// only when not asked.
+// SIGTERM (or dies with SIGKILL). Call it first in TestMain of every
+// package that starts an EtcdProcess (tests/cluster's Main does); it
+// returns only when not asked.
 func RunEtcdIfAsked() {
 	dir := os.Getenv(envEtcdDir)
 	if dir == "" {
@@ -48,8 +48,8 @@ func RunEtcdIfAsked() {
 		PeerAddr:   os.Getenv(envEtcdPeer),
 		Fast:       true,
 		// A stock etcd server's limits, as production runs.
-		MaxTxnOps:       testenv.EtcdDefaultMaxTxnOps,
-		MaxRequestBytes: testenv.EtcdDefaultMaxRequestBytes,
+		MaxTxnOps:       EtcdDefaultMaxTxnOps,
+		MaxRequestBytes: EtcdDefaultMaxRequestBytes,
 		Logger:          log,
 	})
 	cancel()
@@ -65,24 +65,26 @@ func RunEtcdIfAsked() {
 	os.Exit(0)
 }
 
-// EtcdProc is an etcd server running as a child process (this test binary
-// in etcd mode) on a fixed directory and ports, so a test can SIGKILL it
-// and start it again with every key kept.
-type EtcdProc struct {
+// EtcdProcess is an etcd server running as a child process (this test
+// binary in etcd mode, see RunEtcdIfAsked) at a stock etcd server's limits,
+// on a fixed directory and ports, so a test can SIGKILL it and start it
+// again with every key kept.
+type EtcdProcess struct {
 	t          testing.TB
 	dir        string
 	clientAddr string
 	peerAddr   string
 	cmd        *exec.Cmd
 	exited     chan struct{}
-	out        *testenv.CappedBuffer
+	out        *CappedBuffer
 	Restarts   int
 }
 
-// StartEtcdProc starts etcd as a child process; t.Cleanup stops it.
-func StartEtcdProc(t testing.TB) *EtcdProc {
+// StartEtcdProcess starts etcd as a child process; t.Cleanup stops it.
+// The test binary's TestMain must call RunEtcdIfAsked first.
+func StartEtcdProcess(t testing.TB) *EtcdProcess {
 	t.Helper()
-	e := &EtcdProc{t: t, dir: t.TempDir(), out: testenv.NewCappedBuffer(1 << 20)}
+	e := &EtcdProcess{t: t, dir: t.TempDir(), out: NewCappedBuffer(1 << 20)}
 	var err error
 	if e.clientAddr, err = freeAddr(); err != nil {
 		t.Fatal(err)
@@ -103,13 +105,13 @@ func StartEtcdProc(t testing.TB) *EtcdProc {
 }
 
 // Endpoints are the client URLs, stable across restarts.
-func (e *EtcdProc) Endpoints() []string { return []string{"http://" + e.clientAddr} }
+func (e *EtcdProcess) Endpoints() []string { return []string{"http://" + e.clientAddr} }
 
 // Kill SIGKILLs the process and waits for it to be gone.
-func (e *EtcdProc) Kill() { e.stop(syscall.SIGKILL) }
+func (e *EtcdProcess) Kill() { e.stop(syscall.SIGKILL) }
 
 // Restart starts the process again on the same directory and ports.
-func (e *EtcdProc) Restart() {
+func (e *EtcdProcess) Restart() {
 	e.t.Helper()
 	e.Restarts++
 	if err := e.start(); err != nil {
@@ -117,7 +119,7 @@ func (e *EtcdProc) Restart() {
 	}
 }
 
-func (e *EtcdProc) stop(sig syscall.Signal) {
+func (e *EtcdProcess) stop(sig syscall.Signal) {
 	if e.cmd == nil {
 		return
 	}
@@ -131,7 +133,7 @@ func (e *EtcdProc) stop(sig syscall.Signal) {
 	e.cmd = nil
 }
 
-func (e *EtcdProc) start() error {
+func (e *EtcdProcess) start() error {
 	// The ports are fixed for the life of the test; one just released by a
 	// killed process may take a moment to be free again.
 	var lastErr error
@@ -142,7 +144,7 @@ func (e *EtcdProc) start() error {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), envEtcdDir+"="+e.dir, envEtcdClient+"="+e.clientAddr, envEtcdPeer+"="+e.peerAddr)
 		cmd.Stderr = e.out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = dieWithParent()
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			return err
@@ -173,7 +175,7 @@ func (e *EtcdProc) start() error {
 				return nil
 			}
 			<-exited
-			lastErr = errors.New("exited before ready")
+			lastErr = errors.New("exited before ready (does the test binary's TestMain call testenv.RunEtcdIfAsked first?)")
 		case <-time.After(60 * time.Second):
 			_ = cmd.Process.Kill()
 			<-exited
