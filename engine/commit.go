@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/shale-dev/shale/internal/retry"
 	"github.com/shale-dev/shale/metastore"
@@ -286,6 +287,10 @@ func (e *Engine) sendPlans(ctx context.Context, plans []*plan, cache map[partKey
 	var failed []*plan
 	var first error
 	for i, txn := range txns {
+		if etcdRefusedLimit(errs[i]) {
+			e.failRefused(txn, errs[i])
+			continue
+		}
 		if errs[i] != nil {
 			failed = append(failed, txn...)
 			if first == nil || errors.Is(first, metastore.ErrConflict) && !errors.Is(errs[i], metastore.ErrConflict) {
@@ -296,6 +301,28 @@ func (e *Engine) sendPlans(ctx context.Context, plans []*plan, cache map[partKey
 		e.finishPlans(txn, revs[i], cache)
 	}
 	return failed, first
+}
+
+// etcdRefusedLimit reports whether etcd refused a transaction for its
+// size: more operations than its --max-txn-ops or a request over its
+// --max-request-bytes. etcd applied nothing, and the same transaction
+// would be refused again, so it is not retried.
+func etcdRefusedLimit(err error) bool {
+	return err != nil && (errors.Is(err, rpctypes.ErrTooManyOps) || errors.Is(err, rpctypes.ErrRequestTooLarge))
+}
+
+// failRefused answers the units of a transaction etcd refused for its size
+// with UNKNOWN_SERVER_ERROR at once (a permanent error: the client does not
+// retry what cannot be committed; see doc.go) and says what to change.
+func (e *Engine) failRefused(txn []*plan, err error) {
+	units := unitsOf(txn)
+	e.log.Error("etcd refused a commit over its limits; failing its producers (nothing was committed). "+
+		"The engine's MaxTxnOps must not exceed etcd's --max-txn-ops (etcd's default 128), "+
+		"and a commit must fit etcd's --max-request-bytes (default 1.5 MiB): raise etcd's limits or lower MaxTxnOps",
+		"max_txn_ops", e.cfg.MaxTxnOps, "objects", objectKeys(units), "err", err)
+	for _, u := range units {
+		e.failUnit(u, kerr.UnknownServerError)
+	}
 }
 
 // packPlans cuts plans into transactions of at most maxOps operations

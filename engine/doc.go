@@ -25,6 +25,13 @@
 // Several partitions share a transaction up to Config.MaxTxnOps; a conflict
 // (another agent committed first) re-reads and retries with jitter, at most
 // maxConflictRetries times. Then every waiting produce gets its base offset.
+// A transaction etcd refuses for its size (over its --max-txn-ops or
+// --max-request-bytes: etcd applied none of it, and would refuse it again)
+// is not retried: its produces fail at once with UNKNOWN_SERVER_ERROR, the
+// code Kafka gives for a failure the broker cannot name more precisely and
+// that clients do not retry (KAFKA_STORAGE_ERROR would make them retry the
+// same refusal until their delivery timeout), and the agent logs the limit
+// and what to change (MaxTxnOps, at most etcd's --max-txn-ops, default 128).
 //
 // # Seal policy
 //
