@@ -12,7 +12,7 @@ import (
 
 // TestThousandPartitionsAtEtcdDefaultLimits proves a 1,000-partition topic
 // works on an etcd at a stock server's limits (128 operations per
-// transaction, 1.5 MiB per request; Start's default): one record produced
+// transaction, 1.5 MiB per request; Start's etcd process): one record produced
 // to every partition through agent 0, mostly sealed in the same objects,
 // must commit in transactions the server accepts (etcd refuses a larger
 // one, and the produce then fails), and agent 1 reads every record back at
@@ -31,8 +31,9 @@ func TestThousandPartitionsAtEtcdDefaultLimits(t *testing.T) {
 	for p := range parts {
 		recs[p] = &kgo.Record{Partition: int32(p), Value: []byte(fmt.Sprintf("p%04d", p))}
 	}
-	// An agent whose commit etcd refuses keeps retrying it, so the produce
-	// never answers: bound the wait rather than hang until the test timeout.
+	// A commit etcd refuses for its size fails its produces at once
+	// (UNKNOWN_SERVER_ERROR); other failures are retried, so bound the wait
+	// rather than hang until the test timeout.
 	produced := make(chan error, 1)
 	go func() { produced <- prod.ProduceSync(ctx, recs...).FirstErr() }()
 	select {
