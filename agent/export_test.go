@@ -101,3 +101,10 @@ func InternalTopicNames() []string {
 	}
 	return out
 }
+
+// ACLRevision is the etcd revision of the ACLs the agent enforces.
+func ACLRevision(s *Server) int64 {
+	s.sec.mu.Lock()
+	defer s.sec.mu.Unlock()
+	return s.sec.rev
+}

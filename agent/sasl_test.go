@@ -214,6 +214,7 @@ func TestACLs(t *testing.T) {
 	mustACL(t, admA, kadm.NewACLs().Deny("User:reader").Topics("app-secret").Operations(kadm.OpRead))
 	mustACL(t, admA, kadm.NewACLs().Allow("User:reader").Groups("readers").Operations(kadm.OpRead))
 	mustACL(t, admA, kadm.NewACLs().Allow("User:nodesc").Topics("other").Operations(kadm.OpRead))
+	e.syncACLs(t)
 
 	// Everything below goes through agent B.
 	reader := e.client(t, 1, scram256("reader", "reader-pw"), kgo.ConsumerGroup("readers"), kgo.ConsumeTopics("app-orders"),
@@ -290,6 +291,7 @@ func TestACLs(t *testing.T) {
 	offs.Add(kadm.Offset{Topic: "app-orders", Partition: 0, At: 1})
 	offs.Add(kadm.Offset{Topic: "other", Partition: 0, At: 0})
 	mustACL(t, admA, kadm.NewACLs().Allow("User:reader").Groups("audit").Operations(kadm.OpRead))
+	e.syncACLs(t)
 	cres, err := admA.CommitOffsets(testCtx(t, 10*time.Second), "audit", offs)
 	if err == nil {
 		err = cres.Error()

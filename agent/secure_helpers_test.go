@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/agent/agenttest"
@@ -157,4 +159,35 @@ func consumeN(t *testing.T, cl *kgo.Client, n int) []*kgo.Record {
 		out = append(out, fs.Records()...)
 	}
 	return out
+}
+
+// syncACLs waits until every agent enforces the ACLs etcd holds now. An
+// agent applies its own changes before answering; the others follow
+// through their watch, which lags on a loaded machine, as Kafka's brokers
+// follow their metadata log.
+func (e *secEnv) syncACLs(t *testing.T) {
+	t.Helper()
+	ctx := testCtx(t, 10*time.Second)
+	// The newest ACL change is the highest ModRevision under the ACL
+	// prefix (metastore/doc.go's key schema); an agent that reloaded at or
+	// after it enforces it.
+	resp, err := e.c.Etcd.Get(ctx, strings.TrimRight(e.c.Namespace, "/")+"/acls/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		t.Fatal("syncACLs: no ACL keys in etcd (wrong prefix?)")
+	}
+	var rev int64
+	for _, kv := range resp.Kvs {
+		rev = max(rev, kv.ModRevision)
+	}
+	for _, a := range e.c.Agents {
+		for agent.ACLRevision(a.Server) < rev {
+			if ctx.Err() != nil {
+				t.Fatalf("agent %d enforces ACLs of revision %d, want %d", a.Server.NodeID(), agent.ACLRevision(a.Server), rev)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
