@@ -9,9 +9,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/engine/enginetest"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/metastore"
-	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment/segmenttest"
 )
 
@@ -20,20 +20,9 @@ import (
 func newTestServer(t testing.TB) *Server {
 	t.Helper()
 	cli, _ := testenv.Etcd(t)
-	store, err := s3tier.NewDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	meta := metastore.New(cli, "/shale-fuzz")
-	eng, err := engine.New(engine.Config{DataDir: t.TempDir(), FlushInterval: 5 * time.Millisecond}, store, meta, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = eng.Close(ctx)
-	})
+	eng, err := engine.New(engine.Config{DataDir: t.TempDir(), FlushInterval: 5 * time.Millisecond}, enginetest.DirStore(t), meta, nil)
+	eng = enginetest.Started(t, eng, err)
 	s, err := New(Config{AutoCreateTopics: true, NodeID: 1}, eng, meta, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

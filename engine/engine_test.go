@@ -30,15 +30,7 @@ func testEngine(t testing.TB, cli *clientv3.Client, store s3tier.Store, mod func
 		mod(&cfg)
 	}
 	e, err := New(cfg, store, metastore.New(cli, testNS), nil)
-	if err != nil {
-		t.Fatalf("engine.New: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = e.Close(ctx)
-	})
-	return e
+	return enginetest.Started(t, e, err)
 }
 
 func dirStore(t testing.TB) s3tier.Store { return enginetest.DirStore(t) }

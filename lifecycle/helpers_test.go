@@ -36,15 +36,7 @@ func newEngine(t testing.TB, cli *clientv3.Client, store s3tier.Store) *engine.E
 	t.Helper()
 	e, err := engine.New(engine.Config{DataDir: t.TempDir(), FlushInterval: time.Hour, FlushBytes: 1 << 30, UploadTimeout: 20 * time.Second},
 		store, metastore.New(cli, lcNS), nil)
-	if err != nil {
-		t.Fatalf("engine.New: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = e.Close(ctx)
-	})
-	return e
+	return enginetest.Started(t, e, err)
 }
 
 // batchValues returns n distinct 16-byte values for (flush, batch).

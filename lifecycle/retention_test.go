@@ -1,7 +1,6 @@
 package lifecycle_test
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/engine/enginetest"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
@@ -107,18 +107,12 @@ func testRetention(t *testing.T, store s3tier.Store) {
 // produce is acknowledged and offsets stay dense.
 func TestTruncateRacesProduce(t *testing.T) {
 	cli, _ := testenv.Etcd(t)
-	store, err := s3tier.NewDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := enginetest.DirStore(t)
 	ctx := lcCtx(t)
 	meta := metastore.New(cli, lcNS)
 	tp := mustTopic(t, meta, "race", nil)
 	e, err := engine.New(engine.Config{DataDir: t.TempDir(), FlushInterval: time.Millisecond}, store, meta, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(context.Background())
+	e = enginetest.Started(t, e, err)
 	var wg sync.WaitGroup
 	var acked atomic.Int64
 	stop := make(chan struct{})

@@ -1,9 +1,9 @@
 // Package enginetest holds the test helpers shared by the engine's tests
 // and the lifecycle jobs' (and anything else that writes through an engine
 // and reads back): a local object store, reading a partition to its end as
-// a consumer would, and comparing batches. It does not import engine, so
-// the engine's own (internal) tests can use it: an engine's Fetch is passed
-// in as a Fetch.
+// a consumer would, comparing batches, and closing an engine when a test
+// ends. It does not import engine, so the engine's own (internal) tests can
+// use it: an engine's Fetch is passed in as a Fetch, an engine as a Closer.
 package enginetest
 
 import (
@@ -24,6 +24,25 @@ func DirStore(t testing.TB) s3tier.Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Closer is an engine as Started sees it (enginetest does not import
+// engine).
+type Closer interface{ Close(context.Context) error }
+
+// Started takes what engine.New returned: it fails t on err, and otherwise
+// closes e when t ends (10 s for the last flush) and returns it.
+func Started[E Closer](t testing.TB, e E, err error) E {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("engine.New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = e.Close(ctx)
+	})
+	return e
 }
 
 // Fetch is one fetch of a partition from offset, at most maxBytes: the
