@@ -22,21 +22,9 @@ func TestKillRestartKeepsAcknowledgedRecords(t *testing.T) {
 	const topic, n = "restart", 100
 	c.CreateTopic(t, 0, topic, 3)
 
-	prod := c.Client(t, kgo.SeedBrokers(c.Addr(0)), kgo.Dialer(DialTo(c.Addr(0))), kgo.DefaultProduceTopic(topic))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var recs []*kgo.Record
-	for i := range n {
-		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprintf("v%03d", i))})
-	}
-	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("produce via agent 0: %v", err)
-	}
-	prod.Close()
-	acked := map[string]string{} // value -> partition/offset
-	for _, r := range recs {
-		acked[string(r.Value)] = fmt.Sprintf("%d/%d", r.Partition, r.Offset)
-	}
+	acked := produceNumbered(ctx, t, c, 0, topic, n)
 
 	pids := []int{c.agent(0).current().cmd.Process.Pid, c.agent(1).current().cmd.Process.Pid}
 	c.Kill(0)
@@ -52,19 +40,56 @@ func TestKillRestartKeepsAcknowledgedRecords(t *testing.T) {
 		}
 	}
 
-	cons := c.Client(t, kgo.SeedBrokers(c.Addr(1)), kgo.Dialer(DialTo(c.Addr(1))),
+	samePositions(t, acked, readPositions(ctx, t, c, 1, topic, n))
+}
+
+// produceNumbered produces n records (values v000, v001, ...) through agent
+// i, one ProduceSync, and returns where each was acknowledged: value ->
+// "partition/offset".
+func produceNumbered(ctx context.Context, t *testing.T, c *Cluster, i int, topic string, n int) map[string]string {
+	t.Helper()
+	prod := c.Client(t, kgo.SeedBrokers(c.Addr(i)), kgo.Dialer(DialTo(c.Addr(i))), kgo.DefaultProduceTopic(topic))
+	defer prod.Close()
+	var recs []*kgo.Record
+	for k := range n {
+		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprint(k)), Value: []byte(fmt.Sprintf("v%03d", k))})
+	}
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce via agent %d: %v", i, err)
+	}
+	acked := map[string]string{}
+	for _, r := range recs {
+		acked[string(r.Value)] = fmt.Sprintf("%d/%d", r.Partition, r.Offset)
+	}
+	return acked
+}
+
+// readPositions consumes the topic from the start through agent i until it
+// has read n distinct values, and returns where each was read: value ->
+// "partition/offset". A fetch error or ctx's end fails t.
+func readPositions(ctx context.Context, t *testing.T, c *Cluster, i int, topic string, n int) map[string]string {
+	t.Helper()
+	cons := c.Client(t, kgo.SeedBrokers(c.Addr(i)), kgo.Dialer(DialTo(c.Addr(i))),
 		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	defer cons.Close()
 	got := map[string]string{}
 	for len(got) < n {
 		fs := cons.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d records through the restarted agent 1", len(got), n)
+			t.Fatalf("read %d of %d records through agent %d", len(got), n, i)
 		}
 		for _, fe := range fs.Errors() {
 			t.Fatalf("fetch %s/%d: %v", fe.Topic, fe.Partition, fe.Err)
 		}
 		fs.EachRecord(func(r *kgo.Record) { got[string(r.Value)] = fmt.Sprintf("%d/%d", r.Partition, r.Offset) })
 	}
+	return got
+}
+
+// samePositions fails t for each acknowledged record read at another
+// position (or not read).
+func samePositions(t *testing.T, acked, got map[string]string) {
+	t.Helper()
 	for v, pos := range acked {
 		if got[v] != pos {
 			t.Errorf("record %s acknowledged at %s, read at %q", v, pos, got[v])
