@@ -8,15 +8,19 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shale-dev/shale/internal/testenv"
 )
 
 // TestComposeFileIsValid checks docker-compose.yml statically (there is no
 // Docker engine on the build machines): it parses, every image is pinned to
 // a version, etcd's is the version the tests embed (go.mod) at stock limits
-// with a healthcheck, the agents are built from the repo, wait for etcd to
-// be healthy, restart, and every flag and SHALE_* variable passed to shale
-// exists in `shale agent`; .dockerignore keeps data, binaries and npm
-// packages out of the build context.
+// with a healthcheck, MinIO is built from the module version the tests
+// build (testenv.MinIOVersion) with a healthcheck, the agents are built from
+// the repo, wait for etcd and MinIO to be healthy, create the bucket,
+// restart, and every flag and SHALE_* variable passed to shale exists in
+// `shale agent`; .dockerignore keeps data, binaries and npm packages out of
+// the build context.
 func TestComposeFileIsValid(t *testing.T) {
 	data, err := os.ReadFile("../docker-compose.yml")
 	if err != nil {
@@ -51,6 +55,9 @@ func TestComposeFileIsValid(t *testing.T) {
 				t.Errorf("service %s: image %q is not pinned to a version", name, svc.Image)
 			}
 			continue
+		}
+		if b, ok := svc.Build.(map[string]any); ok && b["context"] != "." {
+			continue // not the repo's image: MinIO, checked below
 		}
 		if len(svc.Command) == 0 || svc.Command[0] != "agent" {
 			t.Errorf("service %s: built from the repo but does not run `shale agent`", name)
@@ -91,6 +98,25 @@ func TestComposeFileIsValid(t *testing.T) {
 	for _, arg := range etcd.Command {
 		if strings.HasPrefix(arg, "--max-txn-ops") || strings.HasPrefix(arg, "--max-request-bytes") {
 			t.Errorf("etcd runs with %s: shale works at a stock etcd's limits, as the tests run it", arg)
+		}
+	}
+	// MinIO is built from the module version the tests build (no image of
+	// it is published), and the agents create the bucket.
+	minio := doc.Services["minio"]
+	build, _ := minio.Build.(map[string]any)
+	args, _ := build["args"].(map[string]any)
+	if build["context"] != "docker/minio" || args["MINIO_VERSION"] != testenv.MinIOVersion {
+		t.Errorf("minio build %v, want context docker/minio with MINIO_VERSION %s (internal/testenv.MinIOVersion)", minio.Build, testenv.MinIOVersion)
+	}
+	if df, err := os.ReadFile("../docker/minio/Dockerfile"); err != nil || !strings.Contains(string(df), "github.com/minio/minio@${MINIO_VERSION}") {
+		t.Errorf("docker/minio/Dockerfile does not build github.com/minio/minio@${MINIO_VERSION}: %v", err)
+	}
+	if minio.Healthcheck == nil {
+		t.Errorf("minio has no healthcheck for the agents to wait on")
+	}
+	for name, svc := range doc.Services {
+		if svc.Build == "." && (svc.DependsOn["minio"].Condition != "service_healthy" || !slices.Contains(svc.Command, "--create-bucket")) {
+			t.Errorf("service %s: must wait for minio to be healthy and create the bucket (--create-bucket)", name)
 		}
 	}
 	ignore, err := os.ReadFile("../.dockerignore")
