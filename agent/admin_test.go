@@ -55,7 +55,8 @@ func TestCreateTopicsValidation(t *testing.T) {
 		wantErr    error
 	}{
 		{"exists", "adm-ok", 1, 1, nil, kerr.TopicAlreadyExists},
-		{"compact", "adm-compact", 1, 1, map[string]*string{"cleanup.policy": s("compact")}, kerr.InvalidConfig},
+		{"compact", "adm-compact", 1, 1, map[string]*string{"cleanup.policy": s("compact")}, nil},
+		{"unknown policy", "adm-shred", 1, 1, map[string]*string{"cleanup.policy": s("shred")}, kerr.InvalidConfig},
 		{"unknown config", "adm-unknown", 1, 1, map[string]*string{"no.such.config": s("1")}, kerr.InvalidConfig},
 		{"bad value", "adm-badvalue", 1, 1, map[string]*string{"retention.ms": s("soon")}, kerr.InvalidConfig},
 		{"null value", "adm-null", 1, 1, map[string]*string{"retention.ms": nil}, kerr.InvalidConfig},
@@ -150,9 +151,9 @@ func TestTopicAdministration(t *testing.T) {
 	if err != nil || ar[0].Err != nil {
 		t.Fatalf("incremental alter: %v %+v", err, ar)
 	}
-	ar, err = a.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: s("compact")}}, topic)
+	ar, err = a.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: s("shred")}}, topic)
 	if err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) {
-		t.Fatalf("append compact: %v %+v, want INVALID_CONFIG", err, ar)
+		t.Fatalf("append shred: %v %+v, want INVALID_CONFIG", err, ar)
 	}
 	rcs, _ = b.DescribeTopicConfigs(ctx, topic)
 	if v, _ := configValue(t, rcs, "retention.bytes"); v != "4096" {

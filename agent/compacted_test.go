@@ -20,14 +20,14 @@ import (
 	"github.com/shale-dev/shale/segment/segmenttest"
 )
 
-// TestCompactionConfigs proves, with kadm: cleanup.policy=compact (alone or
-// with delete, in CreateTopics, AlterConfigs and IncrementalAlterConfigs)
-// is INVALID_CONFIG with a message saying compaction is not supported yet,
-// an unknown policy and a min.cleanable.dirty.ratio outside [0, 1] are
-// INVALID_CONFIG naming the problem, and the other configs Kafka Connect
-// sends with its topics are accepted and described with the value set
-// (DYNAMIC_TOPIC_CONFIG) or Kafka's default (DEFAULT_CONFIG) through
-// another agent.
+// TestCompactionConfigs proves, with kadm: an unknown cleanup.policy item,
+// an empty list and a min.cleanable.dirty.ratio outside [0, 1] are
+// INVALID_CONFIG naming the problem; a topic created as Kafka Connect
+// creates its offsets topic (cleanup.policy=compact and the compaction
+// configs) is described with the values set (DYNAMIC_TOPIC_CONFIG) through
+// another agent, a topic setting none with Kafka's defaults
+// (DEFAULT_CONFIG); and cleanup.policy switches delete -> compact ->
+// compact,delete through IncrementalAlterConfigs and AlterConfigs.
 func TestCompactionConfigs(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2})
 	ctx := testCtx(t, time.Minute)
@@ -38,9 +38,6 @@ func TestCompactionConfigs(t *testing.T) {
 	for _, tc := range []struct {
 		name, value, msg string
 	}{
-		{"cleanup.policy", "compact", "not supported yet"},
-		{"cleanup.policy", "compact,delete", "not supported yet"},
-		{"cleanup.policy", "delete, compact", "not supported yet"},
 		{"cleanup.policy", "shred", `unknown policy "shred"`},
 		{"cleanup.policy", "", `must list "delete", "compact" or both`},
 		{"min.cleanable.dirty.ratio", "1.5", "[0, 1]"},
@@ -57,11 +54,10 @@ func TestCompactionConfigs(t *testing.T) {
 		}
 	}
 
-	// The configs Kafka Connect sets on its internal topics, but for
-	// cleanup.policy, which it sets to compact.
+	// The configs Kafka Connect sets on its internal topics.
 	const topic = "connect-offsets"
 	set := map[string]string{
-		"cleanup.policy":            "delete",
+		"cleanup.policy":            "compact",
 		"min.compaction.lag.ms":     "1000",
 		"max.compaction.lag.ms":     "604800000",
 		"delete.retention.ms":       "3600000",
@@ -105,38 +101,47 @@ func TestCompactionConfigs(t *testing.T) {
 		}
 	}
 
-	// Switching to compact is refused by both alter APIs; the topic keeps
-	// its policy.
-	ar, err := a.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: s("compact")}}, topic)
-	if err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) || !strings.Contains(ar[0].ErrMessage, "not supported yet") {
-		t.Errorf("incremental append compact: %v %+v, want INVALID_CONFIG", err, ar)
+	// Switching: delete -> compact (incremental append) -> compact,delete
+	// (AlterConfigs, the whole set) -> delete (incremental subtract).
+	if resp, err := a.CreateTopic(ctx, 1, 1, nil, "cc-switch"); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
 	}
-	ar, err = a.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "cleanup.policy", Value: s("compact")}}, topic)
-	if err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) || !strings.Contains(ar[0].ErrMessage, "not supported yet") {
-		t.Errorf("alter configs compact: %v %+v, want INVALID_CONFIG", err, ar)
-	}
-	ar, err = a.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: s("delete,delete")}}, topic)
-	if err != nil || ar[0].Err != nil {
-		t.Errorf("set delete,delete: %v %+v, want accepted", err, ar)
-	}
-	rcs, _ = b.DescribeTopicConfigs(ctx, topic)
-	if v, _ := configValue(t, rcs, "cleanup.policy"); v != "delete,delete" {
-		t.Errorf("cleanup.policy = %s, want delete,delete", v)
+	for _, step := range []struct {
+		alter func() (kadm.AlterConfigsResponses, error)
+		want  string
+	}{
+		{func() (kadm.AlterConfigsResponses, error) {
+			return a.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: s("compact")}}, "cc-switch")
+		}, "compact"},
+		{func() (kadm.AlterConfigsResponses, error) {
+			return a.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "cleanup.policy", Value: s("compact,delete")}, {Name: "retention.ms", Value: s("3600000")}}, "cc-switch")
+		}, "compact,delete"},
+		{func() (kadm.AlterConfigsResponses, error) {
+			return a.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SubtractConfig, Name: "cleanup.policy", Value: s("compact")}}, "cc-switch")
+		}, "delete"},
+	} {
+		ar, err := step.alter()
+		if err != nil || ar[0].Err != nil {
+			t.Fatalf("switch to %s: %v %+v", step.want, err, ar)
+		}
+		rcs, _ := b.DescribeTopicConfigs(ctx, "cc-switch")
+		if v, _ := configValue(t, rcs, "cleanup.policy"); v != step.want {
+			t.Errorf("cleanup.policy = %s, want %s", v, step.want)
+		}
 	}
 }
 
 // TestCompactedTopicRefusesKeylessRecords proves the produce rule of
-// compacted topics on a topic stored with cleanup.policy=compact (written
-// to etcd directly: the admin APIs refuse it until compaction exists): a
-// keyless record is INVALID_RECORD with Kafka's message and is not stored,
+// compacted topics on a topic created with cleanup.policy=compact,delete:
+// a keyless record is INVALID_RECORD with Kafka's message and is not stored,
 // while an idempotent producer's keyed records (an empty key included) are
 // acknowledged and read back through another agent at dense offsets.
 func TestCompactedTopicRefusesKeylessRecords(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2})
 	ctx := testCtx(t, time.Minute)
 	const topic = "compacted"
-	if _, err := c.Meta.CreateTopic(ctx, topic, 1, map[string]string{"cleanup.policy": "compact,delete"}); err != nil {
-		t.Fatal(err)
+	if resp, err := c.Admin(t).CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": kmsg.StringPtr("compact,delete")}, topic); err != nil || resp.Err != nil {
+		t.Fatalf("create: %v %v", err, resp.Err)
 	}
 	p := c.Client(t, pinnedDialer(c.Agents[0].Addr), kgo.DefaultProduceTopic(topic), kgo.RecordRetries(2))
 	err := p.ProduceSync(ctx, &kgo.Record{Value: []byte("no key")}).FirstErr()

@@ -28,14 +28,15 @@ import (
 // config they are reported by DescribeConfigs with the value set
 // (DYNAMIC_TOPIC_CONFIG) or Kafka's default (DEFAULT_CONFIG). Configs whose
 // Kafka meaning shale cannot honour are refused with INVALID_CONFIG rather
-// than silently ignored: cleanup.policy=compact (until key compaction
-// exists: accepting it without compacting would let a compacted topic grow
-// forever and hide keyless records) and message.timestamp.type=
-// LogAppendTime. Unknown names are refused too, as Kafka does.
+// than silently ignored: message.timestamp.type=LogAppendTime. Unknown
+// names are refused too, as Kafka does.
 //
 // cleanup.policy is a list as in Kafka: "delete", "compact" or both in
 // either order ("compact,delete"), spaces and repeats allowed; an empty
-// list or another item is INVALID_CONFIG naming the item. The compaction
+// list or another item is INVALID_CONFIG naming the item. "compact" makes
+// the elected key-compaction job (lifecycle.CompactKeys) keep the latest
+// record of each key and the produce path refuse keyless records
+// (compacted.go); retention applies only with "delete". The compaction
 // configs (min.compaction.lag.ms, max.compaction.lag.ms,
 // delete.retention.ms, min.cleanable.dirty.ratio, whose value outside
 // [0, 1] is INVALID_CONFIG) are validated and stored with Kafka's defaults
@@ -72,7 +73,7 @@ const (
 
 var topicConfigs = map[string]topicConfig{
 	configCleanupPolicy: {typ: kmsg.ConfigTypeList, def: metastore.DefaultCleanupPolicy, enforced: true, check: cleanupPolicy,
-		doc: "\"delete\": retention.ms and retention.bytes apply. \"compact\" (key compaction) is not supported yet and is refused."},
+		doc: "\"delete\": retention.ms and retention.bytes apply. \"compact\": the latest record of each key is kept (key compaction), records without a key are refused. Both: \"compact,delete\"."},
 	configCompressionType: {typ: kmsg.ConfigTypeString, def: "producer", enforced: true, check: oneOf(compressionTypes...),
 		doc: "The codec batches are stored in: \"producer\" keeps the producer's; uncompressed, gzip, snappy, lz4 or zstd recompress at produce time a batch in another codec."},
 	configGzipLevel: {typ: kmsg.ConfigTypeInt, def: "-1", enforced: true, check: gzipLevel,
@@ -81,20 +82,22 @@ var topicConfigs = map[string]topicConfig{
 		doc: "lz4 level when compression.type=lz4: 1 to 17; up to 9 (the default) lz4's fast compressor, 10 to 17 its high-compression levels 2 to 9."},
 	configZstdLevel: {typ: kmsg.ConfigTypeInt, def: "3", enforced: true, check: between(-131072, 22),
 		doc: "zstd level when compression.type=zstd: -131072 to 22."},
-	"local.retention.bytes":                   {typ: kmsg.ConfigTypeLong, def: "-2", check: atLeast(-2), doc: "Accepted, no effect: shale has no local tier."},
-	"local.retention.ms":                      {typ: kmsg.ConfigTypeLong, def: "-2", check: atLeast(-2), doc: "Accepted, no effect: shale has no local tier."},
-	"message.format.version":                  {typ: kmsg.ConfigTypeString, def: "3.0-IV1", check: kafkaVersion, doc: "Accepted, no effect (deprecated in Kafka 3.0, which ignores it too): batches are message format v2."},
-	"remote.log.copy.disable":                 {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
-	"remote.log.delete.on.disable":            {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
-	"remote.storage.enable":                   {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
-	metastore.ConfigDeleteRetentionMs:         {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultDeleteRetentionMs), check: atLeast(0), doc: compactionOnly},
-	"file.delete.delay.ms":                    {typ: kmsg.ConfigTypeLong, def: "60000", check: atLeast(0), doc: "Accepted, no effect."},
-	"flush.messages":                          {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1), doc: "Accepted, no effect: acknowledged records are in the bucket."},
-	"flush.ms":                                {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, no effect: acknowledged records are in the bucket."},
+	"local.retention.bytes":        {typ: kmsg.ConfigTypeLong, def: "-2", check: atLeast(-2), doc: "Accepted, no effect: shale has no local tier."},
+	"local.retention.ms":           {typ: kmsg.ConfigTypeLong, def: "-2", check: atLeast(-2), doc: "Accepted, no effect: shale has no local tier."},
+	"message.format.version":       {typ: kmsg.ConfigTypeString, def: "3.0-IV1", check: kafkaVersion, doc: "Accepted, no effect (deprecated in Kafka 3.0, which ignores it too): batches are message format v2."},
+	"remote.log.copy.disable":      {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
+	"remote.log.delete.on.disable": {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
+	"remote.storage.enable":        {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: all data is in the bucket."},
+	metastore.ConfigDeleteRetentionMs: {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultDeleteRetentionMs), enforced: true, check: atLeast(0),
+		doc: "Key compaction: how long a tombstone (null value) is kept after the compaction pass that reached it."},
+	"file.delete.delay.ms": {typ: kmsg.ConfigTypeLong, def: "60000", check: atLeast(0), doc: "Accepted, no effect."},
+	"flush.messages":       {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1), doc: "Accepted, no effect: acknowledged records are in the bucket."},
+	"flush.ms":             {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, no effect: acknowledged records are in the bucket."},
 	"follower.replication.throttled.replicas": {typ: kmsg.ConfigTypeList, def: "", doc: "Accepted, no effect."},
 	"leader.replication.throttled.replicas":   {typ: kmsg.ConfigTypeList, def: "", doc: "Accepted, no effect."},
 	"index.interval.bytes":                    {typ: kmsg.ConfigTypeInt, def: "4096", check: atLeast(0), doc: "Accepted, no effect."},
-	metastore.ConfigMaxCompactionLagMs:        {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(1), doc: compactionOnly},
+	metastore.ConfigMaxCompactionLagMs: {typ: kmsg.ConfigTypeLong, def: maxLong, enforced: true, check: atLeast(1),
+		doc: "Key compaction: a pass is forced once a dirty record is this old, whatever min.cleanable.dirty.ratio says."},
 	configMaxMessageBytes: {typ: kmsg.ConfigTypeInt, def: strconv.Itoa(defaultMaxMessage), enforced: true, check: atLeast(0),
 		doc: "Largest record batch accepted by Produce."},
 	configFlushMs: {typ: kmsg.ConfigTypeLong, def: "0", enforced: true, check: flushMs,
@@ -102,23 +105,26 @@ var topicConfigs = map[string]topicConfig{
 	"message.downconversion.enable": {typ: kmsg.ConfigTypeBoolean, def: "true", doc: "Accepted, no effect: shale never down-converts."},
 	"message.timestamp.type": {typ: kmsg.ConfigTypeString, def: "CreateTime", enforced: true, check: oneOf("CreateTime"),
 		doc: "Only CreateTime: batches are stored as sent."},
-	"message.timestamp.difference.max.ms":  {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
-	"message.timestamp.before.max.ms":      {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
-	"message.timestamp.after.max.ms":       {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
-	metastore.ConfigMinCleanableDirtyRatio: {typ: kmsg.ConfigTypeDouble, def: "0.5", check: ratio, doc: compactionOnly},
-	metastore.ConfigMinCompactionLagMs:     {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultMinCompactionLagMs), check: atLeast(0), doc: compactionOnly},
-	"min.insync.replicas":                  {typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(1), doc: "Accepted, no effect: durability comes from the bucket."},
-	"preallocate":                          {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect."},
+	"message.timestamp.difference.max.ms": {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
+	"message.timestamp.before.max.ms":     {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
+	"message.timestamp.after.max.ms":      {typ: kmsg.ConfigTypeLong, def: maxLong, check: atLeast(0), doc: "Accepted, not enforced."},
+	metastore.ConfigMinCleanableDirtyRatio: {typ: kmsg.ConfigTypeDouble, def: "0.5", enforced: true, check: ratio,
+		doc: "Key compaction: a pass runs once the not yet compacted part of a partition is at least this fraction of its compactable bytes (0 to 1)."},
+	metastore.ConfigMinCompactionLagMs: {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultMinCompactionLagMs), enforced: true, check: atLeast(0),
+		doc: "Key compaction: records younger than this are never compacted."},
+	"min.insync.replicas": {typ: kmsg.ConfigTypeInt, def: "1", check: atLeast(1), doc: "Accepted, no effect: durability comes from the bucket."},
+	"preallocate":         {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect."},
 	configRetentionBytes: {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultRetentionBytes), enforced: true, check: atLeast(-1),
 		doc: "Bytes kept per partition before old data is deleted, whole index entries at a time; -1 keeps everything."},
 	// Unlike Kafka (7 days), shale keeps data forever by default: cheap long
 	// retention is its purpose. The retention job applies this same default.
 	configRetentionMs: {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultRetentionMs), enforced: true, check: atLeast(-1),
 		doc: "Age (by record timestamp) after which data is deleted, whole index entries at a time; -1 (the default) keeps it forever."},
-	"segment.bytes":                  {typ: kmsg.ConfigTypeInt, def: "1073741824", check: atLeast(14), doc: "Accepted, no effect: shale sizes its own objects."},
-	"segment.index.bytes":            {typ: kmsg.ConfigTypeInt, def: "10485760", check: atLeast(4), doc: "Accepted, no effect."},
-	"segment.jitter.ms":              {typ: kmsg.ConfigTypeLong, def: "0", check: atLeast(0), doc: "Accepted, no effect."},
-	"segment.ms":                     {typ: kmsg.ConfigTypeLong, def: "604800000", check: atLeast(1), doc: "Accepted, no effect: shale sizes its own objects."},
+	"segment.bytes":       {typ: kmsg.ConfigTypeInt, def: "1073741824", check: atLeast(14), doc: "Accepted, no effect: shale sizes its own objects."},
+	"segment.index.bytes": {typ: kmsg.ConfigTypeInt, def: "10485760", check: atLeast(4), doc: "Accepted, no effect."},
+	"segment.jitter.ms":   {typ: kmsg.ConfigTypeLong, def: "0", check: atLeast(0), doc: "Accepted, no effect."},
+	"segment.ms": {typ: kmsg.ConfigTypeLong, def: "604800000", enforced: true, check: atLeast(1),
+		doc: "Key compaction only (shale sizes its own objects): records committed less than min(segment.ms, max.compaction.lag.ms) ago are the active head, never compacted."},
 	"unclean.leader.election.enable": {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: there are no replicas."},
 }
 
@@ -133,12 +139,7 @@ func oneOf(allowed ...string) func(string) error {
 	}
 }
 
-// compactionOnly documents the compaction configs while compaction does
-// not exist.
-const compactionOnly = "Accepted, no effect yet: key compaction (cleanup.policy=compact) is not supported yet."
-
-// cleanupPolicy checks a cleanup.policy list: items "delete" or "compact";
-// "compact" is refused until shale compacts.
+// cleanupPolicy checks a cleanup.policy list: items "delete" or "compact".
 func cleanupPolicy(v string) error {
 	items := metastore.ParseCleanupPolicy(v)
 	if len(items) == 0 {
@@ -148,7 +149,6 @@ func cleanupPolicy(v string) error {
 		switch p {
 		case metastore.CleanupDelete:
 		case metastore.CleanupCompact:
-			return fmt.Errorf("\"compact\" is not supported yet: shale does not key-compact topics (it is being built); use \"delete\" with retention.ms=-1 to keep every record")
 		default:
 			return fmt.Errorf("unknown policy %q: Kafka's are \"delete\" and \"compact\"", p)
 		}

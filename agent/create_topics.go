@@ -9,8 +9,8 @@ package agent
 // partition count (its broker IDs are ignored); it requires NumPartitions and
 // ReplicationFactor -1, as in Kafka. Configs are validated against the topic
 // configs shale knows (configs.go): unknown names, bad values and configs
-// shale cannot honour (cleanup.policy=compact until key compaction exists,
-// ...) are INVALID_CONFIG, with a message naming the config and why.
+// shale cannot honour (message.timestamp.type=LogAppendTime) are
+// INVALID_CONFIG, with a message naming the config and why.
 // ValidateOnly checks everything without creating. From v5 the answer
 // carries the partition count, replication factor 1 and the topic's configs;
 // from v7 the topic ID. A topic named twice in one request is

@@ -4,8 +4,8 @@ package agent
 //
 // Changes named topic configs and keeps the others: SET (validated as in
 // CreateTopics), DELETE (back to the default), APPEND and SUBTRACT (list
-// configs only; the result is validated too, so cleanup.policy can never
-// gain "compact"). A bad config or operation is INVALID_CONFIG, a config
+// configs only; the result is validated too, so cleanup.policy never
+// holds an unknown item). A bad config or operation is INVALID_CONFIG, a config
 // named twice in one resource INVALID_REQUEST. ValidateOnly checks without
 // writing. Broker configs are static in shale: INVALID_REQUEST.
 

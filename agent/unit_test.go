@@ -117,9 +117,9 @@ func TestValidateTopicConfig(t *testing.T) {
 		{"cleanup.policy", s("delete"), false},
 		{"cleanup.policy", s(" delete "), false},
 		{"cleanup.policy", s("delete,delete"), false},
-		{"cleanup.policy", s("compact"), true}, // until key compaction exists
-		{"cleanup.policy", s("delete,compact"), true},
-		{"cleanup.policy", s("compact,delete"), true},
+		{"cleanup.policy", s("compact"), false},
+		{"cleanup.policy", s("delete,compact"), false},
+		{"cleanup.policy", s("compact, delete"), false},
 		{"cleanup.policy", s("Delete"), true},
 		{"cleanup.policy", s(""), true},
 		{"cleanup.policy", s(","), true},
@@ -211,7 +211,7 @@ func TestApplyIncremental(t *testing.T) {
 		t.Fatal("the current configs were modified")
 	}
 	for _, bad := range []kmsg.IncrementalAlterConfigsRequestResourceConfig{
-		op("cleanup.policy", kmsg.IncrementalAlterConfigOpAppend, s("compact")),
+		op("cleanup.policy", kmsg.IncrementalAlterConfigOpAppend, s("shred")),
 		op("retention.ms", kmsg.IncrementalAlterConfigOpAppend, s("1")),
 		op("retention.ms", kmsg.IncrementalAlterConfigOpSet, s("x")),
 		op("retention.ms", 9, s("1")),

@@ -26,8 +26,8 @@ func newTopicCmd() *cobra.Command {
 Configs shale honours: retention.ms and retention.bytes (-1 keeps forever),
 max.message.bytes, message.timestamp.type, compression.type, and shale's own shale.flush.ms
 (a flush interval for this topic alone, in ms: lower acks=all latency for one PUT per interval).
-cleanup.policy=compact (key compaction) is not supported yet and is refused; the compaction
-configs (min.compaction.lag.ms, delete.retention.ms, min.cleanable.dirty.ratio...) are validated.
+cleanup.policy=compact keeps the latest record per key (min.compaction.lag.ms, max.compaction.lag.ms,
+delete.retention.ms, min.cleanable.dirty.ratio and segment.ms tune it) and refuses keyless records.
 Other Kafka topic configs (segment.bytes, flush.messages, min.insync.replicas...) are
 accepted so that tools which set them keep working, but have no effect: shale sizes its own
 objects and acknowledged records are already durable in the bucket. 'topic describe' marks them.`,

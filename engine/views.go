@@ -244,8 +244,9 @@ func (c *indexCache) watch(ctx context.Context, meta *metastore.Store, rev int64
 			c.mu.Lock()
 			clear(c.parts)
 			c.mu.Unlock()
-		case ev.Deleted:
-			// Retention, compaction or topic deletion rewrote the index.
+		case ev.Deleted, ev.Overwrite:
+			// Retention, compaction or topic deletion rewrote the index (an
+			// overwrite: key compaction replaced a single entry).
 			c.forget(k)
 		default:
 			c.add(k, []metastore.IndexEntry{ev.Entry})

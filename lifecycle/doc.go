@@ -91,8 +91,10 @@
 //     already keeps every emptied batch's header) so producer state
 //     rebuilt from the log still de-duplicates that producer's retries.
 //
-// The agents still refuse cleanup.policy=compact from clients until the
-// job's metrics and `shale topic describe` view exist (agent/configs.go).
+// Engines see a rewrite through their index watch (a deleted entry key, or
+// an overwritten one when a single entry is replaced) and drop the
+// partition's cached entries, so every agent reads the compacted log.
+// `shale topic describe` does not show the cleaner state yet.
 //
 // # Imports
 //

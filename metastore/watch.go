@@ -38,6 +38,10 @@ type IndexEvent struct {
 	Partition int32
 	Entry     IndexEntry
 	Deleted   bool
+	// Overwrite marks a put to an existing entry key: a compaction that
+	// replaced one entry by another with the same base offset (no key was
+	// deleted), so cached copies of the old entry are stale.
+	Overwrite bool
 	Resync    bool
 	Revision  int64
 }
@@ -92,6 +96,7 @@ func (s *Store) WatchIndex(ctx context.Context, afterRev int64) <-chan IndexEven
 					e.Entry.BaseOffset = base
 					return e, nil
 				}
+				e.Overwrite = ev.Kv.Version > 1
 				e.Entry, err = s.decodeEntryKV(ev.Kv, id, p)
 				return e, err
 			},

@@ -179,13 +179,14 @@ func checkStoredCodec(t *testing.T, c *cluster.Cluster, i int, topic string, par
 	}
 }
 
-// TestPythonCompactedTopicConfigs proves, with confluent-kafka's
-// AdminClient on agent A and B: creating a topic as Kafka Connect does
-// (cleanup.policy=compact with the compaction configs) is refused with
-// INVALID_CONFIG saying compaction is not supported yet, as is altering a
-// topic to compact and a min.cleanable.dirty.ratio above 1; with
-// cleanup.policy=delete the same configs are accepted and described
-// through the other agent with the values set, as DYNAMIC_TOPIC_CONFIG.
+// TestPythonCompactedTopicConfigs proves, with confluent-kafka on agent A
+// and B: a topic created as Kafka Connect creates its offsets topic
+// (cleanup.policy=compact with the compaction configs) is accepted; an
+// idempotent producer's keyed record is acknowledged and its keyless one
+// refused with INVALID_RECORD; the topic switches to compact,delete with
+// AlterConfigs; a min.cleanable.dirty.ratio above 1 is INVALID_CONFIG; the
+// configs are described through the other agent as set
+// (DYNAMIC_TOPIC_CONFIG).
 func TestPythonCompactedTopicConfigs(t *testing.T) {
 	const python = "/usr/bin/python3"
 	need(t, python, "python3 (Debian python3)")
@@ -227,14 +228,24 @@ func TestPythonCompactedTopicConfigs(t *testing.T) {
 			}
 		}
 	}
-	refused("create-compact", "not supported yet")
-	refused("alter-compact", "not supported yet")
 	refused("alter-ratio", "[0, 1]")
-	if l := lines["create-delete"]; !noErrors(l.Errors) {
-		t.Errorf("create with cleanup.policy=delete: %s", l.Errors)
+	for _, kind := range []string{"create-compact", "alter-compact-delete"} {
+		if l := lines[kind]; !noErrors(l.Errors) {
+			t.Errorf("%s: %s", kind, l.Errors)
+		}
+	}
+	var produced map[string]*string
+	if err := json.Unmarshal(lines["produce"].Errors, &produced); err != nil || len(produced) != 2 {
+		t.Fatalf("produce: %s", lines["produce"].Errors)
+	}
+	if e := produced["keyed"]; e != nil {
+		t.Errorf("keyed record refused: %s", *e)
+	}
+	if e := produced["keyless"]; e == nil || !strings.Contains(*e, "INVALID_RECORD") {
+		t.Errorf("keyless record: %v, want INVALID_RECORD", e)
 	}
 	const dynamic = 1 // confluent_kafka ConfigSource.DYNAMIC_TOPIC_CONFIG
-	want := map[string]string{"cleanup.policy": "delete", "min.compaction.lag.ms": "1000", "max.compaction.lag.ms": "604800000",
+	want := map[string]string{"cleanup.policy": "compact,delete", "min.compaction.lag.ms": "1000", "max.compaction.lag.ms": "604800000",
 		"delete.retention.ms": "3600000", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "3600000",
 		"segment.bytes": "104857600", "min.insync.replicas": "1"}
 	got := lines["describe"].Configs

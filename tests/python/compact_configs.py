@@ -4,9 +4,8 @@
 
 Through SHALE_PRODUCE_BOOTSTRAP (agent A): creates SHALE_TOPIC as Kafka
 Connect creates its offsets topic (cleanup.policy=compact and the
-compaction configs), which shale refuses until it compacts; creates it
-again with cleanup.policy=delete and the same other configs; tries to alter
-it to compact; sets min.cleanable.dirty.ratio out of range. Through
+compaction configs); produces a keyed record and a keyless one; alters it
+to compact,delete; sets min.cleanable.dirty.ratio out of range. Through
 SHALE_CONSUME_BOOTSTRAP (agent B): describes it. Prints one JSON line per
 observation ({"kind": ...}); the Go test asserts.
 """
@@ -15,6 +14,7 @@ import json
 import os
 import sys
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 CONFIGS = {
@@ -52,12 +52,23 @@ def main():
 
     connect = dict(CONFIGS, **{"cleanup.policy": "compact"})
     out({"kind": "create-compact", "errors": wait_all(a.create_topics([NewTopic(topic, 1, 1, config=connect)]))})
-    deleting = dict(CONFIGS, **{"cleanup.policy": "delete"})
-    out({"kind": "create-delete", "errors": wait_all(a.create_topics([NewTopic(topic, 1, 1, config=deleting)]))})
 
-    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config=dict(deleting, **{"cleanup.policy": "compact"}))
-    out({"kind": "alter-compact", "errors": wait_all(a.alter_configs([res]))})
-    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config=dict(deleting, **{"min.cleanable.dirty.ratio": "1.5"}))
+    p = Producer({"bootstrap.servers": os.environ["SHALE_PRODUCE_BOOTSTRAP"], "client.id": "shale-py-compact-p",
+                  "enable.idempotence": True, "message.send.max.retries": 2})
+    results = {}
+
+    def done(name):
+        return lambda err, _m: results.__setitem__(name, str(err) if err else None)
+
+    p.produce(topic, key=b"connector-1", value=b"{}", partition=0, on_delivery=done("keyed"))
+    p.flush(30)
+    p.produce(topic, value=b"no key", partition=0, on_delivery=done("keyless"))
+    p.flush(30)
+    out({"kind": "produce", "errors": results})
+
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config=dict(connect, **{"cleanup.policy": "compact,delete"}))
+    out({"kind": "alter-compact-delete", "errors": wait_all(a.alter_configs([res]))})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config=dict(connect, **{"min.cleanable.dirty.ratio": "1.5"}))
     out({"kind": "alter-ratio", "errors": wait_all(a.alter_configs([res]))})
 
     res = ConfigResource(ConfigResource.Type.TOPIC, topic)
