@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,15 +68,7 @@ func noErrors(raw json.RawMessage) bool {
 // listed and described with Kafka's states and protocol types (never used:
 // Dead; consumer left: Empty "consumer"; offsets only: Empty "").
 func TestPythonAdminSession(t *testing.T) {
-	const python = "/usr/bin/python3"
-	need(t, python, "python3 (Debian python3)")
-	if out, err := exec.Command(python, "-c", "import confluent_kafka").CombinedOutput(); err != nil {
-		t.Fatalf("%s cannot import confluent_kafka (%v: %s): run `make test-deps` (scripts/test-deps.sh) to install the Debian package python3-confluent-kafka", python, err, out)
-	}
-	script, err := filepath.Abs("../python/admin.py")
-	if err != nil {
-		t.Fatal(err)
-	}
+	python, script := pythonScript(t, "admin.py")
 	c := cluster.Start(t, cluster.Options{Agents: 2})
 	const topic, count = "py-admin", 200
 	env := append(os.Environ(),
@@ -188,15 +178,7 @@ func checkStoredCodec(t *testing.T, c *cluster.Cluster, i int, topic string, par
 // configs are described through the other agent as set
 // (DYNAMIC_TOPIC_CONFIG).
 func TestPythonCompactedTopicConfigs(t *testing.T) {
-	const python = "/usr/bin/python3"
-	need(t, python, "python3 (Debian python3)")
-	if out, err := exec.Command(python, "-c", "import confluent_kafka").CombinedOutput(); err != nil {
-		t.Fatalf("%s cannot import confluent_kafka (%v: %s): run `make test-deps` (scripts/test-deps.sh) to install the Debian package python3-confluent-kafka", python, err, out)
-	}
-	script, err := filepath.Abs("../python/compact_configs.py")
-	if err != nil {
-		t.Fatal(err)
-	}
+	python, script := pythonScript(t, "compact_configs.py")
 	c := cluster.Start(t, cluster.Options{Agents: 2})
 	const topic = "connect-offsets"
 	env := append(os.Environ(), "SHALE_PRODUCE_BOOTSTRAP="+c.Addr(0), "SHALE_CONSUME_BOOTSTRAP="+c.Addr(1), "SHALE_TOPIC="+topic)

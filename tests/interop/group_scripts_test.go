@@ -85,12 +85,7 @@ func runGroupScript(t *testing.T, name string, argv ...string) {
 // through a shale-coordinated group with subscribe() and synchronous
 // commits, and reads back what it committed.
 func TestPythonConsumerGroup(t *testing.T) {
-	const python = "/usr/bin/python3"
-	need(t, python, "python3 (Debian python3)")
-	script, err := filepath.Abs("../python/group.py")
-	if err != nil {
-		t.Fatal(err)
-	}
+	python, script := pythonScript(t, "group.py")
 	runGroupScript(t, "python", python, script)
 }
 

@@ -17,22 +17,31 @@ import (
 	"github.com/shale-dev/shale/tests/cluster"
 )
 
+// pythonScript returns Debian's python3 and the absolute path of
+// tests/python/<name>, failing t (with how to install them) unless both
+// exist and python3 imports confluent_kafka.
+func pythonScript(t *testing.T, name string) (python, script string) {
+	t.Helper()
+	python = "/usr/bin/python3"
+	need(t, python, "python3 (Debian python3)")
+	if out, err := exec.Command(python, "-c", "import confluent_kafka").CombinedOutput(); err != nil {
+		t.Fatalf("%s cannot import confluent_kafka (%v: %s): run `make test-deps` (scripts/test-deps.sh) to install the Debian package python3-confluent-kafka", python, err, out)
+	}
+	script, err := filepath.Abs(filepath.Join("../python", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	need(t, script, "tests/python/"+name)
+	return python, script
+}
+
 // TestPythonRoundTrip proves that confluent-kafka for Python (librdkafka)
 // round-trips 10,000 keyed records with headers and explicit timestamps,
 // zstd-compressed, producing through agent A and reading with assign() (no
 // group) through agent B until every partition reports its end: every
 // record at its acknowledged partition and offset, in order, dense.
 func TestPythonRoundTrip(t *testing.T) {
-	const python = "/usr/bin/python3"
-	need(t, python, "python3 (Debian python3)")
-	if out, err := exec.Command(python, "-c", "import confluent_kafka").CombinedOutput(); err != nil {
-		t.Fatalf("%s cannot import confluent_kafka (%v: %s): run `make test-deps` (scripts/test-deps.sh) to install the Debian package python3-confluent-kafka", python, err, out)
-	}
-	script, err := filepath.Abs("../python/roundtrip.py")
-	if err != nil {
-		t.Fatal(err)
-	}
-	need(t, script, "tests/python/roundtrip.py")
+	python, script := pythonScript(t, "roundtrip.py")
 
 	c := cluster.Start(t, cluster.Options{Agents: 2})
 	const topic = "python"

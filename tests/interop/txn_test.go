@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,16 +26,7 @@ import (
 // and that a second producer with the same transactional.id fences the
 // first, whose next transaction fails with a fatal fenced error.
 func TestPythonTransactions(t *testing.T) {
-	const python = "/usr/bin/python3"
-	need(t, python, "python3 (Debian python3)")
-	if out, err := exec.Command(python, "-c", "import confluent_kafka").CombinedOutput(); err != nil {
-		t.Fatalf("%s cannot import confluent_kafka (%v: %s): run `make test-deps`", python, err, out)
-	}
-	script, err := filepath.Abs("../python/txn.py")
-	if err != nil {
-		t.Fatal(err)
-	}
-	need(t, script, "tests/python/txn.py")
+	python, script := pythonScript(t, "txn.py")
 
 	c := cluster.Start(t, cluster.Options{Agents: 2})
 	const topic, partitions, count = "python-txn", 3, 50
