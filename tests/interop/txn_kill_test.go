@@ -248,7 +248,13 @@ func recoverTxnID(t *testing.T, ctx context.Context, c *cluster.Cluster, id stri
 // txnCoordinatorIndex returns which agent process coordinates transactional ID id.
 func txnCoordinatorIndex(t *testing.T, ctx context.Context, c *cluster.Cluster, adm *kadm.Client, id string) int {
 	t.Helper()
+	// The admin client may hold a connection to an agent killed and
+	// restarted by an earlier phase: its first request there gets EOF.
 	ds, err := adm.DescribeTransactions(ctx, id)
+	for deadline := time.Now().Add(15 * time.Second); (err != nil || ds[id].Err != nil) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		ds, err = adm.DescribeTransactions(ctx, id)
+	}
 	if err != nil || ds[id].Err != nil {
 		t.Fatalf("describe %s: %v %v", id, err, ds[id].Err)
 	}

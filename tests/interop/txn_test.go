@@ -169,9 +169,15 @@ func TestTransactionsAcrossAgents(t *testing.T) {
 		}
 		return v
 	}
+	// An agent's view of a partition follows etcd's watch, so B may lag A
+	// by a moment: both must agree once B has seen the last commit.
 	a, b := fetch(0), fetch(1)
+	for deadline := time.Now().Add(10 * time.Second); fmt.Sprint(a) != fmt.Sprint(b) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		a, b = fetch(0), fetch(1)
+	}
 	if fmt.Sprint(a) != fmt.Sprint(b) {
-		t.Errorf("read_committed differs between agents:\nA: %+v\nB: %+v", a, b)
+		t.Errorf("read_committed differs between agents after 10s:\nA: %+v\nB: %+v", a, b)
 	}
 	if a.lso != 22 || a.hwm != 38 {
 		t.Errorf("read_committed: last stable offset %d, high watermark %d; want 22 (the open transaction's first offset) and 38", a.lso, a.hwm)
