@@ -13,30 +13,13 @@ Prints one JSON line per observation ({"kind": ...}); the Go test asserts.
 Bounded by SHALE_READ_TIMEOUT seconds per wait.
 """
 
-import json
 import os
-import sys
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-
-def out(obj):
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def wait_all(futures):
-    """Returns {key: error string or None} for a dict of futures."""
-    res = {}
-    for k, f in futures.items():
-        try:
-            f.result(timeout=30)
-            res[str(k)] = None
-        except Exception as e:  # noqa: BLE001 - reported to the test
-            res[str(k)] = str(e)
-    return res
+from shale_common import out, wait_all
 
 
 def describe(admin, topic, names):

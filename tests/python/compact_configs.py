@@ -10,12 +10,12 @@ SHALE_CONSUME_BOOTSTRAP (agent B): describes it. Prints one JSON line per
 observation ({"kind": ...}); the Go test asserts.
 """
 
-import json
 import os
-import sys
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from shale_common import out, wait_all
 
 CONFIGS = {
     "min.compaction.lag.ms": "1000",
@@ -26,23 +26,6 @@ CONFIGS = {
     "segment.bytes": "104857600",
     "min.insync.replicas": "1",
 }
-
-
-def out(obj):
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def wait_all(futures):
-    """Returns {key: error string or None} for a dict of futures."""
-    res = {}
-    for k, f in futures.items():
-        try:
-            f.result(timeout=30)
-            res[str(k)] = None
-        except Exception as e:  # noqa: BLE001 - reported to the test
-            res[str(k)] = str(e)
-    return res
 
 
 def main():

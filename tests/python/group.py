@@ -11,16 +11,12 @@ with the offsets the group committed (read back with committed()). Bounded
 by SHALE_READ_TIMEOUT seconds.
 """
 
-import json
 import os
-import sys
 import time
 
 from confluent_kafka import Consumer, TopicPartition
 
-
-def out(obj):
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+from shale_common import out
 
 
 def main():
