@@ -42,6 +42,9 @@ func (s *Server) handleAlterConfigs(ctx context.Context, _ *reqCtx, req *kmsg.Al
 			}
 			configs[c.Name] = *c.Value
 		}
+		if bad == nil {
+			bad = validateTopicConfigSet(configs)
+		}
 		if bad != nil {
 			or.ErrorCode, or.ErrorMessage = kerr.InvalidConfig.Code, errMessage(bad)
 			resp.Resources = append(resp.Resources, or)

@@ -43,8 +43,9 @@ func TestCompactionConfigs(t *testing.T) {
 		{"min.cleanable.dirty.ratio", "1.5", "[0, 1]"},
 		{"min.cleanable.dirty.ratio", "-0.1", "[0, 1]"},
 		{"delete.retention.ms", "-1", ">= 0"},
+		{"max.compaction.lag.ms", "5", "below min.compaction.lag.ms"}, // with min.compaction.lag.ms=10
 	} {
-		resps, err := a.CreateTopics(ctx, 1, 1, map[string]*string{tc.name: s(tc.value)}, "cc-refused")
+		resps, err := a.CreateTopics(ctx, 1, 1, map[string]*string{tc.name: s(tc.value), "min.compaction.lag.ms": s("10")}, "cc-refused")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,6 +100,16 @@ func TestCompactionConfigs(t *testing.T) {
 		if v, src := configValue(t, rcs, k); v != want || src != kmsg.ConfigSourceDefaultConfig {
 			t.Errorf("%s = %s (source %v), want the default %s", k, v, src, want)
 		}
+	}
+
+	// Lags in conflict through both alter APIs.
+	ar, err := a.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.compaction.lag.ms", Value: s("999")}}, topic)
+	if err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) || !strings.Contains(ar[0].ErrMessage, "below min.compaction.lag.ms") {
+		t.Errorf("incremental max.compaction.lag.ms below min: %v %+v, want INVALID_CONFIG", err, ar)
+	}
+	ar, err = a.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "min.compaction.lag.ms", Value: s("10")}, {Name: "max.compaction.lag.ms", Value: s("9")}}, topic)
+	if err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) {
+		t.Errorf("alter configs max below min: %v %+v, want INVALID_CONFIG", err, ar)
 	}
 
 	// Switching: delete -> compact (incremental append) -> compact,delete

@@ -248,6 +248,17 @@ func validateTopicConfig(name string, value *string) error {
 	return nil
 }
 
+// validateTopicConfigSet checks what single configs cannot: as Kafka's
+// LogConfig.validate, max.compaction.lag.ms below min.compaction.lag.ms
+// (the effective values, defaults included) is refused.
+func validateTopicConfigSet(configs map[string]string) error {
+	c := metastore.CompactionOf(configs)
+	if c.MaxLagMs < c.MinLagMs {
+		return fmt.Errorf("conflicting topic configs: max.compaction.lag.ms (%d) is below min.compaction.lag.ms (%d)", c.MaxLagMs, c.MinLagMs)
+	}
+	return nil
+}
+
 // topicConfigValue returns the effective value of a config for a topic and
 // whether the topic sets it.
 func topicConfigValue(configs map[string]string, name string) (string, bool) {

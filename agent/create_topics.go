@@ -128,5 +128,8 @@ func (s *Server) checkNewTopic(rt *kmsg.CreateTopicsRequestTopic) (int32, map[st
 		}
 		configs[c.Name] = *c.Value
 	}
+	if err := validateTopicConfigSet(configs); err != nil {
+		return 0, nil, kerr.InvalidConfig, err
+	}
 	return partitions, configs, nil, nil
 }

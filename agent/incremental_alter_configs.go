@@ -100,6 +100,9 @@ func applyIncremental(cur map[string]string, ops []kmsg.IncrementalAlterConfigsR
 			return nil, fmt.Errorf("%w: unknown operation %d for %q", errConfig, op.Op, op.Name)
 		}
 	}
+	if err := validateTopicConfigSet(next); err != nil {
+		return nil, fmt.Errorf("%w: %v", errConfig, err)
+	}
 	return next, nil
 }
 
