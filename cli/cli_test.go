@@ -30,11 +30,19 @@ func startTestStackEtcd(t *testing.T) (string, []string) {
 	t.Helper()
 	_, endpoints := testenv.Etcd(t)
 	dir := t.TempDir()
-	st, err := StartStack(context.Background(), StackOptions{
+	st := startStack(t, StackOptions{
 		DataDir: dir, EtcdEndpoints: endpoints, Bucket: filepath.Join(dir, "bucket"),
 		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
 		Agent:  agent.Config{Listen: "127.0.0.1:0", AutoCreateTopics: true, DefaultPartitions: 1, AgentTTL: 5 * time.Second},
-	}, slog.New(slog.DiscardHandler))
+	})
+	return st.Agent.Addr().String(), endpoints
+}
+
+// startStack starts a stack with o (logs discarded), fails t if it does
+// not start, and closes it (10 s) when t ends.
+func startStack(t *testing.T, o StackOptions) *Stack {
+	t.Helper()
+	st, err := StartStack(context.Background(), o, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +51,7 @@ func startTestStackEtcd(t *testing.T) (string, []string) {
 		defer cancel()
 		st.Close(ctx)
 	})
-	return st.Agent.Addr().String(), endpoints
+	return st
 }
 
 func run(t *testing.T, stdin string, args ...string) (string, string, int) {

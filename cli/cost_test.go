@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -35,18 +34,10 @@ func TestCostEndToEnd(t *testing.T) {
 	_, endpoints := testenv.Etcd(t)
 	dir := t.TempDir()
 	bucketDir := filepath.Join(dir, "bucket")
-	st, err := StartStack(context.Background(), StackOptions{
+	st := startStack(t, StackOptions{
 		DataDir: dir, EtcdEndpoints: endpoints, Bucket: bucketDir, AdminListen: "127.0.0.1:0", NoLifecycle: true,
 		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
 		Agent:  agent.Config{Listen: "127.0.0.1:0", AgentTTL: 5 * time.Second, NodeID: -1},
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		st.Close(ctx)
 	})
 	addr, etcd := st.Agent.Addr().String(), strings.Join(endpoints, ",")
 	metricsURL := "http://" + st.Admin.Addr().String() + "/metrics"
@@ -207,20 +198,12 @@ func TestCostEndToEnd(t *testing.T) {
 func TestCostShowsCompaction(t *testing.T) {
 	_, endpoints := testenv.Etcd(t)
 	dir := t.TempDir()
-	st, err := StartStack(context.Background(), StackOptions{
+	st := startStack(t, StackOptions{
 		DataDir: dir, EtcdEndpoints: endpoints, Bucket: filepath.Join(dir, "bucket"), AdminListen: "127.0.0.1:0",
 		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
 		Agent:  agent.Config{Listen: "127.0.0.1:0", AutoCreateTopics: true, DefaultPartitions: 1, AgentTTL: 5 * time.Second},
 		Lifecycle: lifecycle.Config{Interval: 200 * time.Millisecond, LeaseTTL: time.Second,
 			Compaction: lifecycle.CompactConfig{Settle: time.Second, MinEntries: 2}},
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		st.Close(ctx)
 	})
 	addr, etcd := st.Agent.Addr().String(), strings.Join(endpoints, ",")
 	const runs = 6

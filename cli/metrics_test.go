@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -94,15 +93,7 @@ func TestMetricsFamilies(t *testing.T) {
 				})
 			}
 		}
-		st, err := StartStack(context.Background(), o, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			st.Close(ctx)
-		})
+		st := startStack(t, o)
 		return st
 	}
 	a, b := start("a", true), start("b", false)

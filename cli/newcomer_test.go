@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/base64"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"regexp"
@@ -178,18 +177,10 @@ func TestConsumeJSONIsReplaysJSONL(t *testing.T) {
 	_, endpoints := testenv.Etcd(t)
 	dir := t.TempDir()
 	bucket := filepath.Join(dir, "bucket")
-	st, err := StartStack(context.Background(), StackOptions{
+	st := startStack(t, StackOptions{
 		DataDir: dir, EtcdEndpoints: endpoints, Bucket: bucket,
 		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
 		Agent:  agent.Config{Listen: "127.0.0.1:0", DefaultPartitions: 1, AgentTTL: 5 * time.Second},
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		st.Close(ctx)
 	})
 	addr := st.Agent.Addr().String()
 	if _, errs, code := run(t, "", "topic", "create", "shape", "-b", addr); code != 0 {

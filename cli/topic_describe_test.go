@@ -26,20 +26,12 @@ import (
 func TestDescribeShowsStorageAndLifecycleRuns(t *testing.T) {
 	_, endpoints := testenv.Etcd(t)
 	dir := t.TempDir()
-	st, err := StartStack(context.Background(), StackOptions{
+	st := startStack(t, StackOptions{
 		DataDir: dir, EtcdEndpoints: endpoints, EtcdNamespace: "/describe", Bucket: filepath.Join(dir, "bucket"),
 		Engine: engine.Config{FlushInterval: 20 * time.Millisecond},
 		Agent:  agent.Config{Listen: "127.0.0.1:0", AutoCreateTopics: true, DefaultPartitions: 1, AgentTTL: 5 * time.Second},
 		Lifecycle: lifecycle.Config{Interval: 200 * time.Millisecond, LeaseTTL: time.Second,
 			Compaction: lifecycle.CompactConfig{Settle: 2 * time.Second, MinEntries: 2}},
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		st.Close(ctx)
 	})
 	addr := st.Agent.Addr().String()
 	for i := range 10 {
