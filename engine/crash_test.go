@@ -15,8 +15,7 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
+	"github.com/shale-dev/shale/engine/enginetest"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
@@ -38,17 +37,11 @@ func TestMain(m *testing.M) {
 // acknowledged batch. With SHALE_CRASH_BEFORE_COMMIT it kills itself after
 // its first upload, before the commit.
 func crashChild() int {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(os.Getenv("SHALE_ETCD"), ","), DialTimeout: 5 * time.Second})
+	meta, store, err := enginetest.ChildStores(testNS)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	store, err := s3tier.NewDirStore(os.Getenv("SHALE_BUCKET"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	meta := metastore.New(cli, testNS)
 	if d, err := time.ParseDuration(os.Getenv("SHALE_CRASH_PUT_DELAY")); err == nil {
 		// Slow PUTs of varied length: several uploads in flight, finishing
 		// out of seal order, so commit passes take several objects.

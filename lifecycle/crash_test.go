@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/engine/enginetest"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
@@ -44,17 +43,11 @@ func crashCompactCfg(tmp string) lifecycle.CompactConfig {
 // and PASS n after each pass (stdout is unbuffered: a line printed is in
 // the pipe when the kill lands).
 func lifecycleChild() int {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(os.Getenv("SHALE_ETCD"), ","), DialTimeout: 5 * time.Second})
+	meta, store, err := enginetest.ChildStores(lcNS)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	store, err := s3tier.NewDirStore(os.Getenv("SHALE_BUCKET"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	meta := metastore.New(cli, lcNS)
 	ctx := context.Background()
 	fmt.Println("READY")
 	for pass := 0; pass < 1000; pass++ {

@@ -9,9 +9,14 @@ package enginetest
 import (
 	"bytes"
 	"context"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
 )
@@ -43,6 +48,22 @@ func Started[E Closer](t testing.TB, e E, err error) E {
 		_ = e.Close(ctx)
 	})
 	return e
+}
+
+// ChildStores opens, in a crash test's child process (the test binary run
+// again), the etcd cluster and directory bucket its parent named in the
+// environment: SHALE_ETCD (endpoints, comma-separated) and SHALE_BUCKET.
+// The metastore uses namespace ns.
+func ChildStores(ns string) (*metastore.Store, s3tier.Store, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(os.Getenv("SHALE_ETCD"), ","), DialTimeout: 5 * time.Second})
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := s3tier.NewDirStore(os.Getenv("SHALE_BUCKET"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return metastore.New(cli, ns), store, nil
 }
 
 // Fetch is one fetch of a partition from offset, at most maxBytes: the
