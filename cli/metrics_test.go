@@ -139,7 +139,19 @@ func TestMetricsFamilies(t *testing.T) {
 	if _, _, code := run(t, "", "group", "reset-offsets", "analytics", "-b", addrA, "--topic", "kept", "--to-offset", "0", "--execute"); code != 0 {
 		t.Fatal("reset-offsets failed")
 	}
+	// One committed transaction (its coordinator is A or B).
+	txc := mustClient(t, addrA, kgo.DefaultProduceTopic("kept"), kgo.TransactionalID("metrics-txn"))
+	if err := txc.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txc.ProduceSync(ctx, &kgo.Record{Value: []byte("txn")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txc.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
 	want := []string{
+		"shale_txn_ended_total", "shale_txn_end_duration_seconds_count",
 		"shale_requests_total", "shale_request_duration_seconds_count", "shale_bytes_in_total", "shale_bytes_out_total",
 		"shale_flush_bytes_sum", "shale_flush_duration_seconds_count", "shale_uploads_total", "shale_upload_retries_total",
 		"shale_s3_requests_total", "shale_etcd_commit_duration_seconds_count", "shale_etcd_commit_conflicts_total",
