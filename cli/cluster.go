@@ -18,6 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/replay"
 	"github.com/shale-dev/shale/s3tier"
 )
 
@@ -125,6 +126,27 @@ func openMetaFlags(ctx context.Context, v *viper.Viper) (meta *metastore.Store, 
 			err, filepath.Join(dir, "etcd"), derr)
 	}
 	return meta, func() { cli.Close(); emb.Close() }, nil
+}
+
+// openReadOnly opens etcd from the flags through a client that refuses
+// every write (cost and replay only read the cluster), and returns the
+// store options of the bucket: --bucket and the S3 flags, or the bucket the
+// cluster recorded (clusterBucket). close closes the etcd client.
+func openReadOnly(ctx context.Context, v *viper.Viper) (meta *metastore.Store, so StackOptions, close func(), err error) {
+	meta, close, err = openMetaFlags(ctx, v)
+	if err != nil {
+		return nil, so, nil, err
+	}
+	ecli := meta.Client()
+	ecli.KV = replay.ReadOnlyKV(ecli.KV)
+	meta = metastore.New(ecli, meta.Namespace())
+	so = StackOptions{Bucket: v.GetString("bucket")}
+	setS3Options(&so, v)
+	if err := clusterBucket(ctx, meta, &so, v); err != nil {
+		close()
+		return nil, so, nil, err
+	}
+	return meta, so, close, nil
 }
 
 // clusterBucket fills o's bucket from the cluster record when --bucket is

@@ -88,19 +88,11 @@ Nothing is written to etcd or the bucket.`,
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute+sample)
 		defer cancel()
-		meta, closeMeta, err := openMetaFlags(ctx, v)
+		meta, so, closeMeta, err := openReadOnly(ctx, v) // cost never writes to etcd
 		if err != nil {
 			return err
 		}
 		defer closeMeta()
-		ecli := meta.Client()
-		ecli.KV = replay.ReadOnlyKV(ecli.KV) // cost never writes to etcd
-		meta = metastore.New(ecli, meta.Namespace())
-		so := StackOptions{Bucket: v.GetString("bucket")}
-		setS3Options(&so, v)
-		if err := clusterBucket(ctx, meta, &so, v); err != nil {
-			return err
-		}
 		store, err := OpenStore(ctx, so)
 		if err != nil {
 			return err

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/replay"
 )
 
@@ -130,19 +129,11 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 			debug.SetMemoryLimit(replayMemoryLimit)
 		}
 		ctx := cmd.Context()
-		meta, closeMeta, err := openMetaFlags(ctx, v)
+		meta, so, closeMeta, err := openReadOnly(ctx, v) // replay never writes to etcd
 		if err != nil {
 			return err
 		}
 		defer closeMeta()
-		ecli := meta.Client()
-		ecli.KV = replay.ReadOnlyKV(ecli.KV) // replay never writes to etcd
-		meta = metastore.New(ecli, meta.Namespace())
-		so := StackOptions{Bucket: v.GetString("bucket")}
-		setS3Options(&so, v)
-		if err := clusterBucket(ctx, meta, &so, v); err != nil {
-			return err
-		}
 		if b := so.Bucket; !strings.HasPrefix(b, "s3://") {
 			if st, err := os.Stat(strings.TrimPrefix(b, "file://")); err != nil || !st.IsDir() {
 				return fmt.Errorf("bucket directory %s: not found", b)
