@@ -63,9 +63,9 @@ On a terminal, text and kv output quote keys and values holding control bytes.`,
 		if topic == "" {
 			return fmt.Errorf("--topic is required")
 		}
-		format := v.GetString("output")
-		if format != "text" && format != "kv" && format != "json" {
-			return fmt.Errorf("bad --output %q: use text, kv or json", format)
+		format, err := outputFlag(v, "text", "kv", "json")
+		if err != nil {
+			return err
 		}
 		ctx := cmd.Context()
 		adm, done, err := adminClient(ctx, v)

@@ -74,9 +74,9 @@ Nothing is written to etcd or the bucket.`,
 		if err != nil {
 			return err
 		}
-		out := v.GetString("output")
-		if out != "table" && out != "json" {
-			return fmt.Errorf("bad --output %q: use table or json", out)
+		out, err := outputFlag(v, "table", "json")
+		if err != nil {
+			return err
 		}
 		prices, err := costPrices(v)
 		if err != nil {

@@ -71,9 +71,9 @@ works with every agent stopped.`,
 		if err != nil {
 			return err
 		}
-		out := v.GetString("output")
-		if out != "table" && out != "json" {
-			return fmt.Errorf("bad --output %q: use table or json", out)
+		out, err := outputFlag(v, "table", "json")
+		if err != nil {
+			return err
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
 		defer cancel()

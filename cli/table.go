@@ -3,10 +3,12 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
@@ -46,4 +48,15 @@ func adminRun(run func(cmd *cobra.Command, adm *kadm.Client, args []string) erro
 		defer done()
 		return run(cmd, adm, args)
 	}
+}
+
+// outputFlag returns --output when it is one of formats, else an error
+// naming them ("use table or json").
+func outputFlag(v *viper.Viper, formats ...string) (string, error) {
+	out := v.GetString("output")
+	if slices.Contains(formats, out) {
+		return out, nil
+	}
+	use := strings.Join(formats[:len(formats)-1], ", ") + " or " + formats[len(formats)-1]
+	return "", fmt.Errorf("bad --output %q: use %s", out, use)
 }
