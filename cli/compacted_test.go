@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,8 @@ import (
 // produced with `kcat -P -K: -Z`, and `kcat -C` from the beginning soon
 // reads only the latest record of each key (the tombstone as a null value)
 // at the offsets first assigned, through the very agent that served the
-// produce and cached the replaced index entry; a keyless record is refused; after
+// produce and cached the replaced index entry; `shale topic describe`
+// shows the cleaner checkpoint; a keyless record is refused; after
 // switching to compact,delete with a short retention.ms, retention still
 // deletes the old records (the log start advances past them).
 func TestCompactedTopicWithKcat(t *testing.T) {
@@ -80,6 +82,10 @@ func TestCompactedTopicWithKcat(t *testing.T) {
 	}
 	if got != want {
 		t.Fatalf("kcat read %q, want %q (the latest record of each key)", got, want)
+	}
+	out, errs, code := run(t, "", "topic", "describe", "kc", "-b", addr, "--etcd-endpoints", strings.Join(endpoints, ","), "--etcd-namespace", "/compacted")
+	if code != 0 || !regexp.MustCompile(`(?m)^KEY COMPACTION\nPARTITION\s+CHECKPOINT\s+DIRTY OFFSETS\s+LAST PASS\n0\s+7\s+0\s+\d{4}-`).MatchString(out) {
+		t.Errorf("topic describe: want partition 0 compacted up to checkpoint 7, nothing dirty:\n%s%s", out, errs)
 	}
 	if out, err := kc("novalue\n", "-P", "-p", "0", "-X", "message.send.max.retries=0"); err == nil && !strings.Contains(out, "INVALID_RECORD") && !strings.Contains(out, "nvalid record") {
 		t.Errorf("keyless record: %q, want refused", out)

@@ -108,7 +108,8 @@ func topicDescribeCmd() *cobra.Command {
 their storage (read from etcd: record bytes stored, index entries, and distinct objects
 referenced; an object shared by several partitions counts in each), the bytes saved by
 recompressing produced batches into the topic's compression.type (counted by the agents since
-the topic was created, including data retention has since deleted), and its configs.
+the topic was created, including data retention has since deleted), for a compacted topic each
+partition's key-compaction checkpoint, and its configs.
 Storage columns need etcd (--etcd-endpoints, default the dev agent's embedded etcd); when it
 is unreachable they are left out with a note. When no agent answers, the topic is described from
 etcd alone (offsets, storage, and the configs set on the topic), so it works with every agent
@@ -307,7 +308,7 @@ func topicStorage(ctx context.Context, v *viper.Viper, name string) (map[int32]p
 	if err != nil {
 		return nil, "", err
 	}
-	return storage, compressionLine(ctx, meta, t), nil
+	return storage, compressionLine(ctx, meta, t) + cleanerLines(ctx, meta, t, storage), nil
 }
 
 // scanStorage reads every partition's state and index entries.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/viper"
 
@@ -46,6 +48,7 @@ func describeFromEtcd(ctx context.Context, out io.Writer, v *viper.Viper, name s
 		return err
 	}
 	fmt.Fprint(out, compressionLine(ctx, meta, t))
+	fmt.Fprint(out, cleanerLines(ctx, meta, t, storage))
 	fmt.Fprintln(out, "\nCONFIG (set on the topic; every other config has its default)")
 	keys := make([]string, 0, len(t.Configs))
 	for k := range t.Configs {
@@ -80,4 +83,32 @@ func compressionLine(ctx context.Context, meta *metastore.Store, t metastore.Top
 	}
 	return fmt.Sprintf("\nrecompressed at produce into compression.type: %s as produced, %s stored, %s since the topic was created\n",
 		HumanBytes(c.Produced), HumanBytes(c.Stored), verdict)
+}
+
+// cleanerLines shows, for a topic whose cleanup.policy includes compact,
+// each partition's key-compaction state: the cleaner checkpoint (offsets
+// below it were compacted at least once), the part of the log above it
+// (dirty) and when the last pass ran. Empty for other topics.
+func cleanerLines(ctx context.Context, meta *metastore.Store, t metastore.Topic, storage map[int32]partitionStorage) string {
+	if _, compacts := metastore.CleanupPolicyOf(t.Configs); !compacts {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\nKEY COMPACTION\n")
+	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PARTITION\tCHECKPOINT\tDIRTY OFFSETS\tLAST PASS")
+	for p := range t.Partitions {
+		st, err := meta.GetCleanerState(ctx, t.ID, p)
+		if err != nil {
+			return fmt.Sprintf("\n(key compaction state left out: %v)\n", err)
+		}
+		last := "never"
+		if n := len(st.Passes); n > 0 {
+			last = time.UnixMilli(st.Passes[n-1].AtMs).UTC().Format(time.RFC3339)
+		}
+		ps := storage[p]
+		fmt.Fprintf(w, "%d\t%d\t%d\t%s\n", p, st.Checkpoint, max(0, ps.next-max(st.Checkpoint, ps.start)), last)
+	}
+	_ = w.Flush()
+	return b.String()
 }

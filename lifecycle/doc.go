@@ -94,7 +94,7 @@
 // Engines see a rewrite through their index watch (a deleted entry key, or
 // an overwritten one when a single entry is replaced) and drop the
 // partition's cached entries, so every agent reads the compacted log.
-// `shale topic describe` does not show the cleaner state yet.
+// `shale topic describe` shows each partition's cleaner state.
 //
 // # Imports
 //
