@@ -11,7 +11,6 @@ import (
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
-	"github.com/shale-dev/shale/s3tier"
 )
 
 // TestGCPaginatesOnMinIO proves garbage collection on MinIO sees a bucket
@@ -21,10 +20,7 @@ func TestGCPaginatesOnMinIO(t *testing.T) {
 	srv := testenv.MinIO(t)
 	cli, _ := testenv.Etcd(t)
 	ctx := lcCtx(t)
-	store, err := s3tier.NewS3Store(ctx, s3Config(srv, "cluster"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := s3Store(ctx, t, srv, "cluster")
 	meta := metastore.New(cli, lcNS)
 	keep, err := meta.CreateTopic(ctx, "keep", 2, nil)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
-	"github.com/shale-dev/shale/s3tier"
 )
 
 // TestGCDeletesExactlyUnreferenced proves, with the bucket listed by an
@@ -22,10 +21,7 @@ func TestGCDeletesExactlyUnreferenced(t *testing.T) {
 	srv := testenv.S3(t)
 	cli, _ := testenv.Etcd(t)
 	ctx := lcCtx(t)
-	store, err := s3tier.NewS3Store(ctx, s3Config(srv, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := s3Store(ctx, t, srv, "")
 	mc := srv.Minio(t)
 	meta := metastore.New(cli, lcNS)
 	keep, _ := meta.CreateTopic(ctx, "keep", 2, nil)

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shale-dev/shale/engine/enginetest"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
-	"github.com/shale-dev/shale/s3tier"
 )
 
 // TestGroupExpiryJob proves the group-expiry job is elected and run like
@@ -20,10 +20,7 @@ import (
 func TestGroupExpiryJob(t *testing.T) {
 	cli, _ := testenv.Etcd(t)
 	meta := metastore.New(cli, lcNS)
-	store, err := s3tier.NewDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := enginetest.DirStore(t)
 	ctx := lcCtx(t)
 	sess, err := meta.RegisterAgent(ctx, metastore.AgentInfo{NodeID: -1, Host: "a", Port: 1}, 10*time.Second)
 	if err != nil {

@@ -163,6 +163,17 @@ func compactCfg(t testing.TB) lifecycle.CompactConfig {
 func isOutOfRange(err error) bool { return errors.Is(err, kerr.OffsetOutOfRange) }
 
 // s3Config returns a store configuration for srv under prefix.
+// s3Store is a store on srv under prefix (s3Config); t fails if it cannot
+// be opened.
+func s3Store(ctx context.Context, t testing.TB, srv testenv.S3Server, prefix string) s3tier.Store {
+	t.Helper()
+	store, err := s3tier.NewS3Store(ctx, s3Config(srv, prefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
 func s3Config(srv testenv.S3Server, prefix string) s3tier.S3Config {
 	return s3tier.S3Config{Bucket: srv.Bucket, Prefix: prefix, Endpoint: srv.Endpoint, Region: srv.Region, PathStyle: true,
 		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, MaxBackoff: 50 * time.Millisecond}

@@ -9,6 +9,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/engine/enginetest"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
@@ -40,10 +41,7 @@ func TestCompactionShrinksIndexAndBucket(t *testing.T) {
 	srv := testenv.S3(t)
 	cli, _ := testenv.Etcd(t)
 	ctx := lcCtx(t)
-	store, err := s3tier.NewS3Store(ctx, s3Config(srv, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := s3Store(ctx, t, srv, "")
 	mc := srv.Minio(t)
 	meta := metastore.New(cli, lcNS)
 	tp, err := meta.CreateTopic(ctx, "compact-me", 2, nil)
@@ -132,10 +130,7 @@ func TestCompactionGETs(t *testing.T) {
 		t.Skip("writes 64 MiB")
 	}
 	cli, _ := testenv.Etcd(t)
-	store, err := s3tier.NewDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := enginetest.DirStore(t)
 	ctx := lcCtx(t)
 	meta := metastore.New(cli, lcNS)
 	tp, err := meta.CreateTopic(ctx, "gets", 1, nil)

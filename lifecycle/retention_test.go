@@ -23,10 +23,7 @@ import (
 // It runs on the local-directory store and on a real S3 server (versitygw).
 func TestRetention(t *testing.T) {
 	t.Run("dir", func(t *testing.T) {
-		store, err := s3tier.NewDirStore(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
+		store := enginetest.DirStore(t)
 		testRetention(t, store)
 	})
 	t.Run("versitygw", func(t *testing.T) {
@@ -177,10 +174,7 @@ func mustTopic(t testing.TB, meta *metastore.Store, name string, configs map[str
 // while compact,delete and delete topics lose them.
 func TestRetentionFollowsCleanupPolicy(t *testing.T) {
 	cli, _ := testenv.Etcd(t)
-	store, err := s3tier.NewDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := enginetest.DirStore(t)
 	ctx := lcCtx(t)
 	meta := metastore.New(cli, lcNS)
 	e := newEngine(t, cli, store)
