@@ -50,6 +50,7 @@ import (
 	"errors"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -81,6 +82,9 @@ type txnCoord struct {
 	mu sync.Mutex
 	// ids holds the IDs claimed under a session lease.
 	ids map[string]*txnEntry
+	// open counts the entries whose transaction is Ongoing or Prepare*
+	// (the txn_open gauge); each entry counts itself once (recount).
+	open atomic.Int64
 }
 
 // txnEntry is one coordinated transactional ID. Its fields are guarded by mu.
@@ -92,12 +96,31 @@ type txnEntry struct {
 	exists bool // the state key exists
 	dead   bool // left the registry: re-acquire
 	st     metastore.TxnState
+	// counted: this entry is in txnCoord.open.
+	counted bool
+}
+
+// recount brings e's share of the open-transactions count up to date
+// after a change of its state, with e.mu held.
+func (c *txnCoord) recount(e *txnEntry) {
+	open := !e.dead && e.loaded && e.exists && (e.st.Phase == metastore.TxnOngoing || preparing(e.st.Phase))
+	if open != e.counted {
+		if open {
+			c.open.Add(1)
+		} else {
+			c.open.Add(-1)
+		}
+		e.counted = open
+	}
 }
 
 // txns returns the server's transaction coordinator, starting it on first use.
 func (s *Server) txns() *txnCoord {
 	s.txnOnce.Do(func() {
 		s.txnc = &txnCoord{s: s, ids: map[string]*txnEntry{}}
+		c := s.txnc
+		s.cfg.Metrics.GaugeFunc("txn_open", "Transactions ongoing or ending on this agent's transaction coordinator.",
+			func() float64 { return float64(c.open.Load()) })
 		go s.txnc.run()
 	})
 	return s.txnc
@@ -146,6 +169,7 @@ func (c *txnCoord) dropAll() {
 	for _, e := range ids {
 		e.mu.Lock()
 		e.dead = true
+		c.recount(e)
 		e.mu.Unlock()
 	}
 }
@@ -153,6 +177,7 @@ func (c *txnCoord) dropAll() {
 // forget removes e (its claim is lost), with e.mu held.
 func (c *txnCoord) forget(e *txnEntry) {
 	e.dead = true
+	c.recount(e)
 	c.mu.Lock()
 	if c.ids[e.name] == e {
 		delete(c.ids, e.name)
@@ -219,6 +244,7 @@ func (c *txnCoord) load(ctx context.Context, e *txnEntry) int16 {
 			return kerr.CoordinatorNotAvailable.Code
 		}
 		e.st, e.exists, e.loaded = st, ok, true
+		c.recount(e)
 	}
 	if e.exists && preparing(e.st.Phase) {
 		return c.complete(ctx, e)
@@ -239,6 +265,7 @@ func (c *txnCoord) put(ctx context.Context, e *txnEntry, st metastore.TxnState) 
 	}
 	st.UpdateMs = time.Now().UnixMilli()
 	rev, err := c.s.meta.PutTxnState(ctx, e.name, e.lease, st)
+	defer c.recount(e)
 	switch {
 	case err == nil:
 		st.Revision = rev

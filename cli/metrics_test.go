@@ -150,8 +150,16 @@ func TestMetricsFamilies(t *testing.T) {
 	if err := txc.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
+	// And one left open, for txn_open.
+	open := mustClient(t, addrA, kgo.DefaultProduceTopic("kept"), kgo.TransactionalID("metrics-open"))
+	if err := open.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := open.ProduceSync(ctx, &kgo.Record{Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 	want := []string{
-		"shale_txn_ended_total", "shale_txn_end_duration_seconds_count",
+		"shale_txn_ended_total", "shale_txn_end_duration_seconds_count", "shale_txn_open",
 		"shale_requests_total", "shale_request_duration_seconds_count", "shale_bytes_in_total", "shale_bytes_out_total",
 		"shale_flush_bytes_sum", "shale_flush_duration_seconds_count", "shale_uploads_total", "shale_upload_retries_total",
 		"shale_s3_requests_total", "shale_etcd_commit_duration_seconds_count", "shale_etcd_commit_conflicts_total",

@@ -25,6 +25,7 @@
 //	group_lag{group,topic,partition}                     for groups this agent coordinates
 //	txn_ended_total{outcome}, txn_end_duration_seconds   transactions committed / aborted by this agent's coordinator; markers+offsets time
 //	txn_timeouts_total                                   transactions aborted at their transaction.timeout.ms
+//	txn_open                                             transactions ongoing or ending on this agent's coordinator
 //
 // A nil *Metrics is valid and records nothing, so packages can take one
 // optionally.
