@@ -12,13 +12,16 @@ package agent
 //   - a group whose members all left is Empty and keeps its protocol type
 //     ("consumer");
 //   - a group made only by committing offsets (a "simple" group of tools)
-//     is Empty with no protocol type, as long as no member joined it since
-//     its coordinator claimed it.
-// A group nobody coordinates (released after 5 idle minutes) is described
-// without claiming it: Empty with protocol type "consumer" if it has
-// committed offsets, else Dead. Unlike Kafka, which keeps the protocol type
-// in its log, shale does not record it: a simple group released by its
-// coordinator is then shown as "consumer".
+//     is Empty with no protocol type, as long as no member joined it.
+// A coordinator that releases an idle group (after 5 minutes without
+// members) records its protocol type in etcd beside its empty-since record
+// (metastore.ReleaseGroup), as Kafka keeps it in its log; the next claim
+// takes it back into the group. A group nobody coordinates is described
+// without claiming it: Empty with the recorded protocol type if it has
+// committed offsets ("" for a simple group), else Dead. Only a group whose
+// coordinator died without a release has no record: it is shown as
+// "consumer", the likelier guess (a group claimed with no record and no
+// member since is shown with none, as a simple group).
 // Authorized operations (v3+, when asked) are computed from the ACLs
 // (authorized_ops.go).
 
@@ -94,9 +97,17 @@ func (s *Server) describeGroup(ctx context.Context, name string) kmsg.DescribeGr
 	d.State = "Dead"
 	switch {
 	case len(offs) > 0 && held:
-		d.State = "Empty" // a simple group: no protocol type
+		d.State, d.ProtocolType = "Empty", g.protocolType // as the claim took it: "" if none
 	case len(offs) > 0:
-		d.State, d.ProtocolType = "Empty", "consumer"
+		pt, ok, err := s.meta.ReleasedGroupProtocolType(ctx, name)
+		if err != nil {
+			d.State, d.ErrorCode = "", errCode(s.log, "describe group", err)
+			return d
+		}
+		if !ok {
+			pt = "consumer" // coordinator died without a release
+		}
+		d.State, d.ProtocolType = "Empty", pt
 	}
 	return d
 }

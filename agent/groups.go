@@ -191,7 +191,7 @@ func (c *coordinator) maybeRelease(g *group, idle time.Duration) {
 	}
 	ctx, cancel := context.WithTimeout(c.s.ctx, requestTimeout)
 	err := c.s.groupMeta(groupOpRelease, g.name, func() error {
-		return c.s.meta.ReleaseGroupCoordinator(ctx, g.name, g.lease, g.emptySince)
+		return c.s.meta.ReleaseGroup(ctx, g.name, g.lease, g.emptySince, g.protocolType)
 	})
 	cancel()
 	if err != nil {
@@ -365,9 +365,10 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		return nil, kerr.CoordinatorNotAvailable.Code
 	default:
 	}
-	// emptySince is the empty-since record a claim took from etcd; a
-	// repeated claim finds the key held and returns none, so keep it.
+	// emptySince and protocolType are the records a claim took from etcd;
+	// a repeated claim finds the key held and returns none, so keep them.
 	var emptySince time.Time
+	var protocolType string
 	for range claimAttempts {
 		c.mu.Lock()
 		g, released := c.groups[name], c.released
@@ -389,7 +390,7 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 			return nil, kerr.NotCoordinator.Code
 		}
 		if !claim.EmptySince.IsZero() {
-			emptySince = claim.EmptySince
+			emptySince, protocolType = claim.EmptySince, claim.ProtocolType
 		}
 		c.mu.Lock()
 		if g := c.groups[name]; g != nil && g.lease == sess.Lease() {
@@ -404,6 +405,7 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 			continue
 		}
 		g = newGroup(c, name, sess.Lease(), emptySince)
+		g.protocolType = protocolType // as released: a joining member resets it
 		c.groups[name] = g
 		c.mu.Unlock()
 		c.s.log.Info("coordinating group", "group", name)

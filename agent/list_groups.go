@@ -70,7 +70,11 @@ func (s *Server) handleListGroups(ctx context.Context, _ *reqCtx, req *kmsg.List
 			continue
 		}
 		if win, ok := rendezvous(agents, l.Name); ok && win.NodeID == self {
-			add(l.Name, "consumer", "Empty")
+			pt := l.ProtocolType // as released (describe_groups.go)
+			if !l.HasProtocolType {
+				pt = "consumer"
+			}
+			add(l.Name, pt, "Empty")
 		}
 	}
 	return now(resp)

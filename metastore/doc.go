@@ -33,6 +33,7 @@
 //	<ns>/groups/<g>/coordinator              <node> (decimal) under the coordinator's agent lease
 //	<ns>/groups/<g>/empty-since              Unix ms (decimal) the group became empty; set at release (or by expiry), deleted by a claim
 //	<ns>/groups/<g>/offsets/<topic>/<p>      GroupOffset      one per committed partition
+//	<ns>/groups/<g>/protocol-type            raw string       protocol type at release ("" for a simple group), written with empty-since, deleted by a claim
 //	<ns>/users/<u>/<mechanism>               auth.Credential  SCRAM salt, iterations, StoredKey, ServerKey
 //	<ns>/acls/<digest>                       auth.ACL         digest: sha256 of the binding, 32 hex digits
 //	<ns>/aborted/<id>/<p>/<last offset>      AbortedTxn       one per aborted transaction: producer, first offset; the key is its abort marker's offset
@@ -100,7 +101,11 @@
 //     a group that stayed without members for a while, writing
 //     empty-since if the group has offsets (ReleaseGroupCoordinator); a
 //     claim deletes empty-since (ClaimGroup), since the group may get
-//     members. A group without coordinator key nor empty-since lost its
+//     members. The release also records the group's protocol type
+//     (ReleaseGroup) beside empty-since, for DescribeGroups and ListGroups
+//     to answer as Kafka for a group nobody holds; the claim takes it too.
+//     Expiry ignores it (it goes with the group's other keys); a release
+//     without it (ReleaseGroupCoordinator, or older agents) leaves none. A group without coordinator key nor empty-since lost its
 //     coordinator without a release, maybe with live members about to
 //     rejoin elsewhere: expiry does not delete it but writes empty-since
 //     (now), counting the retention from there. The deleting transaction

@@ -43,6 +43,10 @@ type GroupListing struct {
 	Coordinator int32
 	// HasOffsets reports whether any offset is committed.
 	HasOffsets bool
+	// ProtocolType is the protocol type the group's last release recorded
+	// (ReleaseGroup), if HasProtocolType.
+	ProtocolType    string
+	HasProtocolType bool
 }
 
 // GroupClaim is the outcome of ClaimGroup.
@@ -57,6 +61,11 @@ type GroupClaim struct {
 	// members join it now. The claimant passes it back to
 	// ReleaseGroupCoordinator if the group gets no member meanwhile.
 	EmptySince time.Time
+	// ProtocolType is the protocol type the last release recorded
+	// (ReleaseGroup), taken out of etcd with EmptySince: "" if none
+	// (never released with one, or the key was held already) or if the
+	// group was a simple one (offsets committed, no member ever).
+	ProtocolType string
 }
 
 // ClaimGroupCoordinator is ClaimGroup without the claimed empty-since
@@ -81,7 +90,8 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 	k := s.keys.groupCoordinator(group)
 	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, strconv.Itoa(int(nodeID)), clientv3.WithLease(lease)),
-			clientv3.OpDelete(s.keys.groupEmptySince(group), clientv3.WithPrevKV())).
+			clientv3.OpDelete(s.keys.groupEmptySince(group), clientv3.WithPrevKV()),
+			clientv3.OpDelete(s.keys.groupProtocolType(group), clientv3.WithPrevKV())).
 		Else(clientv3.OpGet(k)).Commit()
 	if err != nil {
 		return GroupClaim{Holder: -1}, fmt.Errorf("claim group coordinator %q: %w", group, err)
@@ -94,6 +104,9 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 			if ms, err := strconv.ParseInt(string(del.PrevKvs[0].Value), 10, 64); err == nil {
 				c.EmptySince = time.UnixMilli(ms)
 			}
+		}
+		if del := resp.Responses[2].GetResponseDeleteRange(); del != nil && len(del.PrevKvs) == 1 {
+			c.ProtocolType = string(del.PrevKvs[0].Value)
 		}
 		return c, nil
 	}
@@ -239,16 +252,35 @@ func (s *Store) DeleteGroup(ctx context.Context, group string, lease clientv3.Le
 // groups/<g>/empty-since: offset expiry (ExpireGroupOffsets) counts the
 // retention from it or from the newest commit, whichever is later. A zero
 // emptySince records nothing, so expiry counts from the first pass that
-// finds the group, as after a coordinator's death.
+// finds the group, as after a coordinator's death. It records no protocol
+// type (ReleaseGroup does).
 func (s *Store) ReleaseGroupCoordinator(ctx context.Context, group string, lease clientv3.LeaseID, emptySince time.Time) error {
+	return s.release(ctx, group, lease, emptySince, nil)
+}
+
+// ReleaseGroup is ReleaseGroupCoordinator that also records, with the
+// empty-since record (so only if emptySince is non-zero and the group has
+// committed offsets), the group's protocol type as
+// groups/<g>/protocol-type: "consumer" for a consumer group whose members
+// left, "" for a simple group (offsets committed, no member). Whoever
+// answers for the group while nobody holds it reads it
+// (ReleasedGroupProtocolType); the next claim takes it (GroupClaim).
+func (s *Store) ReleaseGroup(ctx context.Context, group string, lease clientv3.LeaseID, emptySince time.Time, protocolType string) error {
+	return s.release(ctx, group, lease, emptySince, &protocolType)
+}
+
+func (s *Store) release(ctx context.Context, group string, lease clientv3.LeaseID, emptySince time.Time, protocolType *string) error {
 	k := s.keys.groupCoordinator(group)
 	ops := []clientv3.Op{clientv3.OpDelete(k)}
 	if !emptySince.IsZero() {
 		// Every offset key has CreateRevision > 0; an empty range compares
 		// as one absent key (0), so this holds iff an offset exists.
 		hasOffsets := clientv3.Compare(clientv3.CreateRevision(s.keys.groupOffsets(group)), ">", 0).WithPrefix()
-		ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{hasOffsets},
-			[]clientv3.Op{clientv3.OpPut(s.keys.groupEmptySince(group), strconv.FormatInt(emptySince.UnixMilli(), 10))}, nil))
+		puts := []clientv3.Op{clientv3.OpPut(s.keys.groupEmptySince(group), strconv.FormatInt(emptySince.UnixMilli(), 10))}
+		if protocolType != nil {
+			puts = append(puts, clientv3.OpPut(s.keys.groupProtocolType(group), *protocolType))
+		}
+		ops = append(ops, clientv3.OpTxn([]clientv3.Cmp{hasOffsets}, puts, nil))
 	}
 	if _, err := s.cli.Txn(ctx).If(s.fence(group, lease)).Then(ops...).Commit(); err != nil {
 		return fmt.Errorf("release group coordinator %q: %w", group, err)
@@ -256,8 +288,24 @@ func (s *Store) ReleaseGroupCoordinator(ctx context.Context, group string, lease
 	return nil
 }
 
+// ReleasedGroupProtocolType returns the protocol type the last release of
+// group recorded (ReleaseGroup) and whether there is one: none if the
+// group was never released with one, was claimed since, or lost its
+// coordinator without a release.
+func (s *Store) ReleasedGroupProtocolType(ctx context.Context, group string) (string, bool, error) {
+	resp, err := s.cli.Get(ctx, s.keys.groupProtocolType(group))
+	if err != nil {
+		return "", false, fmt.Errorf("read group protocol type %q: %w", group, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", false, nil
+	}
+	return string(resp.Kvs[0].Value), true, nil
+}
+
 // ListGroups returns every group with a coordinator or committed offsets,
-// sorted by name. It reads keys only, plus the coordinator values.
+// sorted by name. It reads keys only, plus the coordinator and
+// protocol-type values.
 func (s *Store) ListGroups(ctx context.Context) ([]GroupListing, error) {
 	resp, err := s.cli.Get(ctx, s.keys.groupsPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
@@ -283,12 +331,16 @@ func (s *Store) ListGroups(ctx context.Context) ([]GroupListing, error) {
 			}
 		case strings.HasPrefix(tail, groupTailOffsets):
 			l.HasOffsets = true
+		case tail == groupTailProtocolType:
+			if l.ProtocolType, l.HasProtocolType, err = s.ReleasedGroupProtocolType(ctx, g); err != nil {
+				return nil, fmt.Errorf("list groups: %w", err)
+			}
 		}
 	}
 	sort.Strings(names)
 	out := make([]GroupListing, 0, len(names))
 	for _, n := range names {
-		if l := byName[n]; l.HasOffsets || l.Coordinator >= 0 { // not a lone empty-since record
+		if l := byName[n]; l.HasOffsets || l.Coordinator >= 0 { // not a lone empty-since or protocol-type record
 			out = append(out, *l)
 		}
 	}

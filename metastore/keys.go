@@ -68,8 +68,9 @@ func (k keys) agentsPrefix() string          { return k.p + dirAgents }
 func (k keys) job(name string) string { return k.p + dirJobs + name }
 
 // Group keys: <ns>/groups/<escaped group>/coordinator,
-// <ns>/groups/<escaped group>/empty-since and
-// <ns>/groups/<escaped group>/offsets/<topic>/<p>. The group ID is
+// <ns>/groups/<escaped group>/empty-since,
+// <ns>/groups/<escaped group>/offsets/<topic>/<p> and
+// <ns>/groups/<escaped group>/protocol-type. The group ID is
 // path-escaped (url.PathEscape) so any Kafka group ID, "/" included, is
 // one key component; topic names need no escaping (legal names are
 // [a-zA-Z0-9._-]).
@@ -78,6 +79,7 @@ func (k keys) group(g string) string                   { return k.p + dirGroups 
 func (k keys) groupCoordinator(g string) string        { return k.group(g) + groupTailCoordinator }
 func (k keys) groupEmptySince(g string) string         { return k.group(g) + groupTailEmptySince }
 func (k keys) groupOffsets(g string) string            { return k.group(g) + groupTailOffsets }
+func (k keys) groupProtocolType(g string) string       { return k.group(g) + groupTailProtocolType }
 func (k keys) groupOffsetTopic(g, topic string) string { return k.groupOffsets(g) + topic + "/" }
 func (k keys) groupOffset(g, topic string, partition int32) string {
 	return k.groupOffsetTopic(g, topic) + fmtPartition(partition)
@@ -86,9 +88,10 @@ func (k keys) groupOffset(g, topic string, partition int32) string {
 // The keys of one group after its component; they sort in this order, so a
 // scan meets a group's coordinator key before its other keys.
 const (
-	groupTailCoordinator = "coordinator"
-	groupTailEmptySince  = "empty-since"
-	groupTailOffsets     = "offsets/"
+	groupTailCoordinator  = "coordinator"
+	groupTailEmptySince   = "empty-since"
+	groupTailOffsets      = "offsets/"
+	groupTailProtocolType = "protocol-type"
 )
 
 // parseGroupKey returns the group of any key under groups/ and the rest of
