@@ -1,9 +1,10 @@
 // Package enginetest holds the test helpers shared by the engine's tests
 // and the lifecycle jobs' (and anything else that writes through an engine
 // and reads back): a local object store, reading a partition to its end as
-// a consumer would, comparing batches, and closing an engine when a test
-// ends. It does not import engine, so the engine's own (internal) tests can
-// use it: an engine's Fetch is passed in as a Fetch, an engine as a Closer.
+// a consumer would, comparing batches, closing an engine when a test ends,
+// and opening a crash test's child's etcd and bucket. It does not import
+// engine, so the engine's own (internal) tests can use it: an engine's
+// Fetch is passed in as a Fetch, an engine as a Closer.
 package enginetest
 
 import (
