@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -70,18 +71,6 @@ func wantValues(from, n int, prefix string) []string {
 	return out
 }
 
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // TestKafkaGoClientFetch proves kafka-go v0.4.51's low-level Client.Fetch
 // (sessionless: SessionID -1, SessionEpoch -1) reads records written
 // through another agent: plain and compressed batches from kgo, a batch
@@ -111,7 +100,7 @@ func TestKafkaGoClientFetch(t *testing.T) {
 	cl := kafkaGoClient(reader)
 	for _, p := range []int{0, 1} {
 		got, hw := kafkaGoFetch(t, ctx, cl, topic, p, 0)
-		if !equalStrings(got, wantValues(0, n, "v")) || hw != n {
+		if !slices.Equal(got, wantValues(0, n, "v")) || hw != n {
 			t.Fatalf("partition %d: read %v (high watermark %d), want %v", p, got, hw, wantValues(0, n, "v"))
 		}
 	}
@@ -126,7 +115,7 @@ func TestKafkaGoClientFetch(t *testing.T) {
 	if err != nil || pr.Error != nil {
 		t.Fatalf("kafka-go Client.Produce: %v %v", err, pr.Error)
 	}
-	if got, _ := kafkaGoFetch(t, ctx, cl, topic, 2, pr.BaseOffset); !equalStrings(got, wantValues(0, n, "p")) {
+	if got, _ := kafkaGoFetch(t, ctx, cl, topic, 2, pr.BaseOffset); !slices.Equal(got, wantValues(0, n, "p")) {
 		t.Fatalf("after Client.Produce read %v, want %v", got, wantValues(0, n, "p"))
 	}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -133,7 +134,7 @@ func verify(t *testing.T, e expectation, got []Record) {
 		if r.Value != w.Value {
 			report("value", "record %d at %d/%d: value %q, want %q", i, r.Partition, r.Offset, r.Value, w.Value)
 		}
-		if !equalHeaders(r.Headers, w.Headers) {
+		if !slices.Equal(r.Headers, w.Headers) {
 			report("headers", "record %d at %d/%d: headers %v, want %v", i, r.Partition, r.Offset, r.Headers, w.Headers)
 		}
 		okTS := r.Timestamp == w.Timestamp
@@ -179,18 +180,6 @@ func verify(t *testing.T, e expectation, got []Record) {
 			prevIdx = i
 		}
 	}
-}
-
-func equalHeaders(a, b []Header) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // consumeAll reads every partition of topic from offset 0 through the
