@@ -191,7 +191,16 @@ func TestTopicCompressionType(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond) // the writer's topic cache
 	produceCodec(t, c, writer, "codec-zstd", kgo.GzipCompression(), n, 5*n)
+	// The reader learns of the writer's last commit through its watch:
+	// read until the gzip producer's batches are there.
 	hs := storedBatches(t, reader, "codec-zstd", 0)
+	for deadline := time.Now().Add(10 * time.Second); hs[len(hs)-1].LastOffset() < int64(6*n-1) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		hs = storedBatches(t, reader, "codec-zstd", 0)
+	}
+	if end := hs[len(hs)-1].LastOffset(); end != int64(6*n-1) {
+		t.Fatalf("after altering to lz4: stored batches end at offset %d, want %d", end, 6*n-1)
+	}
 	if first, last := hs[0], hs[len(hs)-1]; first.Compression() != segment.CompressionZstd || last.Compression() != segment.CompressionLZ4 {
 		t.Fatalf("after altering to lz4: first batch codec %d, last %d; want zstd then lz4", first.Compression(), last.Compression())
 	}
