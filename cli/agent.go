@@ -71,7 +71,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Duration("idle-timeout", agent.DefaultIdleTimeout, "close client connections that send no request, or no whole request, for this long")
 	f.Int("max-connections", agent.DefaultMaxConnections, "client connections served at once; more are closed at accept")
 	f.Bool("lifecycle", true, "take part in the lifecycle jobs (compaction, retention, garbage collection, group offset expiry; one agent runs each at a time)")
-	f.Duration("lifecycle-interval", lifecycle.DefaultLifecycleInterval, "pause between two passes of a lifecycle job")
+	f.Duration("lifecycle-interval", lifecycle.DefaultInterval, "pause between two passes of a lifecycle job")
 	f.Duration("gc-grace", lifecycle.DefaultGCGrace, "age an unreferenced object must reach before garbage collection deletes it (must exceed upload and commit times)")
 	f.Var(&offsetRetention, "group-offsets-retention", "how long the committed offsets of a consumer group without members outlive its newest commit and its emptying (Kafka's offsets.retention.minutes); -1 keeps them forever")
 	f.String("log-level", "info", "debug, info, warn or error")

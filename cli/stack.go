@@ -77,7 +77,7 @@ type Stack struct {
 	Etcd   *metastore.Embedded // nil unless dev mode started one
 	// Lifecycle runs compaction, retention, GC and group offset expiry
 	// (nil with NoLifecycle).
-	Lifecycle *lifecycle.Lifecycle
+	Lifecycle *lifecycle.Runner
 	// Metrics are this agent's; Admin serves them (nil without AdminListen).
 	Metrics *metrics.Metrics
 	Admin   *metrics.Server

@@ -66,8 +66,8 @@ type Config struct {
 
 // Lifecycle defaults.
 const (
-	DefaultLifecycleInterval = time.Minute
-	DefaultJobLeaseTTL       = 10 * time.Second
+	DefaultInterval    = time.Minute
+	DefaultJobLeaseTTL = 10 * time.Second
 	// DefaultGroupOffsetRetention is Kafka's offsets.retention.minutes
 	// default (KIP-211): 7 days.
 	DefaultGroupOffsetRetention = 7 * 24 * time.Hour
@@ -75,7 +75,7 @@ const (
 
 func (c *Config) setDefaults() error {
 	if c.Interval <= 0 {
-		c.Interval = DefaultLifecycleInterval
+		c.Interval = DefaultInterval
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = DefaultJobLeaseTTL
@@ -105,13 +105,13 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// Lifecycle runs compaction, retention, garbage collection and consumer
+// Runner runs compaction, retention, garbage collection and consumer
 // group offset expiry in the background of an agent. Every agent runs one; for each job, the agent
 // that wins the job's etcd election runs passes every Interval until it
 // loses its lease or closes, then another agent takes over. Every pass is
 // idempotent and crash-safe (new index first, old objects to GC), so a pass
 // cut short by a crash or a lost lease is simply run again.
-type Lifecycle struct {
+type Runner struct {
 	cfg   Config
 	store s3tier.Store
 	meta  *metastore.Store
@@ -121,19 +121,19 @@ type Lifecycle struct {
 	wg     sync.WaitGroup
 }
 
-// New checks cfg and returns a Lifecycle; Start runs it.
-func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger) (*Lifecycle, error) {
+// New checks cfg and returns a Runner; Start runs it.
+func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger) (*Runner, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Lifecycle{cfg: cfg, store: store, meta: meta, log: log.With("component", "lifecycle")}, nil
+	return &Runner{cfg: cfg, store: store, meta: meta, log: log.With("component", "lifecycle")}, nil
 }
 
 // Start campaigns for every job in the background until Close.
-func (l *Lifecycle) Start() {
+func (l *Runner) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	jobs := []string{JobCompaction, JobKeyCompaction, JobRetention, JobGC}
@@ -147,7 +147,7 @@ func (l *Lifecycle) Start() {
 }
 
 // Close stops the jobs (a pass in progress is canceled) and resigns.
-func (l *Lifecycle) Close() {
+func (l *Runner) Close() {
 	if l.cancel != nil {
 		l.cancel()
 	}
@@ -155,7 +155,7 @@ func (l *Lifecycle) Close() {
 }
 
 // RunOnce runs one pass of job now, without election (tests, operators).
-func (l *Lifecycle) RunOnce(ctx context.Context, job string) error {
+func (l *Runner) RunOnce(ctx context.Context, job string) error {
 	now := l.cfg.Now()
 	var (
 		stats any
@@ -190,7 +190,7 @@ func (l *Lifecycle) RunOnce(ctx context.Context, job string) error {
 var campaignRetry = retry.Policy{Initial: time.Second, Max: 30 * time.Second}
 
 // lead campaigns for job and runs it while leading, until ctx ends.
-func (l *Lifecycle) lead(ctx context.Context, job string) {
+func (l *Runner) lead(ctx context.Context, job string) {
 	pause := campaignRetry.BackOff()
 	for ctx.Err() == nil {
 		lease, err := l.meta.CampaignJob(ctx, job, l.cfg.Holder, l.cfg.LeaseTTL)
