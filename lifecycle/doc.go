@@ -1,5 +1,5 @@
 // Package lifecycle holds the background jobs every agent takes part in
-// (Lifecycle; one agent at a time leads each job through an etcd election,
+// (Runner; one agent at a time leads each job through an etcd election,
 // metastore.CampaignJob):
 //
 //   - Key compaction (CompactKeys, JobKeyCompaction) keeps the latest record
