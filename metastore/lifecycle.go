@@ -146,47 +146,100 @@ func (s *Store) TruncateBefore(ctx context.Context, id TopicID, partition int32,
 		if offset <= st.LogStartOffset && lastDrop == nil {
 			return st.LogStartOffset, nil
 		}
-		next := st.Clone()
-		next.LogStartOffset = max(st.LogStartOffset, offset)
-		val, err := encodePartitionState(next)
-		if err != nil {
-			return 0, fmt.Errorf("truncate %s/%d: %w", id, partition, err)
-		}
-		sk := s.keys.state(id, partition)
-		ik := s.keys.topicID(id)
-		cmps := []clientv3.Cmp{
-			clientv3.Compare(clientv3.ModRevision(sk), "=", st.Revision),
-			clientv3.Compare(clientv3.CreateRevision(ik), ">", 0),
-		}
-		var ops []clientv3.Op
-		if lastDrop != nil {
-			lk := s.keys.entry(id, partition, lastDrop.BaseOffset)
-			dropEnd := s.keys.entry(id, partition, lastDrop.BaseOffset+1)
-			first := s.keys.entry(id, partition, 0)
-			cmps = append(cmps,
-				clientv3.Compare(clientv3.ModRevision(lk), ">", 0),
-				clientv3.Compare(clientv3.ModRevision(first), "<", rev+1).WithRange(dropEnd))
-			ops = append(ops, clientv3.OpDelete(first, clientv3.WithRange(dropEnd)))
-		}
-		ops = append(ops, clientv3.OpPut(sk, string(val)))
-		if next.LogStartOffset > 0 {
-			// Aborted transactions that end below the log start can no
-			// longer be fetched: the index drops them with the entries.
-			ops = append(ops, clientv3.OpDelete(s.keys.aborted(id, partition, 0),
-				clientv3.WithRange(s.keys.aborted(id, partition, next.LogStartOffset))))
-		}
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(ik, clientv3.WithKeysOnly())).Commit()
-		if err != nil {
-			return 0, fmt.Errorf("truncate %s/%d before %d: %w", id, partition, offset, err)
-		}
-		if resp.Succeeded {
-			return next.LogStartOffset, nil
-		}
-		if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
-			return 0, fmt.Errorf("truncate %s/%d: %w", id, partition, ErrTopicNotFound)
+		// A concurrent commit changes only the state: the entries to drop
+		// lie below the next offset and stay as scanned. Such a conflict
+		// is retried at once against the state the failed transaction
+		// read back, without a new scan, so a truncation is not starved by
+		// a partition committed to every millisecond; anything else (an
+		// entry rewritten or deleted meanwhile) goes back to the scan.
+		for fast := 0; fast < truncateFastRetries; fast++ {
+			var lsn int64
+			var done bool
+			st, lsn, done, err = s.truncateTxn(ctx, id, partition, offset, st, rev, lastDrop)
+			if err != nil || done {
+				return lsn, err
+			}
+			if st.Revision == 0 {
+				break // more than the state changed: scan again
+			}
 		}
 	}
 	return 0, fmt.Errorf("truncate %s/%d before %d: %w (gave up after %d attempts)", id, partition, offset, ErrConflict, truncateRetry.Attempts)
+}
+
+// truncateFastRetries bounds the retries of one TruncateBefore scan
+// against a state that only concurrent commits changed.
+const truncateFastRetries = 16
+
+// truncateTxn sets the log start offset of a partition whose state st and
+// entries (read at revision rev; lastDrop the last wholly below offset, or
+// nil) were scanned, in one transaction that deletes those entries and
+// the aborted transactions below the new start. done reports success (lsn
+// is then the new log start). On a conflict it returns the state read back
+// when only the state changed (a commit: retry with it), else the zero
+// state (scan again).
+func (s *Store) truncateTxn(ctx context.Context, id TopicID, partition int32, offset int64, st PartitionState, rev int64, lastDrop *IndexEntry) (fresh PartitionState, lsn int64, done bool, err error) {
+	next := st.Clone()
+	next.LogStartOffset = max(st.LogStartOffset, offset)
+	val, err := encodePartitionState(next)
+	if err != nil {
+		return PartitionState{}, 0, false, fmt.Errorf("truncate %s/%d: %w", id, partition, err)
+	}
+	sk := s.keys.state(id, partition)
+	ik := s.keys.topicID(id)
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(sk), "=", st.Revision),
+		clientv3.Compare(clientv3.CreateRevision(ik), ">", 0),
+	}
+	var ops []clientv3.Op
+	elses := []clientv3.Op{clientv3.OpGet(ik, clientv3.WithKeysOnly()), clientv3.OpGet(sk)}
+	if lastDrop != nil {
+		lk := s.keys.entry(id, partition, lastDrop.BaseOffset)
+		dropEnd := s.keys.entry(id, partition, lastDrop.BaseOffset+1)
+		first := s.keys.entry(id, partition, 0)
+		cmps = append(cmps,
+			clientv3.Compare(clientv3.ModRevision(lk), ">", 0),
+			clientv3.Compare(clientv3.ModRevision(first), "<", rev+1).WithRange(dropEnd))
+		ops = append(ops, clientv3.OpDelete(first, clientv3.WithRange(dropEnd)))
+		// Read back whether the entries to drop are as scanned: the last
+		// one still there, none written since (etcd filters by revision
+		// after the range, so keys, not a count, are asked for).
+		elses = append(elses, clientv3.OpGet(lk, clientv3.WithKeysOnly()),
+			clientv3.OpGet(first, clientv3.WithRange(dropEnd), clientv3.WithMinModRev(rev+1), clientv3.WithKeysOnly()))
+	}
+	ops = append(ops, clientv3.OpPut(sk, string(val)))
+	if next.LogStartOffset > 0 {
+		// Aborted transactions that end below the log start can no
+		// longer be fetched: the index drops them with the entries.
+		ops = append(ops, clientv3.OpDelete(s.keys.aborted(id, partition, 0),
+			clientv3.WithRange(s.keys.aborted(id, partition, next.LogStartOffset))))
+	}
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
+	if err != nil {
+		return PartitionState{}, 0, false, fmt.Errorf("truncate %s/%d before %d: %w", id, partition, offset, err)
+	}
+	if resp.Succeeded {
+		return next, next.LogStartOffset, true, nil
+	}
+	if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
+		return PartitionState{}, 0, false, fmt.Errorf("truncate %s/%d: %w", id, partition, ErrTopicNotFound)
+	}
+	if lastDrop != nil && (len(resp.Responses[2].GetResponseRange().Kvs) == 0 || len(resp.Responses[3].GetResponseRange().Kvs) > 0) {
+		return PartitionState{}, 0, false, nil
+	}
+	kvs := resp.Responses[1].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return PartitionState{}, 0, false, nil
+	}
+	cur, err := DecodePartitionState(sk, kvs[0].Value)
+	if err != nil {
+		return PartitionState{}, 0, false, err
+	}
+	cur.Revision = kvs[0].ModRevision
+	if cur.LogStartOffset >= offset && lastDrop == nil || cur.LogStartOffset != st.LogStartOffset {
+		return PartitionState{}, 0, false, nil // truncated meanwhile: scan again
+	}
+	return cur, 0, false, nil
 }
 
 // truncateRetry paces TruncateBefore's compare-and-swap against concurrent
