@@ -121,51 +121,10 @@ func TestKilledLifecycleLosesNothing(t *testing.T) {
 		if i%2 == 1 {
 			mode = "both"
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "SHALE_LC_CHILD="+mode, "SHALE_ETCD="+strings.Join(endpoints, ","),
-			"SHALE_BUCKET="+bucket, "SHALE_TMP="+t.TempDir())
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(out)
-		if !sc.Scan() || sc.Text() != "READY" {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("child %d did not start: %s", i, stderr.String())
-		}
-		lines := make(chan string, 1024)
-		go func() {
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
-		time.Sleep(time.Duration(rand.IntN(25)) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-		passes, begun := 0, 0
-		for l := range lines {
-			switch {
-			case strings.HasPrefix(l, "PASS"):
-				passes++
-			case strings.HasPrefix(l, "BEGIN"):
-				begun++
-			}
-		}
+		passes, begun := killChild(t, i, mode, endpoints, bucket, time.Duration(rand.IntN(25))*time.Millisecond)
 		passesSeen += passes
 		if begun > passes {
 			midPass++ // a pass had begun and not ended: the kill landed in it
-		}
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-			t.Fatalf("child %d was not killed: %v; stderr: %s", i, cmd.ProcessState, stderr.String())
 		}
 		checkIndex(t, meta, store, tp)
 	}
@@ -205,4 +164,54 @@ func bigEndian64(b []byte) uint64 {
 		v = v<<8 | uint64(c)
 	}
 	return v
+}
+
+// killChild starts this test binary as a lifecycle child running mode
+// (SHALE_LC_CHILD) on the given etcd and bucket, SIGKILLs it after delay
+// once it is READY, and counts the passes it began (BEGIN lines) and
+// finished (PASS lines): begun > passes means the kill landed mid-pass.
+func killChild(t *testing.T, i int, mode string, endpoints []string, bucket string, delay time.Duration) (passes, begun int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SHALE_LC_CHILD="+mode, "SHALE_ETCD="+strings.Join(endpoints, ","),
+		"SHALE_BUCKET="+bucket, "SHALE_TMP="+t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "READY" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("child %d did not start: %s", i, stderr.String())
+	}
+	lines := make(chan string, 1024)
+	go func() {
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	time.Sleep(delay)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+		t.Fatalf("child %d was not killed: %v; stderr: %s", i, cmd.ProcessState, stderr.String())
+	}
+	for l := range lines {
+		switch {
+		case strings.HasPrefix(l, "PASS"):
+			passes++
+		case strings.HasPrefix(l, "BEGIN"):
+			begun++
+		}
+	}
+	return passes, begun
 }

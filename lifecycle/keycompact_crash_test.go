@@ -1,14 +1,8 @@
 package lifecycle_test
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -124,49 +118,11 @@ func TestKilledKeyCompactionKeepsLatest(t *testing.T) {
 	midPass, passesSeen, firstPass := 0, 0, 0
 	for i := range kills {
 		produce(3)
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "SHALE_LC_CHILD=keys", "SHALE_ETCD="+strings.Join(endpoints, ","),
-			"SHALE_BUCKET="+bucket, "SHALE_TMP="+t.TempDir())
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(out)
-		if !sc.Scan() || sc.Text() != "READY" {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("child %d did not start: %s", i, stderr.String())
-		}
-		lines := make(chan string, 1024)
-		go func() {
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
 		delay := rng.IntN(150) // later passes: mostly nothing to do
 		if i%2 == 0 {
 			delay = rng.IntN(10) // the first pass: the new records
 		}
-		time.Sleep(time.Duration(delay) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-		passes, begun := 0, 0
-		for l := range lines {
-			switch {
-			case strings.HasPrefix(l, "PASS"):
-				passes++
-			case strings.HasPrefix(l, "BEGIN"):
-				begun++
-			}
-		}
+		passes, begun := killChild(t, i, "keys", endpoints, bucket, time.Duration(delay)*time.Millisecond)
 		if begun > passes {
 			midPass++
 		}
@@ -174,9 +130,6 @@ func TestKilledKeyCompactionKeepsLatest(t *testing.T) {
 			firstPass++ // killed in the pass that had the new records to compact
 		}
 		passesSeen += passes
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-			t.Fatalf("child %d was not killed: %v; stderr: %s", i, cmd.ProcessState, stderr.String())
-		}
 		checkIndex(t, meta, store, tp)
 		audit(fmt.Sprintf("after kill %d", i))
 	}
