@@ -121,6 +121,11 @@ func TestPipelineHungPutKeepsOrder(t *testing.T) {
 			t.Fatalf("produce %d at offset %d, want %d", i, res.BaseOffset, 2*i)
 		}
 	}
+	// The pass's counters move after its producers are answered: wait for them.
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Snapshot().CommittedObjects < 4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if s := e.Snapshot(); s.CommittedObjects != 4 || s.CommitPasses != 2 {
 		t.Fatalf("%d objects in %d commit passes, want 4 in 2 (objects 2-4 together)", s.CommittedObjects, s.CommitPasses)
 	}
