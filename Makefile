@@ -9,8 +9,13 @@ TEST_TIMEOUT ?= 20m
 # coordinator can fail a duration-bounded run with a spurious "context
 # deadline exceeded" (go.dev/issue/75804).
 FUZZTIME ?= 1000000x
-# Size of the topic the replay benchmark writes and reads back (1024 for the 1 GiB goal).
-REPLAY_BENCH_MIB ?= 256
+# The replay benchmark (cli/replay_bench_test.go): the size of the topic it
+# writes and reads back, its rounds (the table gives medians and spreads),
+# and, when set, a directory for the CPU and allocation profiles of its
+# replay and agent subprocesses (e.g. REPLAY_BENCH_PROFILE=bench-results/replay-profiles).
+REPLAY_BENCH_MIB ?= 1024
+REPLAY_BENCH_ROUNDS ?= 3
+REPLAY_BENCH_PROFILE ?=
 
 .PHONY: all build run test test-deps test-go test-race test-conformance fuzz fuzz-short bench soak clean lint
 
@@ -84,7 +89,8 @@ soak: test-deps
 ## bench: shale vs kfake and vs the raw S3 server, one run, one table (+ bench-results/*.json, *.svg)
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./s3tier/ ./engine/
-	SHALE_REPLAY_BENCH_MIB=$(REPLAY_BENCH_MIB) $(GO) test -run '^$$' -bench Replay -benchtime 1x -timeout 20m ./cli/
+	SHALE_REPLAY_BENCH_MIB=$(REPLAY_BENCH_MIB) SHALE_REPLAY_BENCH_ROUNDS=$(REPLAY_BENCH_ROUNDS) SHALE_REPLAY_BENCH_PROFILE=$(REPLAY_BENCH_PROFILE) \
+	  SHALE_REPLAY_BENCH_OUT=bench-results/replay.txt $(GO) test -run '^$$' -bench Replay -benchtime 1x -timeout 30m ./cli/
 	$(GO) run ./bench -out bench-results
 
 clean:

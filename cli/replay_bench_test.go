@@ -7,15 +7,17 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -28,22 +30,32 @@ import (
 )
 
 // TestMain lets the test binary act as the shale command (a subprocess
-// whose peak RSS BenchmarkReplay measures); every other run of the cli
+// whose peak RSS and profiles BenchmarkReplay takes: `shale replay`, and
+// `shale agent` serving the cold consumers); every other run of the cli
 // tests goes straight to m.Run.
+//
+// As the shale command it stops on SIGTERM (as main does), writes a CPU
+// profile to $SHALE_BENCH_PROFILE.cpu.pprof and an allocation profile to
+// $SHALE_BENCH_PROFILE.allocs.pprof when that variable is set, and saves
+// /proc/self/status (VmHWM: its peak RSS) to $SHALE_REPLAY_HWM_FILE.
 func TestMain(m *testing.M) {
 	if os.Getenv("SHALE_REPLAY_TEST_AS_SHALE") == "1" {
-		if f := os.Getenv("SHALE_REPLAY_CPUPROFILE"); f != "" { // <f>.<format>: go tool pprof it after a bench run
-			for i, a := range os.Args[:len(os.Args)-1] {
-				if a == "--format" {
-					f += "." + os.Args[i+1]
-				}
-			}
-			if out, err := os.Create(f); err == nil {
+		prof := os.Getenv("SHALE_BENCH_PROFILE")
+		if prof != "" {
+			if out, err := os.Create(prof + ".cpu.pprof"); err == nil {
 				_ = pprof.StartCPUProfile(out)
 			}
 		}
-		code := Execute(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-		pprof.StopCPUProfile()
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		code := Execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+		stop()
+		if prof != "" {
+			pprof.StopCPUProfile()
+			if out, err := os.Create(prof + ".allocs.pprof"); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(out, 0)
+				_ = out.Close()
+			}
+		}
 		if f := os.Getenv("SHALE_REPLAY_HWM_FILE"); f != "" {
 			// The peak RSS of this process (rusage's maxrss of a child
 			// counts the parent's memory at the time of exec).
@@ -55,43 +67,50 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// BenchmarkReplay measures, in one run against one versitygw S3 server:
+// BenchmarkReplay measures, against one versitygw S3 server, rounds of:
 //
 //   - raw-get: ranged GETs of exactly the byte ranges the topic's index
 //     points to, Parallel at a time (the bucket's speed);
-//   - replay-<format>: `shale replay` as a subprocess with every agent
-//     stopped, its MB/s over the same stored bytes and its peak RSS: raw
+//   - replay-<format>: `shale replay` as a subprocess with no agent
+//     running, its MB/s over the same stored bytes and its peak RSS: raw
 //     to tmpfs, jsonl to stdout (/dev/null), raw-files and parquet to disk;
 //   - kafka-consumer: a franz-go consumer reading the topic from earliest
-//     through an agent that did not write it (a cold cache: every byte
-//     comes from the bucket, with the agent's read-ahead).
+//     through a `shale agent` subprocess started for the round (it did not
+//     write the topic and has read nothing: every byte comes from the
+//     bucket, with its read-ahead), and the agent's peak RSS;
+//   - kafka-2-agents: two franz-go consumers splitting the partitions as a
+//     group of two would (partitions 0 and 2, 1 and 3), each through its own
+//     fresh agent, read at once: their MB/s summed, the larger peak RSS.
 //
-// The topic is SHALE_REPLAY_BENCH_MIB MiB of stored (lz4) batches, default
-// 128; the goal is measured at 1024:
+// Each round compares every reader with that round's raw GET; at the end
+// a table gives each reader's median MB/s, median ratio to raw GET and
+// their spread over the rounds, and the peak RSS. Settings (environment):
+//
+//	SHALE_REPLAY_BENCH_MIB      topic size in MiB of records (default 128; the goal is 1024)
+//	SHALE_REPLAY_BENCH_ROUNDS   rounds (default 1; make bench runs 3)
+//	SHALE_REPLAY_BENCH_PROFILE  a directory: CPU and allocation profiles of the first
+//	                            round's replay and agent subprocesses (<reader>.cpu.pprof,
+//	                            <reader>.allocs.pprof; go tool pprof -top them)
+//	SHALE_REPLAY_BENCH_OUT      a file the table is also written to
 //
 //	SHALE_REPLAY_BENCH_MIB=1024 go test -run '^$' -bench Replay -benchtime 1x -timeout 30m ./cli/
 func BenchmarkReplay(b *testing.B) {
-	mib := 128
-	if s := os.Getenv("SHALE_REPLAY_BENCH_MIB"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			b.Fatalf("SHALE_REPLAY_BENCH_MIB=%q", s)
+	mib := benchEnvInt(b, "SHALE_REPLAY_BENCH_MIB", 128)
+	rounds := benchEnvInt(b, "SHALE_REPLAY_BENCH_ROUNDS", 1)
+	profDir := os.Getenv("SHALE_REPLAY_BENCH_PROFILE")
+	if profDir != "" {
+		if err := os.MkdirAll(profDir, 0o755); err != nil {
+			b.Fatal(err)
 		}
-		mib = n
 	}
 	const parts, parallel = 4, 4
 	s3 := testenv.S3(b)
-	bucket := "s3://" + s3.Bucket
-	open := func() s3tier.Store {
-		st, err := s3tier.NewS3Store(context.Background(), s3tier.S3Config{Bucket: s3.Bucket, Endpoint: s3.Endpoint,
-			Region: s3.Region, PathStyle: true, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return st
+	store, err := s3tier.NewS3Store(context.Background(), s3tier.S3Config{Bucket: s3.Bucket, Endpoint: s3.Endpoint,
+		Region: s3.Region, PathStyle: true, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
+	if err != nil {
+		b.Fatal(err)
 	}
-	store := open()
-	c := agenttest.Start(b, agenttest.Options{Agents: 2,
+	c := agenttest.Start(b, agenttest.Options{Agents: 1,
 		Store:  func(s3tier.Store) s3tier.Store { return store },
 		Engine: func(_ int, cfg *engine.Config) { cfg.FlushInterval = 250 * time.Millisecond }})
 	const topic = "replay-bench"
@@ -102,34 +121,10 @@ func BenchmarkReplay(b *testing.B) {
 	produceBench(b, c, topic, int64(mib)<<20)
 	spans, stored := topicSpans(b, c.Meta, store, topic, parts)
 	b.Logf("topic: %d partitions, %d spans, %.1f MiB stored", parts, len(spans), float64(stored)/(1<<20))
-
-	b.Run("raw-get", func(b *testing.B) {
-		b.SetBytes(stored)
-		for b.Loop() {
-			g, gctx := errgroup.WithContext(ctx)
-			g.SetLimit(parallel)
-			for _, sp := range spans {
-				g.Go(func() error {
-					rc, err := store.GetRange(gctx, sp.Object, sp.Pos, sp.Size)
-					if err != nil {
-						return err
-					}
-					defer rc.Close()
-					_, err = io.Copy(io.Discard, rc)
-					return err
-				})
-			}
-			if err := g.Wait(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("kafka-consumer", func(b *testing.B) {
-		b.SetBytes(stored)
-		for b.Loop() {
-			consumeCount(b, c, topic, parts)
-		}
-	})
+	ends, err := c.Admin(b).ListEndOffsets(ctx, topic)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, a := range c.Agents {
 		if err := a.Stop(); err != nil {
 			b.Fatal(err)
@@ -139,44 +134,116 @@ func BenchmarkReplay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// raw writes its files to tmpfs (/dev/shm) and jsonl to stdout
-	// (/dev/null), as raw-get discards what it reads; raw-files and parquet
-	// write files to disk, so the disk's write speed counts too.
-	for _, name := range []string{"raw", "raw-files", "jsonl", "parquet"} {
-		format := strings.TrimSuffix(name, "-files")
-		b.Run("replay-"+name, func(b *testing.B) {
-			b.SetBytes(stored)
-			var peak int64
-			for b.Loop() {
-				out := b.TempDir()
-				if name == "raw" {
-					if shm, err := os.MkdirTemp("/dev/shm", "shale-replay-bench"); err == nil {
-						out = shm
-					} else {
-						b.Logf("no tmpfs (%v): replay-raw writes to disk", err)
-					}
-				}
-				args := []string{"replay", "-t", topic, "--format", format, "--out", out, "--parallel", strconv.Itoa(parallel),
-					"--etcd-endpoints", strings.Join(c.Endpoints, ","), "--etcd-namespace", c.Namespace,
-					"--bucket", bucket, "--s3-endpoint", s3.Endpoint, "--s3-region", s3.Region,
-					"--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey}
-				if format == "jsonl" {
-					args[6] = "-" // stdout, to /dev/null
-				}
-				cmd := exec.Command(self, args...)
-				hwm := filepath.Join(b.TempDir(), "status")
-				cmd.Env = append(os.Environ(), "SHALE_REPLAY_TEST_AS_SHALE=1", "SHALE_REPLAY_HWM_FILE="+hwm)
-				var stderr strings.Builder
-				cmd.Stderr = &stderr
-				if err := cmd.Run(); err != nil {
-					b.Fatalf("shale replay: %v: %s", err, stderr.String())
-				}
-				peak = max(peak, vmHWM(b, hwm))
-				os.RemoveAll(out)
+	sh := &benchShale{self: self, s3: s3, etcd: strings.Join(c.Endpoints, ","), ns: c.Namespace}
+	res := &benchResults{}
+	for round := range rounds {
+		prof := func(name string) string {
+			if profDir == "" || round > 0 {
+				return ""
 			}
-			b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+			return filepath.Join(profDir, name)
+		}
+		b.Run("raw-get", func(b *testing.B) {
+			b.SetBytes(stored)
+			for range b.N {
+				start := time.Now()
+				g, gctx := errgroup.WithContext(ctx)
+				g.SetLimit(parallel)
+				for _, sp := range spans {
+					g.Go(func() error {
+						rc, err := store.GetRange(gctx, sp.Object, sp.Pos, sp.Size)
+						if err != nil {
+							return err
+						}
+						defer rc.Close()
+						_, err = io.Copy(io.Discard, rc)
+						return err
+					})
+				}
+				if err := g.Wait(); err != nil {
+					b.Fatal(err)
+				}
+				res.add("raw-get", round, stored, time.Since(start), 0, 0)
+			}
 		})
+		// raw writes its files to tmpfs (/dev/shm) and jsonl to stdout
+		// (/dev/null), as raw-get discards what it reads; raw-files and
+		// parquet write files to disk, so the disk's write speed counts too.
+		for _, name := range []string{"raw", "raw-files", "jsonl", "parquet"} {
+			format := strings.TrimSuffix(name, "-files")
+			b.Run("replay-"+name, func(b *testing.B) {
+				b.SetBytes(stored)
+				var peak int64
+				for range b.N {
+					out := b.TempDir()
+					if name == "raw" {
+						if shm, err := os.MkdirTemp("/dev/shm", "shale-replay-bench"); err == nil {
+							out = shm
+						} else {
+							b.Logf("no tmpfs (%v): replay-raw writes to disk", err)
+						}
+					}
+					args := []string{"replay", "-t", topic, "--format", format, "--out", out, "--parallel", strconv.Itoa(parallel)}
+					if format == "jsonl" {
+						args[6] = "-" // stdout, to /dev/null
+					}
+					start := time.Now()
+					rss, cpu := sh.run(b, prof("replay-"+name), append(args, sh.flags()...)...)
+					res.add("replay-"+name, round, stored, time.Since(start), rss, cpu)
+					peak = max(peak, rss)
+					os.RemoveAll(out)
+				}
+				b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+			})
+		}
+		for _, agents := range []int{1, 2} {
+			name := "kafka-consumer"
+			if agents > 1 {
+				name = fmt.Sprintf("kafka-%d-agents", agents)
+			}
+			b.Run(name, func(b *testing.B) {
+				b.SetBytes(stored)
+				var peak int64
+				for range b.N {
+					b.StopTimer()
+					var as []*benchAgent
+					for i := range agents {
+						p := prof(name)
+						if p != "" && agents > 1 {
+							p += fmt.Sprintf("-%d", i)
+						}
+						as = append(as, sh.startAgent(b, p))
+					}
+					b.StartTimer()
+					start := time.Now()
+					g := new(errgroup.Group)
+					for i, a := range as {
+						var ps []int32
+						for p := int32(i); p < parts; p += int32(agents) {
+							ps = append(ps, p)
+						}
+						g.Go(func() error { return consumeCount(a.addr, topic, ps, ends) })
+					}
+					if err := g.Wait(); err != nil {
+						b.Fatal(err)
+					}
+					took := time.Since(start)
+					b.StopTimer()
+					var rss int64
+					var cpu time.Duration
+					for _, a := range as {
+						r, c := a.stop(b)
+						rss, cpu = max(rss, r), cpu+c
+					}
+					res.add(name, round, stored, took, rss, cpu)
+					peak = max(peak, rss)
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
+			})
+		}
 	}
+	res.report(b, mib, stored, len(spans), parallel)
 }
 
 // produceBench produces about total bytes of 1 KiB records (half random,
@@ -245,37 +312,43 @@ func topicSpans(b *testing.B, meta *metastore.Store, store s3tier.Store, topic s
 	return spans, total
 }
 
-// consumeCount reads every record of the topic from earliest.
-func consumeCount(b *testing.B, c *agenttest.Cluster, topic string, parts int32) {
-	b.Helper()
-	ctx := context.Background()
-	ends, err := c.Admin(b).ListEndOffsets(ctx, topic)
-	if err != nil {
-		b.Fatal(err)
-	}
+// consumeCount reads every record of partitions ps of the topic (ends:
+// their end offsets) from earliest with a franz-go consumer whose every
+// connection goes to the agent at addr.
+func consumeCount(addr, topic string, ps []int32, ends kadm.ListedOffsets) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	pending := map[int32]int64{}
 	offs := map[int32]kgo.Offset{}
-	for p := range parts {
+	for _, p := range ps {
 		offs[p] = kgo.NewOffset().AtStart()
 		if e, ok := ends.Lookup(topic, p); ok && e.Offset > 0 {
 			pending[p] = e.Offset
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Agents[1].Addr), pinTo(c.Agents[1].Addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), pinTo(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}),
 		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20))
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	defer cl.Close()
 	for len(pending) > 0 {
 		fs := cl.PollFetches(ctx)
-		fs.EachError(func(_ string, p int32, err error) { b.Fatalf("consume %d: %v", p, err) })
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("consume through %s: %w (pending %v)", addr, err, pending)
+		}
+		var ferr error
+		fs.EachError(func(_ string, p int32, err error) { ferr = fmt.Errorf("consume %d through %s: %w", p, addr, err) })
+		if ferr != nil {
+			return ferr
+		}
 		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if n := len(fp.Records); n > 0 && fp.Records[n-1].Offset+1 >= pending[fp.Partition] {
 				delete(pending, fp.Partition)
 			}
 		})
 	}
+	return nil
 }
 
 // vmHWM reads the VmHWM line (peak resident set) of a saved /proc status.
