@@ -99,13 +99,12 @@ func (s *Server) describeGroup(ctx context.Context, name string) kmsg.DescribeGr
 	case len(offs) > 0 && held:
 		d.State, d.ProtocolType = "Empty", g.protocolType // as the claim took it: "" if none
 	case len(offs) > 0:
-		pt, ok, err := s.meta.ReleasedGroupProtocolType(ctx, name)
+		// As its last JoinGroup or release recorded it; none (""): no
+		// member ever joined, a simple group whose coordinator died.
+		pt, _, err := s.meta.GroupProtocolType(ctx, name)
 		if err != nil {
 			d.State, d.ErrorCode = "", errCode(s.log, "describe group", err)
 			return d
-		}
-		if !ok {
-			pt = "consumer" // coordinator died without a release
 		}
 		d.State, d.ProtocolType = "Empty", pt
 	}

@@ -91,6 +91,13 @@
 // lease (groups.go); membership lives in the coordinator's memory (members
 // rejoin after a failover) and committed offsets in etcd, acknowledged only
 // once etcd has them. Unlike Kafka, OffsetFetch is answered by any agent.
+// A group's protocol type goes to etcd at the JoinGroup that sets it
+// (groups/<g>/protocol-type, fenced by the coordinator's lease) and again at
+// release, so a group whose coordinator died before releasing it is still
+// described and listed as Kafka does: "consumer" once a consumer joined,
+// "" for a simple group (offsets committed, no member ever). Groups whose
+// members last joined through an agent older than this record, and whose
+// coordinator then died, read as "" until a member joins again.
 //
 // # Transactions
 //

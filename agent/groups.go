@@ -107,6 +107,9 @@ const (
 	// claimAttempts bounds acquire's claims that raced a release, and
 	// lock's retries of a group that died under it.
 	claimAttempts = 3
+	// recordTypeTimeout bounds the etcd write of a group's protocol type
+	// at the join that sets it (group.recordType).
+	recordTypeTimeout = 5 * time.Second
 )
 
 // coordinator is one agent's registry of the groups it coordinates.
@@ -128,6 +131,7 @@ const (
 	groupOpRelease     = "release"     // ReleaseGroupCoordinator (maybeRelease)
 	groupOpDelete      = "delete"      // DeleteGroup (deleteGroup)
 	groupOpCoordinator = "coordinator" // GroupCoordinator (stillHeld)
+	groupOpRecordType  = "record-type" // RecordGroupProtocolType (group.add)
 )
 
 // groupMeta runs call, the etcd call op of group, through the test hook
@@ -369,6 +373,7 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 	// a repeated claim finds the key held and returns none, so keep them.
 	var emptySince time.Time
 	var protocolType string
+	var recorded bool
 	for range claimAttempts {
 		c.mu.Lock()
 		g, released := c.groups[name], c.released
@@ -390,7 +395,10 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 			return nil, kerr.NotCoordinator.Code
 		}
 		if !claim.EmptySince.IsZero() {
-			emptySince, protocolType = claim.EmptySince, claim.ProtocolType
+			emptySince = claim.EmptySince
+		}
+		if claim.HasProtocolType {
+			protocolType, recorded = claim.ProtocolType, true
 		}
 		c.mu.Lock()
 		if g := c.groups[name]; g != nil && g.lease == sess.Lease() {
@@ -405,7 +413,8 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 			continue
 		}
 		g = newGroup(c, name, sess.Lease(), emptySince)
-		g.protocolType = protocolType // as released: a joining member resets it
+		// As recorded (by a join or a release): a joining member resets it.
+		g.protocolType, g.recordedType, g.recorded = protocolType, protocolType, recorded
 		c.groups[name] = g
 		c.mu.Unlock()
 		c.s.log.Info("coordinating group", "group", name)

@@ -57,7 +57,7 @@ func TestGroupProtocolTypeSurvivesRelease(t *testing.T) {
 		t.Helper()
 		for g, pt := range want {
 			waitReleased(t, ctx, c.Meta, g)
-			got, ok, err := c.Meta.ReleasedGroupProtocolType(ctx, g)
+			got, ok, err := c.Meta.GroupProtocolType(ctx, g)
 			if err != nil || !ok || got != pt {
 				t.Fatalf("released %s: recorded protocol type %q %v (%v), want %q", g, got, ok, err, pt)
 			}

@@ -16,6 +16,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"sort"
@@ -95,6 +96,11 @@ type group struct {
 	// before would have rejoined here); the release records it in etcd
 	// for offset expiry.
 	emptySince time.Time
+	// recordedType is the protocol type etcd holds for the group
+	// (groups/<g>/protocol-type), if recorded: what the claim read, then
+	// what add wrote.
+	recordedType string
+	recorded     bool
 }
 
 // newGroup makes a group just claimed; emptySince is the empty-since
@@ -203,7 +209,31 @@ func (g *group) add(m *member) {
 	if g.protocolType == "" {
 		g.protocolType = m.protoType
 	}
+	g.recordType()
 	g.rebalance()
+}
+
+// recordType writes the group's protocol type to etcd when it differs
+// from what etcd holds, so that whoever answers for the group after this
+// agent dies (before any release) describes it as Kafka does: "consumer"
+// for a group whose members left, "" only for a group no member ever
+// joined. It runs under g.mu, once per change of type. A failure is
+// logged and retried at the next join; the group works without it.
+func (g *group) recordType() {
+	if g.recorded && g.recordedType == g.protocolType {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recordTypeTimeout)
+	defer cancel()
+	pt := g.protocolType
+	err := g.c.s.groupMeta(groupOpRecordType, g.name, func() error {
+		return g.c.s.meta.RecordGroupProtocolType(ctx, g.name, g.lease, pt)
+	})
+	if err != nil {
+		g.c.s.log.Warn("record group protocol type failed", "group", g.name, "protocol_type", pt, "err", err)
+		return
+	}
+	g.recordedType, g.recorded = pt, true
 }
 
 // remove drops m, answering its waiters with code, and rebalances the rest.

@@ -70,11 +70,7 @@ func (s *Server) handleListGroups(ctx context.Context, _ *reqCtx, req *kmsg.List
 			continue
 		}
 		if win, ok := rendezvous(agents, l.Name); ok && win.NodeID == self {
-			pt := l.ProtocolType // as released (describe_groups.go)
-			if !l.HasProtocolType {
-				pt = "consumer"
-			}
-			add(l.Name, pt, "Empty")
+			add(l.Name, l.ProtocolType, "Empty") // as recorded: "" if none (describe_groups.go)
 		}
 	}
 	return now(resp)

@@ -33,7 +33,7 @@
 //	<ns>/groups/<g>/coordinator              <node> (decimal) under the coordinator's agent lease
 //	<ns>/groups/<g>/empty-since              Unix ms (decimal) the group became empty; set at release (or by expiry), deleted by a claim
 //	<ns>/groups/<g>/offsets/<topic>/<p>      GroupOffset      one per committed partition
-//	<ns>/groups/<g>/protocol-type            raw string       protocol type at release ("" for a simple group), written with empty-since, deleted by a claim
+//	<ns>/groups/<g>/protocol-type            raw string       protocol type: set by the JoinGroup that sets it (fenced), rewritten at release ("" for a simple group); kept by claims, deleted with the group
 //	<ns>/users/<u>/<mechanism>               auth.Credential  SCRAM salt, iterations, StoredKey, ServerKey
 //	<ns>/acls/<digest>                       auth.ACL         digest: sha256 of the binding, 32 hex digits
 //	<ns>/aborted/<id>/<p>/<last offset>      AbortedTxn       one per aborted transaction: producer, first offset; the key is its abort marker's offset

@@ -61,11 +61,13 @@ type GroupClaim struct {
 	// members join it now. The claimant passes it back to
 	// ReleaseGroupCoordinator if the group gets no member meanwhile.
 	EmptySince time.Time
-	// ProtocolType is the protocol type the last release recorded
-	// (ReleaseGroup), taken out of etcd with EmptySince: "" if none
-	// (never released with one, or the key was held already) or if the
-	// group was a simple one (offsets committed, no member ever).
-	ProtocolType string
+	// ProtocolType is the protocol type recorded for the group (by the
+	// JoinGroup that set it, RecordGroupProtocolType, or by its last
+	// release, ReleaseGroup), if HasProtocolType; the claim reads it and
+	// leaves it in etcd. None if the group never had a member and was
+	// never released with a type, or if the key was held already.
+	ProtocolType    string
+	HasProtocolType bool
 }
 
 // ClaimGroupCoordinator is ClaimGroup without the claimed empty-since
@@ -82,7 +84,10 @@ func (s *Store) ClaimGroupCoordinator(ctx context.Context, group string, nodeID 
 // deletes, in the same transaction, the group's empty-since record (and
 // returns it): from then on the group may have members, so a record left
 // in etcd would let ExpireGroupOffsets count an abandonment that has
-// ended, should the new coordinator die without a release.
+// ended, should the new coordinator die without a release. It reads the
+// protocol-type record in the same transaction and leaves it: a
+// coordinator that dies before any release leaves the type its members
+// joined with for whoever answers for the group next.
 func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, lease clientv3.LeaseID) (GroupClaim, error) {
 	if group == "" {
 		return GroupClaim{Holder: -1}, fmt.Errorf("claim group coordinator: %w: empty group id", ErrInvalid)
@@ -91,7 +96,7 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, strconv.Itoa(int(nodeID)), clientv3.WithLease(lease)),
 			clientv3.OpDelete(s.keys.groupEmptySince(group), clientv3.WithPrevKV()),
-			clientv3.OpDelete(s.keys.groupProtocolType(group), clientv3.WithPrevKV())).
+			clientv3.OpGet(s.keys.groupProtocolType(group))).
 		Else(clientv3.OpGet(k)).Commit()
 	if err != nil {
 		return GroupClaim{Holder: -1}, fmt.Errorf("claim group coordinator %q: %w", group, err)
@@ -105,8 +110,8 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 				c.EmptySince = time.UnixMilli(ms)
 			}
 		}
-		if del := resp.Responses[2].GetResponseDeleteRange(); del != nil && len(del.PrevKvs) == 1 {
-			c.ProtocolType = string(del.PrevKvs[0].Value)
+		if get := resp.Responses[2].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
+			c.ProtocolType, c.HasProtocolType = string(get.Kvs[0].Value), true
 		}
 		return c, nil
 	}
@@ -264,7 +269,7 @@ func (s *Store) ReleaseGroupCoordinator(ctx context.Context, group string, lease
 // groups/<g>/protocol-type: "consumer" for a consumer group whose members
 // left, "" for a simple group (offsets committed, no member). Whoever
 // answers for the group while nobody holds it reads it
-// (ReleasedGroupProtocolType); the next claim takes it (GroupClaim).
+// (GroupProtocolType); the next claim reads it too (GroupClaim).
 func (s *Store) ReleaseGroup(ctx context.Context, group string, lease clientv3.LeaseID, emptySince time.Time, protocolType string) error {
 	return s.release(ctx, group, lease, emptySince, &protocolType)
 }
@@ -288,11 +293,29 @@ func (s *Store) release(ctx context.Context, group string, lease clientv3.LeaseI
 	return nil
 }
 
-// ReleasedGroupProtocolType returns the protocol type the last release of
-// group recorded (ReleaseGroup) and whether there is one: none if the
-// group was never released with one, was claimed since, or lost its
-// coordinator without a release.
-func (s *Store) ReleasedGroupProtocolType(ctx context.Context, group string) (string, bool, error) {
+// RecordGroupProtocolType records protocolType as group's protocol type
+// (groups/<g>/protocol-type) if the caller holds group's coordinator key
+// under lease (ErrNotCoordinator otherwise). A coordinator calls it when a
+// JoinGroup sets the type, so the type outlives a coordinator that dies
+// before any release.
+func (s *Store) RecordGroupProtocolType(ctx context.Context, group string, lease clientv3.LeaseID, protocolType string) error {
+	resp, err := s.cli.Txn(ctx).If(s.fence(group, lease)).
+		Then(clientv3.OpPut(s.keys.groupProtocolType(group), protocolType)).Commit()
+	if err != nil {
+		return fmt.Errorf("record group protocol type %q: %w", group, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("record group protocol type %q: %w", group, ErrNotCoordinator)
+	}
+	return nil
+}
+
+// GroupProtocolType returns the protocol type recorded for group (by a
+// JoinGroup, RecordGroupProtocolType, or a release, ReleaseGroup) and
+// whether there is one: none if the group never had a member and was
+// never released with one (a simple group whose coordinator died), or if
+// its keys were deleted.
+func (s *Store) GroupProtocolType(ctx context.Context, group string) (string, bool, error) {
 	resp, err := s.cli.Get(ctx, s.keys.groupProtocolType(group))
 	if err != nil {
 		return "", false, fmt.Errorf("read group protocol type %q: %w", group, err)
@@ -332,7 +355,7 @@ func (s *Store) ListGroups(ctx context.Context) ([]GroupListing, error) {
 		case strings.HasPrefix(tail, groupTailOffsets):
 			l.HasOffsets = true
 		case tail == groupTailProtocolType:
-			if l.ProtocolType, l.HasProtocolType, err = s.ReleasedGroupProtocolType(ctx, g); err != nil {
+			if l.ProtocolType, l.HasProtocolType, err = s.GroupProtocolType(ctx, g); err != nil {
 				return nil, fmt.Errorf("list groups: %w", err)
 			}
 		}

@@ -1,16 +1,20 @@
 package metastore_test
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/shale-dev/shale/metastore"
 )
 
 // TestReleaseGroupRecordsProtocolType proves ReleaseGroup records the
 // protocol type beside empty-since, read back while nobody holds the group
-// (ReleasedGroupProtocolType, ListGroups), taken out by the next claim
-// (GroupClaim.ProtocolType), "" kept apart from none; that a release
-// without it (ReleaseGroupCoordinator, as older agents) leaves none; and
-// that offset expiry still deletes such a group, the record with it.
+// (GroupProtocolType, ListGroups) and by the next claim
+// (GroupClaim.ProtocolType), which leaves it in etcd, "" kept apart from
+// none; that a release without it (ReleaseGroupCoordinator, as older
+// agents) leaves none; and that offset expiry still deletes such a group,
+// the record with it.
 func TestReleaseGroupRecordsProtocolType(t *testing.T) {
 	f := newExpiryFixture(t)
 	emptied := time.Now().Add(-48 * time.Hour).Truncate(time.Millisecond)
@@ -21,11 +25,11 @@ func TestReleaseGroupRecordsProtocolType(t *testing.T) {
 		if err := f.s.ReleaseGroup(f.ctx, g, f.sess.Lease(), emptied, pt); err != nil {
 			t.Fatal(err)
 		}
-		if got, ok, err := f.s.ReleasedGroupProtocolType(f.ctx, g); err != nil || !ok || got != pt {
+		if got, ok, err := f.s.GroupProtocolType(f.ctx, g); err != nil || !ok || got != pt {
 			t.Fatalf("%s released: protocol type %q %v %v, want %q", g, got, ok, err, pt)
 		}
 	}
-	if got, ok, err := f.s.ReleasedGroupProtocolType(f.ctx, "old"); err != nil || ok {
+	if got, ok, err := f.s.GroupProtocolType(f.ctx, "old"); err != nil || ok {
 		t.Fatalf("released without a type: %q %v %v, want none", got, ok, err)
 	}
 	ls, err := f.s.ListGroups(f.ctx)
@@ -47,8 +51,11 @@ func TestReleaseGroupRecordsProtocolType(t *testing.T) {
 	if err != nil || !c.Mine || c.ProtocolType != "consumer" || !c.EmptySince.Equal(emptied) {
 		t.Fatalf("claim: %+v %v, want mine, consumer, empty since %v", c, err, emptied)
 	}
-	if _, ok, err := f.s.ReleasedGroupProtocolType(f.ctx, "cons"); err != nil || ok {
-		t.Fatalf("the claim left the record (%v)", err)
+	if !c.HasProtocolType {
+		t.Fatal("claim: a recorded type read as none")
+	}
+	if pt, ok, err := f.s.GroupProtocolType(f.ctx, "cons"); err != nil || !ok || pt != "consumer" {
+		t.Fatalf("after the claim: recorded %q %v (%v), want the record kept", pt, ok, err)
 	}
 	if err := f.s.ReleaseGroup(f.ctx, "cons", f.sess.Lease(), c.EmptySince, c.ProtocolType); err != nil {
 		t.Fatal(err)
@@ -60,5 +67,46 @@ func TestReleaseGroupRecordsProtocolType(t *testing.T) {
 		if n := f.keys(g); n != 0 {
 			t.Errorf("%s: %d keys left after expiry", g, n)
 		}
+	}
+}
+
+// TestRecordGroupProtocolType proves the record a JoinGroup writes is
+// fenced by the coordinator's lease (ErrNotCoordinator without it, nothing
+// written), outlives the coordinator key (a coordinator that dies without
+// a release), is read by the next claim, and that a lone record (a group
+// with no offsets) is deleted by offset expiry rather than left behind.
+func TestRecordGroupProtocolType(t *testing.T) {
+	f := newExpiryFixture(t)
+	if err := f.s.RecordGroupProtocolType(f.ctx, "joined", f.sess.Lease(), "consumer"); !errors.Is(err, metastore.ErrNotCoordinator) {
+		t.Fatalf("record without holding the group: %v, want ErrNotCoordinator", err)
+	}
+	if _, ok, err := f.s.GroupProtocolType(f.ctx, "joined"); err != nil || ok {
+		t.Fatalf("an unfenced record was written (%v)", err)
+	}
+	if c, err := f.s.ClaimGroup(f.ctx, "joined", f.sess.NodeID(), f.sess.Lease()); err != nil || !c.Mine || c.HasProtocolType {
+		t.Fatalf("first claim: %+v %v, want mine with no type", c, err)
+	}
+	if err := f.s.RecordGroupProtocolType(f.ctx, "joined", f.sess.Lease(), "consumer"); err != nil {
+		t.Fatal(err)
+	}
+	// The coordinator dies: its key goes with its lease, no release.
+	if _, err := f.cli.Delete(f.ctx, testNS+"/groups/joined/coordinator"); err != nil {
+		t.Fatal(err)
+	}
+	if pt, ok, err := f.s.GroupProtocolType(f.ctx, "joined"); err != nil || !ok || pt != "consumer" {
+		t.Fatalf("after the coordinator's death: %q %v (%v), want consumer", pt, ok, err)
+	}
+	c, err := f.s.ClaimGroup(f.ctx, "joined", f.sess.NodeID(), f.sess.Lease())
+	if err != nil || !c.Mine || !c.HasProtocolType || c.ProtocolType != "consumer" {
+		t.Fatalf("claim after the death: %+v %v, want consumer", c, err)
+	}
+	if _, err := f.cli.Delete(f.ctx, testNS+"/groups/joined/coordinator"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.ExpireGroupOffsets(f.ctx, time.Now(), 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.keys("joined"); n != 0 {
+		t.Fatalf("%d keys of a group with no offsets left after expiry", n)
 	}
 }
