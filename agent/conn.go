@@ -310,12 +310,21 @@ func (c *conn) writeLoop() {
 		if fl.resp == nil || c.ctx.Err() != nil {
 			continue
 		}
-		buf = appendResponse(buf[:0], fl.corr, fl.resp)
+		var pieces net.Buffers
+		if fr, ok := fl.resp.(*kmsg.FetchResponse); ok {
+			pieces = fetchFrame(buf, fl.corr, fr) // records written in place (fetch_write.go)
+		}
+		if pieces == nil {
+			buf = appendResponse(buf[:0], fl.corr, fl.resp)
+			pieces = net.Buffers{buf}
+		} else if len(pieces[0]) > 0 {
+			buf = pieces[0][:0]
+		}
 		if err := c.nc.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
 			c.close()
 			continue
 		}
-		if _, err := c.nc.Write(buf); err != nil {
+		if _, err := pieces.WriteTo(c.nc); err != nil {
 			c.log.Debug("write failed", "err", err)
 			c.close()
 			continue

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -92,12 +93,17 @@ func TestMain(m *testing.M) {
 //	                            round's replay and agent subprocesses (<reader>.cpu.pprof,
 //	                            <reader>.allocs.pprof; go tool pprof -top them)
 //	SHALE_REPLAY_BENCH_OUT      a file the table is also written to
+//	SHALE_REPLAY_BENCH_READERS  a regular expression: only the readers it matches (raw-get always runs)
 //
 //	SHALE_REPLAY_BENCH_MIB=1024 go test -run '^$' -bench Replay -benchtime 1x -timeout 30m ./cli/
 func BenchmarkReplay(b *testing.B) {
 	mib := benchEnvInt(b, "SHALE_REPLAY_BENCH_MIB", 128)
 	rounds := benchEnvInt(b, "SHALE_REPLAY_BENCH_ROUNDS", 1)
 	profDir := os.Getenv("SHALE_REPLAY_BENCH_PROFILE")
+	only, err := regexp.Compile(os.Getenv("SHALE_REPLAY_BENCH_READERS"))
+	if err != nil {
+		b.Fatalf("SHALE_REPLAY_BENCH_READERS: %v", err)
+	}
 	if profDir != "" {
 		if err := os.MkdirAll(profDir, 0o755); err != nil {
 			b.Fatal(err)
@@ -171,6 +177,9 @@ func BenchmarkReplay(b *testing.B) {
 		// parquet write files to disk, so the disk's write speed counts too.
 		for _, name := range []string{"raw", "raw-files", "jsonl", "parquet"} {
 			format := strings.TrimSuffix(name, "-files")
+			if !only.MatchString("replay-" + name) {
+				continue
+			}
 			b.Run("replay-"+name, func(b *testing.B) {
 				b.SetBytes(stored)
 				var peak int64
@@ -200,6 +209,9 @@ func BenchmarkReplay(b *testing.B) {
 			name := "kafka-consumer"
 			if agents > 1 {
 				name = fmt.Sprintf("kafka-%d-agents", agents)
+			}
+			if !only.MatchString(name) {
+				continue
 			}
 			b.Run(name, func(b *testing.B) {
 				b.SetBytes(stored)
