@@ -8,7 +8,8 @@ package agent
 // are filled; synonyms are not (IncludeSynonyms returns none). Brokers: a
 // few read-only settings of this agent (STATIC_BROKER_CONFIG), for tools
 // that read broker defaults; any broker name is answered from this agent's
-// settings, which all agents share except broker.id. Other resource types
+// settings, which all agents share except broker.id. Groups: the group
+// configs (group_configs.go), set or default. Other resource types
 // are INVALID_REQUEST.
 
 import (
@@ -54,6 +55,13 @@ func (s *Server) handleDescribeConfigs(ctx context.Context, _ *reqCtx, req *kmsg
 				}
 			}
 			or.Configs = s.brokerConfigs(rr.ConfigNames)
+		case kmsg.ConfigResourceTypeGroupConfig:
+			cfgs, err := s.describeGroupConfigs(ctx, rr.ResourceName, rr.ConfigNames, req.IncludeDocumentation)
+			if err != nil {
+				or.ErrorCode, or.ErrorMessage = errCode(s.log, "describe configs: group", err), errMessage(err)
+				break
+			}
+			or.Configs = cfgs
 		default:
 			or.ErrorCode = kerr.InvalidRequest.Code
 			or.ErrorMessage = kmsg.StringPtr("shale describes only topic and broker configs")

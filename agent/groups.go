@@ -190,7 +190,7 @@ func (c *coordinator) releaseIdle() {
 func (c *coordinator) maybeRelease(g *group, idle time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.state != stateEmpty || len(g.members) > 0 || len(g.pending) > 0 || time.Since(g.idleSince) < idle {
+	if g.state != stateEmpty || len(g.members) > 0 || len(g.pending) > 0 || g.share.active() || time.Since(g.idleSince) < idle {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.s.ctx, requestTimeout)

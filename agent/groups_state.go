@@ -101,6 +101,9 @@ type group struct {
 	// what add wrote.
 	recordedType string
 	recorded     bool
+	// share is the group's share membership when it is a share group
+	// (share_groups.go), nil otherwise.
+	share *shareMembers
 }
 
 // newGroup makes a group just claimed; emptySince is the empty-since
@@ -144,6 +147,8 @@ func (g *group) killLocked(code int16) {
 		t.Stop()
 	}
 	g.members, g.pending, g.static = map[string]*member{}, map[string]*time.Timer{}, map[string]string{}
+	g.share.kill()
+	g.share = nil
 }
 
 func (g *group) answerWaiters(m *member, code int16) {

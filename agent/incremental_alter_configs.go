@@ -7,7 +7,8 @@ package agent
 // configs only; the result is validated too, so cleanup.policy never
 // holds an unknown item). A bad config or operation is INVALID_CONFIG, a config
 // named twice in one resource INVALID_REQUEST. ValidateOnly checks without
-// writing. Broker configs are static in shale: INVALID_REQUEST.
+// writing. Broker configs are static in shale: INVALID_REQUEST. Group
+// configs (resource type 32) take SET and DELETE (group_configs.go).
 
 import (
 	"context"
@@ -29,6 +30,12 @@ func (s *Server) handleIncrementalAlterConfigs(ctx context.Context, _ *reqCtx, r
 	for _, rr := range req.Resources {
 		or := kmsg.NewIncrementalAlterConfigsResponseResource()
 		or.ResourceType, or.ResourceName = rr.ResourceType, rr.ResourceName
+		if rr.ResourceType == kmsg.ConfigResourceTypeGroupConfig {
+			err := s.alterGroupConfigs(ctx, rr.ResourceName, req.ValidateOnly, rr.Configs)
+			or.ErrorCode, or.ErrorMessage = configErrCode(s, err), errMessage(err)
+			resp.Resources = append(resp.Resources, or)
+			continue
+		}
 		if rr.ResourceType != kmsg.ConfigResourceTypeTopic {
 			or.ErrorCode, or.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("shale alters only topic configs; broker configs are static")
 			resp.Resources = append(resp.Resources, or)

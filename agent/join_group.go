@@ -17,7 +17,8 @@ package agent
 // empty group ID is INVALID_GROUP_ID, then a session timeout outside
 // Kafka's default bounds (group.min.session.timeout.ms 6 s,
 // group.max.session.timeout.ms 30 min) is INVALID_SESSION_TIMEOUT, then no
-// protocols or another protocol type is INCONSISTENT_GROUP_PROTOCOL.
+// protocols or another protocol type is INCONSISTENT_GROUP_PROTOCOL, and so
+// is a join to a share group (share_groups.go).
 
 import (
 	"context"
@@ -67,7 +68,7 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 		return fail(code)
 	}
 	defer g.mu.Unlock()
-	if !g.accepts(req.ProtocolType, req.Protocols, req.MemberID) {
+	if !g.accepts(req.ProtocolType, req.Protocols, req.MemberID) || len(g.members) == 0 && s.isShareGroup(ctx, g) {
 		return fail(kerr.InconsistentGroupProtocol.Code)
 	}
 	fresh := &member{instanceID: req.InstanceID, clientID: rc.clientID, clientHost: clientHost(rc),

@@ -167,7 +167,11 @@ type Server struct {
 	sec   *security        // authentication and authorization
 
 	fetchSessions *fetchSessionCache // KIP-227 sessions opened on this agent
-	recompressed  recompressed       // bytes recompressed, not yet added to etcd (compression.go)
+	groupCfgOnce  sync.Once
+	groupCfgCache *groupConfigCache // group configs read lately (group_configs.go)
+	shareOnce     sync.Once
+	shares        *shareRegistry // share groups and share-partitions (share_groups.go)
+	recompressed  recompressed   // bytes recompressed, not yet added to etcd (compression.go)
 }
 
 // New returns a server; Start makes it listen.

@@ -34,6 +34,9 @@
 //	<ns>/groups/<g>/empty-since              Unix ms (decimal) the group became empty; set at release (or by expiry), deleted by a claim
 //	<ns>/groups/<g>/offsets/<topic>/<p>      GroupOffset      one per committed partition
 //	<ns>/groups/<g>/protocol-type            raw string       protocol type: set by the JoinGroup that sets it (fenced), rewritten at release ("" for a simple group); kept by claims, deleted with the group
+//	<ns>/share-groups/<g>/group              ShareGroupRecord the group is a KIP-932 share group (created by its first member or AlterShareGroupOffsets)
+//	<ns>/share-groups/<g>/state/<id>/<p>     share.Partition  one share-partition's state (binary, package share's encoding)
+//	<ns>/group-configs/<g>                   map[string]string a group's configs (GROUP config resources)
 //	<ns>/users/<u>/<mechanism>               auth.Credential  SCRAM salt, iterations, StoredKey, ServerKey
 //	<ns>/acls/<digest>                       auth.ACL         digest: sha256 of the binding, 32 hex digits
 //	<ns>/aborted/<id>/<p>/<last offset>      AbortedTxn       one per aborted transaction: producer, first offset; the key is its abort marker's offset
@@ -134,6 +137,13 @@
 //     in the same transactions that make them committed offsets, fenced
 //     by the coordinator key (FinishTxnOffsets), so finishing twice
 //     commits each once.
+//   - A share-partition state is written only by compare-and-swap on its
+//     ModRevision, and only while its group's record exists
+//     (PutShareState: ErrConflict, ErrNotShareGroup), so two agents
+//     acquiring from one share-partition at once never both succeed from
+//     the same state, and a deleted share group is not resurrected by a
+//     late write. One write carries every acknowledgement and acquisition
+//     of one request for that partition.
 //   - Producer IDs come from CAS increments of one counter, so they are
 //     unique across agents and restarts (>= FirstProducerID, not dense).
 //

@@ -28,6 +28,8 @@ const (
 	dirTxns       = "txns/"
 	dirTxnOffsets = "txn-offsets/"
 	dirCleaner    = "cleaner/"
+	dirShares     = "share-groups/"
+	dirGroupCfgs  = "group-configs/"
 	keyProducerID = "producer-id"
 	keyCluster    = "cluster"
 )
@@ -105,6 +107,36 @@ func (k keys) parseGroupKey(key string) (string, string, error) {
 	g, err := url.PathUnescape(esc)
 	if !ok || err != nil || g == "" {
 		return "", "", fmt.Errorf("%w: key %q is not a group key", ErrCorruptValue, key)
+	}
+	return g, tail, nil
+}
+
+// Share group keys: <ns>/share-groups/<escaped group>/group (the group's
+// record: it is a share group) and <ns>/share-groups/<escaped
+// group>/state/<id>/<p> (one share-partition's state, share.Partition's
+// encoding). Group configs: <ns>/group-configs/<escaped group>.
+func (k keys) sharesPrefix() string       { return k.p + dirShares }
+func (k keys) share(g string) string      { return k.p + dirShares + url.PathEscape(g) + "/" }
+func (k keys) shareGroup(g string) string { return k.share(g) + "group" }
+func (k keys) shareStates(g string) string {
+	return k.share(g) + "state/"
+}
+func (k keys) shareTopicStates(g string, id TopicID) string {
+	return k.shareStates(g) + id.String() + "/"
+}
+func (k keys) shareState(g string, id TopicID, p int32) string {
+	return k.shareTopicStates(g, id) + fmtPartition(p)
+}
+func (k keys) groupConfigs(g string) string { return k.p + dirGroupCfgs + url.PathEscape(g) }
+
+// parseShareKey returns the group of a key under share-groups/ and the rest
+// of the key after the group component.
+func (k keys) parseShareKey(key string) (string, string, error) {
+	rest, ok := strings.CutPrefix(key, k.sharesPrefix())
+	esc, tail, ok2 := strings.Cut(rest, "/")
+	g, err := url.PathUnescape(esc)
+	if !ok || !ok2 || err != nil || g == "" {
+		return "", "", fmt.Errorf("%w: key %q is not a share group key", ErrCorruptValue, key)
 	}
 	return g, tail, nil
 }

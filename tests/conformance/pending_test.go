@@ -12,14 +12,9 @@ type pendingTest struct {
 // kgoPending: franz-go kgo integration tests waiting on an open issue.
 // Every other kgo integration test must pass on both topologies.
 var kgoPending = map[string]pendingTest{
-	// KIP-848 and KIP-932 share groups: they skip themselves while the
-	// broker does not advertise ConsumerGroupHeartbeat v1 / ShareFetch v2.
-	"Test848RegexBrokerResolves":         {18, "KIP-848 consumer groups"},
-	"TestConsumeRegexShareSkipsInternal": {18, "share groups"},
-	"TestShareGroup":                     {18, "share groups"},
-	"TestShareGroupAckOnClose":           {18, "share groups"},
-	"TestShareGroupETL":                  {18, "share groups"},
-	"TestShareGroupOffsetsAdmin":         {18, "share groups"},
+	// KIP-848: it skips itself while the broker does not advertise
+	// ConsumerGroupHeartbeat v1.
+	"Test848RegexBrokerResolves": {18, "KIP-848 consumer groups"},
 
 	// OAUTHBEARER: it skips itself without KGO_TEST_OAUTH_SEEDS, a listener
 	// that accepts Kafka's unsecured-JWS default validator.
