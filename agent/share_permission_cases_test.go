@@ -48,7 +48,9 @@ func init() {
 			r.Groups = append(r.Groups, g)
 			return r
 		},
-		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.DescribeShareGroupOffsetsResponse).Groups[0].ErrorCode },
+		code: func(resp kmsg.Response) int16 {
+			return resp.(*kmsg.DescribeShareGroupOffsetsResponse).Groups[0].ErrorCode
+		},
 	}
 	permCases[kmsg.AlterShareGroupOffsets.Int16()] = permCase{
 		req: func(permEnv) kmsg.Request {
