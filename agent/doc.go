@@ -60,6 +60,10 @@
 //	AddPartitionsToTxn v0-v5    AddOffsetsToTxn       v0-v4
 //	EndTxn             v0-v4    TxnOffsetCommit       v0-v4
 //	DescribeTransactions v0     ListTransactions      v0-v2
+//	ShareGroupHeartbeat v1      ShareGroupDescribe    v0-v1
+//	ShareFetch         v1-v2    ShareAcknowledge      v1-v2
+//	DescribeShareGroupOffsets v0-v1  AlterShareGroupOffsets v0
+//	DeleteShareGroupOffsets v0
 //
 // # Security
 //
@@ -85,6 +89,10 @@
 // A topic's compression.type is applied at produce time, as Kafka applies
 // it: batches in another codec are recompressed before the engine stores
 // them (compression.go).
+//
+// Share groups (KIP-932, the work queue) are described in share_groups.go:
+// membership on the group's coordinator, share-partition states in etcd,
+// changed by compare-and-swap from any agent.
 //
 // Consumer groups (classic protocol, eager and cooperative, static members)
 // have one coordinator agent at a time, claimed in etcd under that agent's
