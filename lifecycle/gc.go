@@ -29,7 +29,7 @@ type GCStats struct {
 }
 
 // CollectGarbage deletes the objects under prefixes that no index entry
-// references and that were last modified before now-grace: leftovers of
+// and no recovery manifest (manifest.Prefix) references and that were last modified before now-grace: leftovers of
 // uploads never committed, objects of deleted topics, and objects whose
 // entries compaction or retention replaced. The bucket is listed before the
 // index is scanned (Unreferenced), so an object committed meanwhile is
@@ -54,6 +54,25 @@ func CollectGarbage(ctx context.Context, store s3tier.Store, meta *metastore.Sto
 	refs, err := ReferencedObjects(ctx, meta)
 	if err != nil {
 		return stats, fmt.Errorf("gc: %w", err)
+	}
+	// Objects of the manifests in the bucket are referenced too (recover
+	// would point at them). A manifest being written may reference objects
+	// that left the index since its snapshot: while one is pinned, delete
+	// nothing. The pin is checked after the index scan and before the
+	// manifest listing, so a manifest whose pin was gone at the check is
+	// listed, and one pinned after it snapshots an index in which no
+	// object this pass may delete is referenced (objects never come back
+	// into the index).
+	pinned, err := meta.ManifestPinned(ctx)
+	if err != nil {
+		return stats, fmt.Errorf("gc: %w", err)
+	}
+	if pinned {
+		log.Debug("gc: a manifest is being written; deleting nothing this pass")
+		return stats, nil
+	}
+	if err := manifestObjects(ctx, store, refs); err != nil {
+		return stats, fmt.Errorf("gc: objects of the manifests: %w", err)
 	}
 	olderThan := now.Add(-grace)
 	for _, o := range objs {

@@ -26,6 +26,9 @@ const (
 	// JobKeyCompaction compacts topics whose cleanup.policy includes
 	// compact by key (CompactKeys).
 	JobKeyCompaction = "key-compaction"
+	// JobManifest snapshots the namespace into the bucket for `shale
+	// recover` every ManifestInterval (WriteManifest).
+	JobManifest = "manifest"
 )
 
 // Config configures the lifecycle jobs an agent runs. Zero fields
@@ -56,6 +59,15 @@ type Config struct {
 	// (Kafka's offsets.retention.minutes; DefaultGroupOffsetRetention).
 	// Negative keeps them forever (the group-expiry job does not run).
 	GroupOffsetRetention time.Duration
+	// ManifestInterval is the pause between two manifests
+	// (DefaultManifestInterval): the recovery point. Negative: no
+	// manifest job.
+	ManifestInterval time.Duration
+	// ManifestKeep is how many manifests stay in the bucket
+	// (DefaultManifestKeep); ManifestPinTTL bounds one manifest write
+	// (DefaultManifestPinTTL).
+	ManifestKeep   int
+	ManifestPinTTL time.Duration
 	// Now returns wall-clock time (tests may override).
 	Now func() time.Time
 	// Observe, when set, receives each finished pass's counts (metrics):
@@ -88,6 +100,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.GCGrace <= c.Compaction.CommitDeadline {
 		return fmt.Errorf("lifecycle: gc grace %v must exceed the compaction commit deadline %v", c.GCGrace, c.Compaction.CommitDeadline)
+	}
+	if c.ManifestInterval == 0 {
+		c.ManifestInterval = DefaultManifestInterval
+	}
+	if c.ManifestKeep <= 0 {
+		c.ManifestKeep = DefaultManifestKeep
+	}
+	if c.ManifestPinTTL <= 0 {
+		c.ManifestPinTTL = DefaultManifestPinTTL
 	}
 	if c.GroupOffsetRetention == 0 {
 		c.GroupOffsetRetention = DefaultGroupOffsetRetention
@@ -140,10 +161,28 @@ func (l *Runner) Start() {
 	if l.cfg.GroupOffsetRetention >= 0 {
 		jobs = append(jobs, JobGroupExpiry)
 	}
+	if l.cfg.ManifestInterval > 0 {
+		jobs = append(jobs, JobManifest)
+	}
 	for _, job := range jobs {
 		l.wg.Add(1)
 		go func() { defer l.wg.Done(); l.lead(ctx, job) }()
 	}
+}
+
+// FinalManifest writes a manifest now, without election: a graceful
+// shutdown calls it after the engine has committed everything it
+// acknowledged, so that recover loses nothing it acknowledged. Nothing is
+// written if the manifest job is off.
+func (l *Runner) FinalManifest(ctx context.Context) error {
+	if l.cfg.ManifestInterval <= 0 {
+		return nil
+	}
+	st, err := WriteManifest(ctx, l.store, l.meta, l.cfg.Holder, l.cfg.Now(), l.cfg.ManifestPinTTL, l.cfg.ManifestKeep, l.log)
+	if err == nil {
+		l.log.Info("final manifest written", "key", st.Key, "keys", st.Keys)
+	}
+	return err
 }
 
 // Close stops the jobs (a pass in progress is canceled) and resigns.
@@ -170,6 +209,8 @@ func (l *Runner) RunOnce(ctx context.Context, job string) error {
 		stats, err = ApplyRetention(ctx, l.meta, now, l.log)
 	case JobGC:
 		stats, err = CollectGarbage(ctx, l.store, l.meta, l.cfg.GCPrefixes, now, l.cfg.GCGrace, l.log)
+	case JobManifest:
+		stats, err = WriteManifest(ctx, l.store, l.meta, l.cfg.Holder, now, l.cfg.ManifestPinTTL, l.cfg.ManifestKeep, l.log)
 	case JobGroupExpiry:
 		var st metastore.GroupExpiryStats
 		st, err = l.meta.ExpireGroupOffsets(ctx, now, l.cfg.GroupOffsetRetention)
@@ -218,7 +259,11 @@ func (l *Runner) lead(ctx context.Context, job string) {
 			} else {
 				l.log.Debug("lifecycle pass done", "job", job, "took", time.Since(start))
 			}
-			retry.Sleep(jctx, l.cfg.Interval)
+			interval := l.cfg.Interval
+			if job == JobManifest {
+				interval = l.cfg.ManifestInterval
+			}
+			retry.Sleep(jctx, interval)
 		}
 		cancel()
 		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)

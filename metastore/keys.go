@@ -32,6 +32,8 @@ const (
 	dirGroupCfgs  = "group-configs/"
 	keyProducerID = "producer-id"
 	keyCluster    = "cluster"
+	keyRecovering = "recovering"
+	dirPins       = "manifest-pins/"
 )
 
 // Widths of the zero-padded decimal key components. Zero padding makes etcd's
@@ -64,6 +66,9 @@ func (k keys) producerID() string            { return k.p + keyProducerID }
 func (k keys) topicStats(id TopicID) string  { return k.p + dirTopicStats + id.String() }
 func (k keys) cluster() string               { return k.p + keyCluster }
 func (k keys) agentsPrefix() string          { return k.p + dirAgents }
+func (k keys) recovering() string            { return k.p + keyRecovering }
+func (k keys) pinsPrefix() string            { return k.p + dirPins }
+func (k keys) pin(lease int64) string        { return k.p + dirPins + strconv.FormatInt(lease, 16) }
 
 // job is the election prefix of one lifecycle job; candidates' keys are
 // job(name) + "/" + lease ID (concurrency.Election's layout).
