@@ -73,6 +73,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Bool("lifecycle", true, "take part in the lifecycle jobs (compaction, retention, garbage collection, group offset expiry; one agent runs each at a time)")
 	f.Duration("lifecycle-interval", lifecycle.DefaultInterval, "pause between two passes of a lifecycle job")
 	f.Duration("gc-grace", lifecycle.DefaultGCGrace, "age an unreferenced object must reach before garbage collection deletes it (must exceed upload and commit times)")
+	f.Duration("manifest-interval", lifecycle.DefaultManifestInterval, "how often the manifest job snapshots etcd into the bucket (meta/manifests/) for shale recover: the recovery point (a graceful stop writes one too); 0: no manifests, nothing for recover")
 	f.Var(&offsetRetention, "group-offsets-retention", "how long the committed offsets of a consumer group without members outlive its newest commit and its emptying (Kafka's offsets.retention.minutes); -1 keeps them forever")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
@@ -139,7 +140,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			},
 			NoLifecycle: !v.GetBool("lifecycle"),
 			Lifecycle: lifecycle.Config{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace"),
-				GroupOffsetRetention: retention},
+				GroupOffsetRetention: retention, ManifestInterval: manifestInterval(v.GetDuration("manifest-interval"))},
 		}
 		o.EtcdCertFile, o.EtcdKeyFile, o.EtcdCAFile = v.GetString("etcd-cert"), v.GetString("etcd-key"), v.GetString("etcd-ca")
 		setS3Options(&o, v)
@@ -242,4 +243,13 @@ func (r *Retention) String() string {
 		return "-1"
 	}
 	return time.Duration(*r).String()
+}
+
+// manifestInterval maps --manifest-interval to lifecycle's: 0 there means
+// the default, so "never" is negative.
+func manifestInterval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -276,6 +276,13 @@ func (s *Stack) Close(ctx context.Context) error {
 	if s.Engine != nil {
 		errs = append(errs, s.Engine.Close(ctx))
 	}
+	// After the engine committed what it acknowledged: a manifest that
+	// holds it, so a graceful stop loses nothing to recover.
+	if s.Lifecycle != nil {
+		if err := s.Lifecycle.FinalManifest(ctx); err != nil {
+			s.log.Warn("final manifest not written: recover would restore the one before", "err", err)
+		}
+	}
 	if s.cli != nil {
 		errs = append(errs, s.cli.Close())
 	}

@@ -19,10 +19,22 @@ import (
 type Status struct {
 	// Bucket is the cluster's bucket as its first agent recorded it in
 	// etcd ("" when no agent has recorded one).
-	Bucket string        `json:"bucket,omitempty"`
-	Agents []AgentStatus `json:"agents"`
-	Topics []TopicStatus `json:"topics"`
-	Groups []GroupStatus `json:"groups"`
+	Bucket string `json:"bucket,omitempty"`
+	// Manifest is the newest recovery manifest (nil: none written yet).
+	Manifest *ManifestStatus `json:"manifest,omitempty"`
+	Agents   []AgentStatus   `json:"agents"`
+	Topics   []TopicStatus   `json:"topics"`
+	Groups   []GroupStatus   `json:"groups"`
+}
+
+// ManifestStatus is the newest recovery manifest: `shale recover` restores
+// what etcd held at its time.
+type ManifestStatus struct {
+	Key        string  `json:"key"`
+	Written    string  `json:"written"`
+	AgeSeconds float64 `json:"age_seconds"`
+	Keys       int64   `json:"keys"`
+	Bytes      int64   `json:"bytes"`
 }
 
 // AgentStatus is one live agent.
@@ -59,7 +71,7 @@ func newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the cluster: agents, topics, storage, consumer group lag",
-		Long: `Show live agents, topics with their partitions, records, bytes stored, objects, index
+		Long: `Show the age of the newest recovery manifest (what shale recover would restore), live agents, topics with their partitions, records, bytes stored, objects, index
 entries and oldest record, and consumer groups with their total lag. It reads etcd only, so it
 works with every agent stopped.`,
 		Args: cobra.NoArgs,
@@ -105,6 +117,14 @@ func ReadStatus(ctx context.Context, meta *metastore.Store) (Status, error) {
 		st.Bucket = info.Bucket
 	case !errors.Is(err, metastore.ErrNoClusterRecord):
 		return st, err
+	}
+	mr, _, err := meta.LastManifest(ctx)
+	if err != nil {
+		return st, err
+	}
+	if mr.Key != "" {
+		t := time.UnixMilli(mr.CreatedMs)
+		st.Manifest = &ManifestStatus{Key: mr.Key, Written: t.UTC().Format(time.RFC3339), AgeSeconds: time.Since(t).Seconds(), Keys: mr.Keys, Bytes: mr.Bytes}
 	}
 	agents, err := meta.ListAgents(ctx)
 	if err != nil {
@@ -165,8 +185,15 @@ func ReadStatus(ctx context.Context, meta *metastore.Store) (Status, error) {
 func (st Status) printTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if st.Bucket != "" {
-		fmt.Fprintf(tw, "BUCKET %s\n\n", st.Bucket)
+		fmt.Fprintf(tw, "BUCKET %s\n", st.Bucket)
 	}
+	if m := st.Manifest; m != nil {
+		fmt.Fprintf(tw, "LAST MANIFEST %s ago (%s, %s, %d etcd keys): the recovery point of shale recover\n",
+			(time.Duration(m.AgeSeconds) * time.Second).String(), m.Written, HumanBytes(m.Bytes), m.Keys)
+	} else {
+		fmt.Fprintln(tw, "LAST MANIFEST none yet: shale recover has nothing to restore")
+	}
+	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "AGENTS (%d)\n", len(st.Agents))
 	fmt.Fprintln(tw, "NODE\tADDRESS\tSTARTED")
 	for _, a := range st.Agents {

@@ -115,6 +115,10 @@ func WriteManifest(ctx context.Context, store s3tier.Store, meta *metastore.Stor
 		_ = store.Delete(context.WithoutCancel(ctx), st.Key)
 		return st, fmt.Errorf("manifest: pin lost while writing %s (took over %v); deleted it again: %v", st.Key, pinTTL, err)
 	}
+	if err := meta.RecordManifest(ctx, metastore.ManifestRecord{Key: st.Key, Revision: st.Revision, CreatedMs: h.CreatedMs,
+		Keys: st.Keys, Objects: st.Objects, Bytes: st.Bytes}); err != nil {
+		return st, fmt.Errorf("manifest: %w", err)
+	}
 	list, err := ListManifests(ctx, store)
 	if err != nil {
 		return st, err

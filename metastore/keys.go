@@ -34,6 +34,7 @@ const (
 	keyCluster    = "cluster"
 	keyRecovering = "recovering"
 	dirPins       = "manifest-pins/"
+	keyManifest   = "manifest-last"
 )
 
 // Widths of the zero-padded decimal key components. Zero padding makes etcd's
@@ -67,6 +68,7 @@ func (k keys) topicStats(id TopicID) string  { return k.p + dirTopicStats + id.S
 func (k keys) cluster() string               { return k.p + keyCluster }
 func (k keys) agentsPrefix() string          { return k.p + dirAgents }
 func (k keys) recovering() string            { return k.p + keyRecovering }
+func (k keys) manifestLast() string          { return k.p + keyManifest }
 func (k keys) pinsPrefix() string            { return k.p + dirPins }
 func (k keys) pin(lease int64) string        { return k.p + dirPins + strconv.FormatInt(lease, 16) }
 

@@ -2,6 +2,7 @@ package metastore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -62,4 +63,61 @@ func (s *Store) ManifestPinned(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("metastore: read %s: %w", s.keys.pinsPrefix(), err)
 	}
 	return resp.Count > 0, nil
+}
+
+// ManifestRecord describes the newest manifest written (key
+// <ns>/manifest-last), so that tools reading only etcd (`shale status`)
+// show the recovery point's age. It is left out of snapshots.
+type ManifestRecord struct {
+	Key       string `json:"key"`
+	Revision  int64  `json:"revision"`
+	CreatedMs int64  `json:"created_ms"`
+	Keys      int64  `json:"keys"`
+	Objects   int64  `json:"objects"`
+	Bytes     int64  `json:"bytes"`
+}
+
+// RecordManifest writes r as the newest manifest unless a newer one (a
+// higher revision) is recorded.
+func (s *Store) RecordManifest(ctx context.Context, r ManifestRecord) error {
+	key := s.keys.manifestLast()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	for range 8 {
+		old, rev, err := s.LastManifest(ctx)
+		if err != nil {
+			return err
+		}
+		if old.Revision >= r.Revision {
+			return nil
+		}
+		resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(clientv3.OpPut(key, string(b))).Commit()
+		if err != nil {
+			return fmt.Errorf("metastore: write %s: %w", key, err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+	}
+	return fmt.Errorf("metastore: write %s: %w", key, ErrConflict)
+}
+
+// LastManifest returns the newest manifest recorded (zero if none) and
+// its key's ModRevision.
+func (s *Store) LastManifest(ctx context.Context) (ManifestRecord, int64, error) {
+	key := s.keys.manifestLast()
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return ManifestRecord{}, 0, fmt.Errorf("metastore: read %s: %w", key, err)
+	}
+	var r ManifestRecord
+	if len(resp.Kvs) == 0 {
+		return r, 0, nil
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, &r); err != nil {
+		return r, 0, fmt.Errorf("%w: %s: %v", ErrCorruptValue, key, err)
+	}
+	return r, resp.Kvs[0].ModRevision, nil
 }

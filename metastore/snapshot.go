@@ -89,7 +89,7 @@ func (s *Store) Snapshot(ctx context.Context, rev int64, fn func(kv KV, object s
 			rev = resp.Header.Revision
 		}
 		for _, kv := range resp.Kvs {
-			if kv.Lease != 0 || string(kv.Key) == s.keys.recovering() {
+			if kv.Lease != 0 || string(kv.Key) == s.keys.recovering() || string(kv.Key) == s.keys.manifestLast() {
 				continue
 			}
 			key := string(kv.Key)
@@ -230,3 +230,7 @@ func (s *Store) Restore(ctx context.Context, source string, kvs []KV, lim Restor
 	}
 	return nil
 }
+
+// ClusterKey is the cluster record's key relative to the namespace, for
+// a restore that writes the record of the bucket it reads.
+const ClusterKey = keyCluster
