@@ -282,6 +282,9 @@ func printCost(w io.Writer, r cost.Report) error {
 		line(u, true)
 	}
 	line(r.Garbage, false)
+	if r.Manifests.Objects > 0 {
+		line(r.Manifests, false)
+	}
 	line(r.Total, true)
 	if err := tw.Flush(); err != nil {
 		return err

@@ -239,7 +239,7 @@ func TestCostShowsCompaction(t *testing.T) {
 	if got, want := rep.Garbage.Objects+int(l.GCObjects), runs+int(l.Segments)-1; got != want {
 		t.Errorf("unreferenced %d + collected %.0f objects = %d, want %d", rep.Garbage.Objects, l.GCObjects, got, want)
 	}
-	if rep.Topics[0].Objects != 1 || rep.Total.Objects != 1+rep.Garbage.Objects {
+	if rep.Topics[0].Objects != 1 || rep.Total.Objects != 1+rep.Garbage.Objects+rep.Manifests.Objects {
 		t.Errorf("objects: topic %d, total %d, garbage %d", rep.Topics[0].Objects, rep.Total.Objects, rep.Garbage.Objects)
 	}
 	table, errs, code := run(t, "", "cost", "--etcd-endpoints", etcd)

@@ -86,7 +86,8 @@ func TestMetricsFamilies(t *testing.T) {
 			o.Lifecycle.Compaction.MinEntries = 2
 			o.WrapStore = func(s s3tier.Store) s3tier.Store {
 				return s3tier.Faulty(s, func(op, key string) error {
-					if op == s3tier.OpPut && failedPut.CompareAndSwap(false, true) {
+					// The first upload of records (not a manifest's PUT).
+					if op == s3tier.OpPut && strings.HasPrefix(key, "wal/") && failedPut.CompareAndSwap(false, true) {
 						return errors.New("injected: first upload fails")
 					}
 					return nil

@@ -2,6 +2,7 @@ package cost
 
 import (
 	"sort"
+	"strings"
 )
 
 // gb is the billing GB: 2^30 bytes.
@@ -86,12 +87,19 @@ type Report struct {
 	// never committed, data replaced by compaction or dropped by
 	// retention, awaiting garbage collection.
 	Garbage Usage `json:"garbage"`
-	Total   Usage `json:"total"`
+	// Manifests is the recovery manifests (objects under MetaPrefix),
+	// which no index entry references but `shale recover` needs.
+	Manifests Usage `json:"manifests"`
+	Total     Usage `json:"total"`
 	// IndexKeysBeforeCompaction is the index keys there would be without
 	// the compactions the scraped agents did since they started (0 when no
 	// agent was scraped).
 	IndexKeysBeforeCompaction int `json:"index_keys_before_compaction,omitempty"`
 }
+
+// MetaPrefix is where shale keeps objects that are not record data (the
+// recovery manifests, package manifest).
+const MetaPrefix = "meta/"
 
 // Compute prices a bucket. Each listed object's size is split among the
 // topics whose entries reference it, in proportion to the bytes they
@@ -115,8 +123,14 @@ func Compute(topics []TopicIndex, refs []Ref, objects []Object, req Requests, p 
 	objs := map[string]int{}
 	var garbage Usage
 	garbage.Name = "(unreferenced)"
+	manifests := Usage{Name: "(manifests)"}
 	var referenced int64
 	for _, o := range objects {
+		if strings.HasPrefix(o.Key, MetaPrefix) {
+			manifests.Objects++
+			manifests.BucketBytes += o.Size
+			continue
+		}
 		m := perObj[o.Key]
 		var sum int64
 		for _, b := range m {
@@ -172,7 +186,9 @@ func Compute(topics []TopicIndex, refs []Ref, objects []Object, req Requests, p 
 	sort.Slice(rep.Topics, func(i, j int) bool { return rep.Topics[i].Name < rep.Topics[j].Name })
 	garbage.Cost = price(garbage.BucketBytes, 0, 0, 0, p)
 	rep.Garbage = garbage
-	total.BucketBytes = referenced + garbage.BucketBytes
+	manifests.Cost = price(manifests.BucketBytes, 0, 0, 0, p)
+	rep.Manifests = manifests
+	total.BucketBytes = referenced + garbage.BucketBytes + manifests.BucketBytes
 	if req.Known {
 		total.PutPerDay, total.GetPerDay = req.PutPerDay, req.GetPerDay
 	}

@@ -190,3 +190,13 @@ func TestComputeSharesAddUp(t *testing.T) {
 		t.Errorf("shares add up to %d, total %d; want 100", sum, r.Total.BucketBytes)
 	}
 }
+
+// TestManifestsAreNotGarbage proves recovery manifests (under MetaPrefix)
+// are priced apart: not garbage, in the bucket total.
+func TestManifestsAreNotGarbage(t *testing.T) {
+	objects := []Object{{"wal/x", 100}, {MetaPrefix + "manifests/00000000000000000001.shm", 10}}
+	r := Compute(nil, nil, objects, Requests{}, DefaultPrices)
+	if r.Garbage.Objects != 1 || r.Garbage.BucketBytes != 100 || r.Manifests.Objects != 1 || r.Manifests.BucketBytes != 10 || r.Total.BucketBytes != 110 {
+		t.Fatalf("garbage %+v manifests %+v total %+v", r.Garbage, r.Manifests, r.Total)
+	}
+}

@@ -119,6 +119,20 @@ func (e *EtcdProcess) Restart() {
 	}
 }
 
+// Wipe SIGKILLs the process, deletes its data directory and starts a
+// fresh, empty etcd on the same ports: etcd lost.
+func (e *EtcdProcess) Wipe() {
+	e.t.Helper()
+	e.Kill()
+	if err := os.RemoveAll(e.dir); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.MkdirAll(e.dir, 0o700); err != nil {
+		e.t.Fatal(err)
+	}
+	e.Restart()
+}
+
 func (e *EtcdProcess) stop(sig syscall.Signal) {
 	if e.cmd == nil {
 		return
