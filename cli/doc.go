@@ -19,6 +19,10 @@
 //     prices them); read-only. Agents find each other's admin servers
 //     through the registration: StartStack starts the admin server before
 //     the agent registers and records its address (admin_addr.go).
+//   - recover (recover.go): rebuilds an empty etcd namespace from the
+//     bucket's newest recovery manifest (packages manifest, lifecycle's
+//     manifest job, metastore.Restore); the only command besides agent
+//     that writes to etcd wholesale.
 //
 // # Settings
 //

@@ -15,8 +15,24 @@
 //     start offset over whole entries, on topics whose cleanup.policy
 //     includes delete (metastore.CleanupPolicyOf), as Kafka does.
 //   - Garbage collection (CollectGarbage) deletes objects under wal/ and
-//     seg/ that no entry references and that are older than the grace period
-//     (10 min), listing the bucket before scanning the index.
+//     seg/ that no entry and no recovery manifest references and that are
+//     older than the grace period (10 min), listing the bucket before
+//     scanning the index. While a manifest is being written (a manifest pin
+//     exists in etcd) it deletes nothing: the manifest may reference
+//     objects that left the index since its snapshot. The pin is checked
+//     after the index scan and before the manifests are listed (see gc.go
+//     for why that order closes the race).
+//   - Recovery manifests (WriteManifest, JobManifest) every
+//     ManifestInterval (1 min): a snapshot of the namespace's unleased keys
+//     (metastore.Snapshot) with the objects its index references, written
+//     to manifest.Key(revision) under meta/manifests/ while holding a pin;
+//     the newest ManifestKeep (2) stay, older ones are deleted. A write
+//     that takes longer than half its pin's TTL gives up; one whose pin
+//     expired before its upload finished deletes its manifest. A graceful
+//     stop writes a final one (Runner.FinalManifest). `shale recover`
+//     restores the newest; the recovery point is its revision. A writer
+//     SIGKILLed mid-write leaves no manifest (a PUT is atomic) and a pin
+//     that expires: the previous manifest stays the newest.
 //   - Group offset expiry (JobGroupExpiry) deletes the committed offsets of
 //     consumer groups no agent coordinates once their newest commit and
 //     their emptying are older than GroupOffsetRetention (7 days, Kafka's

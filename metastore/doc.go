@@ -43,6 +43,9 @@
 //	<ns>/txns/<t>/coordinator                <node> (decimal) under the transaction coordinator's agent lease
 //	<ns>/txns/<t>/state                      TxnState         producer ID, epoch, timeout, phase, partitions (with topic IDs), groups, start time
 //	<ns>/txn-offsets/<g>/<pid>/<topic>/<p>   GroupOffset      a TxnOffsetCommit offset pending its transaction's end
+//	<ns>/manifest-pins/<lease hex>           RFC 3339 time    a recovery manifest being written, under a lease of its own (PinManifest)
+//	<ns>/manifest-last                       ManifestRecord   the newest manifest written (key, revision, time, size), for status
+//	<ns>/recovering                          manifest key     a Restore in progress; deleted when it is done
 //
 // <g> is the group ID path-escaped (url.PathEscape), so any group ID is one
 // key component; so are <u>, a user name, and <t>, a transactional ID;
@@ -147,6 +150,23 @@
 //   - Producer IDs come from CAS increments of one counter, so they are
 //     unique across agents and restarts (>= FirstProducerID, not dense).
 //
+// # Snapshots (recovery manifests)
+//
+// Snapshot reads every key of the namespace that is not bound to a lease,
+// at one etcd revision (paged), except manifest-last and recovering: that
+// is the state nothing else can rebuild, and what the manifest job writes
+// to the bucket (package manifest). A new kind of key is covered without
+// a change here, unless it is leased (then its owner must rebuild it).
+// Restore writes such a snapshot back into a namespace, in transactions
+// within --max-txn-ops and the request size, under the recovering marker
+// (so a restore killed midway is resumed by running it again with the
+// same source), and raises the producer ID counter by
+// RestoreGapProducerIDs so that IDs handed out after the snapshot are not
+// handed out again. Values are written as they were; revisions are new,
+// which is harmless: every compare-and-swap reads its revision first.
+// PinManifest/ManifestPinned let garbage collection hold off while a
+// manifest is written (see package lifecycle).
+//
 // # Transaction size
 //
 // etcd caps the operations (and, separately, the compares) of one
@@ -173,6 +193,8 @@
 //     that does not hold its coordinator key under the lease it names.
 //   - ErrNodeIDInUse: RegisterAgent with an explicit node ID held by a live agent.
 //   - ErrNoClusterRecord: no agent has recorded the cluster's bucket yet.
+//   - ErrRestoreBusy: Restore on a namespace whose recovering marker names
+//     another source.
 //   - ErrPartitionMissing: for callers; metastore itself does not check a
 //     partition number against the topic's count.
 //
