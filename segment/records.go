@@ -156,6 +156,10 @@ func (d *Decoder) decompress(codec int8, in []byte) ([]byte, error) {
 		}
 		return out, err
 	case CompressionLZ4:
+		if out, ok := decodeLZ4Frame(d.buf[:0], in); ok { // lz4frame.go
+			d.buf = out
+			return out, nil
+		}
 		if d.lz == nil {
 			d.lz = lz4.NewReader(bytes.NewReader(in))
 		} else {
