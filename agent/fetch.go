@@ -249,6 +249,7 @@ func (s *Server) handleFetch(ctx context.Context, rc *reqCtx, req *kmsg.FetchReq
 // an error only when the connection should close (ctx, the connection's
 // context, ended).
 func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxBytes int, readCommitted bool) (total int, failed bool, _ error) {
+	s.prefetch(rctx, parts, maxBytes)
 	for i := range parts {
 		fp := &parts[i]
 		op := fp.out
@@ -307,6 +308,31 @@ func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxByte
 		s.cfg.Metrics.BytesOut(len(res.Records))
 	}
 	return total, failed, nil
+}
+
+// prefetch starts the engine's read-ahead of every partition the fetch
+// will read, with the byte limits it will read them with at most (each
+// partition's own, within what the request's limit leaves), so that a
+// consumer replaying several partitions gets them from the bucket
+// concurrently rather than one after the other. Only a fetch of several
+// partitions needs it: the engine reads ahead of a single one itself.
+func (s *Server) prefetch(rctx context.Context, parts []fetchPart, maxBytes int) {
+	if len(parts) < 2 {
+		return
+	}
+	left := maxBytes
+	for i := range parts {
+		fp := &parts[i]
+		if !fp.ok || fp.max <= 0 {
+			continue
+		}
+		limit := min(int(fp.max), left)
+		if limit <= 0 {
+			return
+		}
+		s.eng.Prefetch(rctx, fp.id, fp.out.Partition, fp.offset, limit)
+		left -= limit
+	}
 }
 
 // waitAny waits until one of chans is closed (true), or d passes or ctx ends

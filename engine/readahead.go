@@ -91,14 +91,14 @@ func newReadAhead(e *Engine) *readAhead {
 	return &readAhead{e: e, max: readAheadBytes, spans: make(map[span.Span]*raSpan), lru: list.New()}
 }
 
-// prefetch queues background reads of the spans after plan[0] (in order)
+// prefetch queues background reads of the spans plan[from:] (in order)
 // that are neither cached nor already known to the read-ahead, within the
 // bounds. It stops at the first span that does not fit. plan is what one
 // fetch reads and reads ahead, in order: room for its later spans is never
 // made by evicting its earlier ones (plan[0] included, which the fetch is
-// about to read).
-func (r *readAhead) prefetch(plan []span.Span) {
-	if len(plan) < 2 {
+// about to read when from is 1).
+func (r *readAhead) prefetch(plan []span.Span, from int) {
+	if len(plan) <= from {
 		return
 	}
 	r.mu.Lock()
@@ -114,7 +114,7 @@ func (r *readAhead) prefetch(plan []span.Span) {
 		}
 	}
 	r.mu.Unlock()
-	for _, sp := range plan[1:] {
+	for _, sp := range plan[from:] {
 		if sp.Size <= 0 || sp.Size > maxEntrySize || r.e.cache.has(sp.Object, sp.Pos, sp.Size) {
 			continue
 		}

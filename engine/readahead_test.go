@@ -202,7 +202,7 @@ func TestReadAheadCloseEndsPrefetches(t *testing.T) {
 	if err := r.Close(cctx); err != nil {
 		t.Fatal(err)
 	}
-	r.ra.prefetch([]span.Span{{Object: "a", Size: 10}, {Object: "b", Size: 10}})
+	r.ra.prefetch([]span.Span{{Object: "a", Size: 10}, {Object: "b", Size: 10}}, 1)
 	r.ra.mu.Lock()
 	workers, spans, queued := r.ra.workers, len(r.ra.spans), len(r.ra.queue)
 	r.ra.mu.Unlock()
@@ -306,5 +306,49 @@ func TestReadAheadBudgetCountsParsedBatches(t *testing.T) {
 	}
 	if maxRetained > r.ra.max {
 		t.Fatalf("read-ahead spans held %d bytes (bytes and parsed batches), over its %d budget", maxRetained, r.ra.max)
+	}
+}
+
+// TestPrefetchReadsAheadBeforeTheFetch proves that Prefetch (which the
+// agent calls for every partition of a multi-partition fetch before
+// reading the first) GETs a cold partition's spans, its first one
+// included, without a fetch: the fetches that follow find every span in
+// the read-ahead's memory (no foreground GET) and read the records exactly.
+// A Prefetch at the high watermark or outside the log does nothing.
+func TestPrefetchReadsAheadBeforeTheFetch(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	store := dirStore(t)
+	w := testEngine(t, cli, store, func(c *Config) { c.FlushInterval = time.Hour })
+	tp := createTopic(t, cli, "prefetch", 1)
+	ctx := context.Background()
+	const entries = 6
+	sent := produceSpans(t, w, tp.ID, entries, 1, func(n int) []byte {
+		return segmenttest.Batch(segmenttest.BatchOptions{Records: 3, Value: value(5, n)})
+	})
+	r := testEngine(t, cli, store, nil) // shares nothing cached with the writer
+	r.Prefetch(ctx, tp.ID, 0, int64(3*entries), 1<<20) // at the high watermark
+	r.Prefetch(ctx, tp.ID, 0, int64(3*entries)+5, 1<<20)
+	if n := r.Snapshot().ReadAheadSpans; n != 0 {
+		t.Fatalf("Prefetch past the data fetched %d spans", n)
+	}
+	r.Prefetch(ctx, tp.ID, 0, 0, 1<<20)
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Snapshot().ReadAheadSpans < entries {
+		if time.Now().After(deadline) {
+			t.Fatalf("Prefetch fetched %d spans, want %d", r.Snapshot().ReadAheadSpans, entries)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := readAll(t, r, tp.ID, 0)
+	if len(got) != len(sent) {
+		t.Fatalf("read %d batches, want %d", len(got), len(sent))
+	}
+	for i := range got {
+		if !sameExceptBase(got[i], sent[i]) {
+			t.Fatalf("batch %d differs", i)
+		}
+	}
+	if s := r.Snapshot(); s.CacheMisses != 0 || s.ReadAheadHits < entries {
+		t.Fatalf("after Prefetch: %d foreground GETs, %d read-ahead hits (want 0 and %d)", s.CacheMisses, s.ReadAheadHits, entries)
 	}
 }
