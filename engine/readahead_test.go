@@ -326,7 +326,8 @@ func TestPrefetchReadsAheadBeforeTheFetch(t *testing.T) {
 		return segmenttest.Batch(segmenttest.BatchOptions{Records: 3, Value: value(5, n)})
 	})
 	r := testEngine(t, cli, store, nil) // shares nothing cached with the writer
-	r.Prefetch(ctx, tp.ID, 0, int64(3*entries), 1<<20) // at the high watermark
+	// At the high watermark, then past it: nothing to read ahead.
+	r.Prefetch(ctx, tp.ID, 0, int64(3*entries), 1<<20)
 	r.Prefetch(ctx, tp.ID, 0, int64(3*entries)+5, 1<<20)
 	if n := r.Snapshot().ReadAheadSpans; n != 0 {
 		t.Fatalf("Prefetch past the data fetched %d spans", n)
