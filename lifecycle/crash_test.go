@@ -52,6 +52,14 @@ func lifecycleChild() int {
 	fmt.Println("READY")
 	for pass := 0; pass < 1000; pass++ {
 		fmt.Println("BEGIN", pass)
+		if os.Getenv("SHALE_LC_CHILD") == "manifest" {
+			if _, err := lifecycle.WriteManifest(ctx, store, meta, "child", time.Now(), 3*time.Second, 0, nil); err != nil {
+				fmt.Fprintln(os.Stderr, "manifest:", err)
+				return 2
+			}
+			fmt.Println("PASS", pass)
+			continue
+		}
 		if os.Getenv("SHALE_LC_CHILD") == "keys" {
 			if _, err := lifecycle.CompactKeys(ctx, store, meta, crashKeyCfg(os.Getenv("SHALE_TMP")), nil); err != nil {
 				fmt.Fprintln(os.Stderr, "key compaction:", err)
