@@ -1,0 +1,107 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shale-dev/shale/agent"
+	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/internal/testenv"
+	"github.com/shale-dev/shale/lifecycle"
+	"github.com/shale-dev/shale/s3tier"
+)
+
+// TestRecoverAfterGracefulStop proves a graceful stop loses nothing to
+// recover (its final manifest holds the last records, with no periodic
+// manifest after them), that recover restores them at their offsets into
+// an empty namespace and the next record takes the next offset, that it
+// refuses a namespace holding keys, and that a corrupt newest manifest is
+// an error naming it unless --skip-corrupt, which restores the one before.
+func TestRecoverAfterGracefulStop(t *testing.T) {
+	_, endpoints := testenv.Etcd(t)
+	dir := t.TempDir()
+	bucket := filepath.Join(dir, "bucket")
+	etcd := strings.Join(endpoints, ",")
+	start := func(ns string) *Stack {
+		st, err := StartStack(context.Background(), StackOptions{
+			DataDir: filepath.Join(dir, ns), EtcdEndpoints: endpoints, EtcdNamespace: ns, Bucket: bucket,
+			Engine:    engine.Config{FlushInterval: 20 * time.Millisecond},
+			Agent:     agent.Config{Listen: "127.0.0.1:0", AutoCreateTopics: true, DefaultPartitions: 1, AgentTTL: 5 * time.Second},
+			Lifecycle: lifecycle.Config{ManifestInterval: time.Hour},
+		}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	stop := func(st *Stack) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := st.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := start("/shale")
+	if _, errs, code := run(t, "a\nb\nc\n", "produce", "-b", st.Agent.Addr().String(), "-t", "kept"); code != 0 {
+		t.Fatalf("produce: %s", errs)
+	}
+	stop(st)
+
+	recoverTo := func(ns string, extra ...string) (string, string, int) {
+		return run(t, "", append([]string{"recover", "--etcd-endpoints", etcd, "--etcd-namespace", ns, "--bucket", bucket}, extra...)...)
+	}
+	out, errs, code := recoverTo("/restored")
+	if code != 0 || !strings.Contains(out, "restored meta/manifests/") || !strings.Contains(out, "topics             1") {
+		t.Fatalf("recover: %d\n%s%s", code, out, errs)
+	}
+	if _, errs, code := recoverTo("/restored"); code == 0 || !strings.Contains(errs, "holds") || !strings.Contains(errs, "--force") {
+		t.Fatalf("recover into a namespace holding keys: %d %s", code, errs)
+	}
+	st = start("/restored")
+	addr := st.Agent.Addr().String()
+	if _, errs, code := run(t, "d\n", "produce", "-b", addr, "-t", "kept"); code != 0 {
+		t.Fatalf("produce after recover: %s", errs)
+	}
+	out, errs, code = run(t, "", "consume", "-b", addr, "-t", "kept", "-n", "4", "-o", "json")
+	for i, v := range []string{"a", "b", "c", "d"} {
+		if want := `"offset":` + string(rune('0'+i)) + `,"timestamp"`; code != 0 || !strings.Contains(strings.Split(out, "\n")[i], want) ||
+			!strings.Contains(strings.Split(out, "\n")[i], `"value":"`+v+`"`) {
+			t.Fatalf("consume after recover (record %d: %s at offset %d): %d\n%s%s", i, v, i, code, out, errs)
+		}
+	}
+	stop(st)
+
+	store, err := s3tier.NewDirStore(bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := lifecycle.ListManifests(context.Background(), store)
+	if err != nil || len(list) < 2 {
+		t.Fatalf("manifests %v %v", list, err)
+	}
+	newest := list[len(list)-1].Key
+	path := filepath.Join(bucket, filepath.FromSlash(newest))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := recoverTo("/other"); code == 0 || !strings.Contains(errs, newest) || !strings.Contains(errs, "--skip-corrupt") {
+		t.Fatalf("recover from a corrupt manifest: %d %s", code, errs)
+	}
+	if out, errs, code := recoverTo("/other", "--skip-corrupt"); code != 0 || !strings.Contains(out, "skipped corrupt manifest "+newest) {
+		t.Fatalf("recover --skip-corrupt: %d\n%s%s", code, out, errs)
+	}
+	empty := t.TempDir()
+	if _, errs, code := run(t, "", "recover", "--etcd-endpoints", etcd, "--etcd-namespace", "/none", "--bucket", empty); code == 0 || !strings.Contains(errs, "no recovery manifest") {
+		t.Fatalf("recover from an empty bucket: %d %s", code, errs)
+	}
+}
