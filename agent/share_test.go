@@ -1,0 +1,285 @@
+package agent_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/agent/agenttest"
+)
+
+// shareEnv is a topic of one partition holding n records, and a raw
+// client per agent.
+type shareEnv struct {
+	c       *agenttest.Cluster
+	topic   string
+	topicID [16]byte
+	raw     []*kgo.Client
+}
+
+func newShareEnv(t *testing.T, agents, n int) *shareEnv {
+	t.Helper()
+	c := agenttest.Start(t, agenttest.Options{Agents: agents})
+	e := &shareEnv{c: c, topic: "share-q"}
+	ctx := testCtx(t, 30*time.Second)
+	adm := c.Admin(t)
+	if _, err := adm.CreateTopic(ctx, 1, -1, nil, e.topic); err != nil {
+		t.Fatal(err)
+	}
+	prod := c.Client(t, kgo.DefaultProduceTopic(e.topic))
+	for i := range n {
+		if err := prod.ProduceSync(ctx, kgo.StringRecord(strconv.Itoa(i))).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	md, err := adm.Metadata(ctx, e.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.topicID = md.Topics[e.topic].ID
+	for _, a := range c.Agents {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(a.Addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		e.raw = append(e.raw, cl)
+	}
+	return e
+}
+
+// req sends req to agent i.
+func (e *shareEnv) req(t *testing.T, i int, req kmsg.Request) kmsg.Response {
+	t.Helper()
+	resp, err := e.raw[i].SeedBrokers()[0].Request(testCtx(t, 30*time.Second), req)
+	if err != nil {
+		t.Fatalf("%s: %v", kmsg.NameForKey(req.Key()), err)
+	}
+	return resp
+}
+
+func (e *shareEnv) heartbeat(t *testing.T, group, member string, epoch int32) *kmsg.ShareGroupHeartbeatResponse {
+	r := kmsg.NewPtrShareGroupHeartbeatRequest()
+	r.GroupID, r.MemberID, r.MemberEpoch = group, member, epoch
+	if epoch == 0 {
+		r.SubscribedTopicNames = []string{e.topic}
+	}
+	return e.req(t, 0, r).(*kmsg.ShareGroupHeartbeatResponse)
+}
+
+type shareAck struct {
+	first, last int64
+	types       []int8
+}
+
+func (e *shareEnv) fetch(t *testing.T, agent int, group, member string, epoch, max int32, acks ...shareAck) *kmsg.ShareFetchResponse {
+	r := kmsg.NewPtrShareFetchRequest()
+	r.GroupID, r.MemberID, r.ShareSessionEpoch = kmsg.StringPtr(group), kmsg.StringPtr(member), epoch
+	r.MaxRecords, r.BatchSize, r.MaxBytes, r.MaxWaitMillis = max, max, 1<<20, 10
+	tp := kmsg.NewShareFetchRequestTopic()
+	tp.TopicID = e.topicID
+	p := kmsg.NewShareFetchRequestTopicPartition()
+	p.PartitionMaxBytes = 1 << 20
+	for _, a := range acks {
+		b := kmsg.NewShareFetchRequestTopicPartitionAcknowledgementBatch()
+		b.FirstOffset, b.LastOffset, b.AcknowledgeTypes = a.first, a.last, a.types
+		p.AcknowledgementBatches = append(p.AcknowledgementBatches, b)
+	}
+	tp.Partitions = append(tp.Partitions, p)
+	r.Topics = append(r.Topics, tp)
+	return e.req(t, agent, r).(*kmsg.ShareFetchResponse)
+}
+
+func (e *shareEnv) ack(t *testing.T, group, member string, epoch int32, acks ...shareAck) *kmsg.ShareAcknowledgeResponse {
+	r := kmsg.NewPtrShareAcknowledgeRequest()
+	r.GroupID, r.MemberID, r.ShareSessionEpoch = kmsg.StringPtr(group), kmsg.StringPtr(member), epoch
+	tp := kmsg.NewShareAcknowledgeRequestTopic()
+	tp.TopicID = e.topicID
+	p := kmsg.NewShareAcknowledgeRequestTopicPartition()
+	for _, a := range acks {
+		b := kmsg.NewShareAcknowledgeRequestTopicPartitionAcknowledgementBatch()
+		b.FirstOffset, b.LastOffset, b.AcknowledgeTypes = a.first, a.last, a.types
+		p.AcknowledgementBatches = append(p.AcknowledgementBatches, b)
+	}
+	tp.Partitions = append(tp.Partitions, p)
+	r.Topics = append(r.Topics, tp)
+	return e.req(t, 0, r).(*kmsg.ShareAcknowledgeResponse)
+}
+
+// acquired lists a ShareFetch answer's acquired ranges as [first, last,
+// delivery count].
+func acquired(resp *kmsg.ShareFetchResponse) [][3]int64 {
+	var out [][3]int64
+	for _, tp := range resp.Topics {
+		for _, p := range tp.Partitions {
+			for _, a := range p.AcquiredRecords {
+				out = append(out, [3]int64{a.FirstOffset, a.LastOffset, int64(a.DeliveryCount)})
+			}
+		}
+	}
+	return out
+}
+
+func wantCode(t *testing.T, what string, got int16, want *kerr.Error) {
+	t.Helper()
+	var w int16
+	if want != nil {
+		w = want.Code
+	}
+	if got != w {
+		t.Fatalf("%s: %v, want %v", what, kerr.ErrorForCode(got), want)
+	}
+}
+
+func (e *shareEnv) setEarliest(t *testing.T, group string) {
+	r := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
+	c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	c.Name, c.Value = "share.auto.offset.reset", kmsg.StringPtr("earliest")
+	res.Configs = append(res.Configs, c)
+	r.Resources = append(r.Resources, res)
+	resp := e.req(t, 0, r).(*kmsg.IncrementalAlterConfigsResponse)
+	wantCode(t, "set share.auto.offset.reset", resp.Resources[0].ErrorCode, nil)
+}
+
+// TestShareGroupProtocol proves the share group APIs answer Kafka's error
+// codes for bad input (unknown group, wrong member and session epochs,
+// acknowledging records another member holds, a session used after it
+// closed, a classic join of a share group, offsets altered under members),
+// and that accepted records are never delivered again, released ones come
+// back with a higher delivery count, and rejected ones never do.
+func TestShareGroupProtocol(t *testing.T) {
+	e := newShareEnv(t, 1, 10)
+	const g = "sg"
+	e.setEarliest(t, g)
+
+	wantCode(t, "ShareFetch, no such share group", e.fetch(t, 0, "nobody", "a", 0, 5).ErrorCode, kerr.GroupIDNotFound)
+	hb := e.heartbeat(t, g, "a", 0)
+	wantCode(t, "join", hb.ErrorCode, nil)
+	if hb.MemberEpoch < 1 || hb.Assignment == nil || len(hb.Assignment.TopicPartitions) != 1 {
+		t.Fatalf("join: epoch %d, assignment %+v", hb.MemberEpoch, hb.Assignment)
+	}
+	wantCode(t, "heartbeat, wrong epoch", e.heartbeat(t, g, "a", hb.MemberEpoch+5).ErrorCode, kerr.FencedMemberEpoch)
+	wantCode(t, "heartbeat, unknown member", e.heartbeat(t, g, "zz", 3).ErrorCode, kerr.UnknownMemberID)
+	wantCode(t, "heartbeat, no member ID", e.heartbeat(t, g, "", 0).ErrorCode, kerr.InvalidRequest)
+
+	jg := kmsg.NewPtrJoinGroupRequest()
+	jg.Group, jg.ProtocolType, jg.SessionTimeoutMillis, jg.RebalanceTimeoutMillis = g, "consumer", 10000, 10000
+	jg.Protocols = append(jg.Protocols, kmsg.JoinGroupRequestProtocol{Name: "range"})
+	wantCode(t, "JoinGroup of a share group", e.req(t, 0, jg).(*kmsg.JoinGroupResponse).ErrorCode, kerr.InconsistentGroupProtocol)
+
+	wantCode(t, "ShareFetch, no session", e.fetch(t, 0, g, "a", 3, 4).ErrorCode, kerr.ShareSessionNotFound)
+	wantCode(t, "ShareFetch, acks opening a session", e.fetch(t, 0, g, "a", 0, 4, shareAck{0, 0, []int8{1}}).ErrorCode, kerr.InvalidRequest)
+	fa := e.fetch(t, 0, g, "a", 0, 4)
+	if got := acquired(fa); len(got) != 1 || got[0] != [3]int64{0, 3, 1} {
+		t.Fatalf("a acquired %v, want [0 3 1]", got)
+	}
+	wantCode(t, "ShareFetch, wrong session epoch", e.fetch(t, 0, g, "a", 7, 4).ErrorCode, kerr.InvalidShareSessionEpoch)
+	fb := e.fetch(t, 0, g, "b", 0, 4)
+	if got := acquired(fb); len(got) != 1 || got[0] != [3]int64{4, 7, 1} {
+		t.Fatalf("b acquired %v, want [4 7 1]", got)
+	}
+	bad := e.ack(t, g, "b", 1, shareAck{0, 3, []int8{1}})
+	wantCode(t, "b acknowledges a's records", bad.Topics[0].Partitions[0].ErrorCode, kerr.InvalidRecordState)
+	wantCode(t, "ShareAcknowledge at epoch 0", e.ack(t, g, "b", 0).ErrorCode, kerr.InvalidShareSessionEpoch)
+	ok := e.ack(t, g, "a", 1, shareAck{0, 3, []int8{1, 1, 2, 3}})
+	wantCode(t, "a accepts, releases, rejects", ok.Topics[0].Partitions[0].ErrorCode, nil)
+	wantCode(t, "a closes its session", e.fetch(t, 0, g, "a", -1, 0).ErrorCode, nil)
+	wantCode(t, "ShareFetch after the session closed", e.fetch(t, 0, g, "a", 2, 4).ErrorCode, kerr.ShareSessionNotFound)
+
+	got := acquired(e.fetch(t, 0, g, "b", 2, 10))
+	want := [][3]int64{{2, 2, 2}, {8, 9, 1}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("b's second fetch acquired %v, want %v (2 released, 3 rejected, 0-1 accepted)", got, want)
+	}
+
+	d := kmsg.NewPtrDescribeShareGroupOffsetsRequest()
+	d.Groups = append(d.Groups, kmsg.DescribeShareGroupOffsetsRequestGroup{GroupID: g})
+	dr := e.req(t, 0, d).(*kmsg.DescribeShareGroupOffsetsResponse)
+	if so := dr.Groups[0].Topics[0].Partitions[0].StartOffset; so != 2 {
+		t.Fatalf("start offset %d, want 2", so)
+	}
+	alt := kmsg.NewPtrAlterShareGroupOffsetsRequest()
+	alt.GroupID = g
+	wantCode(t, "alter offsets with a member", e.req(t, 0, alt).(*kmsg.AlterShareGroupOffsetsResponse).ErrorCode, kerr.NonEmptyGroup)
+}
+
+// TestShareTwoAgentsAcquireOnce proves that two agents serving one
+// share-partition at the same time never hand out a record twice: two
+// members fetch concurrently, one through each agent, accepting what they
+// get, and every record is acquired exactly once.
+func TestShareTwoAgentsAcquireOnce(t *testing.T) {
+	const n = 600
+	e := newShareEnv(t, 2, n)
+	const g = "sg2"
+	alt := kmsg.NewPtrAlterShareGroupOffsetsRequest()
+	alt.GroupID = g
+	at := kmsg.NewAlterShareGroupOffsetsRequestTopic()
+	at.Topic = e.topic
+	at.Partitions = append(at.Partitions, kmsg.AlterShareGroupOffsetsRequestTopicPartition{Partition: 0, StartOffset: 0})
+	alt.Topics = append(alt.Topics, at)
+	var ar *kmsg.AlterShareGroupOffsetsResponse
+	for i := range 2 { // the agent that claims the group answers
+		ar = e.req(t, i, alt).(*kmsg.AlterShareGroupOffsetsResponse)
+		if ar.ErrorCode != kerr.NotCoordinator.Code {
+			break
+		}
+	}
+	wantCode(t, "alter offsets", ar.ErrorCode, nil)
+
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	total := 0
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			member := "m" + strconv.Itoa(i)
+			var epoch int32
+			var acks []shareAck
+			for ctx.Err() == nil {
+				mu.Lock()
+				done := total >= n
+				mu.Unlock()
+				if done {
+					return
+				}
+				resp := e.fetch(t, i, g, member, epoch, 7, acks...)
+				if resp.ErrorCode != 0 {
+					t.Errorf("%s: %v", member, kerr.ErrorForCode(resp.ErrorCode))
+					return
+				}
+				epoch++
+				acks = nil
+				mu.Lock()
+				for _, r := range acquired(resp) {
+					for o := r[0]; o <= r[1]; o++ {
+						seen[o]++
+						total++
+					}
+					acks = append(acks, shareAck{r[0], r[1], []int8{1}})
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if total != n || len(seen) != n {
+		t.Fatalf("acquired %d records, %d distinct, want %d once each", total, len(seen), n)
+	}
+	for o, c := range seen {
+		if c != 1 {
+			t.Fatalf("offset %d acquired %d times", o, c)
+		}
+	}
+}
