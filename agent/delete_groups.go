@@ -7,7 +7,9 @@ package agent
 // GROUP_ID_NOT_FOUND. Deleting removes the group's offsets and its
 // coordinator claim from etcd in one fenced transaction, then forgets the
 // group here (also after an error, unless reading the coordinator key back
-// shows it still held: etcd may have applied the delete).
+// shows it still held: etcd may have applied the delete). A share group
+// (share_groups.go) must have no member either; its record and
+// share-partition states are deleted first.
 
 import (
 	"context"
@@ -41,6 +43,11 @@ func (s *Server) deleteGroup(ctx context.Context, name string) int16 {
 		g.mu.Unlock()
 		return kerr.NonEmptyGroup.Code
 	}
+	wasShare, code := s.deleteShareGroup(ctx, g)
+	if code != 0 {
+		g.mu.Unlock()
+		return code
+	}
 	offs, err := s.meta.FetchGroupOffsets(ctx, name)
 	if err != nil {
 		g.mu.Unlock()
@@ -64,7 +71,7 @@ func (s *Server) deleteGroup(ctx context.Context, name string) int16 {
 	co.forgetLocked(g, kerr.NotCoordinator.Code)
 	gen := g.generation
 	g.mu.Unlock()
-	if len(offs) == 0 && gen == 0 {
+	if len(offs) == 0 && gen == 0 && !wasShare {
 		return kerr.GroupIDNotFound.Code
 	}
 	return 0

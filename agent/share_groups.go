@@ -294,3 +294,21 @@ func (s *Server) shareGroupCode(ctx context.Context, group string) int16 {
 	}
 	return 0
 }
+
+// deleteShareGroup deletes g's share group record and states from etcd
+// when g is a share group without members (with g.mu held, for
+// DeleteGroups). It reports whether g was a share group.
+func (s *Server) deleteShareGroup(ctx context.Context, g *group) (bool, int16) {
+	if !s.isShareGroup(ctx, g) {
+		return false, 0
+	}
+	if g.share.active() {
+		return true, kerr.NonEmptyGroup.Code
+	}
+	if err := s.meta.DeleteShareGroup(ctx, g.name); err != nil {
+		return true, errCode(s.log, "delete share group", err)
+	}
+	g.share = nil
+	s.shareReg().forgetTopic(g.name, metastore.TopicID{})
+	return true, 0
+}

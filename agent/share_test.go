@@ -209,6 +209,12 @@ func TestShareGroupProtocol(t *testing.T) {
 	alt := kmsg.NewPtrAlterShareGroupOffsetsRequest()
 	alt.GroupID = g
 	wantCode(t, "alter offsets with a member", e.req(t, 0, alt).(*kmsg.AlterShareGroupOffsetsResponse).ErrorCode, kerr.NonEmptyGroup)
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Groups = []string{g}
+	wantCode(t, "delete a share group with a member", e.req(t, 0, del).(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode, kerr.NonEmptyGroup)
+	wantCode(t, "leave", e.heartbeat(t, g, "a", -1).ErrorCode, nil)
+	wantCode(t, "delete the share group", e.req(t, 0, del).(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode, nil)
+	wantCode(t, "ShareFetch of a deleted share group", e.fetch(t, 0, g, "b", 3, 4).ErrorCode, kerr.GroupIDNotFound)
 }
 
 // TestShareTwoAgentsAcquireOnce proves that two agents serving one
