@@ -8,8 +8,9 @@ package agent
 // to etcd (it has committed offsets) that no agent coordinates is listed,
 // as Empty, by the agent FindCoordinator would name for it, so a client
 // asking every agent (as kadm does) sees each group once. States
-// (v4+) and types (v5+, every group is "classic") filter as in Kafka,
-// case-insensitively.
+// (v4+) and types (v5+: "classic", or "share" for share groups, listed
+// with protocol type "share", Stable with members, else Empty) filter as
+// in Kafka, case-insensitively.
 
 import (
 	"context"
@@ -35,14 +36,15 @@ func (s *Server) handleListGroups(ctx context.Context, _ *reqCtx, req *kmsg.List
 		}
 		return false
 	}
-	add := func(name, protocolType, state string) {
-		if !match(req.StatesFilter, state) || !match(req.TypesFilter, "classic") {
+	addType := func(name, protocolType, state, typ string) {
+		if !match(req.StatesFilter, state) || !match(req.TypesFilter, typ) {
 			return
 		}
 		g := kmsg.NewListGroupsResponseGroup()
-		g.Group, g.ProtocolType, g.GroupState, g.GroupType = name, protocolType, state, "classic"
+		g.Group, g.ProtocolType, g.GroupState, g.GroupType = name, protocolType, state, typ
 		resp.Groups = append(resp.Groups, g)
 	}
+	add := func(name, protocolType, state string) { addType(name, protocolType, state, "classic") }
 	listed, err := s.meta.ListGroups(ctx)
 	if err != nil {
 		resp.ErrorCode = errCode(s.log, "list groups", err)
@@ -52,9 +54,30 @@ func (s *Server) handleListGroups(ctx context.Context, _ *reqCtx, req *kmsg.List
 	for _, l := range listed {
 		withOffsets[l.Name] = l.HasOffsets
 	}
+	shares, err := s.meta.ShareGroups(ctx)
+	if err != nil {
+		resp.ErrorCode = errCode(s.log, "list share groups", err)
+		return now(resp)
+	}
+	isShare := map[string]bool{}
+	for _, name := range shares {
+		isShare[name] = true
+	}
 	mine := map[string]bool{}
 	for _, g := range s.groups().owned() {
 		g.mu.Lock()
+		if isShare[g.name] || g.share != nil {
+			state := "Empty"
+			if g.share.active() {
+				state = "Stable"
+			}
+			if g.state != stateDead {
+				addType(g.name, "share", state, "share")
+			}
+			mine[g.name] = g.state != stateDead
+			g.mu.Unlock()
+			continue
+		}
 		// A group held with no member since its claim exists for Kafka
 		// only if it has offsets (describe_groups.go).
 		if g.state != stateDead && (g.state != stateEmpty || g.generation > 0 || withOffsets[g.name]) {
@@ -65,12 +88,22 @@ func (s *Server) handleListGroups(ctx context.Context, _ *reqCtx, req *kmsg.List
 	}
 	agents := s.liveAgents(ctx)
 	self := s.NodeID()
+	coordinated := map[string]bool{}
 	for _, l := range listed {
-		if mine[l.Name] || l.Coordinator >= 0 || !l.HasOffsets {
+		coordinated[l.Name] = l.Coordinator >= 0
+		if mine[l.Name] || l.Coordinator >= 0 || !l.HasOffsets || isShare[l.Name] {
 			continue
 		}
 		if win, ok := rendezvous(agents, l.Name); ok && win.NodeID == self {
 			add(l.Name, l.ProtocolType, "Empty") // as recorded: "" if none (describe_groups.go)
+		}
+	}
+	for _, name := range shares {
+		if mine[name] || coordinated[name] {
+			continue
+		}
+		if win, ok := rendezvous(agents, name); ok && win.NodeID == self {
+			addType(name, "share", "Empty", "share")
 		}
 	}
 	return now(resp)

@@ -28,7 +28,7 @@ Committed offsets live in etcd; the group's coordinator is whichever agent holds
 }
 
 func groupListCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "list", Short: "List consumer groups", Args: cobra.NoArgs}
+	cmd := &cobra.Command{Use: "list", Short: "List consumer and share groups (PROTOCOL TYPE share)", Args: cobra.NoArgs}
 	addBootstrapFlag(cmd)
 	cmd.RunE = adminRun(func(cmd *cobra.Command, adm *kadm.Client, _ []string) error {
 		gs, err := adm.ListGroups(cmd.Context())
@@ -45,10 +45,13 @@ func groupListCmd() *cobra.Command {
 }
 
 func groupDescribeCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "describe GROUP", Short: "Show a group's members, committed offsets and lag", Args: exactArgs(1)}
+	cmd := &cobra.Command{Use: "describe GROUP", Short: "Show a group's members, committed offsets (share groups: start offsets) and lag", Args: exactArgs(1)}
 	addBootstrapFlag(cmd)
 	cmd.RunE = adminRun(func(cmd *cobra.Command, adm *kadm.Client, args []string) error {
 		ctx, name := cmd.Context(), args[0]
+		if sgs, err := adm.DescribeShareGroups(ctx, name); err == nil && sgs[name].Err == nil {
+			return describeShareGroup(ctx, cmd.OutOrStdout(), adm, sgs[name])
+		}
 		dgs, err := adm.DescribeGroups(ctx, name)
 		if err != nil {
 			return fmt.Errorf("describe group %s: %w", name, err)
@@ -338,4 +341,68 @@ func resetOffsets(ctx context.Context, out io.Writer, adm *kadm.Client, group st
 	}
 	fmt.Fprintf(out, "\ncommitted new offsets for %s of group %s\n", plural(int64(len(resp.Sorted())), "partition"), group)
 	return nil
+}
+
+// describeShareGroup prints a share group (KIP-932): its members and
+// assignments, and per partition its start offset (records below it are
+// done), the log end and the lag (records from the start offset on not
+// yet acknowledged or archived).
+func describeShareGroup(ctx context.Context, out io.Writer, adm *kadm.Client, g kadm.DescribedShareGroup) error {
+	offs, err := adm.DescribeShareGroupOffsets(ctx, g.GroupID)
+	if err == nil {
+		err = offs.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("start offsets of %s: %w", g.GroupID, err)
+	}
+	fmt.Fprintf(out, "group %s  type share  state %s  epoch %d  coordinator %d  members %d\n\n",
+		g.GroupID, g.GroupState, g.GroupEpoch, g.Coordinator.NodeID, len(g.Members))
+	if len(g.Members) > 0 {
+		w := newTable(out, "MEMBER", "CLIENT", "HOST", "ASSIGNMENT")
+		for _, m := range g.Members {
+			var parts []string
+			for _, tp := range m.Assignment.Sorted() {
+				for _, p := range tp.Partitions {
+					parts = append(parts, fmt.Sprintf("%s/%d", tp.Topic, p))
+				}
+			}
+			w.row(m.MemberID, m.ClientID, m.ClientHost, strings.Join(parts, ","))
+		}
+		if err := w.flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
+	}
+	so := offs[g.GroupID].Offsets
+	var topics []string
+	for t := range so {
+		topics = append(topics, t)
+	}
+	sort.Strings(topics)
+	var ends kadm.ListedOffsets
+	if len(topics) > 0 {
+		if ends, err = adm.ListEndOffsets(ctx, topics...); err != nil {
+			return fmt.Errorf("end offsets: %w", err)
+		}
+	}
+	w := newTable(out, "TOPIC", "PARTITION", "START OFFSET", "LOG END", "LAG")
+	for _, t := range topics {
+		ps := make([]int32, 0, len(so[t]))
+		for p := range so[t] {
+			ps = append(ps, p)
+		}
+		sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+		for _, p := range ps {
+			o := so[t][p]
+			end, lag := "-", "-"
+			if e, ok := ends.Lookup(t, p); ok && e.Err == nil {
+				end = strconv.FormatInt(e.Offset, 10)
+			}
+			if o.Lag >= 0 {
+				lag = strconv.FormatInt(o.Lag, 10)
+			}
+			w.row(t, p, o.StartOffset, end, lag)
+		}
+	}
+	return w.flush()
 }
