@@ -49,6 +49,14 @@
 //     larger than that still goes through alone), and per Parquet writer one
 //     row group of about 8 MiB of record data.
 //
+// # Speed
+//
+// BenchmarkReplay (cli) measures every output format, and a Kafka
+// consumer through a cold agent, against a raw ranged GET of the same
+// bytes; BENCH.md says how to run it and keep its profiles, where each
+// reader spends its CPU (before and after the work of issue #23), and
+// the latest figures.
+//
 // # Errors
 //
 // ErrBadRange for a malformed or inverted range; metastore.ErrTopicNotFound
