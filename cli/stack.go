@@ -17,6 +17,7 @@ import (
 
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/icetable"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/metrics"
@@ -257,6 +258,8 @@ func (s *Stack) observeLifecycle(_ string, stats any) {
 		s.Metrics.Retention(st.OffsetsDropped)
 	case metastore.GroupExpiryStats:
 		s.Metrics.GroupOffsetsExpired(st.Offsets)
+	case icetable.Stats:
+		s.Metrics.Iceberg(st.Commits, st.Rows, st.Files, st.Skipped, st.Failed)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shale-dev/shale/icetable"
 	"github.com/shale-dev/shale/internal/retry"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
@@ -29,6 +30,10 @@ const (
 	// JobManifest snapshots the namespace into the bucket for `shale
 	// recover` every ManifestInterval (WriteManifest).
 	JobManifest = "manifest"
+	// JobIceberg materializes the topics whose shale.iceberg.mode is set
+	// into Iceberg tables in the bucket (icetable.Materialize), every
+	// IcebergInterval.
+	JobIceberg = "iceberg"
 )
 
 // Config configures the lifecycle jobs an agent runs. Zero fields
@@ -68,18 +73,26 @@ type Config struct {
 	// (DefaultManifestPinTTL).
 	ManifestKeep   int
 	ManifestPinTTL time.Duration
+	// IcebergInterval is the pause between two passes of the iceberg job
+	// (DefaultIcebergInterval); Iceberg tunes it.
+	IcebergInterval time.Duration
+	// Iceberg tunes table materialization.
+	Iceberg icetable.Config
 	// Now returns wall-clock time (tests may override).
 	Now func() time.Time
 	// Observe, when set, receives each finished pass's counts (metrics):
-	// a CompactStats, KeyCompactStats, RetentionStats, GCStats or
-	// metastore.GroupExpiryStats.
+	// a CompactStats, KeyCompactStats, RetentionStats, GCStats,
+	// metastore.GroupExpiryStats or icetable.Stats.
 	Observe func(job string, stats any)
 }
 
 // Lifecycle defaults.
 const (
-	DefaultInterval    = time.Minute
-	DefaultJobLeaseTTL = 10 * time.Second
+	DefaultInterval = time.Minute
+	// DefaultIcebergInterval is the pause between two iceberg job passes:
+	// about how far a table lags its topic.
+	DefaultIcebergInterval = time.Minute
+	DefaultJobLeaseTTL     = 10 * time.Second
 	// DefaultGroupOffsetRetention is Kafka's offsets.retention.minutes
 	// default (KIP-211): 7 days.
 	DefaultGroupOffsetRetention = 7 * 24 * time.Hour
@@ -88,6 +101,9 @@ const (
 func (c *Config) setDefaults() error {
 	if c.Interval <= 0 {
 		c.Interval = DefaultInterval
+	}
+	if c.IcebergInterval <= 0 {
+		c.IcebergInterval = DefaultIcebergInterval
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = DefaultJobLeaseTTL
@@ -157,7 +173,7 @@ func New(cfg Config, store s3tier.Store, meta *metastore.Store, log *slog.Logger
 func (l *Runner) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
-	jobs := []string{JobCompaction, JobKeyCompaction, JobRetention, JobGC}
+	jobs := []string{JobCompaction, JobKeyCompaction, JobRetention, JobGC, JobIceberg}
 	if l.cfg.GroupOffsetRetention >= 0 {
 		jobs = append(jobs, JobGroupExpiry)
 	}
@@ -207,6 +223,8 @@ func (l *Runner) RunOnce(ctx context.Context, job string) error {
 		stats, err = CompactKeys(ctx, l.store, l.meta, KeyCompactConfig{CompactConfig: l.cfg.Compaction, MapBytes: l.cfg.KeyMapBytes}, l.log)
 	case JobRetention:
 		stats, err = ApplyRetention(ctx, l.meta, now, l.log)
+	case JobIceberg:
+		stats, err = icetable.Materialize(ctx, l.store, l.meta, l.cfg.Iceberg, l.log)
 	case JobGC:
 		stats, err = CollectGarbage(ctx, l.store, l.meta, l.cfg.GCPrefixes, now, l.cfg.GCGrace, l.log)
 	case JobManifest:
@@ -225,6 +243,17 @@ func (l *Runner) RunOnce(ctx context.Context, job string) error {
 		l.cfg.Observe(job, stats)
 	}
 	return err
+}
+
+// interval is the pause between two passes of job.
+func (l *Runner) interval(job string) time.Duration {
+	switch job {
+	case JobIceberg:
+		return l.cfg.IcebergInterval
+	case JobManifest:
+		return l.cfg.ManifestInterval
+	}
+	return l.cfg.Interval
 }
 
 // campaignRetry paces the campaigns for a job that fail (etcd unreachable).
@@ -259,11 +288,7 @@ func (l *Runner) lead(ctx context.Context, job string) {
 			} else {
 				l.log.Debug("lifecycle pass done", "job", job, "took", time.Since(start))
 			}
-			interval := l.cfg.Interval
-			if job == JobManifest {
-				interval = l.cfg.ManifestInterval
-			}
-			retry.Sleep(jctx, interval)
+			retry.Sleep(jctx, l.interval(job))
 		}
 		cancel()
 		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -26,6 +26,7 @@
 //	<ns>/index/<id>/<p>/<base offset>        IndexEntry       one per committed chunk
 //	<ns>/topic-stats/<id>                    CompressionStats bytes recompressed into compression.type: produced, stored
 //	<ns>/cleaner/<id>/<p>                    CleanerState key compaction's checkpoint and recent passes (JSON)
+//	<ns>/iceberg/<id>                        TablePointer     the topic's Iceberg table: current metadata file and version (CAS'd by the iceberg job)
 //	<ns>/producer-id                         next free producer ID, decimal
 //	<ns>/cluster                             ClusterInfo      the bucket URL, written once by the first agent
 //	<ns>/agents/<node>                       AgentInfo        under the agent's lease

@@ -30,6 +30,7 @@ const (
 	dirCleaner    = "cleaner/"
 	dirShares     = "share-groups/"
 	dirGroupCfgs  = "group-configs/"
+	dirIceberg    = "iceberg/"
 	keyProducerID = "producer-id"
 	keyCluster    = "cluster"
 	keyRecovering = "recovering"
@@ -191,8 +192,11 @@ func (k keys) agent(nodeID int32) string {
 // so DeleteTopic removes them all. Producer idempotence state lives inside
 // the partition state values, so it is covered by topicStates.
 func (k keys) topicScoped(id TopicID) []string {
-	return []string{k.topicStates(id), k.topicIndex(id), k.topicStats(id), k.topicAborted(id), k.topicCleaner(id)}
+	return []string{k.topicStates(id), k.topicIndex(id), k.topicStats(id), k.topicAborted(id), k.topicCleaner(id), k.iceberg(id)}
 }
+
+// Iceberg table pointer of a topic: <ns>/iceberg/<id> (TablePointer).
+func (k keys) iceberg(id TopicID) string { return k.p + dirIceberg + id.String() }
 
 // Key-compaction cleaner state: <ns>/cleaner/<id>/<p>.
 func (k keys) topicCleaner(id TopicID) string { return k.p + dirCleaner + id.String() + "/" }

@@ -117,3 +117,12 @@ func CompactionOf(configs map[string]string) Compaction {
 	}
 	return c
 }
+
+// shale.iceberg.mode: whether and how the iceberg job materializes a topic
+// into an Iceberg table (package icetable). Unset is disabled.
+const (
+	ConfigIcebergMode  = "shale.iceberg.mode"
+	IcebergDisabled    = "disabled"
+	IcebergKeyValue    = "key_value"
+	DefaultIcebergMode = IcebergDisabled
+)

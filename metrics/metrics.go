@@ -67,6 +67,11 @@ type Metrics struct {
 	keyPasses        prometheus.Counter
 	keyRemoved       prometheus.Counter
 	keyFailures      prometheus.Counter
+	iceCommits       prometheus.Counter
+	iceRows          prometheus.Counter
+	iceFiles         prometheus.Counter
+	iceSkipped       prometheus.Counter
+	iceFailures      prometheus.Counter
 	gcObjects        prometheus.Counter
 	gcBytes          prometheus.Counter
 	retentionDropped prometheus.Counter
@@ -103,6 +108,11 @@ func New() *Metrics {
 	m.keyPasses = f.counter("key_compaction_passes_total", "Key-compaction passes that advanced a partition's cleaner checkpoint.")
 	m.keyRemoved = f.counter("key_compaction_records_removed_total", "Records removed by key compaction (superseded records and expired tombstones).")
 	m.keyFailures = f.counter("key_compaction_failures_total", "Key-compaction passes stopped on a partition by a batch that could not be read (nothing of it rewritten).")
+	m.iceCommits = f.counter("iceberg_commits_total", "Iceberg snapshots committed by the iceberg job (shale.iceberg.mode topics).")
+	m.iceRows = f.counter("iceberg_rows_total", "Rows added to Iceberg tables.")
+	m.iceFiles = f.counter("iceberg_data_files_total", "Parquet data files added to Iceberg tables.")
+	m.iceSkipped = f.counter("iceberg_skipped_offsets_total", "Offsets retention deleted before the iceberg job could materialize them.")
+	m.iceFailures = f.counter("iceberg_failures_total", "Topics whose iceberg pass failed (logged; retried next pass).")
 	m.gcObjects = f.counter("gc_objects_deleted_total", "Unreferenced objects deleted by garbage collection.")
 	m.gcBytes = f.counter("gc_bytes_deleted_total", "Bytes of objects deleted by garbage collection.")
 	m.retentionDropped = f.counter("retention_offsets_dropped_total", "Offsets dropped by retention (log start advances).")
@@ -242,6 +252,18 @@ func (m *Metrics) KeyCompaction(passes int, removed int64, failures int, segment
 	m.keyRemoved.Add(float64(removed))
 	m.keyFailures.Add(float64(failures))
 	m.Compaction(segments, entries, bytes)
+}
+
+// Iceberg records an iceberg job pass's work.
+func (m *Metrics) Iceberg(commits int, rows int64, files int, skipped int64, failures int) {
+	if m == nil {
+		return
+	}
+	m.iceCommits.Add(float64(commits))
+	m.iceRows.Add(float64(rows))
+	m.iceFiles.Add(float64(files))
+	m.iceSkipped.Add(float64(skipped))
+	m.iceFailures.Add(float64(failures))
 }
 
 // Compaction records a compaction pass's work.

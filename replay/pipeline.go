@@ -205,7 +205,7 @@ func (r *runner) decode(data []byte, sp span.Span, pp PartitionPlan, cursor *int
 				continue
 			}
 			recs = append(recs, Record{Partition: pp.Partition, Offset: off, Timestamp: d.Timestamp,
-				Key: d.Key, Value: d.Value, Headers: d.Headers})
+				Key: d.Key, Value: d.Value, Headers: d.Headers, ProducerID: h.ProducerID, Transactional: h.IsTransactional()})
 		}
 		if len(recs) == 0 {
 			continue

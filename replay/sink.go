@@ -28,6 +28,11 @@ type Record struct {
 	Key       []byte
 	Value     []byte
 	Headers   []kmsg.Header
+	// ProducerID is the record's batch's producer (-1: none), and
+	// Transactional whether that batch was written in a transaction (the
+	// Iceberg job drops the records of aborted transactions with them).
+	ProducerID    int64
+	Transactional bool
 }
 
 // Sink receives a replay's output.

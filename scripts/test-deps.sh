@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: Debian packages (kcat, the
-# confluent-kafka Python client), npm packages (kafkajs) and Go tools
+# confluent-kafka Python client), npm packages (kafkajs; @duckdb/node-api, the independent reader of Iceberg tables) and Go tools
 # (versitygw and MinIO, the S3 servers tests start). Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +19,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules/kafkajs ]; then
-  echo "test-deps: installing kafkajs (npm)"
+if [ -f tests/js/package.json ] && { [ ! -d tests/js/node_modules/kafkajs ] || [ ! -d tests/js/node_modules/@duckdb/node-api ]; }; then
+  echo "test-deps: installing kafkajs and @duckdb/node-api (npm)"
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 

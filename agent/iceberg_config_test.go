@@ -1,0 +1,64 @@
+package agent_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/agent/agenttest"
+)
+
+// TestIcebergModeConfig proves shale.iceberg.mode is validated by
+// CreateTopics, IncrementalAlterConfigs and AlterConfigs (disabled and
+// key_value accepted; json, not materialized yet, and anything else
+// INVALID_CONFIG) and shown by DescribeConfigs: its default as
+// DEFAULT_CONFIG, a value set as DYNAMIC_TOPIC_CONFIG.
+func TestIcebergModeConfig(t *testing.T) {
+	c := agenttest.Start(t, agenttest.Options{})
+	ctx := testCtx(t, time.Minute)
+	adm := c.Admin(t)
+	const name = "shale.iceberg.mode"
+	for _, bad := range []string{"json", "parquet", ""} {
+		r, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{name: kmsg.StringPtr(bad)}, "ice-bad")
+		if err == nil {
+			err = r.Err
+		}
+		if !errors.Is(err, kerr.InvalidConfig) {
+			t.Fatalf("create with %s=%q: %v, want INVALID_CONFIG", name, bad, err)
+		}
+	}
+	if r, err := adm.CreateTopic(ctx, 1, -1, nil, "ice"); err != nil || r.Err != nil {
+		t.Fatalf("create: %v %v", err, r.Err)
+	}
+	describe := func() (string, kmsg.ConfigSource) {
+		rcs, err := adm.DescribeTopicConfigs(ctx, "ice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return configValue(t, rcs, name)
+	}
+	if v, src := describe(); v != "disabled" || src != kmsg.ConfigSourceDefaultConfig {
+		t.Fatalf("default %s = %q (%v), want disabled (DEFAULT_CONFIG)", name, v, src)
+	}
+	set := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: name, Value: kmsg.StringPtr("key_value")}}
+	if ar, err := adm.AlterTopicConfigs(ctx, set, "ice"); err != nil || ar[0].Err != nil {
+		t.Fatalf("incremental alter: %v %v", err, ar)
+	}
+	if v, src := describe(); v != "key_value" || src != kmsg.ConfigSourceDynamicTopicConfig {
+		t.Fatalf("%s = %q (%v), want key_value (DYNAMIC_TOPIC_CONFIG)", name, v, src)
+	}
+	bad := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: name, Value: kmsg.StringPtr("json")}}
+	if ar, err := adm.AlterTopicConfigs(ctx, bad, "ice"); err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) {
+		t.Fatalf("incremental alter to json: %v %v, want INVALID_CONFIG", err, ar)
+	}
+	if ar, err := adm.AlterTopicConfigsState(ctx, bad, "ice"); err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) {
+		t.Fatalf("alter (full state) to json: %v %v, want INVALID_CONFIG", err, ar)
+	}
+	if v, _ := describe(); v != "key_value" {
+		t.Fatalf("after refused alters %s = %q, want key_value", name, v)
+	}
+}

@@ -1,0 +1,182 @@
+package icetable
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/apache/iceberg-go"
+	icebergio "github.com/apache/iceberg-go/io"
+	"github.com/apache/iceberg-go/table"
+	"github.com/google/uuid"
+
+	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/s3tier"
+)
+
+// Prefix is where the tables live in the bucket: Prefix + <topic>/ holds
+// a topic's table, in Iceberg's metadata/ and data/ layout.
+const Prefix = "iceberg/"
+
+// TableKey is the store key of a topic's table directory.
+func TableKey(topic string) string { return Prefix + topic }
+
+// Hadoop-style names path readers look for (version-hint.text holds N,
+// the current metadata being v<N>.metadata.json).
+const versionHint = "version-hint.text"
+
+// handle is one topic's table as of the pointer it loaded; it is also the
+// table's catalog (table.CatalogIO), committing by moving the etcd pointer.
+type handle struct {
+	meta  *metastore.Store
+	store s3tier.Store
+	fsio  *storeIO
+	topic metastore.Topic
+	ptr   metastore.TablePointer
+	tbl   *table.Table
+}
+
+var _ table.CatalogIO = (*handle)(nil)
+
+func (h *handle) ident() table.Identifier { return table.Identifier{"shale", h.topic.Name} }
+
+func (h *handle) fsF(context.Context) (icebergio.IO, error) { return h.fsio, nil }
+
+func (h *handle) location() string { return Location(h.store, TableKey(h.topic.Name)) }
+
+func (h *handle) metadataLocation(version int) string {
+	return fmt.Sprintf("%s/metadata/%05d-%s.metadata.json", h.location(), version, uuid.New())
+}
+
+// openTable loads the topic's table from its pointer, creating the table
+// (version 0, no snapshot) when the topic has none.
+func openTable(ctx context.Context, store s3tier.Store, meta *metastore.Store, topic metastore.Topic, mode Mode) (*handle, error) {
+	h := &handle{meta: meta, store: store, fsio: newStoreIO(ctx, store), topic: topic}
+	ptr, err := meta.GetTablePointer(ctx, topic.ID)
+	if err != nil {
+		return nil, err
+	}
+	if ptr.Revision == 0 {
+		return h, h.create(ctx, mode)
+	}
+	h.ptr = ptr
+	h.tbl, err = table.NewFromLocation(ctx, h.ident(), ptr.Metadata, h.fsF, h)
+	if err != nil {
+		return nil, fmt.Errorf("load table %s from %s: %w", topic.Name, ptr.Metadata, err)
+	}
+	if got := h.tbl.Properties()[propTopicID]; got != topic.ID.String() {
+		return nil, fmt.Errorf("table %s: metadata %s belongs to topic id %q, not %s: %w", topic.Name, ptr.Metadata, got, topic.ID, ErrForeignTable)
+	}
+	return h, nil
+}
+
+func (h *handle) create(ctx context.Context, mode Mode) error {
+	sc, spec := keyValueSchema()
+	props := iceberg.Properties{
+		propTopicID:               h.topic.ID.String(),
+		propMode:                  string(mode),
+		table.CommitNumRetriesKey: "0", // a retry would rebase an append: never
+		table.MetadataDeleteAfterCommitEnabledKey: "false",
+	}
+	md, err := table.NewMetadata(sc, &spec, table.UnsortedSortOrder, h.location(), props)
+	if err != nil {
+		return fmt.Errorf("new table %s: %w", h.topic.Name, err)
+	}
+	loc := h.metadataLocation(0)
+	if err := h.writeMetadata(md, loc); err != nil {
+		return err
+	}
+	ptr, err := h.meta.SwapTablePointer(ctx, h.topic.ID, metastore.TablePointer{}, metastore.TablePointer{Metadata: loc, Version: 0})
+	if err != nil {
+		return fmt.Errorf("create table %s: %w", h.topic.Name, err)
+	}
+	h.ptr = ptr
+	h.tbl = table.New(h.ident(), md, loc, h.fsF, h)
+	h.publish(md)
+	return nil
+}
+
+func (h *handle) writeMetadata(md table.Metadata, loc string) error {
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(md); err != nil {
+		return fmt.Errorf("encode table metadata: %w", err)
+	}
+	return h.fsio.WriteFile(loc, buf.Bytes())
+}
+
+// publish writes, after a commit, the Hadoop-style copy v<N>.metadata.json
+// and version-hint.text that path readers open. Best effort: a crash
+// before it leaves them one commit behind until the next commit (the
+// pointer in etcd is the truth), and only committed versions are ever
+// written under these names.
+func (h *handle) publish(md table.Metadata) {
+	var buf bytes.Buffer
+	if json.NewEncoder(&buf).Encode(md) != nil {
+		return
+	}
+	dir := h.location() + "/metadata/"
+	if h.fsio.WriteFile(dir+"v"+strconv.Itoa(h.ptr.Version)+".metadata.json", buf.Bytes()) == nil {
+		_ = h.fsio.WriteFile(dir+versionHint, []byte(strconv.Itoa(h.ptr.Version)))
+	}
+}
+
+// LoadTable returns the table as of the pointer now in etcd.
+func (h *handle) LoadTable(ctx context.Context, _ table.Identifier) (*table.Table, error) {
+	fresh, err := openTable(ctx, h.store, h.meta, h.topic, "")
+	if err != nil {
+		return nil, err
+	}
+	return fresh.tbl, nil
+}
+
+// CommitTable applies updates to the metadata this handle loaded, writes
+// the result as a new metadata file (a fresh name: never overwritten),
+// then moves the etcd pointer to it if it still names the metadata loaded.
+// That compare-and-swap is the commit: a commit that crashes or loses it
+// leaves only unreferenced files, never a visible snapshot.
+func (h *handle) CommitTable(ctx context.Context, _ table.Identifier, reqs []table.Requirement, updates []table.Update) (table.Metadata, string, error) {
+	base := h.tbl.Metadata()
+	for _, r := range reqs {
+		if err := r.Validate(base); err != nil {
+			return nil, "", err
+		}
+	}
+	md, err := table.UpdateTableMetadata(base, updates, h.ptr.Metadata)
+	if err != nil {
+		return nil, "", err
+	}
+	version := h.ptr.Version + 1
+	loc := h.metadataLocation(version)
+	if err := h.writeMetadata(md, loc); err != nil {
+		return nil, "", err
+	}
+	if hookBeforeSwap != nil {
+		hookBeforeSwap()
+	}
+	ptr, err := h.meta.SwapTablePointer(ctx, h.topic.ID, h.ptr, metastore.TablePointer{Metadata: loc, Version: version})
+	if err != nil {
+		return nil, "", fmt.Errorf("commit table %s: %w", h.topic.Name, err)
+	}
+	h.ptr = ptr
+	h.tbl = table.New(h.ident(), md, loc, h.fsF, h)
+	h.publish(md)
+	return md, loc, nil
+}
+
+// hookBeforeSwap, when set (tests), runs between writing a commit's
+// metadata file and swapping the pointer.
+var hookBeforeSwap func()
+
+// ErrForeignTable: the pointer names a table of another topic ID.
+var ErrForeignTable = errors.New("icetable: table belongs to another topic")
+
+// ErrUnknownMode: a topic's shale.iceberg.mode is not one this agent
+// materializes.
+var ErrUnknownMode = errors.New("icetable: unsupported table mode")
+
+// ErrBadSummary: the current snapshot does not record the offsets it
+// covers (it was not committed by shale); the job stops rather than guess.
+var ErrBadSummary = errors.New("icetable: snapshot summary without shale offsets")

@@ -1,0 +1,308 @@
+package icetable
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/iceberg-go"
+
+	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/replay"
+	"github.com/shale-dev/shale/s3tier"
+)
+
+// Snapshot summary properties a commit records.
+const (
+	// SummaryOffsets is, per partition, the first offset not yet in the
+	// table (JSON object {"<partition>": offset}): every record below it
+	// that the log held when it was read is in the table, once.
+	SummaryOffsets = "shale.offsets"
+	// SummarySkipped counts offsets retention deleted before they could
+	// be materialized, over the table's life.
+	SummarySkipped = "shale.skipped-offsets"
+)
+
+// DefaultCommitBytes is how many stored record bytes one commit reads at
+// most (Config.CommitBytes): it bounds the job's memory.
+const DefaultCommitBytes = 64 << 20
+
+// Config tunes materialization.
+type Config struct {
+	// CommitBytes bounds the stored bytes read into one commit
+	// (DefaultCommitBytes); a topic further behind takes several commits.
+	CommitBytes int64
+}
+
+// Stats counts a pass's work (all topics).
+type Stats struct {
+	Topics  int   // topics with a table mode
+	Commits int   // snapshots committed
+	Rows    int64 // rows added
+	Files   int   // data files added
+	Skipped int64 // offsets deleted by retention before being materialized
+	Failed  int   // topics whose pass failed (logged)
+}
+
+// Materialize brings the table of every topic whose shale.iceberg.mode is
+// not disabled up to the topic's last stable offset. A topic that fails
+// is logged and counted; the others go on. The error is the first
+// failure's (or ctx's).
+func Materialize(ctx context.Context, store s3tier.Store, meta *metastore.Store, cfg Config, log *slog.Logger) (Stats, error) {
+	var st Stats
+	topics, err := meta.ListTopics(ctx)
+	if err != nil {
+		return st, err
+	}
+	var first error
+	for _, t := range topics {
+		mode := ModeOf(t.Configs)
+		if mode == ModeDisabled {
+			continue
+		}
+		st.Topics++
+		if err := MaterializeTopic(ctx, store, meta, t, cfg, &st); err != nil {
+			if ctx.Err() != nil {
+				return st, ctx.Err()
+			}
+			st.Failed++
+			log.Warn("iceberg materialization failed", "topic", t.Name, "err", err)
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return st, first
+}
+
+// MaterializeTopic brings one topic's table up to its last stable offset,
+// in commits of at most CommitBytes read. Each commit resumes from the
+// offsets the current snapshot records, so a commit lost to a crash is
+// read again and committed once.
+func MaterializeTopic(ctx context.Context, store s3tier.Store, meta *metastore.Store, t metastore.Topic, cfg Config, st *Stats) error {
+	if cfg.CommitBytes <= 0 {
+		cfg.CommitBytes = DefaultCommitBytes
+	}
+	mode := ModeOf(t.Configs)
+	if mode != ModeKeyValue {
+		return fmt.Errorf("topic %s: %s=%q: %w", t.Name, ConfigMode, mode, ErrUnknownMode)
+	}
+	h, err := openTable(ctx, store, meta, t, mode)
+	if err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		done, err := h.commitOnce(ctx, cfg, st)
+		if err != nil || done {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// Progress is what the current snapshot says was materialized.
+type Progress struct {
+	Offsets map[int32]int64 // per partition, the first offset not in the table
+	Skipped int64
+}
+
+func (h *handle) progress() (Progress, error) {
+	p := Progress{Offsets: map[int32]int64{}}
+	snap := h.tbl.CurrentSnapshot()
+	if snap == nil || snap.Summary == nil {
+		return p, nil
+	}
+	props := snap.Summary.Properties
+	var raw map[string]int64
+	if err := json.Unmarshal([]byte(props[SummaryOffsets]), &raw); err != nil {
+		return p, fmt.Errorf("table %s: snapshot %d: bad %s %q: %w", h.topic.Name, snap.SnapshotID, SummaryOffsets, props[SummaryOffsets], ErrBadSummary)
+	}
+	for k, v := range raw {
+		n, err := strconv.ParseInt(k, 10, 32)
+		if err != nil || v < 0 {
+			return p, fmt.Errorf("table %s: snapshot %d: bad %s entry %q: %w", h.topic.Name, snap.SnapshotID, SummaryOffsets, k, ErrBadSummary)
+		}
+		p.Offsets[int32(n)] = v
+	}
+	p.Skipped, _ = strconv.ParseInt(props[SummarySkipped], 10, 64)
+	return p, nil
+}
+
+// span is one partition's part of a commit: offsets [start, end).
+type span struct {
+	p          int32
+	start, end int64
+}
+
+// commitOnce reads the next CommitBytes of the log past the current
+// snapshot and commits them; done when nothing was left to read.
+func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, error) {
+	prog, err := h.progress()
+	if err != nil {
+		return false, err
+	}
+	states, err := h.meta.PartitionStates(ctx, h.topic.ID)
+	if err != nil {
+		return false, err
+	}
+	ends := map[int32]int64{}
+	for p, o := range prog.Offsets {
+		ends[p] = o
+	}
+	var spans []span
+	budget := cfg.CommitBytes
+	skipped := prog.Skipped
+	for p := int32(0); p < h.topic.Partitions && budget > 0; p++ {
+		s := states[p]
+		start := prog.Offsets[p]
+		if s.LogStartOffset > start {
+			skipped += s.LogStartOffset - start
+			start = s.LogStartOffset
+		}
+		end := s.LastStableOffset()
+		if start >= end {
+			if start > ends[p] {
+				ends[p] = start
+			}
+			continue
+		}
+		end, used, err := h.cut(ctx, p, start, end, budget)
+		if err != nil {
+			return false, err
+		}
+		budget -= used
+		spans = append(spans, span{p, start, end})
+		ends[p] = end
+	}
+	if len(spans) == 0 && skipped == prog.Skipped {
+		return true, nil
+	}
+	rb, err := newRowBuilder(h.tbl.Schema())
+	if err != nil {
+		return false, err
+	}
+	defer rb.release()
+	for _, sp := range spans {
+		if err := h.read(ctx, sp, rb); err != nil {
+			return false, err
+		}
+	}
+	rows := int64(rb.rows)
+	rec := rb.take()
+	defer rec.Release()
+	offs := map[string]int64{}
+	for p, o := range ends {
+		offs[strconv.Itoa(int(p))] = o
+	}
+	enc, _ := json.Marshal(offs)
+	props := iceberg.Properties{SummaryOffsets: string(enc), SummarySkipped: strconv.FormatInt(skipped, 10)}
+	tx := h.tbl.NewTransaction()
+	before := len(h.tbl.Metadata().Snapshots())
+	if rows == 0 {
+		err = tx.AddFiles(ctx, nil, props, false)
+	} else {
+		rdr, rerr := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
+		if rerr != nil {
+			return false, rerr
+		}
+		defer rdr.Release()
+		err = tx.Append(ctx, rdr, props)
+	}
+	if err != nil {
+		return false, fmt.Errorf("table %s: write: %w", h.topic.Name, err)
+	}
+	if _, err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("table %s: %w", h.topic.Name, err)
+	}
+	if len(h.tbl.Metadata().Snapshots()) <= before {
+		return false, fmt.Errorf("table %s: commit added no snapshot", h.topic.Name)
+	}
+	st.Commits++
+	st.Rows += rows
+	st.Skipped += skipped - prog.Skipped
+	if snap := h.tbl.CurrentSnapshot(); snap != nil && snap.Summary != nil {
+		n, _ := strconv.Atoi(snap.Summary.Properties["added-data-files"])
+		st.Files += n
+	}
+	return false, nil
+}
+
+// cut returns where a commit reading partition p from start should stop,
+// at most at end, so that it reads about budget stored bytes (at least one
+// index entry), and the bytes it will read.
+func (h *handle) cut(ctx context.Context, p int32, start, end, budget int64) (int64, int64, error) {
+	var used int64
+	stop := end
+	err := h.meta.ScanEntries(ctx, h.topic.ID, p, start, func(e metastore.IndexEntry) bool {
+		if e.BaseOffset >= end {
+			return false
+		}
+		if used > 0 && used+e.Bytes() > budget {
+			stop = max(e.BaseOffset, start+1)
+			return false
+		}
+		used += e.Bytes()
+		return true
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("table %s/%d: read index: %w", h.topic.Name, p, err)
+	}
+	return min(stop, end), used, nil
+}
+
+// read adds the committed records of sp to rb: replay's reader (every byte
+// checked), minus the records of aborted transactions; control records are
+// never rows.
+func (h *handle) read(ctx context.Context, sp span, rb *rowBuilder) error {
+	aborted, err := h.meta.AbortedTxns(ctx, h.topic.ID, sp.p, sp.start, sp.end, 1<<20)
+	if err != nil {
+		return err
+	}
+	pl, err := replay.NewPlan(ctx, h.meta, replay.Options{Topic: h.topic.Name, Partitions: []int32{sp.p},
+		From: replay.AtOffset(sp.start), To: replay.AtOffset(sp.end), Parallel: 4})
+	if err != nil {
+		return err
+	}
+	if pl.Topic.ID != h.topic.ID {
+		return fmt.Errorf("table %s: topic was re-created (id %s, table of %s): %w", h.topic.Name, pl.Topic.ID, h.topic.ID, metastore.ErrTopicNotFound)
+	}
+	return pl.Run(ctx, h.meta, h.store, &rowSink{rb: rb, aborted: aborted}, nil)
+}
+
+// rowSink is a replay sink adding records to a rowBuilder.
+type rowSink struct {
+	mu      sync.Mutex
+	rb      *rowBuilder
+	aborted []metastore.AbortedTxn
+}
+
+func (s *rowSink) Raw() bool                         { return false }
+func (s *rowSink) Close() error                      { return nil }
+func (s *rowSink) Open(int32) (replay.Writer, error) { return s, nil }
+func (s *rowSink) WriteBatch(int32, int64, []byte) error {
+	return fmt.Errorf("icetable: records only")
+}
+
+func (s *rowSink) WriteRecords(recs []replay.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range recs {
+		if r.Transactional && s.isAborted(r) {
+			continue
+		}
+		s.rb.add(r)
+	}
+	return nil
+}
+
+func (s *rowSink) isAborted(r replay.Record) bool {
+	return slices.ContainsFunc(s.aborted, func(a metastore.AbortedTxn) bool {
+		return a.ProducerID == r.ProducerID && a.FirstOffset <= r.Offset && r.Offset < a.LastOffset
+	})
+}

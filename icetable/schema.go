@@ -1,0 +1,118 @@
+package icetable
+
+import (
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/table"
+
+	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/replay"
+)
+
+// Mode is a topic's shale.iceberg.mode.
+type Mode string
+
+// Modes of shale.iceberg.mode.
+const (
+	ModeDisabled Mode = metastore.IcebergDisabled
+	ModeKeyValue Mode = metastore.IcebergKeyValue
+)
+
+// ConfigMode is the topic config naming a topic's table mode.
+const ConfigMode = metastore.ConfigIcebergMode
+
+// ModeOf returns a topic's mode from its configs (unset: disabled).
+func ModeOf(configs map[string]string) Mode {
+	if m, ok := configs[ConfigMode]; ok {
+		return Mode(m)
+	}
+	return ModeDisabled
+}
+
+// Table properties shale sets.
+const (
+	propTopicID = "shale.topic-id"
+	propMode    = "shale.iceberg.mode"
+)
+
+// keyValueSchema is the key_value table schema, replay's Parquet schema in
+// Iceberg types (timestamp is timestamptz, microseconds, as Iceberg has no
+// millisecond timestamp), partitioned by day(timestamp).
+func keyValueSchema() (*iceberg.Schema, iceberg.PartitionSpec) {
+	sc := iceberg.NewSchema(0,
+		iceberg.NestedField{ID: 1, Name: "partition", Type: iceberg.PrimitiveTypes.Int32, Required: true},
+		iceberg.NestedField{ID: 2, Name: "offset", Type: iceberg.PrimitiveTypes.Int64, Required: true},
+		iceberg.NestedField{ID: 3, Name: "timestamp", Type: iceberg.PrimitiveTypes.TimestampTz, Required: true},
+		iceberg.NestedField{ID: 4, Name: "key", Type: iceberg.PrimitiveTypes.Binary},
+		iceberg.NestedField{ID: 5, Name: "value", Type: iceberg.PrimitiveTypes.Binary},
+		iceberg.NestedField{ID: 6, Name: "headers", Required: true, Type: &iceberg.ListType{
+			ElementID: 7, ElementRequired: true, Element: &iceberg.StructType{FieldList: []iceberg.NestedField{
+				{ID: 8, Name: "key", Type: iceberg.PrimitiveTypes.String, Required: true},
+				{ID: 9, Name: "value", Type: iceberg.PrimitiveTypes.Binary},
+			}},
+		}},
+	)
+	spec := iceberg.NewPartitionSpec(iceberg.PartitionField{
+		SourceIDs: []int{3}, FieldID: 1000, Name: "timestamp_day", Transform: iceberg.DayTransform{},
+	})
+	return sc, spec
+}
+
+// rowBuilder accumulates records as Arrow columns of the table's schema.
+type rowBuilder struct {
+	b                               *array.RecordBuilder
+	part, off, ts, key, val, hl, hs array.Builder
+	hk, hv                          array.Builder
+	rows                            int
+	bytes                           int64
+}
+
+func newRowBuilder(sc *iceberg.Schema) (*rowBuilder, error) {
+	as, err := table.SchemaToArrowSchema(sc, nil, true, false)
+	if err != nil {
+		return nil, fmt.Errorf("arrow schema: %w", err)
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, as)
+	hl := b.Field(5).(*array.ListBuilder)
+	hs := hl.ValueBuilder().(*array.StructBuilder)
+	return &rowBuilder{b: b, part: b.Field(0), off: b.Field(1), ts: b.Field(2), key: b.Field(3), val: b.Field(4),
+		hl: hl, hs: hs, hk: hs.FieldBuilder(0), hv: hs.FieldBuilder(1)}, nil
+}
+
+func appendBytes(b array.Builder, v []byte) {
+	if v == nil {
+		b.AppendNull()
+		return
+	}
+	b.(*array.BinaryBuilder).Append(v)
+}
+
+// add appends one record.
+func (r *rowBuilder) add(rec replay.Record) {
+	r.part.(*array.Int32Builder).Append(rec.Partition)
+	r.off.(*array.Int64Builder).Append(rec.Offset)
+	r.ts.(*array.TimestampBuilder).Append(arrow.Timestamp(rec.Timestamp * 1000))
+	appendBytes(r.key, rec.Key)
+	appendBytes(r.val, rec.Value)
+	r.hl.(*array.ListBuilder).Append(true)
+	for _, h := range rec.Headers {
+		r.hs.(*array.StructBuilder).Append(true)
+		r.hk.(*array.StringBuilder).Append(h.Key)
+		appendBytes(r.hv, h.Value)
+		r.bytes += int64(len(h.Key) + len(h.Value))
+	}
+	r.rows++
+	r.bytes += int64(len(rec.Key)+len(rec.Value)) + 24
+}
+
+// take returns the rows added so far as one record batch and resets.
+func (r *rowBuilder) take() arrow.RecordBatch {
+	r.rows, r.bytes = 0, 0
+	return r.b.NewRecordBatch()
+}
+
+func (r *rowBuilder) release() { r.b.Release() }
