@@ -66,13 +66,15 @@ test-conformance:
 # tests with the agents themselves built with -race (the harness fails a
 # test whose agent reports a race). Left out under -race only, since they
 # run in test-go: TestReplayCommand/parquet (its file-rollover count
-# depends on byte sizes that differ under -race) and TestAbuse (it bounds
-# the agent's RSS, which the race detector multiplies).
+# depends on byte sizes that differ under -race), TestAbuse (it bounds
+# the agent's RSS, which the race detector multiplies) and
+# TestRecoverFromMinIO (TestRecoverFromBucket's paths on another S3 server;
+# time).
 RACE_PKGS := ./engine/ ./metastore/ ./replay/ ./segment/ ./auth/ ./metrics/ ./agent/ ./s3tier/ ./lifecycle/
 test-race:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestReplayCommand/parquet' ./cli/
-	SHALE_AGENT_RACE=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestAbuse' ./tests/cluster/ ./tests/reliability/
+	SHALE_AGENT_RACE=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestAbuse|TestRecoverFromMinIO' ./tests/cluster/ ./tests/reliability/
 
 # Every fuzz target runs briefly in `make test` and longer in `make fuzz`.
 fuzz-short:

@@ -18,7 +18,7 @@ import (
 	"github.com/shale-dev/shale/metastore"
 )
 
-// TestRecoverFromBucket proves `shale recover` rebuilds a lost etcd from
+// TestRecoverFromBucket (and TestRecoverFromMinIO) proves `shale recover` rebuilds a lost etcd from
 // the bucket alone, as of the last periodic manifest: two agents (etcd as a
 // process, versitygw S3) take a plain topic, a compacted one and a
 // transactional one, group offsets, an ACL and a SCRAM user; once a
@@ -28,7 +28,15 @@ import (
 // each topic reads exactly as before, the group's offsets are back, the
 // user logs in with SCRAM and reads under its ACL, and the next record
 // takes the next offset (dense, none reused).
-func TestRecoverFromBucket(t *testing.T) {
+func TestRecoverFromBucket(t *testing.T) { testRecover(t, nil) }
+
+// TestRecoverFromMinIO is TestRecoverFromBucket on MinIO.
+func TestRecoverFromMinIO(t *testing.T) {
+	srv := testenv.MinIO(t)
+	testRecover(t, &srv)
+}
+
+func testRecover(t *testing.T, s3srv *testenv.S3Server) {
 	etcd := testenv.StartEtcdProcess(t)
 	sasl := make([]string, 2)
 	for i := range sasl {
@@ -38,7 +46,7 @@ func TestRecoverFromBucket(t *testing.T) {
 		}
 		sasl[i] = "127.0.0.1:" + strconv.Itoa(port)
 	}
-	c := Start(t, Options{Agents: 2, EtcdEndpoints: etcd.Endpoints(),
+	c := Start(t, Options{Agents: 2, EtcdEndpoints: etcd.Endpoints(), S3: s3srv,
 		Args: []string{"--manifest-interval", "1s", "--super-users", "User:ANONYMOUS"},
 		AgentArgs: func(i int) []string {
 			return []string{"--listener", "sasl=SASL_PLAINTEXT://" + sasl[i]}
