@@ -288,6 +288,8 @@ func checkEmpty(ctx context.Context, meta *metastore.Store, key string, force bo
 		what := ""
 		if marker != "" {
 			what = fmt.Sprintf(", among them a restore of %s that did not finish", marker)
+		} else if info, err := meta.Cluster(ctx); err == nil {
+			what = fmt.Sprintf(" (a cluster on the bucket %s)", info.Bucket)
 		}
 		return fmt.Errorf("etcd namespace %s holds %d keys%s: recover writes only into an empty namespace. Stop every agent and pass --force to delete them first, or pass another --etcd-namespace",
 			meta.Namespace(), n, what)

@@ -59,7 +59,7 @@ func TestRecoverAfterGracefulStop(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "restored meta/manifests/") || !strings.Contains(out, "topics             1") {
 		t.Fatalf("recover: %d\n%s%s", code, out, errs)
 	}
-	if _, errs, code := recoverTo("/restored"); code == 0 || !strings.Contains(errs, "holds") || !strings.Contains(errs, "--force") {
+	if _, errs, code := recoverTo("/restored"); code == 0 || !strings.Contains(errs, "holds") || !strings.Contains(errs, "--force") || !strings.Contains(errs, "a cluster on the bucket file://") {
 		t.Fatalf("recover into a namespace holding keys: %d %s", code, errs)
 	}
 	st = start("/restored")
@@ -75,6 +75,9 @@ func TestRecoverAfterGracefulStop(t *testing.T) {
 		}
 	}
 	stop(st)
+	if out, _, _ := run(t, "", "status", "--etcd-endpoints", etcd, "--etcd-namespace", "/restored"); !strings.Contains(out, "LAST MANIFEST") || strings.Contains(out, "none yet") {
+		t.Fatalf("status after a graceful stop shows no manifest:\n%s", out)
+	}
 
 	store, err := s3tier.NewDirStore(bucket)
 	if err != nil {
