@@ -165,7 +165,7 @@ func TestMetricsFamilies(t *testing.T) {
 		"shale_flush_bytes_sum", "shale_flush_duration_seconds_count", "shale_uploads_total", "shale_upload_retries_total",
 		"shale_s3_requests_total", "shale_etcd_commit_duration_seconds_count", "shale_etcd_commit_conflicts_total",
 		"shale_cache_hits_total", "shale_cache_misses_total", "shale_compaction_segments_total", "shale_compaction_entries_replaced_total",
-		"shale_gc_objects_deleted_total", "shale_retention_offsets_dropped_total",
+		"shale_gc_objects_deleted_total", "shale_retention_offsets_dropped_total", "shale_manifests_written_total", "shale_manifest_last_written_timestamp_seconds",
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	var missing []string

@@ -258,6 +258,10 @@ func (s *Stack) observeLifecycle(_ string, stats any) {
 		s.Metrics.Retention(st.OffsetsDropped)
 	case metastore.GroupExpiryStats:
 		s.Metrics.GroupOffsetsExpired(st.Offsets)
+	case lifecycle.ManifestStats:
+		if st.Key != "" {
+			s.Metrics.Manifest(time.Now())
+		}
 	case icetable.Stats:
 		s.Metrics.Iceberg(st.Commits, st.Rows, st.Files, st.Skipped, st.Failed)
 	}

@@ -228,7 +228,11 @@ func (l *Runner) RunOnce(ctx context.Context, job string) error {
 	case JobGC:
 		stats, err = CollectGarbage(ctx, l.store, l.meta, l.cfg.GCPrefixes, now, l.cfg.GCGrace, l.log)
 	case JobManifest:
-		stats, err = WriteManifest(ctx, l.store, l.meta, l.cfg.Holder, now, l.cfg.ManifestPinTTL, l.cfg.ManifestKeep, l.log)
+		var st ManifestStats
+		if st, err = WriteManifest(ctx, l.store, l.meta, l.cfg.Holder, now, l.cfg.ManifestPinTTL, l.cfg.ManifestKeep, l.log); err != nil {
+			st = ManifestStats{} // none written
+		}
+		stats = st
 	case JobGroupExpiry:
 		var st metastore.GroupExpiryStats
 		st, err = l.meta.ExpireGroupOffsets(ctx, now, l.cfg.GroupOffsetRetention)

@@ -22,6 +22,8 @@
 //	                                                     cleanup.policy=compact: partition passes, records removed, partitions stopped by a corrupt batch
 //	gc_objects_deleted_total, gc_bytes_deleted_total, retention_offsets_dropped_total
 //	group_offsets_expired_total                          committed offsets of abandoned groups expired
+//	manifests_written_total, manifest_last_written_timestamp_seconds
+//	                                                     recovery manifests this agent wrote; when its newest was (max over agents: the recovery point)
 //	group_lag{group,topic,partition}                     for groups this agent coordinates
 //	txn_ended_total{outcome}, txn_end_duration_seconds   transactions committed / aborted by this agent's coordinator; markers+offsets time
 //	txn_timeouts_total                                   transactions aborted at their transaction.timeout.ms
@@ -76,6 +78,8 @@ type Metrics struct {
 	gcBytes          prometheus.Counter
 	retentionDropped prometheus.Counter
 	groupExpired     prometheus.Counter
+	manifests        prometheus.Counter
+	manifestTime     prometheus.Gauge
 	txnEnded         *prometheus.CounterVec
 	txnEndSeconds    prometheus.Histogram
 	txnTimeouts      prometheus.Counter
@@ -117,6 +121,10 @@ func New() *Metrics {
 	m.gcBytes = f.counter("gc_bytes_deleted_total", "Bytes of objects deleted by garbage collection.")
 	m.retentionDropped = f.counter("retention_offsets_dropped_total", "Offsets dropped by retention (log start advances).")
 	m.groupExpired = f.counter("group_offsets_expired_total", "Committed consumer group offsets deleted by group offset expiry (groups nobody coordinates, past the retention).")
+	m.manifests = f.counter("manifests_written_total", "Recovery manifests (etcd snapshots for shale recover) this agent wrote to the bucket.")
+	m.manifestTime = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "manifest_last_written_timestamp_seconds",
+		Help: "Unix time of the newest recovery manifest this agent wrote (0: none); the cluster's recovery point is the max over agents."})
+	f.r.MustRegister(m.manifestTime)
 	m.txnEnded = f.counterVec("txn_ended_total", "Transactions ended by this agent's transaction coordinator, by outcome (commit, abort).", "outcome")
 	m.txnEndSeconds = f.histogram("txn_end_duration_seconds", "Time to write an ended transaction's markers and group offsets and mark it complete.", prometheus.ExponentialBuckets(0.001, 2, 16))
 	m.txnTimeouts = f.counter("txn_timeouts_total", "Transactions aborted by their coordinator at transaction.timeout.ms.")
@@ -283,6 +291,14 @@ func (m *Metrics) GC(objects int, bytes int64) {
 	}
 	m.gcObjects.Add(float64(objects))
 	m.gcBytes.Add(float64(bytes))
+}
+
+// Manifest records a recovery manifest written at t.
+func (m *Metrics) Manifest(t time.Time) {
+	if m != nil {
+		m.manifests.Inc()
+		m.manifestTime.Set(float64(t.UnixNano()) / 1e9)
+	}
 }
 
 // Retention records offsets dropped by a retention pass.
