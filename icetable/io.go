@@ -34,11 +34,23 @@ var (
 )
 
 func newStoreIO(ctx context.Context, store s3tier.Store) *storeIO {
-	return &storeIO{ctx: ctx, store: store, base: store.String()}
+	return &storeIO{ctx: ctx, store: store, base: baseURI(store)}
+}
+
+// baseURI is the store's URI (s3://bucket/prefix, file:///dir), without
+// the endpoint String() appends in parentheses for S3 servers other than
+// AWS: Iceberg metadata names files by bucket and key, the endpoint is
+// the reader's configuration.
+func baseURI(store s3tier.Store) string {
+	s := store.String()
+	if i := strings.Index(s, " ("); i >= 0 {
+		s = s[:i]
+	}
+	return s
 }
 
 // Location is the URI of key in store, as Iceberg metadata names it.
-func Location(store s3tier.Store, key string) string { return store.String() + "/" + key }
+func Location(store s3tier.Store, key string) string { return baseURI(store) + "/" + key }
 
 // key maps a location to its store key.
 func (s *storeIO) key(name string) (string, error) {

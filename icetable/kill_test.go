@@ -1,0 +1,236 @@
+package icetable_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/engine/enginetest"
+	"github.com/shale-dev/shale/icetable"
+	"github.com/shale-dev/shale/replay/replaytest"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("SHALE_ICE_CHILD") != "" {
+		os.Exit(materializeChild())
+	}
+	os.Exit(m.Run())
+}
+
+// materializeChild materializes SHALE_ICE_TOPIC in commits of 2 KiB until
+// killed, printing READY once connected, BEGIN n and PASS n around each
+// pass and SWAP before each pointer swap (stdout is unbuffered).
+func materializeChild() int {
+	meta, store, err := enginetest.ChildStores(os.Getenv("SHALE_NS"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx := context.Background()
+	tp, err := meta.GetTopic(ctx, os.Getenv("SHALE_ICE_TOPIC"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	// The pause makes a kill sent on seeing SWAP land before the swap.
+	icetable.SetHookBeforeSwap(func() { fmt.Println("SWAP"); time.Sleep(20 * time.Millisecond) })
+	fmt.Println("READY")
+	for pass := 0; pass < 100000; pass++ {
+		fmt.Println("BEGIN", pass)
+		var st icetable.Stats
+		if err := icetable.MaterializeTopic(ctx, store, meta, tp, icetable.Config{CommitBytes: 2 << 10}, &st); err != nil {
+			fmt.Fprintln(os.Stderr, "materialize:", err)
+			return 2
+		}
+		fmt.Println("PASS", pass)
+	}
+	return 0
+}
+
+// TestKilledMaterializationExactlyOnce SIGKILLs a process materializing a
+// topic (many small commits) 12 times at random instants, most of them
+// inside a commit, with new records produced before each run. After every kill the table (iceberg-go's scan) holds a
+// prefix of each partition, each row once and equal to what the Kafka
+// consumer read; at the end, after a pass in this process, iceberg-go's
+// scan and DuckDB both read exactly the consumer's records: no row twice,
+// none missing.
+func TestKilledMaterializationExactlyOnce(t *testing.T) {
+	f := replaytest.NewFixture(t, 60)
+	ctx := replaytest.Ctx(t)
+	meta, store := f.C.Meta, f.C.Store
+	tp := kvTopic(t, ctx, meta, f.Topic)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	prod := f.C.Client(t, kgo.DefaultProduceTopic(f.Topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	kills, mid, swaps := 12, 0, 0
+	for i := range kills {
+		// New records for the child to materialize, about 80 commits' worth.
+		var recs []*kgo.Record
+		for j := range 150 {
+			recs = append(recs, &kgo.Record{Partition: int32(j % 3), Key: fmt.Appendf(nil, "k%d-%d", i, j),
+				Value: bytes.Repeat([]byte{byte(j)}, 1000+j), Headers: []kgo.RecordHeader{{Key: "kill", Value: fmt.Appendf(nil, "%d", i)}}})
+		}
+		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		want := map[[2]int64]replaytest.Rec{}
+		for _, r := range consumeTopic(t, ctx, f, 3) {
+			want[[2]int64{int64(r.Partition), r.Offset}] = r
+		}
+		// Even kills land at a random commit's pointer swap (its metadata
+		// file written, the pointer not moved), odd ones at a random time.
+		atSwap, delay := 0, time.Duration(20+rng.IntN(200))*time.Millisecond
+		if i%2 == 0 {
+			atSwap = 1 + rng.IntN(3)
+		}
+		last := killMaterializer(t, i, f.C.Endpoints, f.C.BucketDir, f.C.Namespace, f.Topic, atSwap, delay)
+		if last != "PASS" {
+			mid++
+		}
+		if last == "SWAP" {
+			swaps++
+		}
+		if tbl, err := icetable.Load(ctx, store, meta, tp); err == nil {
+			got := scanTable(t, ctx, tbl)
+			next := map[int32]int64{}
+			for _, r := range got {
+				if r.Offset < next[r.Partition] {
+					t.Fatalf("kill %d: row %d/%d twice", i, r.Partition, r.Offset)
+				}
+				w, ok := want[[2]int64{int64(r.Partition), r.Offset}]
+				if !ok || !replaytest.EqualRec(r, w) {
+					t.Fatalf("kill %d: row %v, consumer read %v", i, r, w)
+				}
+				next[r.Partition] = r.Offset + 1
+			}
+			t.Logf("kill %d: %d rows (last line %s)", i, len(got), last)
+		}
+	}
+	if mid < kills/2 || swaps < kills/2 {
+		t.Fatalf("%d of %d kills landed mid-pass, %d between a metadata write and its pointer swap: the kills missed the commits", mid, kills, swaps)
+	}
+	all := consumeTopic(t, ctx, f, 3)
+	var st icetable.Stats
+	if err := icetable.MaterializeTopic(ctx, store, meta, tp, icetable.Config{}, &st); err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := icetable.Load(ctx, store, meta, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaytest.CompareRecs(t, "iceberg-go scan after kills", scanTable(t, ctx, tbl), all)
+	replaytest.CompareRecs(t, "DuckDB after kills", duckRead(t, ctx, store, tbl), all)
+	t.Logf("%d rows, %d kills mid-pass, %d between a metadata write and its pointer swap", len(all), mid, swaps)
+}
+
+// consumeTopic reads every record of the fixture's topic with a Kafka
+// consumer (franz-go), in partition, offset order.
+func consumeTopic(t *testing.T, ctx context.Context, f *replaytest.Fixture, parts int32) []replaytest.Rec {
+	t.Helper()
+	ends, err := f.C.Admin(t).ListEndOffsets(ctx, f.Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs := map[int32]kgo.Offset{}
+	pending := map[int32]int64{}
+	for p := range parts {
+		offs[p] = kgo.NewOffset().AtStart()
+		if e, ok := ends.Lookup(f.Topic, p); ok && e.Offset > 0 {
+			pending[p] = e.Offset
+		}
+	}
+	cl := f.C.Client(t, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{f.Topic: offs}))
+	defer cl.Close()
+	by := map[int32][]replaytest.Rec{}
+	for len(pending) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consume: %v", ctx.Err())
+		}
+		fs.EachError(func(_ string, p int32, err error) { t.Fatalf("consume %d: %v", p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			c := replaytest.Rec{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value}
+			for _, h := range r.Headers {
+				c.Headers = append(c.Headers, kmsg.Header{Key: h.Key, Value: h.Value})
+			}
+			by[r.Partition] = append(by[r.Partition], c)
+			if r.Offset+1 >= pending[r.Partition] {
+				delete(pending, r.Partition)
+			}
+		})
+	}
+	var out []replaytest.Rec
+	for p := range parts {
+		out = append(out, by[p]...)
+	}
+	return out
+}
+
+// killMaterializer runs materializeChild and SIGKILLs it on its atSwap-th
+// SWAP line or, when atSwap is 0 or the child goes idle first, delay
+// after it is READY; it returns the child's last line.
+func killMaterializer(t *testing.T, i int, endpoints []string, bucket, ns, topic string, atSwap int, delay time.Duration) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SHALE_ICE_CHILD=1", "SHALE_ETCD="+strings.Join(endpoints, ","),
+		"SHALE_BUCKET="+bucket, "SHALE_NS="+ns, "SHALE_ICE_TOPIC="+topic)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || sc.Text() != "READY" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("child %d did not start: %s", i, stderr.String())
+	}
+	lines := make(chan string, 1<<16)
+	swapSeen := make(chan struct{})
+	go func() {
+		n := 0
+		for sc.Scan() {
+			lines <- sc.Text()
+			if sc.Text() == "SWAP" {
+				if n++; n == atSwap {
+					close(swapSeen)
+				}
+			}
+		}
+		close(lines)
+	}()
+	timer := time.NewTimer(delay)
+	if atSwap > 0 {
+		timer.Reset(2 * time.Second)
+	}
+	select {
+	case <-swapSeen:
+	case <-timer.C:
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+		t.Fatalf("child %d was not killed: %v; stderr: %s", i, cmd.ProcessState, stderr.String())
+	}
+	last := ""
+	for l := range lines {
+		last = strings.Fields(l)[0]
+	}
+	return last
+}
