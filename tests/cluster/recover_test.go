@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -30,6 +31,10 @@ import (
 // takes the next offset (dense, none reused).
 func TestRecoverFromBucket(t *testing.T) { testRecover(t, nil) }
 
+// On versitygw, recover itself is first SIGKILLed midway (one key per
+// etcd transaction, so it takes a while), then run again: it resumes and
+// gives the same result.
+//
 // TestRecoverFromMinIO is TestRecoverFromBucket on MinIO.
 func TestRecoverFromMinIO(t *testing.T) {
 	srv := testenv.MinIO(t)
@@ -126,7 +131,11 @@ func testRecover(t *testing.T, s3srv *testenv.S3Server) {
 	s3 := c.S3()
 	bucketFlags := []string{"--bucket", "s3://" + s3.Bucket + "/test", "--s3-endpoint", s3.Endpoint, "--s3-region", s3.Region,
 		"--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey}
-	out := runShale(t, "", append(append([]string{"recover"}, etcdFlags...), bucketFlags...)...)
+	recoverArgs := append(append([]string{"recover"}, etcdFlags...), bucketFlags...)
+	if s3srv == nil {
+		killRecover(ctx, t, etcd, append(recoverArgs, "--max-txn-ops", "1"))
+	}
+	out := runShale(t, "", recoverArgs...)
 	for _, want := range []string{"restored meta/manifests/", "topics             3", "ACLs               3", "SCRAM credentials  2"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("recover output lacks %q:\n%s", want, out)
@@ -231,4 +240,54 @@ func endOffsets(ctx context.Context, t *testing.T, adm *kadm.Client, topic strin
 	out := map[int32]int64{}
 	l.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out
+}
+
+// killRecover SIGKILLs `shale recover` (args) at random instants until a
+// kill lands midway (the recovering marker is there), at most 16 times,
+// bisecting the instant (a run that finished first is wiped), and fails t if none did. It leaves the namespace
+// half-restored for the next run to resume.
+func killRecover(ctx context.Context, t *testing.T, etcd *testenv.EtcdProcess, args []string) {
+	t.Helper()
+	meta := metastore.New(testenv.EtcdClient(t, etcd.Endpoints()), metastore.DefaultNamespace)
+	// Bisect the kill instant between one too early (nothing written)
+	// and one too late (finished).
+	early, late := time.Duration(0), time.Duration(0)
+	delay := 150 * time.Millisecond
+	for i := range 16 {
+		cmd := exec.Command(Binary(t), args...)
+		cmd.Env = hermeticEnv()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		marker, err := meta.RecoveringMarker(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := meta.CountKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if marker != "" {
+			t.Logf("recover SIGKILLed midway at attempt %d, after %v (%d keys written, marker %s)", i, delay, n, marker)
+			return
+		}
+		if n > 0 { // finished before the kill: start over, kill sooner
+			if err := meta.WipeNamespace(ctx); err != nil {
+				t.Fatal(err)
+			}
+			late = delay
+		} else {
+			early = delay
+		}
+		switch {
+		case late == 0:
+			delay = delay * 3 / 2
+		default:
+			delay = (early+late)/2 + time.Duration(rand.Int64N(int64(time.Millisecond)))
+		}
+	}
+	t.Fatalf("no kill of recover landed midway in 16 attempts (last delay %v)", delay)
 }
