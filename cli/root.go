@@ -44,7 +44,7 @@ then use any Kafka client against 127.0.0.1:9092, or the commands below.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newAgentCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newPerfCmd(), newGroupCmd(), newTxnCmd(), newStatusCmd(), newCostCmd(), newRecoverCmd(), newReplayCmd(), newUserCmd(), newACLCmd())
+	root.AddCommand(newAgentCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newPerfCmd(), newGroupCmd(), newTxnCmd(), newStatusCmd(), newCostCmd(), newRecoverCmd(), newReplayCmd(), newTableCmd(), newUserCmd(), newACLCmd())
 	return root
 }
 

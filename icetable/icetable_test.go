@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"time"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -37,15 +38,25 @@ func kvTopic(t *testing.T, ctx context.Context, meta *metastore.Store, name stri
 // a Kafka consumer reads (all codecs, compacted segments, null and empty
 // keys and values, headers), once, in commits bounded by CommitBytes; that
 // DuckDB, reading the data files the current snapshot lists, agrees; that
-// a pass with nothing new commits nothing.
+// a pass with nothing new commits nothing; and that Status reports the lag
+// before and none after, with the table's rows and snapshots.
 func TestMaterializeKeyValue(t *testing.T) {
 	f := replaytest.NewFixture(t, 30)
 	ctx := replaytest.Ctx(t)
 	meta, store := f.C.Meta, f.C.Store
 	tp := kvTopic(t, ctx, meta, f.Topic)
+	before, err := icetable.Status(ctx, store, meta, tp, time.Now())
+	if err != nil || before.Lag != int64(len(f.Want)) || before.Materialized != 0 || before.LagTime != -1 {
+		t.Fatalf("status before the first pass: %+v %v, want a lag of %d records, never committed", before, err, len(f.Want))
+	}
 	var st icetable.Stats
 	if err := icetable.MaterializeTopic(ctx, store, meta, tp, icetable.Config{CommitBytes: 16 << 10}, &st); err != nil {
 		t.Fatal(err)
+	}
+	after, err := icetable.Status(ctx, store, meta, tp, time.Now())
+	if err != nil || after.Lag != 0 || after.Materialized != int64(len(f.Want)) || after.Rows != int64(len(f.Want)) ||
+		after.Snapshots != st.Commits || after.Files < int64(st.Files) || after.LagTime != 0 {
+		t.Fatalf("status after: %+v %v; pass %+v", after, err, st)
 	}
 	if st.Commits < 2 || st.Rows != int64(len(f.Want)) {
 		t.Fatalf("stats %+v: want several commits and %d rows", st, len(f.Want))
