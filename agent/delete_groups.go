@@ -39,7 +39,7 @@ func (s *Server) deleteGroup(ctx context.Context, name string) int16 {
 	if code != 0 {
 		return code
 	}
-	if len(g.members) > 0 {
+	if len(g.members) > 0 || g.consumerMembersLeft() {
 		g.mu.Unlock()
 		return kerr.NonEmptyGroup.Code
 	}

@@ -22,6 +22,11 @@ package agent
 // coordinator died without a release has no record: it is shown as
 // "consumer", the likelier guess (a group claimed with no record and no
 // member since is shown with none, as a simple group).
+// A KIP-848 consumer group is described as Kafka 4 does for old admin
+// clients: protocol type "consumer", protocol the server assignor, its
+// consumer-group state, and each member's subscription and current
+// assignment encoded as the classic consumer protocol's metadata and
+// assignment.
 // Authorized operations (v3+, when asked) are computed from the ACLs
 // (authorized_ops.go).
 
@@ -60,6 +65,9 @@ func (s *Server) describeGroup(ctx context.Context, name string) kmsg.DescribeGr
 	if g != nil {
 		g.mu.Lock()
 		defer g.mu.Unlock()
+		if g.cg != nil && g.state != stateDead {
+			return g.describeConsumer(d)
+		}
 		// Empty with no member since the claim: described by its offsets.
 		if g.state != stateDead && (g.state != stateEmpty || g.generation > 0) {
 			d.State, d.ProtocolType = g.state.String(), g.protocolType

@@ -81,6 +81,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -123,6 +124,9 @@ type coordinator struct {
 	// deletes, losses): a claim that overlapped one may have seen the
 	// key that was then deleted (acquire).
 	released uint64
+	// tv is the last topic view KIP-848 subscriptions were resolved
+	// against (consumer_group_heartbeat.go).
+	tv atomic.Pointer[topicView]
 }
 
 // The etcd calls of group coordination, as Server.groupMeta names them.
@@ -190,7 +194,7 @@ func (c *coordinator) releaseIdle() {
 func (c *coordinator) maybeRelease(g *group, idle time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.state != stateEmpty || len(g.members) > 0 || len(g.pending) > 0 || g.share.active() || time.Since(g.idleSince) < idle {
+	if g.state != stateEmpty || len(g.members) > 0 || g.consumerMembersLeft() || len(g.pending) > 0 || g.share.active() || time.Since(g.idleSince) < idle {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.s.ctx, requestTimeout)

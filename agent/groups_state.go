@@ -90,6 +90,9 @@ type group struct {
 	// a request; an Empty group is released once it is older than the
 	// idle threshold (groups.go, releaseIdle).
 	idleSince time.Time
+	// cg is the KIP-848 state while the group is a consumer group
+	// (consumer_group.go); nil for a classic group.
+	cg *cgroup
 	// emptySince is when the group last lost its last member or, if it
 	// has had none since this agent claimed it, the empty-since record the
 	// claim took from etcd, else the claim's time (any member it had
@@ -137,6 +140,7 @@ func (g *group) kill(code int16) {
 func (g *group) killLocked(code int16) {
 	g.state = stateDead
 	g.stopTimer()
+	g.killConsumers()
 	for _, m := range g.members {
 		g.answerWaiters(m, code)
 		if m.expiry != nil {

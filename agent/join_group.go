@@ -18,7 +18,9 @@ package agent
 // Kafka's default bounds (group.min.session.timeout.ms 6 s,
 // group.max.session.timeout.ms 30 min) is INVALID_SESSION_TIMEOUT, then no
 // protocols or another protocol type is INCONSISTENT_GROUP_PROTOCOL, and so
-// is a join to a share group (share_groups.go).
+// is a join to a share group (share_groups.go) or to a consumer-protocol
+// (KIP-848) group that has members; an empty consumer-protocol group
+// becomes a classic group again, as in Kafka.
 
 import (
 	"context"
@@ -68,6 +70,14 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 		return fail(code)
 	}
 	defer g.mu.Unlock()
+	if g.cg != nil {
+		// A consumer-protocol (KIP-848) group: classic members may join
+		// only once it is empty, and it becomes classic again.
+		if g.consumerMembersLeft() {
+			return fail(kerr.InconsistentGroupProtocol.Code)
+		}
+		g.cg = nil
+	}
 	if !g.accepts(req.ProtocolType, req.Protocols, req.MemberID) || len(g.members) == 0 && s.isShareGroup(ctx, g) {
 		return fail(kerr.InconsistentGroupProtocol.Code)
 	}

@@ -10,7 +10,9 @@ package agent
 // asking every agent (as kadm does) sees each group once. States
 // (v4+) and types (v5+: "classic", or "share" for share groups, listed
 // with protocol type "share", Stable with members, else Empty) filter as
-// in Kafka, case-insensitively.
+// in Kafka, case-insensitively. A KIP-848 group this agent coordinates is
+// "consumer", in Kafka's states (Empty, Assigning, Reconciling, Stable);
+// a released one is listed as classic (its type is not recorded).
 
 import (
 	"context"
@@ -80,7 +82,10 @@ func (s *Server) handleListGroups(ctx context.Context, _ *reqCtx, req *kmsg.List
 		}
 		// A group held with no member since its claim exists for Kafka
 		// only if it has offsets (describe_groups.go).
-		if g.state != stateDead && (g.state != stateEmpty || g.generation > 0 || withOffsets[g.name]) {
+		switch {
+		case g.cg != nil && g.state != stateDead:
+			addType(g.name, "consumer", g.cg.state(), "consumer")
+		case g.state != stateDead && (g.state != stateEmpty || g.generation > 0 || withOffsets[g.name]):
 			add(g.name, g.protocolType, g.state.String())
 		}
 		mine[g.name] = g.state != stateDead

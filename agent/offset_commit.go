@@ -15,6 +15,15 @@ package agent
 // over 4096 bytes OFFSET_METADATA_TOO_LARGE. The retention time (v2-v4) is
 // ignored: offsets expire per the agents' --group-offsets-retention
 // (groups.go). v10 (topic IDs) is not served.
+//
+// A consumer-protocol (KIP-848) group with active members takes commits
+// of v9+ only (UNSUPPORTED_VERSION below), from a known member
+// (UNKNOWN_MEMBER_ID) whose epoch in the request is not ahead of its
+// current one; per partition, the member must own the partition (or be
+// revoking it) and the request's epoch must not be older than the one at
+// which the member got it (KIP-1251), STALE_MEMBER_EPOCH otherwise. A
+// commit with generation -1 and no member ID is taken while the group has
+// no active member.
 
 import (
 	"context"
@@ -71,7 +80,19 @@ func (s *Server) commitOffsets(ctx context.Context, req *kmsg.OffsetCommitReques
 	}
 	defer g.mu.Unlock()
 	simple := req.Version == 0 || (req.Generation < 0 && req.MemberID == "")
+	var cm *cmember
 	switch {
+	case g.cg != nil && simple && g.cg.active() == 0:
+	case g.cg != nil:
+		if req.Version < 9 {
+			return kerr.UnsupportedVersion.Code
+		}
+		m, code := g.cg.commitCheck(req.MemberID, req.Generation)
+		if code != 0 {
+			return code
+		}
+		g.touchConsumer(m)
+		cm = m
 	case simple:
 		if len(g.members) > 0 {
 			return kerr.UnknownMemberID.Code
@@ -104,6 +125,9 @@ func (s *Server) commitOffsets(ctx context.Context, req *kmsg.OffsetCommitReques
 				if !s.refreshPartitions(ctx, &tp, p.Partition) {
 					codes[i][j] = kerr.UnknownTopicOrPartition.Code
 				}
+			}
+			if codes[i][j] == 0 && cm != nil {
+				codes[i][j] = cm.partitionCommitCode(tid(tp.ID), p.Partition, req.Generation)
 			}
 			if codes[i][j] != 0 {
 				continue

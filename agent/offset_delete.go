@@ -31,7 +31,7 @@ func (s *Server) handleOffsetDelete(ctx context.Context, _ *reqCtx, req *kmsg.Of
 		resp.ErrorCode = errCode(s.log, "offset delete", err)
 		return now(resp)
 	}
-	if len(offs) == 0 && len(g.members) == 0 {
+	if len(offs) == 0 && len(g.members) == 0 && !g.consumerMembersLeft() {
 		resp.ErrorCode = kerr.GroupIDNotFound.Code
 		return now(resp)
 	}
@@ -73,6 +73,15 @@ func (s *Server) handleOffsetDelete(ctx context.Context, _ *reqCtx, req *kmsg.Of
 // metadata subscribes to (none for other protocol types).
 func (g *group) subscribedTopics() map[string]bool {
 	out := map[string]bool{}
+	if g.cg != nil {
+		tv := g.c.cachedTopicView()
+		for _, m := range g.cg.members {
+			for _, t := range m.resolve(tv) {
+				out[t] = true
+			}
+		}
+		return out
+	}
 	if g.protocolType != "consumer" {
 		return out
 	}

@@ -10,8 +10,13 @@ package agent
 // means every committed partition. With RequireStable (v7+), a partition
 // with a transactional offset still pending (TxnOffsetCommit in a
 // transaction not yet ended) is UNSTABLE_OFFSET_COMMIT, which clients
-// retry (KIP-447). The KIP-848 member fields of
-// v9 are ignored (classic groups only). v10 (topic IDs) is not served.
+// retry (KIP-447). The member fields of v9 (KIP-848) are checked when
+// this agent coordinates the group and it is a consumer-protocol group: an
+// unknown member is UNKNOWN_MEMBER_ID, another epoch than the member's
+// STALE_MEMBER_EPOCH; a request without a member ID and a negative epoch
+// is an admin's, not checked. Elsewhere (classic groups, or a group this
+// agent does not coordinate) they are ignored. v10 (topic IDs) is not
+// served.
 
 import (
 	"context"
@@ -81,7 +86,11 @@ func (s *Server) handleOffsetFetch(ctx context.Context, _ *reqCtx, req *kmsg.Off
 				want[t.Topic] = append(want[t.Topic], t.Partitions...)
 			}
 		}
-		topics, code := s.fetchOffsets(ctx, rg.Group, want, order, req.RequireStable)
+		var topics []fetchedTopic
+		code := s.fetchMemberCheck(rg)
+		if code == 0 {
+			topics, code = s.fetchOffsets(ctx, rg.Group, want, order, req.RequireStable)
+		}
 		og := kmsg.NewOffsetFetchResponseGroup()
 		og.Group, og.ErrorCode = rg.Group, code
 		for _, t := range topics {
@@ -174,4 +183,32 @@ func (s *Server) fetchOffsets(ctx context.Context, group string, want map[string
 		out = append(out, ft)
 	}
 	return out, 0
+}
+
+// fetchMemberCheck checks a v9 group's member fields against the
+// consumer-protocol group this agent coordinates, if it does.
+func (s *Server) fetchMemberCheck(rg kmsg.OffsetFetchRequestGroup) int16 {
+	if rg.MemberID == nil && rg.MemberEpoch < 0 {
+		return 0
+	}
+	g := s.groups().lookup(rg.Group)
+	if g == nil {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cg == nil || g.state == stateDead {
+		return 0
+	}
+	if rg.MemberID == nil {
+		return kerr.UnknownMemberID.Code
+	}
+	m := g.cg.members[*rg.MemberID]
+	if m == nil || m.epoch == -2 {
+		return kerr.UnknownMemberID.Code
+	}
+	if rg.MemberEpoch != m.epoch {
+		return kerr.StaleMemberEpoch.Code
+	}
+	return 0
 }

@@ -60,6 +60,12 @@ type Config struct {
 	// agent's registration so tools such as `shale cost` find it; "" when
 	// the agent serves none.
 	AdminAddr string
+	// ConsumerSessionTimeout and ConsumerHeartbeatInterval are the
+	// session timeout and heartbeat interval of KIP-848 consumer group
+	// members (Kafka's group.consumer.session.timeout.ms, default 45 s, and
+	// group.consumer.heartbeat.interval.ms, default 5 s); zero: default.
+	ConsumerSessionTimeout    time.Duration
+	ConsumerHeartbeatInterval time.Duration
 	// IdleTimeout closes connections that send no request for this long
 	// (connections.max.idle.ms). It also bounds the reading of one request:
 	// a frame whose size arrived but whose body is not complete within

@@ -12,10 +12,6 @@ type pendingTest struct {
 // kgoPending: franz-go kgo integration tests waiting on an open issue.
 // Every other kgo integration test must pass on both topologies.
 var kgoPending = map[string]pendingTest{
-	// KIP-848: it skips itself while the broker does not advertise
-	// ConsumerGroupHeartbeat v1.
-	"Test848RegexBrokerResolves": {18, "KIP-848 consumer groups"},
-
 	// OAUTHBEARER: it skips itself without KGO_TEST_OAUTH_SEEDS, a listener
 	// that accepts Kafka's unsecured-JWS default validator.
 	"TestOAuthAuth": {0, "SASL/OAUTHBEARER is not served"},

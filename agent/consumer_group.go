@@ -1,0 +1,462 @@
+package agent
+
+// KIP-848 consumer groups: the state a coordinator keeps for a group of
+// type "consumer" (ConsumerGroupHeartbeat, consumer_group_heartbeat.go),
+// beside the classic state machine (groups_state.go) in the same group
+// object, under the same coordinator key and lock (groups.go). A group is
+// one type or the other: g.cg is non-nil exactly while it is a consumer
+// group. Reconciliation follows Kafka's GroupMetadataManager and
+// CurrentAssignmentBuilder:
+//
+//   - The group epoch is bumped when a member joins or leaves, a
+//     subscription or the assignor changes, or the metadata of the
+//     subscribed topics changes (a topic created, deleted, or given
+//     partitions; a regex matching a new topic). Each bump computes a new
+//     target assignment with the group's assignor (package assignor), and
+//     the target assignment epoch becomes the group epoch.
+//   - A member converges towards its target over heartbeats. Partitions it
+//     must give up are revoked first: its epoch stays, the response lists
+//     only what it keeps, and it must send a heartbeat whose owned
+//     partitions no longer include them. A partition is given to its new
+//     owner only after its previous owner acknowledged the revocation
+//     (owners, below): until then the new owner's epoch advances with the
+//     partition withheld (UNRELEASED_PARTITIONS).
+//   - A member that does not heartbeat for the session timeout is removed;
+//     one that does not finish a revocation within its rebalance timeout
+//     is removed too (its partitions become free).
+//
+// Membership lives in the coordinator's memory, as for classic groups
+// (groups.go, State): when the coordinator dies, its members' heartbeats
+// to the next one get UNKNOWN_MEMBER_ID, and they rejoin with epoch 0,
+// owning nothing; only committed offsets (etcd) carry over.
+
+import (
+	"maps"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shale-dev/shale/agent/assignor"
+	"github.com/shale-dev/shale/metastore"
+)
+
+type tid = assignor.TopicID
+
+// Defaults of the consumer group protocol (Kafka's).
+const (
+	defConsumerSessionTimeout    = 45 * time.Second // group.consumer.session.timeout.ms
+	defConsumerHeartbeatInterval = 5 * time.Second  // group.consumer.heartbeat.interval.ms
+	defConsumerRebalanceTimeout  = 45 * time.Second
+)
+
+// cmState is a member's reconciliation state.
+type cmState int8
+
+const (
+	cmStable     cmState = iota // at the target epoch with what it may have
+	cmUnrevoked                 // must acknowledge revocations first
+	cmUnreleased                // waits for partitions others still hold
+)
+
+func (s cmState) String() string {
+	return [...]string{"stable", "unrevoked_partitions", "unreleased_partitions"}[s]
+}
+
+type cmember struct {
+	id         string
+	instanceID *string
+	rackID     *string
+	clientID   string
+	clientHost string
+
+	epoch, prevEpoch int32
+	state            cmState
+	rebalance        time.Duration
+	assignor         string
+	topics           []string // subscribed names, sorted
+	regex            *regexp.Regexp
+	regexSrc         string
+
+	target   map[tid][]int32 // what the assignor wants it to own
+	assigned map[tid][]int32 // what it was last told to own
+	revoking map[tid][]int32 // told to give up, not yet acknowledged
+	// assignEpochs: the member epoch at which each owned partition was
+	// given to it (OffsetCommit accepts epochs from there on, KIP-1251).
+	assignEpochs map[tid]map[int32]int32
+
+	session *time.Timer
+	rebal   *time.Timer
+}
+
+// powner is who holds a partition: its owner until it acknowledged the
+// partition's revocation.
+type powner struct {
+	member string
+	epoch  int32
+}
+
+type cgroup struct {
+	members     map[string]*cmember
+	static      map[string]string // instance ID -> member ID
+	epoch       int32
+	targetEpoch int32
+	assignor    string
+	owners      map[tid]map[int32]powner
+	// topicSig is the subscribed topics' metadata the target was computed
+	// for; a heartbeat seeing other metadata bumps the epoch.
+	topicSig string
+}
+
+func newCgroup() *cgroup {
+	return &cgroup{members: map[string]*cmember{}, static: map[string]string{}, owners: map[tid]map[int32]powner{}}
+}
+
+// topicView is a snapshot of the cluster's topics, internal ones
+// included, that subscriptions are resolved against.
+type topicView struct {
+	at     time.Time
+	byName map[string]metastore.Topic
+	names  []string // sorted
+}
+
+// consumerState is the group state as ConsumerGroupDescribe, DescribeGroups
+// and ListGroups name it.
+func (cg *cgroup) state() string {
+	active := 0
+	for _, m := range cg.members {
+		if m.epoch == -2 {
+			continue
+		}
+		active++
+		if m.state != cmStable || m.epoch != cg.targetEpoch {
+			return "Reconciling"
+		}
+	}
+	if active == 0 {
+		return "Empty"
+	}
+	if cg.targetEpoch != cg.epoch {
+		return "Assigning"
+	}
+	return "Stable"
+}
+
+func (cg *cgroup) active() int {
+	n := 0
+	for _, m := range cg.members {
+		if m.epoch != -2 {
+			n++
+		}
+	}
+	return n
+}
+
+// compileSubscriptionRegex compiles a subscription regex: RE2 (as Kafka's
+// RE2J), matched against whole topic names.
+func compileSubscriptionRegex(src string) (*regexp.Regexp, error) {
+	return regexp.Compile("^(?:" + src + ")$")
+}
+
+// resolve returns the existing topics m subscribes to, by name or regex.
+func (m *cmember) resolve(tv *topicView) []string {
+	var out []string
+	for _, n := range m.topics {
+		if _, ok := tv.byName[n]; ok {
+			out = append(out, n)
+		}
+	}
+	if m.regex != nil {
+		for _, n := range tv.names {
+			if m.regex.MatchString(n) && !slices.Contains(m.topics, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// signature describes the metadata of every topic the group subscribes to.
+func (cg *cgroup) signature(tv *topicView) string {
+	set := map[string]bool{}
+	for _, m := range cg.members {
+		for _, n := range m.resolve(tv) {
+			set[n] = true
+		}
+	}
+	names := slices.Sorted(maps.Keys(set))
+	var b strings.Builder
+	for _, n := range names {
+		t := tv.byName[n]
+		b.WriteString(n)
+		b.Write(t.ID[:])
+		b.WriteString(strconv.Itoa(int(t.Partitions)))
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// bump advances the group epoch and computes the new target assignment.
+func (cg *cgroup) bump(tv *topicView) {
+	cg.epoch++
+	var ms []assignor.Member
+	var ts []assignor.Topic
+	seen := map[string]bool{}
+	for _, m := range cg.members {
+		if m.epoch == -2 {
+			continue // a static member away: its partitions stay reserved
+		}
+		am := assignor.Member{ID: m.id, Topics: m.resolve(tv), Current: m.target}
+		if m.instanceID != nil {
+			am.InstanceID = *m.instanceID
+		}
+		for _, n := range am.Topics {
+			if !seen[n] {
+				seen[n] = true
+				t := tv.byName[n]
+				ts = append(ts, assignor.Topic{ID: tid(t.ID), Name: n, Partitions: t.Partitions})
+			}
+		}
+		ms = append(ms, am)
+	}
+	a := assignor.Assign(cg.assignor, ms, ts)
+	for _, am := range ms {
+		cg.members[am.ID].target = a[am.ID]
+	}
+	cg.targetEpoch = cg.epoch
+	cg.topicSig = cg.signature(tv)
+}
+
+// ownerEpoch returns the epoch of the member holding (id, p), -1 if free.
+func (cg *cgroup) ownerEpoch(id tid, p int32) int32 {
+	if o, ok := cg.owners[id][p]; ok {
+		return o.epoch
+	}
+	return -1
+}
+
+func (cg *cgroup) claim(a map[tid][]int32, member string, epoch int32) {
+	for id, parts := range a {
+		pm := cg.owners[id]
+		if pm == nil {
+			pm = map[int32]powner{}
+			cg.owners[id] = pm
+		}
+		for _, p := range parts {
+			if o, ok := pm[p]; ok && o.member != member {
+				continue // never two owners: the holder keeps it
+			}
+			pm[p] = powner{member, epoch}
+		}
+	}
+}
+
+func (cg *cgroup) release(a map[tid][]int32, member string) {
+	for id, parts := range a {
+		pm := cg.owners[id]
+		for _, p := range parts {
+			if o, ok := pm[p]; ok && o.member == member {
+				delete(pm, p)
+			}
+		}
+		if len(pm) == 0 {
+			delete(cg.owners, id)
+		}
+	}
+}
+
+// restamp replaces m's old ownership records by its current ones.
+func (cg *cgroup) restamp(m *cmember, oldAssigned, oldRevoking map[tid][]int32) {
+	cg.release(oldAssigned, m.id)
+	cg.release(oldRevoking, m.id)
+	cg.claim(m.assigned, m.id, m.epoch)
+	cg.claim(m.revoking, m.id, m.epoch)
+}
+
+// fence stops m's timers and frees what it holds; the caller removes it.
+func (cg *cgroup) fence(m *cmember) {
+	if m.session != nil {
+		m.session.Stop()
+	}
+	if m.rebal != nil {
+		m.rebal.Stop()
+	}
+	cg.release(m.assigned, m.id)
+	cg.release(m.revoking, m.id)
+}
+
+func ownedMap(owned []ownedTopic) map[tid][]int32 {
+	out := make(map[tid][]int32, len(owned))
+	for _, t := range owned {
+		out[t.id] = append(out[t.id], t.parts...)
+	}
+	return out
+}
+
+// ownedTopic is one topic of a heartbeat's owned partitions.
+type ownedTopic struct {
+	id    tid
+	parts []int32
+}
+
+// stillOwns reports whether the member still owns one of pending. Owned
+// partitions not sent (a keep-alive heartbeat) count as owning them.
+func stillOwns(pending map[tid][]int32, owned []ownedTopic, sent bool) bool {
+	if !sent {
+		return len(pending) > 0
+	}
+	o := ownedMap(owned)
+	for id, parts := range pending {
+		for _, p := range parts {
+			if slices.Contains(o[id], p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isSubset(owned []ownedTopic, of map[tid][]int32) bool {
+	for _, t := range owned {
+		for _, p := range t.parts {
+			if !slices.Contains(of[t.id], p) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func cloneAssignment(a map[tid][]int32) map[tid][]int32 {
+	out := make(map[tid][]int32, len(a))
+	for id, ps := range a {
+		out[id] = slices.Clone(ps)
+	}
+	return out
+}
+
+func sameCGAssignment(a, b map[tid][]int32) bool {
+	return maps.EqualFunc(a, b, slices.Equal)
+}
+
+// nextAssignment moves m one step towards its target (Kafka's
+// CurrentAssignmentBuilder): revoke first; else assign what is free and
+// advance to the target epoch.
+func (cg *cgroup) nextAssignment(m *cmember, owned []ownedTopic, sent bool) (assigned, revoking map[tid][]int32) {
+	keep, revoke, add := map[tid][]int32{}, map[tid][]int32{}, map[tid][]int32{}
+	unreleased := false
+	ids := map[tid]bool{}
+	for id := range m.assigned {
+		ids[id] = true
+	}
+	for id := range m.target {
+		ids[id] = true
+	}
+	for id := range ids {
+		cur, want := m.assigned[id], m.target[id]
+		for _, p := range cur {
+			if slices.Contains(want, p) {
+				keep[id] = append(keep[id], p)
+			} else {
+				revoke[id] = append(revoke[id], p)
+			}
+		}
+		for _, p := range want {
+			if slices.Contains(cur, p) {
+				continue
+			}
+			if o, ok := cg.owners[id][p]; !ok || o.member == m.id {
+				add[id] = append(add[id], p)
+			} else {
+				unreleased = true
+			}
+		}
+	}
+	pending := cloneAssignment(m.revoking)
+	for id, parts := range revoke {
+		for _, p := range parts {
+			if !slices.Contains(pending[id], p) {
+				pending[id] = append(pending[id], p)
+			}
+		}
+	}
+	if len(pending) > 0 && stillOwns(pending, owned, sent) {
+		m.state = cmUnrevoked
+		return keep, pending
+	}
+	m.state = cmStable
+	if unreleased {
+		m.state = cmUnreleased
+	}
+	m.prevEpoch, m.epoch = m.epoch, cg.targetEpoch
+	for id, parts := range add {
+		keep[id] = append(keep[id], parts...)
+		slices.Sort(keep[id])
+	}
+	return keep, map[tid][]int32{}
+}
+
+// reconcile clears the revocations m acknowledged and moves it on; it
+// reports whether what m must own changed (the response then carries it).
+func (cg *cgroup) reconcile(m *cmember, owned []ownedTopic, sent bool) bool {
+	if sent {
+		o := ownedMap(owned)
+		old := m.revoking
+		left := map[tid][]int32{}
+		for id, parts := range old {
+			for _, p := range parts {
+				if slices.Contains(o[id], p) {
+					left[id] = append(left[id], p)
+				}
+			}
+		}
+		m.revoking = left
+		cg.release(old, m.id)
+		cg.claim(left, m.id, m.epoch)
+	}
+	if m.state == cmStable && m.epoch == cg.targetEpoch {
+		return false
+	}
+	if m.state == cmUnrevoked && stillOwns(m.revoking, owned, sent) {
+		return false
+	}
+	oldAssigned, oldRevoking, oldEpoch := m.assigned, m.revoking, m.epoch
+	assigned, revoking := cg.nextAssignment(m, owned, sent)
+	changed := !sameCGAssignment(assigned, oldAssigned) || !sameCGAssignment(revoking, oldRevoking)
+	m.assigned, m.revoking = assigned, revoking
+	if changed || m.epoch != oldEpoch {
+		cg.restamp(m, oldAssigned, oldRevoking)
+	}
+	m.stampAssignEpochs()
+	return changed
+}
+
+// stampAssignEpochs records, for each partition m owns, the epoch at
+// which it got it.
+func (m *cmember) stampAssignEpochs() {
+	next := make(map[tid]map[int32]int32, len(m.assigned))
+	for id, parts := range m.assigned {
+		next[id] = make(map[int32]int32, len(parts))
+		for _, p := range parts {
+			if e, ok := m.assignEpochs[id][p]; ok {
+				next[id][p] = e
+			} else {
+				next[id][p] = m.epoch
+			}
+		}
+	}
+	for id, parts := range m.revoking {
+		for _, p := range parts {
+			if e, ok := m.assignEpochs[id][p]; ok {
+				if next[id] == nil {
+					next[id] = map[int32]int32{}
+				}
+				next[id][p] = e
+			}
+		}
+	}
+	m.assignEpochs = next
+}
