@@ -47,9 +47,9 @@ type tid = assignor.TopicID
 
 // Defaults of the consumer group protocol (Kafka's).
 const (
-	defConsumerSessionTimeout    = 45 * time.Second // group.consumer.session.timeout.ms
-	defConsumerHeartbeatInterval = 5 * time.Second  // group.consumer.heartbeat.interval.ms
-	defConsumerRebalanceTimeout  = 45 * time.Second
+	DefaultConsumerSessionTimeout    = 45 * time.Second // group.consumer.session.timeout.ms
+	DefaultConsumerHeartbeatInterval = 5 * time.Second  // group.consumer.heartbeat.interval.ms
+	defConsumerRebalanceTimeout      = 45 * time.Second
 )
 
 // cmState is a member's reconciliation state.

@@ -48,14 +48,14 @@ func (s *Server) consumerSessionTimeout() time.Duration {
 	if s.cfg.ConsumerSessionTimeout > 0 {
 		return s.cfg.ConsumerSessionTimeout
 	}
-	return defConsumerSessionTimeout
+	return DefaultConsumerSessionTimeout
 }
 
 func (s *Server) consumerHeartbeatInterval() time.Duration {
 	if s.cfg.ConsumerHeartbeatInterval > 0 {
 		return s.cfg.ConsumerHeartbeatInterval
 	}
-	return defConsumerHeartbeatInterval
+	return DefaultConsumerHeartbeatInterval
 }
 
 // topicView returns the topics subscriptions resolve against (internal

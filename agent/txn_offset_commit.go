@@ -12,7 +12,10 @@ package agent
 //
 // Checks, in order: the group member and generation when given (v3+,
 // generation -1 and no member skip them; otherwise UNKNOWN_MEMBER_ID,
-// FENCED_INSTANCE_ID, ILLEGAL_GENERATION as OffsetCommit); the
+// FENCED_INSTANCE_ID, ILLEGAL_GENERATION as OffsetCommit; for a KIP-848
+// consumer group, UNKNOWN_MEMBER_ID for an unknown member and
+// ILLEGAL_GENERATION for another epoch than the member's, as Kafka answers
+// before v6); the
 // transactional ID's state, read from etcd: INVALID_PRODUCER_ID_MAPPING
 // for another producer ID, PRODUCER_FENCED (v3+; INVALID_PRODUCER_EPOCH
 // before) for another epoch, INVALID_TXN_STATE unless the transaction is
@@ -72,7 +75,15 @@ func (s *Server) txnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCommitR
 		return code
 	}
 	defer g.mu.Unlock()
-	if req.Version >= 3 && (req.Generation >= 0 || req.MemberID != "") {
+	if req.Version >= 3 && (req.Generation >= 0 || req.MemberID != "") && g.cg != nil {
+		m := g.cg.members[req.MemberID]
+		if m == nil || m.epoch == -2 {
+			return kerr.UnknownMemberID.Code
+		}
+		if req.Generation != -1 && req.Generation != m.epoch {
+			return kerr.IllegalGeneration.Code
+		}
+	} else if req.Version >= 3 && (req.Generation >= 0 || req.MemberID != "") {
 		if _, code := g.fenced(req.MemberID, req.InstanceID); code != 0 {
 			return code
 		}

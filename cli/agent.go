@@ -76,6 +76,8 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Duration("gc-grace", lifecycle.DefaultGCGrace, "age an unreferenced object must reach before garbage collection deletes it (must exceed upload and commit times)")
 	f.Duration("manifest-interval", lifecycle.DefaultManifestInterval, "how often the manifest job snapshots etcd into the bucket (meta/manifests/) for shale recover: the recovery point (a graceful stop writes one too); 0: no manifests, nothing for recover")
 	f.Var(&offsetRetention, "group-offsets-retention", "how long the committed offsets of a consumer group without members outlive its newest commit and its emptying (Kafka's offsets.retention.minutes); -1 keeps them forever")
+	f.Duration("group-consumer-session-timeout", agent.DefaultConsumerSessionTimeout, "KIP-848 consumer groups: a member with no heartbeat for this long is removed (Kafka's group.consumer.session.timeout.ms)")
+	f.Duration("group-consumer-heartbeat-interval", agent.DefaultConsumerHeartbeatInterval, "KIP-848 consumer groups: how often members heartbeat (Kafka's group.consumer.heartbeat.interval.ms); must be below the session timeout")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 
@@ -107,6 +109,9 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 		if mr < 1<<20 || mr > math.MaxInt32 {
 			return fmt.Errorf("--max-request-bytes: %s not in 1MiB..2GiB", HumanBytes(int64(mr)))
 		}
+		if st, hb := v.GetDuration("group-consumer-session-timeout"), v.GetDuration("group-consumer-heartbeat-interval"); hb <= 0 || st <= hb {
+			return fmt.Errorf("--group-consumer-heartbeat-interval (%v) must be positive and below --group-consumer-session-timeout (%v)", hb, st)
+		}
 		retention, err := ParseRetention(v.GetString("group-offsets-retention"))
 		if err != nil {
 			return fmt.Errorf("--group-offsets-retention: %w", err)
@@ -128,16 +133,18 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 				MaxRecordsBytes: int(mr),
 			},
 			Agent: agent.Config{
-				Listen:            v.GetString("listen"),
-				AdvertisedHost:    v.GetString("advertised-host"),
-				AdvertisedPort:    int32(v.GetInt("advertised-port")),
-				NodeID:            int32(v.GetInt("node-id")),
-				AgentTTL:          v.GetDuration("agent-ttl"),
-				AutoCreateTopics:  v.GetBool("auto-create-topics") || (dev && !cmd.Flags().Changed("auto-create-topics") && !v.IsSet("auto-create-topics")),
-				DefaultPartitions: int32(v.GetInt("default-partitions")),
-				IdleTimeout:       v.GetDuration("idle-timeout"),
-				MaxConnections:    v.GetInt("max-connections"),
-				MaxFrameBytes:     int32(mr),
+				Listen:                    v.GetString("listen"),
+				AdvertisedHost:            v.GetString("advertised-host"),
+				AdvertisedPort:            int32(v.GetInt("advertised-port")),
+				NodeID:                    int32(v.GetInt("node-id")),
+				AgentTTL:                  v.GetDuration("agent-ttl"),
+				AutoCreateTopics:          v.GetBool("auto-create-topics") || (dev && !cmd.Flags().Changed("auto-create-topics") && !v.IsSet("auto-create-topics")),
+				DefaultPartitions:         int32(v.GetInt("default-partitions")),
+				IdleTimeout:               v.GetDuration("idle-timeout"),
+				ConsumerSessionTimeout:    v.GetDuration("group-consumer-session-timeout"),
+				ConsumerHeartbeatInterval: v.GetDuration("group-consumer-heartbeat-interval"),
+				MaxConnections:            v.GetInt("max-connections"),
+				MaxFrameBytes:             int32(mr),
 			},
 			NoLifecycle: !v.GetBool("lifecycle"),
 			Lifecycle: lifecycle.Config{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace"),

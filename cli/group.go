@@ -35,9 +35,13 @@ func groupListCmd() *cobra.Command {
 		if err != nil {
 			return fmt.Errorf("list groups: %w", err)
 		}
-		t := newTable(cmd.OutOrStdout(), "GROUP", "STATE", "PROTOCOL TYPE", "COORDINATOR")
+		t := newTable(cmd.OutOrStdout(), "GROUP", "TYPE", "STATE", "PROTOCOL TYPE", "COORDINATOR")
 		for _, g := range gs.Sorted() {
-			t.row(g.Group, g.State, g.ProtocolType, g.Coordinator)
+			typ := g.GroupType
+			if typ == "" {
+				typ = "classic"
+			}
+			t.row(g.Group, typ, g.State, g.ProtocolType, g.Coordinator)
 		}
 		return t.flush()
 	})
@@ -85,14 +89,21 @@ func groupDescribeCmd() *cobra.Command {
 			}
 		}
 		out := cmd.OutOrStdout()
-		proto := "-"
-		if dg.ProtocolType != "" {
-			proto = dg.ProtocolType + "/" + dg.Protocol
-		}
-		fmt.Fprintf(out, "group %s  state %s  protocol %s  coordinator %d  members %d\n\n",
-			name, dg.State, proto, dg.Coordinator.NodeID, len(dg.Members))
 		owner := map[string]string{}
-		if len(dg.Members) > 0 {
+		if cg, ok := describeConsumerGroup(ctx, adm, name); ok {
+			// A KIP-848 consumer group: members with their epochs.
+			if err := printConsumerGroup(out, cg, owner); err != nil {
+				return err
+			}
+		} else {
+			proto := "-"
+			if dg.ProtocolType != "" {
+				proto = dg.ProtocolType + "/" + dg.Protocol
+			}
+			fmt.Fprintf(out, "group %s  type classic  state %s  protocol %s  coordinator %d  members %d\n\n",
+				name, dg.State, proto, dg.Coordinator.NodeID, len(dg.Members))
+		}
+		if len(dg.Members) > 0 && len(owner) == 0 {
 			w := newTable(out, "MEMBER", "INSTANCE", "CLIENT", "HOST", "ASSIGNMENT")
 			for _, m := range dg.Members {
 				inst := "-"
@@ -405,4 +416,54 @@ func describeShareGroup(ctx context.Context, out io.Writer, adm *kadm.Client, g 
 		}
 	}
 	return w.flush()
+}
+
+// describeConsumerGroup describes name with ConsumerGroupDescribe; ok is
+// false when it is not a KIP-848 consumer group (or the agent does not
+// serve the API).
+func describeConsumerGroup(ctx context.Context, adm *kadm.Client, name string) (kadm.DescribedConsumerGroup, bool) {
+	ds, err := adm.DescribeConsumerGroups(ctx, name)
+	if err != nil {
+		return kadm.DescribedConsumerGroup{}, false
+	}
+	d, ok := ds[name]
+	return d, ok && d.Err == nil
+}
+
+// printConsumerGroup prints a KIP-848 group's header and members (epoch,
+// current and target assignment), and records who owns each partition.
+func printConsumerGroup(out io.Writer, cg kadm.DescribedConsumerGroup, owner map[string]string) error {
+	fmt.Fprintf(out, "group %s  type consumer  state %s  epoch %d  assignment epoch %d  assignor %s  coordinator %d  members %d\n\n",
+		cg.Group, cg.State, cg.Epoch, cg.AssignmentEpoch, cg.AssignorName, cg.Coordinator.NodeID, len(cg.Members))
+	if len(cg.Members) == 0 {
+		return nil
+	}
+	list := func(s kadm.TopicsSet, member string) string {
+		var parts []string
+		for _, tp := range s.Sorted() {
+			for _, p := range tp.Partitions {
+				if member != "" {
+					owner[tp.Topic+"/"+strconv.Itoa(int(p))] = member
+				}
+				parts = append(parts, fmt.Sprintf("%s/%d", tp.Topic, p))
+			}
+		}
+		if len(parts) == 0 {
+			return "-"
+		}
+		return strings.Join(parts, ",")
+	}
+	w := newTable(out, "MEMBER", "INSTANCE", "CLIENT", "HOST", "EPOCH", "ASSIGNMENT", "TARGET")
+	for _, m := range cg.Members {
+		inst := "-"
+		if m.InstanceID != nil {
+			inst = *m.InstanceID
+		}
+		w.row(m.MemberID, inst, m.ClientID, m.ClientHost, m.MemberEpoch, list(m.Assignment, m.MemberID), list(m.TargetAssignment, ""))
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	return nil
 }

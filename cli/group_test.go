@@ -63,3 +63,53 @@ func TestGroupCommands(t *testing.T) {
 		t.Fatalf("offsets after delete: %v", r)
 	}
 }
+
+// TestGroupCommandsConsumerProtocol proves shale group list and describe
+// on a KIP-848 consumer group: the list names its type "consumer", and
+// describe shows the member with its epoch and assignment, and the lag of
+// what it committed.
+func TestGroupCommandsConsumerProtocol(t *testing.T) {
+	addr := startTestStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("g848"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if _, err := kadm.NewClient(prod).CreateTopic(ctx, 1, 1, nil, "g848"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte{byte('a' + i)}}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumerGroup("next-gen"), kgo.ConsumeTopics("g848"),
+		kgo.ServerSideBalancer(), kgo.ClientID("cli-848"), kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	n := 0
+	for n < 4 && ctx.Err() == nil {
+		fs := cons.PollRecords(ctx, 4-n)
+		for _, r := range fs.Records() {
+			if err := cons.CommitRecords(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	out, errs, code := run(t, "", "group", "list", "-b", addr)
+	if code != 0 || !strings.Contains(out, "next-gen  consumer") {
+		t.Fatalf("group list: %q %q", out, errs)
+	}
+	out, errs, code = run(t, "", "group", "describe", "next-gen", "-b", addr)
+	t.Logf("shale group describe next-gen:\n%s", out)
+	for _, want := range []string{"type consumer", "EPOCH", "cli-848", "g848/0", "g848   0          4          10       6"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("group describe lacks %q: %q %q", want, out, errs)
+		}
+	}
+}

@@ -61,6 +61,15 @@ func TestGroupCoordinatorKill(t *testing.T) {
 	coordinatorFailover(t, "kill", func(c *cluster.Cluster, i int) { c.Kill(i) })
 }
 
+// TestConsumerGroup848CoordinatorKill is the same SIGKILL failover for a
+// KIP-848 consumer group (kgo.ServerSideBalancer): the members' heartbeats
+// to the new coordinator get UNKNOWN_MEMBER_ID, they rejoin with epoch 0,
+// and the group carries on; committed offsets never move backwards and
+// every record is processed.
+func TestConsumerGroup848CoordinatorKill(t *testing.T) {
+	coordinatorFailover(t, "kill848", func(c *cluster.Cluster, i int) { c.Kill(i) }, kgo.ServerSideBalancer())
+}
+
 // TestGroupCoordinatorGracefulStop is the same failover with SIGTERM: a
 // stopping agent hands group coordination over as it exits (its lease is
 // revoked, so the coordinator key is gone by the time the process is),
@@ -89,8 +98,8 @@ func TestGroupCoordinatorGracefulStop(t *testing.T) {
 	})
 }
 
-func coordinatorFailover(t *testing.T, mode string, takeDown func(c *cluster.Cluster, i int)) {
-	c := cluster.Start(t, cluster.Options{Agents: 3})
+func coordinatorFailover(t *testing.T, mode string, takeDown func(c *cluster.Cluster, i int), memberOpts ...kgo.Opt) {
+	c := cluster.Start(t, cluster.Options{Agents: 3, Args: []string{"--group-consumer-heartbeat-interval", "500ms", "--group-consumer-session-timeout", "6s"}})
 	topic, group := "grp-"+mode, "grp-"+mode+"-g"
 	const partitions, records = 6, 6000
 	c.CreateTopic(t, 0, topic, partitions)
@@ -115,14 +124,14 @@ func coordinatorFailover(t *testing.T, mode string, takeDown func(c *cluster.Clu
 		commitOK  []time.Time // when a member's commit succeeded
 	)
 	member := func(name string, stop <-chan struct{}) <-chan struct{} {
-		cl := c.Client(t,
+		cl := c.Client(t, append([]kgo.Opt{
 			kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
 			kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond),
 			kgo.RebalanceTimeout(10*time.Second), kgo.ClientID(name),
 			kgo.RetryTimeout(30*time.Second),
-		)
+		}, memberOpts...)...)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
