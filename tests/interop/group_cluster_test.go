@@ -128,9 +128,9 @@ func coordinatorFailover(t *testing.T, mode string, takeDown func(c *cluster.Clu
 			kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
-			kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond),
-			kgo.RebalanceTimeout(10*time.Second), kgo.ClientID(name),
-			kgo.RetryTimeout(30*time.Second),
+			kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond),
+			kgo.RebalanceTimeout(10 * time.Second), kgo.ClientID(name),
+			kgo.RetryTimeout(30 * time.Second),
 		}, memberOpts...)...)
 		done := make(chan struct{})
 		go func() {
