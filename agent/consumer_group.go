@@ -108,6 +108,9 @@ type cgroup struct {
 	// topicSig is the subscribed topics' metadata the target was computed
 	// for; a heartbeat seeing other metadata bumps the epoch.
 	topicSig string
+	// session is the members' session timeout, as the last heartbeat
+	// read it (consumerTimeouts).
+	session time.Duration
 }
 
 func newCgroup() *cgroup {

@@ -17,10 +17,13 @@ package agent
 // with owned partitions within its assignment, is FENCED_MEMBER_EPOCH; a
 // join with an instance ID another active member holds is
 // UNRELEASED_INSTANCE_ID. The session timeout and heartbeat interval are
-// the agent's (Config.ConsumerSessionTimeout, 45 s, and
-// Config.ConsumerHeartbeatInterval, 5 s, Kafka's
-// group.consumer.session.timeout.ms and group.consumer.heartbeat.interval.ms);
-// per-group overrides of them are not served.
+// the group's configs consumer.session.timeout.ms and
+// consumer.heartbeat.interval.ms when set (to other values than Kafka's
+// defaults, 45 s and 5 s), else the agent's (Config.ConsumerSessionTimeout
+// and Config.ConsumerHeartbeatInterval, flags
+// --group-consumer-session-timeout and --group-consumer-heartbeat-interval,
+// Kafka's group.consumer.session.timeout.ms and
+// group.consumer.heartbeat.interval.ms).
 
 import (
 	"context"
@@ -44,18 +47,25 @@ var consumerHeartbeatGroup = single[*kmsg.ConsumerGroupHeartbeatRequest, *kmsg.C
 	errCode: func(r *kmsg.ConsumerGroupHeartbeatResponse) *int16 { return &r.ErrorCode },
 }
 
-func (s *Server) consumerSessionTimeout() time.Duration {
+// consumerTimeouts returns a consumer group's session timeout and
+// heartbeat interval: its group configs consumer.session.timeout.ms and
+// consumer.heartbeat.interval.ms (group_configs.go) when set to another
+// value than Kafka's default, else the agent's (Config).
+func (s *Server) consumerTimeouts(ctx context.Context, group string) (session, interval time.Duration) {
+	session, interval = DefaultConsumerSessionTimeout, DefaultConsumerHeartbeatInterval
 	if s.cfg.ConsumerSessionTimeout > 0 {
-		return s.cfg.ConsumerSessionTimeout
+		session = s.cfg.ConsumerSessionTimeout
 	}
-	return DefaultConsumerSessionTimeout
-}
-
-func (s *Server) consumerHeartbeatInterval() time.Duration {
 	if s.cfg.ConsumerHeartbeatInterval > 0 {
-		return s.cfg.ConsumerHeartbeatInterval
+		interval = s.cfg.ConsumerHeartbeatInterval
 	}
-	return DefaultConsumerHeartbeatInterval
+	if ms := time.Duration(s.groupConfigInt(ctx, group, "consumer.session.timeout.ms")) * time.Millisecond; ms != DefaultConsumerSessionTimeout {
+		session = ms
+	}
+	if ms := time.Duration(s.groupConfigInt(ctx, group, "consumer.heartbeat.interval.ms")) * time.Millisecond; ms != DefaultConsumerHeartbeatInterval {
+		interval = ms
+	}
+	return session, interval
 }
 
 // topicView returns the topics subscriptions resolve against (internal
@@ -99,7 +109,6 @@ func invalid(resp *kmsg.ConsumerGroupHeartbeatResponse, msg string) (reply, erro
 func (s *Server) handleConsumerGroupHeartbeat(ctx context.Context, rc *reqCtx, req *kmsg.ConsumerGroupHeartbeatRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
 	resp.MemberEpoch = req.MemberEpoch
-	resp.HeartbeatIntervalMillis = int32(s.consumerHeartbeatInterval().Milliseconds())
 	switch {
 	case req.Group == "":
 		return invalid(resp, "GroupId can't be empty.")
@@ -131,6 +140,8 @@ func (s *Server) handleConsumerGroupHeartbeat(ctx context.Context, rc *reqCtx, r
 			return now(resp)
 		}
 	}
+	session, interval := s.consumerTimeouts(ctx, req.Group)
+	resp.HeartbeatIntervalMillis = int32(interval.Milliseconds())
 	tv, err := s.topicView(ctx)
 	if err != nil {
 		resp.ErrorCode = errCode(s.log, "consumer group heartbeat: list topics", err)
@@ -150,6 +161,7 @@ func (s *Server) handleConsumerGroupHeartbeat(ctx context.Context, rc *reqCtx, r
 		}
 		g.cg, g.protocolType = newCgroup(), "consumer"
 	}
+	g.cg.session = session
 	h := &cgHeartbeat{s: s, g: g, cg: g.cg, req: req, resp: resp, tv: tv, re: re, rc: rc}
 	switch req.MemberEpoch {
 	case 0:

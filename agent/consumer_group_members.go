@@ -21,7 +21,11 @@ func (g *group) touchConsumer(m *cmember) {
 		m.session.Stop()
 	}
 	cg := g.cg
-	m.session = g.afterLocked(g.c.s.consumerSessionTimeout(), func() {
+	d := cg.session
+	if d <= 0 {
+		d = DefaultConsumerSessionTimeout
+	}
+	m.session = g.afterLocked(d, func() {
 		if g.cg != cg || cg.members[m.id] != m {
 			return
 		}

@@ -181,3 +181,34 @@ func TestConsumerGroupBadInput(t *testing.T) {
 	jg.MemberID = ""
 	want("classic join of the emptied group", c.send(jg).(*kmsg.JoinGroupResponse).ErrorCode, kerr.MemberIDRequired)
 }
+
+// TestConsumerGroupConfigs proves the group config
+// consumer.heartbeat.interval.ms reaches the members (the heartbeat
+// answer's interval), and that without it they get the agent's default.
+func TestConsumerGroupConfigs(t *testing.T) {
+	c := newCG848(t, "cg-configs")
+	if r := c.hb("m1", 0, nil, nil); r.ErrorCode != 0 || r.HeartbeatIntervalMillis != 5000 {
+		t.Fatalf("default: %v interval %d, want 5000", kerr.ErrorForCode(r.ErrorCode), r.HeartbeatIntervalMillis)
+	}
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, c.group
+	cfg := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	cfg.Name, cfg.Op, cfg.Value = "consumer.heartbeat.interval.ms", kmsg.IncrementalAlterConfigOpSet, kmsg.StringPtr("1500")
+	res.Configs = append(res.Configs, cfg)
+	req.Resources = append(req.Resources, res)
+	if r := c.send(req).(*kmsg.IncrementalAlterConfigsResponse); r.Resources[0].ErrorCode != 0 {
+		t.Fatalf("alter: %v", kerr.ErrorForCode(r.Resources[0].ErrorCode))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := c.hb("m1", 1, []int32{0, 1, 2, 3}, nil)
+		if r.ErrorCode == 0 && r.HeartbeatIntervalMillis == 1500 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the alter: %v interval %d, want 1500", kerr.ErrorForCode(r.ErrorCode), r.HeartbeatIntervalMillis)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -52,7 +52,8 @@
 //	LeaveGroup         v0-v5    OffsetCommit          v0-v9
 //	OffsetFetch        v0-v9    ListGroups            v0-v5
 //	DescribeGroups     v0-v6    DeleteGroups          v0-v3
-//	OffsetDelete       v0
+//	OffsetDelete       v0       ConsumerGroupHeartbeat v0-v1
+//	ConsumerGroupDescribe v0-v1
 //	SaslHandshake      v0-v1    SaslAuthenticate      v0-v2
 //	CreateAcls         v0-v3    DescribeAcls          v0-v3
 //	DeleteAcls         v0-v3

@@ -72,8 +72,9 @@ package agent
 //     retention time of OffsetCommit v2-v4 is ignored. Offsets also go
 //     with DeleteGroups or OffsetDelete. An offset whose topic was deleted
 //     and re-created reads as "no offset".
-//   - No consumer-protocol (KIP-848) or share groups; FindCoordinator for
-//     transactions answers COORDINATOR_NOT_AVAILABLE.
+//   - KIP-848 consumer groups (consumer_group.go) share this coordinator,
+//     lock and registry; a group is one type or the other. Their
+//     membership too lives in memory only.
 
 import (
 	"context"
