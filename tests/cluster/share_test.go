@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -25,15 +24,7 @@ import (
 // ones are never accepted; always-released ones are archived after the
 // delivery limit (5); records acquired by a member that vanished without
 // a word come back once their lock (2 s) expires.
-//
-// Not in `make test` yet: in 3 of 4 runs on a loaded machine the group's
-// lag never reached 0 after the kill (every record was handled, but some
-// share-partition kept an unfinished record for 150 s), a bug still to
-// find. Run it with SHALE_SHARE_KILL_TEST=1.
 func TestShareWorkQueue(t *testing.T) {
-	if os.Getenv("SHALE_SHARE_KILL_TEST") == "" {
-		t.Skip("set SHALE_SHARE_KILL_TEST=1: the lag after a coordinator kill does not always drain (see the comment)")
-	}
 	c := Start(t, Options{Agents: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -164,8 +155,21 @@ func TestShareWorkQueue(t *testing.T) {
 		if ok < n {
 			return ok, false
 		}
-		// Everything acknowledged or archived: no lag left.
-		offs, err := adm.DescribeShareGroupOffsets(ctx, group)
+		// Everything acknowledged or archived: no lag left. Asked by a
+		// fresh client of the live agents: one that knew the killed
+		// coordinator keeps dialing it.
+		var live []string
+		for i, a := range c.Addrs() {
+			if c.Running(i) {
+				live = append(live, a)
+			}
+		}
+		fresh, err := kgo.NewClient(kgo.SeedBrokers(live...))
+		if err != nil {
+			return ok, false
+		}
+		defer fresh.Close()
+		offs, err := kadm.NewClient(fresh).DescribeShareGroupOffsets(ctx, group)
 		if err != nil || offs.Error() != nil {
 			return ok, false
 		}
@@ -201,8 +205,7 @@ func TestShareWorkQueue(t *testing.T) {
 		}
 		if ctx.Err() != nil {
 			ok, _ := done()
-			offs, err := adm.DescribeShareGroupOffsets(context.Background(), group)
-			t.Fatalf("only %d of %d records done after the kill; share offsets %+v %v", ok, n, offs, err)
+			t.Fatalf("only %d of %d records done after the kill (or lag left)", ok, n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
