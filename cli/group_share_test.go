@@ -38,7 +38,7 @@ func TestGroupShareCommands(t *testing.T) {
 		t.Fatalf("alter share group offsets: %v %v", err, r.Error())
 	}
 	out, errs, code := run(t, "", "group", "list", "-b", addr)
-	if code != 0 || !hasRow(out, "workers", "Empty", "share") {
+	if code != 0 || !hasRow(out, "workers", "share", "Empty") {
 		t.Fatalf("group list: %q %q", out, errs)
 	}
 	out, errs, code = run(t, "", "group", "describe", "workers", "-b", addr)
