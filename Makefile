@@ -68,13 +68,13 @@ test-conformance:
 # run in test-go: TestReplayCommand/parquet (its file-rollover count
 # depends on byte sizes that differ under -race), TestAbuse (it bounds
 # the agent's RSS, which the race detector multiplies) and
-# TestRecoverFromMinIO (TestRecoverFromBucket's paths on another S3 server;
-# time).
+# TestRecoverFromMinIO and TestRecoverAfterKillUnderLoad (for time: the
+# race run covers recover's paths with TestRecoverFromBucket).
 RACE_PKGS := ./engine/ ./metastore/ ./replay/ ./segment/ ./auth/ ./metrics/ ./agent/ ./s3tier/ ./lifecycle/
 test-race:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestReplayCommand/parquet' ./cli/
-	SHALE_AGENT_RACE=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestAbuse|TestRecoverFromMinIO' ./tests/cluster/ ./tests/reliability/
+	SHALE_AGENT_RACE=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestAbuse|TestRecoverFromMinIO|TestRecoverAfterKillUnderLoad' ./tests/cluster/ ./tests/reliability/
 
 # Every fuzz target runs briefly in `make test` and longer in `make fuzz`.
 fuzz-short:
