@@ -586,6 +586,22 @@ func Binary(t testing.TB) string {
 // detector (`make test-race` does).
 const envAgentRace = "SHALE_AGENT_RACE"
 
+// RaceMemFactor is how much more memory an agent built with the race
+// detector may use than one built without: the race detector's documented
+// cost is 5-10x. Tests that bound an agent's RSS multiply their bound by
+// MemFactor(), so they run under `make test-race` too (their concurrency
+// checked for races) while `make test-go` checks the real bound.
+const RaceMemFactor = 10
+
+// MemFactor is RaceMemFactor when the agents under test are built with
+// the race detector (SHALE_AGENT_RACE=1), else 1.
+func MemFactor() int64 {
+	if os.Getenv(envAgentRace) == "1" {
+		return RaceMemFactor
+	}
+	return 1
+}
+
 // Main serves as an etcd process when started as one
 // (testenv.RunEtcdIfAsked, for Start's etcd), else runs the tests and
 // removes the binary Binary built. Use it as

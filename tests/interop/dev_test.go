@@ -37,7 +37,15 @@ func startDev(t *testing.T, dir, kafka, etcd string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		// Built with -race under `make test-race`: the agent reports races
+		// in its output (the harness in tests/cluster checks its own).
+		if strings.Contains(logs.String(), "WARNING: DATA RACE") {
+			t.Errorf("shale agent --dev reported a data race:\n%s", logs.String())
+		}
+	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r := execTool(t, 10*time.Second, nil, nil, "kcat", "-b", kafka, "-L", "-m", "5")
