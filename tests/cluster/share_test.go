@@ -15,7 +15,9 @@ import (
 
 // TestShareWorkQueue proves a share group works as a queue over two agent
 // processes, through a SIGKILL of the agent coordinating it: 3 partitions,
-// 6 share consumers following Metadata to both agents. Every record is
+// 12 share consumers following Metadata to both agents (4 to a
+// partition, each acquiring at most 50 records a fetch), every one of
+// which receives work. Every record is
 // delivered as new (delivery count 1) once only; records to accept are all
 // accepted and the group ends with no lag; a record accepted or rejected
 // is never delivered again (after the kill, acknowledgements made in the
@@ -79,15 +81,16 @@ func TestShareWorkQueue(t *testing.T) {
 	keys := map[int]*seen{}
 	keyAt := map[int64]int{} // partition 0's offsets' keys
 	killed := false
-	perWorker := make([]int, 6)
+	const workers = 12
+	perWorker := make([]int, workers)
 	var wg sync.WaitGroup
 	cctx, ccancel := context.WithCancel(ctx)
-	for i := range 6 {
+	for i := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.ConsumeTopics(topic), kgo.ShareGroup(group),
-				kgo.ClientID("worker-"+strconv.Itoa(i)), kgo.FetchMaxWait(500*time.Millisecond))
+				kgo.ClientID("worker-"+strconv.Itoa(i)), kgo.FetchMaxWait(500*time.Millisecond), kgo.ShareMaxRecords(50))
 			if err != nil {
 				t.Error(err)
 				return
@@ -235,6 +238,11 @@ func TestShareWorkQueue(t *testing.T) {
 		}
 		if s.accepted > 1 {
 			dups++
+		}
+	}
+	for i, got := range perWorker {
+		if got == 0 {
+			t.Errorf("worker %d of %d received no work", i, workers)
 		}
 	}
 	for _, o := range ghost {
