@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/shale-dev/shale/replay"
+	"github.com/shale-dev/shale/share"
 )
 
 func newGroupCmd() *cobra.Command {
@@ -49,12 +50,23 @@ func groupListCmd() *cobra.Command {
 }
 
 func groupDescribeCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "describe GROUP", Short: "Show a group's members, committed offsets (share groups: start offsets) and lag", Args: exactArgs(1)}
+	cmd := &cobra.Command{Use: "describe GROUP", Short: "Show a group's members, committed offsets (share groups: start offsets) and lag", Args: exactArgs(1),
+		Long: `Show a group's type, state, members with their assignments, and per partition the
+committed offset, log end and lag.
+
+For a share group (KIP-932) each partition shows its share-partition start offset (records
+below it are done), the log end, the lag, and, read from etcd (--etcd-endpoints, default the
+dev agent's embedded etcd), the records acquired by consumers now, the deliveries of records
+delivered before (redelivered) and the records archived without being accepted (rejected,
+or past the delivery limit). When etcd is unreachable those three columns are left out with
+a note.`}
 	addBootstrapFlag(cmd)
+	addEtcdReadFlags(cmd)
 	cmd.RunE = adminRun(func(cmd *cobra.Command, adm *kadm.Client, args []string) error {
 		ctx, name := cmd.Context(), args[0]
 		if sgs, err := adm.DescribeShareGroups(ctx, name); err == nil && sgs[name].Err == nil {
-			return describeShareGroup(ctx, cmd.OutOrStdout(), adm, sgs[name])
+			counts, cerr := shareCounts(cmd, name)
+			return describeShareGroup(ctx, cmd.OutOrStdout(), adm, sgs[name], counts, cerr)
 		}
 		dgs, err := adm.DescribeGroups(ctx, name)
 		if err != nil {
@@ -354,11 +366,54 @@ func resetOffsets(ctx context.Context, out io.Writer, adm *kadm.Client, group st
 	return nil
 }
 
+// shareCount is what etcd holds of one share-partition beyond what the
+// Kafka API shows.
+type shareCount struct {
+	acquired              int
+	redelivered, archived int64
+}
+
+// shareCounts reads the state of every share-partition of group from
+// etcd, by topic name and partition.
+func shareCounts(cmd *cobra.Command, group string) (map[string]map[int32]shareCount, error) {
+	v, err := newViper(cmd)
+	if err != nil {
+		return nil, err
+	}
+	ctx := cmd.Context()
+	meta, closeMeta, err := openMetaFlags(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	defer closeMeta()
+	states, err := meta.ShareStates(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[int32]shareCount{}
+	for _, st := range states {
+		t, err := meta.GetTopicByID(ctx, st.TopicID)
+		if err != nil {
+			continue // a deleted topic's leftover state
+		}
+		p, err := share.Unmarshal(st.Data)
+		if err != nil {
+			return nil, fmt.Errorf("share state of %s/%d: %w", t.Name, st.Partition, err)
+		}
+		if out[t.Name] == nil {
+			out[t.Name] = map[int32]shareCount{}
+		}
+		out[t.Name][st.Partition] = shareCount{acquired: p.Count().Acquired, redelivered: p.Redelivered, archived: p.ArchivedTotal}
+	}
+	return out, nil
+}
+
 // describeShareGroup prints a share group (KIP-932): its members and
 // assignments, and per partition its start offset (records below it are
 // done), the log end and the lag (records from the start offset on not
-// yet acknowledged or archived).
-func describeShareGroup(ctx context.Context, out io.Writer, adm *kadm.Client, g kadm.DescribedShareGroup) error {
+// yet acknowledged or archived), and from etcd (counts; left out with a
+// note when cerr is set) its acquired, redelivered and archived records.
+func describeShareGroup(ctx context.Context, out io.Writer, adm *kadm.Client, g kadm.DescribedShareGroup, counts map[string]map[int32]shareCount, cerr error) error {
 	offs, err := adm.DescribeShareGroupOffsets(ctx, g.GroupID)
 	if err == nil {
 		err = offs.Error()
@@ -396,7 +451,11 @@ func describeShareGroup(ctx context.Context, out io.Writer, adm *kadm.Client, g 
 			return fmt.Errorf("end offsets: %w", err)
 		}
 	}
-	w := newTable(out, "TOPIC", "PARTITION", "START OFFSET", "LOG END", "LAG")
+	header := []string{"TOPIC", "PARTITION", "START OFFSET", "LOG END", "LAG"}
+	if cerr == nil {
+		header = append(header, "ACQUIRED", "REDELIVERED", "ARCHIVED")
+	}
+	w := newTable(out, header...)
 	for _, t := range topics {
 		ps := make([]int32, 0, len(so[t]))
 		for p := range so[t] {
@@ -412,10 +471,21 @@ func describeShareGroup(ctx context.Context, out io.Writer, adm *kadm.Client, g 
 			if o.Lag >= 0 {
 				lag = strconv.FormatInt(o.Lag, 10)
 			}
-			w.row(t, p, o.StartOffset, end, lag)
+			if cerr != nil {
+				w.row(t, p, o.StartOffset, end, lag)
+				continue
+			}
+			c := counts[t][p]
+			w.row(t, p, o.StartOffset, end, lag, c.acquired, c.redelivered, c.archived)
 		}
 	}
-	return w.flush()
+	if err := w.flush(); err != nil {
+		return err
+	}
+	if cerr != nil {
+		fmt.Fprintf(out, "\n(acquired, redelivered and archived records are read from etcd, which did not answer: %v)\n", cerr)
+	}
+	return nil
 }
 
 // describeConsumerGroup describes name with ConsumerGroupDescribe; ok is
