@@ -7,6 +7,16 @@ package agent
 // etcd (metastore/auth.go); PLAIN derives the user's SCRAM-SHA-256
 // StoredKey from the password and compares, so no password is stored.
 //
+// OAUTHBEARER is offered only when AuthConfig.OAuthBearerUnsecured is set
+// (--sasl-oauthbearer-unsecured): tokens are checked as Kafka's default
+// handler checks them, unsecured JWS (alg "none", no signature; see
+// auth/oauthbearer.go), and the principal is User:<sub>. Nothing proves a
+// token's origin, so it is for development and tests only, as Kafka says of
+// its default. A refused token gets RFC 7628's error challenge
+// ({"status":"invalid_token"}); the client's 0x01 reply is then failed
+// with SASL_AUTHENTICATION_FAILED and that same message, as Kafka does. No
+// JWKS-validated tokens yet (Kafka's OAuthBearerValidatorCallbackHandler).
+//
 // Until a connection on a SASL listener has authenticated it may send only
 // ApiVersions, SaslHandshake and SaslAuthenticate; anything else closes it,
 // and so does any request after a failed authentication (the failure is
@@ -32,6 +42,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +72,9 @@ type AuthConfig struct {
 	// FailureDelay is waited before answering a failed authentication
 	// (default DefaultAuthFailureDelay).
 	FailureDelay time.Duration
+	// OAuthBearerUnsecured offers SASL/OAUTHBEARER with Kafka's default
+	// validator: unsigned tokens, whoever makes them (tests only).
+	OAuthBearerUnsecured bool
 }
 
 // DefaultAuthFailureDelay slows password guessing down.
@@ -69,7 +83,14 @@ const DefaultAuthFailureDelay = 300 * time.Millisecond
 // maxPreAuthFrameBytes bounds frames read before SASL authentication.
 const maxPreAuthFrameBytes = 512 << 10
 
-var saslMechanisms = []string{auth.Plain, auth.ScramSHA256, auth.ScramSHA512}
+// mechanisms are the SASL mechanisms the agent offers.
+func (sec *security) mechanisms() []string {
+	ms := []string{auth.Plain, auth.ScramSHA256, auth.ScramSHA512}
+	if sec.cfg.OAuthBearerUnsecured {
+		ms = append(ms, auth.OAuthBearer)
+	}
+	return ms
+}
 
 // security holds the agent's authentication and authorization state.
 type security struct {
@@ -236,6 +257,7 @@ type connAuth struct {
 	failed        bool   // a SASL attempt failed: close at the next request
 	mech          string // chosen by SaslHandshake
 	scram         *auth.ScramServer
+	tokenRefused  bool // OAUTHBEARER: the error challenge was sent
 }
 
 // admit decides whether the connection may send a request with this key
@@ -281,28 +303,19 @@ func (c *conn) tlsPrincipal() string {
 
 func (s *Server) handleSASLHandshake(_ context.Context, rc *reqCtx, req *kmsg.SASLHandshakeRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.SASLHandshakeResponse)
-	resp.SupportedMechanisms = saslMechanisms
+	resp.SupportedMechanisms = s.sec.mechanisms()
 	c := rc.conn
 	switch {
 	case req.Version == 0:
 		resp.ErrorCode = kerr.UnsupportedVersion.Code
 	case c == nil || c.lst == nil || !c.lst.cfg.usesSASL() || c.auth.authenticated:
 		resp.ErrorCode = kerr.IllegalSaslState.Code
-	case !validMechanism(req.Mechanism):
+	case !slices.Contains(resp.SupportedMechanisms, req.Mechanism):
 		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code
 	default:
-		c.auth.mech, c.auth.scram = req.Mechanism, nil
+		c.auth.mech, c.auth.scram, c.auth.tokenRefused = req.Mechanism, nil, false
 	}
 	return now(resp)
-}
-
-func validMechanism(m string) bool {
-	for _, v := range saslMechanisms {
-		if v == m {
-			return true
-		}
-	}
-	return false
 }
 
 // authFailedMessage is the only explanation a failed login gets.
@@ -322,8 +335,10 @@ func (s *Server) handleSASLAuthenticate(ctx context.Context, rc *reqCtx, req *km
 	out, user, done, err := s.saslStep(ctx, c, req.SASLAuthBytes)
 	if err != nil {
 		c.auth.failed, c.auth.scram = true, nil
-		reason := "bad credentials"
-		if errors.Is(err, auth.ErrMalformed) {
+		reason, msg := "bad credentials", authFailedMessage
+		if errors.Is(err, auth.ErrInvalidToken) {
+			reason, msg = "invalid token", auth.OAuthBearerInvalidToken
+		} else if errors.Is(err, auth.ErrMalformed) {
 			reason = "malformed message"
 		} else if !errors.Is(err, auth.ErrAuthFailed) {
 			reason = "error"
@@ -337,7 +352,7 @@ func (s *Server) handleSASLAuthenticate(ctx context.Context, rc *reqCtx, req *km
 			t.Stop()
 		}
 		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
-		resp.ErrorMessage = kmsg.StringPtr(authFailedMessage)
+		resp.ErrorMessage = kmsg.StringPtr(msg)
 		return now(resp)
 	}
 	resp.SASLAuthBytes = out
@@ -352,10 +367,29 @@ func (s *Server) handleSASLAuthenticate(ctx context.Context, rc *reqCtx, req *km
 // answer, the user named so far (for logs), and whether authentication
 // completed.
 func (s *Server) saslStep(ctx context.Context, c *conn, in []byte) ([]byte, string, bool, error) {
-	if len(in) > auth.MaxMessageBytes {
+	if len(in) > auth.MaxMessageBytes && c.auth.mech != auth.OAuthBearer {
 		return nil, "", false, fmt.Errorf("%w: %d auth bytes", auth.ErrMalformed, len(in))
 	}
 	switch c.auth.mech {
+	case auth.OAuthBearer:
+		if c.auth.tokenRefused {
+			// RFC 7628 3.2.3: the client acknowledged the error challenge.
+			return nil, "", false, fmt.Errorf("%w: after the error challenge", auth.ErrInvalidToken)
+		}
+		ir, err := auth.ParseOAuthBearerInitial(in)
+		if err != nil {
+			return nil, "", false, err
+		}
+		sub, err := auth.ValidateUnsecuredJWS(ir.Token, time.Now())
+		if err != nil {
+			c.auth.tokenRefused = true
+			c.log.Info("OAUTHBEARER token refused; error challenge sent", "reason", err)
+			return []byte(auth.OAuthBearerInvalidToken), "", false, nil
+		}
+		if ir.AuthzID != "" && ir.AuthzID != sub {
+			return nil, sub, false, fmt.Errorf("%w: authorization id %q is not the token's principal", auth.ErrAuthFailed, ir.AuthzID)
+		}
+		return nil, sub, true, nil
 	case auth.Plain:
 		user, pass, err := auth.ParsePlain(in)
 		if err != nil {

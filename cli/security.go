@@ -78,6 +78,9 @@ as --advertised-host with the listener's own port; --listen stays a PLAINTEXT li
 	f.String("tls-key", "", "server key (PEM) of the SSL and SASL_SSL listeners; re-read when the file changes")
 	f.String("tls-client-ca", "", "CA (PEM) of client certificates: SSL/SASL_SSL listeners then require one (mTLS); principal User:<CN>")
 	f.StringSlice("super-users", nil, "principals allowed everything, comma-separated (e.g. User:admin)")
+	f.Bool("sasl-oauthbearer-unsecured", false, `offer SASL/OAUTHBEARER on SASL listeners with Kafka's default validator: unsigned JWS
+tokens (alg "none") with "sub" (principal User:<sub>) and an unexpired "exp"; anyone can mint
+one, so for development and tests only, as Kafka says of its default handler`)
 	f.Bool("authorizer", false, "enforce ACLs (always on when a listener uses SASL or --tls-client-ca; the --listen listener is then User:ANONYMOUS)")
 }
 
@@ -98,7 +101,8 @@ func securityOptions(v *viper.Viper) ([]agent.Listener, agent.AuthConfig, error)
 		}
 		ls = append(ls, l)
 	}
-	return ls, agent.AuthConfig{Authorizer: v.GetBool("authorizer"), SuperUsers: splitList(v.GetStringSlice("super-users"))}, nil
+	return ls, agent.AuthConfig{Authorizer: v.GetBool("authorizer"), SuperUsers: splitList(v.GetStringSlice("super-users")),
+		OAuthBearerUnsecured: v.GetBool("sasl-oauthbearer-unsecured")}, nil
 }
 
 // addClientSecurityFlags adds the TLS and SASL flags of client commands.

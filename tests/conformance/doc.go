@@ -33,7 +33,9 @@
 //     its calls. kgo's unit tests (no broker) are not run; a franz-go
 //     upgrade that adds integration tests runs them without an edit here.
 //     The SCRAM tests run against a SASL_PLAINTEXT listener of the agent
-//     with a user created through AlterUserScramCredentials.
+//     with a user created through AlterUserScramCredentials; TestOAuthAuth
+//     against the same listener, which offers OAUTHBEARER with Kafka's
+//     default (unsecured JWS) validator (--sasl-oauthbearer-unsecured).
 //   - pending_test.go lists the tests that cannot pass until an open issue
 //     lands, each with its issue. A pending test that fails, or skips
 //     itself because the broker does not advertise an API, is reported as

@@ -74,6 +74,7 @@ func TestKgoSuite(t *testing.T) {
 				"KGO_TEST_RECORDS="+strconv.Itoa(records),
 				"KGO_TEST_SCRAM_SEEDS="+saslSeed,
 				"KGO_TEST_SCRAM="+scramUser+":"+scramPass+":256",
+				"KGO_TEST_OAUTH_SEEDS="+saslSeed,
 				"KGO_LOG_LEVEL=info",
 			)
 			start := time.Now()
@@ -96,12 +97,14 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// agentArgs gives an agent a SASL_PLAINTEXT listener for the SCRAM tests.
-// A SASL listener turns authorization on; User:ANONYMOUS (the plaintext
-// listener every other test uses) is made a super user so that nothing
-// else changes.
+// agentArgs gives an agent a SASL_PLAINTEXT listener for the SCRAM and
+// OAUTHBEARER tests (kgo's TestOAuthAuth mints unsecured JWS tokens, which
+// Kafka's default OAUTHBEARER validator accepts, and so does
+// --sasl-oauthbearer-unsecured). A SASL listener turns authorization on;
+// User:ANONYMOUS (the plaintext listener every other test uses) is made a
+// super user so that nothing else changes.
 func agentArgs(saslAddr string) []string {
-	return []string{"--listener", "sasl=SASL_PLAINTEXT://" + saslAddr,
+	return []string{"--listener", "sasl=SASL_PLAINTEXT://" + saslAddr, "--sasl-oauthbearer-unsecured",
 		"--super-users", "User:ANONYMOUS," + "User:" + scramUser}
 }
 

@@ -11,11 +11,7 @@ type pendingTest struct {
 
 // kgoPending: franz-go kgo integration tests waiting on an open issue.
 // Every other kgo integration test must pass on both topologies.
-var kgoPending = map[string]pendingTest{
-	// OAUTHBEARER: it skips itself without KGO_TEST_OAUTH_SEEDS, a listener
-	// that accepts Kafka's unsecured-JWS default validator.
-	"TestOAuthAuth": {0, "SASL/OAUTHBEARER is not served"},
-}
+var kgoPending = map[string]pendingTest{}
 
 func (p pendingTest) ref() string {
 	if p.issue == 0 {
