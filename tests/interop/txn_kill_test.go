@@ -24,12 +24,12 @@ import (
 // transaction and exposes no partial one: after AddPartitions (records
 // written, nothing decided), right after PrepareCommit (decided, no marker
 // written: the markers wait in a slow latency class), and midway through
-// the markers (those of a fast topic committed, those of a slow one not).
-// Each time the producer's EndTxn is retried by the client against the
-// agent that takes the transactional ID over, which finishes the commit;
-// should the client give up on the dead agent first, a new producer of the
-// same ID takes over, as an application would. An aborted transaction
-// rides along. Afterwards a read_committed consumer on every agent reads
+// the markers (those of a fast topic committed, those of a slow one not),
+// the last both for a commit and for an abort. Each time the producer's
+// EndTxn is retried by the client against the agent that takes the
+// transactional ID over, which finishes the end; should the client give
+// up on the dead agent first, a new producer of the same ID takes over,
+// as an application would. Afterwards a read_committed consumer on every agent reads
 // every record of each transaction acknowledged or seen decided
 // (PrepareCommit) as committed, each once, none of the aborted ones, and
 // of an undecided one all records or none.
@@ -154,8 +154,6 @@ func TestTxnCoordinatorKills(t *testing.T) {
 		}
 	}
 
-	runTxn("aborted", []string{fast}, false, false, nil)
-
 	// After AddPartitions: the records are in, nothing is decided.
 	runTxn("after-add", []string{fast, slow}, true, true, nil)
 
@@ -166,25 +164,35 @@ func TestTxnCoordinatorKills(t *testing.T) {
 		return true
 	})
 
-	// Midway through the markers: the fast topic's are committed (its
-	// partitions' last stable offset moved), the slow topic's are not.
+	// Midway through the markers: the fast topic's are written (its
+	// partitions' last stable offset moved), the slow topic's are not. An
+	// abort first: its fast records must stay invisible once the agent
+	// taking over writes the slow topic's abort markers.
 	fastID := topicID(t, ctx, adm, fast)
-	runTxn("mid-markers", []string{fast, slow}, true, false, func(coord int) bool {
-		waitFor("the fast topic's markers", func() bool {
-			if state("mid-markers") != metastore.TxnPrepareCommit {
-				return false
-			}
-			for p := range int32(parts) {
-				st, err := meta.PartitionState(ctx, fastID, p)
-				if err != nil || len(st.Txns) > 0 {
+	midMarkers := func(id string, commit bool) {
+		phase := metastore.TxnPrepareAbort
+		if commit {
+			phase = metastore.TxnPrepareCommit
+		}
+		runTxn(id, []string{fast, slow}, commit, false, func(coord int) bool {
+			waitFor("the fast topic's markers", func() bool {
+				if state(id) != phase {
 					return false
 				}
-			}
+				for p := range int32(parts) {
+					st, err := meta.PartitionState(ctx, fastID, p)
+					if err != nil || len(st.Txns) > 0 {
+						return false
+					}
+				}
+				return true
+			})
+			c.Kill(coord)
 			return true
 		})
-		c.Kill(coord)
-		return true
-	})
+	}
+	midMarkers("abort-mid-markers", false)
+	midMarkers("mid-markers", true)
 
 	// Every agent reads exactly the committed records, and of each
 	// undecided transaction all records or none.
