@@ -3,10 +3,13 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,13 +21,17 @@ import (
 )
 
 // TestCompactedTopicWithKcat proves cleanup.policy=compact end to end on
-// an agent whose lifecycle runs the key-compaction job: a topic created
-// with `shale topic create -c cleanup.policy=compact`, keys and tombstones
-// produced with `kcat -P -K: -Z`, and `kcat -C` from the beginning soon
-// reads only the latest record of each key (the tombstone as a null value)
-// at the offsets first assigned, through the very agent that served the
-// produce and cached the replaced index entry; `shale topic describe`
-// shows the cleaner checkpoint; a keyless record is refused; after
+// an agent whose lifecycle runs the key-compaction job, switching a topic
+// delete -> compact -> compact,delete as an operator would: keys and
+// tombstones produced with `kcat -P -K: -Z` into a topic created with the
+// default policy (delete); after `shale topic alter -c
+// cleanup.policy=compact`, `kcat -C` from the beginning soon reads only the
+// latest record of each key (the tombstone as a null value) at the offsets
+// first assigned, through the very agent that served the produce and cached
+// the replaced index entry, and so do `shale consume -o json` and `shale
+// replay` (read from etcd and the bucket); `shale topic describe` shows
+// the cleaner checkpoint, nothing dirty, the dirty ratio and the bytes the
+// pass rewrote, before and after; a keyless record is refused; after
 // switching to compact,delete with a short retention.ms, retention still
 // deletes the old records (the log start advances past them).
 func TestCompactedTopicWithKcat(t *testing.T) {
@@ -50,8 +57,8 @@ func TestCompactedTopicWithKcat(t *testing.T) {
 		st.Close(ctx)
 	})
 	addr := st.Agent.Addr().String()
-	if _, errs, code := run(t, "", "topic", "create", "kc", "-b", addr, "-p", "1", "-c", "cleanup.policy=compact",
-		"-c", "segment.ms=1", "-c", "min.cleanable.dirty.ratio=0"); code != 0 {
+	etcdFlags := []string{"--etcd-endpoints", strings.Join(endpoints, ","), "--etcd-namespace", "/compacted"}
+	if _, errs, code := run(t, "", "topic", "create", "kc", "-b", addr, "-p", "1"); code != 0 {
 		t.Fatalf("topic create: %s", errs)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -71,10 +78,23 @@ func TestCompactedTopicWithKcat(t *testing.T) {
 	if out, err := kc("a:1\nb:1\nc:1\na:2\nb:\nc:2\na:3\n", "-P", "-K:", "-Z", "-p", "0"); err != nil {
 		t.Fatalf("kcat produce: %v %s", err, out)
 	}
-	want := "4 b -1\n5 c 1\n6 a 1\n" // offset, key, value length (-1: null)
+	const all = "0 a 1\n1 b 1\n2 c 1\n3 a 1\n4 b -1\n5 c 1\n6 a 1\n" // offset, key, value length (-1: null)
+	read := func() (string, error) {
+		return kc("", "-C", "-p", "0", "-o", "beginning", "-e", "-q", "-f", "%o %k %S\n")
+	}
+	if got, err := read(); err != nil || got != all {
+		t.Fatalf("kcat read %q (%v) under cleanup.policy=delete, want every record %q", got, err, all)
+	}
+
+	// delete -> compact.
+	if _, errs, code := run(t, "", "topic", "alter", "kc", "-b", addr, "-c", "cleanup.policy=compact",
+		"-c", "segment.ms=1", "-c", "min.cleanable.dirty.ratio=0"); code != 0 {
+		t.Fatalf("topic alter: %s", errs)
+	}
+	want := "4 b -1\n5 c 1\n6 a 1\n"
 	var got string
 	for ctx.Err() == nil {
-		got, err = kc("", "-C", "-p", "0", "-o", "beginning", "-e", "-q", "-f", "%o %k %S\n")
+		got, err = read()
 		if err == nil && got == want {
 			break
 		}
@@ -83,20 +103,53 @@ func TestCompactedTopicWithKcat(t *testing.T) {
 	if got != want {
 		t.Fatalf("kcat read %q, want %q (the latest record of each key)", got, want)
 	}
-	out, errs, code := run(t, "", "topic", "describe", "kc", "-b", addr, "--etcd-endpoints", strings.Join(endpoints, ","), "--etcd-namespace", "/compacted")
-	if code != 0 || !regexp.MustCompile(`(?m)^KEY COMPACTION\nPARTITION\s+CHECKPOINT\s+DIRTY OFFSETS\s+LAST PASS\n0\s+7\s+0\s+\d{4}-`).MatchString(out) {
-		t.Errorf("topic describe: want partition 0 compacted up to checkpoint 7, nothing dirty:\n%s%s", out, errs)
+	// shale consume (through the agent) and shale replay (from etcd and
+	// the bucket) read the same gaps.
+	jsonl := func(out string) string {
+		var b strings.Builder
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var r struct {
+				Offset int64
+				Key    string
+				Value  *string
+			}
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			n := -1
+			if r.Value != nil {
+				n = len(*r.Value)
+			}
+			fmt.Fprintf(&b, "%d %s %d\n", r.Offset, r.Key, n)
+		}
+		return b.String()
+	}
+	if out, errs, code := run(t, "", "consume", "-b", addr, "-t", "kc", "-o", "json"); code != 0 || jsonl(out) != want {
+		t.Errorf("shale consume read %q (exit %d, %s), want %q", jsonl(out), code, errs, want)
+	}
+	if out, errs, code := run(t, "", append([]string{"replay", "-t", "kc", "--quiet"}, etcdFlags...)...); code != 0 || jsonl(out) != want {
+		t.Errorf("shale replay read %q (exit %d, %s), want %q", jsonl(out), code, errs, want)
+	}
+	out, errs, code := run(t, "", append([]string{"topic", "describe", "kc", "-b", addr}, etcdFlags...)...)
+	re := regexp.MustCompile(`(?m)^KEY COMPACTION\nPARTITION\s+CHECKPOINT\s+DIRTY OFFSETS\s+DIRTY BYTES\s+DIRTY RATIO\s+LAST PASS\s+REWROTE \(BEFORE -> AFTER\)\n` +
+		`0\s+7\s+0\s+0 B\s+0\.00\s+\d{4}-\S+\s+(\d+) B -> (\d+) B\n`)
+	m := re.FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("topic describe: want partition 0 compacted up to checkpoint 7, nothing dirty, the bytes rewritten:\n%s%s", out, errs)
+	}
+	if before, _ := strconv.Atoi(m[1]); before == 0 || m[1] == m[2] {
+		t.Errorf("topic describe: rewrote %s B -> %s B, want the bytes of the replaced entries, then fewer", m[1], m[2])
 	}
 	if out, err := kc("novalue\n", "-P", "-p", "0", "-X", "message.send.max.retries=0"); err == nil && !strings.Contains(out, "INVALID_RECORD") && !strings.Contains(out, "nvalid record") {
 		t.Errorf("keyless record: %q, want refused", out)
 	}
 
-	// compact,delete: retention applies again.
+	// compact -> compact,delete: retention applies again.
 	if _, errs, code := run(t, "", "topic", "alter", "kc", "-b", addr, "-c", "cleanup.policy=compact,delete", "-c", "retention.ms=1"); code != 0 {
 		t.Fatalf("topic alter: %s", errs)
 	}
 	for ctx.Err() == nil {
-		got, err = kc("", "-C", "-p", "0", "-o", "beginning", "-e", "-q", "-f", "%o %k %S\n")
+		got, err = read()
 		if err == nil && got == "" {
 			break
 		}

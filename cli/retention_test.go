@@ -66,10 +66,12 @@ func TestGroupExpiryMetric(t *testing.T) {
 }
 
 // TestKeyCompactionMetrics proves a key-compaction pass's counts reach the
-// key_compaction_* counters and its segments the compaction_* ones.
+// key_compaction_* counters (passes, records removed, failures, keys,
+// bytes read and written, the run's duration) and its segments the
+// compaction_* ones.
 func TestKeyCompactionMetrics(t *testing.T) {
 	s := &Stack{Metrics: metrics.New()}
-	st := lifecycle.KeyCompactStats{Passes: 2, RecordsRemoved: 40, Failed: 1}
+	st := lifecycle.KeyCompactStats{Passes: 2, RecordsRemoved: 40, Failed: 1, Keys: 17, BytesRead: 10000, Duration: 1500 * time.Millisecond}
 	st.Segments, st.EntriesReplaced, st.BytesWritten = 3, 9, 4096
 	s.observeLifecycle(lifecycle.JobKeyCompaction, st)
 	mfs, err := s.Metrics.Registry.Gather()
@@ -77,10 +79,16 @@ func TestKeyCompactionMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]float64{"shale_key_compaction_passes_total": 2, "shale_key_compaction_records_removed_total": 40,
-		"shale_key_compaction_failures_total": 1, "shale_compaction_segments_total": 3, "shale_compaction_bytes_written_total": 4096}
+		"shale_key_compaction_failures_total": 1, "shale_compaction_segments_total": 3, "shale_compaction_bytes_written_total": 4096,
+		"shale_key_compaction_keys_total": 17, "shale_key_compaction_bytes_read_total": 10000, "shale_key_compaction_bytes_written_total": 4096,
+		"shale_key_compaction_duration_seconds": 1.5}
 	for _, mf := range mfs {
 		if w, ok := want[mf.GetName()]; ok {
-			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != w {
+			v := mf.GetMetric()[0].GetCounter().GetValue()
+			if h := mf.GetMetric()[0].GetHistogram(); h != nil {
+				v = h.GetSampleSum()
+			}
+			if v != w {
 				t.Errorf("%s = %v, want %v", mf.GetName(), v, w)
 			}
 			delete(want, mf.GetName())

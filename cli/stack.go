@@ -251,7 +251,8 @@ func (s *Stack) observeLifecycle(_ string, stats any) {
 	case lifecycle.CompactStats:
 		s.Metrics.Compaction(st.Segments, st.EntriesReplaced, st.BytesWritten)
 	case lifecycle.KeyCompactStats:
-		s.Metrics.KeyCompaction(st.Passes, st.RecordsRemoved, st.Failed, st.Segments, st.EntriesReplaced, st.BytesWritten)
+		s.Metrics.KeyCompaction(metrics.KeyCompactionRun{Passes: st.Passes, Failures: st.Failed, Keys: st.Keys, Removed: st.RecordsRemoved,
+			BytesRead: st.BytesRead, BytesWritten: st.BytesWritten, Segments: st.Segments, EntriesReplaced: st.EntriesReplaced, Duration: st.Duration})
 	case lifecycle.GCStats:
 		s.Metrics.GC(st.Deleted, st.Bytes)
 	case lifecycle.RetentionStats:

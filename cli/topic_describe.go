@@ -88,7 +88,10 @@ func compressionLine(ctx context.Context, meta *metastore.Store, t metastore.Top
 // cleanerLines shows, for a topic whose cleanup.policy includes compact,
 // each partition's key-compaction state: the cleaner checkpoint (offsets
 // below it were compacted at least once), the part of the log above it
-// (dirty) and when the last pass ran. Empty for other topics.
+// (dirty: offsets, bytes of the index entries reaching it, and their ratio
+// to the partition's bytes, as min.cleanable.dirty.ratio counts it), when
+// the last pass ran and the bytes it rewrote, before and after. Empty for
+// other topics.
 func cleanerLines(ctx context.Context, meta *metastore.Store, t metastore.Topic, storage map[int32]partitionStorage) string {
 	if _, compacts := metastore.CleanupPolicyOf(t.Configs); !compacts {
 		return ""
@@ -96,18 +99,33 @@ func cleanerLines(ctx context.Context, meta *metastore.Store, t metastore.Topic,
 	var b strings.Builder
 	b.WriteString("\nKEY COMPACTION\n")
 	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "PARTITION\tCHECKPOINT\tDIRTY OFFSETS\tLAST PASS")
+	fmt.Fprintln(w, "PARTITION\tCHECKPOINT\tDIRTY OFFSETS\tDIRTY BYTES\tDIRTY RATIO\tLAST PASS\tREWROTE (BEFORE -> AFTER)")
 	for p := range t.Partitions {
 		st, err := meta.GetCleanerState(ctx, t.ID, p)
 		if err != nil {
 			return fmt.Sprintf("\n(key compaction state left out: %v)\n", err)
 		}
-		last := "never"
+		var dirty, total int64
+		if _, _, err := meta.ScanIndex(ctx, t.ID, p, func(e metastore.IndexEntry) bool {
+			total += e.Bytes()
+			if e.LastOffset >= st.Checkpoint {
+				dirty += e.Bytes()
+			}
+			return true
+		}); err != nil {
+			return fmt.Sprintf("\n(key compaction state left out: %v)\n", err)
+		}
+		ratio := 0.0
+		if total > 0 {
+			ratio = float64(dirty) / float64(total)
+		}
+		last, rewrote := "never", "-"
 		if n := len(st.Passes); n > 0 {
 			last = time.UnixMilli(st.Passes[n-1].AtMs).UTC().Format(time.RFC3339)
+			rewrote = HumanBytes(st.BytesBefore) + " -> " + HumanBytes(st.BytesAfter)
 		}
 		ps := storage[p]
-		fmt.Fprintf(w, "%d\t%d\t%d\t%s\n", p, st.Checkpoint, max(0, ps.next-max(st.Checkpoint, ps.start)), last)
+		fmt.Fprintf(w, "%d\t%d\t%d\t%s\t%.2f\t%s\t%s\n", p, st.Checkpoint, max(0, ps.next-max(st.Checkpoint, ps.start)), HumanBytes(dirty), ratio, last, rewrote)
 	}
 	_ = w.Flush()
 	return b.String()

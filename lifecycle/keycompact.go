@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
@@ -36,13 +37,26 @@ const (
 // KeyCompactStats counts what a key-compaction pass did.
 type KeyCompactStats struct {
 	CompactStats
-	Keys              int   // distinct keys mapped
-	RecordsRemoved    int64 // records dropped from rewritten segments (tombstones included)
-	TombstonesRemoved int64 // tombstones dropped past delete.retention.ms
-	MappedTo          int64 // end (exclusive) of the range mapped and cleaned; -1: none
-	Forced            bool  // run because a dirty record was older than max.compaction.lag.ms
-	Passes            int   // partitions whose checkpoint advanced (CompactKeys)
-	Failed            int   // partitions whose pass failed (CompactKeys)
+	Keys              int           // distinct keys mapped
+	BytesRead         int64         // bytes of the index entries read (mapped, then filtered)
+	BytesBefore       int64         // bytes of the entries replaced by rewritten segments (their size, CompactStats.BytesWritten, is after)
+	RecordsRemoved    int64         // records dropped from rewritten segments (tombstones included)
+	TombstonesRemoved int64         // tombstones dropped past delete.retention.ms
+	MappedTo          int64         // end (exclusive) of the range mapped and cleaned; -1: none
+	Forced            bool          // run because a dirty record was older than max.compaction.lag.ms
+	Passes            int           // partitions whose checkpoint advanced (CompactKeys)
+	Failed            int           // partitions whose pass failed (CompactKeys)
+	Duration          time.Duration // time the job's run took (CompactKeys)
+}
+
+// addPartition adds one partition's pass to a job's totals.
+func (s *KeyCompactStats) addPartition(o KeyCompactStats) {
+	s.add(o.CompactStats)
+	s.Keys += o.Keys
+	s.BytesRead += o.BytesRead
+	s.BytesBefore += o.BytesBefore
+	s.RecordsRemoved += o.RecordsRemoved
+	s.TombstonesRemoved += o.TombstonesRemoved
 }
 
 // CompactKeysPartition runs one key-compaction pass over a partition of t
@@ -126,6 +140,7 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 	}
 	n := dirty
 	for n < len(cleanable) && cleanable[n].BaseOffset < cut {
+		stats.BytesRead += cleanable[n].Bytes() // mapped
 		n++
 	}
 	cleanable = cleanable[:n]
@@ -166,7 +181,9 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 		}
 		cs, err := compactRun(ctx, store, meta, cfg.CompactConfig, fc, t.ID, partition, rev, run, rw, log)
 		stats.add(cs)
+		stats.BytesRead += runBytes
 		if cs.Segments > 0 {
+			stats.BytesBefore += runBytes
 			stats.RecordsRemoved += removed
 			stats.TombstonesRemoved += tombstones
 		}
@@ -254,6 +271,7 @@ func CompactKeys(ctx context.Context, store s3tier.Store, meta *metastore.Store,
 		log = slog.New(slog.DiscardHandler)
 	}
 	total := KeyCompactStats{MappedTo: -1}
+	start := time.Now()
 	topics, err := meta.ListTopics(ctx)
 	if err != nil {
 		return total, fmt.Errorf("key compaction: %w", err)
@@ -268,10 +286,7 @@ func CompactKeys(ctx context.Context, store s3tier.Store, meta *metastore.Store,
 				return total, fmt.Errorf("key compaction %s/%d: %w", t.Name, p, err)
 			}
 			ps, err := CompactKeysPartition(ctx, store, meta, cfg, t, p, st, log)
-			total.add(ps.CompactStats)
-			total.Keys += ps.Keys
-			total.RecordsRemoved += ps.RecordsRemoved
-			total.TombstonesRemoved += ps.TombstonesRemoved
+			total.addPartition(ps)
 			if err != nil {
 				if ctx.Err() != nil {
 					return total, ctx.Err()
@@ -285,6 +300,7 @@ func CompactKeys(ctx context.Context, store s3tier.Store, meta *metastore.Store,
 			}
 			total.Passes++
 			st.AddPass(ps.MappedTo, cfg.Now().UnixMilli())
+			st.BytesBefore, st.BytesAfter = ps.BytesBefore, ps.BytesWritten
 			err = meta.SaveCleanerState(ctx, t.ID, p, st)
 			if errors.Is(err, metastore.ErrTopicNotFound) {
 				break
@@ -293,8 +309,9 @@ func CompactKeys(ctx context.Context, store s3tier.Store, meta *metastore.Store,
 				log.Warn("key compaction checkpoint not saved; the next pass maps again", "topic", t.Name, "partition", p, "err", err)
 			}
 			log.Info("key compaction pass", "topic", t.Name, "partition", p, "checkpoint", ps.MappedTo, "keys", ps.Keys,
-				"removed", ps.RecordsRemoved, "tombstones_removed", ps.TombstonesRemoved, "segments", ps.Segments, "forced", ps.Forced)
+				"bytes_read", ps.BytesRead, "bytes_before", ps.BytesBefore, "bytes_after", ps.BytesWritten, "removed", ps.RecordsRemoved, "tombstones_removed", ps.TombstonesRemoved, "segments", ps.Segments, "forced", ps.Forced)
 		}
 	}
+	total.Duration = time.Since(start)
 	return total, nil
 }

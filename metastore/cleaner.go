@@ -26,7 +26,12 @@ const MaxCleanerPasses = 64
 type CleanerState struct {
 	Checkpoint int64         `json:"checkpoint"`
 	Passes     []CleanerPass `json:"passes,omitempty"`
-	Revision   int64         `json:"-"` // etcd ModRevision; 0: none stored
+	// BytesBefore and BytesAfter are what the latest pass that advanced
+	// the checkpoint rewrote: the bytes of the index entries it replaced,
+	// and of the segments that replaced them (`shale topic describe`).
+	BytesBefore int64 `json:"bytes_before,omitempty"`
+	BytesAfter  int64 `json:"bytes_after,omitempty"`
+	Revision    int64 `json:"-"` // etcd ModRevision; 0: none stored
 }
 
 // ReachedMs returns when the first recorded pass whose range covered

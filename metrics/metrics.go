@@ -18,8 +18,10 @@
 //	cache_hits_total, cache_misses_total                 local read cache (hit ratio = hits / (hits+misses))
 //	read_ahead_spans_total, read_ahead_hits_total        cold sequential reads: spans prefetched into memory, fetches served from them
 //	compaction_segments_total, compaction_entries_replaced_total, compaction_bytes_written_total
-//	key_compaction_passes_total, key_compaction_records_removed_total, key_compaction_failures_total
-//	                                                     cleanup.policy=compact: partition passes, records removed, partitions stopped by a corrupt batch
+//	key_compaction_passes_total, key_compaction_records_removed_total, key_compaction_failures_total,
+//	key_compaction_keys_total, key_compaction_bytes_read_total, key_compaction_bytes_written_total,
+//	key_compaction_duration_seconds                      cleanup.policy=compact: partition passes, records removed, partitions
+//	                                                     stopped by a corrupt batch, keys mapped, bytes read and written, one run of the job
 //	gc_objects_deleted_total, gc_bytes_deleted_total, retention_offsets_dropped_total
 //	group_offsets_expired_total                          committed offsets of abandoned groups expired
 //	manifests_written_total, manifest_last_written_timestamp_seconds
@@ -69,6 +71,10 @@ type Metrics struct {
 	keyPasses        prometheus.Counter
 	keyRemoved       prometheus.Counter
 	keyFailures      prometheus.Counter
+	keyKeys          prometheus.Counter
+	keyBytesRead     prometheus.Counter
+	keyBytesWritten  prometheus.Counter
+	keySeconds       prometheus.Histogram
 	iceCommits       prometheus.Counter
 	iceRows          prometheus.Counter
 	iceFiles         prometheus.Counter
@@ -112,6 +118,10 @@ func New() *Metrics {
 	m.keyPasses = f.counter("key_compaction_passes_total", "Key-compaction passes that advanced a partition's cleaner checkpoint.")
 	m.keyRemoved = f.counter("key_compaction_records_removed_total", "Records removed by key compaction (superseded records and expired tombstones).")
 	m.keyFailures = f.counter("key_compaction_failures_total", "Key-compaction passes stopped on a partition by a batch that could not be read (nothing of it rewritten).")
+	m.keyKeys = f.counter("key_compaction_keys_total", "Distinct keys mapped by key-compaction passes (the key map's entries).")
+	m.keyBytesRead = f.counter("key_compaction_bytes_read_total", "Bytes of index entries key compaction read (mapped, then filtered).")
+	m.keyBytesWritten = f.counter("key_compaction_bytes_written_total", "Bytes of the segments key compaction wrote (also in compaction_bytes_written_total).")
+	m.keySeconds = f.histogram("key_compaction_duration_seconds", "Time one run of the key-compaction job took over every compacted partition.", prometheus.ExponentialBuckets(0.01, 2, 16))
 	m.iceCommits = f.counter("iceberg_commits_total", "Iceberg snapshots committed by the iceberg job (shale.iceberg.mode topics).")
 	m.iceRows = f.counter("iceberg_rows_total", "Rows added to Iceberg tables.")
 	m.iceFiles = f.counter("iceberg_data_files_total", "Parquet data files added to Iceberg tables.")
@@ -250,16 +260,30 @@ func (m *Metrics) S3(op string, err error, d time.Duration) {
 	}
 }
 
-// KeyCompaction records a key-compaction pass over all compacted
-// partitions: its segments also count in the compaction_* counters.
-func (m *Metrics) KeyCompaction(passes int, removed int64, failures int, segments, entries int, bytes int64) {
+// KeyCompactionRun is what one run of the key-compaction job did over
+// every compacted partition.
+type KeyCompactionRun struct {
+	Passes, Failures, Keys    int
+	Removed                   int64
+	BytesRead, BytesWritten   int64
+	Segments, EntriesReplaced int
+	Duration                  time.Duration
+}
+
+// KeyCompaction records a run of the key-compaction job: its segments also
+// count in the compaction_* counters.
+func (m *Metrics) KeyCompaction(r KeyCompactionRun) {
 	if m == nil {
 		return
 	}
-	m.keyPasses.Add(float64(passes))
-	m.keyRemoved.Add(float64(removed))
-	m.keyFailures.Add(float64(failures))
-	m.Compaction(segments, entries, bytes)
+	m.keyPasses.Add(float64(r.Passes))
+	m.keyRemoved.Add(float64(r.Removed))
+	m.keyFailures.Add(float64(r.Failures))
+	m.keyKeys.Add(float64(r.Keys))
+	m.keyBytesRead.Add(float64(r.BytesRead))
+	m.keyBytesWritten.Add(float64(r.BytesWritten))
+	m.keySeconds.Observe(r.Duration.Seconds())
+	m.Compaction(r.Segments, r.EntriesReplaced, r.BytesWritten)
 }
 
 // Iceberg records an iceberg job pass's work.
