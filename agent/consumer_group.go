@@ -41,6 +41,7 @@ import (
 
 	"github.com/shale-dev/shale/agent/assignor"
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/metrics"
 )
 
 type tid = assignor.TopicID
@@ -111,10 +112,12 @@ type cgroup struct {
 	// session is the members' session timeout, as the last heartbeat
 	// read it (consumerTimeouts).
 	session time.Duration
+	// metrics counts the group's epoch bumps (nil: none).
+	metrics *metrics.Metrics
 }
 
-func newCgroup() *cgroup {
-	return &cgroup{members: map[string]*cmember{}, static: map[string]string{}, owners: map[tid]map[int32]powner{}}
+func newCgroup(m *metrics.Metrics) *cgroup {
+	return &cgroup{members: map[string]*cmember{}, static: map[string]string{}, owners: map[tid]map[int32]powner{}, metrics: m}
 }
 
 // topicView is a snapshot of the cluster's topics, internal ones
@@ -205,6 +208,7 @@ func (cg *cgroup) signature(tv *topicView) string {
 // bump advances the group epoch and computes the new target assignment.
 func (cg *cgroup) bump(tv *topicView) {
 	cg.epoch++
+	cg.metrics.GroupRebalance(metrics.GroupConsumer)
 	var ms []assignor.Member
 	var ts []assignor.Topic
 	seen := map[string]bool{}

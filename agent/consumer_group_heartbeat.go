@@ -159,7 +159,7 @@ func (s *Server) handleConsumerGroupHeartbeat(ctx context.Context, rc *reqCtx, r
 			resp.ErrorCode, resp.ErrorMessage = kerr.GroupIDNotFound.Code, &msg
 			return now(resp)
 		}
-		g.cg, g.protocolType = newCgroup(), "consumer"
+		g.cg, g.protocolType = newCgroup(s.cfg.Metrics), "consumer"
 	}
 	g.cg.session = session
 	h := &cgHeartbeat{s: s, g: g, cg: g.cg, req: req, resp: resp, tv: tv, re: re, rc: rc}

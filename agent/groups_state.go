@@ -26,6 +26,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/shale-dev/shale/metrics"
 )
 
 type groupState int8
@@ -322,6 +324,7 @@ func (g *group) completeJoin() {
 		}
 	}
 	g.generation++
+	g.c.s.cfg.Metrics.GroupRebalance(metrics.GroupClassic)
 	if len(g.members) == 0 {
 		// As Kafka, an Empty group keeps its protocol type ("consumer")
 		// until a member of another type joins it.

@@ -205,6 +205,7 @@ func New(cfg Config, eng *engine.Engine, meta *metastore.Store, log *slog.Logger
 	s.sec = newSecurity(cfg, meta, s.log)
 	s.fetchSessions = newFetchSessionCache(fetchSessionSlots, fetchSessionPartitions)
 	cfg.Metrics.Register(newGroupLagCollector(s))
+	cfg.Metrics.Register(newGroupsCollector(s))
 	return s, nil
 }
 

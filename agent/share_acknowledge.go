@@ -142,6 +142,9 @@ func (s *Server) shareAcks(ctx context.Context, rc *reqCtx, group, member string
 			if err == nil {
 				err = ackErr
 			}
+			if err == nil {
+				s.countShareAcks(acks[order[i]])
+			}
 			res.code = shareAckCode(s, err)
 			released = released || err == nil
 		}

@@ -340,6 +340,9 @@ func (s *Server) shareAcquireAll(ctx context.Context, targets []shareTarget, out
 		})
 		if len(acks) > 0 {
 			op.AcknowledgeErrorCode = shareAckCode(s, ackErr)
+			if err == nil && ackErr == nil {
+				s.countShareAcks(acks)
+			}
 		}
 		if err != nil {
 			if len(acks) > 0 && ackErr == nil {
@@ -353,7 +356,12 @@ func (s *Server) shareAcquireAll(ctx context.Context, targets []shareTarget, out
 			continue
 		}
 		op.Records = records
+		var acquired, redelivered int64
 		for _, rg := range ranges {
+			acquired += rg.Last - rg.First + 1
+			if rg.Count > 1 {
+				redelivered += rg.Last - rg.First + 1
+			}
 			ar := kmsg.NewShareFetchResponseTopicPartitionAcquiredRecord()
 			ar.FirstOffset, ar.LastOffset, ar.DeliveryCount = rg.First, rg.Last, rg.Count
 			op.AcquiredRecords = append(op.AcquiredRecords, ar)
@@ -361,6 +369,7 @@ func (s *Server) shareAcquireAll(ctx context.Context, targets []shareTarget, out
 		}
 		maxBytes -= len(records)
 		s.cfg.Metrics.BytesOut(len(records))
+		s.cfg.Metrics.ShareAcquired(acquired, redelivered)
 	}
 	return got, failed
 }

@@ -82,6 +82,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/metrics"
 )
 
 // maxShareMembers bounds a share group's members (Kafka's
@@ -178,6 +179,7 @@ func (s *Server) rebalanceShare(ctx context.Context, sm *shareMembers) {
 	}
 	if changed {
 		sm.epoch++
+		s.cfg.Metrics.GroupRebalance(metrics.GroupShare)
 	}
 }
 
@@ -211,6 +213,7 @@ func (s *Server) removeShareMember(g *group, m *shareMember, why string) {
 	}
 	delete(sm.members, m.id)
 	sm.epoch++
+	s.cfg.Metrics.GroupRebalance(metrics.GroupShare)
 	if len(sm.members) > 0 {
 		s.rebalanceShare(s.ctx, sm)
 	}

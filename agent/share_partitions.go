@@ -110,6 +110,7 @@ func (r *shareRegistry) update(ctx context.Context, k sharePartKey, init func() 
 		}
 		rev, err := r.s.meta.PutShareState(ctx, k.group, k.id, k.p, next.Marshal(), sp.rev)
 		if errors.Is(err, metastore.ErrConflict) {
+			r.s.cfg.Metrics.ShareConflict()
 			sp.st, maxAge = nil, 0 // re-read
 			return err
 		}

@@ -27,6 +27,12 @@
 //	manifests_written_total, manifest_last_written_timestamp_seconds
 //	                                                     recovery manifests this agent wrote; when its newest was (max over agents: the recovery point)
 //	group_lag{group,topic,partition}                     for groups this agent coordinates
+//	groups{type}, group_members{type}                    groups this agent coordinates and their members, by type (classic, consumer, share)
+//	group_rebalances_total{type}                         classic generations, KIP-848 and share group epochs advanced by this agent
+//	share_records_acquired_total, share_records_redelivered_total
+//	                                                     records handed to share consumers; of them, those delivered before
+//	share_acknowledgements_total{type}                   records acknowledged by share consumers: accept, release, reject, renew, gap
+//	share_state_conflicts_total                          share-partition writes that lost a compare-and-swap race and were retried
 //	txn_ended_total{outcome}, txn_end_duration_seconds   transactions committed / aborted by this agent's coordinator; markers+offsets time
 //	txn_timeouts_total                                   transactions aborted at their transaction.timeout.ms
 //	txn_open                                             transactions ongoing or ending on this agent's coordinator
@@ -89,7 +95,19 @@ type Metrics struct {
 	txnEnded         *prometheus.CounterVec
 	txnEndSeconds    prometheus.Histogram
 	txnTimeouts      prometheus.Counter
+	rebalances       *prometheus.CounterVec
+	shareAcquired    prometheus.Counter
+	shareRedelivered prometheus.Counter
+	shareAcks        *prometheus.CounterVec
+	shareConflicts   prometheus.Counter
 }
+
+// Group types, the type label of the group families.
+const (
+	GroupClassic  = "classic"
+	GroupConsumer = "consumer"
+	GroupShare    = "share"
+)
 
 // New creates the metrics on a fresh registry (with Go runtime and process
 // collectors).
@@ -138,6 +156,14 @@ func New() *Metrics {
 	m.txnEnded = f.counterVec("txn_ended_total", "Transactions ended by this agent's transaction coordinator, by outcome (commit, abort).", "outcome")
 	m.txnEndSeconds = f.histogram("txn_end_duration_seconds", "Time to write an ended transaction's markers and group offsets and mark it complete.", prometheus.ExponentialBuckets(0.001, 2, 16))
 	m.txnTimeouts = f.counter("txn_timeouts_total", "Transactions aborted by their coordinator at transaction.timeout.ms.")
+	m.rebalances = f.counterVec("group_rebalances_total", "Rebalances by groups this agent coordinates, by type: classic generations, KIP-848 consumer and share group epochs advanced.", "type")
+	for _, t := range []string{GroupClassic, GroupConsumer, GroupShare} {
+		m.rebalances.WithLabelValues(t)
+	}
+	m.shareAcquired = f.counter("share_records_acquired_total", "Records acquired by share group consumers (ShareFetch).")
+	m.shareRedelivered = f.counter("share_records_redelivered_total", "Records acquired by share group consumers that had been delivered before.")
+	m.shareAcks = f.counterVec("share_acknowledgements_total", "Records acknowledged by share group consumers, by type (accept, release, reject, renew, gap).", "type")
+	m.shareConflicts = f.counter("share_state_conflicts_total", "Share-partition state writes that lost a compare-and-swap race in etcd (another agent wrote first) and were retried.")
 	return m
 }
 
@@ -402,3 +428,39 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Close stops the admin server.
 func (s *Server) Close(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// GroupRebalance counts one rebalance of a group of type typ
+// (GroupClassic, GroupConsumer or GroupShare).
+func (m *Metrics) GroupRebalance(typ string) {
+	if m == nil {
+		return
+	}
+	m.rebalances.WithLabelValues(typ).Inc()
+}
+
+// ShareAcquired counts records acquired by share consumers, redelivered
+// of them delivered before.
+func (m *Metrics) ShareAcquired(records, redelivered int64) {
+	if m == nil {
+		return
+	}
+	m.shareAcquired.Add(float64(records))
+	m.shareRedelivered.Add(float64(redelivered))
+}
+
+// ShareAcknowledged counts n records acknowledged with type typ.
+func (m *Metrics) ShareAcknowledged(typ string, n int64) {
+	if m == nil {
+		return
+	}
+	m.shareAcks.WithLabelValues(typ).Add(float64(n))
+}
+
+// ShareConflict counts a share-partition write that lost its
+// compare-and-swap.
+func (m *Metrics) ShareConflict() {
+	if m == nil {
+		return
+	}
+	m.shareConflicts.Inc()
+}

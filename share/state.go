@@ -43,6 +43,39 @@ const (
 	AckRenew   AckType = 4
 )
 
+func (t AckType) String() string {
+	switch t {
+	case AckGap:
+		return "gap"
+	case AckAccept:
+		return "accept"
+	case AckRelease:
+		return "release"
+	case AckReject:
+		return "reject"
+	case AckRenew:
+		return "renew"
+	}
+	return "unknown"
+}
+
+// CountAcks returns how many records batches acknowledge with each type.
+func CountAcks(batches []AckBatch) map[AckType]int64 {
+	out := map[AckType]int64{}
+	for _, b := range batches {
+		switch n := b.Last - b.First + 1; {
+		case n <= 0:
+		case len(b.Types) == 1:
+			out[b.Types[0]] += n
+		default:
+			for _, t := range b.Types[:min(int64(len(b.Types)), n)] {
+				out[t]++
+			}
+		}
+	}
+	return out
+}
+
 // Bounds and defaults.
 const (
 	// MaxInFlight bounds End-Start (Kafka's

@@ -193,3 +193,25 @@ func TestCodecRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestCountAcks proves acknowledgement batches are counted per record:
+// one type for a whole range, or one type per offset.
+func TestCountAcks(t *testing.T) {
+	got := CountAcks([]AckBatch{
+		{First: 0, Last: 9, Types: []AckType{AckAccept}},
+		{First: 10, Last: 13, Types: []AckType{AckRelease, AckReject, AckAccept, AckGap}},
+		{First: 20, Last: 19, Types: []AckType{AckAccept}}, // empty: counts nothing
+	})
+	want := map[AckType]int64{AckAccept: 11, AckRelease: 1, AckReject: 1, AckGap: 1}
+	if len(got) != len(want) {
+		t.Fatalf("CountAcks = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("CountAcks = %v, want %v", got, want)
+		}
+	}
+	if AckRenew.String() != "renew" || AckType(9).String() != "unknown" {
+		t.Fatal("AckType names")
+	}
+}
