@@ -209,7 +209,11 @@ func TestCompactedTopicRefusesKeylessRecords(t *testing.T) {
 // consumer on agent B from the start gets only the latest record of each
 // key, tombstones included, at the offsets agent A assigned, across the
 // emptied batches left in place; the end offset is unchanged; and the same
-// idempotent producer keeps producing after the rewrite.
+// idempotent producer keeps producing after the rewrite. ListOffsets and
+// OffsetForLeaderEpoch answer as Kafka does around the removed records:
+// earliest is still 0 (compaction keeps the log start), latest 50, a
+// timestamp lookup for a removed record's time the next record kept, the
+// max timestamp the last record; epoch 0 ends at 50.
 func TestKeyCompactedPartitionReadByKafkaClients(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2})
 	ctx := testCtx(t, time.Minute)
@@ -226,9 +230,11 @@ func TestKeyCompactedPartitionReadByKafkaClients(t *testing.T) {
 		null bool
 	}
 	latest := map[string]kv{}
+	ts0 := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	stamp := func(off int64) time.Time { return ts0.Add(time.Duration(off) * 10 * time.Millisecond) }
 	for round := range 10 {
 		for k := range 5 {
-			r := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", k)), Value: []byte(fmt.Sprintf("v%d-%d", k, round))}
+			r := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", k)), Value: []byte(fmt.Sprintf("v%d-%d", k, round)), Timestamp: stamp(int64(round*5 + k))}
 			null := round == 9 && k == 2
 			if null {
 				r.Value = nil // a tombstone
@@ -265,9 +271,38 @@ func TestKeyCompactedPartitionReadByKafkaClients(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("read %+v, want %+v", got, want)
 	}
-	ends, err := kadm.NewClient(r).ListEndOffsets(ctx, topic)
+	adm := kadm.NewClient(r)
+	ends, err := adm.ListEndOffsets(ctx, topic)
 	if o, _ := ends.Lookup(topic, 0); err != nil || o.Offset != 50 {
 		t.Errorf("end offset %d (%v), want 50", o.Offset, err)
+	}
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if o, _ := starts.Lookup(topic, 0); err != nil || o.Offset != 0 {
+		t.Errorf("start offset %d (%v), want 0 (kept by compaction)", o.Offset, err)
+	}
+	// Offset 44 (k4 of round 8) is removed; the next record kept is 45.
+	// Offset 20 (k0 of round 4) is removed; the next kept is 45 too.
+	for _, c := range []struct{ removed, want int64 }{{44, 45}, {20, 45}, {47, 47}} {
+		byTime, err := adm.ListOffsetsAfterMilli(ctx, stamp(c.removed).UnixMilli(), topic)
+		if o, _ := byTime.Lookup(topic, 0); err != nil || o.Offset != c.want {
+			t.Errorf("offset for the time of offset %d: %d (%v), want %d", c.removed, o.Offset, err, c.want)
+		}
+	}
+	maxTS, err := adm.ListMaxTimestampOffsets(ctx, topic)
+	if o, _ := maxTS.Lookup(topic, 0); err != nil || o.Offset != 49 || o.Timestamp != stamp(49).UnixMilli() {
+		t.Errorf("max timestamp offset %d at %d (%v), want 49 at %d", o.Offset, o.Timestamp, err, stamp(49).UnixMilli())
+	}
+	oreq := kmsg.NewOffsetForLeaderEpochRequest()
+	ot := kmsg.NewOffsetForLeaderEpochRequestTopic()
+	ot.Topic = topic
+	op := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+	op.CurrentLeaderEpoch, op.LeaderEpoch = -1, 0
+	ot.Partitions = append(ot.Partitions, op)
+	oreq.Topics = append(oreq.Topics, ot)
+	oresp, err := oreq.RequestWith(ctx, r)
+	if err != nil || len(oresp.Topics) != 1 || len(oresp.Topics[0].Partitions) != 1 ||
+		oresp.Topics[0].Partitions[0].EndOffset != 50 || oresp.Topics[0].Partitions[0].LeaderEpoch != 0 {
+		t.Errorf("OffsetForLeaderEpoch(0): %+v (%v), want epoch 0 ending at 50", oresp, err)
 	}
 	rec := &kgo.Record{Key: []byte("k0"), Value: []byte("after")}
 	if err := p.ProduceSync(ctx, rec).FirstErr(); err != nil || rec.Offset != 50 {

@@ -2,10 +2,14 @@ package lifecycle_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
+	"log/slog"
 	mrand "math/rand/v2"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -256,5 +260,94 @@ func TestCompactKeysStopsAtTransactions(t *testing.T) {
 	}
 	if n != 3 {
 		t.Fatalf("%d records readable, want 3 (offsets 1, 2, 3)", n)
+	}
+}
+
+// TestCompactKeysStopsAtCorruptBatch proves a batch the key-compaction job
+// cannot read stops the job on that partition only: a batch whose CRC
+// verifies but whose records do not parse (as a producer could store in a
+// topic before it was switched to cleanup.policy=compact, since records
+// are decoded at produce only on compacted topics) makes CompactKeys count
+// one failed partition and log a line naming the topic, the partition and
+// the offset, while the other partition is compacted; the broken
+// partition's index, cleaner checkpoint and every stored byte stay as they
+// were.
+func TestCompactKeysStopsAtCorruptBatch(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	store, err := s3tier.NewDirStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := lcCtx(t)
+	meta := metastore.New(cli, lcNS)
+	tp, err := meta.CreateTopic(ctx, "kc-corrupt", 2, map[string]string{"cleanup.policy": "compact", "segment.ms": "1", "min.cleanable.dirty.ratio": "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, cli, store)
+	ts := time.Now().Add(-time.Hour).UnixMilli()
+	bad := segmenttest.Batch(segmenttest.BatchOptions{Keys: [][]byte{[]byte("a")}, Values: [][]byte{[]byte("unreadable")}, Timestamp: ts})
+	for i := segment.BatchHeaderSize; i < len(bad); i++ {
+		bad[i] = 0x7f // each record's length varint: -64
+	}
+	binary.BigEndian.PutUint32(bad[17:], crc32.Checksum(bad[21:], crc32.MakeTable(crc32.Castagnoli)))
+	if err := segment.VerifyBatchCRC(bad); err != nil {
+		t.Fatal(err)
+	}
+	kv := func(k string, vs ...string) []byte {
+		o := segmenttest.BatchOptions{Timestamp: ts}
+		for _, v := range vs {
+			o.Keys, o.Values = append(o.Keys, []byte(k)), append(o.Values, []byte(v))
+		}
+		return segmenttest.Batch(o)
+	}
+	for _, b := range [][2][]byte{{kv("a", "1", "2"), kv("b", "1", "2")}, {bad, kv("b", "3")}, {kv("a", "3"), kv("b", "4")}} {
+		pend := []*engine.Pending{e.Produce(ctx, tp.ID, 0, b[0]), e.Produce(ctx, tp.ID, 1, b[1])}
+		if err := e.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pend {
+			if _, err := p.Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	scan := func(p int32) []metastore.IndexEntry {
+		var es []metastore.IndexEntry
+		if _, _, err := meta.ScanIndex(ctx, tp.ID, p, func(e metastore.IndexEntry) bool { es = append(es, e); return true }); err != nil {
+			t.Fatal(err)
+		}
+		return es
+	}
+	before := scan(0)
+	stored := readFrom(t, newEngine(t, cli, store), tp.ID, 0, 0)
+
+	var logs bytes.Buffer
+	st, err := lifecycle.CompactKeys(ctx, store, meta, lifecycle.KeyCompactConfig{CompactConfig: compactCfg(t)}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil || st.Failed != 1 || st.Passes != 1 || st.RecordsRemoved != 3 {
+		t.Fatalf("CompactKeys: %+v, %v; want partition 0 failed, partition 1 compacted (3 older b removed)", st, err)
+	}
+	line := ""
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "level=ERROR") {
+			line = l
+		}
+	}
+	for _, want := range []string{"key compaction of a partition failed", "topic=kc-corrupt", "partition=0", "offset 2", "corrupt"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("error log line %q lacks %q", line, want)
+		}
+	}
+	if after := scan(0); !reflect.DeepEqual(after, before) {
+		t.Errorf("partition 0's index changed:\n%+v\nwant\n%+v", after, before)
+	}
+	if cs, err := meta.GetCleanerState(ctx, tp.ID, 0); err != nil || cs.Checkpoint != 0 {
+		t.Errorf("partition 0's checkpoint %d (%v), want 0", cs.Checkpoint, err)
+	}
+	if got := readFrom(t, newEngine(t, cli, store), tp.ID, 0, 0); !reflect.DeepEqual(got, stored) {
+		t.Errorf("partition 0 reads %d batches that differ from the %d stored", len(got), len(stored))
+	}
+	if len(scan(1)) == 0 || st.Segments == 0 {
+		t.Errorf("partition 1 not compacted: %+v", st)
 	}
 }
