@@ -303,6 +303,31 @@ var permCases = map[int16]permCase{
 		req:  func(permEnv) kmsg.Request { return kmsg.NewPtrDescribeClusterRequest() },
 		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.DescribeClusterResponse).ErrorCode },
 	},
+	kmsg.ElectLeaders.Int16(): {
+		req: func(permEnv) kmsg.Request {
+			r := kmsg.NewPtrElectLeadersRequest()
+			rt := kmsg.NewElectLeadersRequestTopic()
+			rt.Topic, rt.Partitions = permTopic, []int32{0}
+			r.Topics = append(r.Topics, rt)
+			return r
+		},
+		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.ElectLeadersResponse).ErrorCode },
+	},
+	kmsg.AlterPartitionAssignments.Int16(): {
+		req: func(permEnv) kmsg.Request {
+			r := kmsg.NewPtrAlterPartitionAssignmentsRequest()
+			rt := kmsg.NewAlterPartitionAssignmentsRequestTopic()
+			rt.Topic = permTopic
+			rt.Partitions = append(rt.Partitions, kmsg.NewAlterPartitionAssignmentsRequestTopicPartition())
+			r.Topics = append(r.Topics, rt)
+			return r
+		},
+		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.AlterPartitionAssignmentsResponse).ErrorCode },
+	},
+	kmsg.ListPartitionReassignments.Int16(): {
+		req:  func(permEnv) kmsg.Request { return kmsg.NewPtrListPartitionReassignmentsRequest() },
+		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.ListPartitionReassignmentsResponse).ErrorCode },
+	},
 	kmsg.InitProducerID.Int16(): {
 		req: func(permEnv) kmsg.Request {
 			r := kmsg.NewPtrInitProducerIDRequest()

@@ -46,7 +46,8 @@
 //	OffsetForLeaderEpoch v0-v4  DescribeConfigs       v0-v4
 //	AlterConfigs       v0-v2    CreatePartitions      v0-v3
 //	IncrementalAlterConfigs v0-v1  DescribeCluster    v0-v2
-//	DeleteRecords      v0-v2
+//	DeleteRecords      v0-v2    ElectLeaders          v0-v2
+//	AlterPartitionReassignments v0-v1  ListPartitionReassignments v0
 //	FindCoordinator    v0-v6    JoinGroup             v0-v9
 //	SyncGroup          v0-v5    Heartbeat             v0-v4
 //	LeaveGroup         v0-v5    OffsetCommit          v0-v9
@@ -72,7 +73,8 @@
 // and SASL_SSL ones, with certificates re-read when their files change and
 // optional client certificates (mTLS, principal User:<CN>) (tls.go). SASL
 // offers PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 against SCRAM credentials in
-// etcd; a connection on a SASL listener may send nothing but ApiVersions,
+// etcd (and OAUTHBEARER with Kafka's unsecured default validator when
+// AuthConfig.OAuthBearerUnsecured is set); a connection on a SASL listener may send nothing but ApiVersions,
 // SaslHandshake and SaslAuthenticate before it has authenticated (sasl.go).
 // ACLs live in etcd and in every agent's memory, kept fresh by a watch
 // (acl.go); when authorization is on (AuthConfig.Authorizer, or any SASL or

@@ -143,6 +143,20 @@ func fuzzSeeds() [][]byte {
 
 	add(kmsg.NewPtrDescribeClusterRequest(), 0, 2)
 
+	el := kmsg.NewPtrElectLeadersRequest()
+	elt := kmsg.NewElectLeadersRequestTopic()
+	elt.Topic, elt.Partitions = "fz", []int32{0, 7}
+	el.Topics = append(el.Topics, elt)
+	add(el, 0, 2)
+	pa := kmsg.NewPtrAlterPartitionAssignmentsRequest()
+	pat := kmsg.NewAlterPartitionAssignmentsRequestTopic()
+	pat.Topic = "fz"
+	pap := kmsg.NewAlterPartitionAssignmentsRequestTopicPartition()
+	pap.Replicas = []int32{1}
+	pat.Partitions = append(pat.Partitions, pap)
+	pa.Topics = append(pa.Topics, pat)
+	add(pa, 0, 1)
+
 	oe := kmsg.NewPtrOffsetForLeaderEpochRequest()
 	ot := kmsg.NewOffsetForLeaderEpochRequestTopic()
 	ot.Topic = "fz"

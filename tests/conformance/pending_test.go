@@ -33,11 +33,7 @@ var kafkaGoPending = map[string]pendingTest{
 	"TestConsumerGroupWithMissingTopic": {0, "kafka-go skips it: dev mode auto-creates topics"},
 
 	// APIs shale does not serve (no issue filed).
-	"TestClientAlterClientQuotas":                      {0, "client quotas (AlterClientQuotas) not served"},
-	"TestClientAlterPartitionReassignments":            {0, "partition reassignments not served (no replicas to move)"},
-	"TestClientAlterPartitionReassignmentsMultiTopics": {0, "partition reassignments not served (no replicas to move)"},
-	"TestClientListPartitionReassignments":             {0, "partition reassignments not served (no replicas to move)"},
-	"TestClientElectLeaders":                           {0, "ElectLeaders not served (leaders are hashed over agents)"},
+	"TestClientAlterClientQuotas": {0, "client quotas (AlterClientQuotas) not served"},
 
 	// Differences found by this suite (no issue filed yet):
 	//   - Metadata right after DeleteTopics auto-creates the topic again
