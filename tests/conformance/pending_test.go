@@ -27,11 +27,6 @@ var kafkaGoPending = map[string]pendingTest{
 	// Compacted topics.
 	"TestReaderReadCompactedMessage": {16, "cleanup.policy=compact"},
 
-	// kafka-go skips these itself: always (it runs only against Kafka
-	// 0.10.1), and when the broker auto-creates topics (dev mode does).
-	"TestReadTruncatedMessages":         {0, "kafka-go always skips it"},
-	"TestConsumerGroupWithMissingTopic": {0, "kafka-go skips it: dev mode auto-creates topics"},
-
 	// APIs shale does not serve (no issue filed).
 	"TestClientAlterClientQuotas": {0, "client quotas (AlterClientQuotas) not served"},
 

@@ -25,15 +25,20 @@ import (
 type suite struct {
 	bin   string   // the compiled test binary
 	tests []string // integration tests, sorted
+	// disabled are the tests whose first statement skips them, whatever
+	// the broker (their authors turned them off): each still runs, and
+	// its skip is shown as such, never counted as a pass.
+	disabled map[string]bool
 }
 
 // outcome of one test process, as the table shows it.
 type outcome string
 
 const (
-	outPass    outcome = "PASS"
-	outFail    outcome = "FAIL"
-	outPending outcome = "pending"
+	outPass     outcome = "PASS"
+	outFail     outcome = "FAIL"
+	outPending  outcome = "pending"
+	outDisabled outcome = "off"
 )
 
 // result is one test's row.
@@ -73,14 +78,14 @@ func buildSuite(t *testing.T, module, dir string, min int, roots ...string) suit
 	if out, err := goCmd(root, "test", "-c", "-o", bin, pkg); err != nil {
 		t.Fatalf("build %s tests: %v\n%s", pkg, err, out)
 	}
-	tests, err := integrationTests(src, roots...)
+	tests, disabled, err := integrationTests(src, roots...)
 	if err != nil {
 		t.Fatalf("find %s integration tests in %s: %v", pkg, src, err)
 	}
 	if len(tests) < min {
 		t.Fatalf("found only %d %s integration tests in %s: %v", len(tests), pkg, src, tests)
 	}
-	return suite{bin: bin, tests: tests}
+	return suite{bin: bin, tests: tests, disabled: disabled}
 }
 
 func goCmd(dir string, args ...string) (string, error) {
@@ -96,19 +101,22 @@ func goCmd(dir string, args ...string) (string, error) {
 // reach one of roots (a function or variable name, or "lit:" and a
 // substring of a string literal, e.g. "lit:localhost:9092") through the
 // functions and methods they mention. Methods are keyed by name alone: a
-// collision can only add a test, never drop one.
-func integrationTests(dir string, roots ...string) ([]string, error) {
+// collision can only add a test, never drop one. disabled are those of
+// them whose body starts with an unconditional t.Skip, t.Skipf or
+// t.SkipNow.
+func integrationTests(dir string, roots ...string) (tests []string, disabled map[string]bool, err error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fset := token.NewFileSet()
 	refs := map[string]map[string]bool{} // function -> identifiers it mentions
-	var tests []string
+	var all []string
+	skipsFirst := map[string]bool{}
 	for _, f := range files {
 		af, err := parser.ParseFile(fset, f, nil, parser.SkipObjectResolution)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, d := range af.Decls {
 			fd, ok := d.(*ast.FuncDecl)
@@ -120,7 +128,8 @@ func integrationTests(dir string, roots ...string) ([]string, error) {
 				continue // never called; it reads the env into the roots
 			}
 			if fd.Recv == nil && strings.HasPrefix(name, "Test") && name != "TestMain" {
-				tests = append(tests, name)
+				all = append(all, name)
+				skipsFirst[name] = startsWithSkip(fd)
 			}
 			m := refs[name]
 			if m == nil {
@@ -167,14 +176,45 @@ func integrationTests(dir string, roots ...string) ([]string, error) {
 		state[fn] = 3
 		return false
 	}
-	var out []string
-	for _, tn := range tests {
+	disabled = map[string]bool{}
+	for _, tn := range all {
 		if reaches(tn) {
-			out = append(out, tn)
+			tests = append(tests, tn)
+			if skipsFirst[tn] {
+				disabled[tn] = true
+			}
 		}
 	}
-	sort.Strings(out)
-	return out, nil
+	sort.Strings(tests)
+	return tests, disabled, nil
+}
+
+// startsWithSkip reports whether a test function's first statement is a
+// call of Skip, Skipf or SkipNow on its *testing.T parameter.
+func startsWithSkip(fd *ast.FuncDecl) bool {
+	if fd.Body == nil || len(fd.Body.List) == 0 || len(fd.Type.Params.List) != 1 || len(fd.Type.Params.List[0].Names) != 1 {
+		return false
+	}
+	es, ok := fd.Body.List[0].(*ast.ExprStmt)
+	if !ok {
+		return false
+	}
+	call, ok := es.X.(*ast.CallExpr)
+	if !ok {
+		return false
+	}
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok {
+		return false
+	}
+	recv, ok := sel.X.(*ast.Ident)
+	switch {
+	case !ok || recv.Name != fd.Type.Params.List[0].Names[0].Name:
+		return false
+	case sel.Sel.Name == "Skip", sel.Sel.Name == "Skipf", sel.Sel.Name == "SkipNow":
+		return true
+	}
+	return false
 }
 
 // runSuite runs every test of s matching filter, each in its own process
@@ -202,7 +242,7 @@ func runSuiteVia(wrap []string, testEnv map[string][]string, s suite, filter *re
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			results[i] = classify(runOne(wrap, s.bin, n, append(env[:len(env):len(env)], testEnv[n]...), timeout), pending)
+			results[i] = classify(runOne(wrap, s.bin, n, append(env[:len(env):len(env)], testEnv[n]...), timeout), pending, s.disabled[n])
 		}()
 	}
 	wg.Wait()
@@ -284,11 +324,15 @@ func lastLogLine(lines []string) string {
 }
 
 // classify turns a process result into the table's verdict: a pending test
-// that fails or skips is pending; one that passes fails the run; a skip of
-// any other test fails the run.
-func classify(r result, pending map[string]pendingTest) result {
+// that fails or skips is pending; one that passes fails the run; a test its
+// authors disabled (disabled: its first statement skips it) that skips is
+// off; a skip of any other test fails the run.
+func classify(r result, pending map[string]pendingTest, disabled bool) result {
 	p, isPending := pending[r.name]
 	switch {
+	case disabled && r.outcome == "SKIP":
+		r.outcome = outDisabled
+		r.note = "disabled by its authors (its first statement skips it): " + trim(r.note, 80)
 	case isPending && r.outcome == outPass:
 		r.outcome = outFail
 		r.note = fmt.Sprintf("passes but is pending on %s: remove it from pending_test.go", p.ref())
@@ -328,8 +372,12 @@ func table(title string, rs []result, wall time.Duration) string {
 	for _, r := range rs {
 		fmt.Fprintf(&b, "  %-*s  %-7s  %7.1fs  %s\n", w, r.name, r.outcome, r.dur.Seconds(), trim(r.note, 140))
 	}
-	fmt.Fprintf(&b, "  %d passed, %d pending, %d failed, of %d; wall time %s\n",
-		counts[outPass], counts[outPending], counts[outFail], len(rs), wall.Round(time.Second))
+	off := ""
+	if counts[outDisabled] > 0 {
+		off = fmt.Sprintf("%d off (disabled by their authors), ", counts[outDisabled])
+	}
+	fmt.Fprintf(&b, "  %d passed, %d pending, %s%d failed, of %d; wall time %s\n",
+		counts[outPass], counts[outPending], off, counts[outFail], len(rs), wall.Round(time.Second))
 	return b.String()
 }
 
@@ -355,7 +403,7 @@ func TestKgoDiscovery(t *testing.T) {
 	if err != nil {
 		t.Fatalf("locate franz-go: %v\n%s", err, out)
 	}
-	tests, err := integrationTests(filepath.Join(strings.TrimSpace(out), "pkg", "kgo"), "getSeedBrokers", "scramSeeds", "oauthSeeds")
+	tests, _, err := integrationTests(filepath.Join(strings.TrimSpace(out), "pkg", "kgo"), "getSeedBrokers", "scramSeeds", "oauthSeeds")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,5 +439,42 @@ func TestParseGoTest(t *testing.T) {
 		if status != tc.wantStatus || reason != tc.wantReason {
 			t.Errorf("parseGoTest(%q) = %q, %q; want %q, %q", tc.out, status, reason, tc.wantStatus, tc.wantReason)
 		}
+	}
+}
+
+// TestDisabledDiscovery proves a test is taken as disabled by its authors
+// only when its first statement skips it unconditionally: a conditional
+// skip, a skip after other statements or one on another value is not.
+func TestDisabledDiscovery(t *testing.T) {
+	dir := t.TempDir()
+	src := `package x
+import "testing"
+func dial() {}
+func TestOff(t *testing.T)        { t.Skip("never runs"); dial() }
+func TestOffNow(tt *testing.T)    { tt.SkipNow(); dial() }
+func TestCond(t *testing.T)       { if true { t.Skip() }; dial() }
+func TestLater(t *testing.T)      { dial(); t.Skip() }
+func TestOther(t *testing.T)      { var u testing.TB; u.Skip(); dial() }
+func TestUnit(t *testing.T)       { t.Skip() }
+`
+	if err := os.WriteFile(filepath.Join(dir, "x_test.go"), []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests, disabled, err := integrationTests(dir, "dial")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(tests, ","), "TestCond,TestLater,TestOff,TestOffNow,TestOther"; got != want {
+		t.Fatalf("integration tests %s, want %s", got, want)
+	}
+	if len(disabled) != 2 || !disabled["TestOff"] || !disabled["TestOffNow"] {
+		t.Fatalf("disabled %v, want TestOff and TestOffNow", disabled)
+	}
+	r := classify(result{name: "TestOff", outcome: "SKIP", note: "never runs"}, nil, true)
+	if r.outcome != outDisabled {
+		t.Fatalf("a disabled test that skips: %s, want %s", r.outcome, outDisabled)
+	}
+	if r := classify(result{name: "TestOff", outcome: outFail}, nil, true); r.outcome != outFail {
+		t.Fatalf("a disabled test that runs and fails: %s, want FAIL", r.outcome)
 	}
 }
