@@ -58,13 +58,14 @@ func TestGroupMetricsByType(t *testing.T) {
 	// A share group: every record acquired; offset 0 of each partition
 	// released (then acquired again and accepted), 1 rejected, the rest
 	// accepted.
-	sc := mustClient(t, addr, kgo.ConsumeTopics("work"), kgo.ShareGroup("share-g"), kgo.FetchMaxWait(200*time.Millisecond))
 	var o kadm.Offsets
 	o.Add(kadm.Offset{Topic: "work", Partition: 0, At: 0})
 	o.Add(kadm.Offset{Topic: "work", Partition: 1, At: 0})
 	if r, err := adm.AlterShareGroupOffsets(ctx, "share-g", o); err != nil || r.Error() != nil {
 		t.Fatalf("alter share group offsets: %v %v", err, r.Error())
 	}
+	// Started after the offsets are set: a group with members refuses them.
+	sc := mustClient(t, addr, kgo.ConsumeTopics("work"), kgo.ShareGroup("share-g"), kgo.FetchMaxWait(200*time.Millisecond))
 	for done := 0; done < 20; {
 		fs := sc.PollFetches(ctx)
 		if ctx.Err() != nil {
