@@ -3,9 +3,11 @@ package agent_test
 import (
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/agent/agenttest"
+	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/segment/segmenttest"
@@ -308,4 +311,150 @@ func TestKeyCompactedPartitionReadByKafkaClients(t *testing.T) {
 	if err := p.ProduceSync(ctx, rec).FirstErr(); err != nil || rec.Offset != 50 {
 		t.Errorf("produce after compaction: offset %d, %v; want 50", rec.Offset, err)
 	}
+}
+
+// TestCompactedModelThroughAgents is key compaction's model test through
+// the Kafka protocol on a real S3 server (versitygw): five idempotent
+// franz-go producers, each with its own codec (none, gzip, snappy, lz4,
+// zstd), write random keys, values,
+// headers and tombstones through agent A; the lifecycle runners of both
+// agents elect one to run the key-compaction job (with a key map holding
+// 30 of the 40 keys, so several passes); a consumer on agent B from the
+// start soon reads exactly the model's latest record of each key
+// (tombstones included), in offset order, at the offsets first assigned,
+// with values, headers and timestamps intact, and nothing else. Then,
+// with the runners' clock two days on and a new record making the log
+// dirty, the tombstones go (delete.retention.ms, one day) and only the
+// live keys remain; the producers keep producing with their idempotent
+// sequences after their batches were rewritten.
+func TestCompactedModelThroughAgents(t *testing.T) {
+	srv := testenv.S3(t)
+	c := agenttest.Start(t, agenttest.Options{Agents: 2, S3: &srv})
+	ctx := testCtx(t, 90*time.Second)
+	const topic = "kc-model"
+	if _, err := c.Meta.CreateTopic(ctx, topic, 1, map[string]string{"cleanup.policy": "compact", "segment.ms": "1", "min.cleanable.dirty.ratio": "0"}); err != nil {
+		t.Fatal(err)
+	}
+	var skew atomic.Int64 // the runners' clock, ahead of time.Now
+	for i := range c.Agents {
+		lc, err := lifecycle.New(lifecycle.Config{Holder: fmt.Sprint("agent ", i), Interval: 100 * time.Millisecond, LeaseTTL: 2 * time.Second,
+			KeyMapBytes: 30 * (6 + lifecycle.KeyMapOverhead), ManifestInterval: -1,
+			Compaction: lifecycle.CompactConfig{Settle: time.Millisecond, MinEntries: 1000, TargetBytes: 4 << 10, TempDir: t.TempDir()},
+			Now:        func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }}, c.Store, c.Meta, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lc.Start()
+		t.Cleanup(lc.Close)
+	}
+	codecs := []kgo.CompressionCodec{kgo.NoCompression(), kgo.GzipCompression(), kgo.SnappyCompression(), kgo.Lz4Compression(), kgo.ZstdCompression()}
+	var producers []*kgo.Client
+	for _, codec := range codecs {
+		producers = append(producers, c.Client(t, pinnedDialer(c.Agents[0].Addr), kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(codec)))
+	}
+	type rec struct {
+		off     int64
+		key     string
+		val     string
+		null    bool
+		headers string
+		ts      int64
+	}
+	rng := mrand.New(mrand.NewPCG(5, 6))
+	latest := map[string]rec{}
+	ts := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	produce := func(p *kgo.Client, rs ...*kgo.Record) {
+		t.Helper()
+		if err := p.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+		for _, r := range rs {
+			latest[string(r.Key)] = rec{r.Offset, string(r.Key), string(r.Value), r.Value == nil, fmt.Sprint(r.Headers), r.Timestamp.UnixMilli()}
+		}
+	}
+	n := 0
+	for range 60 {
+		var rs []*kgo.Record
+		for range 1 + rng.IntN(5) {
+			r := &kgo.Record{Key: fmt.Appendf(nil, "key-%02d", rng.IntN(40)), Value: fmt.Appendf(nil, "value %d %s", n, strings.Repeat("x", rng.IntN(30))),
+				Headers: []kgo.RecordHeader{{Key: "n", Value: fmt.Append(nil, n)}}, Timestamp: ts.Add(time.Duration(n) * time.Millisecond)}
+			if rng.IntN(6) == 0 {
+				r.Value = nil // a tombstone
+			}
+			rs = append(rs, r)
+			n++
+		}
+		produce(producers[rng.IntN(len(producers))], rs...)
+	}
+	model := func(live bool) []rec {
+		var want []rec
+		for _, r := range latest {
+			if !live || !r.null {
+				want = append(want, r)
+			}
+		}
+		slices.SortFunc(want, func(a, b rec) int { return int(a.off - b.off) })
+		return want
+	}
+	// readAll reads the partition from the start through agent B up to
+	// the latest record produced (always kept).
+	readAll := func(end int64) []rec {
+		r := c.Client(t, pinnedDialer(c.Agents[1].Addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+		defer r.Close()
+		var got []rec
+		for len(got) == 0 || got[len(got)-1].off < end {
+			fs := r.PollFetches(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("read up to offset %d: %v", end, ctx.Err())
+			}
+			fs.EachRecord(func(kr *kgo.Record) {
+				got = append(got, rec{kr.Offset, string(kr.Key), string(kr.Value), kr.Value == nil, fmt.Sprint(kr.Headers), kr.Timestamp.UnixMilli()})
+			})
+		}
+		return got
+	}
+	converge := func(want []rec) int {
+		t.Helper()
+		reads := 0
+		for {
+			got := readAll(want[len(want)-1].off)
+			reads++
+			if reflect.DeepEqual(got, want) {
+				return reads
+			}
+			if ctx.Err() != nil || reads > 200 {
+				t.Fatalf("after %d reads: read %d records, want the model's %d:\ngot  %+v\nwant %+v", reads, len(got), len(want), got, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	want := model(false)
+	reads := converge(want)
+	cs, err := c.Meta.GetCleanerState(ctx, mustTopicID(t, c, topic), 0)
+	if err != nil || len(cs.Passes) < 2 {
+		t.Fatalf("cleaner state %+v (%v): want several passes (the key map holds 30 of 40 keys)", cs, err)
+	}
+	t.Logf("%d records produced by %d producers, %d keys; model read after %d reads, %d passes", n, len(producers), len(want), reads, len(cs.Passes))
+
+	// Two days on, a new record from each producer: tombstones past
+	// delete.retention.ms go.
+	skew.Store(int64(48 * time.Hour))
+	for i, p := range producers {
+		produce(p, &kgo.Record{Key: fmt.Appendf(nil, "new-%d", i), Value: []byte("v"), Timestamp: ts.Add(time.Duration(n+i) * time.Millisecond)})
+	}
+	live := model(true)
+	if len(live) == len(want)+len(producers) {
+		t.Fatal("the model has no tombstone to remove")
+	}
+	converge(live)
+}
+
+// mustTopicID is the ID of a topic of the cluster.
+func mustTopicID(t *testing.T, c *agenttest.Cluster, name string) metastore.TopicID {
+	t.Helper()
+	tp, err := c.Meta.GetTopic(testCtx(t, 10*time.Second), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp.ID
 }

@@ -40,10 +40,13 @@ type modelRecord struct {
 // idempotent producers, in every codec, with headers, written through one
 // engine over several objects; after passes with a small key-map budget
 // (several passes needed), a reader (another engine) from offset 0 reads
-// exactly the latest record of each key (tombstones included: their removal
-// is not built yet), in offset order, at the offsets first assigned, with
-// value, headers and timestamp intact; the next offset is unchanged, the
-// index is dense and every entry readable, and fewer records are stored.
+// exactly the latest record of each key (tombstones included), in offset
+// order, at the offsets first assigned, with value, headers and timestamp
+// intact; the next offset is unchanged, the index is dense and every entry
+// readable, and fewer records are stored. Each producer's last batch sent
+// again after the rewrite is answered as the duplicate it is (its first
+// offset, nothing appended): the producer state survives compaction. Two
+// days later the tombstones a pass reached go.
 func TestCompactKeysModel(t *testing.T) {
 	cli, _ := testenv.Etcd(t)
 	ctx := lcCtx(t)
@@ -60,6 +63,7 @@ func TestCompactKeysModel(t *testing.T) {
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	codecs := []int8{segment.CompressionNone, segment.CompressionGzip, segment.CompressionSnappy, segment.CompressionLZ4, segment.CompressionZstd}
 	seq := map[int64]int32{}
+	lastRaw, lastBase := map[int64][]byte{}, map[int64]int64{} // each producer's last batch
 	var all []modelRecord
 	next := int64(0)
 	ts := time.Now().Add(-time.Hour).UnixMilli()
@@ -88,6 +92,7 @@ func TestCompactKeysModel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			lastRaw[pid], lastBase[pid] = raw, next-int64(n)
 			pend = append(pend, w.Produce(ctx, tp.ID, 0, raw))
 		}
 		if err := w.Flush(ctx); err != nil {
@@ -129,6 +134,16 @@ func TestCompactKeysModel(t *testing.T) {
 	}
 	if passes < 2 {
 		t.Errorf("%d passes, want several (the map budget holds 30 of 40 keys)", passes)
+	}
+	readModel(t, cli, store, tp, want, next)
+	for pid, raw := range lastRaw {
+		pend := w.Produce(ctx, tp.ID, 0, raw)
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := pend.Wait(ctx); err != nil || res.BaseOffset != lastBase[pid] {
+			t.Errorf("producer %d's last batch sent again after compaction: offset %d (%v), want the duplicate's %d", pid, res.BaseOffset, err, lastBase[pid])
+		}
 	}
 	readModel(t, cli, store, tp, want, next)
 
