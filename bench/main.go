@@ -51,8 +51,10 @@ type options struct {
 	out        string
 	skipMany   bool
 	scenarios  map[string]bool
-	curve      []time.Duration
-	curveRate  float64
+	// groupRecords is the groups scenario's topic size.
+	groupRecords int
+	curve        []time.Duration
+	curveRate    float64
 }
 
 func main() {
@@ -67,7 +69,8 @@ func main() {
 	flag.IntVar(&o.recordSize, "record-size", 1024, "record value bytes (half random)")
 	flag.StringVar(&o.out, "out", "bench-results", "directory for results.json and latency.svg")
 	flag.Float64Var(&o.rate, "rate", 10000, "records/s offered in all by the producers in the latency runs")
-	scen := flag.String("scenarios", "max,paced,many,curve,librdkafka,minio,raw", "which parts run: max (saturated produce), paced (-rate), many (-many-partitions), curve (latency per flush interval), librdkafka (a confluent-kafka producer at -curve-rate, default flush), minio (shale on MinIO: saturated, latency at 50 and 250 ms, raw PUT/GET; skipped without the binary of make test-deps), raw (raw S3 PUT/GET of versitygw)")
+	scen := flag.String("scenarios", "max,paced,many,curve,librdkafka,minio,raw,groups", "which parts run: max (saturated produce), paced (-rate), many (-many-partitions), curve (latency per flush interval), librdkafka (a confluent-kafka producer at -curve-rate, default flush), minio (shale on MinIO: saturated, latency at 50 and 250 ms, raw PUT/GET; skipped without the binary of make test-deps), raw (raw S3 PUT/GET of versitygw), groups (a share group of 12 against a classic group of 3 on the same records, etcd transactions per record; KIP-848 against classic rebalance time, 10 members joining, 5 leaving)")
+	flag.IntVar(&o.groupRecords, "group-records", 30000, "records the groups scenario consumes")
 	curve := flag.String("curve", "10ms,20ms,50ms,100ms,250ms", "flush intervals of the latency curve")
 	flag.Float64Var(&o.curveRate, "curve-rate", 2000, "records/s offered in all in the latency curve runs")
 	flag.Parse()
@@ -98,16 +101,17 @@ func main() {
 
 // Report is everything one `make bench` run measured.
 type Report struct {
-	When        time.Time `json:"when"`
-	Options     string    `json:"options"`
-	Max         []Result  `json:"max_throughput"`
-	Paced       []Result  `json:"paced"`
-	Many        []Result  `json:"many_partitions,omitempty"`
-	Curve       []Result  `json:"latency_curve,omitempty"`
-	Clients     []Result  `json:"librdkafka,omitempty"`
-	RawPutMBps  float64   `json:"raw_s3_put_mb_per_s"`
-	RawGetMBps  float64   `json:"raw_s3_get_mb_per_s"`
-	RawObjectMB float64   `json:"raw_object_mb"`
+	When        time.Time     `json:"when"`
+	Options     string        `json:"options"`
+	Max         []Result      `json:"max_throughput"`
+	Paced       []Result      `json:"paced"`
+	Many        []Result      `json:"many_partitions,omitempty"`
+	Curve       []Result      `json:"latency_curve,omitempty"`
+	Clients     []Result      `json:"librdkafka,omitempty"`
+	Groups      []GroupResult `json:"groups,omitempty"`
+	RawPutMBps  float64       `json:"raw_s3_put_mb_per_s"`
+	RawGetMBps  float64       `json:"raw_s3_get_mb_per_s"`
+	RawObjectMB float64       `json:"raw_object_mb"`
 	// The same for MinIO (-scenarios minio), 0 when not run.
 	RawMinIOPutMBps float64 `json:"raw_minio_put_mb_per_s,omitempty"`
 	RawMinIOGetMBps float64 `json:"raw_minio_get_mb_per_s,omitempty"`
@@ -205,6 +209,11 @@ func run(ctx context.Context, o options) error {
 			if rep.RawMinIOPutMBps, rep.RawMinIOGetMBps, err = rawS3(ctx, testenv.StartMinIOProcess, filepath.Join(tmp, "raw-minio"), 4<<20, 10*time.Second); err != nil {
 				return fmt.Errorf("raw MinIO: %w", err)
 			}
+		}
+	}
+	if o.scenarios["groups"] {
+		if rep.Groups, err = runGroups(ctx, shale, tmp, o.groupRecords); err != nil {
+			return fmt.Errorf("groups: %w", err)
 		}
 	}
 	if o.scenarios["raw"] {
