@@ -20,7 +20,7 @@ import (
 // offset 0 and reads back only its own batch.
 func TestCommitOverEtcdLimitsFailsAtOnce(t *testing.T) {
 	const parts = 100 // one object, 3 operations per partition: 300 > 128
-	cli, _ := testenv.EtcdAtDefaultLimits(t)
+	cli, _ := testenv.Etcd(t)
 	store := dirStore(t)
 	tp := createTopic(t, cli, "limits", parts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -36,9 +36,9 @@ func TestKilledManifestWriterLeavesOneThatRecovers(t *testing.T) {
 	}
 	const keys = 4000
 	value := strings.Repeat("v", 200)
-	for b := 0; b < keys; b += 500 {
+	for b := 0; b < keys; b += 100 { // 100 puts per transaction: a stock etcd takes 128
 		var ops []clientv3.Op
-		for i := b; i < b+500; i++ {
+		for i := b; i < b+100; i++ {
 			ops = append(ops, clientv3.OpPut(fmt.Sprintf("%s/filler/%05d", lcNS, i), value))
 		}
 		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {

@@ -18,11 +18,16 @@ import (
 // to it plus its endpoints (for more clients). t.Cleanup closes the client
 // and then the server.
 //
-// The server runs with the embedded defaults (max-txn-ops 1024,
-// max-request-bytes 8 MiB) and the client may send requests that large.
+// The server runs at a stock etcd server's limits (128 operations per
+// transaction, 1.5 MiB per request; EtcdDefaultMaxTxnOps,
+// EtcdDefaultMaxRequestBytes), not at the embedded defaults (1,024, 8 MiB)
+// of `shale agent --dev`, so that a commit which would not fit in
+// production fails the test that makes it (etcd refuses it) rather than
+// passing here. The client may send larger requests, so the server is the
+// one that refuses them.
 func Etcd(t testing.TB) (*clientv3.Client, []string) {
 	t.Helper()
-	return startEtcd(t, 0, 0)
+	return startEtcd(t, EtcdDefaultMaxTxnOps, EtcdDefaultMaxRequestBytes)
 }
 
 // Limits of a stock etcd server (etcd's defaults for --max-txn-ops and
@@ -31,15 +36,6 @@ const (
 	EtcdDefaultMaxTxnOps       = 128
 	EtcdDefaultMaxRequestBytes = 1572864 // 1.5 MiB
 )
-
-// EtcdAtDefaultLimits is Etcd with a stock etcd server's limits (128
-// operations per transaction, 1.5 MiB per request) instead of the embedded
-// defaults, so that a commit which would not fit in production fails the
-// test that makes it (etcd refuses it) rather than passing here.
-func EtcdAtDefaultLimits(t testing.TB) (*clientv3.Client, []string) {
-	t.Helper()
-	return startEtcd(t, EtcdDefaultMaxTxnOps, EtcdDefaultMaxRequestBytes)
-}
 
 func startEtcd(t testing.TB, maxTxnOps, maxRequestBytes uint) (*clientv3.Client, []string) {
 	t.Helper()
