@@ -43,6 +43,9 @@ func crashCompactCfg(tmp string) lifecycle.CompactConfig {
 // and PASS n after each pass (stdout is unbuffered: a line printed is in
 // the pipe when the kill lands).
 func lifecycleChild() int {
+	if os.Getenv("SHALE_LC_CHILD") == "kcbench" {
+		return keyCompactBenchChild()
+	}
 	meta, store, err := enginetest.ChildStores(lcNS)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
