@@ -15,7 +15,9 @@
 // records/s run at the default flush beside franz-go, since clients
 // pipeline differently. With MinIO installed (make test-deps), shale on
 // MinIO is measured too: saturated produce beside MinIO's raw PUT, and
-// latency at 50 and 250 ms.
+// latency at 50 and 250 ms. Transactions (txn.go): transactional producers
+// against plain ones in the same run, EndTxn latency, etcd operations per
+// transaction, in dev mode and on S3 at flush 250 ms.
 // -scenarios picks which parts run. Results are written as JSON and as an
 // SVG plot of latency percentiles.
 //
@@ -55,6 +57,9 @@ type options struct {
 	groupRecords int
 	curve        []time.Duration
 	curveRate    float64
+	// The transactions scenario (txn.go).
+	txnInterval time.Duration
+	txnEtcdTime time.Duration
 }
 
 func main() {
@@ -69,10 +74,12 @@ func main() {
 	flag.IntVar(&o.recordSize, "record-size", 1024, "record value bytes (half random)")
 	flag.StringVar(&o.out, "out", "bench-results", "directory for results.json and latency.svg")
 	flag.Float64Var(&o.rate, "rate", 10000, "records/s offered in all by the producers in the latency runs")
-	scen := flag.String("scenarios", "max,paced,many,curve,librdkafka,minio,raw,groups", "which parts run: max (saturated produce), paced (-rate), many (-many-partitions), curve (latency per flush interval), librdkafka (a confluent-kafka producer at -curve-rate, default flush), minio (shale on MinIO: saturated, latency at 50 and 250 ms, raw PUT/GET; skipped without the binary of make test-deps), raw (raw S3 PUT/GET of versitygw), groups (a share group of 12 against a classic group of 3 on the same records, etcd transactions per record; KIP-848 against classic rebalance time, 10 members joining, 5 leaving)")
+	scen := flag.String("scenarios", "max,paced,many,curve,librdkafka,minio,raw,groups,txn", "which parts run: max (saturated produce), paced (-rate), many (-many-partitions), curve (latency per flush interval), librdkafka (a confluent-kafka producer at -curve-rate, default flush), minio (shale on MinIO: saturated, latency at 50 and 250 ms, raw PUT/GET; skipped without the binary of make test-deps), raw (raw S3 PUT/GET of versitygw), groups (a share group of 12 against a classic group of 3 on the same records, etcd transactions per record; KIP-848 against classic rebalance time, 10 members joining, 5 leaving), txn (transactional producers against plain ones, EndTxn latency, etcd operations per transaction; dev and S3 at flush 250ms)")
 	flag.IntVar(&o.groupRecords, "group-records", 30000, "records the groups scenario consumes")
 	curve := flag.String("curve", "10ms,20ms,50ms,100ms,250ms", "flush intervals of the latency curve")
 	flag.Float64Var(&o.curveRate, "curve-rate", 2000, "records/s offered in all in the latency curve runs")
+	flag.DurationVar(&o.txnInterval, "txn-interval", time.Second, "txn scenario: each producer commits a transaction this often")
+	flag.DurationVar(&o.txnEtcdTime, "txn-etcd-time", 5*time.Second, "txn scenario: how long each etcd-operations loop runs")
 	flag.Parse()
 	o.scenarios = map[string]bool{}
 	for _, sc := range strings.Split(*scen, ",") {
@@ -113,8 +120,9 @@ type Report struct {
 	RawGetMBps  float64       `json:"raw_s3_get_mb_per_s"`
 	RawObjectMB float64       `json:"raw_object_mb"`
 	// The same for MinIO (-scenarios minio), 0 when not run.
-	RawMinIOPutMBps float64 `json:"raw_minio_put_mb_per_s,omitempty"`
-	RawMinIOGetMBps float64 `json:"raw_minio_get_mb_per_s,omitempty"`
+	RawMinIOPutMBps float64     `json:"raw_minio_put_mb_per_s,omitempty"`
+	RawMinIOGetMBps float64     `json:"raw_minio_get_mb_per_s,omitempty"`
+	Txn             []TxnResult `json:"transactions,omitempty"`
 }
 
 func run(ctx context.Context, o options) error {
@@ -214,6 +222,16 @@ func run(ctx context.Context, o options) error {
 	if o.scenarios["groups"] {
 		if rep.Groups, err = runGroups(ctx, shale, tmp, o.groupRecords); err != nil {
 			return fmt.Errorf("groups: %w", err)
+		}
+	}
+	if o.scenarios["txn"] {
+		for _, t := range []target{shaleDevTarget(shale, 0), shaleS3Target(shale, 250*time.Millisecond)} {
+			log.Printf("bench: %s, transactions every %s against plain, %d partitions", t.name, o.txnInterval, o.partitions)
+			r, err := measureTxn(ctx, t, o, filepath.Join(tmp, t.name+"-txn"))
+			if err != nil {
+				return fmt.Errorf("%s transactions: %w", t.name, err)
+			}
+			rep.Txn = append(rep.Txn, r)
 		}
 	}
 	if o.scenarios["raw"] {

@@ -96,6 +96,7 @@ func printTable(w io.Writer, rep Report) {
 		stageTable(w, rep.Clients)
 	}
 	groupsTable(w, rep.Groups)
+	txnTable(w, rep.Txn)
 	if rep.RawMinIOPutMBps > 0 {
 		fmt.Fprintf(w, "raw MinIO (4 MiB objects, 4 at a time): PUT %.1f MB/s, GET %.1f MB/s\n", rep.RawMinIOPutMBps, rep.RawMinIOGetMBps)
 		for _, r := range rep.Max {

@@ -37,6 +37,7 @@ type instance struct {
 	proc     *os.Process               // the server process, for CPU and RSS
 	s3       func() (puts, gets int64) // nil when there is no S3
 	etcdTxns func() (int64, error)     // nil when there is no etcd
+	etcdURL  string                    // etcd's client URL (its /metrics), "" when there is none
 	admin    string                    // shale's admin server (/metrics), "" for kfake
 	stop     func()
 	created  bool // topic created by the server itself
@@ -167,7 +168,7 @@ func shaleDevTarget(shale string, flush time.Duration) target {
 			stopProcess(cmd)
 			return nil, err
 		}
-		return &instance{addr: addr, proc: cmd.Process, stop: func() { stopProcess(cmd) }, admin: admin,
+		return &instance{addr: addr, proc: cmd.Process, stop: func() { stopProcess(cmd) }, admin: admin, etcdURL: "http://" + etcd,
 			etcdTxns: func() (int64, error) { return etcdTxnTotal("http://" + etcd) }}, nil
 	}}
 }
@@ -223,7 +224,7 @@ func shaleOnS3(name string, startS3 s3Starter, shale string, flush time.Duration
 			return nil, err
 		}
 		ep := emb.Endpoints()[0]
-		return &instance{addr: addr, proc: cmd.Process, stop: stop, s3: counts, admin: admin,
+		return &instance{addr: addr, proc: cmd.Process, stop: stop, s3: counts, admin: admin, etcdURL: ep,
 			etcdTxns: func() (int64, error) { return etcdTxnTotal(ep) }}, nil
 	}}
 }
