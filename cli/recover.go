@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -97,6 +98,39 @@ type recoveryPlan struct {
 	bytes   int64 // record bytes the index entries cover
 	size    int64 // the manifest's size
 	skipped []string
+	// topics are the topics restored, by ID: offsets and bytes.
+	topics map[metastore.TopicID]*planTopic
+}
+
+// planTopic is what a recover restores of one topic.
+type planTopic struct {
+	name       string
+	partitions int32
+	// records is the sum over partitions of end - start; end the
+	// highest end offset (the next offset a partition hands out).
+	records, end int64
+	bytes        int64 // record bytes its index entries cover
+}
+
+// topic returns the plan's entry for id, made on first use.
+func (p *recoveryPlan) topic(id metastore.TopicID) *planTopic {
+	t := p.topics[id]
+	if t == nil {
+		t = &planTopic{name: "(id " + id.String() + ")"}
+		p.topics[id] = t
+	}
+	return t
+}
+
+// relTopicID parses the topic ID of a relative partitions/<id>/... or
+// index/<id>/... key.
+func relTopicID(rel string) (metastore.TopicID, bool) {
+	parts := strings.SplitN(rel, "/", 3)
+	if len(parts) < 3 {
+		return metastore.TopicID{}, false
+	}
+	id, err := metastore.ParseTopicID(parts[1])
+	return id, err == nil
 }
 
 func runRecover(ctx context.Context, o StackOptions, ro recoverOptions, out, errw io.Writer) error {
@@ -204,19 +238,41 @@ func loadPlan(ctx context.Context, store s3tier.Store, ro recoverOptions, errw i
 }
 
 func readPlan(ctx context.Context, store s3tier.Store, key string) (*recoveryPlan, error) {
-	p := &recoveryPlan{key: key, kinds: map[string]int{}}
+	p := &recoveryPlan{key: key, kinds: map[string]int{}, topics: map[metastore.TopicID]*planTopic{}}
 	h, _, err := lifecycle.ReadManifest(ctx, store, key, manifest.Visitor{
 		Object: func(k string) error { p.objects = append(p.objects, k); return nil },
 		KV: func(k string, v []byte) error {
 			p.kvs = append(p.kvs, metastore.KV{Key: k, Value: v})
 			kind := metastore.SnapshotKind(k)
 			p.kinds[kind]++
-			if kind == metastore.KindIndex {
-				e, err := metastore.DecodeIndexEntry(k, v)
-				if err != nil {
-					return fmt.Errorf("%w: %v", manifest.ErrCorrupt, err)
+			var err error
+			switch kind {
+			case metastore.KindIndex:
+				var e metastore.IndexEntry
+				if e, err = metastore.DecodeIndexEntry(k, v); err == nil {
+					p.bytes += e.Bytes()
+					if id, ok := relTopicID(k); ok {
+						p.topic(id).bytes += e.Bytes()
+					}
 				}
-				p.bytes += e.Bytes()
+			case metastore.KindTopic:
+				var t metastore.Topic
+				if t, err = metastore.DecodeTopic(k, v); err == nil {
+					pt := p.topic(t.ID)
+					pt.name, pt.partitions = t.Name, t.Partitions
+				}
+			case metastore.KindPartition:
+				var st metastore.PartitionState
+				if id, ok := relTopicID(k); ok && strings.Count(k, "/") == 2 {
+					if st, err = metastore.DecodePartitionState(k, v); err == nil {
+						pt := p.topic(id)
+						pt.records += st.NextOffset - st.LogStartOffset
+						pt.end = max(pt.end, st.NextOffset)
+					}
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("%w: %v", manifest.ErrCorrupt, err)
 			}
 			return nil
 		},
@@ -303,7 +359,8 @@ func (p *recoveryPlan) print(w io.Writer, verb string) {
 		created.Format(time.RFC3339), p.header.Writer)
 	fmt.Fprintf(w, "recovery point: %s (records acknowledged after it are not restored)\n", created.Format(time.RFC3339))
 	for _, s := range p.skipped {
-		fmt.Fprintf(w, "skipped corrupt manifest %s\n", s)
+		fmt.Fprintf(w, "skipped corrupt manifest %s: records acknowledged after %s and before it was written are lost;\n"+
+			"  each partition resumes at the offsets below (the next records produced take the lost offsets)\n", s, created.Format(time.RFC3339))
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(name string, n any) { fmt.Fprintf(tw, "  %s\t%v\n", name, n) }
@@ -318,4 +375,18 @@ func (p *recoveryPlan) print(w io.Writer, verb string) {
 	row("other keys", p.kinds[metastore.KindOther])
 	row("etcd keys in all", len(p.kvs))
 	tw.Flush()
+	if len(p.topics) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	ts := make([]*planTopic, 0, len(p.topics))
+	for _, t := range p.topics {
+		ts = append(ts, t)
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i].name < ts[j].name })
+	t := newTable(w, "TOPIC", "PARTITIONS", "RECORDS", "HIGHEST END OFFSET", "BYTES")
+	for _, pt := range ts {
+		t.row(pt.name, pt.partitions, pt.records, pt.end, HumanBytes(pt.bytes))
+	}
+	_ = t.flush()
 }
