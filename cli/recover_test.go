@@ -20,8 +20,11 @@ import (
 // recover (its final manifest holds the last records, with no periodic
 // manifest after them), that recover restores them at their offsets into
 // an empty namespace and the next record takes the next offset, that it
-// refuses a namespace holding keys, and that a corrupt newest manifest is
-// an error naming it unless --skip-corrupt, which restores the one before.
+// refuses a namespace holding keys and a bucket other than the one its
+// manifest names (naming both) unless --new-bucket, that --dry-run prints
+// the plan per topic and changes nothing, and that a corrupt newest
+// manifest is an error naming it unless --skip-corrupt, which restores the
+// one before and says what is lost.
 func TestRecoverAfterGracefulStop(t *testing.T) {
 	_, endpoints := testenv.Etcd(t)
 	dir := t.TempDir()
@@ -54,6 +57,18 @@ func TestRecoverAfterGracefulStop(t *testing.T) {
 
 	recoverTo := func(ns string, extra ...string) (string, string, int) {
 		return run(t, "", append([]string{"recover", "--etcd-endpoints", etcd, "--etcd-namespace", ns, "--bucket", bucket}, extra...)...)
+	}
+	// The bucket copied elsewhere: its manifest names the first one.
+	moved := filepath.Join(t.TempDir(), "moved")
+	if err := os.CopyFS(moved, os.DirFS(bucket)); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := run(t, "", "recover", "--etcd-endpoints", etcd, "--etcd-namespace", "/moved", "--bucket", moved); code == 0 ||
+		!strings.Contains(errs, "was written for the bucket file://"+bucket) || !strings.Contains(errs, moved) || !strings.Contains(errs, "--new-bucket") {
+		t.Fatalf("recover from a copied bucket: %d %s", code, errs)
+	}
+	if out, errs, code := run(t, "", "recover", "--etcd-endpoints", etcd, "--etcd-namespace", "/moved", "--bucket", moved, "--new-bucket"); code != 0 || !hasRow(out, "kept", "1", "3", "3") {
+		t.Fatalf("recover --new-bucket: %d\n%s%s", code, out, errs)
 	}
 	out, errs, code := recoverTo("/restored", "--dry-run")
 	// The plan: topic kept, 1 partition, 3 records, end offset 3.
