@@ -21,16 +21,31 @@ const kafkaGoTestTimeout = 90 * time.Second
 // (ktesting.KafkaIsAtLeast): shale serves the APIs of Kafka 3.x and later.
 const kafkaGoVersion = "3.7.0"
 
-// kafkaGoEnv is the environment some kafka-go tests run with. Its
-// transaction tests skip themselves for KAFKA_VERSION 3.0.0 and later
-// ("fails on Kafka 3.0.0 or higher"); kafka-go's CI runs them against
-// Kafka 2.8, and so do we: they test the wire protocol, which shale serves
-// as Kafka 2.8 did.
-var kafkaGoEnv = map[string][]string{
-	"TestClientAddOffsetsToTxn":    {"KAFKA_VERSION=2.8.0"},
-	"TestClientAddPartitionsToTxn": {"KAFKA_VERSION=2.8.0"},
-	"TestClientInitProducerId":     {"KAFKA_VERSION=2.8.0"},
-	"TestClientTxnOffsetCommit":    {"KAFKA_VERSION=2.8.0"},
+// kafkaGoExtra: how some kafka-go tests run. Its transaction tests skip
+// themselves for KAFKA_VERSION 3.0.0 and later ("fails on Kafka 3.0.0 or
+// higher"); kafka-go's CI runs them against Kafka 2.8, and so do we: they
+// test the wire protocol, which shale serves as Kafka 2.8 did.
+//
+// TestReaderConsumerGroup runs without four subtests that fail against any
+// broker: three call the test helper getOffsets, which builds a
+// ConsumerGroup without its connect function and calls it (a nil-function
+// panic before any request is sent: consumergroup.go:903 from
+// reader_test.go:1654 in v0.4.51); "consumer group rebalance" writes 24
+// records to the scenario's 3 partitions (8 each) and expects each of its
+// two readers to fetch 12, but one of them is assigned a single partition
+// (its test constant still says 2 partitions). Its other six subtests run
+// and must pass.
+var kafkaGoExtra = map[string]testExtra{
+	"TestClientAddOffsetsToTxn":    {env: []string{"KAFKA_VERSION=2.8.0"}},
+	"TestClientAddPartitionsToTxn": {env: []string{"KAFKA_VERSION=2.8.0"}},
+	"TestClientInitProducerId":     {env: []string{"KAFKA_VERSION=2.8.0"}},
+	"TestClientTxnOffsetCommit":    {env: []string{"KAFKA_VERSION=2.8.0"}},
+	"TestReaderConsumerGroup": {brokenSubtests: []brokenSubtest{
+		{"verify_offset_committed", "getOffsets calls a nil function"},
+		{"verify_offset_committed_when_using_interval_committer", "getOffsets calls a nil function"},
+		{"consumer_group_commits_on_close", "getOffsets calls a nil function"},
+		{"consumer_group_rebalance", "wants 12 records per reader from 3 partitions of 8"},
+	}},
 }
 
 // TestKafkaGoSuite proves that segmentio/kafka-go's own integration tests
@@ -62,7 +77,7 @@ func TestKafkaGoSuite(t *testing.T) {
 	wrap := []string{"nsenter", "--net=/proc/" + strconv.Itoa(pid) + "/ns/net"}
 	env := append(testenv.EnvWithout("KAFKA_"), "KAFKA_VERSION="+kafkaGoVersion)
 	start := time.Now()
-	rs := runSuiteVia(wrap, kafkaGoEnv, s, filter, env, kafkaGoTestTimeout, parallel, kafkaGoPending)
+	rs := runSuiteVia(wrap, kafkaGoExtra, s, filter, env, kafkaGoTestTimeout, parallel, kafkaGoPending)
 	title := fmt.Sprintf("segmentio/kafka-go integration suite vs `shale agent --dev` (own network namespace, localhost:9092), KAFKA_VERSION=%s, %d at a time", kafkaGoVersion, parallel)
 	fmt.Print(table(title, rs, time.Since(start)))
 	for _, r := range rs {

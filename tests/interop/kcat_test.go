@@ -79,6 +79,22 @@ func TestKcatRoundTrip(t *testing.T) {
 		if !slices.Equal(parts, []int32{0, 1, 2, 3, 4, 5}) {
 			t.Errorf("kcat -L: partitions %v, want 0..5", parts)
 		}
+		// All topics: __consumer_offsets is listed, as Kafka lists it, with
+		// its 50 partitions (librdkafka's metadata has no internal flag;
+		// agent's TestConsumerOffsetsIsInternal checks IsInternal by kadm).
+		md.Topics = nil
+		if err := json.Unmarshal(runTool(t, nil, kcat, "-b", c.Addr(1), "-L", "-J"), &md); err != nil {
+			t.Fatalf("kcat -L -J output is not JSON: %v", err)
+		}
+		i := -1
+		for j, tp := range md.Topics {
+			if tp.Topic == "__consumer_offsets" {
+				i = j
+			}
+		}
+		if i < 0 || md.Topics[i].Err != "" || len(md.Topics[i].Partitions) != 50 {
+			t.Errorf("kcat -L (all topics) through agent 1: __consumer_offsets not listed with 50 partitions: %+v", md.Topics)
+		}
 	})
 
 	// Header values are static in kcat's line mode, and it stamps records
