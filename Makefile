@@ -82,10 +82,13 @@ fuzz-short:
 fuzz:
 	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
-## soak: the long reliability campaign (SHALE_SOAK_KILLS agent kills, default 200), then prints its counts
+## soak: the long reliability campaign (SHALE_SOAK_KILLS agent kills, default 200), then prints its counts;
+## then the exactly-once chain across SHALE_EOS_KILLS transaction-coordinator kills (default 10; make test runs 1)
 SHALE_SOAK_KILLS ?= 200
+SHALE_EOS_KILLS ?= 10
 soak: test-deps
 	set -o pipefail; SHALE_SOAK_KILLS=$(SHALE_SOAK_KILLS) $(GO) test -count=1 -v -timeout 90m -run 'TestCrashCampaign' ./tests/reliability/ 2>&1 | tee /tmp/shale-soak.log | grep -E '^(crash campaign|---|ok|FAIL|PASS)|: kill [0-9]+/|audit'
+	set -o pipefail; SHALE_EOS_KILLS=$(SHALE_EOS_KILLS) $(GO) test -count=1 -v -timeout 30m -run 'TestExactlyOnceChain' ./tests/interop/ 2>&1 | tee /tmp/shale-soak-eos.log | grep -E '^(---|ok|FAIL|PASS)|txn_eos_test'
 
 ## bench: shale vs kfake and vs the raw S3 server, one run, one table (+ bench-results/*.json, *.svg); key compaction (bench-results/keycompaction.txt)
 bench: test-deps
