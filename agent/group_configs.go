@@ -11,8 +11,10 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,14 +32,16 @@ type groupConfigDef struct {
 	def      string
 	min, max int64    // integer configs
 	oneOf    []string // string configs
-	doc      string
+	// valid, when set, validates a string config instead of oneOf.
+	valid func(string) error
+	doc   string
 }
 
 // groupConfigDefs are the group configs shale knows, with Kafka's defaults
 // (the broker-level group.* settings) and ranges.
 var groupConfigDefs = map[string]groupConfigDef{
-	"share.auto.offset.reset": {typ: kmsg.ConfigTypeString, def: "latest", oneOf: []string{"earliest", "latest"},
-		doc: "Where a share group starts reading a partition it has no state for: latest (the high watermark) or earliest (the log start)."},
+	"share.auto.offset.reset": {typ: kmsg.ConfigTypeString, def: "latest", valid: validShareReset,
+		doc: "Where a share group starts reading a partition it has no state for: latest (the high watermark), earliest (the log start), or by_duration:<ISO-8601 duration> (the first record whose timestamp is at most that long ago, e.g. by_duration:PT1H; latest when there is none)."},
 	"share.record.lock.duration.ms": {typ: kmsg.ConfigTypeInt, def: strconv.Itoa(int(share.DefaultLockDuration.Milliseconds())), min: 1000, max: 3600000,
 		doc: "How long a share consumer holds records it acquired before they are released for redelivery."},
 	"share.delivery.count.limit": {typ: kmsg.ConfigTypeInt, def: strconv.Itoa(share.DefaultDeliveryLimit), min: 2, max: share.MaxDeliveryLimit,
@@ -61,6 +65,10 @@ func validateGroupConfig(name string, value *string) error {
 		return fmt.Errorf("unknown group config %q", name)
 	case value == nil:
 		return fmt.Errorf("null value for %q", name)
+	case def.valid != nil:
+		if err := def.valid(*value); err != nil {
+			return fmt.Errorf("%s: %v", name, err)
+		}
 	case def.oneOf != nil:
 		if !slices.Contains(def.oneOf, *value) {
 			return fmt.Errorf("%s must be one of %v, not %q", name, def.oneOf, *value)
@@ -199,4 +207,60 @@ func (s *Server) groupConfigInt(ctx context.Context, group, name string) int64 {
 		n, _ = strconv.ParseInt(groupConfigDefs[name].def, 10, 64)
 	}
 	return n
+}
+
+// shareResetByDuration prefixes share.auto.offset.reset's third form
+// (KIP-1106).
+const shareResetByDuration = "by_duration:"
+
+func validShareReset(v string) error {
+	if v == "earliest" || v == "latest" {
+		return nil
+	}
+	if d, ok := strings.CutPrefix(v, shareResetByDuration); ok {
+		_, err := parseISODuration(d)
+		return err
+	}
+	return fmt.Errorf("want earliest, latest or by_duration:<ISO-8601 duration> (e.g. by_duration:PT1H), not %q", v)
+}
+
+// parseISODuration parses a non-negative ISO-8601 duration as Java's
+// Duration.parse reads it (what Kafka uses): P[nD][T[nH][nM][n[.n]S]],
+// letters in either case.
+func parseISODuration(s string) (time.Duration, error) {
+	bad := fmt.Errorf("bad ISO-8601 duration %q: want P[nD][T[nH][nM][n[.n]S]], e.g. PT30M or P1DT12H", s)
+	u := strings.ToUpper(s)
+	rest, ok := strings.CutPrefix(u, "P")
+	if !ok || rest == "" || rest == "T" || strings.HasSuffix(rest, "T") {
+		return 0, bad
+	}
+	date, tm, hasT := strings.Cut(rest, "T")
+	var total float64
+	take := func(part string, units []string, scales []float64) bool {
+		for part != "" {
+			i := strings.IndexAny(part, "DHMS")
+			if i <= 0 {
+				return false
+			}
+			n, err := strconv.ParseFloat(part[:i], 64)
+			if err != nil || n < 0 || strings.ContainsAny(part[:i], "eE+-") {
+				return false
+			}
+			j := slices.Index(units, part[i:i+1])
+			if j < 0 || (part[i] != 'S' && strings.Contains(part[:i], ".")) {
+				return false
+			}
+			total += n * scales[j]
+			units, scales = units[j+1:], scales[j+1:] // each unit once, in order
+			part = part[i+1:]
+		}
+		return true
+	}
+	if !take(date, []string{"D"}, []float64{86400}) || hasT && !take(tm, []string{"H", "M", "S"}, []float64{3600, 60, 1}) {
+		return 0, bad
+	}
+	if total > float64(math.MaxInt64)/1e9 {
+		return 0, bad
+	}
+	return time.Duration(total * 1e9), nil
 }

@@ -61,8 +61,9 @@ package agent
 //   - ShareFetch and ShareAcknowledge are served by any agent, never
 //     NOT_LEADER_OR_FOLLOWER.
 //   - A share-partition is initialized at the first ShareFetch of it (Kafka:
-//     when first assigned); share.auto.offset.reset is earliest or latest
-//     (not by_duration).
+//     when first assigned); share.auto.offset.reset is earliest, latest or
+//     by_duration:<ISO-8601 duration> (the first record that recent, else
+//     latest).
 //   - An acknowledgement arriving after its lock expired is refused
 //     (INVALID_RECORD_STATE) even if nobody acquired the record meanwhile,
 //     as Kafka's timer would have released it.

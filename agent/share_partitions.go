@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -182,8 +183,22 @@ func (s *Server) shareInit(ctx context.Context, group string, id metastore.Topic
 		if err != nil {
 			return nil, err
 		}
-		if s.groupConfig(ctx, group, "share.auto.offset.reset") == "earliest" {
+		reset := s.groupConfig(ctx, group, "share.auto.offset.reset")
+		if reset == "earliest" {
 			return share.New(start), nil
+		}
+		if v, ok := strings.CutPrefix(reset, shareResetByDuration); ok {
+			d, err := parseISODuration(v)
+			if err != nil {
+				return nil, err
+			}
+			off, _, err := s.eng.ListOffset(ctx, id, p, time.Now().Add(-d).UnixMilli())
+			if err != nil {
+				return nil, err
+			}
+			if off >= 0 { // else no record that recent: latest
+				return share.New(min(max(off, start), next)), nil
+			}
 		}
 		return share.New(next), nil
 	}

@@ -289,3 +289,52 @@ func TestShareTwoAgentsAcquireOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestShareResetByDuration proves share.auto.offset.reset=by_duration:<ISO
+// duration> starts a share group at the first record at most that old, at
+// the log end when there is none, and that a malformed value is
+// INVALID_CONFIG.
+func TestShareResetByDuration(t *testing.T) {
+	e := newShareEnv(t, 1, 0)
+	ctx := testCtx(t, 30*time.Second)
+	prod := e.c.Client(t, kgo.DefaultProduceTopic(e.topic))
+	old := time.Now().Add(-2 * time.Hour)
+	for i := range 10 {
+		ts := old.Add(time.Duration(i) * time.Second)
+		if i >= 6 {
+			ts = time.Now().Add(-time.Minute)
+		}
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte(strconv.Itoa(i)), Timestamp: ts}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set := func(group, v string) int16 {
+		r := kmsg.NewPtrIncrementalAlterConfigsRequest()
+		res := kmsg.NewIncrementalAlterConfigsRequestResource()
+		res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
+		c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		c.Name, c.Value = "share.auto.offset.reset", kmsg.StringPtr(v)
+		res.Configs = append(res.Configs, c)
+		r.Resources = append(r.Resources, res)
+		return e.req(t, 0, r).(*kmsg.IncrementalAlterConfigsResponse).Resources[0].ErrorCode
+	}
+	wantCode(t, "by_duration without a duration", set("g1", "by_duration:1h"), kerr.InvalidConfig)
+	for _, c := range []struct {
+		group, reset string
+		first        int64 // -1: nothing acquired (started at the end)
+	}{
+		{"g1", "by_duration:PT1H", 6},
+		{"g2", "by_duration:P1D", 0},
+		{"g3", "by_duration:PT10S", -1},
+	} {
+		wantCode(t, "set "+c.reset, set(c.group, c.reset), nil)
+		wantCode(t, "join "+c.group, e.heartbeat(t, c.group, "m", 0).ErrorCode, nil)
+		got := acquired(e.fetch(t, 0, c.group, "m", 0, 100))
+		switch {
+		case c.first < 0 && len(got) != 0:
+			t.Errorf("%s acquired %v, want nothing (no record that recent)", c.reset, got)
+		case c.first >= 0 && (len(got) == 0 || got[0][0] != c.first || got[len(got)-1][1] != 9):
+			t.Errorf("%s acquired %v, want %d to 9", c.reset, got, c.first)
+		}
+	}
+}
