@@ -458,3 +458,120 @@ func mustTopicID(t *testing.T, c *agenttest.Cluster, name string) metastore.Topi
 	}
 	return tp.ID
 }
+
+// TestKeyCompactedTransactions proves key compaction over transactional
+// writes, as Kafka's log cleaner treats them: with franz-go transactional
+// producers through agent A (a committed transaction, an aborted one, a
+// committed one, then one left open) around plain records, a compaction
+// pass keeps, below the last stable offset, only the latest committed
+// record of each key (the aborted records are removed, never mapped, so
+// an aborted value never hides a committed one) and leaves the open
+// transaction and everything after it dirty; read_uncommitted and
+// read_committed consumers on agent B read exactly that, at the offsets
+// first assigned. Once the open transaction commits, the next pass
+// compacts it too.
+func TestKeyCompactedTransactions(t *testing.T) {
+	c := agenttest.Start(t, agenttest.Options{Agents: 2})
+	ctx := testCtx(t, time.Minute)
+	const topic = "kc-txn"
+	if _, err := c.Meta.CreateTopic(ctx, topic, 1, map[string]string{"cleanup.policy": "compact", "segment.ms": "1", "min.cleanable.dirty.ratio": "0"}); err != nil {
+		t.Fatal(err)
+	}
+	type kv struct {
+		off int64
+		key string
+		val string
+	}
+	produce := func(cl *kgo.Client, pairs ...string) []kv {
+		t.Helper()
+		var out []kv
+		for i := 0; i < len(pairs); i += 2 {
+			r := &kgo.Record{Key: []byte(pairs[i]), Value: []byte(pairs[i+1])}
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatalf("produce %s=%s: %v", pairs[i], pairs[i+1], err)
+			}
+			out = append(out, kv{r.Offset, pairs[i], pairs[i+1]})
+		}
+		return out
+	}
+	txn := func(cl *kgo.Client, end *kgo.TransactionEndTry, pairs ...string) []kv {
+		t.Helper()
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		out := produce(cl, pairs...)
+		if end != nil {
+			if err := cl.EndTransaction(ctx, *end); err != nil {
+				t.Fatalf("end transaction: %v", err)
+			}
+		}
+		return out
+	}
+	commit, abort := kgo.TryCommit, kgo.TryAbort
+	dial := pinnedDialer(c.Agents[0].Addr)
+	plain := c.Client(t, dial, kgo.DefaultProduceTopic(topic))
+	tx1 := c.Client(t, dial, kgo.DefaultProduceTopic(topic), kgo.TransactionalID("kc-t1"), kgo.TransactionTimeout(time.Minute))
+	tx2 := c.Client(t, dial, kgo.DefaultProduceTopic(topic), kgo.TransactionalID("kc-t2"), kgo.TransactionTimeout(time.Minute))
+
+	p1 := produce(plain, "a", "1", "b", "1")
+	txn(tx1, &commit, "a", "2", "c", "1")
+	txn(tx1, &abort, "a", "3", "b", "2")
+	t3 := txn(tx1, &commit, "a", "4", "c", "2")
+	open := txn(tx2, nil, "b", "3")
+	after := produce(plain, "a", "5")
+
+	cfg := lifecycle.KeyCompactConfig{CompactConfig: lifecycle.CompactConfig{Settle: time.Nanosecond, TempDir: t.TempDir(),
+		Now: func() time.Time { return time.Now().Add(time.Second) }}}
+	compact := func() lifecycle.KeyCompactStats {
+		t.Helper()
+		st, err := lifecycle.CompactKeys(ctx, c.Store, c.Meta, cfg, nil)
+		if err != nil || st.Failed > 0 {
+			t.Fatalf("compaction: %+v, %v", st, err)
+		}
+		return st
+	}
+	st := compact()
+	if st.Passes != 1 || st.RecordsRemoved != 5 {
+		t.Fatalf("compaction: %+v; want one pass removing a=1, a=2, c=1 (superseded) and a=3, b=2 (aborted)", st)
+	}
+	read := func(committed bool, last int64) []kv {
+		t.Helper()
+		opts := []kgo.Opt{pinnedDialer(c.Agents[1].Addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}})}
+		if committed {
+			opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		}
+		r := c.Client(t, opts...)
+		defer r.Close()
+		var got []kv
+		for len(got) == 0 || got[len(got)-1].off < last {
+			fs := r.PollFetches(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("read up to %d (committed %v): got %+v", last, committed, got)
+			}
+			fs.EachRecord(func(rec *kgo.Record) { got = append(got, kv{rec.Offset, string(rec.Key), string(rec.Value)}) })
+		}
+		return got
+	}
+	// Below the open transaction: b=1, a=4, c=2; then the open b=3 and a=5.
+	stable := []kv{p1[1], t3[0], t3[1]}
+	if got, want := read(false, after[0].off), append(append(slices.Clone(stable), open...), after...); !reflect.DeepEqual(got, want) {
+		t.Errorf("read_uncommitted: %+v, want %+v", got, want)
+	}
+	if got := read(true, t3[1].off); !reflect.DeepEqual(got, stable) {
+		t.Errorf("read_committed: %+v, want %+v", got, stable)
+	}
+	if st := compact(); st.Passes != 0 {
+		t.Errorf("a pass below an open transaction that stays open: %+v, want none", st)
+	}
+
+	if err := tx2.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if st := compact(); st.Passes != 1 || st.RecordsRemoved != 2 {
+		t.Fatalf("compaction after the commit: %+v; want b=1 and a=4 removed", st)
+	}
+	want := []kv{t3[1], open[0], after[0]}
+	if got := read(true, after[0].off); !reflect.DeepEqual(got, want) {
+		t.Errorf("read_committed after the commit: %+v, want %+v", got, want)
+	}
+}

@@ -89,23 +89,25 @@
 //     wrapping segment.ErrCorrupt, logged, counted (KeyCompactStats.Failed),
 //     before anything of it is written; other partitions go on.
 //
-// Transactions (#17) exist: a pass stops at the first transactional or
-// control batch, so a partition is not compacted past its first
-// transactional write yet (safe, never wrong). To compact them, as Kafka's
-// LogCleaner does:
+// Transactions, as Kafka's LogCleaner treats them:
 //
-//   - records of an aborted transaction are removed like obsolete records
-//     (never visible to read_committed consumers), from the
-//     aborted-transaction ranges the partition keeps, and never enter the
-//     key map;
-//   - records of an open transaction (above the last stable offset) stay
-//     dirty: the pass stops at the LSO, not at the high watermark;
-//   - a control batch (commit/abort marker) is kept until every record of
-//     its transaction is gone and delete.retention.ms has passed since the
-//     pass that found it so, like a tombstone;
-//   - the header of each producer's last batch is kept (FilterRecords
-//     already keeps every emptied batch's header) so producer state
-//     rebuilt from the log still de-duplicates that producer's retries.
+//   - the cleanable range ends before the last stable offset: records of an
+//     open transaction, and everything after them, stay dirty;
+//   - a transactional batch of an aborted transaction (the partition's
+//     aborted-transaction index in etcd, loaded up to MaxAbortedTxns; more
+//     fails the partition's pass rather than guess) is never mapped, so an
+//     aborted value never hides a committed one, and its records are removed
+//     (never visible to read_committed consumers); committed transactional
+//     records are compacted like any other;
+//   - control batches (commit and abort markers) are kept as they are,
+//     always. Kafka removes a marker once its transaction's records are
+//     gone and delete.retention.ms has passed; shale does not yet, so each
+//     transaction leaves its marker (one record batch per partition) in a
+//     compacted log for good. The aborted-transaction index entries stay
+//     too (retention trims them below the log start only);
+//   - producer state (idempotence, epochs) lives in etcd, not in the log,
+//     so no batch header has to be kept for it (FilterRecords keeps every
+//     emptied batch's header anyway).
 //
 // Engines see a rewrite through their index watch (a deleted entry key, or
 // an overwritten one when a single entry is replaced) and drop the

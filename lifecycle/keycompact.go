@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/shale-dev/shale/metastore"
@@ -78,10 +79,11 @@ func (s *KeyCompactStats) addPartition(o KeyCompactStats) {
 // each committed at least Settle ago and at least min(segment.ms,
 // max.compaction.lag.ms) ago (the active head; segment entries, already
 // rewritten from such entries, count as past it), whose records are all at
-// least min.compaction.lag.ms old (by MaxTimestamp), with no transactional
-// batch, cut where the key map would outgrow MapBytes. Records of the range
-// superseded by a later record of the same key in the range are removed,
-// and so are tombstones (null values) that st says a pass reached at least
+// least min.compaction.lag.ms old (by MaxTimestamp), ending below the last
+// stable offset, cut where the key map would outgrow MapBytes. Records of
+// the range superseded by a later record of the same key in the range are
+// removed, and so are the records of aborted transactions (never mapped;
+// transaction markers are kept) and tombstones (null values) that st says a pass reached at least
 // delete.retention.ms ago (CleanerState.ReachedMs). The pass runs only when
 // the dirty section (from the checkpoint) holds at least
 // min.cleanable.dirty.ratio of the cleanable bytes, or its first entry's
@@ -101,7 +103,7 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 	now := cfg.Now().UnixMilli()
 	committedBy := min(now-cfg.Settle.Milliseconds(), now-min(c.SegmentMs, c.MaxLagMs))
 	var cleanable []metastore.IndexEntry
-	_, rev, err := meta.ScanIndex(ctx, t.ID, partition, func(e metastore.IndexEntry) bool {
+	ps, rev, err := meta.ScanIndex(ctx, t.ID, partition, func(e metastore.IndexEntry) bool {
 		// A segment entry's CommittedMs is its rewrite: its records were
 		// settled and past the head when first compacted.
 		if e.Kind == metastore.EntryChunk && e.CommittedMs > committedBy || e.MaxTimestamp > now-c.MinLagMs {
@@ -110,8 +112,21 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 		cleanable = append(cleanable, e)
 		return true
 	})
-	if err != nil || len(cleanable) == 0 {
+	if err != nil {
 		return stats, err
+	}
+	// Records of open transactions stay dirty: the range ends before the
+	// last stable offset.
+	lso := ps.LastStableOffset()
+	for len(cleanable) > 0 && cleanable[len(cleanable)-1].LastOffset >= lso {
+		cleanable = cleanable[:len(cleanable)-1]
+	}
+	if len(cleanable) == 0 {
+		return stats, nil
+	}
+	aborted, err := loadAborted(ctx, meta, t.ID, partition, cleanable[len(cleanable)-1].LastOffset)
+	if err != nil {
+		return stats, fmt.Errorf("key compaction of %s/%d: %w", t.Name, partition, err)
 	}
 	fc := span.NewFooterCache(16)
 	dirty := 0
@@ -129,14 +144,13 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 		return stats, nil // not dirty enough yet
 	}
 	stats.Forced = forced
-	latest, cut, err := mapKeys(ctx, store, fc, t.ID, partition, cleanable[dirty:], from, cfg.MapBytes)
+	latest, cut, err := mapKeys(ctx, store, fc, t.ID, partition, cleanable[dirty:], from, cfg.MapBytes, aborted)
 	if err != nil {
 		return stats, err
 	}
 	stats.Keys = len(latest)
-	if len(latest) == 0 && cut <= max(from, cleanable[dirty].BaseOffset) {
-		log.Info("key compaction: nothing to map (a transactional batch)", "topic", t.Name, "partition", partition, "offset", cut)
-		return stats, nil
+	if cut <= max(from, cleanable[dirty].BaseOffset) {
+		return stats, nil // nothing mapped
 	}
 	n := dirty
 	for n < len(cleanable) && cleanable[n].BaseOffset < cut {
@@ -156,7 +170,12 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 		rw := &rewriter{}
 		var removed, tombstones int64
 		rw.fn = func(abs int64, raw []byte) ([]byte, error) {
+			h, _ := segment.ParseBatchHeader(raw)
+			abortedBatch := h.IsTransactional() && aborted.has(h.ProducerID, abs)
 			out, kept, err := segment.FilterRecords(raw, func(r segment.Record) bool {
+				if abortedBatch {
+					return false // never visible to read_committed consumers
+				}
 				if r.KeyNull {
 					return true
 				}
@@ -173,7 +192,7 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 			if err != nil {
 				return nil, fmt.Errorf("key compaction of %s/%d at offset %d: %w", t.Name, partition, abs, err)
 			}
-			if h, _ := segment.ParseBatchHeader(raw); int(h.RecordCount) != kept {
+			if int(h.RecordCount) != kept {
 				rw.changed = true
 				removed += int64(h.RecordCount) - int64(kept)
 			}
@@ -204,11 +223,12 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 
 // mapKeys reads entries in order from offset from and maps each key to
 // the offset of its latest record, until the map would outgrow budget
-// bytes or a transactional batch is met. It returns the map and the first
+// bytes. Control batches (transaction markers) and the batches of aborted
+// transactions hold no key to map. It returns the map and the first
 // offset it did not map (the cut): every record below it and at or above
 // from is in the map.
 func mapKeys(ctx context.Context, store s3tier.Store, fc *span.FooterCache, id metastore.TopicID, partition int32,
-	entries []metastore.IndexEntry, from, budget int64) (map[string]int64, int64, error) {
+	entries []metastore.IndexEntry, from, budget int64, aborted abortedTxns) (map[string]int64, int64, error) {
 	latest := make(map[string]int64)
 	var used int64
 	var d segment.Decoder
@@ -227,8 +247,8 @@ func mapKeys(ctx context.Context, store s3tier.Store, fc *span.FooterCache, id m
 				if abs+bt.Header.OffsetSpan() <= from {
 					continue
 				}
-				if bt.Header.IsTransactional() || bt.Header.IsControl() {
-					return latest, max(abs, from), nil // transactions are not compacted yet
+				if bt.Header.IsControl() || bt.Header.IsTransactional() && aborted.has(bt.Header.ProducerID, abs) {
+					continue
 				}
 				recs, err := d.Decode(bt.Raw)
 				if err != nil {
@@ -253,6 +273,52 @@ func mapKeys(ctx context.Context, store s3tier.Store, fc *span.FooterCache, id m
 		}
 	}
 	return latest, entries[len(entries)-1].LastOffset + 1, nil
+}
+
+// MaxAbortedTxns bounds the aborted transactions a pass loads for one
+// partition (about 24 bytes each); a partition with more is not compacted
+// (its pass fails, logged and counted) rather than compacted wrongly.
+const MaxAbortedTxns = 1 << 20
+
+// abortedTxns are a partition's aborted transactions by producer ID.
+type abortedTxns map[int64][]metastore.AbortedTxn
+
+// has reports whether producer pid's transactional batch at offset abs
+// belongs to an aborted transaction.
+func (a abortedTxns) has(pid, abs int64) bool {
+	for _, t := range a[pid] {
+		if t.FirstOffset <= abs && abs <= t.LastOffset {
+			return true
+		}
+	}
+	return false
+}
+
+// loadAborted reads the partition's aborted transactions that begin at or
+// below to, in pages (ordered by their last offset, so a transaction that
+// begins below to and ends far above it is found too).
+func loadAborted(ctx context.Context, meta *metastore.Store, id metastore.TopicID, partition int32, to int64) (abortedTxns, error) {
+	const page = 1000
+	out := abortedTxns{}
+	n := 0
+	for from := int64(0); ; {
+		ts, err := meta.AbortedTxns(ctx, id, partition, from, math.MaxInt64, page) // by last offset: unfiltered pages
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			if t.FirstOffset <= to {
+				out[t.ProducerID] = append(out[t.ProducerID], t)
+			}
+			from = max(from, t.LastOffset+1)
+		}
+		if n += len(ts); n > MaxAbortedTxns {
+			return nil, fmt.Errorf("more than %d aborted transactions below offset %d: not compacted", MaxAbortedTxns, to)
+		}
+		if len(ts) < page {
+			return out, nil
+		}
+	}
 }
 
 // CompactKeys runs one key-compaction pass over every partition of every

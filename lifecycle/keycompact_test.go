@@ -225,9 +225,11 @@ func readModel(t *testing.T, cli *clientv3.Client, store s3tier.Store, tp metast
 }
 
 // TestCompactKeysStopsAtTransactions proves a pass never maps or rewrites
-// past a transactional batch (transactions are not compacted yet): with
-// key "a" in three objects, the second transactional, the pass maps only
-// the first object, removes nothing, and every record stays readable.
+// at or past the last stable offset: with key "a" in three objects, the
+// second a transactional batch whose transaction is still open, the pass
+// maps only the first object (removing its older "a"), the next maps
+// nothing, and every record from the open transaction on stays readable.
+// (Decided transactions: agent's TestKeyCompactedTransactions.)
 func TestCompactKeysStopsAtTransactions(t *testing.T) {
 	cli, _ := testenv.Etcd(t)
 	store, err := s3tier.NewDirStore(t.TempDir())
