@@ -14,9 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/tests/cluster"
 )
 
@@ -29,7 +33,9 @@ const largeRecord = 50 << 20
 // and another by franz-go through agent A are consumed whole and intact
 // through agent B by franz-go (with its default 50 MiB fetch limit, below
 // the batch) and by kcat. Each batch is larger than --flush-bytes, so each
-// goes up in an object of its own by multipart upload. The agents' peak
+// goes up in an object of its own by multipart upload: the bucket holds two
+// objects above 50 MiB, each smaller than two records, each with a
+// multipart ETag ("<md5>-<parts>"). The agents' peak
 // RSS is logged: memory use per large batch is a few copies of it, not
 // one per stage.
 func TestLargeRecordAcrossAgents(t *testing.T) {
@@ -106,6 +112,16 @@ func TestLargeRecordAcrossAgents(t *testing.T) {
 	if !bytes.Equal(out, append(viaKcat, viaFranz...)) {
 		t.Fatalf("kcat consume read %d bytes, want the two records (%d bytes)", len(out), 2*largeRecord)
 	}
+	large := largeObjects(ctx, t, c.S3(), largeRecord)
+	if len(large) != 2 {
+		t.Errorf("objects of at least %d MiB in the bucket: %v, want 2 (one per large record)", largeRecord>>20, large)
+	}
+	for key, o := range large {
+		if o.size >= 2*largeRecord || !strings.Contains(o.etag, "-") {
+			t.Errorf("object %s: %d bytes, ETag %s; want one record's object (< %d bytes), uploaded in parts", key, o.size, o.etag, 2*largeRecord)
+		}
+	}
+	t.Logf("large objects in the bucket: %v", large)
 	for i := range 2 {
 		hwm, rss := peakRSS(t, c.Pid(i))
 		t.Logf("agent %d: peak RSS %d MiB (%d MiB before the records, %d MiB now); two %d MiB records produced through agent %d, consumed through agent %d",
@@ -116,6 +132,35 @@ func TestLargeRecordAcrossAgents(t *testing.T) {
 			t.Errorf("agent %d: peak RSS grew by %d MiB for %d MiB records, more than %d copies", i, (hwm-base[i])>>20, largeRecord>>20, copies)
 		}
 	}
+}
+
+type objectInfo struct {
+	size int64
+	etag string
+}
+
+func (o objectInfo) String() string { return fmt.Sprintf("%d bytes, ETag %s", o.size, o.etag) }
+
+// largeObjects lists the bucket's objects of at least min bytes, with
+// their ETags (a multipart upload's is "<md5>-<parts>").
+func largeObjects(ctx context.Context, t *testing.T, srv testenv.S3Server, min int64) map[string]objectInfo {
+	t.Helper()
+	cl := s3.New(s3.Options{Region: srv.Region, BaseEndpoint: aws.String(srv.Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, "")})
+	out := map[string]objectInfo{}
+	p := s3.NewListObjectsV2Paginator(cl, &s3.ListObjectsV2Input{Bucket: aws.String(srv.Bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("list bucket %s: %v", srv.Bucket, err)
+		}
+		for _, o := range page.Contents {
+			if aws.ToInt64(o.Size) >= min {
+				out[aws.ToString(o.Key)] = objectInfo{size: aws.ToInt64(o.Size), etag: strings.Trim(aws.ToString(o.ETag), `"`)}
+			}
+		}
+	}
+	return out
 }
 
 func sums(bs [][]byte) string {
