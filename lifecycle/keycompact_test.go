@@ -368,3 +368,98 @@ func TestCompactKeysStopsAtCorruptBatch(t *testing.T) {
 		t.Errorf("partition 1 not compacted: %+v", st)
 	}
 }
+
+// TestCompactKeysLags proves the configs that say when records are
+// compacted: min.compaction.lag.ms (records younger stay, even superseded),
+// segment.ms (entries committed within it are the active head and stay
+// dirty), min.cleanable.dirty.ratio (a pass waits until enough of the log
+// is dirty) and max.compaction.lag.ms (a dirty record that old forces a
+// pass whatever the ratio).
+func TestCompactKeysLags(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	store, err := s3tier.NewDirStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := lcCtx(t)
+	meta := metastore.New(cli, lcNS)
+	e := newEngine(t, cli, store)
+	produce := func(tp metastore.Topic, ts int64, kvs ...string) {
+		t.Helper()
+		o := segmenttest.BatchOptions{Timestamp: ts}
+		for i := 0; i < len(kvs); i += 2 {
+			o.Keys, o.Values = append(o.Keys, []byte(kvs[i])), append(o.Values, []byte(kvs[i+1]))
+		}
+		pend := e.Produce(ctx, tp.ID, 0, segmenttest.Batch(o))
+		if err := e.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pend.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pass := func(tp metastore.Topic, later time.Duration) lifecycle.KeyCompactStats {
+		t.Helper()
+		cfg := lifecycle.KeyCompactConfig{CompactConfig: compactCfg(t)}
+		cfg.Now = func() time.Time { return time.Now().Add(time.Second + later) }
+		st, err := meta.GetCleanerState(ctx, tp.ID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks, err := lifecycle.CompactKeysPartition(ctx, store, meta, cfg, tp, 0, st, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks.MappedTo > st.Checkpoint {
+			st.AddPass(ks.MappedTo, cfg.Now().UnixMilli())
+			if err := meta.SaveCleanerState(ctx, tp.ID, 0, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return ks
+	}
+	now := time.Now().UnixMilli()
+	for _, c := range []struct {
+		name    string
+		configs map[string]string
+	}{
+		{"min.compaction.lag.ms", map[string]string{"min.compaction.lag.ms": "3600000", "segment.ms": "1"}},
+		{"segment.ms", map[string]string{"segment.ms": "3600000"}},
+	} {
+		c.configs["cleanup.policy"], c.configs["min.cleanable.dirty.ratio"] = "compact", "0"
+		tp, err := meta.CreateTopic(ctx, "lag-"+strings.ReplaceAll(c.name, ".", "-"), 1, c.configs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		produce(tp, now, "a", "1", "a", "2")
+		if st := pass(tp, 0); st.RecordsRemoved != 0 || st.MappedTo != -1 {
+			t.Errorf("%s of an hour, records just written: %+v, want nothing compacted", c.name, st)
+		}
+		if st := pass(tp, 2*time.Hour); st.RecordsRemoved != 1 {
+			t.Errorf("%s of an hour, two hours later: %+v, want the older a removed", c.name, st)
+		}
+	}
+
+	// min.cleanable.dirty.ratio 0.9 after a first pass: a small dirty tail
+	// waits, until its first record is max.compaction.lag.ms (1 h) old.
+	tp, err := meta.CreateTopic(ctx, "lag-max", 1, map[string]string{"cleanup.policy": "compact", "segment.ms": "1",
+		"min.cleanable.dirty.ratio": "0.9", "max.compaction.lag.ms": "3600000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kvs []string
+	for i := range 50 {
+		kvs = append(kvs, fmt.Sprintf("k%02d", i), strings.Repeat("v", 100))
+	}
+	produce(tp, now, kvs...)
+	if st := pass(tp, 0); st.MappedTo != 50 || st.Forced {
+		t.Fatalf("first pass (all dirty): %+v, want offsets up to 50 mapped, not forced", st)
+	}
+	produce(tp, now, "k00", "new")
+	if st := pass(tp, 0); st.MappedTo != -1 {
+		t.Errorf("a dirty tail below min.cleanable.dirty.ratio: %+v, want no pass", st)
+	}
+	if st := pass(tp, 2*time.Hour); !st.Forced || st.RecordsRemoved != 1 {
+		t.Errorf("the dirty tail max.compaction.lag.ms old: %+v, want a forced pass removing the older k00", st)
+	}
+}
