@@ -67,6 +67,21 @@ func (w who) canGroup(op kmsg.ACLOperation, g string) bool {
 	return w.can(op, kmsg.ACLResourceTypeGroup, g)
 }
 
+// describedTopicsDenied is Kafka's message for a described group that
+// uses topics the caller may not DESCRIBE.
+const describedTopicsDenied = "The group has described topic(s) that the client is not authorized to describe."
+
+// deniesAnyTopic reports whether w may not DESCRIBE one of topics ("" are
+// unresolved names, skipped).
+func (w who) deniesAnyTopic(topics []string) bool {
+	for _, t := range topics {
+		if t != "" && !w.canTopic(kmsg.ACLOperationDescribe, t) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Server) handleCreateACLs(ctx context.Context, rc *reqCtx, req *kmsg.CreateACLsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.CreateACLsResponse)
 	allowed := s.who(rc).canCluster(kmsg.ACLOperationAlter)

@@ -40,6 +40,7 @@ package agent
 
 import (
 	"context"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -108,6 +109,14 @@ func inHandler[R kmsg.Request](op kmsg.ACLOperation, rt kmsg.ACLResourceType) pe
 // answer shaped unlike a list of items); needs says what it checks.
 func custom[R kmsg.Request](enforce func(g *gate, req R, run func() (reply, error)) (reply, error), needs ...need) permission[R] {
 	return permission[R]{needs: needs, enforce: enforce}
+}
+
+// alsoInHandler declares what the handler checks beyond the gate (topics a
+// described group uses, topics of a group's offsets), so the permission
+// walk grants them too.
+func (p permission[R]) alsoInHandler(ns ...need) permission[R] {
+	p.needs = append(slices.Clone(p.needs), ns...)
+	return p
 }
 
 // onTopics: every topic item of the request needs op on the topic.

@@ -8,7 +8,9 @@ package agent
 // regex), current assignment and target assignment, topic names filled
 // from the agent's topic view. A group another agent coordinates is
 // NOT_COORDINATOR; an unknown group, or a classic one, is
-// GROUP_ID_NOT_FOUND, as in Kafka.
+// GROUP_ID_NOT_FOUND, as in Kafka. A group whose members subscribe to or
+// are assigned (now or as target) a topic the caller may not DESCRIBE is
+// TOPIC_AUTHORIZATION_FAILED, with no members, as Kafka answers it.
 
 import (
 	"context"
@@ -20,7 +22,8 @@ import (
 )
 
 func init() {
-	register(kmsg.ConsumerGroupDescribe, 0, 1, (*Server).handleConsumerGroupDescribe, onGroups(kmsg.ACLOperationDescribe, consumerGroupDescribeGroups))
+	register(kmsg.ConsumerGroupDescribe, 0, 1, (*Server).handleConsumerGroupDescribe, onGroups(kmsg.ACLOperationDescribe, consumerGroupDescribeGroups).
+		alsoInHandler(need{kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic}))
 }
 
 var consumerGroupDescribeGroups = items[*kmsg.ConsumerGroupDescribeRequest, *kmsg.ConsumerGroupDescribeResponse, string]{
@@ -39,7 +42,22 @@ func (s *Server) handleConsumerGroupDescribe(ctx context.Context, rc *reqCtx, re
 	for _, name := range req.Groups {
 		d := s.describeConsumerGroup(ctx, name)
 		if d.ErrorCode == 0 {
-			d.AuthorizedOperations = w.authorizedOpsIf(req.IncludeAuthorizedOperations, kmsg.ACLResourceTypeGroup, name)
+			var topics []string
+			for _, m := range d.Members {
+				topics = append(topics, m.SubscribedTopics...)
+				for _, a := range []kmsg.Assignment{m.Assignment, m.TargetAssignment} {
+					for _, tp := range a.TopicPartitions {
+						topics = append(topics, tp.Topic)
+					}
+				}
+			}
+			if w.deniesAnyTopic(topics) {
+				d = kmsg.NewConsumerGroupDescribeResponseGroup()
+				d.Group, d.ErrorCode, d.ErrorMessage = name, kerr.TopicAuthorizationFailed.Code, kmsg.StringPtr(describedTopicsDenied)
+				d.AuthorizedOperations = -2147483648
+			} else {
+				d.AuthorizedOperations = w.authorizedOpsIf(req.IncludeAuthorizedOperations, kmsg.ACLResourceTypeGroup, name)
+			}
 		}
 		resp.Groups = append(resp.Groups, d)
 	}

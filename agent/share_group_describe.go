@@ -5,7 +5,9 @@ package agent
 // Answered by the group's coordinator (NOT_COORDINATOR elsewhere): state
 // (Empty or Stable), group and assignment epochs, assignor "simple", and
 // every member with its assignment. A group that is not a share group is
-// GROUP_ID_NOT_FOUND. Authorized operations are not filled (-2^31).
+// GROUP_ID_NOT_FOUND. Authorized operations are filled when asked. A
+// group whose members subscribe to or are assigned a topic the caller may
+// not DESCRIBE is TOPIC_AUTHORIZATION_FAILED, with no members, as in Kafka.
 
 import (
 	"context"
@@ -17,7 +19,8 @@ import (
 )
 
 func init() {
-	register(kmsg.ShareGroupDescribe, 0, 1, (*Server).handleShareGroupDescribe, onGroups(kmsg.ACLOperationDescribe, shareGroupDescribeItems))
+	register(kmsg.ShareGroupDescribe, 0, 1, (*Server).handleShareGroupDescribe, onGroups(kmsg.ACLOperationDescribe, shareGroupDescribeItems).
+		alsoInHandler(need{kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic}))
 }
 
 var shareGroupDescribeItems = items[*kmsg.ShareGroupDescribeRequest, *kmsg.ShareGroupDescribeResponse, string]{
@@ -29,10 +32,28 @@ var shareGroupDescribeItems = items[*kmsg.ShareGroupDescribeRequest, *kmsg.Share
 	},
 }
 
-func (s *Server) handleShareGroupDescribe(ctx context.Context, _ *reqCtx, req *kmsg.ShareGroupDescribeRequest) (reply, error) {
+func (s *Server) handleShareGroupDescribe(ctx context.Context, rc *reqCtx, req *kmsg.ShareGroupDescribeRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.ShareGroupDescribeResponse)
+	w := s.who(rc)
 	for _, name := range req.GroupIDs {
-		resp.Groups = append(resp.Groups, s.describeShareGroup(ctx, name))
+		rg := s.describeShareGroup(ctx, name)
+		if rg.ErrorCode == 0 {
+			var topics []string
+			for _, m := range rg.Members {
+				topics = append(topics, m.SubscribedTopicNames...)
+				for _, tp := range m.Assignment.TopicPartitions {
+					topics = append(topics, tp.Topic)
+				}
+			}
+			if w.deniesAnyTopic(topics) {
+				rg = kmsg.NewShareGroupDescribeResponseGroup()
+				rg.GroupID, rg.ErrorCode, rg.ErrorMessage = name, kerr.TopicAuthorizationFailed.Code, kmsg.StringPtr(describedTopicsDenied)
+				rg.AuthorizedOperations = -2147483648
+			} else {
+				rg.AuthorizedOperations = w.authorizedOpsIf(req.IncludeAuthorizedOperations, kmsg.ACLResourceTypeGroup, name)
+			}
+		}
+		resp.Groups = append(resp.Groups, rg)
 	}
 	return now(resp)
 }

@@ -14,9 +14,10 @@ package agent
 // partitions' in-flight records, and creates the share group if needed;
 // Delete removes topics' states, so those partitions start again from
 // share.auto.offset.reset. A classic group is GROUP_ID_NOT_FOUND; an
-// unknown topic UNKNOWN_TOPIC_OR_PARTITION. ACLs: DESCRIBE group for
-// Describe, READ group for Alter, DELETE group for Delete (Kafka adds
-// topic checks).
+// unknown topic UNKNOWN_TOPIC_OR_PARTITION. ACLs, as Kafka checks them:
+// DESCRIBE group and topic for Describe (a topic named without DESCRIBE
+// is TOPIC_AUTHORIZATION_FAILED; listed in full, it is left out), READ
+// group and topic for Alter, DELETE group and READ topic for Delete.
 
 import (
 	"context"
@@ -34,9 +35,11 @@ func init() {
 	register(kmsg.DescribeShareGroupOffsets, 0, 1, (*Server).handleDescribeShareGroupOffsets, custom(func(g *gate, req *kmsg.DescribeShareGroupOffsetsRequest, run func() (reply, error)) (reply, error) {
 		check := g.groupCheck(kmsg.ACLOperationDescribe)
 		return filtered(req, describeShareOffsetsGroups, func(x kmsg.DescribeShareGroupOffsetsRequestGroup) int16 { return check(x.GroupID) }, run)
-	}, need{kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup}))
-	register(kmsg.AlterShareGroupOffsets, 0, 0, (*Server).handleAlterShareGroupOffsets, onGroup(kmsg.ACLOperationRead, alterShareOffsetsGroup))
-	register(kmsg.DeleteShareGroupOffsets, 0, 0, (*Server).handleDeleteShareGroupOffsets, onGroup(kmsg.ACLOperationDelete, deleteShareOffsetsGroup))
+	}, need{kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup}, need{kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic}))
+	register(kmsg.AlterShareGroupOffsets, 0, 0, (*Server).handleAlterShareGroupOffsets, onGroup(kmsg.ACLOperationRead, alterShareOffsetsGroup).
+		alsoInHandler(need{kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic}))
+	register(kmsg.DeleteShareGroupOffsets, 0, 0, (*Server).handleDeleteShareGroupOffsets, onGroup(kmsg.ACLOperationDelete, deleteShareOffsetsGroup).
+		alsoInHandler(need{kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic}))
 }
 
 var describeShareOffsetsGroups = items[*kmsg.DescribeShareGroupOffsetsRequest, *kmsg.DescribeShareGroupOffsetsResponse, kmsg.DescribeShareGroupOffsetsRequestGroup]{
@@ -60,15 +63,16 @@ var deleteShareOffsetsGroup = single[*kmsg.DeleteShareGroupOffsetsRequest, *kmsg
 	errCode: func(r *kmsg.DeleteShareGroupOffsetsResponse) *int16 { return &r.ErrorCode },
 }
 
-func (s *Server) handleDescribeShareGroupOffsets(ctx context.Context, _ *reqCtx, req *kmsg.DescribeShareGroupOffsetsRequest) (reply, error) {
+func (s *Server) handleDescribeShareGroupOffsets(ctx context.Context, rc *reqCtx, req *kmsg.DescribeShareGroupOffsetsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.DescribeShareGroupOffsetsResponse)
+	w := s.who(rc)
 	for _, rg := range req.Groups {
-		resp.Groups = append(resp.Groups, s.describeShareOffsets(ctx, rg))
+		resp.Groups = append(resp.Groups, s.describeShareOffsets(ctx, w, rg))
 	}
 	return now(resp)
 }
 
-func (s *Server) describeShareOffsets(ctx context.Context, rg kmsg.DescribeShareGroupOffsetsRequestGroup) kmsg.DescribeShareGroupOffsetsResponseGroup {
+func (s *Server) describeShareOffsets(ctx context.Context, w who, rg kmsg.DescribeShareGroupOffsetsRequestGroup) kmsg.DescribeShareGroupOffsetsResponseGroup {
 	og := kmsg.NewDescribeShareGroupOffsetsResponseGroup()
 	og.GroupID = rg.GroupID
 	if code := s.shareGroupCode(ctx, rg.GroupID); code != 0 {
@@ -108,8 +112,8 @@ func (s *Server) describeShareOffsets(ctx context.Context, rg kmsg.DescribeShare
 		byTopic := map[metastore.TopicID]int{}
 		for _, ss := range states {
 			t, err := s.topics.getByID(ctx, ss.TopicID)
-			if err != nil {
-				continue // its topic was deleted
+			if err != nil || !w.canTopic(kmsg.ACLOperationDescribe, t.Name) {
+				continue // its topic was deleted, or is not the caller's to see
 			}
 			j, ok := byTopic[t.ID]
 			if !ok {
@@ -127,11 +131,15 @@ func (s *Server) describeShareOffsets(ctx context.Context, rg kmsg.DescribeShare
 		ot := kmsg.NewDescribeShareGroupOffsetsResponseGroupTopic()
 		ot.Topic = rt.Topic
 		t, err := s.topics.get(ctx, rt.Topic)
+		allowed := w.canTopic(kmsg.ACLOperationDescribe, rt.Topic)
 		for _, p := range rt.Partitions {
-			if err != nil || p < 0 || p >= t.Partitions {
+			if !allowed || err != nil || p < 0 || p >= t.Partitions {
 				op := kmsg.NewDescribeShareGroupOffsetsResponseGroupTopicPartition()
 				op.Partition, op.StartOffset, op.LeaderEpoch, op.Lag = p, -1, -1, -1
 				op.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				if !allowed {
+					op.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				}
 				ot.Partitions = append(ot.Partitions, op)
 				continue
 			}
@@ -174,7 +182,7 @@ func (s *Server) lockEmptyShareGroup(ctx context.Context, name string, create bo
 	return g, 0
 }
 
-func (s *Server) handleAlterShareGroupOffsets(ctx context.Context, _ *reqCtx, req *kmsg.AlterShareGroupOffsetsRequest) (reply, error) {
+func (s *Server) handleAlterShareGroupOffsets(ctx context.Context, rc *reqCtx, req *kmsg.AlterShareGroupOffsetsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.AlterShareGroupOffsetsResponse)
 	g, code := s.lockEmptyShareGroup(ctx, req.GroupID, true)
 	if code != 0 {
@@ -182,15 +190,21 @@ func (s *Server) handleAlterShareGroupOffsets(ctx context.Context, _ *reqCtx, re
 		return now(resp)
 	}
 	defer g.mu.Unlock()
+	w := s.who(rc)
 	for _, rt := range req.Topics {
 		ot := kmsg.NewAlterShareGroupOffsetsResponseTopic()
 		ot.Topic = rt.Topic
 		t, terr := s.topics.get(ctx, rt.Topic)
-		ot.TopicID = t.ID
+		allowed := w.canTopic(kmsg.ACLOperationRead, rt.Topic)
+		if allowed {
+			ot.TopicID = t.ID
+		}
 		for _, rp := range rt.Partitions {
 			op := kmsg.NewAlterShareGroupOffsetsResponseTopicPartition()
 			op.Partition = rp.Partition
 			switch {
+			case !allowed:
+				op.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case terr != nil || rp.Partition < 0 || rp.Partition >= t.Partitions:
 				op.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case rp.StartOffset < 0:
@@ -211,7 +225,7 @@ func (s *Server) handleAlterShareGroupOffsets(ctx context.Context, _ *reqCtx, re
 	return now(resp)
 }
 
-func (s *Server) handleDeleteShareGroupOffsets(ctx context.Context, _ *reqCtx, req *kmsg.DeleteShareGroupOffsetsRequest) (reply, error) {
+func (s *Server) handleDeleteShareGroupOffsets(ctx context.Context, rc *reqCtx, req *kmsg.DeleteShareGroupOffsetsRequest) (reply, error) {
 	resp := req.ResponseKind().(*kmsg.DeleteShareGroupOffsetsResponse)
 	g, code := s.lockEmptyShareGroup(ctx, req.GroupID, false)
 	if code != 0 {
@@ -219,9 +233,15 @@ func (s *Server) handleDeleteShareGroupOffsets(ctx context.Context, _ *reqCtx, r
 		return now(resp)
 	}
 	defer g.mu.Unlock()
+	w := s.who(rc)
 	for _, rt := range req.Topics {
 		ot := kmsg.NewDeleteShareGroupOffsetsResponseTopic()
 		ot.Topic = rt.Topic
+		if !w.canTopic(kmsg.ACLOperationRead, rt.Topic) {
+			ot.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, ot)
+			continue
+		}
 		t, err := s.topics.get(ctx, rt.Topic)
 		if err != nil {
 			ot.ErrorCode = kerr.UnknownTopicOrPartition.Code
