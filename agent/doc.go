@@ -60,7 +60,7 @@
 //	DeleteAcls         v0-v3
 //	DescribeUserScramCredentials v0  AlterUserScramCredentials v0
 //	AddPartitionsToTxn v0-v5    AddOffsetsToTxn       v0-v4
-//	EndTxn             v0-v4    TxnOffsetCommit       v0-v4
+//	EndTxn             v0-v5    TxnOffsetCommit       v0-v4
 //	DescribeTransactions v0     ListTransactions      v0-v2
 //	ShareGroupHeartbeat v1      ShareGroupDescribe    v0-v1
 //	ShareFetch         v1-v2    ShareAcknowledge      v1-v2
@@ -149,9 +149,13 @@
 //   - DescribeTransactions and ListTransactions answer as the
 //     coordinator does (describe_transactions.go, list_transactions.go);
 //     `shale txn list|describe` uses them.
-//   - Not served yet: KIP-890 part 2 (EndTxn v5, TxnOffsetCommit v5+,
-//     implicit adds by Produce v12+; the transaction.version feature is not
-//     advertised, so clients keep to part 1), DescribeProducers. A
+//   - EndTxn v5 (KIP-890 part 2's epoch bump per transaction) is served
+//     as Kafka 4 does (end_txn.go). Not served yet: the rest of part 2
+//     (TxnOffsetCommit v5+ and Produce v12+ adding their group or
+//     partition implicitly: the agent answering them is not the
+//     transaction's coordinator, the only writer of its state), so the
+//     transaction.version feature is not advertised and clients keep to
+//     part 1; DescribeProducers. A
 //     transactional ID's coordinator keeps it claimed until the agent
 //     stops (Kafka expires idle IDs after transactional.id.expiration.ms,
 //     7 days).

@@ -130,7 +130,7 @@ func (s *Server) initTransactional(ctx context.Context, req *kmsg.InitProducerID
 		st.ProducerID, st.Epoch = id, 0
 	}
 	st.TimeoutMs = req.TransactionTimeoutMillis
-	st.Phase = metastore.TxnEmpty
+	st.Phase, st.EndBumped = metastore.TxnEmpty, false
 	if code := c.put(ctx, e, st); code != 0 {
 		return code
 	}

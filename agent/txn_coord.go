@@ -287,10 +287,38 @@ func (c *txnCoord) put(ctx context.Context, e *txnEntry, st metastore.TxnState) 
 // (Prepare*), and completes it. e.mu is held.
 func (c *txnCoord) end(ctx context.Context, e *txnEntry, commit bool, epoch int16) int16 {
 	st := e.st
-	st.Epoch = epoch
+	st.Epoch, st.EndBumped = epoch, false
 	st.Phase = metastore.TxnPrepareAbort
 	if commit {
 		st.Phase = metastore.TxnPrepareCommit
+	}
+	if code := c.put(ctx, e, st); code != 0 {
+		return code
+	}
+	return c.complete(ctx, e)
+}
+
+// endBumped ends e's transaction as EndTxn v5+ does (KIP-890 part 2):
+// decided at the next epoch, whose markers fence the producer's late
+// batches of this transaction, and which the producer uses for the next.
+// At the last epoch, the markers take epoch 32767 and the next
+// transaction a new producer ID (NextProducerID, swapped in at
+// completion). With nothing in the transaction (an abort of Empty or
+// Complete*, which v5 allows) it only bumps the epoch. e.mu is held.
+func (c *txnCoord) endBumped(ctx context.Context, e *txnEntry, commit bool) int16 {
+	st := e.st
+	st.Phase, st.EndBumped = metastore.TxnPrepareAbort, true
+	if commit {
+		st.Phase = metastore.TxnPrepareCommit
+	}
+	if st.Epoch < math.MaxInt16-1 {
+		st.Epoch++
+	} else {
+		id, code := c.s.allocateProducerID(ctx)
+		if code != 0 {
+			return code
+		}
+		st.Epoch, st.NextProducerID = math.MaxInt16, id
 	}
 	if code := c.put(ctx, e, st); code != 0 {
 		return code
@@ -328,6 +356,11 @@ func (c *txnCoord) complete(ctx context.Context, e *txnEntry) int16 {
 		st.Phase = metastore.TxnCompleteCommit
 	}
 	st.Partitions, st.Groups, st.StartMs = nil, nil, 0
+	if st.NextProducerID > 0 {
+		// An EndTxn v5 at the last epoch: the markers carried the old
+		// producer ID; the next transaction has a new one.
+		st.PrevProducerID, st.ProducerID, st.Epoch, st.NextProducerID = st.ProducerID, st.NextProducerID, 0, 0
+	}
 	if code := c.put(mctx, e, st); code != 0 {
 		return code
 	}

@@ -51,6 +51,14 @@ type TxnState struct {
 	// StartMs + TimeoutMs); UpdateMs the last change of the state.
 	StartMs  int64 `json:"start_ms,omitempty"`
 	UpdateMs int64 `json:"update_ms"`
+	// EndBumped: the epoch was bumped by the end of the last transaction
+	// (EndTxn v5+, KIP-890 part 2), so a retry of that EndTxn carries
+	// the epoch below. PrevProducerID is the producer ID before an end
+	// that ran out of epochs; NextProducerID the one an end in Prepare*
+	// moves to once complete (its markers carry the old ID).
+	EndBumped      bool  `json:"end_bumped,omitempty"`
+	PrevProducerID int64 `json:"prev_pid,omitempty"`
+	NextProducerID int64 `json:"next_pid,omitempty"`
 	// Revision is the etcd ModRevision of the key when read (0: absent).
 	Revision int64 `json:"-"`
 }
