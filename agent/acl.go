@@ -71,15 +71,17 @@ func (w who) canGroup(op kmsg.ACLOperation, g string) bool {
 // uses topics the caller may not DESCRIBE.
 const describedTopicsDenied = "The group has described topic(s) that the client is not authorized to describe."
 
-// deniesAnyTopic reports whether w may not DESCRIBE one of topics ("" are
-// unresolved names, skipped).
-func (w who) deniesAnyTopic(topics []string) bool {
+// describedGroup authorizes a described KIP-848 or share group as Kafka
+// does: TOPIC_AUTHORIZATION_FAILED (code) when its members use a topic w
+// may not DESCRIBE ("" names, unresolved, are skipped), else the group's
+// authorized operations (when asked).
+func (w who) describedGroup(name string, asked bool, topics []string) (ops int32, code int16) {
 	for _, t := range topics {
 		if t != "" && !w.canTopic(kmsg.ACLOperationDescribe, t) {
-			return true
+			return -2147483648, kerr.TopicAuthorizationFailed.Code
 		}
 	}
-	return false
+	return w.authorizedOpsIf(asked, kmsg.ACLResourceTypeGroup, name), 0
 }
 
 func (s *Server) handleCreateACLs(ctx context.Context, rc *reqCtx, req *kmsg.CreateACLsRequest) (reply, error) {

@@ -45,18 +45,12 @@ func (s *Server) handleConsumerGroupDescribe(ctx context.Context, rc *reqCtx, re
 			var topics []string
 			for _, m := range d.Members {
 				topics = append(topics, m.SubscribedTopics...)
-				for _, a := range []kmsg.Assignment{m.Assignment, m.TargetAssignment} {
-					for _, tp := range a.TopicPartitions {
-						topics = append(topics, tp.Topic)
-					}
-				}
+				topics = appendAssignedTopics(topics, m.Assignment, m.TargetAssignment)
 			}
-			if w.deniesAnyTopic(topics) {
+			var code int16
+			if d.AuthorizedOperations, code = w.describedGroup(name, req.IncludeAuthorizedOperations, topics); code != 0 {
 				d = kmsg.NewConsumerGroupDescribeResponseGroup()
-				d.Group, d.ErrorCode, d.ErrorMessage = name, kerr.TopicAuthorizationFailed.Code, kmsg.StringPtr(describedTopicsDenied)
-				d.AuthorizedOperations = -2147483648
-			} else {
-				d.AuthorizedOperations = w.authorizedOpsIf(req.IncludeAuthorizedOperations, kmsg.ACLResourceTypeGroup, name)
+				d.Group, d.ErrorCode, d.ErrorMessage = name, code, kmsg.StringPtr(describedTopicsDenied)
 			}
 		}
 		resp.Groups = append(resp.Groups, d)
@@ -179,4 +173,14 @@ func (g *group) describeConsumer(d kmsg.DescribeGroupsResponseGroup) kmsg.Descri
 		d.Members = append(d.Members, dm)
 	}
 	return d
+}
+
+// appendAssignedTopics appends the topic names of assignments to topics.
+func appendAssignedTopics(topics []string, as ...kmsg.Assignment) []string {
+	for _, a := range as {
+		for _, tp := range a.TopicPartitions {
+			topics = append(topics, tp.Topic)
+		}
+	}
+	return topics
 }

@@ -45,12 +45,10 @@ func (s *Server) handleShareGroupDescribe(ctx context.Context, rc *reqCtx, req *
 					topics = append(topics, tp.Topic)
 				}
 			}
-			if w.deniesAnyTopic(topics) {
+			var code int16
+			if rg.AuthorizedOperations, code = w.describedGroup(name, req.IncludeAuthorizedOperations, topics); code != 0 {
 				rg = kmsg.NewShareGroupDescribeResponseGroup()
-				rg.GroupID, rg.ErrorCode, rg.ErrorMessage = name, kerr.TopicAuthorizationFailed.Code, kmsg.StringPtr(describedTopicsDenied)
-				rg.AuthorizedOperations = -2147483648
-			} else {
-				rg.AuthorizedOperations = w.authorizedOpsIf(req.IncludeAuthorizedOperations, kmsg.ACLResourceTypeGroup, name)
+				rg.GroupID, rg.ErrorCode, rg.ErrorMessage = name, code, kmsg.StringPtr(describedTopicsDenied)
 			}
 		}
 		resp.Groups = append(resp.Groups, rg)
