@@ -73,6 +73,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Bool("lifecycle", true, "take part in the lifecycle jobs (compaction, retention, garbage collection, group offset expiry, Iceberg tables; one agent runs each at a time)")
 	f.Duration("lifecycle-interval", lifecycle.DefaultInterval, "pause between two passes of a lifecycle job")
 	f.Duration("iceberg-interval", lifecycle.DefaultIcebergInterval, "pause between two passes of the iceberg job, which materializes topics with shale.iceberg.mode into Iceberg tables in the bucket (about how far a table lags its topic)")
+	f.Duration("compaction-settle", lifecycle.DefaultCompactSettle, "compaction (merge and cleanup.policy=compact) rewrites only objects committed at least this long ago")
 	f.Duration("gc-grace", lifecycle.DefaultGCGrace, "age an unreferenced object must reach before garbage collection deletes it (must exceed upload and commit times)")
 	f.Duration("manifest-interval", lifecycle.DefaultManifestInterval, "how often the manifest job snapshots etcd into the bucket (meta/manifests/) for shale recover: the recovery point (a graceful stop writes one too); 0: no manifests, nothing for recover")
 	f.Var(&offsetRetention, "group-offsets-retention", "how long the committed offsets of a consumer group without members outlive its newest commit and its emptying (Kafka's offsets.retention.minutes); -1 keeps them forever")
@@ -149,7 +150,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			NoLifecycle: !v.GetBool("lifecycle"),
 			Lifecycle: lifecycle.Config{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace"),
 				GroupOffsetRetention: retention, ManifestInterval: manifestInterval(v.GetDuration("manifest-interval")),
-				IcebergInterval: v.GetDuration("iceberg-interval")},
+				IcebergInterval: v.GetDuration("iceberg-interval"), Compaction: lifecycle.CompactConfig{Settle: v.GetDuration("compaction-settle")}},
 		}
 		o.EtcdCertFile, o.EtcdKeyFile, o.EtcdCAFile = v.GetString("etcd-cert"), v.GetString("etcd-key"), v.GetString("etcd-ca")
 		setS3Options(&o, v)

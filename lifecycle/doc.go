@@ -84,7 +84,10 @@
 //     transaction of four compares and two operations per run, guarded by
 //     the revision the pass read); the replaced objects go to GC. A crash
 //     leaves the old index or the new one; a crash before the state is saved
-//     only repeats work (TestKilledKeyCompactionKeepsLatest).
+//     only repeats work (TestKilledKeyCompactionKeepsLatest). A swap refused
+//     because merge compaction rewrote the run meanwhile leaves the
+//     checkpoint where it was, so the next pass maps those keys again
+//     (otherwise records superseded within the refused run would stay).
 //   - A batch that does not read stops that partition's pass with an error
 //     wrapping segment.ErrCorrupt, logged, counted (KeyCompactStats.Failed),
 //     before anything of it is written; other partitions go on.

@@ -326,7 +326,9 @@ func loadAborted(ctx context.Context, meta *metastore.Store, id metastore.TopicI
 // for each, CompactKeysPartition from the partition's stored cleaner state,
 // then the state advanced to the end of what the pass mapped, stamped with
 // the time the pass finished (metastore.SaveCleanerState, compared against
-// the state read). A crash between the index swap and the state's save
+// the state read), unless one of its swaps conflicted (merge compaction
+// rewrote the same entries meanwhile): then the checkpoint stays, so the
+// next pass maps those keys again and removes what the refused swap kept. A crash between the index swap and the state's save
 // only makes the next pass map the same offsets again, and tombstones look
 // reached later, never earlier. A partition whose pass fails (a corrupt
 // batch: segment.ErrCorrupt) is logged and counted in Failed, and the job
@@ -362,6 +364,14 @@ func CompactKeys(ctx context.Context, store s3tier.Store, meta *metastore.Store,
 				continue
 			}
 			if ps.MappedTo <= st.Checkpoint {
+				continue
+			}
+			if ps.Conflicts > 0 {
+				// A run was not swapped (merge compaction rewrote its
+				// entries meanwhile): its superseded records are still
+				// there, and only a pass mapping the same keys again
+				// removes them. The checkpoint stays.
+				log.Info("key compaction pass not saved: a swap conflicted; the next pass maps again", "topic", t.Name, "partition", p, "conflicts", ps.Conflicts)
 				continue
 			}
 			total.Passes++

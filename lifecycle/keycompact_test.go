@@ -2,9 +2,11 @@ package lifecycle_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"reflect"
@@ -461,5 +463,81 @@ func TestCompactKeysLags(t *testing.T) {
 	}
 	if st := pass(tp, 2*time.Hour); !st.Forced || st.RecordsRemoved != 1 {
 		t.Errorf("the dirty tail max.compaction.lag.ms old: %+v, want a forced pass removing the older k00", st)
+	}
+}
+
+// mergeBeforePut runs merge compaction (once) just before the first
+// segment a key-compaction pass uploads, so that the pass's swap finds its
+// run rewritten.
+type mergeBeforePut struct {
+	s3tier.Store
+	merge func()
+	done  bool
+}
+
+func (m *mergeBeforePut) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
+	if !m.done && strings.HasPrefix(key, lifecycle.DefaultSegmentPrefix) {
+		m.done = true
+		m.merge()
+	}
+	return m.Store.Put(ctx, key, body, size)
+}
+
+// TestCompactKeysConflictKeepsCheckpoint proves a key-compaction pass whose
+// swap is refused (merge compaction rewrote the same entries meanwhile)
+// leaves the cleaner checkpoint where it was, so the next pass maps the
+// keys again and removes the superseded record the refused swap kept
+// (before, the checkpoint moved on and that record stayed for good; the
+// agent-level kill campaign TestCrashCampaignCompacted found it).
+func TestCompactKeysConflictKeepsCheckpoint(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	inner, err := s3tier.NewDirStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := lcCtx(t)
+	meta := metastore.New(cli, lcNS)
+	tp, err := meta.CreateTopic(ctx, "kc-conflict", 1, map[string]string{"cleanup.policy": "compact", "segment.ms": "1", "min.cleanable.dirty.ratio": "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, cli, inner)
+	ts := time.Now().Add(-time.Hour).UnixMilli()
+	for _, kv := range [][2]string{{"a", "1"}, {"a", "2"}, {"b", "1"}} {
+		pend := e.Produce(ctx, tp.ID, 0, segmenttest.Batch(segmenttest.BatchOptions{Keys: [][]byte{[]byte(kv[0])}, Values: [][]byte{[]byte(kv[1])}, Timestamp: ts}))
+		if err := e.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pend.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := lifecycle.KeyCompactConfig{CompactConfig: compactCfg(t)}
+	store := &mergeBeforePut{Store: inner, merge: func() {
+		if st, err := lifecycle.Compact(ctx, inner, meta, compactCfg(t), nil); err != nil || st.Segments != 1 {
+			t.Errorf("merge compaction: %+v, %v; want the three entries merged", st, err)
+		}
+	}}
+	st, err := lifecycle.CompactKeys(ctx, store, meta, cfg, nil)
+	if err != nil || st.Conflicts != 1 || st.Passes != 0 {
+		t.Fatalf("pass racing merge compaction: %+v, %v; want its swap refused and no pass saved", st, err)
+	}
+	if cs, err := meta.GetCleanerState(ctx, tp.ID, 0); err != nil || cs.Checkpoint != 0 {
+		t.Fatalf("checkpoint %d (%v) after a refused swap, want 0", cs.Checkpoint, err)
+	}
+	st, err = lifecycle.CompactKeys(ctx, inner, meta, cfg, nil)
+	if err != nil || st.Passes != 1 || st.RecordsRemoved != 1 {
+		t.Fatalf("next pass: %+v, %v; want the older a removed", st, err)
+	}
+	n := 0
+	for _, raw := range readFrom(t, newEngine(t, cli, inner), tp.ID, 0, 0) {
+		recs, err := segment.DecodeRecords(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(recs)
+	}
+	if n != 2 {
+		t.Fatalf("%d records stored, want 2 (a=2, b=1)", n)
 	}
 }

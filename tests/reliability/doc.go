@@ -36,6 +36,10 @@
 // # Bounds
 //
 // make test runs short campaigns (about 10 kills); make soak runs
-// SHALE_SOAK_KILLS kills (default 200 there) and prints the counts. Every
+// SHALE_SOAK_KILLS kills (default 200 there) and prints the counts. The
+// key-compaction campaign (TestCrashCampaignCompacted: the agent leading
+// the key-compaction job SIGKILLed over and over under keyed load, then
+// every live key's latest value present, nothing deleted back, at most one
+// record per key) runs in make soak only. Every
 // loop is bounded in count and time; every server listens on 127.0.0.1.
 package reliability
