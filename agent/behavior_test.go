@@ -185,7 +185,8 @@ func TestAgentRegistration(t *testing.T) {
 }
 
 // TestAutoCreateDisabled proves Metadata does not create topics when
-// auto-creation is off, nor when the request forbids it.
+// auto-creation is off, nor when the request forbids it, and that the
+// request that creates one gets LEADER_NOT_AVAILABLE first, as in Kafka.
 func TestAutoCreateDisabled(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2, Agent: func(i int, cfg *agent.Config) { cfg.AutoCreateTopics = i == 1 }})
 	ask := func(addr string, version int16, allow bool) int16 {
@@ -203,8 +204,16 @@ func TestAutoCreateDisabled(t *testing.T) {
 	if code := ask(c.Agents[1].Addr, 12, false); code != kerr.UnknownTopicOrPartition.Code {
 		t.Fatalf("request forbids auto-create: %v", kerr.ErrorForCode(code))
 	}
-	if code := ask(c.Agents[1].Addr, 3, false); code != 0 { // before v4 the request cannot forbid it
-		t.Fatalf("auto-create at v3: %v", kerr.ErrorForCode(code))
+	// Before v4 the request cannot forbid it. The request that creates it
+	// is answered LEADER_NOT_AVAILABLE, as Kafka answers it; the next one,
+	// through either agent, shows the topic.
+	if code := ask(c.Agents[1].Addr, 3, false); code != kerr.LeaderNotAvailable.Code {
+		t.Fatalf("auto-create at v3: %v, want LEADER_NOT_AVAILABLE", kerr.ErrorForCode(code))
+	}
+	for i := range 2 {
+		if code := ask(c.Agents[i].Addr, 3, false); code != 0 {
+			t.Fatalf("agent %d after auto-create at v3: %v", i, kerr.ErrorForCode(code))
+		}
 	}
 }
 

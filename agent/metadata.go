@@ -12,8 +12,10 @@ package agent
 // (UNKNOWN_TOPIC_ID when none has it). A missing topic is created when
 // Config.AutoCreateTopics is set and the request allows it (always before
 // v4, AllowAutoTopicCreation from v4), with Config.DefaultPartitions
-// partitions; unlike Kafka, it is returned ready at once instead of with
-// LEADER_NOT_AVAILABLE first. Authorized operations (v8+) are computed
+// partitions, and answered as Kafka answers the request that creates a
+// topic: LEADER_NOT_AVAILABLE with no partitions (clients retry; the
+// next Metadata shows it whole, through any agent). kafka-go's TestConn
+// checks exactly that after DeleteTopics. Authorized operations (v8+) are computed
 // from the ACLs when asked (authorized_ops.go). Internal topics
 // (__consumer_offsets) are listed with IsInternal, see internal_topics.go.
 // Topics are read from etcd for
@@ -100,7 +102,14 @@ func (s *Server) handleMetadata(ctx context.Context, rc *reqCtx, req *kmsg.Metad
 			name := *rt.Topic
 			t, err = s.topics.load(ctx, name) // fresh: Metadata is how clients learn of changes
 			if errors.Is(err, metastore.ErrTopicNotFound) && autoCreate {
-				t, err = s.autoCreate(ctx, name)
+				var created bool
+				if t, created, err = s.autoCreate(ctx, name); err == nil && created {
+					mt := kmsg.NewMetadataResponseTopic()
+					mt.Topic = kmsg.StringPtr(name)
+					mt.ErrorCode = kerr.LeaderNotAvailable.Code
+					resp.Topics = append(resp.Topics, mt)
+					continue
+				}
 			}
 			if err != nil {
 				mt := kmsg.NewMetadataResponseTopic()
@@ -118,21 +127,23 @@ func (s *Server) handleMetadata(ctx context.Context, rc *reqCtx, req *kmsg.Metad
 	return now(resp)
 }
 
-// autoCreate creates a topic for Metadata, tolerating a concurrent creator.
-func (s *Server) autoCreate(ctx context.Context, name string) (metastore.Topic, error) {
+// autoCreate creates a topic for Metadata, tolerating a concurrent creator
+// (then created is false and t is that creator's topic).
+func (s *Server) autoCreate(ctx context.Context, name string) (t metastore.Topic, created bool, err error) {
 	if err := metastore.ValidTopicName(name); err != nil {
-		return metastore.Topic{}, err
+		return metastore.Topic{}, false, err
 	}
-	t, err := s.meta.CreateTopic(ctx, name, s.cfg.DefaultPartitions, nil)
+	t, err = s.meta.CreateTopic(ctx, name, s.cfg.DefaultPartitions, nil)
 	if errors.Is(err, metastore.ErrTopicExists) {
-		return s.topics.load(ctx, name)
+		t, err = s.topics.load(ctx, name)
+		return t, false, err
 	}
 	if err != nil {
-		return t, err
+		return t, false, err
 	}
 	s.log.Info("topic auto-created", "topic", name, "partitions", t.Partitions, "id", t.ID.String())
 	s.topics.put(t)
-	return t, nil
+	return t, true, nil
 }
 
 // internalFor returns the internal topic a Metadata request topic names

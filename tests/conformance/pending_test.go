@@ -29,10 +29,4 @@ var kafkaGoPending = map[string]pendingTest{
 
 	// APIs shale does not serve (no issue filed).
 	"TestClientAlterClientQuotas": {0, "client quotas (AlterClientQuotas) not served"},
-
-	// Metadata right after DeleteTopics auto-creates the topic again in
-	// dev mode and answers it ready at once; Kafka answers
-	// LEADER_NOT_AVAILABLE with no partitions first, which TestConn's two
-	// delete-topics subtests expect (agent/metadata.go states the choice).
-	"TestConn": {0, "Metadata auto-creates a just-deleted topic ready at once (Kafka: LEADER_NOT_AVAILABLE first)"},
 }
