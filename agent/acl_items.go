@@ -75,6 +75,21 @@ var listOffsetsTopics = items[*kmsg.ListOffsetsRequest, *kmsg.ListOffsetsRespons
 	},
 }
 
+var describeProducersTopics = items[*kmsg.DescribeProducersRequest, *kmsg.DescribeProducersResponse, kmsg.DescribeProducersRequestTopic]{
+	list: func(r *kmsg.DescribeProducersRequest) *[]kmsg.DescribeProducersRequestTopic { return &r.Topics },
+	name: func(t kmsg.DescribeProducersRequestTopic) topicRef { return byName(t.Topic) },
+	deny: func(resp *kmsg.DescribeProducersResponse, t kmsg.DescribeProducersRequestTopic, code int16) {
+		rt := kmsg.NewDescribeProducersResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewDescribeProducersResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p, code
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	},
+}
+
 var offsetForLeaderEpochTopics = items[*kmsg.OffsetForLeaderEpochRequest, *kmsg.OffsetForLeaderEpochResponse, kmsg.OffsetForLeaderEpochRequestTopic]{
 	list: func(r *kmsg.OffsetForLeaderEpochRequest) *[]kmsg.OffsetForLeaderEpochRequestTopic { return &r.Topics },
 	name: func(t kmsg.OffsetForLeaderEpochRequestTopic) topicRef { return byName(t.Topic) },

@@ -41,6 +41,18 @@ var permCases = map[int16]permCase{
 			return firstCode(r.ErrorCode, r.Topics[0].Partitions[0].ErrorCode)
 		},
 	},
+	kmsg.DescribeProducers.Int16(): {
+		req: func(permEnv) kmsg.Request {
+			r := kmsg.NewPtrDescribeProducersRequest()
+			tp := kmsg.NewDescribeProducersRequestTopic()
+			tp.Topic, tp.Partitions = permTopic, []int32{0}
+			r.Topics = append(r.Topics, tp)
+			return r
+		},
+		code: func(resp kmsg.Response) int16 {
+			return resp.(*kmsg.DescribeProducersResponse).Topics[0].Partitions[0].ErrorCode
+		},
+	},
 	kmsg.ListOffsets.Int16(): {
 		req: func(permEnv) kmsg.Request {
 			r := kmsg.NewPtrListOffsetsRequest()

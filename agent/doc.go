@@ -62,6 +62,7 @@
 //	AddPartitionsToTxn v0-v5    AddOffsetsToTxn       v0-v4
 //	EndTxn             v0-v5    TxnOffsetCommit       v0-v4
 //	DescribeTransactions v0     ListTransactions      v0-v2
+//	DescribeProducers  v0
 //	ShareGroupHeartbeat v1      ShareGroupDescribe    v0-v1
 //	ShareFetch         v1-v2    ShareAcknowledge      v1-v2
 //	DescribeShareGroupOffsets v0-v1  AlterShareGroupOffsets v0
@@ -155,7 +156,8 @@
 //     partition implicitly: the agent answering them is not the
 //     transaction's coordinator, the only writer of its state), so the
 //     transaction.version feature is not advertised and clients keep to
-//     part 1; DescribeProducers. A
+//     part 1. DescribeProducers lists each partition's producers from
+//     its state in etcd (describe_producers.go). A
 //     transactional ID's coordinator keeps it claimed until the agent
 //     stops (Kafka expires idle IDs after transactional.id.expiration.ms,
 //     7 days).

@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/agent/agenttest"
 )
@@ -16,7 +18,11 @@ import (
 // and state (filters by state and producer ID apply), and
 // DescribeTransactions shows an ongoing transaction's producer, timeout,
 // start and partitions, its completion after the commit, and
-// TRANSACTIONAL_ID_NOT_FOUND for an ID nobody initialized.
+// TRANSACTIONAL_ID_NOT_FOUND for an ID nobody initialized; and
+// DescribeProducers, through each agent, shows the producer in the
+// partition it wrote with its epoch, last sequence and open transaction's
+// first offset, none after the commit, and UNKNOWN_TOPIC_OR_PARTITION for
+// a partition that does not exist.
 func TestTxnAdmin(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2})
 	ctx := testCtx(t, time.Minute)
@@ -59,8 +65,43 @@ func TestTxnAdmin(t *testing.T) {
 	if n := ds["never-initialized"]; !errors.Is(n.Err, kerr.TransactionalIDNotFound) {
 		t.Fatalf("describe an unknown ID: %+v", n)
 	}
+	// producers describes txn-adm/1 through agent i, and gives the error
+	// for txn-adm/7 (no such partition; kgo would not send it).
+	producers := func(i int) (kadm.DescribedProducer, bool, error) {
+		t.Helper()
+		cl := c.Client(t, kgo.SeedBrokers(c.Agents[i].Addr))
+		req := kmsg.NewPtrDescribeProducersRequest()
+		rt := kmsg.NewDescribeProducersRequestTopic()
+		rt.Topic, rt.Partitions = "txn-adm", []int32{7}
+		req.Topics = append(req.Topics, rt)
+		resp := dialRaw(t, c.Agents[i].Addr).roundTrip(req).(*kmsg.DescribeProducersResponse)
+		err7 := kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode)
+		dp, err := kadm.NewClient(cl).DescribeProducers(ctx, kadm.TopicsSet{"txn-adm": {1: {}}})
+		if err != nil {
+			t.Fatalf("describe producers via agent %d: %v", i, err)
+		}
+		ps := dp["txn-adm"].Partitions
+		if p := ps[1]; p.Err != nil || len(p.ActiveProducers) != 1 {
+			t.Fatalf("describe producers of txn-adm/1 via agent %d: %+v", i, p)
+		}
+		pr, ok := ps[1].ActiveProducers[l.ProducerID]
+		return pr, ok, err7
+	}
+	for i := range 2 {
+		pr, ok, err7 := producers(i)
+		if !ok || pr.ProducerEpoch != int16(d.ProducerEpoch) || pr.LastSequence != 0 || pr.CurrentTxnStartOffset != 0 || pr.LastTimestamp < before-1000 {
+			t.Errorf("describe producers via agent %d, transaction ongoing: %+v (found %v), want producer %d epoch %d, last sequence 0, transaction from offset 0",
+				i, pr, ok, l.ProducerID, d.ProducerEpoch)
+		}
+		if !errors.Is(err7, kerr.UnknownTopicOrPartition) {
+			t.Errorf("describe producers of txn-adm/7 via agent %d: %v, want UNKNOWN_TOPIC_OR_PARTITION", i, err7)
+		}
+	}
 	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
+	}
+	if pr, ok, _ := producers(1); !ok || pr.CurrentTxnStartOffset != -1 {
+		t.Errorf("describe producers after the commit: %+v (found %v), want no open transaction", pr, ok)
 	}
 	ds, err = adm.DescribeTransactions(ctx, "adm-1")
 	if d := ds["adm-1"]; err != nil || d.State != "CompleteCommit" || len(d.Topics) != 0 || d.StartTimestamp != -1 {
