@@ -3,6 +3,7 @@ package cli
 import (
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -144,4 +145,88 @@ func goModVersion(t *testing.T, module string) string {
 	}
 	t.Fatalf("go.mod does not require %s", module)
 	return ""
+}
+
+// TestDockerfilesMatchTheTests checks the two Dockerfiles of
+// docker-compose.yml statically, as far as that goes without a Docker
+// engine (the build machines have none, so neither image has been built
+// by a test): every base image is pinned; the Go builder is the Go release
+// go.mod asks for; MinIO's image builds the module the tests build, with
+// the same `go install` as scripts/test-deps.sh, at the version compose
+// passes; it has the curl its compose healthcheck runs; shale's image runs
+// shale. (`CGO_ENABLED=0 GOFLAGS=-mod=mod go install -trimpath
+// github.com/minio/minio@<version>`, the MinIO Dockerfile's build step, was
+// run once outside Docker and built; see README "Run with MinIO and etcd in
+// docker-compose".)
+func TestDockerfilesMatchTheTests(t *testing.T) {
+	goDirective := goModVersion(t, "go")
+	goMinor := strings.Join(strings.SplitN(goDirective, ".", 3)[:2], ".")
+	steps := func(path string) (from, run []string, text string) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text = strings.ReplaceAll(string(data), "\\\n", " ")
+		for _, l := range strings.Split(text, "\n") {
+			f := strings.Fields(l)
+			switch {
+			case len(f) >= 2 && f[0] == "FROM":
+				from = append(from, f[1])
+			case len(f) >= 2 && f[0] == "RUN":
+				run = append(run, strings.Join(f[1:], " "))
+			}
+		}
+		return from, run, text
+	}
+	for _, path := range []string{"../Dockerfile", "../docker/minio/Dockerfile"} {
+		from, _, _ := steps(path)
+		if len(from) < 2 {
+			t.Errorf("%s: %d stages, want a Go build stage and a runtime stage", path, len(from))
+		}
+		for _, img := range from {
+			name, tag, ok := strings.Cut(img, ":")
+			if !ok || tag == "" || tag == "latest" {
+				t.Errorf("%s: base image %q is not pinned to a version", path, img)
+			}
+			if name == "golang" && !strings.HasPrefix(tag, goMinor+"-") && tag != goMinor {
+				t.Errorf("%s: builder %s, want golang:%s (go.mod: go %s)", path, img, goMinor, goDirective)
+			}
+		}
+		if !strings.HasPrefix(from[0], "golang:") {
+			t.Errorf("%s: first stage %s, want the golang builder", path, from[0])
+		}
+	}
+
+	// MinIO: the same module and version as scripts/test-deps.sh.
+	_, run, text := steps("../docker/minio/Dockerfile")
+	const install = "go install -trimpath \"github.com/minio/minio@${MINIO_VERSION}\""
+	if !slices.ContainsFunc(run, func(r string) bool { return strings.Contains(r, install) }) || !strings.Contains(text, "ARG MINIO_VERSION") {
+		t.Errorf("docker/minio/Dockerfile: no ARG MINIO_VERSION and RUN ... %s", install)
+	}
+	deps, err := os.ReadFile("../scripts/test-deps.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(deps), `go install "github.com/minio/minio@$minio_version"`) ||
+		!strings.Contains(string(deps), `s/^const MinIOVersion = "\(.*\)"$/\1/p' internal/testenv/minio.go`) {
+		t.Errorf("scripts/test-deps.sh no longer builds github.com/minio/minio@<internal/testenv.MinIOVersion>: update this test and docker/minio/Dockerfile with it")
+	}
+	minioGo, err := os.ReadFile("../internal/testenv/minio.go")
+	if err != nil || !regexpLine(string(minioGo), regexp.QuoteMeta(`const MinIOVersion = "`+testenv.MinIOVersion+`"`)) {
+		t.Errorf("internal/testenv/minio.go: no line `const MinIOVersion = %q` for scripts/test-deps.sh's sed to read (%v)", testenv.MinIOVersion, err)
+	}
+	if !slices.ContainsFunc(run, func(r string) bool { return strings.Contains(r, "apt-get install") && strings.Contains(r, " curl") }) {
+		t.Errorf("docker/minio/Dockerfile does not install curl, which its compose healthcheck runs")
+	}
+	if !strings.Contains(text, `ENTRYPOINT ["/usr/local/bin/minio"]`) || !strings.Contains(text, "COPY --from=build /out/minio /usr/local/bin/minio") {
+		t.Errorf("docker/minio/Dockerfile: the runtime stage does not run the minio it built")
+	}
+
+	// shale: built from the repo, and the agent services' commands are
+	// shale's (`agent ...`, TestComposeFileIsValid).
+	_, run, text = steps("../Dockerfile")
+	if !slices.ContainsFunc(run, func(r string) bool { return strings.Contains(r, "go build") && strings.Contains(r, "-o /out/shale .") }) ||
+		!strings.Contains(text, `ENTRYPOINT ["/usr/local/bin/shale"]`) {
+		t.Errorf("Dockerfile: does not build the repo into /out/shale and run it")
+	}
 }

@@ -20,19 +20,22 @@ import (
 // unreadable (OFFSET_OUT_OF_RANGE), new ones stay readable, ListOffsets
 // earliest follows, and the bucket shrinks after GC.
 //
-// It runs on the local-directory store and on a real S3 server (versitygw).
+// It runs on the local-directory store and on two real S3 servers
+// (versitygw and MinIO).
 func TestRetention(t *testing.T) {
 	t.Run("dir", func(t *testing.T) {
 		store := enginetest.DirStore(t)
 		testRetention(t, store)
 	})
-	t.Run("versitygw", func(t *testing.T) {
-		store, err := s3tier.NewS3Store(lcCtx(t), s3Config(testenv.S3(t), "retention"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		testRetention(t, store)
-	})
+	for name, start := range map[string]func(testing.TB) testenv.S3Server{"versitygw": testenv.S3, "minio": testenv.MinIO} {
+		t.Run(name, func(t *testing.T) {
+			store, err := s3tier.NewS3Store(lcCtx(t), s3Config(start(t), "retention"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			testRetention(t, store)
+		})
+	}
 }
 
 func testRetention(t *testing.T, store s3tier.Store) {
