@@ -51,6 +51,12 @@ type Options struct {
 	// S3, when set, is the S3 server the agents use instead of one the
 	// harness starts (e.g. a fault-injecting proxy's address in Endpoint).
 	S3 *testenv.S3Server
+	// NoRace starts agents built without the race detector even where
+	// agents are built with it (SHALE_AGENT_RACE=1, MainWithRaceAgents):
+	// for a test whose assertion the race detector's cost would void,
+	// e.g. a bound on the agents' memory that MemFactor would multiply
+	// by 10.
+	NoRace bool
 }
 
 // Cluster is a set of running shale agent processes sharing an etcd and an
@@ -58,6 +64,7 @@ type Options struct {
 type Cluster struct {
 	t      testing.TB
 	bin    string
+	race   bool // the agents are built with the race detector
 	opts   Options
 	etcd   []string
 	s3     testenv.S3Server
@@ -100,7 +107,8 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "warn"
 	}
-	bin := Binary(t)
+	race := raceAgents() && !opts.NoRace
+	bin := binaryFor(t, race)
 	endpoints := opts.EtcdEndpoints
 	if len(endpoints) == 0 {
 		endpoints = testenv.StartEtcdProcess(t).Endpoints()
@@ -111,7 +119,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	} else {
 		s3 = testenv.S3(t)
 	}
-	c := &Cluster{t: t, bin: bin, opts: opts, etcd: endpoints, s3: s3}
+	c := &Cluster{t: t, bin: bin, race: race, opts: opts, etcd: endpoints, s3: s3}
 	// Registered after etcd's and S3's cleanups, so it runs before them.
 	t.Cleanup(c.stopAll)
 	for i := range opts.Agents {

@@ -27,6 +27,17 @@
 //     offsets and no duplicate from an idempotent producer's retries
 //     (invariant 2), read through the surviving agent (invariant 3).
 //
+// The agents are built with the race detector (TestMain,
+// cluster.MainWithRaceAgents), so this package's one pass in `make test`
+// is also its race pass: a test whose agent reports a data race fails.
+// TestLargeRecordAcrossAgents alone runs agents built without it, whose
+// memory bound is the real one. The four long failover tests (the group
+// coordinator's SIGKILL, KIP-848 SIGKILL and SIGTERM, and the transaction
+// coordinator kills) run in parallel, two at a time (go test's -parallel
+// defaults to the number of cores), each on a cluster of its own: they
+// mostly wait for leases and timeouts, and so pay for the race
+// detector's cost to the others.
+//
 // A client tool that is missing (kcat, /usr/bin/python3 with confluent_kafka,
 // node with tests/js/node_modules) fails its test with how to install it
 // (`make test-deps`); nothing is skipped.

@@ -58,6 +58,7 @@ func TestGroupOffsetsAcrossAgents(t *testing.T) {
 // bounded by the agent TTL (3s in the harness) plus the clients' retry and
 // rejoin, and the test fails beyond 20s.
 func TestGroupCoordinatorKill(t *testing.T) {
+	t.Parallel() // with the other long failover tests (doc.go)
 	coordinatorFailover(t, "kill", func(c *cluster.Cluster, i int) { c.Kill(i) })
 }
 
@@ -67,6 +68,7 @@ func TestGroupCoordinatorKill(t *testing.T) {
 // and the group carries on; committed offsets never move backwards and
 // every record is processed.
 func TestConsumerGroup848CoordinatorKill(t *testing.T) {
+	t.Parallel()
 	coordinatorFailover(t, "kill848", func(c *cluster.Cluster, i int) { c.Kill(i) }, kgo.ServerSideBalancer())
 }
 
@@ -75,6 +77,7 @@ func TestConsumerGroup848CoordinatorKill(t *testing.T) {
 // revoked, so the coordinator key is gone by the time the process is),
 // instead of leaving the group waiting for the lease to expire.
 func TestGroupCoordinatorGracefulStop(t *testing.T) {
+	t.Parallel()
 	coordinatorFailover(t, "stop", func(c *cluster.Cluster, i int) {
 		c.Stop(i)
 		meta := metastore.New(testenv.EtcdClient(t, c.EtcdEndpoints()), "/shale")

@@ -17,7 +17,10 @@ import (
 	"github.com/shale-dev/shale/tests/cluster"
 )
 
-func TestMain(m *testing.M) { cluster.Main(m) }
+// TestMain: the agents under test are built with the race detector (this
+// package's one pass in `make test` is its race pass), except where a test
+// asks for agents without it (cluster.Options.NoRace).
+func TestMain(m *testing.M) { cluster.MainWithRaceAgents(m) }
 
 // Sizes and bounds shared by the tests.
 const (

@@ -34,6 +34,7 @@ import (
 // (PrepareCommit) as committed, each once, none of the aborted ones, and
 // of an undecided one all records or none.
 func TestTxnCoordinatorKills(t *testing.T) {
+	t.Parallel() // with the other long failover tests (doc.go)
 	c := cluster.Start(t, cluster.Options{Agents: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

@@ -208,7 +208,7 @@ func TestAbuse(t *testing.T) {
 	if lorisClosed != slowLoris {
 		t.Errorf("%d of %d slow-loris connections still open after the idle timeout", slowLoris-lorisClosed, slowLoris)
 	}
-	if bound := rssBound * cluster.MemFactor(); hwm > bound {
+	if bound := rssBound * c.MemFactor(); hwm > bound {
 		t.Errorf("agent peak RSS %d MiB above %d MiB", hwm>>20, bound>>20)
 	}
 	if !goodRep.ok() {
