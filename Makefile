@@ -71,8 +71,10 @@ test-conformance:
 # TestRecoverFromBucket). tests/interop is not here: its one pass, in
 # test-go, builds its agents with -race (cluster.MainWithRaceAgents), except
 # TestLargeRecordAcrossAgents's, whose memory bound is the real one
-# (SHALE_AGENT_RACE=0 go test ./tests/interop/ runs it without).
-RACE_PKGS := ./engine/ ./metastore/ ./replay/ ./segment/ ./auth/ ./metrics/ ./agent/ ./s3tier/ ./lifecycle/ ./cli/
+# (SHALE_AGENT_RACE=0 go test ./tests/interop/ runs it without). Also
+# left out for time: icetable (its one lock is the Iceberg job's; `go test
+# -race ./icetable/` passed in 28 s on 2026-12-05).
+RACE_PKGS := ./engine/ ./metastore/ ./replay/ ./segment/ ./span/ ./auth/ ./metrics/ ./agent/ ./s3tier/ ./lifecycle/ ./cli/
 test-race:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 	SHALE_AGENT_RACE=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestRecoverFromMinIO|TestRecoverAfterKillUnderLoad' ./tests/cluster/ ./tests/reliability/
