@@ -13,16 +13,15 @@ import (
 )
 
 // TestIcebergModeConfig proves shale.iceberg.mode is validated by
-// CreateTopics, IncrementalAlterConfigs and AlterConfigs (disabled and
-// key_value accepted; json, not materialized yet, and anything else
-// INVALID_CONFIG) and shown by DescribeConfigs: its default as
+// CreateTopics, IncrementalAlterConfigs and AlterConfigs (disabled,
+// key_value and json accepted; anything else INVALID_CONFIG) and shown by DescribeConfigs: its default as
 // DEFAULT_CONFIG, a value set as DYNAMIC_TOPIC_CONFIG.
 func TestIcebergModeConfig(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{})
 	ctx := testCtx(t, time.Minute)
 	adm := c.Admin(t)
 	const name = "shale.iceberg.mode"
-	for _, bad := range []string{"json", "parquet", ""} {
+	for _, bad := range []string{"JSON", "parquet", ""} {
 		r, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{name: kmsg.StringPtr(bad)}, "ice-bad")
 		if err == nil {
 			err = r.Err
@@ -51,14 +50,21 @@ func TestIcebergModeConfig(t *testing.T) {
 	if v, src := describe(); v != "key_value" || src != kmsg.ConfigSourceDynamicTopicConfig {
 		t.Fatalf("%s = %q (%v), want key_value (DYNAMIC_TOPIC_CONFIG)", name, v, src)
 	}
-	bad := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: name, Value: kmsg.StringPtr("json")}}
+	bad := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: name, Value: kmsg.StringPtr("parquet")}}
 	if ar, err := adm.AlterTopicConfigs(ctx, bad, "ice"); err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) {
-		t.Fatalf("incremental alter to json: %v %v, want INVALID_CONFIG", err, ar)
+		t.Fatalf("incremental alter to parquet: %v %v, want INVALID_CONFIG", err, ar)
 	}
 	if ar, err := adm.AlterTopicConfigsState(ctx, bad, "ice"); err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) {
-		t.Fatalf("alter (full state) to json: %v %v, want INVALID_CONFIG", err, ar)
+		t.Fatalf("alter (full state) to parquet: %v %v, want INVALID_CONFIG", err, ar)
 	}
 	if v, _ := describe(); v != "key_value" {
 		t.Fatalf("after refused alters %s = %q, want key_value", name, v)
+	}
+	js := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: name, Value: kmsg.StringPtr("json")}}
+	if ar, err := adm.AlterTopicConfigs(ctx, js, "ice"); err != nil || ar[0].Err != nil {
+		t.Fatalf("incremental alter to json: %v %v", err, ar)
+	}
+	if v, _ := describe(); v != "json" {
+		t.Fatalf("%s = %q, want json", name, v)
 	}
 }

@@ -31,7 +31,11 @@ shale.iceberg.mode is not disabled (or the topics named):
   END           the topic's last stable offsets, summed over partitions
   LAG           END - MATERIALIZED; LAG-TIME how long ago the current snapshot was committed
                 while the lag is not 0 ("never": no snapshot yet)
-  ROWS, FILES   rows and data files of the current snapshot; SNAPSHOTS in the metadata`,
+  ROWS, FILES   rows and data files of the current snapshot; SNAPSHOTS in the metadata
+  RAW           json mode: rows whose value is in the _raw column (not a JSON object, or a
+                field whose type conflicts with its column's)
+A MODE of "json (table: key_value)" is a topic switched after its table was created: the
+job fails it until the mode is set back.`,
 		Example: `  shale table status
   shale table status orders --etcd-endpoints etcd:2379`,
 	}
@@ -76,7 +80,7 @@ shale.iceberg.mode is not disabled (or the topics named):
 		if len(topics) == 0 {
 			return errors.New("no topic has shale.iceberg.mode set: `shale topic alter TOPIC --config shale.iceberg.mode=key_value`")
 		}
-		tw := newTable(cmd.OutOrStdout(), "TOPIC", "MODE", "MATERIALIZED", "END", "LAG", "LAG-TIME", "ROWS", "FILES", "SNAPSHOTS")
+		tw := newTable(cmd.OutOrStdout(), "TOPIC", "MODE", "MATERIALIZED", "END", "LAG", "LAG-TIME", "ROWS", "FILES", "SNAPSHOTS", "RAW")
 		now := time.Now()
 		for _, t := range topics {
 			st, err := icetable.Status(ctx, store, meta, t, now)
@@ -90,7 +94,11 @@ shale.iceberg.mode is not disabled (or the topics named):
 			case st.LagTime > 0:
 				lagTime = st.LagTime.Round(time.Second).String()
 			}
-			tw.row(st.Topic, st.Mode, st.Materialized, st.End, st.Lag, lagTime, st.Rows, st.Files, st.Snapshots)
+			mode := string(st.Mode)
+			if st.TableMode != "" && st.TableMode != st.Mode {
+				mode += " (table: " + string(st.TableMode) + ")"
+			}
+			tw.row(st.Topic, mode, st.Materialized, st.End, st.Lag, lagTime, st.Rows, st.Files, st.Snapshots, st.Raw)
 		}
 		return tw.flush()
 	}

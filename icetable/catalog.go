@@ -41,6 +41,9 @@ type handle struct {
 
 var _ table.CatalogIO = (*handle)(nil)
 
+// mode is the mode the table was created in.
+func (h *handle) mode() Mode { return Mode(h.tbl.Properties()[propMode]) }
+
 func (h *handle) ident() table.Identifier { return table.Identifier{"shale", h.topic.Name} }
 
 func (h *handle) fsF(context.Context) (icebergio.IO, error) { return h.fsio, nil }
@@ -74,7 +77,7 @@ func openTable(ctx context.Context, store s3tier.Store, meta *metastore.Store, t
 }
 
 func (h *handle) create(ctx context.Context, mode Mode) error {
-	sc, spec := keyValueSchema()
+	sc, spec := tableSchema(mode)
 	props := iceberg.Properties{
 		propTopicID:               h.topic.ID.String(),
 		propMode:                  string(mode),
@@ -176,6 +179,10 @@ var ErrForeignTable = errors.New("icetable: table belongs to another topic")
 // ErrUnknownMode: a topic's shale.iceberg.mode is not one this agent
 // materializes.
 var ErrUnknownMode = errors.New("icetable: unsupported table mode")
+
+// ErrModeChanged: the topic's shale.iceberg.mode is not the mode its
+// table was created in.
+var ErrModeChanged = errors.New("icetable: topic mode differs from its table's")
 
 // ErrBadSummary: the current snapshot does not record the offsets it
 // covers (it was not committed by shale); the job stops rather than guess.

@@ -14,9 +14,59 @@
 //     key binary (null key: null), value binary (tombstone: null), headers
 //     list<struct<key string, value binary>>. Partitioned by
 //     day(timestamp) (field timestamp_day).
+//   - json: the fields of JSON object values as columns, plus the record's
+//     metadata as _partition, _offset, _timestamp, _key, _headers (the
+//     key_value columns, underscored: events often have a field called
+//     "timestamp" or "key"), and _raw binary: the whole value of a record
+//     whose value could not go into columns as is, null otherwise.
+//     Partitioned by day(_timestamp) (field _timestamp_day).
 //
-// json mode (values as columns) is not implemented: the agents refuse it
-// as INVALID_CONFIG. Switching a topic from key_value to disabled stops
+// # json mode
+//
+// The schema is inferred from the data and only grows: a field seen for
+// the first time (with a non-null value) adds an optional column, with a
+// new field ID, in the same commit as the rows that fill it (iceberg-go's
+// UpdateSchema); no column is ever removed, renamed or retyped. Records
+// are read partition by partition in offset order, so which columns a
+// commit adds, in which order, and which of two conflicting values gets
+// a column, are the same on every run of the commit (after a crash too).
+// Types, fixed by the value that created the column:
+//
+//   - boolean → boolean
+//   - number → double (always: a long column would conflict with the
+//     first 1.5; Iceberg cannot promote long to double)
+//   - string → string
+//   - object or array → string holding its JSON text as sent (nested
+//     objects are not struct columns); the column's doc marks it
+//     ("shale json: JSON text of an object or array"), so that a JSON
+//     string and an object never share a column
+//   - null → null in the column, like an absent field; a field only ever
+//     null adds no column.
+//
+// A record whose value is not a JSON object (not valid UTF-8, not one
+// valid JSON value, an array or scalar, a name twice) has _raw = its
+// value and every value column null. A record with a field that cannot go
+// into a column as is also has _raw = its whole value, its other fields
+// in their columns and that field's column null: a value of another type
+// than the column's; a number a double cannot hold (out of range, or an
+// integer of magnitude 2^53 or more); a name that is empty, longer than
+// 255 bytes, contains "." (a path separator to Iceberg engines), equals
+// a metadata column's or an existing column's ignoring case (engines
+// that fold case would see two columns as one); a new field once the
+// table has MaxJSONColumns (1000) value columns. Such rows are counted
+// (summary shale.raw-rows over the table's life, `shale table status`
+// RAW, metric iceberg_raw_rows_total), never dropped, and never stop the
+// table. A tombstone (null value) is a row whose value columns and _raw
+// are null.
+//
+// # Switching modes
+//
+// A table keeps the mode it was created in (table property
+// shale.iceberg.mode). A topic switched to the other mode afterwards is
+// not materialized: its pass fails with ErrModeChanged (logged, counted
+// in iceberg_failures_total, shown by `shale table status` as "json
+// (table: key_value)") until the mode is set back; rows are never
+// written under another schema. Switching to disabled stops
 // materialization; the table stays, and switching back resumes from its
 // last snapshot.
 //

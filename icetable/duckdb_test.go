@@ -26,6 +26,24 @@ import (
 // and returns the rows in partition, offset order.
 func duckRead(t *testing.T, ctx context.Context, store s3tier.Store, tbl *table.Table) []replaytest.Rec {
 	t.Helper()
+	var recs []replaytest.Rec
+	for _, r := range duckRows(t, ctx, store, tbl, false) {
+		recs = append(recs, r.Rec)
+	}
+	return recs
+}
+
+// jsonRow is a json table row: its metadata columns as a Rec (Value is
+// _raw) and its non-null value columns.
+type jsonRow struct {
+	Rec  replaytest.Rec
+	Cols map[string]any
+}
+
+// duckRows reads the table's current data files with DuckDB; with
+// jsonMode, a json table's rows with their value columns.
+func duckRows(t *testing.T, ctx context.Context, store s3tier.Store, tbl *table.Table, jsonMode bool) []jsonRow {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node is missing (%v): run `make test-deps`", err)
@@ -63,7 +81,11 @@ func duckRead(t *testing.T, ctx context.Context, store s3tier.Store, tbl *table.
 		}
 		files = append(files, name)
 	}
-	cmd := exec.CommandContext(ctx, node, append([]string{filepath.Join(js, "duckdb_read.mjs")}, files...)...)
+	args := []string{filepath.Join(js, "duckdb_read.mjs")}
+	if jsonMode {
+		args = append(args, "--json")
+	}
+	cmd := exec.CommandContext(ctx, node, append(args, files...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -75,12 +97,13 @@ func duckRead(t *testing.T, ctx context.Context, store s3tier.Store, tbl *table.
 		V *string `json:"v"`
 	}
 	var row struct {
-		P int32   `json:"p"`
-		O int64   `json:"o"`
-		T int64   `json:"t"`
-		K *string `json:"k"`
-		V *string `json:"v"`
-		H []hdr   `json:"h"`
+		P int32          `json:"p"`
+		O int64          `json:"o"`
+		T int64          `json:"t"`
+		K *string        `json:"k"`
+		V *string        `json:"v"`
+		H []hdr          `json:"h"`
+		C map[string]any `json:"c"`
 	}
 	unhex := func(s *string) []byte {
 		if s == nil {
@@ -92,11 +115,11 @@ func duckRead(t *testing.T, ctx context.Context, store s3tier.Store, tbl *table.
 		}
 		return b
 	}
-	var recs []replaytest.Rec
+	var rows []jsonRow
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(nil, 64<<20)
 	for sc.Scan() {
-		row.K, row.V, row.H = nil, nil, nil
+		row.K, row.V, row.H, row.C = nil, nil, nil, nil
 		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
 			t.Fatalf("duckdb row %q: %v", sc.Text(), err)
 		}
@@ -104,7 +127,15 @@ func duckRead(t *testing.T, ctx context.Context, store s3tier.Store, tbl *table.
 		for _, h := range row.H {
 			r.Headers = append(r.Headers, kmsg.Header{Key: h.K, Value: unhex(h.V)})
 		}
-		recs = append(recs, r)
+		for k, v := range row.C {
+			if v == nil {
+				delete(row.C, k)
+			}
+		}
+		if len(row.C) == 0 {
+			row.C = nil
+		}
+		rows = append(rows, jsonRow{r, row.C})
 	}
-	return recs
+	return rows
 }

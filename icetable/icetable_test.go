@@ -89,6 +89,24 @@ func scan(t *testing.T, ctx context.Context, store s3tier.Store, meta *metastore
 
 func scanTable(t *testing.T, ctx context.Context, tbl *table.Table) []replaytest.Rec {
 	t.Helper()
+	var out []replaytest.Rec
+	for _, r := range scanRows(t, ctx, tbl, kvNames) {
+		out = append(out, r.Rec)
+	}
+	return out
+}
+
+// Metadata column names of key_value and json tables: partition, offset,
+// timestamp, key, value (json: _raw), headers.
+var (
+	kvNames   = [6]string{"partition", "offset", "timestamp", "key", "value", "headers"}
+	jsonNames = [6]string{"_partition", "_offset", "_timestamp", "_key", "_raw", "_headers"}
+)
+
+// scanRows reads the table with iceberg-go's scan, in partition, offset
+// order; columns other than names are the rows' Cols (non-null values).
+func scanRows(t *testing.T, ctx context.Context, tbl *table.Table, names [6]string) []jsonRow {
+	t.Helper()
 	at, err := tbl.Scan().ToArrowTable(ctx)
 	if err != nil {
 		t.Fatalf("scan: %v", err)
@@ -96,12 +114,12 @@ func scanTable(t *testing.T, ctx context.Context, tbl *table.Table) []replaytest
 	defer at.Release()
 	rdr := array.NewTableReader(at, 4096)
 	defer rdr.Release()
-	var out []replaytest.Rec
+	var out []jsonRow
 	for rdr.Next() {
-		out = append(out, recsOf(t, rdr.RecordBatch())...)
+		out = append(out, recsOf(t, rdr.RecordBatch(), names)...)
 	}
-	slices.SortFunc(out, func(a, b replaytest.Rec) int {
-		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
+	slices.SortFunc(out, func(a, b jsonRow) int {
+		return cmp.Or(cmp.Compare(a.Rec.Partition, b.Rec.Partition), cmp.Compare(a.Rec.Offset, b.Rec.Offset))
 	})
 	return out
 }
@@ -123,7 +141,7 @@ func binAt(a arrow.Array, i int) []byte {
 	panic("unexpected binary column " + a.DataType().String())
 }
 
-func recsOf(t *testing.T, rec arrow.RecordBatch) []replaytest.Rec {
+func recsOf(t *testing.T, rec arrow.RecordBatch, names [6]string) []jsonRow {
 	t.Helper()
 	col := func(name string) arrow.Array {
 		idx := rec.Schema().FieldIndices(name)
@@ -132,12 +150,12 @@ func recsOf(t *testing.T, rec arrow.RecordBatch) []replaytest.Rec {
 		}
 		return rec.Column(idx[0])
 	}
-	part := col("partition").(*array.Int32)
-	off := col("offset").(*array.Int64)
-	ts := col("timestamp").(*array.Timestamp)
-	key, val := col("key"), col("value")
-	hdrs := col("headers")
-	var out []replaytest.Rec
+	part := col(names[0]).(*array.Int32)
+	off := col(names[1]).(*array.Int64)
+	ts := col(names[2]).(*array.Timestamp)
+	key, val := col(names[3]), col(names[4])
+	hdrs := col(names[5])
+	var out []jsonRow
 	for i := range int(rec.NumRows()) {
 		r := replaytest.Rec{Partition: part.Value(i), Offset: off.Value(i), Timestamp: int64(ts.Value(i)) / 1000,
 			Key: binAt(key, i), Value: binAt(val, i)}
@@ -157,7 +175,28 @@ func recsOf(t *testing.T, rec arrow.RecordBatch) []replaytest.Rec {
 		for j := lo; j < hi; j++ {
 			r.Headers = append(r.Headers, kmsg.Header{Key: string(binAt(st.Field(0), int(j))), Value: binAt(st.Field(1), int(j))})
 		}
-		out = append(out, r)
+		var cols map[string]any
+		for c, f := range rec.Schema().Fields() {
+			if slices.Contains(names[:], f.Name) || rec.Column(c).IsNull(i) {
+				continue
+			}
+			if cols == nil {
+				cols = map[string]any{}
+			}
+			switch a := rec.Column(c).(type) {
+			case *array.Boolean:
+				cols[f.Name] = a.Value(i)
+			case *array.Float64:
+				cols[f.Name] = a.Value(i)
+			case *array.String:
+				cols[f.Name] = a.Value(i)
+			case *array.LargeString:
+				cols[f.Name] = a.Value(i)
+			default:
+				t.Fatalf("column %s of type %s", f.Name, f.Type)
+			}
+		}
+		out = append(out, jsonRow{r, cols})
 	}
 	return out
 }

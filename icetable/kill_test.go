@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -13,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/iceberg-go/table"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/engine/enginetest"
 	"github.com/shale-dev/shale/icetable"
+	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/replay/replaytest"
 )
 
@@ -68,23 +71,51 @@ func materializeChild() int {
 func TestKilledMaterializationExactlyOnce(t *testing.T) {
 	f := replaytest.NewFixture(t, 60)
 	ctx := replaytest.Ctx(t)
+	tp := kvTopic(t, ctx, f.C.Meta, f.Topic)
+	killedExactlyOnce(t, ctx, f, tp, 12, func(j int) []byte { return bytes.Repeat([]byte{byte(j)}, 1000+j) })
+}
+
+// TestKilledJSONMaterializationExactlyOnce is the same in json mode, with
+// 4 kills: JSON object values, rows compared by their columns.
+func TestKilledJSONMaterializationExactlyOnce(t *testing.T) {
+	ctx := replaytest.Ctx(t)
+	f, _ := jsonFixture(t, ctx, "json-kill")
+	f.Parts = 3
+	if _, err := f.C.Admin(t).CreatePartitions(ctx, 1, f.Topic); err != nil {
+		t.Fatal(err)
+	}
+	tp, err := f.C.Meta.GetTopic(ctx, f.Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killedExactlyOnce(t, ctx, f, tp, 4, func(j int) []byte {
+		return fmt.Appendf(nil, `{"j":%d,"pad":%q,"f%d":true}`, j, strings.Repeat("x", 1000+j), j%4)
+	})
+}
+
+// killedExactlyOnce SIGKILLs a child materializing tp kills times (see
+// TestKilledMaterializationExactlyOnce), with 150 records of the given
+// values produced before each run, and checks the table after each kill
+// and at the end.
+func killedExactlyOnce(t *testing.T, ctx context.Context, f *replaytest.Fixture, tp metastore.Topic, kills int, value func(j int) []byte) {
+	t.Helper()
 	meta, store := f.C.Meta, f.C.Store
-	tp := kvTopic(t, ctx, meta, f.Topic)
+	jsonMode := icetable.ModeOf(tp.Configs) == icetable.ModeJSON
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
 	prod := f.C.Client(t, kgo.DefaultProduceTopic(f.Topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	kills, mid, swaps := 12, 0, 0
+	mid, swaps := 0, 0
 	for i := range kills {
 		// New records for the child to materialize, about 80 commits' worth.
 		var recs []*kgo.Record
 		for j := range 150 {
 			recs = append(recs, &kgo.Record{Partition: int32(j % 3), Key: fmt.Appendf(nil, "k%d-%d", i, j),
-				Value: bytes.Repeat([]byte{byte(j)}, 1000+j), Headers: []kgo.RecordHeader{{Key: "kill", Value: fmt.Appendf(nil, "%d", i)}}})
+				Value: value(j), Headers: []kgo.RecordHeader{{Key: "kill", Value: fmt.Appendf(nil, "%d", i)}}})
 		}
 		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 		want := map[[2]int64]replaytest.Rec{}
-		for _, r := range consumeTopic(t, ctx, f, 3) {
+		for _, r := range canonical(t, jsonMode, consumeTopic(t, ctx, f, 3)) {
 			want[[2]int64{int64(r.Partition), r.Offset}] = r
 		}
 		// Even kills land at a random commit's pointer swap (its metadata
@@ -101,7 +132,7 @@ func TestKilledMaterializationExactlyOnce(t *testing.T) {
 			swaps++
 		}
 		if tbl, err := icetable.Load(ctx, store, meta, tp); err == nil {
-			got := scanTable(t, ctx, tbl)
+			got := tableRecs(t, ctx, tbl, jsonMode)
 			next := map[int32]int64{}
 			for _, r := range got {
 				if r.Offset < next[r.Partition] {
@@ -119,7 +150,7 @@ func TestKilledMaterializationExactlyOnce(t *testing.T) {
 	if mid < kills/2 || swaps < kills/2 {
 		t.Fatalf("%d of %d kills landed mid-pass, %d between a metadata write and its pointer swap: the kills missed the commits", mid, kills, swaps)
 	}
-	all := consumeTopic(t, ctx, f, 3)
+	all := canonical(t, jsonMode, consumeTopic(t, ctx, f, 3))
 	var st icetable.Stats
 	if err := icetable.MaterializeTopic(ctx, store, meta, tp, icetable.Config{}, &st); err != nil {
 		t.Fatal(err)
@@ -128,9 +159,58 @@ func TestKilledMaterializationExactlyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replaytest.CompareRecs(t, "iceberg-go scan after kills", scanTable(t, ctx, tbl), all)
-	replaytest.CompareRecs(t, "DuckDB after kills", duckRead(t, ctx, store, tbl), all)
+	replaytest.CompareRecs(t, "iceberg-go scan after kills", tableRecs(t, ctx, tbl, jsonMode), all)
+	duck := duckRows(t, ctx, store, tbl, jsonMode)
+	replaytest.CompareRecs(t, "DuckDB after kills", canonicalRows(t, jsonMode, duck), all)
 	t.Logf("%d rows, %d kills mid-pass, %d between a metadata write and its pointer swap", len(all), mid, swaps)
+}
+
+// tableRecs reads the table with iceberg-go's scan; in json mode, a row
+// without _raw has as Value its columns as a JSON object (canonical:
+// keys sorted), comparable with canonical's.
+func tableRecs(t *testing.T, ctx context.Context, tbl *table.Table, jsonMode bool) []replaytest.Rec {
+	t.Helper()
+	if !jsonMode {
+		return scanTable(t, ctx, tbl)
+	}
+	return canonicalRows(t, true, scanRows(t, ctx, tbl, jsonNames))
+}
+
+func canonicalRows(t *testing.T, jsonMode bool, rows []jsonRow) []replaytest.Rec {
+	t.Helper()
+	var out []replaytest.Rec
+	for _, r := range rows {
+		if jsonMode && r.Rec.Value == nil {
+			b, err := json.Marshal(r.Cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Rec.Value = b
+		}
+		out = append(out, r.Rec)
+	}
+	return out
+}
+
+// canonical re-encodes, in json mode, the consumer's values (JSON objects
+// of booleans, numbers and strings) with sorted keys.
+func canonical(t *testing.T, jsonMode bool, recs []replaytest.Rec) []replaytest.Rec {
+	t.Helper()
+	if !jsonMode {
+		return recs
+	}
+	for i, r := range recs {
+		var m map[string]any
+		if err := json.Unmarshal(r.Value, &m); err != nil {
+			t.Fatalf("consumed value %q: %v", r.Value, err)
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs[i].Value = b
+	}
+	return recs
 }
 
 // consumeTopic reads every record of the fixture's topic with a Kafka

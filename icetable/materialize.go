@@ -27,6 +27,9 @@ const (
 	// SummarySkipped counts offsets retention deleted before they could
 	// be materialized, over the table's life.
 	SummarySkipped = "shale.skipped-offsets"
+	// SummaryRaw counts, over the table's life, the json table rows whose
+	// value went to _raw (not an object, or a field that conflicts).
+	SummaryRaw = "shale.raw-rows"
 )
 
 // DefaultCommitBytes is how many stored record bytes one commit reads at
@@ -47,6 +50,7 @@ type Stats struct {
 	Rows    int64 // rows added
 	Files   int   // data files added
 	Skipped int64 // offsets deleted by retention before being materialized
+	Raw     int64 // json rows added with their value in _raw
 	Failed  int   // topics whose pass failed (logged)
 }
 
@@ -90,12 +94,16 @@ func MaterializeTopic(ctx context.Context, store s3tier.Store, meta *metastore.S
 		cfg.CommitBytes = DefaultCommitBytes
 	}
 	mode := ModeOf(t.Configs)
-	if mode != ModeKeyValue {
+	if mode != ModeKeyValue && mode != ModeJSON {
 		return fmt.Errorf("topic %s: %s=%q: %w", t.Name, ConfigMode, mode, ErrUnknownMode)
 	}
 	h, err := openTable(ctx, store, meta, t, mode)
 	if err != nil {
 		return err
+	}
+	if tm := h.mode(); tm != mode {
+		return fmt.Errorf("table %s was created in %s mode, the topic now says %s=%s: set it back to %s (a table's mode is fixed when it is created): %w",
+			t.Name, tm, ConfigMode, mode, tm, ErrModeChanged)
 	}
 	for ctx.Err() == nil {
 		done, err := h.commitOnce(ctx, cfg, st)
@@ -110,6 +118,7 @@ func MaterializeTopic(ctx context.Context, store s3tier.Store, meta *metastore.S
 type Progress struct {
 	Offsets map[int32]int64 // per partition, the first offset not in the table
 	Skipped int64
+	Raw     int64 // json rows with their value in _raw
 }
 
 func (h *handle) progress() (Progress, error) {
@@ -131,6 +140,7 @@ func (h *handle) progress() (Progress, error) {
 		p.Offsets[int32(n)] = v
 	}
 	p.Skipped, _ = strconv.ParseInt(props[SummarySkipped], 10, 64)
+	p.Raw, _ = strconv.ParseInt(props[SummaryRaw], 10, 64)
 	return p, nil
 }
 
@@ -188,13 +198,38 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 		return false, err
 	}
 	defer rb.release()
+	add := func(r replay.Record) { rb.add(r, r.Value) }
+	var jb *jsonBuilder
+	if h.mode() == ModeJSON {
+		jb = newJSONBuilder(rb, h.tbl.Schema())
+		defer jb.release()
+		add = jb.add
+	}
 	for _, sp := range spans {
-		if err := h.read(ctx, sp, rb); err != nil {
+		if err := h.read(ctx, sp, add); err != nil {
 			return false, err
 		}
 	}
 	rows := int64(rb.rows)
-	rec := rb.take()
+	tx := h.tbl.NewTransaction()
+	var rec arrow.RecordBatch
+	raw := prog.Raw
+	if jb != nil {
+		// New columns and the rows that fill them commit together.
+		if err := jb.evolve(tx); err != nil {
+			return false, fmt.Errorf("table %s: add columns: %w", h.topic.Name, err)
+		}
+		staged, err := tx.StagedTable()
+		if err != nil {
+			return false, fmt.Errorf("table %s: %w", h.topic.Name, err)
+		}
+		if rec, err = jb.take(staged.Schema()); err != nil {
+			return false, fmt.Errorf("table %s: %w", h.topic.Name, err)
+		}
+		raw += jb.raw
+	} else {
+		rec = rb.take()
+	}
 	defer rec.Release()
 	offs := map[string]int64{}
 	for p, o := range ends {
@@ -202,7 +237,9 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 	}
 	enc, _ := json.Marshal(offs)
 	props := iceberg.Properties{SummaryOffsets: string(enc), SummarySkipped: strconv.FormatInt(skipped, 10)}
-	tx := h.tbl.NewTransaction()
+	if jb != nil {
+		props[SummaryRaw] = strconv.FormatInt(raw, 10)
+	}
 	before := len(h.tbl.Metadata().Snapshots())
 	if rows == 0 {
 		err = tx.AddFiles(ctx, nil, props, false)
@@ -226,6 +263,7 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 	st.Commits++
 	st.Rows += rows
 	st.Skipped += skipped - prog.Skipped
+	st.Raw += raw - prog.Raw
 	if snap := h.tbl.CurrentSnapshot(); snap != nil && snap.Summary != nil {
 		n, _ := strconv.Atoi(snap.Summary.Properties["added-data-files"])
 		st.Files += n
@@ -256,10 +294,10 @@ func (h *handle) cut(ctx context.Context, p int32, start, end, budget int64) (in
 	return min(stop, end), used, nil
 }
 
-// read adds the committed records of sp to rb: replay's reader (every byte
-// checked), minus the records of aborted transactions; control records are
-// never rows.
-func (h *handle) read(ctx context.Context, sp span, rb *rowBuilder) error {
+// read passes the committed records of sp to add, in offset order:
+// replay's reader (every byte checked), minus the records of aborted
+// transactions; control records are never rows.
+func (h *handle) read(ctx context.Context, sp span, add func(replay.Record)) error {
 	aborted, err := h.meta.AbortedTxns(ctx, h.topic.ID, sp.p, sp.start, sp.end, 1<<20)
 	if err != nil {
 		return err
@@ -272,13 +310,14 @@ func (h *handle) read(ctx context.Context, sp span, rb *rowBuilder) error {
 	if pl.Topic.ID != h.topic.ID {
 		return fmt.Errorf("table %s: topic was re-created (id %s, table of %s): %w", h.topic.Name, pl.Topic.ID, h.topic.ID, metastore.ErrTopicNotFound)
 	}
-	return pl.Run(ctx, h.meta, h.store, &rowSink{rb: rb, aborted: aborted}, nil)
+	return pl.Run(ctx, h.meta, h.store, &rowSink{add: add, aborted: aborted}, nil)
 }
 
-// rowSink is a replay sink adding records to a rowBuilder.
+// rowSink is a replay sink passing records to add (one partition at a
+// time, in offset order).
 type rowSink struct {
 	mu      sync.Mutex
-	rb      *rowBuilder
+	add     func(replay.Record)
 	aborted []metastore.AbortedTxn
 }
 
@@ -296,7 +335,7 @@ func (s *rowSink) WriteRecords(recs []replay.Record) error {
 		if r.Transactional && s.isAborted(r) {
 			continue
 		}
-		s.rb.add(r)
+		s.add(r)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ type Mode string
 const (
 	ModeDisabled Mode = metastore.IcebergDisabled
 	ModeKeyValue Mode = metastore.IcebergKeyValue
+	ModeJSON     Mode = metastore.IcebergJSON
 )
 
 // ConfigMode is the topic config naming a topic's table mode.
@@ -39,17 +40,41 @@ const (
 	propMode    = "shale.iceberg.mode"
 )
 
-// keyValueSchema is the key_value table schema, replay's Parquet schema in
-// Iceberg types (timestamp is timestamptz, microseconds, as Iceberg has no
-// millisecond timestamp), partitioned by day(timestamp).
-func keyValueSchema() (*iceberg.Schema, iceberg.PartitionSpec) {
+// Columns of a json table besides the value's fields: the record's
+// metadata, and _raw, the whole value of a record whose value could not
+// go into columns as is (null otherwise).
+const (
+	ColPartition = "_partition"
+	ColOffset    = "_offset"
+	ColTimestamp = "_timestamp"
+	ColKey       = "_key"
+	ColRaw       = "_raw"
+	ColHeaders   = "_headers"
+)
+
+// metaColumns is how many columns of a table's schema precede a json
+// table's value columns (the same 6 in both modes: key_value's value is
+// json's _raw, at the same position).
+const metaColumns = 6
+
+// tableSchema is a mode's initial table schema. key_value: replay's
+// Parquet schema in Iceberg types (timestamp is timestamptz,
+// microseconds, as Iceberg has no millisecond timestamp). json: the same
+// columns under underscored names (a JSON field is often called
+// "timestamp" or "key"), value replaced by _raw; value columns are added
+// as fields appear. Both are partitioned by day(timestamp).
+func tableSchema(mode Mode) (*iceberg.Schema, iceberg.PartitionSpec) {
+	names := [...]string{"partition", "offset", "timestamp", "key", "value", "headers"}
+	if mode == ModeJSON {
+		names = [...]string{ColPartition, ColOffset, ColTimestamp, ColKey, ColRaw, ColHeaders}
+	}
 	sc := iceberg.NewSchema(0,
-		iceberg.NestedField{ID: 1, Name: "partition", Type: iceberg.PrimitiveTypes.Int32, Required: true},
-		iceberg.NestedField{ID: 2, Name: "offset", Type: iceberg.PrimitiveTypes.Int64, Required: true},
-		iceberg.NestedField{ID: 3, Name: "timestamp", Type: iceberg.PrimitiveTypes.TimestampTz, Required: true},
-		iceberg.NestedField{ID: 4, Name: "key", Type: iceberg.PrimitiveTypes.Binary},
-		iceberg.NestedField{ID: 5, Name: "value", Type: iceberg.PrimitiveTypes.Binary},
-		iceberg.NestedField{ID: 6, Name: "headers", Required: true, Type: &iceberg.ListType{
+		iceberg.NestedField{ID: 1, Name: names[0], Type: iceberg.PrimitiveTypes.Int32, Required: true},
+		iceberg.NestedField{ID: 2, Name: names[1], Type: iceberg.PrimitiveTypes.Int64, Required: true},
+		iceberg.NestedField{ID: 3, Name: names[2], Type: iceberg.PrimitiveTypes.TimestampTz, Required: true},
+		iceberg.NestedField{ID: 4, Name: names[3], Type: iceberg.PrimitiveTypes.Binary},
+		iceberg.NestedField{ID: 5, Name: names[4], Type: iceberg.PrimitiveTypes.Binary},
+		iceberg.NestedField{ID: 6, Name: names[5], Required: true, Type: &iceberg.ListType{
 			ElementID: 7, ElementRequired: true, Element: &iceberg.StructType{FieldList: []iceberg.NestedField{
 				{ID: 8, Name: "key", Type: iceberg.PrimitiveTypes.String, Required: true},
 				{ID: 9, Name: "value", Type: iceberg.PrimitiveTypes.Binary},
@@ -57,12 +82,13 @@ func keyValueSchema() (*iceberg.Schema, iceberg.PartitionSpec) {
 		}},
 	)
 	spec := iceberg.NewPartitionSpec(iceberg.PartitionField{
-		SourceIDs: []int{3}, FieldID: 1000, Name: "timestamp_day", Transform: iceberg.DayTransform{},
+		SourceIDs: []int{3}, FieldID: 1000, Name: names[2] + "_day", Transform: iceberg.DayTransform{},
 	})
 	return sc, spec
 }
 
-// rowBuilder accumulates records as Arrow columns of the table's schema.
+// rowBuilder accumulates records as Arrow columns of a table schema's
+// first metaColumns columns.
 type rowBuilder struct {
 	b                               *array.RecordBuilder
 	part, off, ts, key, val, hl, hs array.Builder
@@ -72,7 +98,11 @@ type rowBuilder struct {
 }
 
 func newRowBuilder(sc *iceberg.Schema) (*rowBuilder, error) {
-	as, err := table.SchemaToArrowSchema(sc, nil, true, false)
+	fields := sc.Fields()
+	if len(fields) < metaColumns {
+		return nil, fmt.Errorf("table schema %v: want at least %d columns", sc, metaColumns)
+	}
+	as, err := table.SchemaToArrowSchema(iceberg.NewSchema(sc.ID, fields[:metaColumns]...), nil, true, false)
 	if err != nil {
 		return nil, fmt.Errorf("arrow schema: %w", err)
 	}
@@ -91,13 +121,14 @@ func appendBytes(b array.Builder, v []byte) {
 	b.(*array.BinaryBuilder).Append(v)
 }
 
-// add appends one record.
-func (r *rowBuilder) add(rec replay.Record) {
+// add appends one record, value in the fifth column (key_value's value,
+// json's _raw).
+func (r *rowBuilder) add(rec replay.Record, value []byte) {
 	r.part.(*array.Int32Builder).Append(rec.Partition)
 	r.off.(*array.Int64Builder).Append(rec.Offset)
 	r.ts.(*array.TimestampBuilder).Append(arrow.Timestamp(rec.Timestamp * 1000))
 	appendBytes(r.key, rec.Key)
-	appendBytes(r.val, rec.Value)
+	appendBytes(r.val, value)
 	r.hl.(*array.ListBuilder).Append(true)
 	for _, h := range rec.Headers {
 		r.hs.(*array.StructBuilder).Append(true)
@@ -106,7 +137,7 @@ func (r *rowBuilder) add(rec replay.Record) {
 		r.bytes += int64(len(h.Key) + len(h.Value))
 	}
 	r.rows++
-	r.bytes += int64(len(rec.Key)+len(rec.Value)) + 24
+	r.bytes += int64(len(rec.Key)+len(value)) + 24
 }
 
 // take returns the rows added so far as one record batch and resets.

@@ -28,6 +28,13 @@ type TopicStatus struct {
 	Files     int64 // total-data-files of the current snapshot
 	Snapshots int   // snapshots in the metadata
 	Skipped   int64 // offsets retention deleted before they were materialized
+	// Raw counts json table rows whose value is in _raw (not a JSON
+	// object, or a field whose type conflicts with its column).
+	Raw int64
+	// TableMode is the mode the table was created in ("" before the
+	// first pass); when it is not Mode, the job fails the topic
+	// (ErrModeChanged).
+	TableMode Mode
 }
 
 // Status reads a topic's table status (read-only).
@@ -59,6 +66,8 @@ func Status(ctx context.Context, store s3tier.Store, meta *metastore.Store, t me
 	st.Location = tbl.Location()
 	st.Snapshots = len(tbl.Metadata().Snapshots())
 	st.Skipped = prog.Skipped
+	st.Raw = prog.Raw
+	st.TableMode = h.mode()
 	for p := range t.Partitions {
 		st.Materialized += max(prog.Offsets[p], states[p].LogStartOffset)
 	}

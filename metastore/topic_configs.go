@@ -124,5 +124,6 @@ const (
 	ConfigIcebergMode  = "shale.iceberg.mode"
 	IcebergDisabled    = "disabled"
 	IcebergKeyValue    = "key_value"
+	IcebergJSON        = "json"
 	DefaultIcebergMode = IcebergDisabled
 )
