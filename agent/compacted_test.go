@@ -207,12 +207,12 @@ func TestCompactedTopicRefusesKeylessRecords(t *testing.T) {
 }
 
 // TestKeyCompactedPartitionReadByKafkaClients proves a partition rewritten
-// by key compaction (lifecycle.CompactKeysPartition, run here by hand: no
-// agent runs it yet) reads as Kafka serves a compacted log: a franz-go
-// consumer on agent B from the start gets only the latest record of each
-// key, tombstones included, at the offsets agent A assigned, across the
-// emptied batches left in place; the end offset is unchanged; and the same
-// idempotent producer keeps producing after the rewrite. ListOffsets and
+// by key compaction (lifecycle.CompactKeysPartition, run here by hand)
+// reads as Kafka serves a compacted log: a franz-go consumer on agent B
+// from the start gets only the latest record of each key, tombstones
+// included, at the offsets agent A assigned, across the one header left in
+// place of the 45 emptied batches; the end offset is unchanged; and the
+// same idempotent producer keeps producing after the rewrite. ListOffsets and
 // OffsetForLeaderEpoch answer as Kafka does around the removed records:
 // earliest is still 0 (compaction keeps the log start), latest 50, a
 // timestamp lookup for a removed record's time the next record kept, the
@@ -253,6 +253,11 @@ func TestKeyCompactedPartitionReadByKafkaClients(t *testing.T) {
 	st, err := lifecycle.CompactKeysPartition(ctx, c.Store, c.Meta, cfg, tp, 0, metastore.CleanerState{}, nil)
 	if err != nil || st.RecordsRemoved != 45 || st.MappedTo != 50 {
 		t.Fatalf("compaction: %+v, %v; want 45 records removed, 50 offsets mapped", st, err)
+	}
+	// The 45 batches emptied (offsets 0..44) keep one header between them.
+	batches := 0
+	if _, _, err := c.Meta.ScanIndex(ctx, tp.ID, 0, func(e metastore.IndexEntry) bool { batches += int(e.Batches); return true }); err != nil || batches != 6 {
+		t.Errorf("%d batches stored (%v), want 6: one header for the 45 emptied, then the 5 kept", batches, err)
 	}
 
 	var want []kv

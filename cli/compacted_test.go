@@ -74,9 +74,13 @@ func TestCompactedTopicWithKcat(t *testing.T) {
 		}
 		return out.String() + errb.String(), nil
 	}
-	// One record per line; "b:" is a tombstone (-Z: empty is NULL).
-	if out, err := kc("a:1\nb:1\nc:1\na:2\nb:\nc:2\na:3\n", "-P", "-K:", "-Z", "-p", "0"); err != nil {
-		t.Fatalf("kcat produce: %v %s", err, out)
+	// One record per kcat run, so one batch each (the four superseded ones
+	// then read as one emptied batch spanning offsets 0..3); "b:" is a
+	// tombstone (-Z: empty is NULL).
+	for _, line := range []string{"a:1", "b:1", "c:1", "a:2", "b:", "c:2", "a:3"} {
+		if out, err := kc(line+"\n", "-P", "-K:", "-Z", "-p", "0"); err != nil {
+			t.Fatalf("kcat produce %s: %v %s", line, err, out)
+		}
 	}
 	const all = "0 a 1\n1 b 1\n2 c 1\n3 a 1\n4 b -1\n5 c 1\n6 a 1\n" // offset, key, value length (-1: null)
 	read := func() (string, error) {

@@ -308,6 +308,15 @@ func buildSegment(ctx context.Context, store s3tier.Store, fc *span.FooterCache,
 					if raw, err = rewrite(abs, raw); err != nil {
 						return metastore.IndexEntry{}, err
 					}
+					// Key compaction: a run of emptied batches keeps one
+					// header (segment.CoalesceEmpty).
+					if n := len(pending); n > 0 {
+						if m, ok := segment.CoalesceEmpty(pending[n-1], raw); ok {
+							pending[n-1] = m
+							next += bt.Header.OffsetSpan()
+							continue
+						}
+					}
 				}
 				pending = append(pending, raw)
 				pendingBytes += int64(len(raw))

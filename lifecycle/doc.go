@@ -77,8 +77,14 @@
 //     emptied by compaction stays as its 61-byte header, so every reader's
 //     dense-offset checks hold and Kafka clients skip it, as they skip the
 //     empty batches Kafka keeps), own codec, headers and timestamps intact,
-//     producer ID/epoch/sequence kept. Offsets never move; the log start
-//     is not touched; retention applies only with compact,delete.
+//     producer ID/epoch/sequence kept. Consecutive emptied batches within a
+//     chunk are merged into one header spanning them all
+//     (segment.CoalesceEmpty: no producer, lastOffsetDelta up to 2^31-1),
+//     so a compacted log keeps one header per run of removed batches, not
+//     one per batch: it stays in proportion to its live keys, as Kafka's
+//     does (tested with franz-go and with librdkafka through kcat; sarama
+//     and kafka-go also take the next offset from a batch's last offset). Offsets never move; the log
+//     start is not touched; retention applies only with compact,delete.
 //   - Runs of entries up to TargetBytes that lose a record are uploaded as
 //     segments and swapped in with metastore.ReplaceEntries (one etcd
 //     transaction of four compares and two operations per run, guarded by

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"math"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -108,4 +109,44 @@ func FilterRecords(raw []byte, keep func(Record) bool) (out []byte, kept int, er
 	be.PutUint32(out[offBatchLength:], uint32(len(out)-batchPrefixSize))
 	be.PutUint32(out[offCRC:], crc32.Checksum(out[batchCRCStart:], castagnoli))
 	return out, kept, nil
+}
+
+// CoalesceEmpty merges two consecutive record batches that hold no record
+// (headers alone, as FilterRecords leaves a batch it emptied; control
+// batches excluded) into one header-only batch spanning the offsets of
+// both, so that a compacted log keeps one 61-byte header per run of
+// removed batches rather than one per batch. The result takes a's base
+// offset, leader epoch, timestamp type and base timestamp, the larger max
+// timestamp, no producer (ID, epoch and sequence -1: an empty batch
+// carries no producer state, which lives in etcd) and no transactional
+// bit; its CRC is recomputed. It returns false, and nothing, when either
+// batch holds a record or is a control batch, or the merged span would
+// not fit lastOffsetDelta (int32).
+func CoalesceEmpty(a, b []byte) ([]byte, bool) {
+	if len(a) != BatchHeaderSize || len(b) != BatchHeaderSize {
+		return nil, false
+	}
+	ha, err := ParseBatchHeader(a)
+	if err != nil {
+		return nil, false
+	}
+	hb, err := ParseBatchHeader(b)
+	if err != nil || ha.RecordCount != 0 || hb.RecordCount != 0 || ha.IsControl() || hb.IsControl() ||
+		int(ha.Length) != len(a) || int(hb.Length) != len(b) {
+		return nil, false
+	}
+	span := ha.OffsetSpan() + hb.OffsetSpan()
+	if span-1 > math.MaxInt32 {
+		return nil, false
+	}
+	be := binary.BigEndian
+	out := append([]byte(nil), a...)
+	be.PutUint16(out[offAttributes:], uint16(ha.Attributes&^(attrTransactional|attrCompression)))
+	be.PutUint32(out[offLastDelta:], uint32(span-1))
+	be.PutUint64(out[offMaxTimestamp:], uint64(max(ha.MaxTimestamp, hb.MaxTimestamp)))
+	be.PutUint64(out[offProducerID:], ^uint64(0))
+	be.PutUint16(out[offProducerEpoch:], ^uint16(0))
+	be.PutUint32(out[offBaseSequence:], ^uint32(0))
+	be.PutUint32(out[offCRC:], crc32.Checksum(out[batchCRCStart:], castagnoli))
+	return out, true
 }

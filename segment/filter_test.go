@@ -2,8 +2,11 @@ package segment
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"math"
 	"reflect"
 	"testing"
 
@@ -143,4 +146,43 @@ func FuzzFilterRecords(f *testing.F) {
 			t.Fatalf("output does not decode: %v", err)
 		}
 	})
+}
+
+// TestCoalesceEmpty proves two emptied batches merge into one header-only
+// batch spanning both (CRC valid, no producer, no transactional bit, the
+// larger max timestamp), and that batches holding a record, control
+// batches and spans beyond int32 are refused.
+func TestCoalesceEmpty(t *testing.T) {
+	empty := func(o segmenttest.BatchOptions) []byte {
+		out, _, err := FilterRecords(segmenttest.Batch(o), func(Record) bool { return false })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	a := empty(segmenttest.BatchOptions{Keys: [][]byte{{1}, {2}}, Values: [][]byte{{1}, {2}}, Timestamp: 100, Idempotent: true, ProducerID: 7, Transactional: true})
+	b := empty(segmenttest.BatchOptions{Keys: [][]byte{{1}, {2}, {3}}, Values: [][]byte{{1}, {2}, {3}}, Timestamp: 500})
+	m, ok := CoalesceEmpty(a, b)
+	if !ok {
+		t.Fatal("two emptied batches not merged")
+	}
+	h, err := ParseBatchHeader(m)
+	if err != nil || VerifyBatchCRC(m) != nil || len(m) != BatchHeaderSize || h.RecordCount != 0 || h.OffsetSpan() != 5 ||
+		h.ProducerID != -1 || h.ProducerEpoch != -1 || h.BaseSequence != -1 || h.IsTransactional() || h.IsControl() ||
+		h.BaseTimestamp != 100 || h.MaxTimestamp != 502 {
+		t.Fatalf("merged: %+v (%v, CRC %v)", h, err, VerifyBatchCRC(m))
+	}
+	if m2, ok := CoalesceEmpty(m, a); !ok || func() int64 { h, _ := ParseBatchHeader(m2); return h.OffsetSpan() }() != 7 {
+		t.Error("a merged batch does not merge again")
+	}
+	full := segmenttest.Batch(segmenttest.BatchOptions{Keys: [][]byte{{1}}, Values: [][]byte{{1}}})
+	ctrl := segmenttest.Batch(segmenttest.BatchOptions{Control: true, Transactional: true, Keys: [][]byte{{0, 0, 0, 1}}, Values: [][]byte{{0, 0, 0, 0, 0, 0}}})
+	huge := append([]byte(nil), a...)
+	binary.BigEndian.PutUint32(huge[offLastDelta:], math.MaxInt32)
+	binary.BigEndian.PutUint32(huge[offCRC:], crc32.Checksum(huge[batchCRCStart:], castagnoli))
+	for name, pair := range map[string][2][]byte{"a record": {a, full}, "control": {ctrl, a}, "beyond int32": {huge, b}, "truncated": {a[:40], b}} {
+		if _, ok := CoalesceEmpty(pair[0], pair[1]); ok {
+			t.Errorf("%s: merged", name)
+		}
+	}
 }

@@ -211,3 +211,27 @@ func FuzzOpenTail(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCoalesceEmpty proves CoalesceEmpty never panics and what it merges
+// is a valid header-only batch spanning both inputs.
+func FuzzCoalesceEmpty(f *testing.F) {
+	_, _, batch := fuzzSeeds(f)
+	emptied, _, err := FilterRecords(batch, func(Record) bool { return false })
+	if err == nil {
+		f.Add(emptied, emptied)
+	}
+	f.Add(batch, batch)
+	f.Add([]byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		m, ok := CoalesceEmpty(a, b)
+		if !ok {
+			return
+		}
+		h, err := ParseBatchHeader(m)
+		ha, _ := ParseBatchHeader(a)
+		hb, _ := ParseBatchHeader(b)
+		if err != nil || VerifyBatchCRC(m) != nil || h.RecordCount != 0 || h.OffsetSpan() != ha.OffsetSpan()+hb.OffsetSpan() {
+			t.Fatalf("merged %+v (%v) from %+v and %+v", h, err, ha, hb)
+		}
+	})
+}
