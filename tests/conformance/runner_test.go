@@ -240,6 +240,24 @@ type brokenSubtest struct {
 	why  string // the evidence, in a few words
 }
 
+// brokenNote names the left-out subtests, grouped by reason, for the
+// table.
+func (x testExtra) brokenNote() string {
+	var order []string
+	by := map[string][]string{}
+	for _, b := range x.brokenSubtests {
+		if by[b.why] == nil {
+			order = append(order, b.why)
+		}
+		by[b.why] = append(by[b.why], b.name)
+	}
+	var parts []string
+	for _, why := range order {
+		parts = append(parts, strings.Join(by[why], ", ")+": "+why)
+	}
+	return fmt.Sprintf("without %d subtests broken on any broker (%s)", len(x.brokenSubtests), strings.Join(parts, "; "))
+}
+
 // skipArgs is the -test.skip flag leaving out test's broken subtests.
 func (x testExtra) skipArgs(test string) []string {
 	if len(x.brokenSubtests) == 0 {
@@ -273,11 +291,7 @@ func runSuiteVia(wrap []string, extra map[string]testExtra, s suite, filter *reg
 			x := extra[n]
 			r := classify(runOne(wrap, s.bin, n, append(env[:len(env):len(env)], x.env...), x.skipArgs(n), timeout), pending, s.disabled[n])
 			if len(x.brokenSubtests) > 0 && r.outcome != outFail {
-				var names []string
-				for _, b := range x.brokenSubtests {
-					names = append(names, b.name+" ("+b.why+")")
-				}
-				r.note = strings.TrimSpace(r.note + " without subtests broken on any broker: " + strings.Join(names, "; "))
+				r.note = strings.TrimSpace(r.note + " " + x.brokenNote())
 			}
 			results[i] = r
 		}()
@@ -408,7 +422,7 @@ func table(title string, rs []result, wall time.Duration) string {
 	fmt.Fprintf(&b, "  %-*s  %-7s  %8s  %s\n", w, "test", "result", "time", "note")
 	fmt.Fprintf(&b, "  %s  %s  %s  %s\n", strings.Repeat("-", w), strings.Repeat("-", 7), strings.Repeat("-", 8), strings.Repeat("-", 40))
 	for _, r := range rs {
-		fmt.Fprintf(&b, "  %-*s  %-7s  %7.1fs  %s\n", w, r.name, r.outcome, r.dur.Seconds(), trim(r.note, 140))
+		fmt.Fprintf(&b, "  %-*s  %-7s  %7.1fs  %s\n", w, r.name, r.outcome, r.dur.Seconds(), trim(r.note, 320))
 	}
 	off := ""
 	if counts[outDisabled] > 0 {
@@ -514,5 +528,21 @@ func TestUnit(t *testing.T)       { t.Skip() }
 	}
 	if r := classify(result{name: "TestOff", outcome: outFail}, nil, true); r.outcome != outFail {
 		t.Fatalf("a disabled test that runs and fails: %s, want FAIL", r.outcome)
+	}
+}
+
+// TestBrokenSubtestArgs proves a test's broken subtests are left out by
+// an anchored -test.skip of exactly them, and named in its row by reason.
+func TestBrokenSubtestArgs(t *testing.T) {
+	x := testExtra{brokenSubtests: []brokenSubtest{{"a_b", "bug 1"}, {"c", "bug 2"}, {"d.e", "bug 1"}}}
+	args := x.skipArgs("TestX")
+	if len(args) != 2 || args[0] != "-test.skip" || args[1] != `^TestX$/^(a_b|c|d\.e)$` {
+		t.Fatalf("skip args %q", args)
+	}
+	if got, want := x.brokenNote(), "without 3 subtests broken on any broker (a_b, d.e: bug 1; c: bug 2)"; got != want {
+		t.Fatalf("note %q, want %q", got, want)
+	}
+	if args := (testExtra{}).skipArgs("TestX"); args != nil {
+		t.Fatalf("no broken subtests: args %q", args)
 	}
 }
