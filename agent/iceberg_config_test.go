@@ -14,8 +14,10 @@ import (
 
 // TestIcebergModeConfig proves shale.iceberg.mode is validated by
 // CreateTopics, IncrementalAlterConfigs and AlterConfigs (disabled,
-// key_value and json accepted; anything else INVALID_CONFIG) and shown by DescribeConfigs: its default as
-// DEFAULT_CONFIG, a value set as DYNAMIC_TOPIC_CONFIG.
+// key_value and json accepted; anything else INVALID_CONFIG) and shown
+// by DescribeConfigs: its default as DEFAULT_CONFIG, a value set as
+// DYNAMIC_TOPIC_CONFIG; and shale.iceberg.partition likewise (day, the
+// default, or hour).
 func TestIcebergModeConfig(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{})
 	ctx := testCtx(t, time.Minute)
@@ -66,5 +68,30 @@ func TestIcebergModeConfig(t *testing.T) {
 	}
 	if v, _ := describe(); v != "json" {
 		t.Fatalf("%s = %q, want json", name, v)
+	}
+
+	// shale.iceberg.partition: day (the default) or hour.
+	const part = "shale.iceberg.partition"
+	r, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{part: kmsg.StringPtr("minute")}, "ice-bad")
+	if err == nil {
+		err = r.Err
+	}
+	if !errors.Is(err, kerr.InvalidConfig) {
+		t.Fatalf("create with %s=minute: %v, want INVALID_CONFIG", part, err)
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, "ice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, src := configValue(t, rcs, part); v != "day" || src != kmsg.ConfigSourceDefaultConfig {
+		t.Fatalf("default %s = %q (%v), want day (DEFAULT_CONFIG)", part, v, src)
+	}
+	hour := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: part, Value: kmsg.StringPtr("hour")}}
+	if ar, err := adm.AlterTopicConfigs(ctx, hour, "ice"); err != nil || ar[0].Err != nil {
+		t.Fatalf("alter %s to hour: %v %v", part, err, ar)
+	}
+	week := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: part, Value: kmsg.StringPtr("week")}}
+	if ar, err := adm.AlterTopicConfigs(ctx, week, "ice"); err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) {
+		t.Fatalf("alter %s to week: %v %v, want INVALID_CONFIG", part, err, ar)
 	}
 }

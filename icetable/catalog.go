@@ -77,7 +77,7 @@ func openTable(ctx context.Context, store s3tier.Store, meta *metastore.Store, t
 }
 
 func (h *handle) create(ctx context.Context, mode Mode) error {
-	sc, spec := tableSchema(mode)
+	sc, spec := tableSchema(mode, PartitionOf(h.topic.Configs))
 	props := iceberg.Properties{
 		propTopicID:               h.topic.ID.String(),
 		propMode:                  string(mode),

@@ -13,13 +13,25 @@
 //     timestamp: microseconds, the record's millisecond value times 1000),
 //     key binary (null key: null), value binary (tombstone: null), headers
 //     list<struct<key string, value binary>>. Partitioned by
-//     day(timestamp) (field timestamp_day).
+//     day(timestamp) (field timestamp_day; see Partitions).
 //   - json: the fields of JSON object values as columns, plus the record's
 //     metadata as _partition, _offset, _timestamp, _key, _headers (the
 //     key_value columns, underscored: events often have a field called
 //     "timestamp" or "key"), and _raw binary: the whole value of a record
 //     whose value could not go into columns as is, null otherwise.
 //     Partitioned by day(_timestamp) (field _timestamp_day).
+//
+// # Partitions
+//
+// Topic config shale.iceberg.partition (day, the default, or hour; the
+// agents refuse anything else with INVALID_CONFIG) is the granularity of
+// the table's partitions by record timestamp: field timestamp_day or
+// timestamp_hour (_timestamp_... in json mode), data files under
+// data/timestamp_hour=2025-11-25-10/. A table is created with the
+// topic's granularity; when the topic's changes later, the next commit
+// evolves the partition spec in the same transaction as its rows
+// (Iceberg partition evolution): files already written keep their
+// partitioning, and engines read both.
 //
 // # json mode
 //
@@ -74,7 +86,7 @@
 //
 // A topic's table is at iceberg/<topic>/ in the bucket (location: the
 // store's URI, s3://bucket/prefix/iceberg/<topic> or file:///dir/...),
-// in Iceberg's layout: data/timestamp_day=YYYY-MM-DD/*.parquet,
+// in Iceberg's layout: data/timestamp_day=YYYY-MM-DD/*.parquet (or by hour),
 // metadata/*.avro (manifests, manifest lists) and
 // metadata/NNNNN-<uuid>.metadata.json. All of it is read and written
 // through shale's s3tier.Store (storeIO), with its credentials and

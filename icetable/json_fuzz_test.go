@@ -20,7 +20,7 @@ func FuzzJSONRows(f *testing.F) {
 		f.Add([]byte(s), []byte(`{"a":2.5,"c":null}`))
 	}
 	f.Fuzz(func(t *testing.T, v1, v2 []byte) {
-		sc, _ := tableSchema(ModeJSON)
+		sc, _ := tableSchema(ModeJSON, PartitionDay)
 		rb, err := newRowBuilder(sc)
 		if err != nil {
 			t.Fatal(err)

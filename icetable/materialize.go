@@ -12,6 +12,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/table"
 
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/replay"
@@ -212,6 +213,9 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 	}
 	rows := int64(rb.rows)
 	tx := h.tbl.NewTransaction()
+	if err := h.repartition(tx); err != nil {
+		return false, fmt.Errorf("table %s: %w", h.topic.Name, err)
+	}
 	var rec arrow.RecordBatch
 	raw := prog.Raw
 	if jb != nil {
@@ -269,6 +273,29 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 		st.Files += n
 	}
 	return false, nil
+}
+
+// repartition makes tx's partition spec the topic's
+// shale.iceberg.partition granularity when the table's is the other one
+// (Iceberg partition evolution: files already written keep theirs).
+func (h *handle) repartition(tx *table.Transaction) error {
+	spec := h.tbl.Spec()
+	var fields []iceberg.PartitionField
+	for _, f := range spec.Fields() {
+		fields = append(fields, f)
+	}
+	if len(fields) != 1 {
+		return fmt.Errorf("partition spec %v: want one timestamp field", spec)
+	}
+	ts := h.tbl.Schema().Fields()[2].Name
+	tr, name := partitionField(ts, PartitionOf(h.topic.Configs))
+	if fields[0].Name == name {
+		return nil
+	}
+	if err := tx.UpdateSpec(true).RemoveField(fields[0].Name).AddField(ts, tr, name).Commit(); err != nil {
+		return fmt.Errorf("partition by %s: %w", name, err)
+	}
+	return nil
 }
 
 // cut returns where a commit reading partition p from start should stop,

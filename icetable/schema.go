@@ -26,6 +26,31 @@ const (
 // ConfigMode is the topic config naming a topic's table mode.
 const ConfigMode = metastore.ConfigIcebergMode
 
+// Partition granularities of shale.iceberg.partition.
+const (
+	ConfigPartition = metastore.ConfigIcebergPartition
+	PartitionDay    = metastore.IcebergPartitionDay
+	PartitionHour   = metastore.IcebergPartitionHour
+)
+
+// PartitionOf returns a topic's table partition granularity (unset or
+// unknown: day; the agents refuse other values).
+func PartitionOf(configs map[string]string) string {
+	if configs[ConfigPartition] == PartitionHour {
+		return PartitionHour
+	}
+	return PartitionDay
+}
+
+// partitionField is the partition field of a table partitioned by the
+// timestamp column ts at granularity (day or hour): ts_day or ts_hour.
+func partitionField(ts, granularity string) (iceberg.Transform, string) {
+	if granularity == PartitionHour {
+		return iceberg.HourTransform{}, ts + "_hour"
+	}
+	return iceberg.DayTransform{}, ts + "_day"
+}
+
 // ModeOf returns a topic's mode from its configs (unset: disabled).
 func ModeOf(configs map[string]string) Mode {
 	if m, ok := configs[ConfigMode]; ok {
@@ -62,8 +87,9 @@ const metaColumns = 6
 // microseconds, as Iceberg has no millisecond timestamp). json: the same
 // columns under underscored names (a JSON field is often called
 // "timestamp" or "key"), value replaced by _raw; value columns are added
-// as fields appear. Both are partitioned by day(timestamp).
-func tableSchema(mode Mode) (*iceberg.Schema, iceberg.PartitionSpec) {
+// as fields appear. Both are partitioned by day or hour (granularity) of
+// the timestamp.
+func tableSchema(mode Mode, granularity string) (*iceberg.Schema, iceberg.PartitionSpec) {
 	names := [...]string{"partition", "offset", "timestamp", "key", "value", "headers"}
 	if mode == ModeJSON {
 		names = [...]string{ColPartition, ColOffset, ColTimestamp, ColKey, ColRaw, ColHeaders}
@@ -81,9 +107,8 @@ func tableSchema(mode Mode) (*iceberg.Schema, iceberg.PartitionSpec) {
 			}},
 		}},
 	)
-	spec := iceberg.NewPartitionSpec(iceberg.PartitionField{
-		SourceIDs: []int{3}, FieldID: 1000, Name: names[2] + "_day", Transform: iceberg.DayTransform{},
-	})
+	tr, name := partitionField(names[2], granularity)
+	spec := iceberg.NewPartitionSpec(iceberg.PartitionField{SourceIDs: []int{3}, FieldID: 1000, Name: name, Transform: tr})
 	return sc, spec
 }
 

@@ -127,3 +127,12 @@ const (
 	IcebergJSON        = "json"
 	DefaultIcebergMode = IcebergDisabled
 )
+
+// shale.iceberg.partition: the time granularity of a topic's table
+// partitions (by record timestamp). Unset is day.
+const (
+	ConfigIcebergPartition  = "shale.iceberg.partition"
+	IcebergPartitionDay     = "day"
+	IcebergPartitionHour    = "hour"
+	DefaultIcebergPartition = IcebergPartitionDay
+)
