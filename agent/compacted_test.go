@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -17,9 +18,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/agent/agenttest"
+	"github.com/shale-dev/shale/engine/enginetest"
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/segment"
 	"github.com/shale-dev/shale/segment/segmenttest"
 )
 
@@ -474,7 +477,8 @@ func mustTopicID(t *testing.T, c *agenttest.Cluster, name string) metastore.Topi
 // transaction and everything after it dirty; read_uncommitted and
 // read_committed consumers on agent B read exactly that, at the offsets
 // first assigned. Once the open transaction commits, the next pass
-// compacts it too.
+// compacts it too; delete.retention.ms later the commit markers go (the
+// abort marker stays), and both isolation levels still read the same.
 func TestKeyCompactedTransactions(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2})
 	ctx := testCtx(t, time.Minute)
@@ -578,5 +582,40 @@ func TestKeyCompactedTransactions(t *testing.T) {
 	want := []kv{t3[1], open[0], after[0]}
 	if got := read(true, after[0].off); !reflect.DeepEqual(got, want) {
 		t.Errorf("read_committed after the commit: %+v, want %+v", got, want)
+	}
+
+	// Two days on (delete.retention.ms: one day), with a new record: the
+	// three commit markers go, the abort marker stays.
+	markers := func() (commits, aborts int) {
+		id := mustTopicID(t, c, topic)
+		fetch := func(ctx context.Context, off int64, max int) ([]byte, int64, error) {
+			res, err := c.Agents[1].Engine.Fetch(ctx, id, 0, off, max)
+			return res.Records, res.HighWatermark, err
+		}
+		for _, raw := range enginetest.ReadFrom(t, fetch, 0, 1<<20) {
+			if typ, ok := segment.ControlType(raw); ok && typ == kmsg.ControlRecordKeyTypeCommit {
+				commits++
+			} else if ok {
+				aborts++
+			}
+		}
+		return commits, aborts
+	}
+	if cm, ab := markers(); cm != 3 || ab != 1 {
+		t.Fatalf("%d commit and %d abort markers before, want 3 and 1", cm, ab)
+	}
+	last := produce(plain, "d", "1")
+	cfg.Now = func() time.Time { return time.Now().Add(48 * time.Hour) }
+	if st := compact(); st.Passes != 1 || st.MarkersRemoved != 3 {
+		t.Fatalf("compaction two days on: %+v; want the 3 commit markers removed", st)
+	}
+	if cm, ab := markers(); cm != 0 || ab != 1 {
+		t.Errorf("%d commit and %d abort markers left, want 0 and 1", cm, ab)
+	}
+	want = append(want, last...)
+	for _, committed := range []bool{true, false} {
+		if got := read(committed, last[0].off); !reflect.DeepEqual(got, want) {
+			t.Errorf("read (committed %v) once the commit markers are gone: %+v, want %+v", committed, got, want)
+		}
 	}
 }

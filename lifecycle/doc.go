@@ -108,12 +108,16 @@
 //     aborted value never hides a committed one, and its records are removed
 //     (never visible to read_committed consumers); committed transactional
 //     records are compacted like any other;
-//   - control batches (commit and abort markers) are kept as they are,
-//     always. Kafka removes a marker once its transaction's records are
-//     gone and delete.retention.ms has passed; shale does not yet, so each
-//     transaction leaves its marker (one record batch per partition) in a
-//     compacted log for good. The aborted-transaction index entries stay
-//     too (retention trims them below the log start only);
+//   - a commit marker is replaced by an empty header (segment.EmptyBatch,
+//     then merged with its neighbours) delete.retention.ms after a pass
+//     reached it, as Kafka's cleaner removes markers: consumers need no
+//     commit marker (read_committed consumers skip only what the aborted
+//     list names, up to its abort marker), and Kafka keeps one only while
+//     its transaction's records remain, which shale does not track. Abort
+//     markers are kept for good, as are the aborted-transaction index
+//     entries in etcd they close (retention trims those below the log
+//     start only): removing one would need its index entry deleted in the
+//     same etcd transaction, not built;
 //   - producer state (idempotence, epochs) lives in etcd, not in the log,
 //     so no batch header has to be kept for it (FilterRecords keeps every
 //     emptied batch's header anyway).

@@ -8,6 +8,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
@@ -43,6 +45,7 @@ type KeyCompactStats struct {
 	BytesBefore       int64         // bytes of the entries replaced by rewritten segments (their size, CompactStats.BytesWritten, is after)
 	RecordsRemoved    int64         // records dropped from rewritten segments (tombstones included)
 	TombstonesRemoved int64         // tombstones dropped past delete.retention.ms
+	MarkersRemoved    int64         // commit markers dropped past delete.retention.ms
 	MappedTo          int64         // end (exclusive) of the range mapped and cleaned; -1: none
 	Forced            bool          // run because a dirty record was older than max.compaction.lag.ms
 	Passes            int           // partitions whose checkpoint advanced (CompactKeys)
@@ -58,6 +61,7 @@ func (s *KeyCompactStats) addPartition(o KeyCompactStats) {
 	s.BytesBefore += o.BytesBefore
 	s.RecordsRemoved += o.RecordsRemoved
 	s.TombstonesRemoved += o.TombstonesRemoved
+	s.MarkersRemoved += o.MarkersRemoved
 }
 
 // CompactKeysPartition runs one key-compaction pass over a partition of t
@@ -168,9 +172,21 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 			return nil
 		}
 		rw := &rewriter{}
-		var removed, tombstones int64
+		var removed, tombstones, markers int64
 		rw.fn = func(abs int64, raw []byte) ([]byte, error) {
 			h, _ := segment.ParseBatchHeader(raw)
+			if h.IsControl() {
+				// A commit marker goes delete.retention.ms after a pass
+				// reached it (consumers need no commit marker; abort
+				// markers stay, with the aborted-transaction index).
+				typ, ok := segment.ControlType(raw)
+				if at, reached := st.ReachedMs(abs); !ok || typ != kmsg.ControlRecordKeyTypeCommit || !reached || now-at < c.DeleteRetentionMs {
+					return raw, nil
+				}
+				rw.changed = true
+				markers++
+				return segment.EmptyBatch(raw)
+			}
 			abortedBatch := h.IsTransactional() && aborted.has(h.ProducerID, abs)
 			out, kept, err := segment.FilterRecords(raw, func(r segment.Record) bool {
 				if abortedBatch {
@@ -205,6 +221,7 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 			stats.BytesBefore += runBytes
 			stats.RecordsRemoved += removed
 			stats.TombstonesRemoved += tombstones
+			stats.MarkersRemoved += markers
 		}
 		run, runBytes = nil, 0
 		return err

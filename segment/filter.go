@@ -150,3 +150,25 @@ func CoalesceEmpty(a, b []byte) ([]byte, bool) {
 	be.PutUint32(out[offCRC:], crc32.Checksum(out[batchCRCStart:], castagnoli))
 	return out, true
 }
+
+// EmptyBatch returns a header-only batch spanning raw's offsets: no
+// record, no producer, not control, not transactional, raw's base offset,
+// leader epoch, timestamp type and timestamps, CRC recomputed. Key
+// compaction puts it in place of a transaction marker it removes, so that
+// offsets stay dense; CoalesceEmpty then merges it with its neighbours.
+func EmptyBatch(raw []byte) ([]byte, error) {
+	h, err := ParseBatchHeader(raw)
+	if err != nil {
+		return nil, err
+	}
+	be := binary.BigEndian
+	out := append([]byte(nil), raw[:BatchHeaderSize]...)
+	be.PutUint32(out[offBatchLength:], uint32(BatchHeaderSize-batchPrefixSize))
+	be.PutUint16(out[offAttributes:], uint16(h.Attributes&^(attrControl|attrTransactional|attrCompression)))
+	be.PutUint64(out[offProducerID:], ^uint64(0))
+	be.PutUint16(out[offProducerEpoch:], ^uint16(0))
+	be.PutUint32(out[offBaseSequence:], ^uint32(0))
+	be.PutUint32(out[offRecordCount:], 0)
+	be.PutUint32(out[offCRC:], crc32.Checksum(out[batchCRCStart:], castagnoli))
+	return out, nil
+}

@@ -151,7 +151,8 @@ func FuzzFilterRecords(f *testing.F) {
 // TestCoalesceEmpty proves two emptied batches merge into one header-only
 // batch spanning both (CRC valid, no producer, no transactional bit, the
 // larger max timestamp), and that batches holding a record, control
-// batches and spans beyond int32 are refused.
+// batches and spans beyond int32 are refused; EmptyBatch turns a marker
+// into such a header.
 func TestCoalesceEmpty(t *testing.T) {
 	empty := func(o segmenttest.BatchOptions) []byte {
 		out, _, err := FilterRecords(segmenttest.Batch(o), func(Record) bool { return false })
@@ -177,6 +178,17 @@ func TestCoalesceEmpty(t *testing.T) {
 	}
 	full := segmenttest.Batch(segmenttest.BatchOptions{Keys: [][]byte{{1}}, Values: [][]byte{{1}}})
 	ctrl := segmenttest.Batch(segmenttest.BatchOptions{Control: true, Transactional: true, Keys: [][]byte{{0, 0, 0, 1}}, Values: [][]byte{{0, 0, 0, 0, 0, 0}}})
+	// A marker replaced by EmptyBatch merges like any emptied batch.
+	em, err := EmptyBatch(ctrl)
+	he, _ := ParseBatchHeader(em)
+	hc, _ := ParseBatchHeader(ctrl)
+	if err != nil || VerifyBatchCRC(em) != nil || len(em) != BatchHeaderSize || he.IsControl() || he.IsTransactional() || he.RecordCount != 0 ||
+		he.OffsetSpan() != hc.OffsetSpan() || he.ProducerID != -1 {
+		t.Errorf("EmptyBatch of a marker: %+v (%v)", he, err)
+	}
+	if _, ok := CoalesceEmpty(a, em); !ok {
+		t.Error("an emptied marker does not merge")
+	}
 	huge := append([]byte(nil), a...)
 	binary.BigEndian.PutUint32(huge[offLastDelta:], math.MaxInt32)
 	binary.BigEndian.PutUint32(huge[offCRC:], crc32.Checksum(huge[batchCRCStart:], castagnoli))

@@ -212,8 +212,9 @@ func FuzzOpenTail(f *testing.F) {
 	})
 }
 
-// FuzzCoalesceEmpty proves CoalesceEmpty never panics and what it merges
-// is a valid header-only batch spanning both inputs.
+// FuzzCoalesceEmpty proves CoalesceEmpty and EmptyBatch never panic, and
+// what they return is a valid header-only batch (merged: spanning both
+// inputs).
 func FuzzCoalesceEmpty(f *testing.F) {
 	_, _, batch := fuzzSeeds(f)
 	emptied, _, err := FilterRecords(batch, func(Record) bool { return false })
@@ -223,6 +224,11 @@ func FuzzCoalesceEmpty(f *testing.F) {
 	f.Add(batch, batch)
 	f.Add([]byte{}, []byte{})
 	f.Fuzz(func(t *testing.T, a, b []byte) {
+		if e, err := EmptyBatch(a); err == nil {
+			if h, err := ParseBatchHeader(e); err != nil || VerifyBatchCRC(e) != nil || h.RecordCount != 0 {
+				t.Fatalf("EmptyBatch: %+v (%v)", h, err)
+			}
+		}
 		m, ok := CoalesceEmpty(a, b)
 		if !ok {
 			return
