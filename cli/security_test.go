@@ -51,7 +51,7 @@ func secureAgentLogs(t *testing.T) (addr, caFile string, etcd []string, logs *te
 	done := make(chan int, 1)
 	go func() {
 		done <- Execute(ctx, append([]string{"agent", "--listen", "127.0.0.1:0", "--data-dir", dir, "--bucket", filepath.Join(dir, "bucket"),
-			"--listener", "secure=SASL_SSL://" + addr, "--tls-cert", cert, "--tls-key", key, "--super-users", "User:admin",
+			"--listener", "secure=SASL_SSL://" + addr, "--tls-cert", cert, "--tls-key", key, "--super-users", "User:admin", "--sasl-oauthbearer-unsecured",
 			"--flush-interval", "20ms", "--lifecycle=false", "--log-level", "debug"}, etcd...), strings.NewReader(""), logs, logs)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
@@ -150,7 +150,7 @@ func TestCLISecurity(t *testing.T) {
 
 // TestKcatSCRAMOverTLS proves librdkafka (kcat) produces and consumes over
 // SASL_SSL with SCRAM-SHA-256 and SCRAM-SHA-512, and is refused with a wrong
-// password.
+// password; and with OAUTHBEARER, its own unsecured JWT.
 func TestKcatSCRAMOverTLS(t *testing.T) {
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
@@ -183,6 +183,27 @@ func TestKcatSCRAMOverTLS(t *testing.T) {
 	out, err := kc("SCRAM-SHA-256", "wrong", "", "-L")
 	if err == nil || !strings.Contains(strings.ToLower(out), "authentication") {
 		t.Fatalf("kcat with a wrong password: %v\n%s", err, out)
+	}
+	// OAUTHBEARER (--sasl-oauthbearer-unsecured) with the unsecured JWT
+	// librdkafka makes itself: principal admin produces and consumes
+	// (agent's TestOAuthBearerUnsecured covers refused tokens and ACLs).
+	oauth := func(principal, stdin string, args ...string) (string, error) {
+		base := []string{"-b", addr, "-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=OAUTHBEARER",
+			"-X", "enable.sasl.oauthbearer.unsecure.jwt=true", "-X", "sasl.oauthbearer.config=principal=" + principal,
+			"-X", "ssl.ca.location=" + ca}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, kcat, append(base, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := oauth("admin", "OAUTHBEARER\n", "-P", "-t", "kc"); err != nil {
+		t.Fatalf("kcat produce with OAUTHBEARER: %v\n%s", err, out)
+	}
+	out, err = oauth("admin", "", "-C", "-t", "kc", "-o", "beginning", "-e", "-q")
+	if err != nil || !strings.Contains(out, "OAUTHBEARER") {
+		t.Fatalf("kcat consume with OAUTHBEARER: %v\n%s", err, out)
 	}
 }
 
