@@ -87,7 +87,7 @@ fuzz:
 	@FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 ## soak: the long reliability campaign (SHALE_SOAK_KILLS agent kills, default 200), then prints its counts;
-## then the exactly-once chain across SHALE_EOS_KILLS transaction-coordinator kills (default 10; make test runs 1)
+## then the exactly-once chain across SHALE_EOS_KILLS transaction-coordinator kills (default 10; make test runs it with 1 in TestTxnCoordinatorKills)
 SHALE_SOAK_KILLS ?= 200
 SHALE_EOS_KILLS ?= 10
 soak: test-deps

@@ -16,27 +16,33 @@ import (
 	"github.com/shale-dev/shale/tests/cluster"
 )
 
-// TestExactlyOnceChain proves exactly-once consume → transform → produce
-// across agent kills and group rebalances: workers in one group (franz-go
-// GroupTransactSession: the output records and the group's offsets in one
-// transaction) copy every input record to an output topic, while the
-// agent coordinating a worker's transactional ID is SIGKILLed and
-// restarted (SHALE_EOS_KILLS times, default 1), and a worker leaves and
+// TestExactlyOnceChain is make soak's exactly-once chain: runExactlyOnceChain
+// with SHALE_EOS_KILLS coordinator kills. make test runs the chain with one
+// kill inside TestTxnCoordinatorKills, on that test's cluster.
+func TestExactlyOnceChain(t *testing.T) {
+	v := os.Getenv("SHALE_EOS_KILLS")
+	if v == "" {
+		t.Skip("run by make soak (SHALE_EOS_KILLS); make test runs the chain with one kill in TestTxnCoordinatorKills")
+	}
+	kills, err := strconv.Atoi(v)
+	if err != nil || kills < 0 {
+		t.Fatalf("SHALE_EOS_KILLS=%q: want a count", v)
+	}
+	runExactlyOnceChain(t, cluster.Start(t, cluster.Options{Agents: 3}), kills)
+}
+
+// runExactlyOnceChain proves exactly-once consume → transform → produce
+// across agent kills and group rebalances on c (three agents): workers in
+// one group (franz-go GroupTransactSession: the output records and the
+// group's offsets in one transaction) copy every input record to an
+// output topic, while the agent coordinating a worker's transactional ID
+// is SIGKILLed and restarted (kills times), and a worker leaves and
 // another joins (two rebalances). A worker whose session fails is
 // replaced by a new one of the same transactional ID, as an application
 // would. Afterwards a read_committed consumer reads each input record in
 // the output exactly once, and nothing else.
-func TestExactlyOnceChain(t *testing.T) {
-	kills := 1
-	if v := os.Getenv("SHALE_EOS_KILLS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			t.Fatalf("SHALE_EOS_KILLS=%q: want a count", v)
-		}
-		kills = n
-	}
+func runExactlyOnceChain(t *testing.T, c *cluster.Cluster, kills int) {
 	t0 := time.Now()
-	c := cluster.Start(t, cluster.Options{Agents: 3})
 	const in, out, group, partitions = "eos-in", "eos-out", "eos-group", 4
 	n := 1500 + 1000*kills
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(3+kills)*time.Minute)

@@ -32,7 +32,8 @@ import (
 // as an application would. Afterwards a read_committed consumer on every agent reads
 // every record of each transaction acknowledged or seen decided
 // (PrepareCommit) as committed, each once, none of the aborted ones, and
-// of an undecided one all records or none.
+// of an undecided one all records or none. Then, on the same cluster, the
+// exactly-once chain with one coordinator kill (runExactlyOnceChain).
 func TestTxnCoordinatorKills(t *testing.T) {
 	t.Parallel() // with the other long failover tests (doc.go)
 	c := cluster.Start(t, cluster.Options{Agents: 3})
@@ -233,6 +234,7 @@ func TestTxnCoordinatorKills(t *testing.T) {
 				i, len(got), len(want), missing, extra)
 		}
 	}
+	t.Run("exactly-once chain", func(t *testing.T) { runExactlyOnceChain(t, c, 1) })
 }
 
 // recoverTxnID initializes a new producer of transactional ID id, as an
