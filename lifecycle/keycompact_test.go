@@ -139,11 +139,7 @@ func TestCompactKeysModel(t *testing.T) {
 	}
 	readModel(t, cli, store, tp, want, next)
 	for pid, raw := range lastRaw {
-		pend := w.Produce(ctx, tp.ID, 0, raw)
-		if err := w.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if res, err := pend.Wait(ctx); err != nil || res.BaseOffset != lastBase[pid] {
+		if res, err := produceOne(t, w, tp.ID, 0, raw); err != nil || res.BaseOffset != lastBase[pid] {
 			t.Errorf("producer %d's last batch sent again after compaction: offset %d (%v), want the duplicate's %d", pid, res.BaseOffset, err, lastBase[pid])
 		}
 	}
@@ -152,11 +148,7 @@ func TestCompactKeysModel(t *testing.T) {
 	// Two days later, with a new record to make the log dirty: every
 	// tombstone reached by an earlier pass is past delete.retention.ms (one
 	// day) and goes; the latest live values stay.
-	pend := w.Produce(ctx, tp.ID, 0, segmenttest.Batch(segmenttest.BatchOptions{Keys: [][]byte{[]byte("new")}, Values: [][]byte{[]byte("v")}, Timestamp: ts}))
-	if err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pend.Wait(ctx); err != nil {
+	if _, err := produceOne(t, w, tp.ID, 0, segmenttest.Batch(segmenttest.BatchOptions{Keys: [][]byte{[]byte("new")}, Values: [][]byte{[]byte("v")}, Timestamp: ts})); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Now = func() time.Time { return time.Now().Add(48 * time.Hour) }
@@ -233,13 +225,7 @@ func readModel(t *testing.T, cli *clientv3.Client, store s3tier.Store, tp metast
 // nothing, and every record from the open transaction on stays readable.
 // (Decided transactions: agent's TestKeyCompactedTransactions.)
 func TestCompactKeysStopsAtTransactions(t *testing.T) {
-	cli, _ := testenv.Etcd(t)
-	store, err := s3tier.NewDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := lcCtx(t)
-	meta := metastore.New(cli, lcNS)
+	cli, store, meta, ctx := dirEnv(t)
 	tp, err := meta.CreateTopic(ctx, "kc-txn", 1, map[string]string{"cleanup.policy": "compact", "segment.ms": "1", "min.cleanable.dirty.ratio": "0"})
 	if err != nil {
 		t.Fatal(err)
@@ -252,11 +238,7 @@ func TestCompactKeysStopsAtTransactions(t *testing.T) {
 		{Keys: [][]byte{[]byte("a")}, Values: [][]byte{{4}}},
 	} {
 		o.Timestamp = ts
-		pend := e.Produce(ctx, tp.ID, 0, segmenttest.Batch(o))
-		if err := e.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pend.Wait(ctx); err != nil {
+		if _, err := produceOne(t, e, tp.ID, 0, segmenttest.Batch(o)); err != nil {
 			t.Fatalf("produce %d: %v", i, err)
 		}
 	}
@@ -292,13 +274,7 @@ func TestCompactKeysStopsAtTransactions(t *testing.T) {
 // partition's index, cleaner checkpoint and every stored byte stay as they
 // were.
 func TestCompactKeysStopsAtCorruptBatch(t *testing.T) {
-	cli, _ := testenv.Etcd(t)
-	store, err := s3tier.NewDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := lcCtx(t)
-	meta := metastore.New(cli, lcNS)
+	cli, store, meta, ctx := dirEnv(t)
 	tp, err := meta.CreateTopic(ctx, "kc-corrupt", 2, map[string]string{"cleanup.policy": "compact", "segment.ms": "1", "min.cleanable.dirty.ratio": "0"})
 	if err != nil {
 		t.Fatal(err)
@@ -321,12 +297,8 @@ func TestCompactKeysStopsAtCorruptBatch(t *testing.T) {
 		return segmenttest.Batch(o)
 	}
 	for _, b := range [][2][]byte{{kv("a", "1", "2"), kv("b", "1", "2")}, {bad, kv("b", "3")}, {kv("a", "3"), kv("b", "4")}} {
-		pend := []*engine.Pending{e.Produce(ctx, tp.ID, 0, b[0]), e.Produce(ctx, tp.ID, 1, b[1])}
-		if err := e.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range pend {
-			if _, err := p.Wait(ctx); err != nil {
+		for p, raw := range b {
+			if _, err := produceOne(t, e, tp.ID, int32(p), raw); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -378,13 +350,7 @@ func TestCompactKeysStopsAtCorruptBatch(t *testing.T) {
 // is dirty) and max.compaction.lag.ms (a dirty record that old forces a
 // pass whatever the ratio).
 func TestCompactKeysLags(t *testing.T) {
-	cli, _ := testenv.Etcd(t)
-	store, err := s3tier.NewDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := lcCtx(t)
-	meta := metastore.New(cli, lcNS)
+	cli, store, meta, ctx := dirEnv(t)
 	e := newEngine(t, cli, store)
 	produce := func(tp metastore.Topic, ts int64, kvs ...string) {
 		t.Helper()
@@ -392,11 +358,7 @@ func TestCompactKeysLags(t *testing.T) {
 		for i := 0; i < len(kvs); i += 2 {
 			o.Keys, o.Values = append(o.Keys, []byte(kvs[i])), append(o.Values, []byte(kvs[i+1]))
 		}
-		pend := e.Produce(ctx, tp.ID, 0, segmenttest.Batch(o))
-		if err := e.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pend.Wait(ctx); err != nil {
+		if _, err := produceOne(t, e, tp.ID, 0, segmenttest.Batch(o)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -490,13 +452,7 @@ func (m *mergeBeforePut) Put(ctx context.Context, key string, body io.ReadSeeker
 // (before, the checkpoint moved on and that record stayed for good; the
 // agent-level kill campaign TestCrashCampaignCompacted found it).
 func TestCompactKeysConflictKeepsCheckpoint(t *testing.T) {
-	cli, _ := testenv.Etcd(t)
-	inner, err := s3tier.NewDirStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := lcCtx(t)
-	meta := metastore.New(cli, lcNS)
+	cli, inner, meta, ctx := dirEnv(t)
 	tp, err := meta.CreateTopic(ctx, "kc-conflict", 1, map[string]string{"cleanup.policy": "compact", "segment.ms": "1", "min.cleanable.dirty.ratio": "0"})
 	if err != nil {
 		t.Fatal(err)
@@ -504,11 +460,7 @@ func TestCompactKeysConflictKeepsCheckpoint(t *testing.T) {
 	e := newEngine(t, cli, inner)
 	ts := time.Now().Add(-time.Hour).UnixMilli()
 	for _, kv := range [][2]string{{"a", "1"}, {"a", "2"}, {"b", "1"}} {
-		pend := e.Produce(ctx, tp.ID, 0, segmenttest.Batch(segmenttest.BatchOptions{Keys: [][]byte{[]byte(kv[0])}, Values: [][]byte{[]byte(kv[1])}, Timestamp: ts}))
-		if err := e.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pend.Wait(ctx); err != nil {
+		if _, err := produceOne(t, e, tp.ID, 0, segmenttest.Batch(segmenttest.BatchOptions{Keys: [][]byte{[]byte(kv[0])}, Values: [][]byte{[]byte(kv[1])}, Timestamp: ts})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -540,4 +492,28 @@ func TestCompactKeysConflictKeepsCheckpoint(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("%d records stored, want 2 (a=2, b=1)", n)
 	}
+}
+
+// dirEnv starts etcd and a local-directory bucket for a key-compaction
+// test.
+func dirEnv(t *testing.T) (*clientv3.Client, s3tier.Store, *metastore.Store, context.Context) {
+	t.Helper()
+	cli, _ := testenv.Etcd(t)
+	store, err := s3tier.NewDirStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cli, store, metastore.New(cli, lcNS), lcCtx(t)
+}
+
+// produceOne produces raw to a partition through e and flushes: one
+// object, one index entry. It returns the produce's answer.
+func produceOne(t *testing.T, e *engine.Engine, id metastore.TopicID, p int32, raw []byte) (engine.ProduceResult, error) {
+	t.Helper()
+	ctx := lcCtx(t)
+	pend := e.Produce(ctx, id, p, raw)
+	if err := e.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return pend.Wait(ctx)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,15 +26,10 @@ import (
 // TestCompactKeysConflictKeepsCheckpoint.
 func compactedKills(t *testing.T) int {
 	t.Helper()
-	v := os.Getenv("SHALE_SOAK_KILLS")
-	if v == "" {
+	if os.Getenv("SHALE_SOAK_KILLS") == "" {
 		t.Skip("agent-level kill campaign of key compaction: run by make soak (SHALE_SOAK_KILLS=n)")
 	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		t.Fatalf("SHALE_SOAK_KILLS=%q: want a positive number", v)
-	}
-	return n
+	return campaignKills(t)
 }
 
 // TestCrashCampaignCompacted SIGKILLs the agent running the key-compaction
