@@ -164,16 +164,7 @@ func TestSaramaTransactions(t *testing.T) {
 		t.Logf("isolation %d: %d records at %v", isolation, len(vs), time.Since(t0).Round(time.Millisecond))
 		return vs
 	}
-	want := func(prefixes ...string) []string {
-		var vs []string
-		for _, p := range prefixes {
-			for i := range count {
-				vs = append(vs, fmt.Sprintf("%s-%d", p, i))
-			}
-		}
-		slices.Sort(vs)
-		return vs
-	}
+	want := func(prefixes ...string) []string { return txnValues(count, prefixes...) }
 	if got, w := read(sarama.ReadCommitted, 3*count), want("c1", "c2", "c3"); !slices.Equal(got, w) {
 		t.Errorf("read_committed read %d records, want the %d committed (c1, c2, c3): %.300q", len(got), len(w), got)
 	}

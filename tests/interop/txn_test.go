@@ -67,16 +67,7 @@ func TestPythonTransactions(t *testing.T) {
 		slices.Sort(vs)
 		return vs
 	}
-	want := func(prefixes ...string) []string {
-		var vs []string
-		for _, p := range prefixes {
-			for i := range count {
-				vs = append(vs, fmt.Sprintf("%s-%d", p, i))
-			}
-		}
-		slices.Sort(vs)
-		return vs
-	}
+	want := func(prefixes ...string) []string { return txnValues(count, prefixes...) }
 	if got, w := values(out.Committed), want("c1", "c2", "c3"); !slices.Equal(got, w) {
 		t.Errorf("read_committed read %d records, want the %d committed ones (c1, c2, c3): %.300q", len(got), len(w), got)
 	}
@@ -219,4 +210,17 @@ func TestTransactionsAcrossAgents(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("read_committed consumer read %q, want %q", got, want)
 	}
+}
+
+// txnValues is the sorted values "<prefix>-<i>", i below count, of each
+// prefix: what the transaction tests' producers write per transaction.
+func txnValues(count int, prefixes ...string) []string {
+	var vs []string
+	for _, p := range prefixes {
+		for i := range count {
+			vs = append(vs, fmt.Sprintf("%s-%d", p, i))
+		}
+	}
+	slices.Sort(vs)
+	return vs
 }
