@@ -4,15 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
 	"golang.org/x/term"
 
+	"github.com/shale-dev/shale/icetable"
+	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/replay"
+	"github.com/shale-dev/shale/s3tier"
 )
 
 // replayMemoryLimit is the soft Go heap limit of `shale replay` (unless
@@ -49,6 +54,14 @@ Formats:
            optional binary, headers list<struct<key string, value optional binary>>. Needs --out DIR.
   raw      record batches as stored, with absolute offsets (a Kafka log's byte layout): every
            batch holding a record in the range, whole. To stdout only for one partition.
+  iceberg  a one-off Apache Iceberg table whose location is --out (a new directory or
+           s3://bucket/prefix, on the --s3-endpoint of the source bucket): metadata/ and data/,
+           opened by path (metadata/version-hint.text). Schema and partitioning of a table the
+           iceberg job materializes (icetable/doc.go): --iceberg-mode key_value or json and
+           --iceberg-partition day or hour, by default the topic's shale.iceberg.mode (key_value
+           when disabled) and shale.iceberg.partition. Committed records only (no aborted
+           transaction's). A location that already holds a table is refused. Not maintained
+           afterwards: for a live table set shale.iceberg.mode on the topic.
 
 --out DIR writes <topic>-<p>.jsonl / .kafka / -<n>.parquet per partition (partitions with no
 record in the range get no file); --out - (default) writes to stdout, partitions interleaved
@@ -59,7 +72,8 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 		Example: `  shale replay -t clicks --from 2026-11-25T00:00:00Z --to 2026-11-26T00:00:00Z > day.jsonl
   shale replay -t clicks --format parquet --out ./clicks --parallel 8 \
     --etcd-endpoints etcd:2379 --bucket s3://shale/prod --s3-endpoint http://minio:9000
-  shale replay -t clicks -p 3 --from 1000 --to 2000 --format raw > p3.kafka`,
+  shale replay -t clicks -p 3 --from 1000 --to 2000 --format raw > p3.kafka
+  shale replay -t clicks --from 2026-11-25 --format iceberg --iceberg-mode json --out s3://lake/clicks-2026-11-25`,
 		Args: cobra.NoArgs,
 	}
 	addConfigFileFlag(cmd)
@@ -68,7 +82,9 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 	f.StringSliceP("partitions", "p", nil, "only these partitions, comma-separated (default: all)")
 	f.String("from", "", "first offset or RFC 3339 time, inclusive (default: log start)")
 	f.String("to", "", "offset or RFC 3339 time to stop before, exclusive (default: end)")
-	f.String("format", "jsonl", "jsonl, parquet or raw")
+	f.String("format", "jsonl", "jsonl, parquet, raw or iceberg")
+	f.String("iceberg-mode", "", "--format iceberg: key_value or json (default: the topic's shale.iceberg.mode, key_value when disabled)")
+	f.String("iceberg-partition", "", "--format iceberg: day or hour (default: the topic's shale.iceberg.partition)")
 	f.StringP("out", "o", "-", "output directory, or - for stdout")
 	f.String("bytes", "utf8", "jsonl key/value bytes: utf8, base64 or json")
 	f.Int("parallel", replay.DefaultParallel, "ranged GETs in flight and partitions decoded at once")
@@ -116,12 +132,12 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 		toStdout := out == "-" || out == ""
 		switch format {
 		case "jsonl", "raw":
-		case "parquet":
+		case "parquet", "iceberg":
 			if toStdout {
-				return errors.New("--format parquet needs --out DIR")
+				return fmt.Errorf("--format %s needs --out DIR", format)
 			}
 		default:
-			return fmt.Errorf("bad --format %q: use jsonl, parquet or raw", format)
+			return fmt.Errorf("bad --format %q: use jsonl, parquet, raw or iceberg", format)
 		}
 		if os.Getenv("GOMEMLIMIT") == "" {
 			// A soft heap limit keeps the peak RSS near the read-ahead and
@@ -160,6 +176,9 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 				return errors.New("--format raw to stdout needs one partition (--partitions N) or --out DIR: batches carry no partition")
 			}
 		}
+		if format == "iceberg" {
+			return replayIceberg(cmd, v, meta, store, so, plan, out)
+		}
 		o := replay.Output{Stream: cmd.OutOrStdout()}
 		if !toStdout {
 			if err := os.MkdirAll(out, 0o755); err != nil {
@@ -187,4 +206,45 @@ the Go heap is soft-limited to 160MiB unless GOMEMLIMIT is set.`,
 		return sink.Close()
 	}
 	return cmd
+}
+
+// replayIceberg writes plan's records as a one-off Iceberg table at out.
+func replayIceberg(cmd *cobra.Command, v *viper.Viper, meta *metastore.Store, src s3tier.Store, so StackOptions, plan *replay.Plan, out string) error {
+	ctx := cmd.Context()
+	opts := icetable.ExportOptions{Mode: icetable.Mode(v.GetString("iceberg-mode")), Partition: v.GetString("iceberg-partition")}
+	if opts.Mode == "" {
+		opts.Mode = icetable.ModeOf(plan.Topic.Configs)
+		if opts.Mode == icetable.ModeDisabled {
+			opts.Mode = icetable.ModeKeyValue
+		}
+	}
+	if opts.Partition == "" {
+		opts.Partition = icetable.PartitionOf(plan.Topic.Configs)
+	}
+	if opts.Mode != icetable.ModeKeyValue && opts.Mode != icetable.ModeJSON {
+		return fmt.Errorf("bad --iceberg-mode %q: use key_value or json", opts.Mode)
+	}
+	if opts.Partition != icetable.PartitionDay && opts.Partition != icetable.PartitionHour {
+		return fmt.Errorf("bad --iceberg-partition %q: use day or hour", opts.Partition)
+	}
+	dst := so
+	dst.Bucket = out
+	if !strings.HasPrefix(out, "s3://") {
+		abs, err := filepath.Abs(out)
+		if err != nil {
+			return err
+		}
+		dst.Bucket = abs
+	}
+	store, err := OpenStore(ctx, dst)
+	if err != nil {
+		return fmt.Errorf("--out %s: %w", out, err)
+	}
+	st, err := icetable.Export(ctx, meta, src, store, plan, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s: %d rows (%d in _raw), %d data files, %d snapshots (%s, by %s)\n",
+		st.Location, st.Rows, st.Raw, st.Files, st.Commits, opts.Mode, opts.Partition)
+	return nil
 }

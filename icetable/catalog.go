@@ -37,6 +37,10 @@ type handle struct {
 	topic metastore.Topic
 	ptr   metastore.TablePointer
 	tbl   *table.Table
+	// oneOff is an exported table (Export): no etcd pointer, its
+	// location is dir, the Hadoop-style names are its commit.
+	oneOff bool
+	dir    string
 }
 
 var _ table.CatalogIO = (*handle)(nil)
@@ -48,7 +52,12 @@ func (h *handle) ident() table.Identifier { return table.Identifier{"shale", h.t
 
 func (h *handle) fsF(context.Context) (icebergio.IO, error) { return h.fsio, nil }
 
-func (h *handle) location() string { return Location(h.store, TableKey(h.topic.Name)) }
+func (h *handle) location() string {
+	if h.oneOff {
+		return h.dir
+	}
+	return Location(h.store, TableKey(h.topic.Name))
+}
 
 func (h *handle) metadataLocation(version int) string {
 	return fmt.Sprintf("%s/metadata/%05d-%s.metadata.json", h.location(), version, uuid.New())
@@ -92,13 +101,18 @@ func (h *handle) create(ctx context.Context, mode Mode) error {
 	if err := h.writeMetadata(md, loc); err != nil {
 		return err
 	}
-	ptr, err := h.meta.SwapTablePointer(ctx, h.topic.ID, metastore.TablePointer{}, metastore.TablePointer{Metadata: loc, Version: 0})
-	if err != nil {
-		return fmt.Errorf("create table %s: %w", h.topic.Name, err)
+	ptr := metastore.TablePointer{Metadata: loc, Version: 0}
+	if !h.oneOff {
+		var err error
+		if ptr, err = h.meta.SwapTablePointer(ctx, h.topic.ID, metastore.TablePointer{}, ptr); err != nil {
+			return fmt.Errorf("create table %s: %w", h.topic.Name, err)
+		}
 	}
 	h.ptr = ptr
 	h.tbl = table.New(h.ident(), md, loc, h.fsF, h)
-	h.publish(md)
+	if err := h.publish(md); err != nil && h.oneOff {
+		return fmt.Errorf("create table %s: %w", h.location(), err)
+	}
 	return nil
 }
 
@@ -114,16 +128,18 @@ func (h *handle) writeMetadata(md table.Metadata, loc string) error {
 // and version-hint.text that path readers open. Best effort: a crash
 // before it leaves them one commit behind until the next commit (the
 // pointer in etcd is the truth), and only committed versions are ever
-// written under these names.
-func (h *handle) publish(md table.Metadata) {
+// written under these names. For a one-off table (Export) they are the
+// commit: the error is returned.
+func (h *handle) publish(md table.Metadata) error {
 	var buf bytes.Buffer
-	if json.NewEncoder(&buf).Encode(md) != nil {
-		return
+	if err := json.NewEncoder(&buf).Encode(md); err != nil {
+		return err
 	}
 	dir := h.location() + "/metadata/"
-	if h.fsio.WriteFile(dir+"v"+strconv.Itoa(h.ptr.Version)+".metadata.json", buf.Bytes()) == nil {
-		_ = h.fsio.WriteFile(dir+versionHint, []byte(strconv.Itoa(h.ptr.Version)))
+	if err := h.fsio.WriteFile(dir+"v"+strconv.Itoa(h.ptr.Version)+".metadata.json", buf.Bytes()); err != nil {
+		return err
 	}
+	return h.fsio.WriteFile(dir+versionHint, []byte(strconv.Itoa(h.ptr.Version)))
 }
 
 // LoadTable returns the table as of the pointer now in etcd.
@@ -159,13 +175,17 @@ func (h *handle) CommitTable(ctx context.Context, _ table.Identifier, reqs []tab
 	if hookBeforeSwap != nil {
 		hookBeforeSwap()
 	}
-	ptr, err := h.meta.SwapTablePointer(ctx, h.topic.ID, h.ptr, metastore.TablePointer{Metadata: loc, Version: version})
-	if err != nil {
-		return nil, "", fmt.Errorf("commit table %s: %w", h.topic.Name, err)
+	ptr := metastore.TablePointer{Metadata: loc, Version: version}
+	if !h.oneOff {
+		if ptr, err = h.meta.SwapTablePointer(ctx, h.topic.ID, h.ptr, ptr); err != nil {
+			return nil, "", fmt.Errorf("commit table %s: %w", h.topic.Name, err)
+		}
 	}
 	h.ptr = ptr
 	h.tbl = table.New(h.ident(), md, loc, h.fsF, h)
-	h.publish(md)
+	if err := h.publish(md); err != nil && h.oneOff {
+		return nil, "", fmt.Errorf("commit table %s: %w", h.location(), err)
+	}
 	return md, loc, nil
 }
 

@@ -131,14 +131,39 @@
 // Topic retention does not delete table rows: records retention deletes
 // before they were materialized are counted (summary
 // shale.skipped-offsets, metric iceberg_skipped_offsets_total) and the
-// table resumes at the new log start. Table retention is the table's own:
-// expire snapshots with an Iceberg engine (Spark's expire_snapshots,
-// pyiceberg) through the path; files no snapshot references (orphans of
-// crashed commits, expired snapshots) are left in place: the GC job only
-// looks under wal/ and seg/, never under iceberg/, so nothing of a table
-// is deleted by shale. Deleting a topic deletes its pointer; its table
-// files stay (a topic re-created with the name starts a new table at the
-// same location, beside the old files).
+// table resumes at the new log start: a table holds what its topic held
+// when each commit read it, for as long as the table keeps it.
+//
+// Table retention (snapshot expiry) is not done. shale keeps every
+// snapshot: one per commit that added rows (up to 1,440 a day per topic
+// at the default --iceberg-interval), and each metadata file lists them
+// all, so it grows with the table's age. Do not expire snapshots with
+// an external engine (Spark's expire_snapshots, pyiceberg) while the job
+// maintains the table: the engine's commit goes to a metadata file the
+// etcd pointer does not name, the job's next commit builds on the
+// pointer's metadata, and the expired snapshots reappear in it with
+// their files deleted (the current snapshot stays readable). What is
+// left to build: ExpireSnapshots (iceberg-go, max age and snapshots to
+// keep as table properties) inside the job's commit transaction. Files
+// no snapshot references (orphans of crashed or lost commits) are left in
+// place: the GC job only looks under wal/ and seg/, never under
+// iceberg/, so nothing of a table is deleted by shale; orphans are
+// metadata and data files of a commit that never moved the pointer, named
+// nowhere. Deleting a topic deletes its pointer; its table files stay (a
+// topic re-created with the name starts a new table at the same
+// location, beside the old files).
+//
+// # One-off export
+//
+// Export (`shale replay --format iceberg --out DIR|s3://...`) writes the
+// records of a replay range as a table whose location is the output: the
+// same schema, modes and partitioning, committed records only, rows
+// committed every CommitBytes of record bytes, each commit a
+// metadata/v<N>.metadata.json that metadata/version-hint.text then names
+// (no etcd pointer: one writer, and the run is the table's whole life).
+// An output that already holds a table (version-hint.text) is refused,
+// never appended to. A run that fails leaves the table as of its last
+// commit. LoadPath opens such a table, or a materialized one, by path.
 //
 // # Errors
 //

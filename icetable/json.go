@@ -297,6 +297,7 @@ func (j *jsonBuilder) take(sc *iceberg.Schema) (arrow.RecordBatch, error) {
 		cols = append(cols, c.b.NewArray())
 		c.b.Release()
 		c.b = nil
+		c.add = false // in the schema now
 	}
 	if len(cols) != len(as.Fields()) {
 		release()

@@ -211,68 +211,82 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 			return false, err
 		}
 	}
-	rows := int64(rb.rows)
-	tx := h.tbl.NewTransaction()
-	if err := h.repartition(tx); err != nil {
-		return false, fmt.Errorf("table %s: %w", h.topic.Name, err)
-	}
-	var rec arrow.RecordBatch
-	raw := prog.Raw
-	if jb != nil {
-		// New columns and the rows that fill them commit together.
-		if err := jb.evolve(tx); err != nil {
-			return false, fmt.Errorf("table %s: add columns: %w", h.topic.Name, err)
-		}
-		staged, err := tx.StagedTable()
-		if err != nil {
-			return false, fmt.Errorf("table %s: %w", h.topic.Name, err)
-		}
-		if rec, err = jb.take(staged.Schema()); err != nil {
-			return false, fmt.Errorf("table %s: %w", h.topic.Name, err)
-		}
-		raw += jb.raw
-	} else {
-		rec = rb.take()
-	}
-	defer rec.Release()
 	offs := map[string]int64{}
 	for p, o := range ends {
 		offs[strconv.Itoa(int(p))] = o
 	}
 	enc, _ := json.Marshal(offs)
 	props := iceberg.Properties{SummaryOffsets: string(enc), SummarySkipped: strconv.FormatInt(skipped, 10)}
+	raw := prog.Raw
 	if jb != nil {
+		raw += jb.raw
 		props[SummaryRaw] = strconv.FormatInt(raw, 10)
 	}
-	before := len(h.tbl.Metadata().Snapshots())
-	if rows == 0 {
-		err = tx.AddFiles(ctx, nil, props, false)
-	} else {
-		rdr, rerr := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
-		if rerr != nil {
-			return false, rerr
-		}
-		defer rdr.Release()
-		err = tx.Append(ctx, rdr, props)
-	}
+	rows, files, err := h.appendRows(ctx, rb, jb, props)
 	if err != nil {
-		return false, fmt.Errorf("table %s: write: %w", h.topic.Name, err)
-	}
-	if _, err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("table %s: %w", h.topic.Name, err)
-	}
-	if len(h.tbl.Metadata().Snapshots()) <= before {
-		return false, fmt.Errorf("table %s: commit added no snapshot", h.topic.Name)
+		return false, err
 	}
 	st.Commits++
 	st.Rows += rows
 	st.Skipped += skipped - prog.Skipped
 	st.Raw += raw - prog.Raw
-	if snap := h.tbl.CurrentSnapshot(); snap != nil && snap.Summary != nil {
-		n, _ := strconv.Atoi(snap.Summary.Properties["added-data-files"])
-		st.Files += n
-	}
+	st.Files += files
 	return false, nil
+}
+
+// appendRows commits the rows of rb (jb's value columns too, in json
+// mode, adding the new ones to the schema) as one snapshot whose summary
+// has props, in one transaction with the topic's partitioning; it
+// returns the rows and data files added. No row is an empty snapshot.
+func (h *handle) appendRows(ctx context.Context, rb *rowBuilder, jb *jsonBuilder, props iceberg.Properties) (int64, int, error) {
+	rows := int64(rb.rows)
+	tx := h.tbl.NewTransaction()
+	if err := h.repartition(tx); err != nil {
+		return 0, 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
+	}
+	var rec arrow.RecordBatch
+	if jb != nil {
+		// New columns and the rows that fill them commit together.
+		if err := jb.evolve(tx); err != nil {
+			return 0, 0, fmt.Errorf("table %s: add columns: %w", h.topic.Name, err)
+		}
+		staged, err := tx.StagedTable()
+		if err != nil {
+			return 0, 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
+		}
+		if rec, err = jb.take(staged.Schema()); err != nil {
+			return 0, 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
+		}
+	} else {
+		rec = rb.take()
+	}
+	defer rec.Release()
+	before := len(h.tbl.Metadata().Snapshots())
+	var err error
+	if rows == 0 {
+		err = tx.AddFiles(ctx, nil, props, false)
+	} else {
+		rdr, rerr := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
+		if rerr != nil {
+			return 0, 0, rerr
+		}
+		defer rdr.Release()
+		err = tx.Append(ctx, rdr, props)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("table %s: write: %w", h.topic.Name, err)
+	}
+	if _, err := tx.Commit(ctx); err != nil {
+		return 0, 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
+	}
+	if len(h.tbl.Metadata().Snapshots()) <= before {
+		return 0, 0, fmt.Errorf("table %s: commit added no snapshot", h.topic.Name)
+	}
+	files := 0
+	if snap := h.tbl.CurrentSnapshot(); snap != nil && snap.Summary != nil {
+		files, _ = strconv.Atoi(snap.Summary.Properties["added-data-files"])
+	}
+	return rows, files, nil
 }
 
 // repartition makes tx's partition spec the topic's

@@ -119,7 +119,6 @@ type rowBuilder struct {
 	part, off, ts, key, val, hl, hs array.Builder
 	hk, hv                          array.Builder
 	rows                            int
-	bytes                           int64
 }
 
 func newRowBuilder(sc *iceberg.Schema) (*rowBuilder, error) {
@@ -159,15 +158,13 @@ func (r *rowBuilder) add(rec replay.Record, value []byte) {
 		r.hs.(*array.StructBuilder).Append(true)
 		r.hk.(*array.StringBuilder).Append(h.Key)
 		appendBytes(r.hv, h.Value)
-		r.bytes += int64(len(h.Key) + len(h.Value))
 	}
 	r.rows++
-	r.bytes += int64(len(rec.Key)+len(value)) + 24
 }
 
 // take returns the rows added so far as one record batch and resets.
 func (r *rowBuilder) take() arrow.RecordBatch {
-	r.rows, r.bytes = 0, 0
+	r.rows = 0
 	return r.b.NewRecordBatch()
 }
 
