@@ -12,6 +12,7 @@ import (
 
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/icetable"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
 )
@@ -72,6 +73,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Int("max-connections", agent.DefaultMaxConnections, "client connections served at once; more are closed at accept")
 	f.Bool("lifecycle", true, "take part in the lifecycle jobs (compaction, retention, garbage collection, group offset expiry, Iceberg tables; one agent runs each at a time)")
 	f.Duration("lifecycle-interval", lifecycle.DefaultInterval, "pause between two passes of a lifecycle job")
+	f.Duration("iceberg-snapshot-max-age", icetable.DefaultSnapshotMaxAge, "the iceberg job's commits expire the table snapshots older than this (the current one is always kept; time travel reaches this far back); 0 keeps every snapshot")
 	f.Duration("iceberg-interval", lifecycle.DefaultIcebergInterval, "pause between two passes of the iceberg job, which materializes topics with shale.iceberg.mode into Iceberg tables in the bucket (about how far a table lags its topic)")
 	f.Duration("compaction-settle", lifecycle.DefaultCompactSettle, "compaction (merge and cleanup.policy=compact) rewrites only objects committed at least this long ago")
 	f.Duration("gc-grace", lifecycle.DefaultGCGrace, "age an unreferenced object must reach before garbage collection deletes it (must exceed upload and commit times)")
@@ -150,7 +152,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 			NoLifecycle: !v.GetBool("lifecycle"),
 			Lifecycle: lifecycle.Config{Interval: v.GetDuration("lifecycle-interval"), GCGrace: v.GetDuration("gc-grace"),
 				GroupOffsetRetention: retention, ManifestInterval: manifestInterval(v.GetDuration("manifest-interval")),
-				IcebergInterval: v.GetDuration("iceberg-interval"), Compaction: lifecycle.CompactConfig{Settle: v.GetDuration("compaction-settle")}},
+				IcebergInterval: v.GetDuration("iceberg-interval"), Iceberg: icebergConfig(v), Compaction: lifecycle.CompactConfig{Settle: v.GetDuration("compaction-settle")}},
 		}
 		o.EtcdCertFile, o.EtcdKeyFile, o.EtcdCAFile = v.GetString("etcd-cert"), v.GetString("etcd-key"), v.GetString("etcd-ca")
 		setS3Options(&o, v)
@@ -262,4 +264,13 @@ func manifestInterval(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// icebergConfig is the iceberg job's tuning from the agent's flags.
+func icebergConfig(v *viper.Viper) icetable.Config {
+	age := v.GetDuration("iceberg-snapshot-max-age")
+	if age <= 0 {
+		age = -1 // keep every snapshot
+	}
+	return icetable.Config{SnapshotMaxAge: age}
 }

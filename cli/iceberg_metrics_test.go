@@ -2,6 +2,7 @@ package cli
 
 import (
 	"testing"
+	"time"
 
 	"github.com/shale-dev/shale/icetable"
 	"github.com/shale-dev/shale/lifecycle"
@@ -29,5 +30,29 @@ func TestIcebergMetrics(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Fatalf("not registered: %v", want)
+	}
+}
+
+// TestIcebergSnapshotMaxAgeFlag proves --iceberg-snapshot-max-age reaches
+// the iceberg job: its default is icetable's, 0 keeps every snapshot.
+func TestIcebergSnapshotMaxAgeFlag(t *testing.T) {
+	cmd := newAgentCmd()
+	for _, c := range []struct {
+		args string
+		want time.Duration
+	}{{"", icetable.DefaultSnapshotMaxAge}, {"--iceberg-snapshot-max-age=1h", time.Hour}, {"--iceberg-snapshot-max-age=0", -1}} {
+		args, want := c.args, c.want
+		if args != "" {
+			if err := cmd.ParseFlags([]string{args}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v, err := newViper(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := icebergConfig(v).SnapshotMaxAge; got != want {
+			t.Errorf("%q: SnapshotMaxAge %v, want %v", args, got, want)
+		}
 	}
 }

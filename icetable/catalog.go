@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/apache/iceberg-go"
 	icebergio "github.com/apache/iceberg-go/io"
@@ -41,6 +42,8 @@ type handle struct {
 	// location is dir, the Hadoop-style names are its commit.
 	oneOff bool
 	dir    string
+	// expireAfter > 0: commits expire older snapshots (Config.SnapshotMaxAge).
+	expireAfter time.Duration
 }
 
 var _ table.CatalogIO = (*handle)(nil)

@@ -134,24 +134,32 @@
 // table resumes at the new log start: a table holds what its topic held
 // when each commit read it, for as long as the table keeps it.
 //
-// Table retention (snapshot expiry) is not done. shale keeps every
-// snapshot: one per commit that added rows (up to 1,440 a day per topic
-// at the default --iceberg-interval), and each metadata file lists them
-// all, so it grows with the table's age. Do not expire snapshots with
-// an external engine (Spark's expire_snapshots, pyiceberg) while the job
-// maintains the table: the engine's commit goes to a metadata file the
-// etcd pointer does not name, the job's next commit builds on the
-// pointer's metadata, and the expired snapshots reappear in it with
-// their files deleted (the current snapshot stays readable). What is
-// left to build: ExpireSnapshots (iceberg-go, max age and snapshots to
-// keep as table properties) inside the job's commit transaction. Files
-// no snapshot references (orphans of crashed or lost commits) are left in
-// place: the GC job only looks under wal/ and seg/, never under
-// iceberg/, so nothing of a table is deleted by shale; orphans are
-// metadata and data files of a commit that never moved the pointer, named
-// nowhere. Deleting a topic deletes its pointer; its table files stay (a
-// topic re-created with the name starts a new table at the same
-// location, beside the old files).
+// Table retention is snapshot expiry, in the job: each commit (one per
+// pass that found records, up to 1,440 a day per topic at the default
+// --iceberg-interval) also expires, in the same transaction, the
+// snapshots older than Config.SnapshotMaxAge (agent flag
+// --iceberg-snapshot-max-age, default DefaultSnapshotMaxAge = 5 days,
+// Iceberg's own default; 0 keeps them all); the current snapshot is
+// always kept. So the metadata file stays bounded by about 5 days of
+// snapshots, and time travel reaches that far back. Rows are never
+// expired: the table is append-only, every row stays in the current
+// snapshot. After the pointer moved, the job deletes the expired
+// snapshots' manifest lists, and only them: their manifests and data
+// files are still those of the later snapshots (fast appends carry
+// manifests forward). A crash between the commit and those deletes
+// leaves them as orphans. Do not expire snapshots with an external
+// engine (Spark's expire_snapshots, pyiceberg) while the job maintains
+// the table: the engine's commit goes to a metadata file the etcd pointer
+// does not name, the job's next commit builds on the pointer's metadata,
+// and the snapshots it expired reappear with their files deleted.
+//
+// Orphan files (metadata, manifests and data files of commits that
+// crashed or lost the pointer swap, named nowhere) are left in place:
+// the GC job only looks under wal/ and seg/, never under iceberg/, and
+// shale has no orphan clean-up for tables yet.
+// Deleting a topic deletes its pointer; its table files stay (a topic
+// re-created with the name starts a new table at the same location,
+// beside the old files).
 //
 // # One-off export
 //

@@ -1,6 +1,7 @@
 package icetable
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -37,11 +39,20 @@ const (
 // most (Config.CommitBytes): it bounds the job's memory.
 const DefaultCommitBytes = 64 << 20
 
+// DefaultSnapshotMaxAge is how long a table's snapshots are kept
+// (Config.SnapshotMaxAge): Iceberg's own default for
+// history.expire.max-snapshot-age-ms.
+const DefaultSnapshotMaxAge = 5 * 24 * time.Hour
+
 // Config tunes materialization.
 type Config struct {
 	// CommitBytes bounds the stored bytes read into one commit
 	// (DefaultCommitBytes); a topic further behind takes several commits.
 	CommitBytes int64
+	// SnapshotMaxAge: each commit expires the snapshots older than this
+	// (the current one is always kept); 0 is DefaultSnapshotMaxAge,
+	// negative keeps every snapshot.
+	SnapshotMaxAge time.Duration
 }
 
 // Stats counts a pass's work (all topics).
@@ -102,6 +113,7 @@ func MaterializeTopic(ctx context.Context, store s3tier.Store, meta *metastore.S
 	if err != nil {
 		return err
 	}
+	h.expireAfter = cmp.Or(cfg.SnapshotMaxAge, DefaultSnapshotMaxAge)
 	if tm := h.mode(); tm != mode {
 		return fmt.Errorf("table %s was created in %s mode, the topic now says %s=%s: set it back to %s (a table's mode is fixed when it is created): %w",
 			t.Name, tm, ConfigMode, mode, tm, ErrModeChanged)
@@ -244,6 +256,15 @@ func (h *handle) appendRows(ctx context.Context, rb *rowBuilder, jb *jsonBuilder
 	if err := h.repartition(tx); err != nil {
 		return 0, 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
 	}
+	if h.expireAfter > 0 {
+		// Manifest lists of expired snapshots are deleted below, after the
+		// commit: iceberg-go's own clean-up reads every kept snapshot's
+		// manifest list, each commit.
+		if err := tx.ExpireSnapshots(table.WithOlderThan(h.expireAfter), table.WithPostCommit(false)); err != nil {
+			return 0, 0, fmt.Errorf("table %s: expire snapshots: %w", h.topic.Name, err)
+		}
+	}
+	pre, preSnap := h.tbl.Metadata(), h.tbl.CurrentSnapshot()
 	var rec arrow.RecordBatch
 	if jb != nil {
 		// New columns and the rows that fill them commit together.
@@ -261,7 +282,6 @@ func (h *handle) appendRows(ctx context.Context, rb *rowBuilder, jb *jsonBuilder
 		rec = rb.take()
 	}
 	defer rec.Release()
-	before := len(h.tbl.Metadata().Snapshots())
 	var err error
 	if rows == 0 {
 		err = tx.AddFiles(ctx, nil, props, false)
@@ -279,9 +299,10 @@ func (h *handle) appendRows(ctx context.Context, rb *rowBuilder, jb *jsonBuilder
 	if _, err := tx.Commit(ctx); err != nil {
 		return 0, 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
 	}
-	if len(h.tbl.Metadata().Snapshots()) <= before {
+	if cur := h.tbl.CurrentSnapshot(); cur == nil || preSnap != nil && cur.SnapshotID == preSnap.SnapshotID {
 		return 0, 0, fmt.Errorf("table %s: commit added no snapshot", h.topic.Name)
 	}
+	h.deleteExpired(pre)
 	files := 0
 	if snap := h.tbl.CurrentSnapshot(); snap != nil && snap.Summary != nil {
 		files, _ = strconv.Atoi(snap.Summary.Properties["added-data-files"])
@@ -310,6 +331,23 @@ func (h *handle) repartition(tx *table.Transaction) error {
 		return fmt.Errorf("partition by %s: %w", name, err)
 	}
 	return nil
+}
+
+// deleteExpired deletes the manifest lists of the snapshots pre had and
+// the table's metadata now has not (expired by the commit that just
+// moved the pointer). Only they: manifests and data files of an
+// append-only table stay referenced by the snapshots that followed.
+// Best effort: a list not deleted is an orphan (doc.go, Retention).
+func (h *handle) deleteExpired(pre table.Metadata) {
+	kept := map[int64]bool{}
+	for _, s := range h.tbl.Metadata().Snapshots() {
+		kept[s.SnapshotID] = true
+	}
+	for _, s := range pre.Snapshots() {
+		if !kept[s.SnapshotID] && s.ManifestList != "" {
+			_ = h.fsio.Remove(s.ManifestList)
+		}
+	}
 }
 
 // cut returns where a commit reading partition p from start should stop,
