@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/internal/testenv"
@@ -31,7 +33,8 @@ import (
 // the replaced index entry, and so do `shale consume -o json` and `shale
 // replay` (read from etcd and the bucket); `shale topic describe` shows
 // the cleaner checkpoint, nothing dirty, the dirty ratio and the bytes the
-// pass rewrote, before and after; a keyless record is refused; after
+// pass rewrote, before and after; `shale consume` ends on a log ending in a
+// transaction's commit marker; a keyless record is refused; after
 // switching to compact,delete with a short retention.ms, retention still
 // deletes the old records (the log start advances past them).
 func TestCompactedTopicWithKcat(t *testing.T) {
@@ -143,6 +146,25 @@ func TestCompactedTopicWithKcat(t *testing.T) {
 	}
 	if before, _ := strconv.Atoi(m[1]); before == 0 || m[1] == m[2] {
 		t.Errorf("topic describe: rewrote %s B -> %s B, want the bytes of the replaced entries, then fewer", m[1], m[2])
+	}
+	// A transaction's records end in its commit marker, which no record
+	// reaches: shale consume still ends (before: the --timeout error).
+	tx, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.TransactionalID("kc-tx"), kgo.DefaultProduceTopic("kc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if err := tx.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.ProduceSync(ctx, &kgo.Record{Key: []byte("t"), Value: []byte("x"), Partition: 0}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if out, errs, code := run(t, "", "consume", "-b", addr, "-t", "kc", "-o", "json", "--timeout", "5s"); code != 0 || jsonl(out) != want+"7 t 1\n" {
+		t.Errorf("shale consume of a log ending in a commit marker read %q (exit %d, %s), want %q", jsonl(out), code, errs, want+"7 t 1\n")
 	}
 	if out, err := kc("novalue\n", "-P", "-p", "0", "-X", "message.send.max.retries=0"); err == nil && !strings.Contains(out, "INVALID_RECORD") && !strings.Contains(out, "nvalid record") {
 		t.Errorf("keyless record: %q, want refused", out)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/shale-dev/shale/replay"
+	"github.com/shale-dev/shale/segment"
 )
 
 // isTerminal reports whether w is a terminal.
@@ -103,7 +105,13 @@ On a terminal, text and kv output quote keys and values holding control bytes.`,
 		if !follow && len(pending) == 0 {
 			return nil
 		}
-		cl, err := kafkaClient(v, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}))
+		opts := []kgo.Opt{kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts})}
+		if !follow {
+			// Closing waits out a fetch in flight: at the end of a log
+			// ending in batches without records, a long one.
+			opts = append(opts, kgo.FetchMaxWait(tailCheck))
+		}
+		cl, err := kafkaClient(v, opts...)
 		if err != nil {
 			return err
 		}
@@ -113,22 +121,45 @@ On a terminal, text and kv output quote keys and values holding control bytes.`,
 		defer out.Flush()
 		count, limit := int64(0), v.GetInt64("count")
 		timeout := v.GetDuration("timeout")
+		// next is, per pending partition, the offset after the last record
+		// printed: a log may end in batches without records (transaction
+		// markers, batches emptied by key compaction), which no record
+		// reaches; tailDone looks there when the records stop.
+		var topicID [16]byte
+		if td, err := adm.ListTopics(ctx, topic); err == nil {
+			topicID = td[topic].ID
+		}
+		next := map[int32]int64{}
+		for p := range pending {
+			next[p] = parts[p].EpochOffset().Offset
+		}
+		progress := time.Now()
 		for (follow || len(pending) > 0) && (limit == 0 || count < limit) {
 			// Reading to the end must progress: no record for --timeout
 			// while records remain is an error, not a wait for ever.
 			pctx, cancel := ctx, context.CancelFunc(func() {})
 			if !follow && timeout > 0 {
-				pctx, cancel = context.WithTimeout(ctx, timeout)
+				pctx, cancel = context.WithTimeout(ctx, min(timeout, tailCheck))
 			}
 			fs := cl.PollFetches(pctx)
-			stalled := pctx.Err() != nil && ctx.Err() == nil
+			idle := pctx.Err() != nil && ctx.Err() == nil
 			cancel()
 			if ctx.Err() != nil {
 				return nil
 			}
-			if stalled {
-				return fmt.Errorf("no record for --timeout %s while %s still short of their end: is the agent stalled?", timeout, plural(int64(len(pending)), "partition"))
+			if idle {
+				for p := range pending {
+					if tailDone(ctx, cl, topic, topicID, p, next[p], ends[p]) {
+						delete(pending, p)
+						progress = time.Now()
+					}
+				}
+				if len(pending) > 0 && time.Since(progress) >= timeout {
+					return fmt.Errorf("no record for --timeout %s while %s still short of their end: is the agent stalled?", timeout, plural(int64(len(pending)), "partition"))
+				}
+				continue
 			}
+			progress = time.Now()
 			var ferr error
 			fs.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("%s/%d: %w", t, p, err) })
 			if ferr != nil {
@@ -145,6 +176,7 @@ On a terminal, text and kv output quote keys and values holding control bytes.`,
 					if r.Offset+1 >= ends[r.Partition] {
 						delete(pending, r.Partition)
 					}
+					next[r.Partition] = r.Offset + 1
 				}
 				printRecord(out, format, r, tty)
 				count++
@@ -154,6 +186,61 @@ On a terminal, text and kv output quote keys and values holding control bytes.`,
 		return nil
 	}
 	return cmd
+}
+
+// tailCheck is how long consume waits for records before it checks
+// whether what remains of a partition holds any (tailDone).
+const tailCheck = 500 * time.Millisecond
+
+// tailDone reports whether partition p of topic holds no record between
+// from and end: only batches without records (transaction markers, batches
+// emptied by key compaction) or records below from. It fetches from from
+// (read uncommitted) and walks the batches; an error or a fetch that stops
+// short of end says no.
+func tailDone(ctx context.Context, cl *kgo.Client, topic string, id [16]byte, p int32, from, end int64) bool {
+	for from < end {
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxWaitMillis, req.MaxBytes = 0, 1<<20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic, rt.TopicID = topic, id // by name up to v12, by ID from v13
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch, rp.LogStartOffset = p, from, 1<<20, -1, -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 || resp.Topics[0].Partitions[0].ErrorCode != 0 {
+			return false
+		}
+		data := resp.Topics[0].Partitions[0].RecordBatches
+		advanced := false
+		for len(data) >= segment.BatchHeaderSize {
+			h, err := segment.ParseBatchHeader(data)
+			if err != nil || int(h.Length) > len(data) {
+				break
+			}
+			raw := data[:h.Length]
+			data = data[h.Length:]
+			if h.LastOffset() < from {
+				continue
+			}
+			if h.RecordCount > 0 && !h.IsControl() {
+				recs, err := segment.RecordTimestamps(raw)
+				if err != nil {
+					return false
+				}
+				for _, r := range recs {
+					if h.BaseOffset+int64(r.OffsetDelta) >= from {
+						return false // a record at or after from
+					}
+				}
+			}
+			from, advanced = h.LastOffset()+1, true
+		}
+		if !advanced {
+			return false
+		}
+	}
+	return true
 }
 
 // startOffsets resolves --from to an offset per partition, with each
