@@ -172,7 +172,8 @@
 //
 // etcd caps the operations (and, separately, the compares) of one
 // transaction at --max-txn-ops (DefaultMaxTxnOps = 128 on a stock server,
-// 1024 embedded) and a request at --max-request-bytes. Callers splitting a
+// and on the embedded one of `shale agent --dev`) and a request at
+// --max-request-bytes (1.5 MiB). Callers splitting a
 // large commit add up TxnOps per ChunkCommit; every ChunkCommit is atomic on
 // its own either way.
 //

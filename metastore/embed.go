@@ -31,9 +31,11 @@ type EmbedConfig struct {
 	// Fast trades durability for speed, for tests: TickMs=10, ElectionMs=100,
 	// no fsync (a crash of the machine, not of the process, may lose data).
 	Fast bool
-	// MaxTxnOps is etcd's --max-txn-ops. Default 1024.
+	// MaxTxnOps is etcd's --max-txn-ops. Default 128, a stock etcd
+	// server's (so `shale agent --dev` meets production's limits).
 	MaxTxnOps uint
-	// MaxRequestBytes is etcd's --max-request-bytes. Default 8 MiB.
+	// MaxRequestBytes is etcd's --max-request-bytes. Default 1.5 MiB, a
+	// stock etcd server's.
 	MaxRequestBytes uint
 	// Logger receives etcd's errors. Default: text on stderr.
 	Logger *slog.Logger
@@ -47,8 +49,8 @@ type EmbedConfig struct {
 
 // Defaults for EmbedConfig.
 const (
-	DefaultEmbedMaxTxnOps       = 1024
-	DefaultEmbedMaxRequestBytes = 8 << 20
+	DefaultEmbedMaxTxnOps       = embed.DefaultMaxTxnOps       // 128
+	DefaultEmbedMaxRequestBytes = embed.DefaultMaxRequestBytes // 1.5 MiB
 	defaultCompactionRetention  = time.Hour
 	defaultStartTimeout         = 60 * time.Second
 	// bindAttempts bounds retries when a picked free port is taken before

@@ -12,10 +12,10 @@
 //     implementation). Its binary is built by scripts/test-deps.sh into a
 //     cache directory (MinIOPath; AGPL, run as a process, never imported).
 //   - Etcd starts an embedded etcd at a stock etcd server's limits (128
-//     operations per transaction, 1.5 MiB per request), not at the
-//     embedded defaults of `shale agent --dev` (1,024, 8 MiB), and returns
-//     a client: every in-process test's commits meet production's limits,
-//     and one that would not fit fails its test.
+//     operations per transaction, 1.5 MiB per request), as
+//     `shale agent --dev`'s embedded etcd runs too, and returns a client:
+//     every in-process test's commits meet production's limits, and one
+//     that would not fit fails its test.
 //   - StartEtcdProcess runs etcd as a separate process at those same
 //     limits (the test binary re-executed in etcd mode; its TestMain calls
 //     RunEtcdIfAsked first), which a test can SIGKILL and restart with

@@ -20,10 +20,10 @@ import (
 //
 // The server runs at a stock etcd server's limits (128 operations per
 // transaction, 1.5 MiB per request; EtcdDefaultMaxTxnOps,
-// EtcdDefaultMaxRequestBytes), not at the embedded defaults (1,024, 8 MiB)
-// of `shale agent --dev`, so that a commit which would not fit in
-// production fails the test that makes it (etcd refuses it) rather than
-// passing here. The client may send larger requests, so the server is the
+// EtcdDefaultMaxRequestBytes; metastore.StartEmbedded's defaults, which
+// `shale agent --dev` runs with, are the same), so that a commit which
+// would not fit in production fails the test that makes it (etcd refuses
+// it) rather than passing here. The client may send larger requests, so the server is the
 // one that refuses them.
 func Etcd(t testing.TB) (*clientv3.Client, []string) {
 	t.Helper()
