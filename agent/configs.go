@@ -51,6 +51,8 @@ import (
 // icetable); "disabled" is the default. Other values are INVALID_CONFIG.
 // shale.iceberg.partition is "day" (the default) or "hour", the table's
 // partition granularity; other values are INVALID_CONFIG.
+// shale.iceberg.target.file.bytes (default 128 MiB, at least 1024) sizes
+// the table's data files (small files are rewritten).
 //
 // compression.type takes every Kafka value, with the KIP-390 levels
 // (compression.gzip.level, compression.lz4.level, compression.zstd.level);
@@ -109,6 +111,8 @@ var topicConfigs = map[string]topicConfig{
 		doc: "shale's own: \"key_value\" makes the elected iceberg job materialize the topic, exactly once, into an Apache Iceberg table in the bucket under iceberg/<topic>/ (columns partition, offset, timestamp, key, value, headers; partitioned by day of the record timestamp), every --iceberg-interval. \"json\": the same, with the fields of JSON object values as columns (added as they appear), the record's metadata as _partition, _offset, _timestamp, _key, _headers, and in _raw the whole value of a record that is not an object or has a field of another type than its column. A table keeps the mode it was created in. \"disabled\" (the default): no table."},
 	metastore.ConfigIcebergPartition: {typ: kmsg.ConfigTypeString, def: metastore.DefaultIcebergPartition, enforced: true, check: oneOf(metastore.IcebergPartitionDay, metastore.IcebergPartitionHour),
 		doc: "shale's own: the partitions of the topic's Iceberg table (shale.iceberg.mode), by the record timestamp: \"day\" (the default) or \"hour\". A change applies to the files of the next commits (Iceberg partition evolution); files already written keep their partitioning."},
+	metastore.ConfigIcebergTargetFileBytes: {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultIcebergTargetFileBytes), enforced: true, check: atLeast(1024),
+		doc: "shale's own: the size the data files of the topic's Iceberg table aim at (at least 1024). Each commit writes what it read; the iceberg job then rewrites a partition's files under 75% of this size into files of this size once they add up to 75% of it, or once the partition's day or hour is over (by an hour)."},
 	configFlushMs: {typ: kmsg.ConfigTypeLong, def: "0", enforced: true, check: flushMs,
 		doc: "shale's latency class: this topic's partitions are sealed into objects of their own every this many ms (1 to 60000) instead of the agent's --flush-interval. acks=all latency follows it (about 1.5x for clients with one batch per partition in flight); each agent writing the topic makes one PUT per interval while records arrive. 0: the agent's interval."},
 	"message.downconversion.enable": {typ: kmsg.ConfigTypeBoolean, def: "true", doc: "Accepted, no effect: shale never down-converts."},

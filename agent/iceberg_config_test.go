@@ -17,7 +17,7 @@ import (
 // key_value and json accepted; anything else INVALID_CONFIG) and shown
 // by DescribeConfigs: its default as DEFAULT_CONFIG, a value set as
 // DYNAMIC_TOPIC_CONFIG; and shale.iceberg.partition likewise (day, the
-// default, or hour).
+// default, or hour), and shale.iceberg.target.file.bytes (at least 1024).
 func TestIcebergModeConfig(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{})
 	ctx := testCtx(t, time.Minute)
@@ -93,5 +93,15 @@ func TestIcebergModeConfig(t *testing.T) {
 	week := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: part, Value: kmsg.StringPtr("week")}}
 	if ar, err := adm.AlterTopicConfigs(ctx, week, "ice"); err != nil || !errors.Is(ar[0].Err, kerr.InvalidConfig) {
 		t.Fatalf("alter %s to week: %v %v, want INVALID_CONFIG", part, err, ar)
+	}
+
+	// shale.iceberg.target.file.bytes: at least 1024.
+	const target = "shale.iceberg.target.file.bytes"
+	for v, ok := range map[string]bool{"1023": false, "x": false, "1024": true, "268435456": true} {
+		set := []kadm.AlterConfig{{Op: kadm.SetConfig, Name: target, Value: kmsg.StringPtr(v)}}
+		ar, err := adm.AlterTopicConfigs(ctx, set, "ice")
+		if err != nil || ok != (ar[0].Err == nil) || !ok && !errors.Is(ar[0].Err, kerr.InvalidConfig) {
+			t.Fatalf("alter %s to %s: %v %v, want ok=%v (else INVALID_CONFIG)", target, v, err, ar, ok)
+		}
 	}
 }

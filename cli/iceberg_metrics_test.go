@@ -13,13 +13,13 @@ import (
 // counters.
 func TestIcebergMetrics(t *testing.T) {
 	s := &Stack{Metrics: metrics.New()}
-	s.observeLifecycle(lifecycle.JobIceberg, icetable.Stats{Topics: 2, Commits: 3, Rows: 500, Files: 4, Skipped: 7, Raw: 5, Failed: 1})
+	s.observeLifecycle(lifecycle.JobIceberg, icetable.Stats{Topics: 2, Commits: 3, Rows: 500, Files: 4, Skipped: 7, Raw: 5, Rewritten: 6, Failed: 1})
 	mfs, err := s.Metrics.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]float64{"shale_iceberg_commits_total": 3, "shale_iceberg_rows_total": 500,
-		"shale_iceberg_data_files_total": 4, "shale_iceberg_skipped_offsets_total": 7, "shale_iceberg_raw_rows_total": 5, "shale_iceberg_failures_total": 1}
+		"shale_iceberg_data_files_total": 4, "shale_iceberg_skipped_offsets_total": 7, "shale_iceberg_raw_rows_total": 5, "shale_iceberg_rewritten_files_total": 6, "shale_iceberg_failures_total": 1}
 	for _, mf := range mfs {
 		if w, ok := want[mf.GetName()]; ok {
 			if v := mf.GetMetric()[0].GetCounter().GetValue(); v != w {

@@ -264,7 +264,7 @@ func (s *Stack) observeLifecycle(_ string, stats any) {
 			s.Metrics.Manifest(time.Now())
 		}
 	case icetable.Stats:
-		s.Metrics.Iceberg(st.Commits, st.Rows, st.Files, st.Skipped, st.Raw, st.Failed)
+		s.Metrics.Iceberg(st.Commits, st.Rows, st.Files, st.Rewritten, st.Skipped, st.Raw, st.Failed)
 	}
 }
 

@@ -97,6 +97,26 @@
 // versions are ever written under these names). No REST catalog
 // registration yet (--iceberg-rest-uri is not implemented).
 //
+// # File sizes
+//
+// Each commit writes the rows it read (at most CommitBytes of stored
+// bytes) as one data file per partition it touches, so frequent commits
+// make small files. At the end of a pass that caught up, the job rewrites
+// a partition's data files under 75% of shale.iceberg.target.file.bytes
+// (default 128 MiB, at least 1024; other values INVALID_CONFIG), at least
+// 5 of them, into files of about that size (iceberg-go's compaction
+// planner and RewriteDataFiles), once they add up to 75% of the target or
+// once the partition's day or hour ended more than an hour ago: an open
+// partition is not rewritten at every pass. The rewrite is its own
+// snapshot, committed by the same pointer swap, whose summary carries
+// the current snapshot's shale.offsets, skipped and raw counts: the rows
+// are the same, so exactly once holds. The replaced files stay while a
+// snapshot before the rewrite exists (time travel), listed in a
+// metadata/replaced-<uuid>.json the rewrite's summary names
+// (shale.replaced-files); the commit that expires the rewrite's parent
+// deletes them and the list (Retention). Counted: Stats.Rewritten,
+// metric iceberg_rewritten_files_total.
+//
 // # Commit: exactly once
 //
 // The table's current metadata file is named by a pointer in etcd,
@@ -144,10 +164,12 @@
 // snapshots, and time travel reaches that far back. Rows are never
 // expired: the table is append-only, every row stays in the current
 // snapshot. After the pointer moved, the job deletes the expired
-// snapshots' manifest lists, and only them: their manifests and data
-// files are still those of the later snapshots (fast appends carry
-// manifests forward). A crash between the commit and those deletes
-// leaves them as orphans. Do not expire snapshots with an external
+// snapshots' manifest lists, and the data files a rewrite replaced once
+// the snapshot before that rewrite is expired (File sizes); appends'
+// manifests and data files stay, still those of the later snapshots
+// (fast appends carry manifests forward; the manifests a rewrite
+// superseded are left as orphans). A crash between the commit and those
+// deletes leaves them as orphans. Do not expire snapshots with an external
 // engine (Spark's expire_snapshots, pyiceberg) while the job maintains
 // the table: the engine's commit goes to a metadata file the etcd pointer
 // does not name, the job's next commit builds on the pointer's metadata,

@@ -63,7 +63,10 @@ type Stats struct {
 	Files   int   // data files added
 	Skipped int64 // offsets deleted by retention before being materialized
 	Raw     int64 // json rows added with their value in _raw
-	Failed  int   // topics whose pass failed (logged)
+	// Rewritten counts small data files replaced by larger ones (their
+	// replacements count in Files).
+	Rewritten int
+	Failed    int // topics whose pass failed (logged)
 }
 
 // Materialize brings the table of every topic whose shale.iceberg.mode is
@@ -120,7 +123,13 @@ func MaterializeTopic(ctx context.Context, store s3tier.Store, meta *metastore.S
 	}
 	for ctx.Err() == nil {
 		done, err := h.commitOnce(ctx, cfg, st)
-		if err != nil || done {
+		if err != nil {
+			return err
+		}
+		if done {
+			removed, added, err := h.compact(ctx, time.Now())
+			st.Rewritten += removed
+			st.Files += added
 			return err
 		}
 	}
@@ -343,10 +352,17 @@ func (h *handle) deleteExpired(pre table.Metadata) {
 	for _, s := range h.tbl.Metadata().Snapshots() {
 		kept[s.SnapshotID] = true
 	}
+	expired := map[int64]bool{}
 	for _, s := range pre.Snapshots() {
-		if !kept[s.SnapshotID] && s.ManifestList != "" {
-			_ = h.fsio.Remove(s.ManifestList)
+		if !kept[s.SnapshotID] {
+			expired[s.SnapshotID] = true
+			if s.ManifestList != "" {
+				_ = h.fsio.Remove(s.ManifestList)
+			}
 		}
+	}
+	if len(expired) > 0 {
+		h.deleteReplaced(pre, expired)
 	}
 }
 

@@ -136,3 +136,11 @@ const (
 	IcebergPartitionHour    = "hour"
 	DefaultIcebergPartition = IcebergPartitionDay
 )
+
+// shale.iceberg.target.file.bytes: the data file size a topic's table
+// aims at (package icetable rewrites smaller files into files of this
+// size). At least 1024.
+const (
+	ConfigIcebergTargetFileBytes  = "shale.iceberg.target.file.bytes"
+	DefaultIcebergTargetFileBytes = 128 << 20
+)

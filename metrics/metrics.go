@@ -86,6 +86,7 @@ type Metrics struct {
 	iceFiles         prometheus.Counter
 	iceSkipped       prometheus.Counter
 	iceRaw           prometheus.Counter
+	iceRewritten     prometheus.Counter
 	iceFailures      prometheus.Counter
 	gcObjects        prometheus.Counter
 	gcBytes          prometheus.Counter
@@ -145,6 +146,7 @@ func New() *Metrics {
 	m.iceRows = f.counter("iceberg_rows_total", "Rows added to Iceberg tables.")
 	m.iceFiles = f.counter("iceberg_data_files_total", "Parquet data files added to Iceberg tables.")
 	m.iceSkipped = f.counter("iceberg_skipped_offsets_total", "Offsets retention deleted before the iceberg job could materialize them.")
+	m.iceRewritten = f.counter("iceberg_rewritten_files_total", "Small Iceberg data files rewritten into larger ones (shale.iceberg.target.file.bytes); their replacements count in iceberg_data_files_total.")
 	m.iceRaw = f.counter("iceberg_raw_rows_total", "Rows of json-mode Iceberg tables whose value went to the _raw column (not a JSON object, or a field whose type conflicts with its column).")
 	m.iceFailures = f.counter("iceberg_failures_total", "Topics whose iceberg pass failed (logged; retried next pass).")
 	m.gcObjects = f.counter("gc_objects_deleted_total", "Unreferenced objects deleted by garbage collection.")
@@ -315,7 +317,7 @@ func (m *Metrics) KeyCompaction(r KeyCompactionRun) {
 }
 
 // Iceberg records an iceberg job pass's work.
-func (m *Metrics) Iceberg(commits int, rows int64, files int, skipped, raw int64, failures int) {
+func (m *Metrics) Iceberg(commits int, rows int64, files, rewritten int, skipped, raw int64, failures int) {
 	if m == nil {
 		return
 	}
@@ -324,6 +326,7 @@ func (m *Metrics) Iceberg(commits int, rows int64, files int, skipped, raw int64
 	m.iceFiles.Add(float64(files))
 	m.iceSkipped.Add(float64(skipped))
 	m.iceRaw.Add(float64(raw))
+	m.iceRewritten.Add(float64(rewritten))
 	m.iceFailures.Add(float64(failures))
 }
 

@@ -1,0 +1,132 @@
+package icetable_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/agent/agenttest"
+	"github.com/shale-dev/shale/icetable"
+	"github.com/shale-dev/shale/replay/replaytest"
+	"github.com/shale-dev/shale/s3tier"
+)
+
+// TestCompactSmallFiles proves the job rewrites a closed day's small data
+// files (5 commits of 2 records, target 1 MiB) into one file in a snapshot
+// that keeps the offsets (a pass after it commits nothing), iceberg-go's
+// scan and DuckDB still reading every record once; and that once the
+// snapshot before the rewrite expires, the replaced files are deleted.
+func TestCompactSmallFiles(t *testing.T) {
+	ctx := replaytest.Ctx(t)
+	c := agenttest.Start(t, agenttest.Options{})
+	const name = "compacted"
+	cfg := map[string]*string{icetable.ConfigMode: kmsg.StringPtr(string(icetable.ModeKeyValue)), icetable.ConfigTargetFileBytes: kmsg.StringPtr("1048576")}
+	if r, err := c.Admin(t).CreateTopic(ctx, 1, 1, cfg, name); err != nil || r.Err != nil {
+		t.Fatalf("create: %v %v", err, r.Err)
+	}
+	tp, err := c.Meta.GetTopic(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Client(t, kgo.DefaultProduceTopic(name))
+	t0 := time.UnixMilli(1_764_064_800_000) // 2025-11-25T10:00:00Z: a closed day
+	sent := 0
+	produce := func(n int) {
+		for range n {
+			sent++
+			r := &kgo.Record{Value: bytes.Repeat([]byte{'a' + byte(sent%26)}, 600), Timestamp: t0.Add(time.Duration(sent) * time.Second)}
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tbl0 := func() []string {
+		tbl, err := icetable.Load(ctx, c.Store, c.Meta, tp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := icetable.DataFiles(ctx, c.Store, tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	// Five passes, a commit each: the fifth file makes five small files in
+	// the closed day, rewritten into one.
+	var st icetable.Stats
+	for i := range 5 {
+		produce(2)
+		if err := icetable.MaterializeTopic(ctx, c.Store, c.Meta, tp, icetable.Config{}, &st); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(tbl0()); i < 4 && (n != i+1 || st.Rewritten != 0) {
+			t.Fatalf("pass %d: %+v, %d data files: want %d, none rewritten", i, st, n, i+1)
+		}
+	}
+	files := tbl0()
+	if st.Commits != 5 || st.Rewritten != 5 || len(files) != 1 {
+		t.Fatalf("passes %+v, %d data files after: want 5 commits and a rewrite of their 5 files into 1", st, len(files))
+	}
+	tbl, err := icetable.Load(ctx, c.Store, c.Meta, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &replaytest.Fixture{C: c, Topic: name, Parts: 1}
+	all := consumeTopic(t, ctx, f, 1)
+	replaytest.CompareRecs(t, "iceberg-go scan after the rewrite", scanTable(t, ctx, tbl), all)
+	replaytest.CompareRecs(t, "DuckDB after the rewrite", duckRead(t, ctx, c.Store, tbl), all)
+	var again icetable.Stats
+	if err := icetable.MaterializeTopic(ctx, c.Store, c.Meta, tp, icetable.Config{}, &again); err != nil || again.Commits != 0 || again.Rewritten != 0 {
+		t.Fatalf("pass after the rewrite: %+v %v, want nothing to do", again, err)
+	}
+	// The first commit's file, replaced: deleted once the snapshots before
+	// the rewrite expire (with the next commit, at an age of 1 ns).
+	var replaced string
+	snaps := tbl.Metadata().Snapshots()
+	if len(snaps) < 2 {
+		t.Fatalf("%d snapshots", len(snaps))
+	}
+	fsKeys := func(s string) string { return strings.TrimPrefix(s, icetable.Location(c.Store, "")) }
+	{
+		first, err := icetable.Load(ctx, c.Store, c.Meta, tp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys, err := first.FS(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mans, err := snaps[0].Manifests(fsys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := mans[0].FetchEntries(fsys, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replaced = fsKeys(entries[0].DataFile().FilePath())
+	}
+	if _, err := c.Store.Head(ctx, replaced); err != nil {
+		t.Fatalf("replaced file %s before expiry: %v", replaced, err)
+	}
+	produce(1)
+	time.Sleep(2 * time.Millisecond)
+	if err := icetable.MaterializeTopic(ctx, c.Store, c.Meta, tp, icetable.Config{SnapshotMaxAge: time.Nanosecond}, &again); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Store.Head(ctx, replaced); !s3tier.IsNotFound(err) {
+		t.Fatalf("replaced file %s after the snapshots before the rewrite expired: %v, want deleted", replaced, err)
+	}
+	tbl, err = icetable.Load(ctx, c.Store, c.Meta, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all = consumeTopic(t, ctx, f, 1)
+	replaytest.CompareRecs(t, "iceberg-go scan after expiry", scanTable(t, ctx, tbl), all)
+	replaytest.CompareRecs(t, "DuckDB after expiry", duckRead(t, ctx, c.Store, tbl), all)
+	t.Logf("%d commits, %d files rewritten into %d; %d rows", st.Commits, st.Rewritten, len(files), len(all))
+}
