@@ -207,6 +207,10 @@ func TestCostShowsCompaction(t *testing.T) {
 	})
 	addr, etcd := st.Agent.Addr().String(), strings.Join(endpoints, ",")
 	const runs = 6
+	// Created first, as in TestDescribeShowsStorageAndLifecycleRuns.
+	if _, errs, code := run(t, "", "topic", "create", "logs", "-b", addr); code != 0 {
+		t.Fatalf("topic create: %s", errs)
+	}
 	for i := range runs {
 		if _, errs, code := run(t, fmt.Sprintf("line-%d\n", i), "produce", "-b", addr, "-t", "logs"); code != 0 {
 			t.Fatalf("produce: %s", errs)

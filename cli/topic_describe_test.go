@@ -34,6 +34,12 @@ func TestDescribeShowsStorageAndLifecycleRuns(t *testing.T) {
 			Compaction: lifecycle.CompactConfig{Settle: 2 * time.Second, MinEntries: 2}},
 	})
 	addr := st.Agent.Addr().String()
+	// Created first: a produce that auto-creates the topic waits out a
+	// Metadata retry (LEADER_NOT_AVAILABLE, as Kafka answers; about 250 ms),
+	// which spreads the commits over more than one compaction pass.
+	if _, errs, code := run(t, "", "topic", "create", "logs", "-b", addr); code != 0 {
+		t.Fatalf("topic create: %s", errs)
+	}
 	for i := range 10 {
 		if _, errs, code := run(t, "line-"+string(rune('a'+i))+"\n", "produce", "-b", addr, "-t", "logs"); code != 0 {
 			t.Fatalf("produce: %s", errs)
