@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -100,28 +99,7 @@ func startNetnsAgent(t *testing.T) int {
 		"agent", "--dev", "--listen", "127.0.0.1:9092", "--advertised-host", "localhost",
 		"--listener", "sasl=SASL_PLAINTEXT://127.0.0.1:9093", "--super-users", "User:ANONYMOUS,User:adminplain",
 		"--admin-listen", "127.0.0.1:0", "--log-level", "warn")
-	cmd.Dir = t.TempDir()
-	cmd.Env = testenv.EnvWithout("SHALE_", "AWS_")
-	logs := testenv.NewCappedBuffer(1 << 20)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("agent output:\n%s", tail(logs.String(), 200))
-		}
-	})
+	logs := startAgent(t, cmd, "agent")
 	ns := "--net=/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
 	deadline := time.Now().Add(30 * time.Second)
 	for {

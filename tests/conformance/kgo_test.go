@@ -116,6 +116,27 @@ func startDevAgent(t *testing.T) (string, string) {
 	args := append([]string{"agent", "--dev", "--listen", kafka, "--dev-etcd-listen", etcd,
 		"--admin-listen", "127.0.0.1:0", "--log-level", "warn"}, agentArgs(sasl)...)
 	cmd := exec.Command(cluster.Binary(t), args...)
+	logs := startAgent(t, cmd, "dev agent")
+	waitKafka(t, kafka, logs)
+	return kafka, sasl
+}
+
+// startCluster starts two agent processes on an embedded etcd and a
+// versitygw S3 server; the seed broker is agent 0, and clients reach agent
+// 1 through Metadata as they would in production.
+func startCluster(t *testing.T) (string, string) {
+	sasl := []string{freeAddr(t), freeAddr(t)}
+	c := cluster.Start(t, cluster.Options{Agents: 2, Args: []string{"--flush-interval", clusterFlush},
+		AgentArgs: func(i int) []string { return agentArgs(sasl[i]) }})
+	return c.Addr(0), sasl[0]
+}
+
+// startAgent starts an agent command (in a temporary directory, without
+// the caller's SHALE_ and AWS_ environment, killed if the test process
+// dies) and returns its output. Cleanup stops it with SIGTERM (SIGKILL
+// after 15 s) and logs the tail of its output when the test failed.
+func startAgent(t *testing.T, cmd *exec.Cmd, what string) *testenv.CappedBuffer {
+	t.Helper()
 	cmd.Dir = t.TempDir()
 	cmd.Env = testenv.EnvWithout("SHALE_", "AWS_")
 	logs := testenv.NewCappedBuffer(1 << 20)
@@ -135,21 +156,10 @@ func startDevAgent(t *testing.T) (string, string) {
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("dev agent output:\n%s", tail(logs.String(), 200))
+			t.Logf("%s output:\n%s", what, tail(logs.String(), 200))
 		}
 	})
-	waitKafka(t, kafka, logs)
-	return kafka, sasl
-}
-
-// startCluster starts two agent processes on an embedded etcd and a
-// versitygw S3 server; the seed broker is agent 0, and clients reach agent
-// 1 through Metadata as they would in production.
-func startCluster(t *testing.T) (string, string) {
-	sasl := []string{freeAddr(t), freeAddr(t)}
-	c := cluster.Start(t, cluster.Options{Agents: 2, Args: []string{"--flush-interval", clusterFlush},
-		AgentArgs: func(i int) []string { return agentArgs(sasl[i]) }})
-	return c.Addr(0), sasl[0]
+	return logs
 }
 
 func freeAddr(t *testing.T) string {
