@@ -117,10 +117,10 @@ func authorizeEndTxn(g *gate, r *kmsg.EndTxnRequest, run func() (reply, error)) 
 
 var txnOffsetCommitTopics = items[*kmsg.TxnOffsetCommitRequest, *kmsg.TxnOffsetCommitResponse, kmsg.TxnOffsetCommitRequestTopic]{
 	list: func(r *kmsg.TxnOffsetCommitRequest) *[]kmsg.TxnOffsetCommitRequestTopic { return &r.Topics },
-	name: func(t kmsg.TxnOffsetCommitRequestTopic) topicRef { return byName(t.Topic) },
+	name: func(t kmsg.TxnOffsetCommitRequestTopic) topicRef { return byNameOrID(t.Topic, t.TopicID) }, // v6+: by ID
 	deny: func(resp *kmsg.TxnOffsetCommitResponse, t kmsg.TxnOffsetCommitRequestTopic, code int16) {
 		rt := kmsg.NewTxnOffsetCommitResponseTopic()
-		rt.Topic = t.Topic
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
 		for _, p := range t.Partitions {
 			rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
 			rp.Partition, rp.ErrorCode = p.Partition, code

@@ -22,9 +22,9 @@ package agent
 // cluster (acl_enforce.go). shale's own agents verify produces by reading
 // the transaction state in etcd (produce.go), not with this request.
 //
-// v5 is served as v4: shale does not run KIP-890 part 2
-// (transaction.version 2 is not a finalized feature), so clients keep to
-// the part 1 protocol.
+// v5 is served as v4. Under KIP-890 part 2 (--transaction-version 2)
+// clients send none: Produce v12+ adds its partitions itself
+// (txn_verify.go).
 
 import (
 	"context"

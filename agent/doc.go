@@ -60,7 +60,7 @@
 //	DeleteAcls         v0-v3
 //	DescribeUserScramCredentials v0  AlterUserScramCredentials v0
 //	AddPartitionsToTxn v0-v5    AddOffsetsToTxn       v0-v4
-//	EndTxn             v0-v5    TxnOffsetCommit       v0-v4
+//	EndTxn             v0-v5    TxnOffsetCommit       v0-v6
 //	DescribeTransactions v0     ListTransactions      v0-v2
 //	DescribeProducers  v0
 //	ShareGroupHeartbeat v1      ShareGroupDescribe    v0-v1
@@ -150,14 +150,15 @@
 //   - DescribeTransactions and ListTransactions answer as the
 //     coordinator does (describe_transactions.go, list_transactions.go);
 //     `shale txn list|describe` uses them.
-//   - EndTxn v5 (KIP-890 part 2's epoch bump per transaction) is served
-//     as Kafka 4 does (end_txn.go). Not served yet: the rest of part 2
-//     (TxnOffsetCommit v5+ and Produce v12+ adding their group or
-//     partition implicitly: the agent answering them is not the
-//     transaction's coordinator, the only writer of its state), so the
-//     transaction.version feature is not advertised and clients keep to
-//     part 1. DescribeProducers lists each partition's producers from
-//     its state in etcd (describe_producers.go). A
+//   - KIP-890 part 2 is served as Kafka 4 serves it: EndTxn v5 bumps the
+//     epoch per transaction (end_txn.go); Produce v12+ and TxnOffsetCommit
+//     v5+ add their partition or group to the transaction themselves,
+//     from whichever agent answers them, with a write compared on the
+//     state's revision (txn_coord.go). Clients use it only when
+//     ApiVersions finalizes transaction.version 2, which an agent does
+//     with --transaction-version 2 (default 1: clients keep to part 1).
+//     DescribeProducers lists each partition's producers from its state
+//     in etcd (describe_producers.go). A
 //     transactional ID's coordinator keeps it claimed until the agent
 //     stops (Kafka expires idle IDs after transactional.id.expiration.ms,
 //     7 days).

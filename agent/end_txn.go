@@ -28,9 +28,7 @@ package agent
 // the same outcome, with the current producer ID and epoch; a commit
 // with no transaction, or a retry of the other outcome, is
 // INVALID_TXN_STATE. Clients send v5 only when the transaction.version
-// feature is 2, which shale does not finalize (produce-side implicit
-// adds are not served: agent/doc.go), so they keep to v4; v5 is served
-// as Kafka 4 does for a client that sends it.
+// feature is 2 (Config.TransactionVersion, --transaction-version).
 
 import (
 	"context"

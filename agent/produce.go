@@ -19,8 +19,11 @@ package agent
 // Kafka's KIP-890 part 1 verification does: the producer ID and epoch
 // must be the ID's current ones (INVALID_PRODUCER_ID_MAPPING,
 // INVALID_PRODUCER_EPOCH) and the partition in its ongoing transaction
-// (INVALID_TXN_STATE). Transactional batches without a transactional ID
-// in the request are INVALID_RECORD.
+// (INVALID_TXN_STATE). From v12 (KIP-890 part 2) the request first adds
+// its partitions to the transaction itself, starting it if none is
+// ongoing, as Kafka 4 does (clients send v12+ transactionally only when
+// the transaction.version feature is 2: api_versions.go). Transactional
+// batches without a transactional ID in the request are INVALID_RECORD.
 //
 // The read loop hands each partition's records to the engine in request
 // order (so one producer's pipelined requests keep their order) and the wait
@@ -71,6 +74,13 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 		refuse = kerr.InvalidRequiredAcks
 	}
 	verify := txnVerifier{s: s, tid: req.TransactionID}
+	if req.Version >= 12 && req.TransactionID != nil && refuse == nil {
+		// KIP-890 part 2: the request adds its partitions to the
+		// transaction (txn_verify.go).
+		if parts, pid, epoch, ok := s.implicitPartitions(ctx, req); ok {
+			verify.implicitAdd(ctx, parts, pid, epoch)
+		}
+	}
 
 	var parts []producePart
 	refused := false

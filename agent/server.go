@@ -41,6 +41,13 @@ type Config struct {
 	// AutoCreateTopics lets Metadata create topics that do not exist
 	// (Kafka's auto.create.topics.enable).
 	AutoCreateTopics bool
+	// TransactionVersion is the transaction.version feature level
+	// ApiVersions advertises as finalized: 2 lets clients run KIP-890
+	// part 2 (an epoch bump per transaction, partitions and groups added
+	// by Produce and TxnOffsetCommit themselves); below 2 nothing is
+	// advertised and clients keep to part 1. Every agent of a cluster
+	// must be given the same level.
+	TransactionVersion int16
 	// DefaultPartitions is the partition count of auto-created topics and of
 	// CreateTopics asking for -1 (Kafka's num.partitions).
 	DefaultPartitions int32
@@ -184,6 +191,9 @@ type Server struct {
 func New(cfg Config, eng *engine.Engine, meta *metastore.Store, log *slog.Logger) (*Server, error) {
 	if eng == nil || meta == nil {
 		return nil, errors.New("agent: engine and metastore are required")
+	}
+	if cfg.TransactionVersion < 0 || cfg.TransactionVersion > 2 {
+		return nil, fmt.Errorf("agent: transaction version %d: want 0, 1 or 2 (--transaction-version)", cfg.TransactionVersion)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

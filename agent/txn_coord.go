@@ -43,7 +43,17 @@ package agent
 // those nobody coordinates that are Prepare*, or Ongoing past their
 // timeout, and whose rendezvous-hash winner over the live agents it is:
 // a transaction whose coordinator and producer both died would otherwise
-// hold its partitions' last stable offset forever.
+// hold its partitions' last stable offset forever. The same sweep aborts
+// overdue transactions of IDs this agent coordinates whose state it has
+// not read since another agent started them (KIP-890 part 2's implicit
+// adds, below): their timeout is enforced within orphanSweep.
+//
+// KIP-890 part 2: a Produce v12+ or TxnOffsetCommit v5+ adds its
+// partition or group to the transaction itself (starting it if none is
+// ongoing), from whichever agent answers it, with
+// metastore.AddToTxnState: compared on the state's revision, as every
+// coordinator write is, so an add and an end never both succeed. The
+// coordinator therefore reads the state afresh at every request (lock).
 
 import (
 	"context"
@@ -225,6 +235,9 @@ func (c *txnCoord) lock(ctx context.Context, t string) (*txnEntry, int16) {
 			e.mu.Unlock()
 			continue
 		}
+		// Read the state afresh: other agents add partitions and groups
+		// to it (KIP-890 part 2, metastore.AddToTxnState).
+		e.loaded = false
 		if code := c.load(ctx, e); code != 0 {
 			e.mu.Unlock()
 			return nil, code
@@ -455,16 +468,22 @@ func (c *txnCoord) adoptOrphans() {
 	for _, l := range ls {
 		st := l.State
 		overdue := st.Phase == metastore.TxnOngoing && nowMs > st.StartMs+int64(st.TimeoutMs)
-		if l.Coordinator >= 0 || !l.HasState || !overdue && !preparing(st.Phase) {
+		mine := l.Coordinator >= 0 && l.Coordinator == c.s.NodeID()
+		if l.Coordinator >= 0 && !mine || !l.HasState || !overdue && !preparing(st.Phase) {
 			continue
 		}
-		if agents == nil {
-			agents = c.s.liveAgents(ctx)
+		if !mine {
+			if agents == nil {
+				agents = c.s.liveAgents(ctx)
+			}
+			if win, ok := rendezvous(agents, l.ID); !ok || win.NodeID != c.s.NodeID() {
+				continue
+			}
+			c.s.log.Info("adopting transaction left without coordinator", "transactional_id", l.ID, "phase", st.Phase)
 		}
-		if win, ok := rendezvous(agents, l.ID); !ok || win.NodeID != c.s.NodeID() {
-			continue
-		}
-		c.s.log.Info("adopting transaction left without coordinator", "transactional_id", l.ID, "phase", st.Phase)
+		// An ID of this agent's is here when its transaction was started
+		// by an implicit add (another agent's write), which this agent's
+		// copy of the state missed until now.
 		e, code := c.lock(ctx, l.ID) // finishes a Prepare* end
 		if code != 0 {
 			continue

@@ -1,6 +1,6 @@
 package agent
 
-// TxnOffsetCommit (key 28): v0-v4.
+// TxnOffsetCommit (key 28): v0-v6.
 //
 // Answered by the group's coordinator (NOT_COORDINATOR elsewhere), as in
 // Kafka. The offsets are stored as pending in etcd
@@ -23,11 +23,16 @@ package agent
 // UNKNOWN_TOPIC_OR_PARTITION and OFFSET_METADATA_TOO_LARGE. The write is
 // compared with the state's revision, so offsets never slip in after the
 // transaction ended. At most 100 partitions per request (INVALID_REQUEST
-// beyond). v5+ (KIP-890 part 2 implicit adds) is not served.
+// beyond). From v5 (KIP-890 part 2) a group not in the transaction is
+// added by the request itself (starting the transaction if none is
+// ongoing; txn_coord.go), as Kafka 4 does, so clients skip
+// AddOffsetsToTxn; during an end it is CONCURRENT_TRANSACTIONS. v6 names
+// topics by ID (UNKNOWN_TOPIC_ID for an unknown one).
 
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -37,7 +42,7 @@ import (
 )
 
 func init() {
-	register(kmsg.TxnOffsetCommit, 0, 4, (*Server).handleTxnOffsetCommit, custom(authorizeTxnOffsetCommit,
+	register(kmsg.TxnOffsetCommit, 0, 6, (*Server).handleTxnOffsetCommit, custom(authorizeTxnOffsetCommit,
 		needTxnWrite, need{kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup}, need{kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic}))
 }
 
@@ -58,7 +63,7 @@ func (s *Server) handleTxnOffsetCommit(ctx context.Context, _ *reqCtx, req *kmsg
 	}
 	for i, t := range req.Topics {
 		rt := kmsg.NewTxnOffsetCommitResponseTopic()
-		rt.Topic = t.Topic
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
 		for j, p := range t.Partitions {
 			rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
 			rp.Partition, rp.ErrorCode = p.Partition, codes[i][j]
@@ -94,9 +99,19 @@ func (s *Server) txnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCommitR
 	now := time.Now().UnixMilli()
 	var offs []metastore.GroupOffset
 	for i, t := range req.Topics {
-		tp, terr := s.topics.get(ctx, t.Topic)
+		var (
+			tp   metastore.Topic
+			terr error
+		)
+		if req.Version >= 6 {
+			tp, terr = s.topics.getByID(ctx, metastore.TopicID(t.TopicID))
+		} else {
+			tp, terr = s.topics.get(ctx, t.Topic)
+		}
 		for j, p := range t.Partitions {
 			switch {
+			case terr != nil && req.Version >= 6 && (errors.Is(terr, metastore.ErrTopicNotFound) || errors.Is(terr, metastore.ErrInvalid)):
+				codes[i][j] = kerr.UnknownTopicID.Code
 			case terr != nil:
 				codes[i][j] = kerr.UnknownTopicOrPartition.Code
 				if !errors.Is(terr, metastore.ErrTopicNotFound) && !errors.Is(terr, metastore.ErrInvalid) {
@@ -114,7 +129,7 @@ func (s *Server) txnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCommitR
 			if p.Metadata != nil {
 				md = *p.Metadata
 			}
-			offs = append(offs, metastore.GroupOffset{Topic: t.Topic, Partition: p.Partition, TopicID: tp.ID,
+			offs = append(offs, metastore.GroupOffset{Topic: tp.Name, Partition: p.Partition, TopicID: tp.ID,
 				Offset: p.Offset, LeaderEpoch: p.LeaderEpoch, Metadata: md, CommitMs: now})
 		}
 	}
@@ -131,6 +146,28 @@ func (s *Server) txnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCommitR
 			return kerr.InvalidProducerIDMapping.Code
 		case st.Epoch != req.ProducerEpoch:
 			return fenced
+		case req.Version >= 5 && (st.Phase != metastore.TxnOngoing || !st.HasGroup(req.Group)):
+			// KIP-890 part 2: add the group to the transaction.
+			switch st.Phase {
+			case metastore.TxnPrepareCommit, metastore.TxnPrepareAbort:
+				return kerr.ConcurrentTransactions.Code
+			case metastore.TxnOngoing:
+				st.Groups = append(slices.Clone(st.Groups), req.Group)
+			default:
+				st.Phase, st.StartMs, st.Partitions, st.Groups = metastore.TxnOngoing, time.Now().UnixMilli(), nil, []string{req.Group}
+			}
+			if len(st.Groups) > maxTxnGroups {
+				return kerr.InvalidRequest.Code
+			}
+			st.UpdateMs = time.Now().UnixMilli()
+			rev, err := s.meta.AddToTxnState(ctx, req.TransactionalID, st)
+			if errors.Is(err, metastore.ErrConflict) {
+				continue
+			}
+			if err != nil {
+				return errCode(s.log, "txn offset commit: add the group to the transaction", err)
+			}
+			st.Revision = rev
 		case st.Phase != metastore.TxnOngoing || !st.HasGroup(req.Group):
 			return kerr.InvalidTxnState.Code
 		}

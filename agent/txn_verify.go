@@ -2,8 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/segment"
@@ -32,14 +36,7 @@ func (v *txnVerifier) check(ctx context.Context, id metastore.TopicID, partition
 	if v.tid == nil {
 		return kerr.InvalidRecord.Code
 	}
-	if !v.loaded {
-		v.loaded = true
-		st, ok, err := v.s.meta.GetTxnState(ctx, *v.tid)
-		if err != nil {
-			v.code = errCode(v.s.log, "produce: read transaction state", err)
-		}
-		v.st, v.exists = st, ok
-	}
+	v.load(ctx)
 	switch {
 	case v.code != 0:
 		return v.code
@@ -51,6 +48,94 @@ func (v *txnVerifier) check(ctx context.Context, id metastore.TopicID, partition
 		return kerr.InvalidTxnState.Code
 	}
 	return 0
+}
+
+// load reads the transaction state once per request.
+func (v *txnVerifier) load(ctx context.Context) {
+	if v.loaded {
+		return
+	}
+	v.loaded = true
+	st, ok, err := v.s.meta.GetTxnState(ctx, *v.tid)
+	if err != nil {
+		v.code = errCode(v.s.log, "produce: read transaction state", err)
+	}
+	v.st, v.exists = st, ok
+}
+
+// implicitAdd adds to producer pid's transaction, at epoch, the
+// partitions of a Produce v12+ request that carry transactional batches
+// and are not in it yet (KIP-890 part 2), in one write compared on the
+// state's revision (txn_coord.go), starting the transaction if none is
+// ongoing. A state of another producer or epoch is left for check to
+// refuse; an end in progress is CONCURRENT_TRANSACTIONS, which clients
+// retry.
+func (v *txnVerifier) implicitAdd(ctx context.Context, parts []metastore.TxnPartition, pid int64, epoch int16) {
+	for range claimAttempts {
+		v.loaded = false
+		v.load(ctx)
+		if v.code != 0 || !v.exists || v.st.ProducerID != pid || v.st.Epoch != epoch {
+			return
+		}
+		st := v.st
+		switch st.Phase {
+		case metastore.TxnPrepareCommit, metastore.TxnPrepareAbort:
+			v.code = kerr.ConcurrentTransactions.Code
+			return
+		case metastore.TxnOngoing:
+			st.Partitions = slices.Clone(st.Partitions)
+		default:
+			st.Phase, st.StartMs, st.Partitions, st.Groups = metastore.TxnOngoing, time.Now().UnixMilli(), nil, nil
+		}
+		added := false
+		for _, p := range parts {
+			if !st.HasPartition(p.TopicID, p.Partition) {
+				st.Partitions, added = append(st.Partitions, p), true
+			}
+		}
+		if !added {
+			return
+		}
+		if len(st.Partitions) > maxTxnPartitions {
+			v.code = kerr.InvalidRequest.Code
+			return
+		}
+		st.UpdateMs = time.Now().UnixMilli()
+		rev, err := v.s.meta.AddToTxnState(ctx, *v.tid, st)
+		if err == nil {
+			st.Revision = rev
+			v.st = st
+			return
+		}
+		if !errors.Is(err, metastore.ErrConflict) {
+			v.code = errCode(v.s.log, "produce: add partitions to the transaction", err)
+			return
+		}
+	}
+	v.code = kerr.ConcurrentTransactions.Code
+}
+
+// implicitPartitions returns the partitions of a transactional Produce
+// request that carry transactional batches, and the producer of the
+// first such batch (ok false: none).
+func (s *Server) implicitPartitions(ctx context.Context, req *kmsg.ProduceRequest) (parts []metastore.TxnPartition, pid int64, epoch int16, ok bool) {
+	for _, rt := range req.Topics {
+		t, terr := s.requestTopic(ctx, "produce", req.Version >= 13, rt.TopicID, rt.Topic)
+		if terr != nil {
+			continue
+		}
+		for _, p := range rt.Partitions {
+			h, txn := firstTxnBatch(p.Records)
+			if !txn || p.Partition < 0 || p.Partition >= t.Partitions {
+				continue
+			}
+			if !ok {
+				pid, epoch, ok = h.ProducerID, h.ProducerEpoch, true
+			}
+			parts = append(parts, metastore.TxnPartition{Topic: t.Name, TopicID: t.ID, Partition: p.Partition})
+		}
+	}
+	return parts, pid, epoch, ok
 }
 
 // firstTxnBatch returns the header of the first transactional batch in

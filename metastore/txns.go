@@ -210,6 +210,37 @@ func (s *Store) PutTxnState(ctx context.Context, t string, lease clientv3.LeaseI
 	return 0, fmt.Errorf("put transaction state %q: %w: changed since revision %d", t, ErrConflict, st.Revision)
 }
 
+// AddToTxnState writes st, a state read at st.Revision with partitions
+// or groups added (KIP-890 part 2's implicit adds, made by the agent
+// answering a Produce or TxnOffsetCommit, which need not be the
+// coordinator), if the state is still at that revision (else
+// ErrConflict). Unlike PutTxnState it needs no coordinator lease: the
+// revision alone orders it with the coordinator's writes, which compare
+// it too, so an add racing an end fails one of the two. It returns the
+// new revision.
+func (s *Store) AddToTxnState(ctx context.Context, t string, st TxnState) (int64, error) {
+	if st.Revision <= 0 {
+		return 0, fmt.Errorf("add to transaction state %q: %w: no state read", t, ErrInvalid)
+	}
+	if err := st.Validate(); err != nil {
+		return 0, fmt.Errorf("add to transaction state %q: %w", t, err)
+	}
+	val, err := json.Marshal(st)
+	if err != nil {
+		return 0, fmt.Errorf("add to transaction state %q: %w", t, err)
+	}
+	sk := s.keys.txnState(t)
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(sk), "=", st.Revision)).
+		Then(clientv3.OpPut(sk, string(val))).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("add to transaction state %q: %w", t, err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("add to transaction state %q: %w: changed since revision %d", t, ErrConflict, st.Revision)
+	}
+	return resp.Header.Revision, nil
+}
+
 // TxnListing is one transactional ID known to etcd.
 type TxnListing struct {
 	ID string

@@ -34,9 +34,15 @@ import (
 // (PrepareCommit) as committed, each once, none of the aborted ones, and
 // of an undecided one all records or none. Then, on the same cluster, the
 // exactly-once chain with one coordinator kill (runExactlyOnceChain).
+// SHALE_TXN_VERSION=2 runs it with the agents at --transaction-version 2
+// (the clients then run KIP-890 part 2).
 func TestTxnCoordinatorKills(t *testing.T) {
 	t.Parallel() // with the other long failover tests (doc.go)
-	c := cluster.Start(t, cluster.Options{Agents: 3})
+	var args []string
+	if v := os.Getenv("SHALE_TXN_VERSION"); v != "" {
+		args = []string{"--transaction-version", v}
+	}
+	c := cluster.Start(t, cluster.Options{Agents: 3, Args: args})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	const fast, slow, parts, perTopic = "txn-kill-fast", "txn-kill-slow", 3, 12
