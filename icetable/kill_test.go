@@ -72,11 +72,13 @@ func TestKilledMaterializationExactlyOnce(t *testing.T) {
 	f := replaytest.NewFixture(t, 60)
 	ctx := replaytest.Ctx(t)
 	tp := kvTopic(t, ctx, f.C.Meta, f.Topic)
-	killedExactlyOnce(t, ctx, f, tp, 12, func(j int) []byte { return bytes.Repeat([]byte{byte(j)}, 1000+j) })
+	killedExactlyOnce(t, ctx, f, tp, 12, time.Time{}, func(j int) []byte { return bytes.Repeat([]byte{byte(j)}, 1000+j) })
 }
 
 // TestKilledJSONMaterializationExactlyOnce is the same in json mode, with
-// 4 kills: JSON object values, rows compared by their columns.
+// 4 kills: JSON object values, rows compared by their columns, records
+// of a closed day so that passes rewrite small files (kills may land in
+// a rewrite; the last pass, in this process, commits one at least).
 func TestKilledJSONMaterializationExactlyOnce(t *testing.T) {
 	ctx := replaytest.Ctx(t)
 	f, _ := jsonFixture(t, ctx, "json-kill")
@@ -88,7 +90,9 @@ func TestKilledJSONMaterializationExactlyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	killedExactlyOnce(t, ctx, f, tp, 4, func(j int) []byte {
+	// Timestamps in a closed day: each pass ends by rewriting the small
+	// files, so kills land in rewrites too.
+	killedExactlyOnce(t, ctx, f, tp, 4, time.UnixMilli(1_764_064_800_000), func(j int) []byte {
 		return fmt.Appendf(nil, `{"j":%d,"pad":%q,"f%d":true}`, j, strings.Repeat("x", 1000+j), j%4)
 	})
 }
@@ -97,7 +101,7 @@ func TestKilledJSONMaterializationExactlyOnce(t *testing.T) {
 // TestKilledMaterializationExactlyOnce), with 150 records of the given
 // values produced before each run, and checks the table after each kill
 // and at the end.
-func killedExactlyOnce(t *testing.T, ctx context.Context, f *replaytest.Fixture, tp metastore.Topic, kills int, value func(j int) []byte) {
+func killedExactlyOnce(t *testing.T, ctx context.Context, f *replaytest.Fixture, tp metastore.Topic, kills int, ts time.Time, value func(j int) []byte) {
 	t.Helper()
 	meta, store := f.C.Meta, f.C.Store
 	jsonMode := icetable.ModeOf(tp.Configs) == icetable.ModeJSON
@@ -109,7 +113,7 @@ func killedExactlyOnce(t *testing.T, ctx context.Context, f *replaytest.Fixture,
 		var recs []*kgo.Record
 		for j := range 150 {
 			recs = append(recs, &kgo.Record{Partition: int32(j % 3), Key: fmt.Appendf(nil, "k%d-%d", i, j),
-				Value: value(j), Headers: []kgo.RecordHeader{{Key: "kill", Value: fmt.Appendf(nil, "%d", i)}}})
+				Value: value(j), Timestamp: ts, Headers: []kgo.RecordHeader{{Key: "kill", Value: fmt.Appendf(nil, "%d", i)}}})
 		}
 		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -152,7 +156,13 @@ func killedExactlyOnce(t *testing.T, ctx context.Context, f *replaytest.Fixture,
 	}
 	all := canonical(t, jsonMode, consumeTopic(t, ctx, f, 3))
 	var st icetable.Stats
-	if err := icetable.MaterializeTopic(ctx, store, meta, tp, icetable.Config{}, &st); err != nil {
+	// In a closed day, small commits as the child's: this last pass's
+	// files are rewritten at its end whatever the kills left.
+	last := icetable.Config{}
+	if !ts.IsZero() {
+		last.CommitBytes = 2 << 10
+	}
+	if err := icetable.MaterializeTopic(ctx, store, meta, tp, last, &st); err != nil {
 		t.Fatal(err)
 	}
 	tbl, err := icetable.Load(ctx, store, meta, tp)
@@ -162,6 +172,16 @@ func killedExactlyOnce(t *testing.T, ctx context.Context, f *replaytest.Fixture,
 	replaytest.CompareRecs(t, "iceberg-go scan after kills", tableRecs(t, ctx, tbl, jsonMode), all)
 	duck := duckRows(t, ctx, store, tbl, jsonMode)
 	replaytest.CompareRecs(t, "DuckDB after kills", canonicalRows(t, jsonMode, duck), all)
+	rewrites := 0
+	for _, s := range tbl.Metadata().Snapshots() {
+		if s.Summary != nil && s.Summary.Operation == table.OpReplace {
+			rewrites++
+		}
+	}
+	if !ts.IsZero() && rewrites == 0 {
+		t.Fatalf("records of a closed day: no rewrite committed")
+	}
+	t.Logf("%d rewrite snapshots", rewrites)
 	t.Logf("%d rows, %d kills mid-pass, %d between a metadata write and its pointer swap", len(all), mid, swaps)
 }
 
