@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,7 +34,8 @@ func TestMain(m *testing.M) {
 
 // materializeChild materializes SHALE_ICE_TOPIC in commits of 2 KiB until
 // killed, printing READY once connected, BEGIN n and PASS n around each
-// pass and SWAP before each pointer swap (stdout is unbuffered).
+// pass and SWAP before each pointer swap (stdout is unbuffered); with
+// SHALE_ICE_ONCE, one pass in default commits, then HWM <peak RSS kB>.
 func materializeChild() int {
 	meta, store, err := enginetest.ChildStores(os.Getenv("SHALE_NS"))
 	if err != nil {
@@ -45,6 +47,27 @@ func materializeChild() int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
+	}
+	if os.Getenv("SHALE_ICE_ONCE") != "" {
+		// One pass in default commits, then the peak RSS (benchmark).
+		if prof := os.Getenv("SHALE_ICE_PROFILE"); prof != "" {
+			if out, err := os.Create(prof); err == nil {
+				_ = pprof.StartCPUProfile(out)
+				defer pprof.StopCPUProfile()
+			}
+		}
+		var st icetable.Stats
+		if err := icetable.MaterializeTopic(ctx, store, meta, tp, icetable.Config{}, &st); err != nil {
+			fmt.Fprintln(os.Stderr, "materialize:", err)
+			return 2
+		}
+		status, _ := os.ReadFile("/proc/self/status")
+		for _, l := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+				fmt.Println("HWM", strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			}
+		}
+		return 0
 	}
 	// The pause makes a kill sent on seeing SWAP land before the swap.
 	icetable.SetHookBeforeSwap(func() { fmt.Println("SWAP"); time.Sleep(20 * time.Millisecond) })

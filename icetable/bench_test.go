@@ -1,0 +1,163 @@
+package icetable_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/agent/agenttest"
+	"github.com/shale-dev/shale/cli"
+	"github.com/shale-dev/shale/icetable"
+	"github.com/shale-dev/shale/lifecycle"
+	"github.com/shale-dev/shale/replay/replaytest"
+)
+
+// BenchmarkIcebergMaterialize (make bench) measures, on one topic of
+// SHALE_ICE_BENCH_MIB MiB (default 64; the issue's figure is 1024) of
+// 1 KiB values in 4 partitions, on the local-directory bucket:
+//   - `shale replay --format parquet` of the topic, then the first
+//     materialization of its key_value table (a child process, whose peak
+//     RSS is reported), and the ratio of their throughputs;
+//   - the lag between producing one record and its row being in the
+//     table, with the iceberg job at a 1 s interval (median of 5).
+func BenchmarkIcebergMaterialize(b *testing.B) {
+	mib := 64
+	if s := os.Getenv("SHALE_ICE_BENCH_MIB"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			b.Fatalf("SHALE_ICE_BENCH_MIB=%q: want a positive integer", s)
+		}
+		mib = n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute) // a 1 GiB topic on a busy machine
+	defer cancel()
+	c := agenttest.Start(b, agenttest.Options{})
+	const name = "bench"
+	cfg := map[string]*string{icetable.ConfigMode: kmsg.StringPtr(string(icetable.ModeKeyValue))}
+	if r, err := c.Admin(b).CreateTopic(ctx, 4, 1, cfg, name); err != nil || r.Err != nil {
+		b.Fatalf("create: %v %v", err, r.Err)
+	}
+	cl := c.Client(b, kgo.DefaultProduceTopic(name), kgo.ProducerBatchMaxBytes(1<<20))
+	rng := rand.New(rand.NewPCG(1, 2))
+	val := make([]byte, 1024)
+	for i := range mib << 10 {
+		for j := range val {
+			val[j] = byte('a' + rng.IntN(16)) // compressible about as text
+		}
+		cl.Produce(ctx, &kgo.Record{Value: bytes.Clone(val), Key: fmt.Appendf(nil, "k%d", i)}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	flags := []string{"--etcd-endpoints", strings.Join(c.Endpoints, ","), "--etcd-namespace", c.Namespace, "--bucket", c.BucketDir}
+	{ // one round, whatever b.N: the table then exists
+		start := time.Now()
+		var errb bytes.Buffer
+		if code := cli.Execute(ctx, append([]string{"replay", "-t", name, "--format", "parquet", "--out", b.TempDir(), "--quiet"}, flags...),
+			nil, &bytes.Buffer{}, &errb); code != 0 {
+			b.Fatalf("replay --format parquet: exit %d: %s", code, errb.String())
+		}
+		parquet := time.Since(start)
+
+		tp, err := c.Meta.GetTopic(ctx, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		hwm := materializeOnce(b, c, name)
+		ice := time.Since(start)
+		st, err := icetable.Status(ctx, c.Store, c.Meta, tp, time.Now())
+		if err != nil || st.Lag != 0 || st.Rows != int64(mib<<10) {
+			b.Fatalf("status after the materialization: %+v %v", st, err)
+		}
+		mb := float64(mib)
+		b.ReportMetric(mb/parquet.Seconds(), "parquet-MiB/s")
+		b.ReportMetric(mb/ice.Seconds(), "iceberg-MiB/s")
+		b.ReportMetric(parquet.Seconds()/ice.Seconds(), "iceberg/parquet")
+		b.ReportMetric(float64(hwm)/1024, "iceberg-RSS-MiB")
+		b.Logf("%d MiB: replay --format parquet %v, materialization %v (%.2fx), materializer peak RSS %d MiB, %d data files",
+			mib, parquet.Round(time.Millisecond), ice.Round(time.Millisecond), parquet.Seconds()/ice.Seconds(), hwm>>10, st.Files)
+	}
+
+	// Lag between produce and row visibility.
+	tp, err := c.Meta.GetTopic(ctx, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := lifecycle.New(lifecycle.Config{Holder: "bench", Interval: time.Hour, IcebergInterval: time.Second, LeaseTTL: 5 * time.Second}, c.Store, c.Meta, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.Start()
+	defer r.Close()
+	var lags []time.Duration
+	rows := int64(mib << 10)
+	for range 5 {
+		start := time.Now()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("late")}).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		rows++
+		for {
+			st, err := icetable.Status(ctx, c.Store, c.Meta, tp, time.Now())
+			if err == nil && st.Rows >= rows {
+				break
+			}
+			if ctx.Err() != nil {
+				b.Fatal(ctx.Err())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		lags = append(lags, time.Since(start))
+	}
+	med := append([]time.Duration{}, lags...)
+	for i := range med {
+		for j := i + 1; j < len(med); j++ {
+			if med[j] < med[i] {
+				med[i], med[j] = med[j], med[i]
+			}
+		}
+	}
+	b.ReportMetric(med[len(med)/2].Seconds(), "visible-lag-s")
+	b.Logf("produce to row visible, --iceberg-interval 1s: %v (median %v)", lags, med[len(med)/2])
+}
+
+// materializeOnce runs one materialization pass of topic in a child
+// process (materializeChild, SHALE_ICE_ONCE) and returns its peak RSS in
+// KiB (VmHWM).
+func materializeOnce(b *testing.B, c *agenttest.Cluster, topic string) int64 {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SHALE_ICE_CHILD=1", "SHALE_ICE_ONCE=1", "SHALE_ETCD="+strings.Join(c.Endpoints, ","),
+		"SHALE_BUCKET="+c.BucketDir, "SHALE_NS="+c.Namespace, "SHALE_ICE_TOPIC="+topic)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("materialize child: %v: %s", err, stderr.String())
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "HWM "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	b.Fatalf("materialize child printed no HWM: %s", out)
+	return 0
+}
