@@ -20,7 +20,6 @@ import (
 	"github.com/shale-dev/shale/cli"
 	"github.com/shale-dev/shale/icetable"
 	"github.com/shale-dev/shale/lifecycle"
-	"github.com/shale-dev/shale/replay/replaytest"
 )
 
 // BenchmarkIcebergMaterialize (make bench) measures, on one topic of
