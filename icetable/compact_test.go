@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/shale-dev/shale/agent/agenttest"
 	"github.com/shale-dev/shale/icetable"
 	"github.com/shale-dev/shale/replay/replaytest"
 	"github.com/shale-dev/shale/s3tier"
@@ -22,16 +20,9 @@ import (
 // snapshot before the rewrite expires, the replaced files are deleted.
 func TestCompactSmallFiles(t *testing.T) {
 	ctx := replaytest.Ctx(t)
-	c := agenttest.Start(t, agenttest.Options{})
 	const name = "compacted"
-	cfg := map[string]*string{icetable.ConfigMode: kmsg.StringPtr(string(icetable.ModeKeyValue)), icetable.ConfigTargetFileBytes: kmsg.StringPtr("1048576")}
-	if r, err := c.Admin(t).CreateTopic(ctx, 1, 1, cfg, name); err != nil || r.Err != nil {
-		t.Fatalf("create: %v %v", err, r.Err)
-	}
-	tp, err := c.Meta.GetTopic(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, tp := topicFixture(t, ctx, name, 1, icetable.ConfigMode, string(icetable.ModeKeyValue), icetable.ConfigTargetFileBytes, "1048576")
+	c := f.C
 	cl := c.Client(t, kgo.DefaultProduceTopic(name))
 	t0 := time.UnixMilli(1_764_064_800_000) // 2025-11-25T10:00:00Z: a closed day
 	sent := 0
@@ -75,7 +66,6 @@ func TestCompactSmallFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &replaytest.Fixture{C: c, Topic: name, Parts: 1}
 	all := consumeTopic(t, ctx, f, 1)
 	replaytest.CompareRecs(t, "iceberg-go scan after the rewrite", scanTable(t, ctx, tbl), all)
 	replaytest.CompareRecs(t, "DuckDB after the rewrite", duckRead(t, ctx, c.Store, tbl), all)

@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/shale-dev/shale/agent/agenttest"
 	"github.com/shale-dev/shale/icetable"
 	"github.com/shale-dev/shale/replay/replaytest"
 	"github.com/shale-dev/shale/s3tier"
@@ -23,16 +21,9 @@ import (
 // the current snapshot's offsets.
 func TestSnapshotExpiry(t *testing.T) {
 	ctx := replaytest.Ctx(t)
-	c := agenttest.Start(t, agenttest.Options{})
 	const name = "expiring"
-	cfg := map[string]*string{icetable.ConfigMode: kmsg.StringPtr(string(icetable.ModeKeyValue))}
-	if r, err := c.Admin(t).CreateTopic(ctx, 1, 1, cfg, name); err != nil || r.Err != nil {
-		t.Fatalf("create: %v %v", err, r.Err)
-	}
-	tp, err := c.Meta.GetTopic(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, tp := topicFixture(t, ctx, name, 1, icetable.ConfigMode, string(icetable.ModeKeyValue))
+	c := f.C
 	cl := c.Client(t, kgo.DefaultProduceTopic(name))
 	var first string
 	for i := range 5 {
@@ -66,7 +57,7 @@ func TestSnapshotExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := consumeTopic(t, ctx, &replaytest.Fixture{C: c, Topic: name, Parts: 1}, 1)
+	all := consumeTopic(t, ctx, f, 1)
 	replaytest.CompareRecs(t, "iceberg-go scan after expiry", scanTable(t, ctx, tbl), all)
 	replaytest.CompareRecs(t, "DuckDB after expiry", duckRead(t, ctx, c.Store, tbl), all)
 }

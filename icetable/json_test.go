@@ -33,16 +33,26 @@ func obj(s string) []byte { return []byte(s) }
 // jsonFixture starts a cluster with a 2-partition topic in json mode.
 func jsonFixture(t *testing.T, ctx context.Context, name string) (*replaytest.Fixture, metastore.Topic) {
 	t.Helper()
+	return topicFixture(t, ctx, name, 2, icetable.ConfigMode, string(icetable.ModeJSON))
+}
+
+// topicFixture starts a cluster with a topic of parts partitions created
+// with the configs given as name, value pairs.
+func topicFixture(t *testing.T, ctx context.Context, name string, parts int32, configs ...string) (*replaytest.Fixture, metastore.Topic) {
+	t.Helper()
 	c := agenttest.Start(t, agenttest.Options{})
-	cfg := map[string]*string{icetable.ConfigMode: kmsg.StringPtr(string(icetable.ModeJSON))}
-	if r, err := c.Admin(t).CreateTopic(ctx, 2, 1, cfg, name); err != nil || r.Err != nil {
+	cfg := map[string]*string{}
+	for i := 0; i+1 < len(configs); i += 2 {
+		cfg[configs[i]] = kmsg.StringPtr(configs[i+1])
+	}
+	if r, err := c.Admin(t).CreateTopic(ctx, parts, 1, cfg, name); err != nil || r.Err != nil {
 		t.Fatalf("create %s: %v %v", name, err, r.Err)
 	}
 	tp, err := c.Meta.GetTopic(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &replaytest.Fixture{C: c, Topic: name, Parts: 2}, tp
+	return &replaytest.Fixture{C: c, Topic: name, Parts: parts}, tp
 }
 
 // produceCases produces the cases in order (each partition's in offset

@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/shale-dev/shale/agent/agenttest"
 	"github.com/shale-dev/shale/icetable"
 	"github.com/shale-dev/shale/replay/replaytest"
 )
@@ -24,14 +23,10 @@ import (
 // DuckDB as the consumer reads it.
 func TestPartitionByHour(t *testing.T) {
 	ctx := replaytest.Ctx(t)
-	c := agenttest.Start(t, agenttest.Options{})
 	const name = "hourly"
+	f, _ := topicFixture(t, ctx, name, 1, icetable.ConfigMode, string(icetable.ModeKeyValue), icetable.ConfigPartition, "hour")
+	c := f.C
 	adm := c.Admin(t)
-	cfg := map[string]*string{icetable.ConfigMode: kmsg.StringPtr(string(icetable.ModeKeyValue)), icetable.ConfigPartition: kmsg.StringPtr("hour")}
-	if r, err := adm.CreateTopic(ctx, 1, 1, cfg, name); err != nil || r.Err != nil {
-		t.Fatalf("create: %v %v", err, r.Err)
-	}
-	f := &replaytest.Fixture{C: c, Topic: name, Parts: 1}
 	cl := c.Client(t, kgo.DefaultProduceTopic(name))
 	t0 := time.UnixMilli(1_764_064_800_000) // 2025-11-25T10:00:00Z
 	produce := func(from int, offsets ...time.Duration) {
