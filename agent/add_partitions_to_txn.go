@@ -154,27 +154,15 @@ func (s *Server) addPartitions(ctx context.Context, t string, pid int64, epoch i
 		}
 		return
 	}
-	st := e.st
-	switch st.Phase {
-	case metastore.TxnPrepareCommit, metastore.TxnPrepareAbort:
-		all(kerr.ConcurrentTransactions.Code)
-		return
-	case metastore.TxnOngoing:
-		st.Partitions = slices.Clone(st.Partitions)
-	default:
-		st.Phase, st.StartMs, st.Partitions, st.Groups = metastore.TxnOngoing, time.Now().UnixMilli(), nil, nil
-	}
-	added := false
+	var parts []metastore.TxnPartition
 	for i, tt := range ts {
 		for _, p := range tt.partitions {
-			if !st.HasPartition(ids[i], p) {
-				st.Partitions = append(st.Partitions, metastore.TxnPartition{Topic: tt.topic, TopicID: ids[i], Partition: p})
-				added = true
-			}
+			parts = append(parts, metastore.TxnPartition{Topic: tt.topic, TopicID: ids[i], Partition: p})
 		}
 	}
-	if len(st.Partitions) > maxTxnPartitions {
-		all(kerr.InvalidRequest.Code)
+	st, added, code := withPartitions(e.st, parts)
+	if code != 0 {
+		all(code)
 		return
 	}
 	if !added && st.Phase == e.st.Phase {
@@ -183,4 +171,28 @@ func (s *Server) addPartitions(ctx context.Context, t string, pid int64, epoch i
 	if code := c.put(ctx, e, st); code != 0 {
 		all(code)
 	}
+}
+
+// withPartitions returns st with parts added (added: any was not in it
+// yet), starting a transaction unless one is ongoing. code is
+// CONCURRENT_TRANSACTIONS during an end, INVALID_REQUEST past
+// maxTxnPartitions.
+func withPartitions(st metastore.TxnState, parts []metastore.TxnPartition) (_ metastore.TxnState, added bool, code int16) {
+	switch st.Phase {
+	case metastore.TxnPrepareCommit, metastore.TxnPrepareAbort:
+		return st, false, kerr.ConcurrentTransactions.Code
+	case metastore.TxnOngoing:
+		st.Partitions = slices.Clone(st.Partitions)
+	default:
+		st.Phase, st.StartMs, st.Partitions, st.Groups = metastore.TxnOngoing, time.Now().UnixMilli(), nil, nil
+	}
+	for _, p := range parts {
+		if !st.HasPartition(p.TopicID, p.Partition) {
+			st.Partitions, added = append(st.Partitions, p), true
+		}
+	}
+	if len(st.Partitions) > maxTxnPartitions {
+		return st, added, kerr.InvalidRequest.Code
+	}
+	return st, added, 0
 }

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -77,27 +76,12 @@ func (v *txnVerifier) implicitAdd(ctx context.Context, parts []metastore.TxnPart
 		if v.code != 0 || !v.exists || v.st.ProducerID != pid || v.st.Epoch != epoch {
 			return
 		}
-		st := v.st
-		switch st.Phase {
-		case metastore.TxnPrepareCommit, metastore.TxnPrepareAbort:
-			v.code = kerr.ConcurrentTransactions.Code
+		st, added, code := withPartitions(v.st, parts)
+		if code != 0 {
+			v.code = code
 			return
-		case metastore.TxnOngoing:
-			st.Partitions = slices.Clone(st.Partitions)
-		default:
-			st.Phase, st.StartMs, st.Partitions, st.Groups = metastore.TxnOngoing, time.Now().UnixMilli(), nil, nil
-		}
-		added := false
-		for _, p := range parts {
-			if !st.HasPartition(p.TopicID, p.Partition) {
-				st.Partitions, added = append(st.Partitions, p), true
-			}
 		}
 		if !added {
-			return
-		}
-		if len(st.Partitions) > maxTxnPartitions {
-			v.code = kerr.InvalidRequest.Code
 			return
 		}
 		st.UpdateMs = time.Now().UnixMilli()
