@@ -1,10 +1,13 @@
 package icetable_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/agent/agenttest"
+	"github.com/shale-dev/shale/cli"
 	"github.com/shale-dev/shale/icetable"
 	"github.com/shale-dev/shale/lifecycle"
 	"github.com/shale-dev/shale/metastore"
@@ -112,8 +116,9 @@ func compareRows(t *testing.T, who string, got, want []jsonRow) {
 // objects (not JSON, an array, invalid UTF-8) and fields that cannot go to
 // a column (another type than the column's, a number a double cannot
 // hold, a name taken by a metadata column or by a column differing only in
-// case, a name twice) put the whole value in _raw, counted in the status,
-// never dropped; a tombstone is a row of nulls. iceberg-go's scan and
+// case, a name twice) put the whole value in _raw, counted in the status
+// and `shale table status` RAW, never dropped; a tombstone is a row of
+// nulls. iceberg-go's scan and
 // DuckDB read the same rows as the Kafka consumer. Switching the topic to
 // key_value then fails the topic with ErrModeChanged, the table intact.
 func TestMaterializeJSON(t *testing.T) {
@@ -218,6 +223,23 @@ func TestMaterializeJSON(t *testing.T) {
 		t.Fatalf("status %+v %v: want %d raw rows, table mode json", st, err, raw)
 	}
 	t.Logf("%d rows, %d in _raw, %d columns", len(all), st.Raw, len(tbl.Schema().Fields()))
+	tableStatus := func() []string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := cli.Execute(ctx, []string{"table", "status", "--etcd-endpoints", strings.Join(f.C.Endpoints, ","), "--etcd-namespace", f.C.Namespace,
+			"--bucket", f.C.BucketDir}, nil, &out, &errb); code != 0 {
+			t.Fatalf("shale table status: exit %d: %s", code, errb.String())
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if len(lines) != 2 || !strings.HasSuffix(strings.Join(strings.Fields(lines[0]), " "), "SNAPSHOTS RAW") {
+			t.Fatalf("shale table status:\n%s", out.String())
+		}
+		t.Logf("shale table status:\n%s", out.String())
+		return strings.Fields(lines[1])
+	}
+	if row := tableStatus(); row[1] != "json" || row[len(row)-1] != strconv.FormatInt(raw, 10) {
+		t.Fatalf("shale table status row %v: want mode json, RAW %d", row, raw)
+	}
 
 	kv := kvTopic(t, ctx, meta, f.Topic)
 	var stats icetable.Stats
@@ -226,6 +248,9 @@ func TestMaterializeJSON(t *testing.T) {
 	}
 	if st, err := icetable.Status(ctx, store, meta, kv, time.Now()); err != nil || st.TableMode != icetable.ModeJSON || st.Mode != icetable.ModeKeyValue || st.Rows != int64(len(all)) {
 		t.Fatalf("status after the switch: %+v %v", st, err)
+	}
+	if row := tableStatus(); strings.Join(row[1:4], " ") != "key_value (table: json)" {
+		t.Fatalf("shale table status row after the switch %v: want MODE key_value (table: json)", row)
 	}
 }
 
