@@ -199,15 +199,18 @@
 //
 // BenchmarkIcebergMaterialize (make bench: a 1 GiB topic by default)
 // compares a first materialization with `shale replay --format parquet`
-// of the same topic. Measured with 64 MiB on the shared 2-core machine
-// (load average 11): replay 407 ms, materialization 2.66 s (0.15x, in a
-// child process, its start included), peak RSS 492 MiB; produce to row
-// visible 1.06 s with --iceberg-interval 1s. Far from the 0.8x goal: the
-// job reads one partition at a time (json mode needs that order; key_value
-// does not), builds a whole commit (CommitBytes, 64 MiB) in Arrow before
-// iceberg-go writes it, and iceberg-go's Parquet writer is slower than
-// replay's; tables use Snappy (zstd, iceberg-go's default, took half the
-// CPU).
+// of the same topic. Measured with 256 MiB of 1 KiB values in 4
+// partitions on the shared 2-core machine (load average about 2): replay
+// 345 ms, materialization 3.62 s (0.10x; a child process, its start
+// included), its peak RSS 703 MiB; a produced record was a row a median
+// 1.02 s later with --iceberg-interval 1s. Far from the 0.8x goal: the
+// time is iceberg-go's Parquet writer (arrow-go pqarrow, one goroutine;
+// Snappy alone a third of the CPU), and a whole commit (CommitBytes of
+// stored, compressed bytes) is built in Arrow before it is written, hence
+// the RSS. Done so far: key_value partitions are read at once (json mode
+// reads them in order, see json mode); tables write Snappy (zstd,
+// iceberg-go's default, took half the CPU) and no dictionary for the key
+// and value (_raw) columns (a fifth of it).
 //
 // # Errors
 //

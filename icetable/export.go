@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"strconv"
+	"sync"
 
 	"github.com/apache/iceberg-go"
 	icebergio "github.com/apache/iceberg-go/io"
@@ -94,7 +95,7 @@ func Export(ctx context.Context, meta *metastore.Store, src, dst s3tier.Store, p
 		if err := ex.begin(); err != nil {
 			return st, err
 		}
-		err = sub.Run(ctx, meta, src, &rowSink{add: ex.add, aborted: aborted}, nil)
+		err = sub.Run(ctx, meta, src, &rowSink{mu: &sync.Mutex{}, add: ex.add, aborted: aborted}, nil)
 		if err == nil {
 			err = ex.err
 		}

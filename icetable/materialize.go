@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/replay"
@@ -227,10 +228,21 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 		defer jb.release()
 		add = jb.add
 	}
+	// json mode reads partition after partition: the columns a commit
+	// adds, and which of two conflicting values gets one, follow the
+	// records' order. key_value rows are the same in any order: its
+	// partitions are read at once, up to 4.
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	if jb != nil {
+		g.SetLimit(1)
+	}
 	for _, sp := range spans {
-		if err := h.read(ctx, sp, add); err != nil {
-			return false, err
-		}
+		g.Go(func() error { return h.read(gctx, sp, &mu, add) })
+	}
+	if err := g.Wait(); err != nil {
+		return false, err
 	}
 	offs := map[string]int64{}
 	for p, o := range ends {
@@ -392,7 +404,7 @@ func (h *handle) cut(ctx context.Context, p int32, start, end, budget int64) (in
 // read passes the committed records of sp to add, in offset order:
 // replay's reader (every byte checked), minus the records of aborted
 // transactions; control records are never rows.
-func (h *handle) read(ctx context.Context, sp span, add func(replay.Record)) error {
+func (h *handle) read(ctx context.Context, sp span, mu *sync.Mutex, add func(replay.Record)) error {
 	aborted, err := h.meta.AbortedTxns(ctx, h.topic.ID, sp.p, sp.start, sp.end, 1<<20)
 	if err != nil {
 		return err
@@ -405,13 +417,13 @@ func (h *handle) read(ctx context.Context, sp span, add func(replay.Record)) err
 	if pl.Topic.ID != h.topic.ID {
 		return fmt.Errorf("table %s: topic was re-created (id %s, table of %s): %w", h.topic.Name, pl.Topic.ID, h.topic.ID, metastore.ErrTopicNotFound)
 	}
-	return pl.Run(ctx, h.meta, h.store, &rowSink{add: add, aborted: aborted}, nil)
+	return pl.Run(ctx, h.meta, h.store, &rowSink{mu: mu, add: add, aborted: aborted}, nil)
 }
 
 // rowSink is a replay sink passing records to add (one partition at a
 // time, in offset order).
 type rowSink struct {
-	mu      sync.Mutex
+	mu      *sync.Mutex // shared by the sinks of one commit
 	add     func(replay.Record)
 	aborted []metastore.AbortedTxn
 }
