@@ -20,7 +20,8 @@ import (
 // through a Kafka admin client, produced through agents, is materialized
 // into a table in the bucket that iceberg-go's scan and DuckDB (reading the
 // data files the current snapshot lists) read exactly as a Kafka consumer
-// does, nulls, empty values, headers and a second day partition included.
+// does, nulls, empty values, headers and a second day partition included;
+// and the same records in a json table (column i, empty values in _raw).
 func TestMaterializeOnRealS3(t *testing.T) {
 	for _, name := range []string{"versitygw", "minio"} {
 		t.Run(name, func(t *testing.T) {
@@ -87,6 +88,45 @@ func TestMaterializeOnRealS3(t *testing.T) {
 				t.Fatalf("data files %v: want both day partitions", keys)
 			}
 			t.Logf("%s: %d rows, %d commits, %d data files", name, len(want), st.Commits, len(keys))
+
+			// The same records in a json table: {"i":N} is column i, an
+			// empty value is in _raw, a null value a row of nulls.
+			const jtopic = "ice-s3-json"
+			if r, err := c.Admin(t).CreateTopic(ctx, 3, 1, map[string]*string{icetable.ConfigMode: kmsg.StringPtr("json")}, jtopic); err != nil || r.Err != nil {
+				t.Fatalf("create: %v %v", err, r)
+			}
+			for _, r := range recs {
+				r.Topic = jtopic
+			}
+			if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			var jwant []jsonRow
+			for _, r := range consumeTopic(t, ctx, &replaytest.Fixture{C: c, Topic: jtopic, Parts: 3}, 3) {
+				var cols map[string]any
+				if len(r.Value) > 0 {
+					var i float64
+					if _, err := fmt.Sscanf(string(r.Value), `{"i":%g}`, &i); err != nil {
+						t.Fatalf("value %q: %v", r.Value, err)
+					}
+					cols = map[string]any{"i": i}
+					r.Value = nil
+				}
+				jwant = append(jwant, jsonRow{r, cols})
+			}
+			jtp, err := c.Meta.GetTopic(ctx, jtopic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := icetable.MaterializeTopic(ctx, c.Store, c.Meta, jtp, icetable.Config{}, &st); err != nil {
+				t.Fatal(err)
+			}
+			jtbl, err := icetable.Load(ctx, c.Store, c.Meta, jtp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareRows(t, "iceberg-go scan (json)", scanRows(t, ctx, jtbl, jsonNames), jwant)
+			compareRows(t, "DuckDB (json)", duckRows(t, ctx, c.Store, jtbl, true), jwant)
 		})
 	}
 }
