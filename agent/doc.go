@@ -155,8 +155,9 @@
 //     v5+ add their partition or group to the transaction themselves,
 //     from whichever agent answers them, with a write compared on the
 //     state's revision (txn_coord.go). Clients use it only when
-//     ApiVersions finalizes transaction.version 2, which an agent does
-//     with --transaction-version 2 (default 1: clients keep to part 1).
+//     ApiVersions finalizes transaction.version 2, which `shale agent`
+//     does by default (--transaction-version 1 keeps them to part 1;
+//     Config.TransactionVersion's zero value advertises nothing).
 //     DescribeProducers lists each partition's producers from its state
 //     in etcd (describe_producers.go). A
 //     transactional ID's coordinator keeps it claimed until the agent

@@ -68,7 +68,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Var(&maxPending, "max-pending-bytes", "sealed records not yet committed (uploading, committing); above it produces wait, then get REQUEST_TIMED_OUT. Up to half of it is held in memory, the rest spills to <data-dir>/agent/spool")
 	f.Var(&maxRequest, "max-request-bytes", "largest Kafka request accepted (Kafka's socket.request.max.bytes); a topic's max.message.bytes is honoured up to it, and a record batch larger than --flush-bytes goes into an object of its own")
 	f.Bool("auto-create-topics", false, "create unknown topics on first produce or metadata request (on with --dev)")
-	f.Int("transaction-version", 1, "the transaction.version feature level advertised to clients: 2 lets them run KIP-890 part 2 (an epoch bump per transaction, partitions and groups added by Produce v12+ and TxnOffsetCommit v5+ themselves); give every agent of a cluster the same")
+	f.Int("transaction-version", 2, "the transaction.version feature level advertised to clients: 2 lets them run KIP-890 part 2 (an epoch bump per transaction, partitions and groups added by Produce v12+ and TxnOffsetCommit v5+ themselves), 1 keeps them to part 1; give every agent of a cluster the same")
 	f.Int("default-partitions", agent.DefaultPartitions, "partitions of auto-created topics")
 	f.Duration("idle-timeout", agent.DefaultIdleTimeout, "close client connections that send no request, or no whole request, for this long")
 	f.Int("max-connections", agent.DefaultMaxConnections, "client connections served at once; more are closed at accept")
