@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -241,5 +242,73 @@ func TestOrphanTransactionAdopted(t *testing.T) {
 			t.Fatalf("30s after the coordinator left: read_committed latest %d, want 4", off)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestAddPartitionsBatchedVerifyOnly proves AddPartitionsToTxn's v4+
+// batched form (KIP-890 part 1, what Kafka's partition leaders send): one
+// request answers two transactional IDs on their own; a verify-only entry
+// answers INVALID_TXN_STATE for a partition not in the ongoing
+// transaction, 0 for one in it, and adds nothing, while a plain entry in
+// the same request adds its partition.
+func TestAddPartitionsBatchedVerifyOnly(t *testing.T) {
+	c := agenttest.Start(t, agenttest.Options{})
+	ctx := testCtx(t, time.Minute)
+	adm := c.Admin(t)
+	if _, err := adm.CreateTopic(ctx, 2, -1, nil, "txn-verify"); err != nil {
+		t.Fatal(err)
+	}
+	rc := dialRaw(t, c.Agents[0].Addr)
+	pids := map[string]*kmsg.InitProducerIDResponse{}
+	for _, id := range []string{"verify-a", "verify-b"} {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.Version, req.TransactionalID, req.TransactionTimeoutMillis = 4, kmsg.StringPtr(id), 60000
+		pids[id] = rc.roundTrip(req).(*kmsg.InitProducerIDResponse)
+	}
+	// verify-a adds partition 0 (v3, as a client does).
+	add := kmsg.NewPtrAddPartitionsToTxnRequest()
+	add.Version, add.TransactionalID, add.ProducerID, add.ProducerEpoch = 3, "verify-a", pids["verify-a"].ProducerID, pids["verify-a"].ProducerEpoch
+	at := kmsg.NewAddPartitionsToTxnRequestTopic()
+	at.Topic, at.Partitions = "txn-verify", []int32{0}
+	add.Topics = append(add.Topics, at)
+	if code := rc.roundTrip(add).(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("add verify-a/0: %v", kerr.ErrorForCode(code))
+	}
+	batch := kmsg.NewPtrAddPartitionsToTxnRequest()
+	batch.Version = 4
+	for _, e := range []struct {
+		id     string
+		verify bool
+		parts  []int32
+	}{{"verify-a", true, []int32{0, 1}}, {"verify-b", false, []int32{1}}} {
+		tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
+		tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, tx.VerifyOnly = e.id, pids[e.id].ProducerID, pids[e.id].ProducerEpoch, e.verify
+		tt := kmsg.NewAddPartitionsToTxnRequestTransactionTopic()
+		tt.Topic, tt.Partitions = "txn-verify", e.parts
+		tx.Topics = append(tx.Topics, tt)
+		batch.Transactions = append(batch.Transactions, tx)
+	}
+	resp := rc.roundTrip(batch).(*kmsg.AddPartitionsToTxnResponse)
+	got := map[string]int16{}
+	for _, tx := range resp.Transactions {
+		for _, tt := range tx.Topics {
+			for _, p := range tt.Partitions {
+				got[fmt.Sprintf("%s/%d", tx.TransactionalID, p.Partition)] = p.ErrorCode
+			}
+		}
+	}
+	want := map[string]int16{"verify-a/0": 0, "verify-a/1": kerr.InvalidTxnState.Code, "verify-b/1": 0}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("batched answer %v, want %v", got, want)
+	}
+	ds, err := adm.DescribeTransactions(ctx, "verify-a", "verify-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := ds["verify-a"].Topics["txn-verify"]; len(a) != 1 {
+		t.Errorf("verify-a's partitions after a verify-only request: %v, want only 0", a)
+	}
+	if b := ds["verify-b"]; b.State != "Ongoing" || len(b.Topics["txn-verify"]) != 1 {
+		t.Errorf("verify-b after its batched add: %+v, want Ongoing with partition 1", b)
 	}
 }
