@@ -12,6 +12,7 @@ import (
 
 	"github.com/shale-dev/shale/agent"
 	"github.com/shale-dev/shale/agent/agenttest"
+	"github.com/shale-dev/shale/metrics"
 	"github.com/shale-dev/shale/segment/segmenttest"
 )
 
@@ -125,9 +126,11 @@ func TestTxnBadInput(t *testing.T) {
 // TestTxnTimeoutAbortsAndAdvancesLSO proves that a transaction left open
 // past its transaction.timeout.ms is aborted by its coordinator: the last
 // stable offset (ListOffsets read_committed) then reaches the high
-// watermark, and the producer, whose epoch the abort bumped, is fenced.
+// watermark, the agent counts it (txn_timeouts_total 1, txn_ended_total
+// abort 1), and the producer, whose epoch the abort bumped, is fenced.
 func TestTxnTimeoutAbortsAndAdvancesLSO(t *testing.T) {
-	c := agenttest.Start(t, agenttest.Options{})
+	m := metrics.New()
+	c := agenttest.Start(t, agenttest.Options{Agent: func(_ int, cfg *agent.Config) { cfg.Metrics = m }})
 	ctx := testCtx(t, time.Minute)
 	if _, err := c.Admin(t).CreateTopic(ctx, 1, -1, nil, "txn-timeout"); err != nil {
 		t.Fatal(err)
@@ -172,6 +175,32 @@ func TestTxnTimeoutAbortsAndAdvancesLSO(t *testing.T) {
 			t.Fatalf("20s after a 1s timeout: read_committed latest %d, read_uncommitted latest %d; want both 2", committed, hwm)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// The LSO moves at the marker's commit; the coordinator counts the
+	// abort right after it marks the transaction complete.
+	var counted map[string]float64
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		counted = map[string]float64{}
+		mfs, err := m.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, mt := range mf.GetMetric() {
+				name := mf.GetName()
+				for _, l := range mt.GetLabel() {
+					name += "/" + l.GetValue()
+				}
+				counted[name] = mt.GetCounter().GetValue()
+			}
+		}
+		if counted["shale_txn_timeouts_total"] >= 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if counted["shale_txn_timeouts_total"] != 1 || counted["shale_txn_ended_total/abort"] != 1 {
+		t.Errorf("metrics after the timeout: txn_timeouts_total %v, txn_ended_total{abort} %v; want 1 and 1",
+			counted["shale_txn_timeouts_total"], counted["shale_txn_ended_total/abort"])
 	}
 	err := cl.EndTransaction(ctx, kgo.TryCommit)
 	if !errors.Is(err, kerr.ProducerFenced) && !errors.Is(err, kerr.InvalidProducerEpoch) {
