@@ -40,7 +40,8 @@ import (
 // configs (min.compaction.lag.ms, max.compaction.lag.ms,
 // delete.retention.ms, min.cleanable.dirty.ratio, whose value outside
 // [0, 1] is INVALID_CONFIG) are validated and stored with Kafka's defaults
-// (metastore's Default* constants), as are segment.ms, segment.bytes and
+// (metastore's Default* constants), as are segment.ms and segment.bytes
+// (which bound the active head of a compacted topic) and
 // min.insync.replicas, so that Kafka Connect, Schema Registry and Streams
 // can create their topics with the configs they send.
 //
@@ -133,11 +134,12 @@ var topicConfigs = map[string]topicConfig{
 	// retention is its purpose. The retention job applies this same default.
 	configRetentionMs: {typ: kmsg.ConfigTypeLong, def: strconv.Itoa(metastore.DefaultRetentionMs), enforced: true, check: atLeast(-1),
 		doc: "Age (by record timestamp) after which data is deleted, whole index entries at a time; -1 (the default) keeps it forever."},
-	"segment.bytes":       {typ: kmsg.ConfigTypeInt, def: "1073741824", check: atLeast(14), doc: "Accepted, no effect: shale sizes its own objects."},
+	"segment.bytes": {typ: kmsg.ConfigTypeInt, def: "1073741824", enforced: true, check: atLeast(14),
+		doc: "Key compaction only (shale sizes its own objects): records followed by at least this many bytes are past the active head, as when Kafka rolls a segment at this size."},
 	"segment.index.bytes": {typ: kmsg.ConfigTypeInt, def: "10485760", check: atLeast(4), doc: "Accepted, no effect."},
 	"segment.jitter.ms":   {typ: kmsg.ConfigTypeLong, def: "0", check: atLeast(0), doc: "Accepted, no effect."},
 	"segment.ms": {typ: kmsg.ConfigTypeLong, def: "604800000", enforced: true, check: atLeast(1),
-		doc: "Key compaction only (shale sizes its own objects): records committed less than min(segment.ms, max.compaction.lag.ms) ago are the active head, never compacted."},
+		doc: "Key compaction only (shale sizes its own objects): records committed less than min(segment.ms, max.compaction.lag.ms) ago, with less than segment.bytes after them, are the active head, never compacted."},
 	"unclean.leader.election.enable": {typ: kmsg.ConfigTypeBoolean, def: "false", doc: "Accepted, no effect: there are no replicas."},
 }
 
@@ -350,7 +352,7 @@ func describeTopicConfigs(configs map[string]string, names []string, withDocs bo
 }
 
 // TopicConfigIgnored reports whether shale accepts a topic config name but
-// gives it no effect (e.g. segment.bytes, flush.messages), for tools that
+// gives it no effect (e.g. min.insync.replicas, flush.messages), for tools that
 // show configs.
 func TopicConfigIgnored(name string) bool {
 	c, ok := topicConfigs[name]

@@ -118,7 +118,7 @@ func TestNewcomerOutputs(t *testing.T) {
 	if _, errs, code := run(t, "", "group", "describe", "nobody", "-b", addr); code == 0 || !strings.Contains(errs, "group nobody not found") {
 		t.Errorf("group describe of an unknown group: exit %d, %q; want not found", code, errs)
 	}
-	if out, errs, code := run(t, "", "topic", "create", "n1", "-b", addr, "-c", "segment.bytes=1000000"); code != 0 || !strings.Contains(out, "with 1 partition\n") {
+	if out, errs, code := run(t, "", "topic", "create", "n1", "-b", addr, "-c", "min.insync.replicas=2"); code != 0 || !strings.Contains(out, "with 1 partition\n") {
 		t.Fatalf("topic create: %q %q", out, errs)
 	}
 	if _, errs, code := run(t, "hello\n", "produce", "-b", addr, "-t", "n1"); code != 0 || !strings.Contains(errs, "produced 1 record to n1") {
@@ -126,7 +126,7 @@ func TestNewcomerOutputs(t *testing.T) {
 	}
 	out, _, code := run(t, "", "topic", "describe", "n1", "-b", addr, "--etcd-endpoints", "127.0.0.1:1")
 	if code != 0 || !strings.Contains(out, "retention.ms") ||
-		!regexpLine(out, `segment.bytes\s+1000000\s+\(dynamic_topic_config; ignored on shale\)`) ||
+		!regexpLine(out, `min.insync.replicas\s+2\s+\(dynamic_topic_config; ignored on shale\)`) ||
 		strings.Contains(out, "flush.messages") || !strings.Contains(out, "accepted for compatibility but have no effect") {
 		t.Errorf("topic describe configs: want applied configs, the set-but-ignored one marked, ignored defaults counted:\n%s", out)
 	}

@@ -27,8 +27,8 @@ Configs shale honours: retention.ms and retention.bytes (-1 keeps forever),
 max.message.bytes, message.timestamp.type, compression.type, and shale's own shale.flush.ms
 (a flush interval for this topic alone, in ms: lower acks=all latency for one PUT per interval).
 cleanup.policy=compact keeps the latest record per key (min.compaction.lag.ms, max.compaction.lag.ms,
-delete.retention.ms, min.cleanable.dirty.ratio and segment.ms tune it) and refuses keyless records.
-Other Kafka topic configs (segment.bytes, flush.messages, min.insync.replicas...) are
+delete.retention.ms, min.cleanable.dirty.ratio, segment.ms and segment.bytes tune it) and refuses
+keyless records. Other Kafka topic configs (flush.messages, min.insync.replicas...) are
 accepted so that tools which set them keep working, but have no effect: shale sizes its own
 objects and acknowledged records are already durable in the bucket. 'topic describe' marks them.`,
 	}
@@ -343,7 +343,7 @@ func kafkaTopicID(id [16]byte) string { return base64.RawURLEncoding.EncodeToStr
 // printTopicConfigs lists the configs shale applies, then those the topic
 // sets that shale accepts but ignores (marked so), and counts the ignored
 // ones left at their Kafka default rather than listing values that mislead
-// (segment.bytes, flush.messages...).
+// (min.insync.replicas, flush.messages...).
 func printTopicConfigs(out io.Writer, cs []kadm.Config) error {
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Key < cs[j].Key })
 	fmt.Fprintln(out, "\nCONFIG")

@@ -80,9 +80,11 @@ func (s *KeyCompactStats) addPartition(o KeyCompactStats) {
 // larger partition thus takes several passes, each bounded by MapBytes.
 //
 // The cleanable range is the longest prefix of the partition's entries
-// each committed at least Settle ago and at least min(segment.ms,
-// max.compaction.lag.ms) ago (the active head; segment entries, already
-// rewritten from such entries, count as past it), whose records are all at
+// each committed at least Settle ago and past the active head: committed
+// at least min(segment.ms, max.compaction.lag.ms) ago, or followed by at
+// least segment.bytes of record bytes (as Kafka's active segment rolls on
+// either; segment entries, already rewritten from such entries, count as
+// past it), whose records are all at
 // least min.compaction.lag.ms old (by MaxTimestamp), ending below the last
 // stable offset, cut where the key map would outgrow MapBytes. Records of
 // the range superseded by a later record of the same key in the range are
@@ -105,19 +107,32 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 	stats := KeyCompactStats{MappedTo: -1}
 	c := metastore.CompactionOf(t.Configs)
 	now := cfg.Now().UnixMilli()
-	committedBy := min(now-cfg.Settle.Milliseconds(), now-min(c.SegmentMs, c.MaxLagMs))
-	var cleanable []metastore.IndexEntry
+	settledBy, headBy := now-cfg.Settle.Milliseconds(), now-min(c.SegmentMs, c.MaxLagMs)
+	var all []metastore.IndexEntry
 	ps, rev, err := meta.ScanIndex(ctx, t.ID, partition, func(e metastore.IndexEntry) bool {
-		// A segment entry's CommittedMs is its rewrite: its records were
-		// settled and past the head when first compacted.
-		if e.Kind == metastore.EntryChunk && e.CommittedMs > committedBy || e.MaxTimestamp > now-c.MinLagMs {
-			return false
+		if e.MaxTimestamp > now-c.MinLagMs {
+			return false // neither it nor what follows is cleanable
 		}
-		cleanable = append(cleanable, e)
+		all = append(all, e)
 		return true
 	})
 	if err != nil {
 		return stats, err
+	}
+	// Record bytes after each entry: an entry with segment.bytes after it
+	// is past the head however young.
+	after := make([]int64, len(all))
+	for i := len(all) - 2; i >= 0; i-- {
+		after[i] = after[i+1] + all[i+1].Bytes()
+	}
+	var cleanable []metastore.IndexEntry
+	for i, e := range all {
+		// A segment entry's CommittedMs is its rewrite: its records were
+		// settled and past the head when first compacted.
+		if e.Kind == metastore.EntryChunk && (e.CommittedMs > settledBy || e.CommittedMs > headBy && after[i] < c.SegmentBytes) {
+			break
+		}
+		cleanable = append(cleanable, e)
 	}
 	// Records of open transactions stay dirty: the range ends before the
 	// last stable offset.

@@ -345,8 +345,8 @@ func TestCompactKeysStopsAtCorruptBatch(t *testing.T) {
 
 // TestCompactKeysLags proves the configs that say when records are
 // compacted: min.compaction.lag.ms (records younger stay, even superseded),
-// segment.ms (entries committed within it are the active head and stay
-// dirty), min.cleanable.dirty.ratio (a pass waits until enough of the log
+// segment.ms and segment.bytes (entries committed within segment.ms with
+// less than segment.bytes after them are the active head and stay dirty), min.cleanable.dirty.ratio (a pass waits until enough of the log
 // is dirty) and max.compaction.lag.ms (a dirty record that old forces a
 // pass whatever the ratio).
 func TestCompactKeysLags(t *testing.T) {
@@ -425,6 +425,23 @@ func TestCompactKeysLags(t *testing.T) {
 	}
 	if st := pass(tp, 2*time.Hour); !st.Forced || st.RecordsRemoved != 1 {
 		t.Errorf("the dirty tail max.compaction.lag.ms old: %+v, want a forced pass removing the older k00", st)
+	}
+
+	// segment.bytes 200 with segment.ms at its 7 days: an entry is past
+	// the head once 200 bytes of records follow it, as Kafka's active
+	// segment rolls at segment.bytes.
+	tp, err = meta.CreateTopic(ctx, "lag-bytes", 1, map[string]string{"cleanup.policy": "compact", "segment.bytes": "200",
+		"min.cleanable.dirty.ratio": "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce(tp, now, "a", "1", "a", "2")
+	if st := pass(tp, 0); st.MappedTo != -1 {
+		t.Errorf("segment.bytes 200, one small entry (the head): %+v, want no pass", st)
+	}
+	produce(tp, now, "b", strings.Repeat("v", 300))
+	if st := pass(tp, 0); st.RecordsRemoved != 1 || st.MappedTo != 2 {
+		t.Errorf("segment.bytes 200, 300 bytes after the first entry: %+v, want a=1 removed, offsets below 2 mapped", st)
 	}
 }
 

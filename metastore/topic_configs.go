@@ -92,8 +92,8 @@ func CleanupPolicyOf(configs map[string]string) (deletes, compacts bool) {
 // Compaction is a topic's key-compaction configs (Kafka's names and
 // defaults; unset or unparsable values take the default).
 type Compaction struct {
-	MinLagMs, MaxLagMs, DeleteRetentionMs, SegmentMs int64
-	MinCleanableDirtyRatio                           float64
+	MinLagMs, MaxLagMs, DeleteRetentionMs, SegmentMs, SegmentBytes int64
+	MinCleanableDirtyRatio                                         float64
 }
 
 // CompactionOf reads a topic's compaction configs.
@@ -110,6 +110,7 @@ func CompactionOf(configs map[string]string) Compaction {
 		MaxLagMs:               get(ConfigMaxCompactionLagMs, DefaultMaxCompactionLagMs),
 		DeleteRetentionMs:      get(ConfigDeleteRetentionMs, DefaultDeleteRetentionMs),
 		SegmentMs:              get(ConfigSegmentMs, DefaultSegmentMs),
+		SegmentBytes:           get(ConfigSegmentBytes, DefaultSegmentBytes),
 		MinCleanableDirtyRatio: DefaultMinCleanableDirtyRatio,
 	}
 	if f, err := strconv.ParseFloat(strings.TrimSpace(configs[ConfigMinCleanableDirtyRatio]), 64); err == nil && f >= 0 && f <= 1 {

@@ -24,9 +24,6 @@ func (p pendingTest) ref() string {
 // yet, each with the open issue that will make it pass or, where none is
 // filed, what is missing. Every other one must pass.
 var kafkaGoPending = map[string]pendingTest{
-	// Compacted topics.
-	"TestReaderReadCompactedMessage": {16, "cleanup.policy=compact"},
-
 	// APIs shale does not serve (no issue filed).
 	"TestClientAlterClientQuotas": {0, "client quotas (AlterClientQuotas) not served"},
 }
