@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	mrand "math/rand/v2"
 	"reflect"
 	"slices"
@@ -477,8 +478,10 @@ func mustTopicID(t *testing.T, c *agenttest.Cluster, name string) metastore.Topi
 // transaction and everything after it dirty; read_uncommitted and
 // read_committed consumers on agent B read exactly that, at the offsets
 // first assigned. Once the open transaction commits, the next pass
-// compacts it too; delete.retention.ms later the commit markers go (the
-// abort marker stays), and both isolation levels still read the same.
+// compacts it too; delete.retention.ms later the markers go, the abort
+// marker with its aborted-transaction index entry, both isolation levels
+// still read the same, and a later transaction of the producer that once
+// aborted is read_committed (no index entry outlives its marker).
 func TestKeyCompactedTransactions(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2})
 	ctx := testCtx(t, time.Minute)
@@ -598,7 +601,7 @@ func TestKeyCompactedTransactions(t *testing.T) {
 	}
 
 	// Two days on (delete.retention.ms: one day), with a new record: the
-	// three commit markers go, the abort marker stays.
+	// three commit markers go, and the abort marker with its index entry.
 	markers := func() (commits, aborts int) {
 		id := mustTopicID(t, c, topic)
 		fetch := func(ctx context.Context, off int64, max int) ([]byte, int64, error) {
@@ -619,20 +622,24 @@ func TestKeyCompactedTransactions(t *testing.T) {
 	}
 	last := produce(plain, "d", "1")
 	cfg.Now = func() time.Time { return time.Now().Add(48 * time.Hour) }
-	if st := compact(); st.Passes != 1 || st.MarkersRemoved != 3 {
-		t.Fatalf("compaction two days on: %+v; want the 3 commit markers removed", st)
+	if st := compact(); st.Passes != 1 || st.MarkersRemoved != 4 {
+		t.Fatalf("compaction two days on: %+v; want the 3 commit markers and the abort marker removed", st)
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if cm, ab := markers(); cm == 0 && ab == 1 {
+		if cm, ab := markers(); cm == 0 && ab == 0 {
 			break
 		} else if time.Now().After(deadline) {
-			t.Fatalf("%d commit and %d abort markers left, want 0 and 1", cm, ab)
+			t.Fatalf("%d commit and %d abort markers left, want none", cm, ab)
 		}
 	}
+	if left, err := c.Meta.AbortedTxns(ctx, mustTopicID(t, c, topic), 0, 0, math.MaxInt64, 10); err != nil || len(left) != 0 {
+		t.Fatalf("aborted-transaction index after its marker went: %+v, %v; want empty", left, err)
+	}
+	last = append(last, txn(tx1, &commit, "e", "1")...)
 	want = append(want, last...)
 	for _, committed := range []bool{true, false} {
-		if got := eventually(committed, last[0].off, want); !reflect.DeepEqual(got, want) {
-			t.Errorf("read (committed %v) once the commit markers are gone: %+v, want %+v", committed, got, want)
+		if got := eventually(committed, last[len(last)-1].off, want); !reflect.DeepEqual(got, want) {
+			t.Errorf("read (committed %v) once the markers are gone: %+v, want %+v", committed, got, want)
 		}
 	}
 }

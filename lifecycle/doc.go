@@ -113,11 +113,15 @@
 //     reached it, as Kafka's cleaner removes markers: consumers need no
 //     commit marker (read_committed consumers skip only what the aborted
 //     list names, up to its abort marker), and Kafka keeps one only while
-//     its transaction's records remain, which shale does not track. Abort
-//     markers are kept for good, as are the aborted-transaction index
-//     entries in etcd they close (retention trims those below the log
-//     start only): removing one would need its index entry deleted in the
-//     same etcd transaction, not built;
+//     its transaction's records remain, which shale does not track;
+//   - an abort marker goes the same way (delete.retention.ms after a pass
+//     reached it: that pass removed its transaction's records), with its
+//     aborted-transaction index entry, so the index stays bounded on a
+//     compacted topic as retention bounds it on others. The entry is
+//     deleted first, the marker then rewritten away: a marker without its
+//     entry is ignored by read_committed clients, while an entry without
+//     its marker would make them skip the producer's later batches. A pass
+//     killed in between leaves a marker that the next pass removes;
 //   - producer state (idempotence, epochs) lives in etcd, not in the log,
 //     so no batch header has to be kept for it (FilterRecords keeps every
 //     emptied batch's header anyway).

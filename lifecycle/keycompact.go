@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -186,16 +187,41 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 		if len(run) == 0 {
 			return nil
 		}
+		// Abort markers of the run a pass reached delete.retention.ms ago:
+		// that pass removed their transactions' records, so their index
+		// entries go first (a marker without its entry is ignored by
+		// read_committed clients; an entry without its marker is not),
+		// then the markers with the rewrite.
+		var fold []int64
+		for _, txns := range aborted {
+			for _, a := range txns {
+				at, reached := st.ReachedMs(a.LastOffset)
+				if reached && now-at >= c.DeleteRetentionMs && a.LastOffset >= run[0].BaseOffset && a.LastOffset <= run[len(run)-1].LastOffset {
+					fold = append(fold, a.LastOffset)
+				}
+			}
+		}
+		if len(fold) > 0 {
+			if err := meta.DeleteAbortedTxns(ctx, t.ID, partition, fold); err != nil {
+				return err
+			}
+		}
 		rw := &rewriter{}
 		var removed, tombstones, markers int64
 		rw.fn = func(abs int64, raw []byte) ([]byte, error) {
 			h, _ := segment.ParseBatchHeader(raw)
 			if h.IsControl() {
 				// A commit marker goes delete.retention.ms after a pass
-				// reached it (consumers need no commit marker; abort
-				// markers stay, with the aborted-transaction index).
+				// reached it (consumers need no commit marker), an abort
+				// marker once its index entry is gone (fold).
 				typ, ok := segment.ControlType(raw)
-				if at, reached := st.ReachedMs(abs); !ok || typ != kmsg.ControlRecordKeyTypeCommit || !reached || now-at < c.DeleteRetentionMs {
+				at, reached := st.ReachedMs(abs)
+				switch {
+				case !ok || !reached || now-at < c.DeleteRetentionMs:
+					return raw, nil
+				case typ == kmsg.ControlRecordKeyTypeCommit:
+				case typ == kmsg.ControlRecordKeyTypeAbort && slices.Contains(fold, abs):
+				default:
 					return raw, nil
 				}
 				rw.changed = true

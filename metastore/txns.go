@@ -382,6 +382,27 @@ func (s *Store) PendingTxnOffsets(ctx context.Context, group string) (map[string
 	return out, nil
 }
 
+// DeleteAbortedTxns removes aborted transactions from a partition's index,
+// named by their last offset (the abort marker's), in transactions of at
+// most 100 deletes. Key compaction calls it before it rewrites the markers
+// away, once their records are gone: an index entry without its marker
+// would make read_committed clients skip the producer's later batches,
+// while a marker without its entry is ignored by them.
+func (s *Store) DeleteAbortedTxns(ctx context.Context, id TopicID, partition int32, lastOffsets []int64) error {
+	for len(lastOffsets) > 0 {
+		n := min(len(lastOffsets), 100)
+		ops := make([]clientv3.Op, 0, n)
+		for _, last := range lastOffsets[:n] {
+			ops = append(ops, clientv3.OpDelete(s.keys.aborted(id, partition, last)))
+		}
+		if _, err := s.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			return fmt.Errorf("delete aborted transactions of %s/%d: %w", id, partition, err)
+		}
+		lastOffsets = lastOffsets[n:]
+	}
+	return nil
+}
+
 // AbortedTxns returns the aborted transactions of a partition that end at
 // or after from and begin at or before to, oldest first, at most limit
 // (read_committed Fetch).
