@@ -60,9 +60,10 @@
 //   - A pass runs when the dirty section (from the checkpoint to the end of
 //     the cleanable entries) is at least min.cleanable.dirty.ratio of the
 //     cleanable bytes, or its first record is max.compaction.lag.ms old.
-//     Cleanable: entries committed Settle and min(segment.ms,
-//     max.compaction.lag.ms) ago (the active head stays dirty; a segment
-//     entry counts as past it) whose records are min.compaction.lag.ms old.
+//     Cleanable: entries committed Settle ago and past the active head
+//     (committed min(segment.ms, max.compaction.lag.ms) ago, or followed by
+//     segment.bytes of records; a segment entry counts as past it) whose
+//     records are min.compaction.lag.ms old.
 //   - It maps each key of the dirty section to its latest offset, record by
 //     record, within KeyCompactConfig.MapBytes (64 MiB; len(key) +
 //     KeyMapOverhead bytes per key), stopping where the next new key would
@@ -71,8 +72,9 @@
 //     keeping a record unless a later record of its key was mapped, or it
 //     is a tombstone (null value) that a saved pass reached at least
 //     delete.retention.ms ago (CleanerState.ReachedMs). Records without a
-//     key are kept (Kafka's cleaner drops them; shale never drops what it
-//     cannot place, and refuses them at produce time on compacted topics).
+//     key (written before the topic became compacted: the agents refuse
+//     them on compacted topics) are removed, as Kafka's cleaner removes
+//     them, unless they lie past the point the pass mapped.
 //   - Batches are rewritten by segment.FilterRecords: same offsets (a batch
 //     emptied by compaction stays as its 61-byte header, so every reader's
 //     dense-offset checks hold and Kafka clients skip it, as they skip the

@@ -233,10 +233,13 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 				if abortedBatch {
 					return false // never visible to read_committed consumers
 				}
-				if r.KeyNull {
-					return true
-				}
 				off := abs + int64(r.OffsetDelta)
+				if r.KeyNull {
+					// As Kafka's cleaner: a record without a key (written
+					// before the topic became compacted) goes, unless it
+					// lies past what the pass mapped.
+					return off >= cut
+				}
 				if l, mapped := latest[string(r.Key)]; mapped && off < l {
 					return false
 				}

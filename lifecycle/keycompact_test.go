@@ -445,6 +445,34 @@ func TestCompactKeysLags(t *testing.T) {
 	}
 }
 
+// TestCompactKeysDropsKeyless proves that, as Kafka's cleaner, a pass
+// removes records without a key (written before the topic became
+// compacted: the agents refuse them on a compacted topic) with the
+// superseded ones.
+func TestCompactKeysDropsKeyless(t *testing.T) {
+	cli, store, meta, ctx := dirEnv(t)
+	e := newEngine(t, cli, store)
+	tp, err := meta.CreateTopic(ctx, "keyless", 1, map[string]string{"cleanup.policy": "compact", "segment.ms": "1", "min.cleanable.dirty.ratio": "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	for _, o := range []segmenttest.BatchOptions{
+		{Keys: [][]byte{nil, []byte("a"), nil}, Values: [][]byte{[]byte("x"), []byte("1"), []byte("y")}, Timestamp: now},
+		{Keys: [][]byte{[]byte("a")}, Values: [][]byte{[]byte("2")}, Timestamp: now},
+	} {
+		if _, err := produceOne(t, e, tp.ID, 0, segmenttest.Batch(o)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := lifecycle.KeyCompactConfig{CompactConfig: compactCfg(t)}
+	cfg.Now = func() time.Time { return time.Now().Add(time.Second) }
+	ks, err := lifecycle.CompactKeysPartition(ctx, store, meta, cfg, tp, 0, metastore.CleanerState{}, nil)
+	if err != nil || ks.RecordsRemoved != 3 {
+		t.Fatalf("pass: %+v, %v; want x, y (no key) and a=1 removed", ks, err)
+	}
+}
+
 // mergeBeforePut runs merge compaction (once) just before the first
 // segment a key-compaction pass uploads, so that the pass's swap finds its
 // run rewritten.
