@@ -98,14 +98,7 @@ func startNetnsAgent(t *testing.T) int {
 	cmd := exec.Command("unshare", "-n", "sh", "-c", `ip link set lo up && exec "$0" "$@"`, bin,
 		"agent", "--dev", "--listen", "127.0.0.1:9092", "--advertised-host", "localhost",
 		"--listener", "sasl=SASL_PLAINTEXT://127.0.0.1:9093", "--super-users", "User:ANONYMOUS,User:adminplain",
-		"--admin-listen", "127.0.0.1:0", "--log-level", "warn",
-		// TestReaderReadCompactedMessage waits 120 s for key compaction
-		// (segment.bytes 200): the job runs every 2 s here, on objects 10 s
-		// old, instead of the minute each that production wants. Not
-		// sooner: a pass in the middle of its writes compacts their first
-		// part, and what follows stays below min.cleanable.dirty.ratio (0.5)
-		// for good, as on Kafka (seen 1 in 2 runs with 1 s and 1 s).
-		"--lifecycle-interval", "2s", "--compaction-settle", "10s")
+		"--admin-listen", "127.0.0.1:0", "--log-level", "warn")
 	logs := startAgent(t, cmd, "agent")
 	ns := "--net=/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
 	deadline := time.Now().Add(30 * time.Second)
