@@ -15,7 +15,9 @@ package agent
 // -1 closes it after its acknowledgements, releasing the member's other
 // records of its partitions. IsRenewAck (v2) only applies acknowledgements
 // (type 4, RENEW, extends locks) and needs every fetch limit zero
-// (INVALID_REQUEST). Long poll: with nothing acquired the answer waits up
+// (INVALID_REQUEST). share.isolation.level=read_committed stops at the
+// last stable offset and never delivers aborted records (share_groups.go,
+// Isolation). Long poll: with nothing acquired the answer waits up
 // to MaxWaitMillis for new records (the engine's WaitForData), for
 // records this agent released, or for lock expiry (checked every
 // shareWaitTick). A group that is not a share group is GROUP_ID_NOT_FOUND;
@@ -206,6 +208,7 @@ func (s *Server) handleShareFetch(ctx context.Context, rc *reqCtx, req *kmsg.Sha
 		k := start % n
 		targets = append(targets[k:], targets[:k]...)
 	}
+	committed := s.groupConfig(ctx, group, "share.isolation.level") == "read_committed"
 	wait := time.Duration(max(req.MaxWaitMillis, 0)) * time.Millisecond
 	deadline := time.Now().Add(wait)
 	out := make([]kmsg.ShareFetchResponseTopicPartition, len(targets))
@@ -228,7 +231,7 @@ func (s *Server) handleShareFetch(ctx context.Context, rc *reqCtx, req *kmsg.Sha
 					}
 				}
 			}
-			got, failed := s.shareAcquireAll(rctx, targets, out, member, lim, maxRecords, maxBytes)
+			got, failed := s.shareAcquireAll(rctx, targets, out, member, lim, committed, maxRecords, maxBytes)
 			for i := range targets {
 				targets[i].acks = nil // applied once
 			}
@@ -287,8 +290,13 @@ func (s *Server) shareTargets(ctx context.Context, rc *reqCtx, group string, par
 
 // shareAcquireAll applies each target's acknowledgements and acquires
 // records into out, up to maxRecords in all. It returns the records
-// acquired and whether a partition failed.
-func (s *Server) shareAcquireAll(ctx context.Context, targets []shareTarget, out []kmsg.ShareFetchResponseTopicPartition, member string, lim share.Limits, maxRecords, maxBytes int) (int, bool) {
+// acquired and whether a partition failed. With committed
+// (share.isolation.level=read_committed) it acquires nothing at or past
+// the last stable offset, and archives the records of aborted
+// transactions instead of delivering them (KIP-932); control batches are
+// delivered in the acquired ranges, as Kafka does, and clients
+// acknowledge them as gaps.
+func (s *Server) shareAcquireAll(ctx context.Context, targets []shareTarget, out []kmsg.ShareFetchResponseTopicPartition, member string, lim share.Limits, committed bool, maxRecords, maxBytes int) (int, bool) {
 	got, failed := 0, false
 	for i := range targets {
 		t := &targets[i]
@@ -304,9 +312,12 @@ func (s *Server) shareAcquireAll(ctx context.Context, targets []shareTarget, out
 		err := s.shareReg().update(ctx, t.key, s.shareInit(ctx, t.key.group, t.key.id, t.key.p), func(st *share.Partition) (bool, error) {
 			records, ranges, ackErr = nil, nil, nil
 			now := time.Now().UnixMilli()
-			logStart, _, hwm, err := s.eng.CachedStableOffsets(ctx, t.key.id, t.key.p)
+			logStart, lso, hwm, err := s.eng.CachedStableOffsets(ctx, t.key.id, t.key.p)
 			if err != nil {
 				return false, err
+			}
+			if committed {
+				hwm = lso
 			}
 			changed := st.TruncateTo(logStart)
 			changed = st.Expire(now, lim) || changed
@@ -320,7 +331,7 @@ func (s *Server) shareAcquireAll(ctx context.Context, targets []shareTarget, out
 			if left <= 0 || maxBytes <= 0 || !ok {
 				return changed, nil
 			}
-			res, err := s.eng.Fetch(ctx, t.key.id, t.key.p, from, min(sharePartitionMaxBytes, maxBytes))
+			res, err := s.eng.FetchIsolated(ctx, t.key.id, t.key.p, from, min(sharePartitionMaxBytes, maxBytes), committed)
 			if err != nil {
 				if errors.Is(err, kerr.OffsetOutOfRange) {
 					return changed, nil // retention moved the log start: next time
@@ -334,6 +345,12 @@ func (s *Server) shareAcquireAll(ctx context.Context, targets []shareTarget, out
 			ranges = st.Acquire(member, now, lim, left, min(hwm, last+1))
 			if len(ranges) == 0 {
 				return changed, nil
+			}
+			for _, a := range abortedRanges(res.Records, res.Aborted) {
+				ranges = st.Skip(member, ranges, a[0], a[1])
+			}
+			if len(ranges) == 0 {
+				return true, nil
 			}
 			records = res.Records
 			return true, nil
@@ -372,6 +389,31 @@ func (s *Server) shareAcquireAll(ctx context.Context, targets []shareTarget, out
 		s.cfg.Metrics.ShareAcquired(acquired, redelivered)
 	}
 	return got, failed
+}
+
+// abortedRanges returns the offset ranges of the data batches in b that
+// belong to the aborted transactions of aborted: a transactional batch of
+// producer P is aborted when an aborted transaction of P spans its base
+// offset (from its first offset to its abort marker).
+func abortedRanges(b []byte, aborted []metastore.AbortedTxn) [][2]int64 {
+	if len(aborted) == 0 {
+		return nil
+	}
+	batches, _ := segment.SplitBatches(b, false)
+	var out [][2]int64
+	for _, bt := range batches {
+		h := bt.Header
+		if !h.IsTransactional() || h.IsControl() {
+			continue
+		}
+		for _, a := range aborted {
+			if a.ProducerID == h.ProducerID && a.FirstOffset <= h.BaseOffset && h.BaseOffset <= a.LastOffset {
+				out = append(out, [2]int64{h.BaseOffset, h.LastOffset()})
+				break
+			}
+		}
+	}
+	return out
 }
 
 // lastOffsetIn returns the last offset of the whole batches in b (-1 when

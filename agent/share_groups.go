@@ -56,6 +56,15 @@ package agent
 // the member's records of the session's partitions. An unknown session is
 // SHARE_SESSION_NOT_FOUND; clients then open a new one.
 //
+// # Isolation
+//
+// share.isolation.level=read_committed (a group config) acquires nothing
+// at or past the partition's last stable offset and archives the records
+// of aborted transactions as it acquires them, so they are never
+// delivered (KIP-932); control batches are in the acquired ranges and
+// clients acknowledge them as gaps, as with Kafka. read_uncommitted (the
+// default) acquires up to the high watermark.
+//
 // # Differences from Kafka
 //
 //   - ShareFetch and ShareAcknowledge are served by any agent, never
@@ -69,8 +78,6 @@ package agent
 //     as Kafka's timer would have released it.
 //   - A closed connection does not release its session's records; they
 //     return when the lock expires or the member leaves.
-//   - read_committed (share.isolation.level) is not applied yet: share
-//     consumers read up to the high watermark.
 
 import (
 	"context"

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -138,15 +139,23 @@ func wantCode(t *testing.T, what string, got int16, want *kerr.Error) {
 }
 
 func (e *shareEnv) setEarliest(t *testing.T, group string) {
+	e.setConfigs(t, group, "share.auto.offset.reset", "earliest")
+}
+
+// setConfigs sets group configs, given as name, value pairs.
+func (e *shareEnv) setConfigs(t *testing.T, group string, kv ...string) {
+	t.Helper()
 	r := kmsg.NewPtrIncrementalAlterConfigsRequest()
 	res := kmsg.NewIncrementalAlterConfigsRequestResource()
 	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
-	c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
-	c.Name, c.Value = "share.auto.offset.reset", kmsg.StringPtr("earliest")
-	res.Configs = append(res.Configs, c)
+	for i := 0; i+1 < len(kv); i += 2 {
+		c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+		c.Name, c.Value = kv[i], kmsg.StringPtr(kv[i+1])
+		res.Configs = append(res.Configs, c)
+	}
 	r.Resources = append(r.Resources, res)
 	resp := e.req(t, 0, r).(*kmsg.IncrementalAlterConfigsResponse)
-	wantCode(t, "set share.auto.offset.reset", resp.Resources[0].ErrorCode, nil)
+	wantCode(t, "set group configs", resp.Resources[0].ErrorCode, nil)
 }
 
 // TestShareGroupProtocol proves the share group APIs answer Kafka's error
@@ -335,6 +344,114 @@ func TestShareResetByDuration(t *testing.T) {
 			t.Errorf("%s acquired %v, want nothing (no record that recent)", c.reset, got)
 		case c.first >= 0 && (len(got) == 0 || got[0][0] != c.first || got[len(got)-1][1] != 9):
 			t.Errorf("%s acquired %v, want %d to 9", c.reset, got, c.first)
+		}
+	}
+}
+
+// TestShareReadCommitted proves share.isolation.level=read_committed: a
+// franz-go share consumer (through the other agent than the transactional
+// producer's) receives the committed transactions' records only, none of
+// an aborted one's and none of an open one's until it commits, while a
+// read_uncommitted group of the same topic receives the aborted records
+// too; both groups end with no lag (control records and aborted records
+// are done, never in flight).
+func TestShareReadCommitted(t *testing.T) {
+	e := newShareEnv(t, 2, 0)
+	ctx := testCtx(t, 60*time.Second)
+	e.setConfigs(t, "rc", "share.auto.offset.reset", "earliest", "share.isolation.level", "read_committed")
+	e.setConfigs(t, "ru", "share.auto.offset.reset", "earliest")
+	txp := e.c.Client(t, kgo.SeedBrokers(e.c.Agents[0].Addr), kgo.DefaultProduceTopic(e.topic), kgo.TransactionalID("share-txn"))
+	txn := func(commit bool, values ...string) {
+		t.Helper()
+		if err := txp.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range values {
+			if err := txp.ProduceSync(ctx, kgo.StringRecord(v)).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if commit {
+			return
+		}
+		if err := txp.EndTransaction(ctx, kgo.TryAbort); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := func() {
+		t.Helper()
+		if err := txp.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn(true, "c1", "c2")
+	end()
+	txn(false, "a1", "a2", "a3")
+	txn(true, "c3")
+	end()
+	txn(true, "open1") // left open for now
+
+	consumer := func(group string) *kgo.Client {
+		return e.c.Client(t, kgo.SeedBrokers(e.c.Agents[1].Addr), kgo.ConsumeTopics(e.topic), kgo.ShareGroup(group),
+			kgo.FetchMaxWait(200*time.Millisecond))
+	}
+	// poll accepts what it receives until want values arrived (or, with
+	// want 0, for about a second) and returns them in order.
+	poll := func(cl *kgo.Client, want int) []string {
+		t.Helper()
+		var got []string
+		deadline := time.Now().Add(time.Second)
+		if want > 0 {
+			deadline = time.Now().Add(30 * time.Second)
+		}
+		for time.Now().Before(deadline) && (want == 0 || len(got) < want) {
+			pctx, cancel := context.WithDeadline(ctx, deadline)
+			fs := cl.PollFetches(pctx)
+			cancel()
+			for _, r := range fs.Records() {
+				got = append(got, string(r.Value))
+				r.Ack(kgo.AckAccept)
+			}
+			if err := cl.FlushAcks(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return got
+	}
+	rc := consumer("rc")
+	if got := poll(rc, 3); !slices.Equal(got, []string{"c1", "c2", "c3"}) {
+		t.Fatalf("read_committed received %v, want [c1 c2 c3]", got)
+	}
+	if got := poll(rc, 0); len(got) != 0 {
+		t.Fatalf("read_committed received %v from an open transaction and after", got)
+	}
+	ru := consumer("ru")
+	if got := poll(ru, 7); !slices.Equal(got, []string{"c1", "c2", "a1", "a2", "a3", "c3", "open1"}) {
+		t.Fatalf("read_uncommitted received %v, want every data record", got)
+	}
+	end()
+	if got := poll(rc, 1); !slices.Equal(got, []string{"open1"}) {
+		t.Fatalf("read_committed received %v after the commit, want [open1]", got)
+	}
+	if got := poll(rc, 0); len(got) != 0 {
+		t.Fatalf("read_committed received %v more", got)
+	}
+	adm := e.c.Admin(t)
+	for _, g := range []string{"rc", "ru"} {
+		var lag int64 = -1
+		for range 50 { // the last acknowledgements and the commit marker settle
+			offs, err := adm.DescribeShareGroupOffsets(ctx, g)
+			if err != nil || offs.Error() != nil {
+				t.Fatalf("describe %s offsets: %v %v", g, err, offs.Error())
+			}
+			o, _ := offs[g].Offsets.Lookup(e.topic, 0)
+			if lag = o.Lag; lag == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if lag != 0 {
+			t.Fatalf("group %s lag %d, want 0", g, lag)
 		}
 	}
 }

@@ -13,7 +13,7 @@
 // on have never been acquired: available, delivery count 0.
 //
 //	Available --acquire--> Acquired --ACCEPT--> Acknowledged
-//	    ^                    |  |  \--REJECT/GAP--> Archived
+//	    ^                    |  |  \--REJECT/GAP/Skip--> Archived
 //	    +--RELEASE, lock expiry, member left--+  (or Archived once the
 //	                                              delivery count reached
 //	                                              the limit)

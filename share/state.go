@@ -381,3 +381,30 @@ func (p *Partition) Count() Counts {
 	}
 	return c
 }
+
+// Skip archives the records of ranges (just acquired by member) that lie
+// in [first, last] — records a read_committed share group must never
+// deliver (an aborted transaction's) — and returns ranges without them.
+func (p *Partition) Skip(member string, ranges []Range, first, last int64) []Range {
+	var out []Range
+	for _, rg := range ranges {
+		if rg.Last < first || rg.First > last {
+			out = append(out, rg)
+			continue
+		}
+		for o := max(rg.First, first, p.Start); o <= min(rg.Last, last) && o < p.End(); o++ {
+			if r := &p.Records[o-p.Start]; r.State == Acquired && r.Member == member {
+				r.State, r.Member, r.Deadline = Archived, "", 0
+				p.ArchivedTotal++
+			}
+		}
+		if rg.First < first {
+			out = append(out, Range{First: rg.First, Last: first - 1, Count: rg.Count})
+		}
+		if rg.Last > last {
+			out = append(out, Range{First: last + 1, Last: rg.Last, Count: rg.Count})
+		}
+	}
+	p.advance()
+	return out
+}

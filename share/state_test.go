@@ -215,3 +215,32 @@ func TestCountAcks(t *testing.T) {
 		t.Fatal("AckType names")
 	}
 }
+
+// TestSkipArchivesAbortedRecords proves Skip archives only the acquired
+// records of the skipped range (an aborted transaction's, for
+// read_committed), splits the acquired ranges around it, and moves the
+// start offset past a skipped prefix.
+func TestSkipArchivesAbortedRecords(t *testing.T) {
+	p := New(0)
+	got := p.Acquire("a", 0, lim, 10, 10)
+	got = p.Skip("a", got, 3, 5)
+	if want := []Range{{0, 2, 1}, {6, 9, 1}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("skip in the middle: %v, want %v", got, want)
+	}
+	if c := p.Count(); c.Archived != 3 || c.Acquired != 7 || p.ArchivedTotal != 3 {
+		t.Fatalf("counts %+v, archived total %d; want 3 archived, 7 acquired", c, p.ArchivedTotal)
+	}
+	if err := p.Acknowledge("a", 1, lim, []AckBatch{ack(3, 3, AckAccept)}, false); !errors.Is(err, ErrInvalidRecordState) {
+		t.Fatalf("accepting a skipped record: %v, want ErrInvalidRecordState", err)
+	}
+	if err := p.Acknowledge("a", 1, lim, []AckBatch{ack(0, 2, AckAccept)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if p.Start != 6 {
+		t.Fatalf("start %d after accepting what precedes the skipped records, want 6", p.Start)
+	}
+	q := New(0)
+	if got := q.Skip("b", q.Acquire("b", 0, lim, 4, 4), 0, 3); len(got) != 0 || q.Start != 4 {
+		t.Fatalf("skip all: ranges %v start %d, want none and 4", got, q.Start)
+	}
+}
