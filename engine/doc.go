@@ -99,9 +99,15 @@
 // concurrently (etcd batches them into one raft round); a transaction whose
 // outcome is unknown is checked against the index before it is retried. So
 // object N+1 never waits for N's etcd reply, and N+1 waits for N's upload
-// only because its records may follow N's in a partition. A PUT that hangs
-// holds every later commit back (bounded by Config.UploadTimeout; its
-// later objects keep uploading meanwhile); a PUT that fails for good fails
+// only because its records may follow N's in a partition. A PUT still
+// running after Config.UploadHedgeAfter (1 s, plus the object's transfer
+// time at 32 MiB/s) is raced by a second PUT of the same key and bytes;
+// the first to succeed wins and the other is cancelled, so one hung
+// connection costs a second, not the attempt's timeout (5 s and up), and a
+// healthy store sees almost no extra PUTs (upload_hedges_total counts
+// them). A PUT that hangs in every attempt holds every later commit back
+// (bounded by Config.UploadTimeout; its later objects keep uploading
+// meanwhile); a PUT that fails for good fails
 // its own producers with KAFKA_STORAGE_ERROR and the later objects then
 // commit after the earlier ones, so its records are never visible at all
 // (an idempotent producer's later batches then fail sequencing with

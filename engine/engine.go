@@ -49,6 +49,10 @@ type Config struct {
 	// UploadTimeout bounds how long one object may take to upload and commit
 	// (retries included) before its producers get an error.
 	UploadTimeout time.Duration
+	// UploadHedgeAfter is how long a PUT may run before a second PUT of
+	// the same object races it (plus the object's transfer time at
+	// 32 MiB/s); negative disables hedging.
+	UploadHedgeAfter time.Duration
 	// Now returns wall-clock time (tests may override).
 	Now func() time.Time
 
@@ -71,6 +75,7 @@ const (
 	DefaultUploadConcurrency = 4
 	DefaultObjectPrefix      = "wal/"
 	DefaultUploadTimeout     = 30 * time.Second
+	DefaultUploadHedgeAfter  = time.Second
 )
 
 func (c *Config) setDefaults() error {
@@ -102,6 +107,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.UploadTimeout <= 0 {
 		c.UploadTimeout = DefaultUploadTimeout
+	}
+	if c.UploadHedgeAfter == 0 {
+		c.UploadHedgeAfter = DefaultUploadHedgeAfter
 	}
 	if c.Name == "" {
 		var b [4]byte
@@ -269,6 +277,7 @@ type Stats struct {
 	ObjectsSpooled   int64 // built in the spool, not in memory (memory budget spent)
 	BytesUploaded    int64
 	UploadRetries    int64
+	UploadHedges     int64
 	CommitTxns       int64
 	CommitPasses     int64 // commit passes; each commits one or more uploaded objects
 	CommittedObjects int64 // objects committed (CommittedObjects/CommitPasses: objects per pass)
@@ -311,6 +320,7 @@ func (e *Engine) registerMetrics(m *metrics.Metrics) {
 	m.CounterFunc("objects_spooled_total", "Sealed objects built in the spool directory instead of memory because the memory budget (half of --max-pending-bytes) was spent.", stat(func(s Stats) int64 { return s.ObjectsSpooled }))
 	m.CounterFunc("upload_bytes_total", "Object bytes uploaded to the bucket.", stat(func(s Stats) int64 { return s.BytesUploaded }))
 	m.CounterFunc("upload_retries_total", "Upload attempts that failed and were retried.", stat(func(s Stats) int64 { return s.UploadRetries }))
+	m.CounterFunc("upload_hedges_total", "PUTs raced by a second PUT of the same object because the first ran past the hedge delay.", stat(func(s Stats) int64 { return s.UploadHedges }))
 	m.CounterFunc("commit_passes_total", "Commit passes; one pass commits the next uploaded object with those after it already uploaded.", stat(func(s Stats) int64 { return s.CommitPasses }))
 	m.CounterFunc("committed_objects_total", "Objects committed (divided by commit_passes_total: objects per pass).", stat(func(s Stats) int64 { return s.CommittedObjects }))
 	m.CounterFunc("etcd_commit_txns_total", "Index commit transactions sent to etcd.", stat(func(s Stats) int64 { return s.CommitTxns }))

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -160,6 +161,69 @@ func TestPipelineFailedPutNeverVisible(t *testing.T) {
 	for i, seq := range []int{0, 2, 3} {
 		if !sameExceptBase(got[i], segmenttest.Batch(segmenttest.BatchOptions{Records: 2, Value: value(0, seq)})) {
 			t.Fatalf("batch %d is not produce %d", i, seq)
+		}
+	}
+}
+
+// hangFirstPut is a store whose first PUT of each key hangs until its
+// context ends (a connection the store stopped answering); later PUTs of
+// the key go through.
+type hangFirstPut struct {
+	s3tier.Store
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (h *hangFirstPut) Put(ctx context.Context, key string, body io.ReadSeeker, size int64) error {
+	h.mu.Lock()
+	first := !h.seen[key]
+	h.seen[key] = true
+	h.mu.Unlock()
+	if first {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return h.Store.Put(ctx, key, body, size)
+}
+
+// TestUploadHedgesHungPut proves that a PUT the store stops answering does
+// not hold the ack for the attempt's timeout (5 s): a second PUT of the
+// same object races it after the hedge delay, the ack comes from that one,
+// no attempt fails, and the records read back.
+func TestUploadHedgesHungPut(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	st := &hangFirstPut{Store: dirStore(t), seen: map[string]bool{}}
+	e := testEngine(t, cli, st, func(c *Config) { c.UploadHedgeAfter = 50 * time.Millisecond })
+	tp := createTopic(t, cli, "hedge", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), minAttemptTimeout-time.Second)
+	defer cancel()
+	for i := 0; i < 3; i++ {
+		if _, err := e.Produce(ctx, tp.ID, 0, segmenttest.Batch(segmenttest.BatchOptions{Records: 2, Value: value(0, i)})).Wait(ctx); err != nil {
+			t.Fatalf("produce %d with its first PUT hung: %v (want the hedged PUT's ack before the attempt timeout)", i, err)
+		}
+	}
+	s := e.Snapshot()
+	if s.UploadHedges < 3 || s.UploadRetries != 0 {
+		t.Fatalf("%d hedged PUTs and %d retried attempts, want >= 3 and 0", s.UploadHedges, s.UploadRetries)
+	}
+	if got := readAll(t, e, tp.ID, 0); len(got) != 3 {
+		t.Fatalf("read %d batches back, want 3", len(got))
+	}
+}
+
+func TestHedgeDelay(t *testing.T) {
+	for _, c := range []struct {
+		after time.Duration
+		size  int64
+		want  time.Duration
+	}{
+		{time.Second, 0, time.Second},
+		{time.Second, 4 << 20, time.Second + 125*time.Millisecond},
+		{time.Second, 64 << 20, 3 * time.Second},
+		{-1, 4 << 20, 0},
+	} {
+		if got := hedgeDelay(c.after, c.size); got != c.want {
+			t.Errorf("hedgeDelay(%v, %d) = %v, want %v", c.after, c.size, got, c.want)
 		}
 	}
 }

@@ -434,7 +434,7 @@ func (e *Engine) upload(so *sealedObject) error {
 		// A store that stops answering (a hung connection) must not hold
 		// the whole object's budget: each attempt gets its own bound.
 		actx, acancel := context.WithTimeout(ctx, attemptTimeout(so.size))
-		err := e.putFile(actx, so)
+		err := e.putHedged(actx, so)
 		acancel()
 		if err != nil && ctx.Err() == nil {
 			e.count(func(s *Stats) { s.UploadRetries++ })
@@ -457,6 +457,63 @@ func attemptTimeout(size int64) time.Duration {
 }
 
 const minAttemptTimeout = 5 * time.Second
+
+// putHedged is one upload attempt: a PUT of the object, raced by a second
+// PUT of the same key and bytes when the first has not finished after
+// hedgeDelay (a store's slow tail: a hung connection, an overloaded
+// node). The first success wins and the other is cancelled; the attempt
+// fails only when every PUT it started failed. Both write the same bytes
+// under the same key, so whichever lands last leaves the object intact.
+// Every PUT started here has returned when putHedged returns.
+func (e *Engine) putHedged(ctx context.Context, so *sealedObject) error {
+	delay := hedgeDelay(e.cfg.UploadHedgeAfter, so.size)
+	if delay <= 0 {
+		return e.putFile(ctx, so)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	results := make(chan error, 2)
+	put := func() { results <- e.putFile(ctx, so) }
+	go put()
+	running, hedged := 1, false
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	var first error
+	for {
+		select {
+		case err := <-results:
+			running--
+			if err == nil || running == 0 {
+				if err != nil && first != nil {
+					err = first
+				}
+				cancel()
+				for ; running > 0; running-- {
+					<-results
+				}
+				return err
+			}
+			first = err
+		case <-timer.C:
+			if !hedged {
+				hedged = true
+				running++
+				e.count(func(s *Stats) { s.UploadHedges++ })
+				go put()
+			}
+		}
+	}
+}
+
+// hedgeDelay is how long a PUT of size bytes may run before a second one
+// races it: after (a second by default) plus the time the object takes at
+// 32 MiB/s, so a large object's normal transfer is never doubled. A
+// negative after disables hedging.
+func hedgeDelay(after time.Duration, size int64) time.Duration {
+	if after < 0 {
+		return 0
+	}
+	return after + time.Duration(size)*time.Second/(32<<20)
+}
 
 func (e *Engine) putFile(ctx context.Context, so *sealedObject) error {
 	if so.data != nil {

@@ -21,7 +21,8 @@ import (
 // and trickles bodies. Producers (idempotent and not) and a consumer reading
 // through the other agent run meanwhile; every record the consumer sees is
 // intact. Then requests hang far longer than an upload attempt may take:
-// the agent abandons such attempts and retries, so production goes on.
+// the agent races a hung PUT with a second one after the hedge delay and
+// abandons attempts past their timeout, so production goes on.
 // When the faults stop, production succeeds again, and the auditor finds
 // every acknowledged record in place, no gap, no idempotent duplicate, the
 // same bytes through both agents.
@@ -83,7 +84,7 @@ func TestS3Faults(t *testing.T) {
 	time.Sleep(faultyFor)
 	hangStart := a.Acked()
 	// Then requests that hang far longer than an upload attempt may take:
-	// the agent gives up on the attempt and retries rather than stall.
+	// the agent hedges and retries rather than stall.
 	proxy.SetRates(faultproxy.Rates{P: map[faultproxy.Kind]float64{faultproxy.Hang: 0.2}, HangFor: 25 * time.Second})
 	time.Sleep(hangFor)
 	proxy.SetRates(faultproxy.Rates{})
