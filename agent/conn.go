@@ -41,6 +41,10 @@ type conn struct {
 
 	lst  *boundListener // the listener that accepted the connection
 	auth connAuth       // SASL state and principal (sasl.go)
+
+	// shareSessions: a share session was opened on the connection; its
+	// close then ends the sessions it last used (share_partitions.go).
+	shareSessions atomic.Bool
 }
 
 // inflight is one request's answer on its way to the write loop.
@@ -114,6 +118,10 @@ func (c *conn) serve() {
 		c.log.Info("closing connection", "err", err)
 	}
 	<-done
+	if c.shareSessions.Load() {
+		c.close()
+		c.s.shareReg().connClosed(c)
+	}
 }
 
 // readLoop reads and handles requests until the connection fails, a handler

@@ -97,6 +97,14 @@ type reply struct {
 
 func now(resp kmsg.Response) (reply, error) { return reply{resp: resp}, nil }
 
+// connOf is the request's connection (nil for requests not read from one).
+func (rc *reqCtx) connOf() *conn {
+	if rc == nil {
+		return nil
+	}
+	return rc.conn
+}
+
 // decode parses a request frame. It returns either the request to dispatch,
 // or an answer to send without dispatching (ApiVersions at a version we do
 // not serve), or an error meaning "close the connection" (a header or body

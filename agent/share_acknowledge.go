@@ -90,6 +90,7 @@ func (s *Server) handleShareAcknowledge(ctx context.Context, rc *reqCtx, req *km
 		if sess.epoch < 1 {
 			sess.epoch = 1
 		}
+		sess.conn = rc.connOf()
 	}
 	r.mu.Unlock()
 	renew := req.Version >= 2 && req.IsRenewAck

@@ -13,7 +13,8 @@ package agent
 // (INVALID_SHARE_SESSION_EPOCH; SHARE_SESSION_NOT_FOUND when there is
 // none) and adds the request's partitions and drops ForgottenTopicsData,
 // -1 closes it after its acknowledgements, releasing the member's other
-// records of its partitions. IsRenewAck (v2) only applies acknowledgements
+// records of its partitions; so does the close of the connection that
+// last used it (Kafka's share session cache does the same on disconnect). IsRenewAck (v2) only applies acknowledgements
 // (type 4, RENEW, extends locks) and needs every fetch limit zero
 // (INVALID_REQUEST). share.isolation.level=read_committed stops at the
 // last stable offset and never delivers aborted records (share_groups.go,
@@ -136,6 +137,9 @@ func (s *Server) handleShareFetch(ctx context.Context, rc *reqCtx, req *kmsg.Sha
 		}
 		sess = &shareSession{fresh: map[shareSessPart]bool{}}
 		r.sessions[sk] = sess
+		if c := rc.connOf(); c != nil {
+			c.shareSessions.Store(true)
+		}
 	case sess == nil:
 		r.mu.Unlock()
 		return fail(kerr.ShareSessionNotFound.Code, "")
@@ -168,6 +172,7 @@ func (s *Server) handleShareFetch(ctx context.Context, rc *reqCtx, req *kmsg.Sha
 	if sess.epoch < 1 {
 		sess.epoch = 1
 	}
+	sess.conn = rc.connOf()
 	parts := append([]shareSessPart(nil), sess.parts...)
 	fresh := sess.fresh
 	sess.fresh = map[shareSessPart]bool{}

@@ -53,7 +53,12 @@ package agent
 // opens one (acknowledgements then are INVALID_REQUEST), each ShareFetch
 // or ShareAcknowledge must carry the session's epoch
 // (INVALID_SHARE_SESSION_EPOCH) and advances it, -1 closes it and releases
-// the member's records of the session's partitions. An unknown session is
+// the member's records of the session's partitions. The close of the
+// connection that last used a session does the same (Kafka ends a share
+// session on disconnect): a consumer that dies with records acquired has
+// them redelivered at once, not when their locks expire; only a member
+// that vanishes with its connection still open (a network partition, a
+// hung process) holds them until then. An unknown session is
 // SHARE_SESSION_NOT_FOUND; clients then open a new one.
 //
 // # Isolation
@@ -76,8 +81,6 @@ package agent
 //   - An acknowledgement arriving after its lock expired is refused
 //     (INVALID_RECORD_STATE) even if nobody acquired the record meanwhile,
 //     as Kafka's timer would have released it.
-//   - A closed connection does not release its session's records; they
-//     return when the lock expires or the member leaves.
 
 import (
 	"context"

@@ -217,6 +217,9 @@ type shareSession struct {
 	epoch int32
 	parts []shareSessPart
 	fresh map[shareSessPart]bool // added since the last answer: answered even when empty
+	// conn is the connection that last used the session: its close ends
+	// the session and releases the member's records of its partitions.
+	conn *conn
 }
 
 // maxShareSessions bounds the share sessions of one agent (Kafka's
@@ -239,5 +242,31 @@ func (r *shareRegistry) forgetTopic(group string, id metastore.TopicID) {
 		if k.group == group && (k.id == id || id.IsZero()) {
 			delete(r.parts, k)
 		}
+	}
+}
+
+// connClosed ends the share sessions c was the last to use and releases
+// their members' records of the sessions' partitions, as a ShareFetch with
+// epoch -1 would: a consumer that vanished with records acquired has them
+// redelivered now rather than when their locks expire. It runs after c's
+// last answer was settled, so no acquisition of c's is still on its way.
+func (r *shareRegistry) connClosed(c *conn) {
+	type closed struct {
+		key   shareSessKey
+		parts []shareSessPart
+	}
+	var ended []closed
+	r.mu.Lock()
+	for k, sess := range r.sessions {
+		if sess.conn == c {
+			delete(r.sessions, k)
+			ended = append(ended, closed{k, sess.parts})
+		}
+	}
+	r.mu.Unlock()
+	for _, e := range ended {
+		ctx, cancel := context.WithTimeout(r.s.ctx, requestTimeout)
+		r.s.releaseSession(ctx, e.key.group, e.key.member, e.parts, r.s.shareLimits(ctx, e.key.group))
+		cancel()
 	}
 }

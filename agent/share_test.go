@@ -455,3 +455,57 @@ func TestShareReadCommitted(t *testing.T) {
 		}
 	}
 }
+
+// TestShareConnCloseReleases proves that the records a share consumer
+// acquired come back as soon as its connection closes without a word (no
+// acknowledgement, no session close, no leave), not when their lock (60 s
+// here) expires: another member, through the other agent, acquires them
+// again within 10 s, with delivery count 2. A session closed this way is
+// gone (SHARE_SESSION_NOT_FOUND on a new connection).
+func TestShareConnCloseReleases(t *testing.T) {
+	e := newShareEnv(t, 2, 20)
+	const g = "sg-close"
+	e.setConfigs(t, g, "share.auto.offset.reset", "earliest", "share.record.lock.duration.ms", "60000")
+	wantCode(t, "join a", e.heartbeat(t, g, "a", 0).ErrorCode, nil)
+	wantCode(t, "join b", e.heartbeat(t, g, "b", 0).ErrorCode, nil)
+
+	ghost, err := kgo.NewClient(kgo.SeedBrokers(e.c.Agents[0].Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := kmsg.NewPtrShareFetchRequest()
+	r.GroupID, r.MemberID = kmsg.StringPtr(g), kmsg.StringPtr("a")
+	r.MaxRecords, r.BatchSize, r.MaxBytes, r.MaxWaitMillis = 10, 10, 1<<20, 10
+	tp := kmsg.NewShareFetchRequestTopic()
+	tp.TopicID = e.topicID
+	p := kmsg.NewShareFetchRequestTopicPartition()
+	p.PartitionMaxBytes = 1 << 20
+	tp.Partitions = append(tp.Partitions, p)
+	r.Topics = append(r.Topics, tp)
+	resp, err := r.RequestWith(testCtx(t, 30*time.Second), ghost.SeedBrokers()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := acquired(resp); len(got) != 1 || got[0] != [3]int64{0, 9, 1} {
+		t.Fatalf("a acquired %v, want [0 9 1]", got)
+	}
+	if got := acquired(e.fetch(t, 1, g, "b", 0, 100)); len(got) != 1 || got[0] != [3]int64{10, 19, 1} {
+		t.Fatalf("b acquired %v, want [10 19 1] (a holds 0-9)", got)
+	}
+	ghost.Close()
+
+	var got [][3]int64
+	epoch := int32(1)
+	for deadline := time.Now().Add(10 * time.Second); len(got) == 0 && time.Now().Before(deadline); epoch++ {
+		resp := e.fetch(t, 1, g, "b", epoch, 100)
+		wantCode(t, "b fetch", resp.ErrorCode, nil)
+		got = acquired(resp)
+		if len(got) == 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if len(got) != 1 || got[0] != [3]int64{0, 9, 2} {
+		t.Fatalf("after a's connection closed b acquired %v, want [0 9 2] within 10 s", got)
+	}
+	wantCode(t, "a's session after its connection closed", e.fetch(t, 0, g, "a", 1, 10).ErrorCode, kerr.ShareSessionNotFound)
+}
