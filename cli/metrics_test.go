@@ -186,8 +186,10 @@ func TestMetricsFamilies(t *testing.T) {
 				missing = append(missing, series)
 			}
 		}
-		if _, ok := ma["shale_buffer_bytes"]; !ok {
-			missing = append(missing, "shale_buffer_bytes (absent)")
+		for _, name := range []string{"shale_buffer_bytes", "shale_upload_hedges_total"} { // zero on a healthy store
+			if _, ok := ma[name]; !ok {
+				missing = append(missing, name+" (absent)")
+			}
 		}
 		if len(missing) == 0 {
 			return

@@ -10,6 +10,7 @@
 //	flush_bytes, flush_duration_seconds                  object size; seal → committed
 //	produce_stage_seconds{stage}                         the ack budget, stage by stage (see Stage)
 //	uploads_total, upload_retries_total                  objects uploaded, retried attempts
+//	upload_hedges_total                                  PUTs raced by a second PUT of the same object (slow store)
 //	objects_spooled_total                                objects built on disk, not in memory (memory budget spent)
 //	commit_passes_total, committed_objects_total         commit passes and the objects they committed (pipelining)
 //	s3_requests_total{op}, s3_request_errors_total{op}   the bucket's bill: put/get/head/list/delete
