@@ -56,7 +56,7 @@ func (s *Server) addOffsetsToTxn(ctx context.Context, req *kmsg.AddOffsetsToTxnR
 		}
 		st.Groups = slices.Clone(st.Groups)
 	default:
-		st.Phase, st.StartMs, st.Partitions, st.Groups = metastore.TxnOngoing, time.Now().UnixMilli(), nil, nil
+		st = st.Begin(time.Now().UnixMilli())
 	}
 	if len(st.Groups) >= maxTxnGroups {
 		return kerr.InvalidRequest.Code

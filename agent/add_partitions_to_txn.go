@@ -184,7 +184,7 @@ func withPartitions(st metastore.TxnState, parts []metastore.TxnPartition) (_ me
 	case metastore.TxnOngoing:
 		st.Partitions = slices.Clone(st.Partitions)
 	default:
-		st.Phase, st.StartMs, st.Partitions, st.Groups = metastore.TxnOngoing, time.Now().UnixMilli(), nil, nil
+		st = st.Begin(time.Now().UnixMilli())
 	}
 	for _, p := range parts {
 		if !st.HasPartition(p.TopicID, p.Partition) {

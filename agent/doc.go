@@ -139,7 +139,12 @@
 //     answers the last stable offset as latest.
 //   - A transactional produce is checked against the ID's state in etcd:
 //     the producer's current epoch, the partition added to the ongoing
-//     transaction (produce.go, txn_verify.go).
+//     transaction (produce.go, txn_verify.go). As Kafka checks again at
+//     append, the engine checks again at the batch's etcd commit that its
+//     transaction (TxnState.StartRevision, which markers carry) has not
+//     ended in the partition meanwhile: a batch verified before an abort
+//     and committing after the partition's marker is INVALID_TXN_STATE,
+//     never a hanging transaction (TestTxnLateBatchRefused).
 //   - Transactions older than transaction.timeout.ms (at most 15 minutes)
 //     are aborted by their coordinator, bumping the epoch (the producer is
 //     fenced, as in Kafka).

@@ -19,7 +19,11 @@ package agent
 // Kafka's KIP-890 part 1 verification does: the producer ID and epoch
 // must be the ID's current ones (INVALID_PRODUCER_ID_MAPPING,
 // INVALID_PRODUCER_EPOCH) and the partition in its ongoing transaction
-// (INVALID_TXN_STATE). From v12 (KIP-890 part 2) the request first adds
+// (INVALID_TXN_STATE). As Kafka checks its verification again at append,
+// the engine checks again at the etcd commit that the transaction has
+// not ended in the partition meanwhile (engine.ProduceTxn): a batch
+// verified before an abort and committing after its marker is
+// INVALID_TXN_STATE, not a transaction nobody will end. From v12 (KIP-890 part 2) the request first adds
 // its partitions to the transaction itself, starting it if none is
 // ongoing, as Kafka 4 does (clients send v12+ transactionally only when
 // the transaction.version feature is 2: api_versions.go). Transactional
@@ -98,7 +102,7 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 			*op = kmsg.NewProduceResponseTopicPartition()
 			op.Partition = p.Partition
 			op.BaseOffset, op.LogAppendTime, op.LogStartOffset = -1, -1, -1
-			code := int16(0)
+			code, txn := int16(0), int64(0)
 			switch {
 			case refuse != nil:
 				code = refuse.Code
@@ -113,7 +117,7 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 				code = kerr.MessageTooLarge.Code
 			}
 			if code == 0 {
-				code = verify.check(ctx, t.ID, p.Partition, p.Records)
+				code, txn = verify.check(ctx, t.ID, p.Partition, p.Records)
 			}
 			if code == 0 {
 				code, op.ErrorMessage, op.ErrorRecords = checkKeys(t.Configs, t.Name, p.Partition, p.Records) // compacted.go
@@ -127,7 +131,7 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 				refused = true
 				continue
 			}
-			pend := s.eng.ProduceEvery(wctx, t.ID, p.Partition, records, flushInterval(t.Configs))
+			pend := s.eng.ProduceTxn(wctx, t.ID, p.Partition, records, flushInterval(t.Configs), txn)
 			pp := producePart{ti: ti, pi: pi, pend: pend, id: t.ID}
 			if len(records) > 0 && len(p.Records) > 0 && &records[0] != &p.Records[0] { // recompressed
 				pp.stored = len(records)

@@ -18,7 +18,10 @@ package agent
 //     (engine.WriteMarker), so each takes an offset; at its etcd commit it
 //     closes the producer's open transaction in the partition (raising
 //     the last stable offset) and, for an abort, adds the transaction to
-//     the partition's aborted-transaction index.
+//     the partition's aborted-transaction index. It carries the
+//     transaction's StartRevision, which the partition keeps, so that a
+//     batch of this transaction verified before the end and committing
+//     after the marker is refused (engine.ProduceTxn).
 //  3. Pending TxnOffsetCommit offsets of each group in the transaction
 //     become the group's committed offsets (commit) or are dropped
 //     (abort): metastore.FinishTxnOffsets.
@@ -368,7 +371,7 @@ func (c *txnCoord) complete(ctx context.Context, e *txnEntry) int16 {
 	if commit {
 		st.Phase = metastore.TxnCompleteCommit
 	}
-	st.Partitions, st.Groups, st.StartMs = nil, nil, 0
+	st.Partitions, st.Groups, st.StartMs, st.StartRevision = nil, nil, 0, 0
 	if st.NextProducerID > 0 {
 		// An EndTxn v5 at the last epoch: the markers carried the old
 		// producer ID; the next transaction has a new one.
@@ -396,7 +399,7 @@ func (c *txnCoord) writeMarkers(ctx context.Context, st metastore.TxnState, comm
 		if t, err := c.s.topics.get(ctx, p.Topic); err == nil && t.ID == p.TopicID {
 			interval = flushInterval(t.Configs)
 		}
-		ws = append(ws, waiter{p, c.s.eng.WriteMarker(ctx, p.TopicID, p.Partition, st.ProducerID, st.Epoch, commit, interval)})
+		ws = append(ws, waiter{p, c.s.eng.WriteMarker(ctx, p.TopicID, p.Partition, st.ProducerID, st.Epoch, st.StartRevision, commit, interval)})
 	}
 	var first error
 	for _, w := range ws {

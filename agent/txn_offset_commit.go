@@ -154,7 +154,8 @@ func (s *Server) txnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCommitR
 			case metastore.TxnOngoing:
 				st.Groups = append(slices.Clone(st.Groups), req.Group)
 			default:
-				st.Phase, st.StartMs, st.Partitions, st.Groups = metastore.TxnOngoing, time.Now().UnixMilli(), nil, []string{req.Group}
+				st = st.Begin(time.Now().UnixMilli())
+				st.Groups = []string{req.Group}
 			}
 			if len(st.Groups) > maxTxnGroups {
 				return kerr.InvalidRequest.Code

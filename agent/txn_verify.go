@@ -25,28 +25,32 @@ type txnVerifier struct {
 }
 
 // check returns the error code for one partition's records, 0 if they
-// may be written. Records without a transactional batch pass; malformed
-// ones are left to the engine's validation.
-func (v *txnVerifier) check(ctx context.Context, id metastore.TopicID, partition int32, records []byte) int16 {
+// may be written, and the transaction they were verified against
+// (metastore.TxnState.StartRevision; 0 for records without a
+// transactional batch), which the engine checks again at commit
+// (engine.ProduceTxn): a transaction that ended meanwhile refuses them.
+// Records without a transactional batch pass; malformed ones are left to
+// the engine's validation.
+func (v *txnVerifier) check(ctx context.Context, id metastore.TopicID, partition int32, records []byte) (code int16, txn int64) {
 	h, ok := firstTxnBatch(records)
 	if !ok {
-		return 0
+		return 0, 0
 	}
 	if v.tid == nil {
-		return kerr.InvalidRecord.Code
+		return kerr.InvalidRecord.Code, 0
 	}
 	v.load(ctx)
 	switch {
 	case v.code != 0:
-		return v.code
+		return v.code, 0
 	case !v.exists || v.st.ProducerID != h.ProducerID:
-		return kerr.InvalidProducerIDMapping.Code
+		return kerr.InvalidProducerIDMapping.Code, 0
 	case v.st.Epoch != h.ProducerEpoch:
-		return kerr.InvalidProducerEpoch.Code
+		return kerr.InvalidProducerEpoch.Code, 0
 	case v.st.Phase != metastore.TxnOngoing || !v.st.HasPartition(id, partition):
-		return kerr.InvalidTxnState.Code
+		return kerr.InvalidTxnState.Code, 0
 	}
-	return 0
+	return 0, v.st.StartRevision
 }
 
 // load reads the transaction state once per request.

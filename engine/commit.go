@@ -266,7 +266,7 @@ func (e *Engine) sendPlans(ctx context.Context, plans []*plan, cache map[partKey
 	for i, txn := range txns {
 		var commits []metastore.ChunkCommit
 		for _, p := range txn {
-			if p.entries != nil {
+			if p.writes() {
 				commits = append(commits, metastore.ChunkCommit{
 					TopicID: p.u.k.id, Partition: p.u.k.p,
 					ExpectedRevision: p.base.Revision, Entries: p.entries, New: p.next, Aborted: p.aborted,
@@ -335,7 +335,7 @@ func packPlans(plans []*plan, maxOps int) [][]*plan {
 	ops := 0
 	for _, p := range plans {
 		n := 0
-		if p.entries != nil {
+		if p.writes() {
 			n = len(p.entries) + len(p.aborted) + 2
 		}
 		if len(cur) > 0 && ops+n > maxOps {
@@ -398,7 +398,7 @@ func objectKeys(units []*unit) []string {
 func (e *Engine) finishPlans(plans []*plan, rev int64, cache map[partKey]metastore.PartitionState) {
 	for _, p := range plans {
 		next := p.next
-		if p.entries != nil {
+		if p.writes() {
 			next.Revision = rev
 		} else {
 			next = p.base

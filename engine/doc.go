@@ -150,6 +150,22 @@
 // writes each partition's marker once. Such a verdict from the commit
 // loop's cached state is confirmed against etcd first. A marker at a newer
 // epoch becomes the producer's epoch there, fencing older batches.
+//
+// Late batches (KIP-890 part 1's check at append): the agent verifies a
+// transactional batch against its transaction in etcd before the batch is
+// buffered, so the transaction may end between that read and the batch's
+// commit (a client that aborted with the produce in flight). Each
+// transaction has a number (metastore.TxnState.StartRevision) that the
+// agent passes with the batch (ProduceTxn) and the coordinator with each
+// marker. A marker records its number as the producer's ended transaction
+// in the partition state (ProducerState.EndedTxn), written or not: a
+// marker that finds nothing to close but changes that (or the epoch)
+// commits the state alone. A batch whose number is at most the ended one
+// is INVALID_TXN_STATE at commit. Both are decided on the same partition
+// state, compared on its revision by the etcd transaction that writes
+// them, so a batch and its transaction's marker are ordered one way or the
+// other, never both open: without this the late batch reopened a
+// transaction no coordinator knows, holding the last stable offset forever.
 // FetchIsolated with readCommitted returns no batch at or past the last
 // stable offset, and the aborted transactions overlapping what it returns
 // (read from etcd only when it returns a transactional data batch).

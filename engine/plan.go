@@ -35,7 +35,13 @@ type plan struct {
 	verdicts [][]verdict // per part, per batch
 	entries  []metastore.IndexEntry
 	aborted  []metastore.AbortedTxn // abort markers' transactions
+	// noted: a marker not written changed the state (sequenceMarker),
+	// which is committed even without entries.
+	noted bool
 }
+
+// writes reports whether the plan commits anything to etcd.
+func (p *plan) writes() bool { return p.entries != nil || p.noted }
 
 // makePlan sequences one unit against the cached partition state, or a
 // fresh one when refresh is set or nothing is cached.
@@ -113,6 +119,7 @@ func (e *Engine) sequencePlan(u *unit, st metastore.PartitionState) (*plan, erro
 			if v.aborted != nil {
 				p.aborted = append(p.aborted, *v.aborted)
 			}
+			p.noted = p.noted || v.noted
 		}
 		pos, stored := c.info.Pos, c.info.StoredBase
 		from := len(p.entries)

@@ -105,6 +105,19 @@ func (e *Engine) Produce(ctx context.Context, topic metastore.TopicID, partition
 // every interval (on its own grid) instead of Config.FlushInterval. An
 // interval of 0 is the engine's.
 func (e *Engine) ProduceEvery(ctx context.Context, topic metastore.TopicID, partition int32, records []byte, interval time.Duration) *Pending {
+	return e.ProduceTxn(ctx, topic, partition, records, interval, 0)
+}
+
+// ProduceTxn is ProduceEvery for records whose transactional batches were
+// verified against their producer's transaction txn
+// (metastore.TxnState.StartRevision; 0: unknown, not checked). At commit,
+// such a batch is refused with INVALID_TXN_STATE, and not written, when
+// the partition already has that transaction's marker
+// (metastore.ProducerState.EndedTxn): it was verified before the
+// transaction ended and reached etcd after, and would otherwise open a
+// transaction nobody will end. The check and the write are one etcd
+// transaction, compared on the partition state that markers update too.
+func (e *Engine) ProduceTxn(ctx context.Context, topic metastore.TopicID, partition int32, records []byte, interval time.Duration, txn int64) *Pending {
 	if interval <= 0 {
 		interval = e.cfg.FlushInterval
 	}
@@ -134,11 +147,15 @@ func (e *Engine) ProduceEvery(ctx context.Context, topic metastore.TopicID, part
 			// A transactional batch is always idempotent.
 			return failed(kerr.InvalidRecord)
 		}
+		var txnStart int64
+		if h.IsTransactional() {
+			txnStart = txn
+		}
 		pbs[i] = pendingBatch{
 			raw:  b.Raw,
 			size: int64(len(b.Raw)),
 			meta: batchMeta{records: int64(h.LastOffsetDelta) + 1, producerID: pid, epoch: h.ProducerEpoch,
-				baseSeq: h.BaseSequence, lastDelta: h.LastOffsetDelta, txn: h.IsTransactional(), marker: noMarker},
+				baseSeq: h.BaseSequence, lastDelta: h.LastOffsetDelta, txn: h.IsTransactional(), txnStart: txnStart},
 			first: h.BaseTimestamp,
 			max:   h.MaxTimestamp,
 			w:     w,
@@ -156,9 +173,13 @@ func (e *Engine) ProduceEvery(ctx context.Context, topic metastore.TopicID, part
 // aborted-transaction index); a marker for a producer with no open
 // transaction there was written already (or the transaction never wrote
 // to the partition) and is dropped, answered as a duplicate. The
-// Pending's BaseOffset is then -1. interval is the topic's latency class
-// (as for ProduceEvery; 0: the engine's).
-func (e *Engine) WriteMarker(ctx context.Context, topic metastore.TopicID, partition int32, pid int64, epoch int16, commit bool, interval time.Duration) *Pending {
+// Pending's BaseOffset is then -1. Written or dropped, the marker records
+// its transaction txn (metastore.TxnState.StartRevision; 0: unknown) as
+// the producer's ended one in the partition, and its epoch when newer,
+// so that a batch of that transaction still in flight is refused
+// (ProduceTxn) and one of an older epoch fenced. interval is the topic's
+// latency class (as for ProduceEvery; 0: the engine's).
+func (e *Engine) WriteMarker(ctx context.Context, topic metastore.TopicID, partition int32, pid int64, epoch int16, txn int64, commit bool, interval time.Duration) *Pending {
 	if pid < 0 || epoch < 0 {
 		return failed(kerr.InvalidProducerIDMapping)
 	}
@@ -174,7 +195,7 @@ func (e *Engine) WriteMarker(ctx context.Context, topic metastore.TopicID, parti
 	w := &Pending{done: make(chan struct{}), remaining: 1}
 	pbs := []pendingBatch{{
 		raw: raw, size: int64(len(raw)),
-		meta:  batchMeta{records: 1, producerID: pid, epoch: epoch, baseSeq: -1, txn: true, marker: m},
+		meta:  batchMeta{records: 1, producerID: pid, epoch: epoch, baseSeq: -1, txn: true, txnStart: txn, marker: m},
 		first: now, max: now, w: w, isW0: true,
 	}}
 	return e.enqueue(ctx, partKey{topic, partition}, interval, pbs, w)

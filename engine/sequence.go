@@ -33,6 +33,10 @@ type batchMeta struct {
 	lastDelta  int32
 	txn        bool       // transactional attribute
 	marker     markerKind // a transaction marker (WriteMarker), else noMarker
+	// txnStart is the transaction (metastore.TxnState.StartRevision) a
+	// transactional batch was verified against, or a marker ends; 0:
+	// unknown.
+	txnStart int64
 }
 
 type markerKind int8
@@ -51,6 +55,10 @@ type verdict struct {
 	// aborted is set for an accepted abort marker: the transaction it
 	// closes, for the aborted-transaction index.
 	aborted *metastore.AbortedTxn
+	// noted is set for a marker not written that still changed the
+	// producer's state (its ended transaction or epoch), which must then
+	// be committed without an index entry.
+	noted bool
 }
 
 func lastSeq(b batchMeta) int32 {
@@ -100,6 +108,15 @@ func sequence(st *metastore.PartitionState, batches []batchMeta, nowMs int64) []
 		case b.epoch < ps.Epoch:
 			out[i] = verdict{err: kerr.InvalidProducerEpoch}
 			continue
+		case b.txn && b.txnStart > 0 && b.txnStart <= ps.EndedTxn:
+			// Verified while its transaction was ongoing, committing
+			// after the transaction's marker (ProduceTxn).
+			if off, ok := findDuplicate(ps, b); ok && b.epoch == ps.Epoch {
+				out[i] = verdict{offset: off}
+			} else {
+				out[i] = verdict{err: kerr.InvalidTxnState}
+			}
+			continue
 		case b.epoch > ps.Epoch:
 			if b.baseSeq != 0 {
 				out[i] = verdict{err: kerr.OutOfOrderSequenceNumber}
@@ -141,13 +158,32 @@ func sequence(st *metastore.PartitionState, batches []batchMeta, nowMs int64) []
 // an abort marker's verdict carries the aborted transaction. A marker
 // finding no open transaction of its producer is a repeat (a coordinator
 // finishing an end that a dead one had started) or closes a transaction
-// that never wrote here: it is not written (a duplicate verdict). A
-// marker's epoch, when newer, becomes the producer's, fencing batches of
-// older epochs.
+// that never wrote here: it is not written (a duplicate verdict). Either
+// way it records its transaction as the producer's ended one (a batch of
+// it committing later is refused) and its epoch, when newer, as the
+// producer's, fencing batches of older epochs; a marker not written that
+// changed either is noted, so that the state is committed.
 func sequenceMarker(st *metastore.PartitionState, b batchMeta, nowMs int64) verdict {
 	first, open := st.Txns[b.producerID]
-	if !open {
+	ps := st.Producers[b.producerID]
+	changes := ps == nil || b.txnStart > ps.EndedTxn || b.epoch > ps.Epoch
+	if !open && !changes {
 		return verdict{offset: -1}
+	}
+	if st.Producers == nil {
+		st.Producers = make(map[int64]*metastore.ProducerState)
+	}
+	if ps == nil {
+		ps = &metastore.ProducerState{Epoch: b.epoch}
+		st.Producers[b.producerID] = ps
+	}
+	if b.epoch > ps.Epoch {
+		ps.Epoch, ps.Batches = b.epoch, nil
+	}
+	ps.EndedTxn = max(ps.EndedTxn, b.txnStart)
+	ps.LastMs = nowMs
+	if !open {
+		return verdict{offset: -1, noted: true}
 	}
 	off := st.NextOffset
 	v := verdict{accept: true, offset: off}
@@ -158,18 +194,6 @@ func sequenceMarker(st *metastore.PartitionState, b batchMeta, nowMs int64) verd
 	if len(st.Txns) == 0 {
 		st.Txns = nil
 	}
-	if st.Producers == nil {
-		st.Producers = make(map[int64]*metastore.ProducerState)
-	}
-	ps := st.Producers[b.producerID]
-	if ps == nil {
-		ps = &metastore.ProducerState{Epoch: b.epoch}
-		st.Producers[b.producerID] = ps
-	}
-	if b.epoch > ps.Epoch {
-		ps.Epoch, ps.Batches = b.epoch, nil
-	}
-	ps.LastMs = nowMs
 	st.NextOffset += b.records
 	return v
 }

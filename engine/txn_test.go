@@ -23,7 +23,7 @@ func marker(t *testing.T, e *Engine, id metastore.TopicID, pid int64, epoch int1
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := e.WriteMarker(ctx, id, 0, pid, epoch, commit, 0).Wait(ctx)
+	res, err := e.WriteMarker(ctx, id, 0, pid, epoch, 0, commit, 0).Wait(ctx)
 	if err != nil {
 		t.Fatalf("marker: %v", err)
 	}
@@ -143,5 +143,46 @@ func TestMarkerEpochFencesOlderBatches(t *testing.T) {
 	ctl := segment.ControlBatch(2000, 1, true, 0, 0)
 	if _, err := e.Produce(ctx, tp.ID, 0, ctl).Wait(ctx); !errors.Is(err, kerr.InvalidRecord) {
 		t.Fatalf("produced control batch: %v, want INVALID_RECORD", err)
+	}
+}
+
+// TestMarkerRefusesLateBatchesOfItsTransaction proves the commit-time
+// half of KIP-890 part 1's verification, through etcd (the marker written
+// by one engine, the late batches committed by another): a marker records
+// its transaction as ended in the partition even when it finds nothing to
+// close there (it is not written, so it takes no offset), a batch
+// verified against that transaction is then INVALID_TXN_STATE and not
+// written, one of the producer's next transaction is written, and a
+// marker not written still fences an older epoch.
+func TestMarkerRefusesLateBatchesOfItsTransaction(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	store := dirStore(t)
+	w := testEngine(t, cli, store, nil)
+	r := testEngine(t, cli, store, nil)
+	tp := createTopic(t, cli, "late", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const pid, txn = 3000, 70
+	if res, err := w.WriteMarker(ctx, tp.ID, 0, pid, 0, txn, false, 0).Wait(ctx); err != nil || res.BaseOffset != -1 {
+		t.Fatalf("marker with nothing to close: offset %d, %v; want -1 (not written)", res.BaseOffset, err)
+	}
+	if _, err := r.ProduceTxn(ctx, tp.ID, 0, txnBatch(pid, 0, 0, 1), 0, txn).Wait(ctx); !errors.Is(err, kerr.InvalidTxnState) {
+		t.Fatalf("batch of the ended transaction: %v, want INVALID_TXN_STATE", err)
+	}
+	if res, err := r.ProduceTxn(ctx, tp.ID, 0, txnBatch(pid, 0, 0, 1), 0, txn+5).Wait(ctx); err != nil || res.BaseOffset != 0 {
+		t.Fatalf("batch of the next transaction: offset %d, %v; want 0", res.BaseOffset, err)
+	}
+	if res, err := w.WriteMarker(ctx, tp.ID, 0, pid+1, 1, txn+9, false, 0).Wait(ctx); err != nil || res.BaseOffset != -1 {
+		t.Fatalf("fencing marker with nothing to close: offset %d, %v; want -1", res.BaseOffset, err)
+	}
+	if _, err := r.ProduceTxn(ctx, tp.ID, 0, txnBatch(pid+1, 0, 0, 1), 0, txn+10).Wait(ctx); !errors.Is(err, kerr.InvalidProducerEpoch) {
+		t.Fatalf("older epoch after a fencing marker not written: %v, want INVALID_PRODUCER_EPOCH", err)
+	}
+	st, err := r.meta.PartitionState(ctx, tp.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.NextOffset != 1 || len(st.Txns) != 1 || st.Producers[pid].EndedTxn != txn {
+		t.Fatalf("partition state %+v: want next offset 1, only the next transaction open, ended transaction %d", st, txn)
 	}
 }

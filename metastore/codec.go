@@ -156,6 +156,8 @@ func (s PartitionState) Validate() error {
 			return bad("null state")
 		case p.Epoch < 0:
 			return bad("negative epoch %d", p.Epoch)
+		case p.EndedTxn < 0:
+			return bad("negative ended transaction %d", p.EndedTxn)
 		case len(p.Batches) > MaxProducerBatches:
 			return bad("%d batches, at most %d are kept", len(p.Batches), MaxProducerBatches)
 		case p.LastMs < 0:

@@ -128,7 +128,10 @@
 //     open transactions live in its PartitionState (Txns: producer ID to
 //     the first offset of its ongoing transaction), so they commit
 //     atomically with the offsets they describe; LastStableOffset is the
-//     smallest, else NextOffset. An abort marker's commit adds its
+//     smallest, else NextOffset. Each producer's entry there keeps the
+//     last transaction (TxnState.StartRevision) whose marker reached the
+//     partition (ProducerState.EndedTxn): batches of that transaction still
+//     in flight are refused at commit. An abort marker's commit adds its
 //     AbortedTxn (ChunkCommit.Aborted) in the same transaction; retention
 //     and DeleteRecords (TruncateBefore) delete those ending below the new
 //     log start in theirs, and DeleteTopic the topic's whole range. A

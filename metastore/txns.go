@@ -51,6 +51,14 @@ type TxnState struct {
 	// StartMs + TimeoutMs); UpdateMs the last change of the state.
 	StartMs  int64 `json:"start_ms,omitempty"`
 	UpdateMs int64 `json:"update_ms"`
+	// StartRevision identifies the current transaction: the revision of
+	// the state it was started from (Begin). Every start is a write
+	// compared on that revision, so no two transactions of an ID share
+	// one, and a later transaction's is larger. Its markers carry it, and
+	// a partition refuses a transactional batch verified against a
+	// transaction whose marker it already has (ProducerState.EndedTxn).
+	// 0: started by an agent that did not record it.
+	StartRevision int64 `json:"start_rev,omitempty"`
 	// EndBumped: the epoch was bumped by the end of the last transaction
 	// (EndTxn v5+, KIP-890 part 2), so a retry of that EndTxn carries
 	// the epoch below. PrevProducerID is the producer ID before an end
@@ -70,8 +78,9 @@ func (t TxnState) Validate() error {
 	default:
 		return fmt.Errorf("%w: transaction state: unknown phase %q", ErrInvalid, t.Phase)
 	}
-	if t.ProducerID < 0 || t.Epoch < 0 || t.TimeoutMs <= 0 {
-		return fmt.Errorf("%w: transaction state: producer %d epoch %d timeout %d", ErrInvalid, t.ProducerID, t.Epoch, t.TimeoutMs)
+	if t.ProducerID < 0 || t.Epoch < 0 || t.TimeoutMs <= 0 || t.StartRevision < 0 {
+		return fmt.Errorf("%w: transaction state: producer %d epoch %d timeout %d start revision %d",
+			ErrInvalid, t.ProducerID, t.Epoch, t.TimeoutMs, t.StartRevision)
 	}
 	for _, p := range t.Partitions {
 		if p.Topic == "" || p.TopicID.IsZero() || p.Partition < 0 {
@@ -79,6 +88,13 @@ func (t TxnState) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Begin returns st (read at st.Revision) with a new transaction started
+// at nowMs: Ongoing, with no partitions or groups yet.
+func (t TxnState) Begin(nowMs int64) TxnState {
+	t.Phase, t.StartMs, t.StartRevision, t.Partitions, t.Groups = TxnOngoing, nowMs, t.Revision, nil, nil
+	return t
 }
 
 // HasPartition reports whether the transaction holds the partition.

@@ -53,6 +53,13 @@ type ProducerState struct {
 	Batches []BatchMeta `json:"b,omitempty"`
 	// LastMs is the wall-clock time of the producer's last commit (for expiry).
 	LastMs int64 `json:"t"`
+	// EndedTxn is the TxnState.StartRevision of the producer's last
+	// transaction whose marker reached the partition (written there or
+	// not: a marker finding nothing to close still records it). A
+	// transactional batch verified against that transaction or an older
+	// one is refused at commit: it was in flight when the transaction
+	// ended (KIP-890 part 1's check at append).
+	EndedTxn int64 `json:"ended,omitempty"`
 }
 
 // PartitionState is the sequencing state of one partition. Offsets in
