@@ -28,7 +28,13 @@ package agent
 // Membership lives in the coordinator's memory, as for classic groups
 // (groups.go, State): when the coordinator dies, its members' heartbeats
 // to the next one get UNKNOWN_MEMBER_ID, and they rejoin with epoch 0,
-// owning nothing; only committed offsets (etcd) carry over.
+// owning nothing; only committed offsets (etcd) carry over. So does the
+// group's type: etcd records that it is a consumer group
+// (metastore.RecordGroupType, written when it forms), so that once its
+// members left, released or claimed again by any agent, it is still an
+// Empty consumer group for ListGroups, DescribeGroups and
+// ConsumerGroupDescribe, as in Kafka, until it is deleted or a classic
+// member converts it (join_group.go; the record is then deleted).
 
 import (
 	"maps"

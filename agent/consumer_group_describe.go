@@ -7,8 +7,9 @@ package agent
 // assignor, and each member with its epoch, subscription (names and
 // regex), current assignment and target assignment, topic names filled
 // from the agent's topic view. A group another agent coordinates is
-// NOT_COORDINATOR; an unknown group, or a classic one, is
-// GROUP_ID_NOT_FOUND, as in Kafka. A group whose members subscribe to or
+// NOT_COORDINATOR; one nobody coordinates is Empty if it is a KIP-848
+// group (its type recorded in etcd), else GROUP_ID_NOT_FOUND, as is a
+// classic group, as in Kafka. A group whose members subscribe to or
 // are assigned (now or as target) a topic the caller may not DESCRIBE is
 // TOPIC_AUTHORIZATION_FAILED, with no members, as Kafka answers it.
 
@@ -19,6 +20,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/metastore"
 )
 
 func init() {
@@ -112,7 +115,18 @@ func (s *Server) describeConsumerGroup(ctx context.Context, name string) kmsg.Co
 		d.ErrorCode = kerr.NotCoordinator.Code
 		return d
 	}
-	return notFound()
+	// Nobody coordinates it: a KIP-848 group whose members left (its type
+	// is recorded) is Empty, as Kafka describes it until it is deleted.
+	typ, err := s.meta.GroupType(ctx, name)
+	if err != nil {
+		d.ErrorCode = errCode(s.log, "consumer group describe", err)
+		return d
+	}
+	if typ != metastore.GroupTypeConsumer {
+		return notFound()
+	}
+	d.State, d.AssignorName, d.Members = "Empty", "uniform", []kmsg.ConsumerGroupDescribeResponseGroupMember{}
+	return d
 }
 
 func describedAssignment(a map[tid][]int32, names map[tid]string) kmsg.Assignment {

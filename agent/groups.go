@@ -377,7 +377,7 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 	// emptySince and protocolType are the records a claim took from etcd;
 	// a repeated claim finds the key held and returns none, so keep them.
 	var emptySince time.Time
-	var protocolType string
+	var protocolType, groupType string
 	var recorded bool
 	for range claimAttempts {
 		c.mu.Lock()
@@ -405,6 +405,9 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		if claim.HasProtocolType {
 			protocolType, recorded = claim.ProtocolType, true
 		}
+		if claim.Type != "" {
+			groupType = claim.Type
+		}
 		c.mu.Lock()
 		if g := c.groups[name]; g != nil && g.lease == sess.Lease() {
 			c.mu.Unlock()
@@ -420,6 +423,10 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		g = newGroup(c, name, sess.Lease(), emptySince)
 		// As recorded (by a join or a release): a joining member resets it.
 		g.protocolType, g.recordedType, g.recorded = protocolType, protocolType, recorded
+		if g.typeRecord = groupType; groupType == metastore.GroupTypeConsumer {
+			// A KIP-848 group, empty: it stays one (consumer_group.go).
+			g.cg, g.protocolType = newCgroup(c.s.cfg.Metrics), "consumer"
+		}
 		c.groups[name] = g
 		c.mu.Unlock()
 		c.s.log.Info("coordinating group", "group", name)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -120,4 +121,117 @@ func TestGroupProtocolTypeSurvivesRelease(t *testing.T) {
 		}
 	}
 	released()
+}
+
+// TestConsumerGroupTypeSurvivesRelease proves a KIP-848 consumer group
+// stays one once its members left, as Kafka keeps it until it is deleted
+// or converted: a franz-go KIP-848 consumer commits and leaves, the group
+// is released (nobody coordinates it), and ListGroups and
+// ConsumerGroupDescribe from each agent answer it as an Empty "consumer"
+// group (before the type was recorded: "classic", GROUP_ID_NOT_FOUND); a
+// claim keeps it "consumer"; a classic member joining converts it, and
+// after that member leaves and the group is released it is "classic".
+func TestConsumerGroupTypeSurvivesRelease(t *testing.T) {
+	c := agenttest.Start(t, agenttest.Options{Agents: 2})
+	for _, a := range c.Agents {
+		agent.SetGroupIdleRelease(a.Server, time.Second)
+	}
+	ctx := testCtx(t, time.Minute)
+	adm := c.Admin(t)
+	const topic, g = "kip848-type", "kip848-g"
+	if _, err := adm.CreateTopic(ctx, 1, -1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	listed := func() kadm.ListedGroup {
+		t.Helper()
+		l, err := adm.ListGroups(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l[g]
+	}
+	produce := func(vs ...string) {
+		t.Helper()
+		for _, v := range vs {
+			if err := c.Client(t, kgo.DefaultProduceTopic(topic)).ProduceSync(ctx, kgo.StringRecord(v)).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// consume reads the two records after the group's committed offset
+	// and commits.
+	consume := func(opts ...kgo.Opt) {
+		t.Helper()
+		cl := c.Client(t, append(opts, kgo.ConsumerGroup(g), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+		for n := 0; n < 2; {
+			fs := cl.PollFetches(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("records never consumed (%d opts): %v", len(opts), fs.Errors())
+			}
+			n += len(fs.Records())
+		}
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cl.Close()
+	}
+	produce("a", "b")
+	consume(kgo.ServerSideBalancer(), kgo.Balancers(kgo.RangeBalancer()))
+	describe := func() {
+		t.Helper()
+		answered := 0
+		for _, a := range c.Agents {
+			req := kmsg.NewPtrConsumerGroupDescribeRequest()
+			req.Groups = []string{g}
+			resp, err := req.RequestWith(ctx, c.Client(t).Broker(int(a.Server.NodeID())))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := resp.Groups[0]
+			switch {
+			case d.ErrorCode == kerr.NotCoordinator.Code:
+			case d.ErrorCode != 0 || d.State != "Empty" || len(d.Members) != 0:
+				t.Fatalf("agent %d: ConsumerGroupDescribe %v state %q members %d, want Empty", a.Server.NodeID(), kerr.ErrorForCode(d.ErrorCode), d.State, len(d.Members))
+			default:
+				answered++
+			}
+		}
+		if answered == 0 {
+			t.Fatal("no agent described the group")
+		}
+	}
+	waitReleased(t, ctx, c.Meta, g)
+	if l := listed(); l.GroupType != "consumer" || l.State != "Empty" || l.ProtocolType != "consumer" {
+		t.Fatalf("released KIP-848 group listed as %+v, want an Empty consumer group", l)
+	}
+	describe()
+
+	// Claimed again (FindCoordinator): still a consumer group.
+	cl := c.Client(t)
+	for _, a := range c.Agents {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKey, req.CoordinatorKeys = g, []string{g}
+		if _, err := req.RequestWith(ctx, cl.Broker(int(a.Server.NodeID()))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, err := c.Meta.GroupCoordinator(ctx, g); err != nil || h < 0 {
+		t.Fatalf("FindCoordinator did not claim %s (holder %d, %v)", g, h, err)
+	}
+	if l := listed(); l.GroupType != "consumer" || l.State != "Empty" {
+		t.Fatalf("claimed KIP-848 group listed as %+v, want an Empty consumer group", l)
+	}
+	describe()
+
+	// A classic member converts it; once it left and the group is
+	// released, it is classic.
+	produce("c", "d")
+	consume()
+	waitReleased(t, ctx, c.Meta, g)
+	if l := listed(); l.GroupType != "classic" || l.State != "Empty" || l.ProtocolType != "consumer" {
+		t.Fatalf("converted group listed as %+v, want an Empty classic group", l)
+	}
+	if typ, err := c.Meta.GroupType(ctx, g); err != nil || typ != "" {
+		t.Fatalf("converted group's recorded type %q (%v), want none", typ, err)
+	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/metrics"
 )
 
@@ -106,6 +107,10 @@ type group struct {
 	// what add wrote.
 	recordedType string
 	recorded     bool
+	// typeRecord is the group type etcd holds (groups/<g>/type,
+	// metastore.RecordGroupType): "consumer" for a KIP-848 group, "" for
+	// none; what the claim read, then what syncGroupType wrote.
+	typeRecord string
 	// share is the group's share membership when it is a share group
 	// (share_groups.go), nil otherwise.
 	share *shareMembers
@@ -221,7 +226,33 @@ func (g *group) add(m *member) {
 		g.protocolType = m.protoType
 	}
 	g.recordType()
+	g.syncGroupType()
 	g.rebalance()
+}
+
+// syncGroupType records in etcd whether g is a KIP-848 consumer group
+// (g.cg set) when etcd holds otherwise: a consumer group stays one, with
+// or without members and across coordinators, until it is deleted or
+// converted (metastore.RecordGroupType). It runs under g.mu, once per
+// change; a failure is logged and retried at the next heartbeat or join.
+func (g *group) syncGroupType() {
+	want := ""
+	if g.cg != nil {
+		want = metastore.GroupTypeConsumer
+	}
+	if g.typeRecord == want {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), recordTypeTimeout)
+	defer cancel()
+	err := g.c.s.groupMeta(groupOpRecordType, g.name, func() error {
+		return g.c.s.meta.RecordGroupType(ctx, g.name, g.lease, want)
+	})
+	if err != nil {
+		g.c.s.log.Warn("record group type failed", "group", g.name, "type", want, "err", err)
+		return
+	}
+	g.typeRecord = want
 }
 
 // recordType writes the group's protocol type to etcd when it differs

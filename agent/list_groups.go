@@ -12,13 +12,17 @@ package agent
 // with protocol type "share", Stable with members, else Empty) filter as
 // in Kafka, case-insensitively. A KIP-848 group this agent coordinates is
 // "consumer", in Kafka's states (Empty, Assigning, Reconciling, Stable);
-// a released one is listed as classic (its type is not recorded).
+// it stays "consumer" once its members left, released or not, until it is
+// deleted or a classic member converts it (its type is recorded in etcd,
+// metastore.RecordGroupType).
 
 import (
 	"context"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/metastore"
 )
 
 func init() {
@@ -100,6 +104,10 @@ func (s *Server) handleListGroups(ctx context.Context, _ *reqCtx, req *kmsg.List
 			continue
 		}
 		if win, ok := rendezvous(agents, l.Name); ok && win.NodeID == self {
+			if l.Type == metastore.GroupTypeConsumer {
+				addType(l.Name, "consumer", "Empty", "consumer")
+				continue
+			}
 			add(l.Name, l.ProtocolType, "Empty") // as recorded: "" if none (describe_groups.go)
 		}
 	}

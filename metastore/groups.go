@@ -47,7 +47,14 @@ type GroupListing struct {
 	// (ReleaseGroup), if HasProtocolType.
 	ProtocolType    string
 	HasProtocolType bool
+	// Type is the group's type as recorded (RecordGroupType): "consumer"
+	// for a KIP-848 consumer group, "" for a classic one.
+	Type string
 }
+
+// GroupTypeConsumer is the recorded type of a KIP-848 consumer group
+// (groups/<g>/type; a classic group has no record).
+const GroupTypeConsumer = "consumer"
 
 // GroupClaim is the outcome of ClaimGroup.
 type GroupClaim struct {
@@ -68,6 +75,10 @@ type GroupClaim struct {
 	// never released with a type, or if the key was held already.
 	ProtocolType    string
 	HasProtocolType bool
+	// Type is the group's recorded type (RecordGroupType): "consumer" for
+	// a KIP-848 group, "" for a classic one. Like ProtocolType, only when
+	// the claim created the coordinator key.
+	Type string
 }
 
 // ClaimGroupCoordinator is ClaimGroup without the claimed empty-since
@@ -96,7 +107,8 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, strconv.Itoa(int(nodeID)), clientv3.WithLease(lease)),
 			clientv3.OpDelete(s.keys.groupEmptySince(group), clientv3.WithPrevKV()),
-			clientv3.OpGet(s.keys.groupProtocolType(group))).
+			clientv3.OpGet(s.keys.groupProtocolType(group)),
+			clientv3.OpGet(s.keys.groupType(group))).
 		Else(clientv3.OpGet(k)).Commit()
 	if err != nil {
 		return GroupClaim{Holder: -1}, fmt.Errorf("claim group coordinator %q: %w", group, err)
@@ -112,6 +124,9 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 		}
 		if get := resp.Responses[2].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
 			c.ProtocolType, c.HasProtocolType = string(get.Kvs[0].Value), true
+		}
+		if get := resp.Responses[3].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
+			c.Type = string(get.Kvs[0].Value)
 		}
 		return c, nil
 	}
@@ -310,6 +325,41 @@ func (s *Store) RecordGroupProtocolType(ctx context.Context, group string, lease
 	return nil
 }
 
+// RecordGroupType records group's type (groups/<g>/type) if the caller
+// holds group's coordinator key under lease (ErrNotCoordinator
+// otherwise): GroupTypeConsumer when a KIP-848 consumer group forms, ""
+// (the record deleted) when it becomes classic again. A KIP-848 group
+// stays one, members or not, until it is deleted (DeleteGroup, offset
+// expiry: the record goes with the group's keys) or converted: whoever
+// claims or lists it next reads the record (GroupClaim, ListGroups).
+func (s *Store) RecordGroupType(ctx context.Context, group string, lease clientv3.LeaseID, typ string) error {
+	op := clientv3.OpDelete(s.keys.groupType(group))
+	if typ != "" {
+		op = clientv3.OpPut(s.keys.groupType(group), typ)
+	}
+	resp, err := s.cli.Txn(ctx).If(s.fence(group, lease)).Then(op).Commit()
+	if err != nil {
+		return fmt.Errorf("record group type %q: %w", group, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("record group type %q: %w", group, ErrNotCoordinator)
+	}
+	return nil
+}
+
+// GroupType returns group's recorded type (RecordGroupType): "consumer"
+// for a KIP-848 group, "" for a classic one or none.
+func (s *Store) GroupType(ctx context.Context, group string) (string, error) {
+	resp, err := s.cli.Get(ctx, s.keys.groupType(group))
+	if err != nil {
+		return "", fmt.Errorf("read group type %q: %w", group, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
 // GroupProtocolType returns the protocol type recorded for group (by a
 // JoinGroup, RecordGroupProtocolType, or a release, ReleaseGroup) and
 // whether there is one: none if the group never had a member and was
@@ -358,12 +408,14 @@ func (s *Store) ListGroups(ctx context.Context) ([]GroupListing, error) {
 			if l.ProtocolType, l.HasProtocolType, err = s.GroupProtocolType(ctx, g); err != nil {
 				return nil, fmt.Errorf("list groups: %w", err)
 			}
+		case tail == groupTailType:
+			l.Type = GroupTypeConsumer // the only type recorded
 		}
 	}
 	sort.Strings(names)
 	out := make([]GroupListing, 0, len(names))
 	for _, n := range names {
-		if l := byName[n]; l.HasOffsets || l.Coordinator >= 0 { // not a lone empty-since or protocol-type record
+		if l := byName[n]; l.HasOffsets || l.Coordinator >= 0 { // not a lone empty-since, protocol-type or type record
 			out = append(out, *l)
 		}
 	}

@@ -90,6 +90,7 @@ func (k keys) groupCoordinator(g string) string        { return k.group(g) + gro
 func (k keys) groupEmptySince(g string) string         { return k.group(g) + groupTailEmptySince }
 func (k keys) groupOffsets(g string) string            { return k.group(g) + groupTailOffsets }
 func (k keys) groupProtocolType(g string) string       { return k.group(g) + groupTailProtocolType }
+func (k keys) groupType(g string) string               { return k.group(g) + groupTailType }
 func (k keys) groupOffsetTopic(g, topic string) string { return k.groupOffsets(g) + topic + "/" }
 func (k keys) groupOffset(g, topic string, partition int32) string {
 	return k.groupOffsetTopic(g, topic) + fmtPartition(partition)
@@ -102,6 +103,7 @@ const (
 	groupTailEmptySince   = "empty-since"
 	groupTailOffsets      = "offsets/"
 	groupTailProtocolType = "protocol-type"
+	groupTailType         = "type"
 )
 
 // parseGroupKey returns the group of any key under groups/ and the rest of
