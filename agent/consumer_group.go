@@ -35,6 +35,82 @@ package agent
 // Empty consumer group for ListGroups, DescribeGroups and
 // ConsumerGroupDescribe, as in Kafka, until it is deleted or a classic
 // member converts it (join_group.go; the record is then deleted).
+//
+// # Online migration between the protocols (designed, not built)
+//
+// Today a group changes protocol only through empty: a KIP-848 join of a
+// classic group with members is GROUP_ID_NOT_FOUND, a classic JoinGroup
+// of a consumer group with members INCONSISTENT_GROUP_PROTOCOL, so a
+// rolling upgrade of an application's consumers from the classic protocol
+// to KIP-848 (or back) stalls until the old members are gone. Kafka 4
+// converts live groups (group.consumer.migration.policy, default
+// bidirectional; GroupMetadataManager's classicGroup*ToConsumerGroup and
+// convertTo*Group). The design for shale, in the same group object and
+// lock:
+//
+//   - Policy: the group config consumer.migration.policy (bidirectional,
+//     upgrade, downgrade, disabled; default bidirectional) over an agent
+//     flag of the same default.
+//   - Upgrade, on a ConsumerGroupHeartbeat with epoch 0 to a classic group
+//     with members: refused as now unless the policy allows it, the
+//     protocol type is "consumer", the group is Stable (converting in the
+//     middle of a rebalance needs the stale-target handling of Kafka's
+//     KAFKA-21582), it is below maxGroupMembers, and every member's
+//     metadata and assignment decode as ConsumerMemberMetadata and
+//     ConsumerMemberAssignment. Conversion: group epoch and target epoch
+//     = the generation; each classic member becomes a cmember marked
+//     classic (its session and rebalance timeouts and the protocols it
+//     joined with are kept), subscribed to its metadata's topics, with
+//     assigned = target = its assignment, member epoch = the generation,
+//     its partitions claimed in owners; the classic timers stop and its
+//     session timer is touchConsumer's with its own timeout. The type is
+//     recorded (syncGroupType) and the heartbeat is then handled as a
+//     join: the epoch bump gives every member, classic ones included, a
+//     new target, reached through revocation first as for KIP-848
+//     members.
+//   - Classic members served from the KIP-848 state (Kafka's rules):
+//     JoinGroup decodes the subscription and the owned partitions (v1+
+//     metadata; an eager member owns none at a rejoin, so its revocations
+//     are complete at once), updates the member (a subscription change
+//     bumps the epoch), reconciles it, and answers at once: generation =
+//     member epoch, the first protocol name the member offered, no leader
+//     and no member list (the server assigns); a dynamic member without
+//     an ID at v4+ gets MEMBER_ID_REQUIRED first. SyncGroup checks the
+//     generation (ILLEGAL_GENERATION) and protocol type and name
+//     (INCONSISTENT_GROUP_PROTOCOL), ignores any assignments sent, and
+//     answers the member's current assignment as a
+//     ConsumerMemberAssignment; no SyncGroup within the rebalance timeout
+//     removes the member. Heartbeat answers REBALANCE_IN_PROGRESS when the
+//     group epoch is ahead of the member's and the member is not revoking
+//     (it must rejoin: the classic protocol reports owned partitions only
+//     in JoinGroup), arming a join timeout (the rebalance timeout), else
+//     touches the session. LeaveGroup removes the member (removeConsumer).
+//     OffsetCommit from a classic member checks its generation against
+//     the member epoch and answers ILLEGAL_GENERATION, not
+//     STALE_MEMBER_EPOCH, which classic clients do not handle.
+//     ConsumerGroupDescribe shows it with member type 0 (classic).
+//   - Downgrade, when the last KIP-848 member leaves or is removed and
+//     classic members remain (policy permitting): generation = group
+//     epoch; the members are rebuilt with their protocols, timeouts and
+//     current assignments encoded; g.cg is dropped and the type record
+//     deleted; the group then prepares a rebalance, so that every member
+//     rejoins and the client-side assignor takes over (Kafka does the
+//     same).
+//   - Failover is unchanged: membership is in memory, members of both
+//     protocols rejoin the next coordinator, and the type record decides
+//     which protocol finds the group a consumer group.
+//
+// What it needs before it can land: the conversion both ways, the
+// classic-member paths of JoinGroup, SyncGroup, Heartbeat, LeaveGroup and
+// OffsetCommit above, and a test with franz-go: two classic
+// (cooperative-sticky) consumers of a 6-partition topic under a steady
+// producer, one restarted as a KIP-848 member (no GROUP_ID_NOT_FOUND; the
+// group listed as consumer with both member types; every partition
+// owned by one member at a time at every describe; committed offsets
+// never backwards; every record consumed), then that member leaving
+// (classic again, the classic members own all 6); plus raw-protocol
+// tests of eager and cooperative classic members and the bad-input
+// answers above.
 
 import (
 	"maps"
