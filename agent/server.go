@@ -185,6 +185,7 @@ type Server struct {
 	shareOnce     sync.Once
 	shares        *shareRegistry // share groups and share-partitions (share_groups.go)
 	recompressed  recompressed   // bytes recompressed, not yet added to etcd (compression.go)
+	gcQueued      atomic.Bool    // a collection after a large answer is queued (conn.go)
 }
 
 // New returns a server; Start makes it listen.

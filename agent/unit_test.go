@@ -84,6 +84,28 @@ func TestReadBodyMemoryFollowsBytes(t *testing.T) {
 	}
 }
 
+// TestReadBodyAllocs proves a large frame is read with little more
+// allocated than the frame itself: the buffer doubles only until an
+// eighth has arrived, then takes the whole size (doubling all the way
+// allocated 2x the frame, half of it a dead copy at the end).
+func TestReadBodyAllocs(t *testing.T) {
+	const n = 64 << 20
+	r := bytes.NewReader(make([]byte, n))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	got, _, err := readBody(context.Background(), semaphore.NewWeighted(1<<30), r, n)
+	runtime.ReadMemStats(&after)
+	if err != nil || len(got) != n {
+		t.Fatalf("read %d bytes, err %v", len(got), err)
+	}
+	grew := after.TotalAlloc - before.TotalAlloc
+	t.Logf("read a %d MiB frame allocating %.2fx its size", n>>20, float64(grew)/n)
+	if grew > n*13/10 {
+		t.Fatalf("allocated %d MiB for a %d MiB frame, want at most 1.3x", grew>>20, n>>20)
+	}
+}
+
 // TestReadBodyExact proves readBody returns exactly the declared bytes
 // whatever the read sizes, and leaves the rest unread.
 func TestReadBodyExact(t *testing.T) {

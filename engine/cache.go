@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/shale-dev/shale/segment"
 )
 
 // chunkCache is the local read cache on disk: whole objects this agent
@@ -76,17 +78,30 @@ func (c *chunkCache) addWhole(key, dst string, size int64) {
 }
 
 // putObject writes an object held in memory into the cache.
-func (c *chunkCache) putObject(key string, data []byte) {
-	size := int64(len(data))
+func (c *chunkCache) putObject(key string, data *segment.Pieces) {
+	size := data.Size()
 	if size > c.max {
 		return
 	}
 	dst := c.fileName(key, ".obj")
-	if err := os.WriteFile(dst, data, 0o644); err != nil {
+	if err := writeFile(dst, data); err != nil {
 		_ = os.Remove(dst)
 		return
 	}
 	c.addWhole(key, dst, size)
+}
+
+// writeFile writes data to a new file at path.
+func writeFile(path string, data io.WriterTo) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = data.WriteTo(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // read returns the bytes [pos, pos+size) of key if cached.

@@ -16,6 +16,10 @@
 // sealed buffer is built into one
 // segment object in memory and uploaded from there with one PUT (multipart
 // when large); the local read cache gets its copy written beside the PUT.
+// The object in memory references its batches' bytes in the produce
+// requests (segment.Pieces) rather than copying them, and a multipart
+// upload reads each part in place, so a large batch is held once from the
+// read of its request to its commit (TestLargeBatchHeldOnce).
 // Objects held in memory are bounded by half of Config.MaxPendingBytes:
 // past that (uploads or commits falling behind) an object is built in the
 // spool directory on local disk and uploaded from the file (upload.go).
@@ -182,7 +186,9 @@
 // miss), then reads the entry's bytes from the local cache (whole
 // objects this agent wrote, ranges it fetched before) or with one ranged
 // GET, verifies their CRC-32C, and patches each batch's base offset to its
-// absolute offset. A compacted segment entry is read through its footer
+// absolute offset: in the bytes read when the fetch's answer is the first
+// span it reads (the answer is then those bytes, not a copy of them),
+// else in a copy. A compacted segment entry is read through its footer
 // (cached in memory, bounded: span.FooterCache) and then one chunk of
 // about 1 MiB per GET. A batch larger than the fetch's byte limit is
 // returned whole when it is the first one, as Kafka does. A read that finds its object gone (an entry cached

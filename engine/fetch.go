@@ -173,7 +173,7 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 		if len(out) > 0 && len(out) >= maxBytes {
 			break
 		}
-		chunk, err := e.readSpan(ctx, sp)
+		chunk, owned, err := e.readSpanOwned(ctx, sp)
 		if err != nil {
 			return out, err
 		}
@@ -184,6 +184,19 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 			}
 		}
 		bs := chunk.Batches()
+		if out == nil && owned && from < len(bs) {
+			// The first span read for this fetch alone: its batches go
+			// out from the bytes read, patched in place, not copied (a
+			// 100 MiB batch is held once). A fetch wanting more spans
+			// copies them after all.
+			recs, n := chunk.PatchInPlace(from, sp.AbsBase, sp.StoredBase, maxBytes)
+			if from+n < len(bs) || len(recs) >= maxBytes || len(plan) == 1 {
+				return recs, nil
+			}
+			out = make([]byte, 0, max(min(int64(maxBytes), planned), int64(len(recs))))
+			out = append(out, recs...)
+			continue
+		}
 		if out == nil && from < len(bs) {
 			// Room for the whole answer at once, so appending never
 			// re-grows it: it holds at most maxBytes, or one first batch
@@ -314,31 +327,37 @@ func (e *Engine) WaitForData(topic metastore.TopicID, partition int32) <-chan st
 // memory (waiting for it when the span is being prefetched), the local disk
 // cache, or a ranged GET, which the disk cache then keeps.
 func (e *Engine) readSpan(ctx context.Context, sp span.Span) (segment.Chunk, error) {
+	chunk, _, err := e.readSpanOwned(ctx, sp)
+	return chunk, err
+}
+
+// readSpanOwned is readSpan, also reporting whether the chunk is the
+// caller's alone (read for it, not the read-ahead's), so it may be patched
+// in place.
+func (e *Engine) readSpanOwned(ctx context.Context, sp span.Span) (chunk segment.Chunk, owned bool, err error) {
 	if sp.Size <= 0 || sp.Size > maxEntrySize {
-		return segment.Chunk{}, fmt.Errorf("index entry for %s claims %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
+		return segment.Chunk{}, false, fmt.Errorf("index entry for %s claims %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
 	}
 	if chunk, ok := e.ra.take(ctx, sp); ok {
 		e.count(func(s *Stats) { s.ReadAheadHits++ })
-		return chunk, nil
+		return chunk, false, nil
 	}
 	data, ok := e.cache.read(sp.Object, sp.Pos, sp.Size)
 	if ok {
 		e.count(func(s *Stats) { s.CacheHits++ })
 	} else {
 		e.count(func(s *Stats) { s.CacheMisses++ })
-		var err error
 		if data, err = e.getRange(ctx, sp.Object, sp.Pos, sp.Size); err != nil {
-			return segment.Chunk{}, err
+			return segment.Chunk{}, false, err
 		}
 	}
-	chunk, err := span.ParseSpan(data, sp)
-	if err != nil {
-		return segment.Chunk{}, err
+	if chunk, err = span.ParseSpan(data, sp); err != nil {
+		return segment.Chunk{}, false, err
 	}
 	if !ok {
 		e.cache.putRange(sp.Object, sp.Pos, sp.Size, data)
 	}
-	return chunk, nil
+	return chunk, true, nil
 }
 
 func (e *Engine) getRange(ctx context.Context, key string, pos, size int64) ([]byte, error) {

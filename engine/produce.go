@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -329,10 +328,10 @@ type sealedObject struct {
 	chunks    []sealedChunk
 	uploaded  chan struct{} // closed when the upload finished
 	uploadErr error
-	committed chan struct{} // closed when every waiter has its answer
-	data      []byte        // the object, when built in memory (else at path)
-	mem       int64         // bytes of the memory budget data holds
-	cached    chan struct{} // closed once the cache has data's copy (nil: spooled)
+	committed chan struct{}   // closed when every waiter has its answer
+	data      *segment.Pieces // the object, when built in memory (else at path): its batches by reference (upload.go)
+	mem       int64           // bytes of the memory budget data holds
+	cached    chan struct{}   // closed once the cache has data's copy (nil: spooled)
 
 	sealedAt, uploadedAt time.Time // for latency accounting
 }
@@ -538,7 +537,7 @@ func hedgeDelay(after time.Duration, size int64) time.Duration {
 
 func (e *Engine) putFile(ctx context.Context, so *sealedObject) error {
 	if so.data != nil {
-		return e.store.Put(ctx, so.key, bytes.NewReader(so.data), so.size)
+		return e.store.Put(ctx, so.key, so.data.Reader(), so.size)
 	}
 	f, err := os.Open(so.path)
 	if err != nil {

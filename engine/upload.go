@@ -1,14 +1,16 @@
 package engine
 
 import (
-	"bytes"
-
 	"github.com/shale-dev/shale/segment"
 )
 
-// Objects are uploaded from memory: sealing builds the object into a byte
-// slice, the PUT reads it from there, and the local read cache gets its copy
-// written beside the PUT (not before it). Only under pressure — when the
+// Objects are uploaded from memory: sealing builds the object as
+// segment.Pieces, which references the batches' bytes in their produce
+// requests (large ones; small ones and the object's own bytes are copied),
+// so a large batch is held once, in its request, from the read of the
+// request to the commit; the PUT reads the object from there (a multipart
+// upload reads each part at its offset, without copying it), and the local
+// read cache gets its copy written beside the PUT (not before it). Only under pressure — when the
 // objects already held in memory reach memBudget (half of
 // Config.MaxPendingBytes) — is an object built into the spool directory
 // instead and uploaded from that file. Back-pressure still counts every
@@ -40,19 +42,18 @@ func (e *Engine) releaseMem(n int64) {
 // buildInMemory builds the object into so.data. so.mem bytes of the memory
 // budget are already reserved.
 func (e *Engine) buildInMemory(so *sealedObject) error {
-	var buf bytes.Buffer
-	buf.Grow(int(so.bytes) + 4<<10)
-	bld := segment.NewBuilder(&buf)
-	if err := e.addChunks(so, bld); err != nil {
+	p := new(segment.Pieces)
+	if err := e.addChunks(so, segment.NewBuilder(p)); err != nil {
 		return err
 	}
-	so.data = buf.Bytes()
-	so.size = int64(len(so.data))
+	so.data = p
+	so.size = p.Size()
 	return nil
 }
 
-// addChunks adds every chunk of so to bld and finishes the object, dropping
-// the batches' request buffers once the builder has them.
+// addChunks adds every chunk of so to bld and finishes the object. The
+// batches drop their request bytes (a Pieces object may still reference
+// them).
 func (e *Engine) addChunks(so *sealedObject, bld *segment.Builder) error {
 	raws := make([][]byte, 0, 16)
 	for i := range so.chunks {
@@ -67,7 +68,7 @@ func (e *Engine) addChunks(so *sealedObject, bld *segment.Builder) error {
 		}
 		c.info = info
 		for j := range c.batches {
-			c.batches[j].raw = nil // the object holds the bytes now
+			c.batches[j].raw = nil // the object holds them now
 		}
 	}
 	_, err := bld.Finish()
@@ -84,7 +85,7 @@ func (e *Engine) cacheInMemory(so *sealedObject) {
 // rangeCRC is the CRC-32C of bytes [pos, pos+size) of the object.
 func (so *sealedObject) rangeCRC(pos, size int64) (uint32, error) {
 	if so.data != nil {
-		return segment.Checksum(so.data[pos : pos+size]), nil
+		return so.data.Checksum(pos, size), nil
 	}
 	return fileCRC(so.path, pos, size)
 }

@@ -39,8 +39,10 @@
 //
 // Objects below S3Config.MultipartThreshold (16 MiB) go up in one PutObject;
 // larger ones in PartSize parts (8 MiB, at least 5 MiB, at most 10,000
-// parts), PartConcurrency at a time, from memory buffers so each part can be
-// retried. A failed or canceled multipart upload is aborted, and the abort is
+// parts), PartConcurrency at a time. A body that reads at offsets
+// (io.ReaderAt: a file, an object built in memory) is read part by part
+// where it is, so a part can be retried without a copy; any other body is
+// copied a part at a time into memory buffers. A failed or canceled multipart upload is aborted, and the abort is
 // verified with ListParts and repeated (bounded) because a part in flight can
 // outlive a single abort; a bucket lifecycle rule for incomplete uploads
 // remains good practice for crashes. Each request is retried by the SDK's

@@ -54,7 +54,10 @@ func (s *s3Store) Put(ctx context.Context, key string, body io.ReadSeeker, size 
 
 // putMultipart uploads body in parts, PartConcurrency at a time, and aborts
 // the upload on any failure (also on cancellation) so no parts are left.
-func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, size int64) (err error) {
+// A body that reads at offsets (io.ReaderAt: a file, an object built in
+// memory) is read part by part in place; any other is copied a part at a
+// time.
+func (s *s3Store) putMultipart(ctx context.Context, key string, body io.ReadSeeker, size int64) (err error) {
 	partSize := max(s.cfg.PartSize, (size+MaxParts-1)/MaxParts)
 	bkey := s.key(key)
 	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
@@ -84,15 +87,28 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 	g.SetLimit(s.cfg.PartConcurrency)
 	var failed atomic.Bool
 	var readErr error
+	ra, inPlace := body.(io.ReaderAt)
+	var start int64 // body's position: parts are read from there
+	if inPlace {
+		if start, err = body.Seek(0, io.SeekCurrent); err != nil {
+			return fmt.Errorf("find body position: %w", err)
+		}
+	}
 	for i := range nparts {
 		if failed.Load() {
 			break
 		}
 		n := min(partSize, size-int64(i)*partSize)
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(ctxReader{ctx: ctx, r: body}, buf); err != nil {
-			readErr = fmt.Errorf("read part %d: %w", i+1, noEOF(err))
-			break
+		var part io.ReadSeeker
+		if inPlace {
+			part = io.NewSectionReader(ra, start+int64(i)*partSize, n)
+		} else {
+			buf := make([]byte, n)
+			if _, err := io.ReadFull(ctxReader{ctx: ctx, r: body}, buf); err != nil {
+				readErr = fmt.Errorf("read part %d: %w", i+1, noEOF(err))
+				break
+			}
+			part = bytes.NewReader(buf)
 		}
 		num := int32(i + 1)
 		g.Go(func() error {
@@ -101,8 +117,8 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 				Key:           aws.String(bkey),
 				UploadId:      uploadID,
 				PartNumber:    aws.Int32(num),
-				Body:          bytes.NewReader(buf),
-				ContentLength: aws.Int64(int64(len(buf))),
+				Body:          part,
+				ContentLength: aws.Int64(n),
 			})
 			if err != nil {
 				failed.Store(true)
@@ -118,7 +134,13 @@ func (s *s3Store) putMultipart(ctx context.Context, key string, body io.Reader, 
 	if readErr != nil {
 		return readErr
 	}
-	if err := checkEOF(body); err != nil {
+	if inPlace {
+		// As if read: the size was measured from the position, so there
+		// is nothing beyond it.
+		if _, err := body.Seek(start+size, io.SeekStart); err != nil {
+			return fmt.Errorf("seek past the body: %w", err)
+		}
+	} else if err := checkEOF(body); err != nil {
 		return err
 	}
 	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{

@@ -10,7 +10,8 @@ import (
 
 // Builder writes one object to an io.Writer: the header, then one chunk per
 // AddChunk call, then the footer and trailer on Finish. It does not buffer;
-// wrap the writer in a bufio.Writer when writes are costly. A Builder is not
+// wrap the writer in a bufio.Writer when writes are costly. Writing to a
+// *Pieces, it keeps large batches by reference instead (see Pieces). A Builder is not
 // safe for concurrent use. After a write error or Finish every call returns
 // an error matching ErrFinished (and the write error, if any).
 type Builder struct {
@@ -72,7 +73,10 @@ func (b *Builder) AddChunk(topicID [16]byte, partition int32, storedBase int64, 
 		if err := b.write(b.prefix[:]); err != nil {
 			return ChunkInfo{}, err
 		}
-		if err := b.write(raw[baseOffsetSize:]); err != nil {
+		if p, ok := b.w.(*Pieces); ok && len(raw) >= refMinBytes {
+			p.ref(raw[baseOffsetSize:]) // the batch as it is (Pieces)
+			b.n += int64(len(raw) - baseOffsetSize)
+		} else if err := b.write(raw[baseOffsetSize:]); err != nil {
 			return ChunkInfo{}, err
 		}
 		off += b.spans[i]

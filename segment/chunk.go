@@ -122,19 +122,49 @@ func (c Chunk) FindTimestamp(ts int64) (int, bool) {
 // returns the extended dst and the number of batches appended. The chunk
 // itself is not modified.
 func (c Chunk) AppendPatched(dst []byte, from int, absBase, storedBase int64, maxBytes int) ([]byte, int) {
-	if from < 0 {
-		from = 0
-	}
-	n, size := 0, 0
-	for _, b := range c.batches[min(from, len(c.batches)):] {
-		if n > 0 && size+len(b.Raw) > maxBytes {
-			break
-		}
+	from, n := c.take(from, maxBytes)
+	for _, b := range c.batches[from : from+n] {
 		start := len(dst)
 		dst = append(dst, b.Raw...)
 		SetBaseOffset(dst[start:], absBase+(b.Header.BaseOffset-storedBase))
+	}
+	return dst, n
+}
+
+// PatchInPlace is AppendPatched without the copy: it rewrites the
+// baseOffsets of the batches it takes in the chunk's own bytes and returns
+// those bytes (a sub-slice of what the chunk was parsed from) and the
+// number of batches. The chunk must be the caller's alone: afterwards its
+// bytes hold absolute offsets, while Batches' headers still say the stored
+// ones, so it must not be patched or parsed again.
+func (c Chunk) PatchInPlace(from int, absBase, storedBase int64, maxBytes int) ([]byte, int) {
+	from, n := c.take(from, maxBytes)
+	if n == 0 {
+		return nil, 0
+	}
+	start := 0 // the batches are back to back from the chunk's first byte
+	for _, b := range c.batches[:from] {
+		start += len(b.Raw)
+	}
+	end := start
+	for _, b := range c.batches[from : from+n] {
+		SetBaseOffset(b.Raw, absBase+(b.Header.BaseOffset-storedBase))
+		end += len(b.Raw)
+	}
+	return c.data[start:end:end], n
+}
+
+// take returns AppendPatched's batches: from (clamped to 0) and how many
+// fit in maxBytes, at least one if from is in range.
+func (c Chunk) take(from, maxBytes int) (int, int) {
+	from = min(max(from, 0), len(c.batches))
+	n, size := 0, 0
+	for _, b := range c.batches[from:] {
+		if n > 0 && size+len(b.Raw) > maxBytes {
+			break
+		}
 		n++
 		size += len(b.Raw)
 	}
-	return dst, n
+	return from, n
 }

@@ -195,6 +195,24 @@ func TestAppendPatched(t *testing.T) {
 	if !bytes.Equal(before, c.Bytes()) {
 		t.Fatal("AppendPatched modified the chunk")
 	}
+	// PatchInPlace gives the same bytes as AppendPatched, in the chunk's
+	// own storage (a fresh parse for each call: it patches the chunk).
+	for _, tt := range tests {
+		want, wantN := c.AppendPatched(nil, tt.from, 5000, 0, tt.maxBytes)
+		own := append([]byte(nil), before...)
+		oc, err := ParseChunk(own, "wal/patch", 0, Checksum(own))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, n := oc.PatchInPlace(tt.from, 5000, 0, tt.maxBytes)
+		if n != wantN || !bytes.Equal(got, want) {
+			t.Fatalf("PatchInPlace(from %d, max %d) = %d batches (%d bytes), AppendPatched %d (%d bytes), equal %v",
+				tt.from, tt.maxBytes, n, len(got), wantN, len(want), bytes.Equal(got, want))
+		}
+		if n > 0 && &got[0] != &own[max(tt.from, 0)*size] { // equal-sized batches
+			t.Fatalf("PatchInPlace(from %d) copied the batches", tt.from)
+		}
+	}
 }
 
 // TestBuilderRejects proves invalid AddChunk calls fail with ErrInvalidChunk

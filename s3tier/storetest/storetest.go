@@ -431,6 +431,24 @@ func testLargeObject(t *testing.T, s s3tier.Store, in Inspector) {
 		checkBytes(t, fmt.Sprintf("range at %d", off), get(t, s, "big/obj", off, 20), data[off:off+20])
 	}
 	checkInspected(t, s, in, "big/obj", data)
+	// A body that only reads and seeks (no ReadAt: copied a part at a
+	// time), and one that reads at offsets, from a position past its start.
+	plain := struct{ io.ReadSeeker }{bytes.NewReader(data)}
+	if err := s.Put(t.Context(), "big/plain", plain, LargeSize); err != nil {
+		t.Fatalf("Put from a plain reader: %v", err)
+	}
+	checkBytes(t, "plain reader", get(t, s, "big/plain", 0, -1), data)
+	r := bytes.NewReader(data)
+	if _, err := r.Seek(1<<20, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(t.Context(), "big/pos", r, LargeSize-1<<20); err != nil {
+		t.Fatalf("Put from offset 1 MiB: %v", err)
+	}
+	checkBytes(t, "from offset 1 MiB", get(t, s, "big/pos", 0, -1), data[1<<20:])
+	if r.Len() != 0 {
+		t.Fatalf("body left at %d bytes from its end, want at its end (as read)", r.Len())
+	}
 	checkNoPendingUploads(t, s, in)
 }
 
@@ -484,6 +502,15 @@ type cancelingReader struct {
 	*bytes.Reader
 	read, after int64
 	cancel      context.CancelFunc
+}
+
+// ReadAt counts too: a store may read the body's parts at their offsets.
+func (r *cancelingReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := r.Reader.ReadAt(p, off)
+	if r.read += int64(n); r.read > r.after {
+		r.cancel()
+	}
+	return n, err
 }
 
 func (r *cancelingReader) Read(p []byte) (int, error) {

@@ -24,8 +24,23 @@ import (
 	"github.com/shale-dev/shale/tests/cluster"
 )
 
-// largeRecord is the size of each record of TestLargeRecordAcrossAgents.
-const largeRecord = 50 << 20
+// largeRecordMiB is the default size of each record of
+// TestLargeRecordAcrossAgents; SHALE_LARGE_RECORD_MIB sets another (make
+// bench runs it at 100 MiB, the agents' request limit raised to fit).
+const largeRecordMiB = 50
+
+// largeRecordSize is the size of each record of TestLargeRecordAcrossAgents.
+func largeRecordSize(t *testing.T) int {
+	mib := largeRecordMiB
+	if v := os.Getenv("SHALE_LARGE_RECORD_MIB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1024 {
+			t.Fatalf("SHALE_LARGE_RECORD_MIB=%q: want MiB in 1..1024", v)
+		}
+		mib = n
+	}
+	return mib << 20
+}
 
 // TestLargeRecordAcrossAgents proves shale takes records as large as Kafka
 // lets a topic allow, across agents on a real S3 server: on a topic with
@@ -35,9 +50,9 @@ const largeRecord = 50 << 20
 // the batch) and by kcat. Each batch is larger than --flush-bytes, so each
 // goes up in an object of its own by multipart upload: the bucket holds two
 // objects above 50 MiB, each smaller than two records, each with a
-// multipart ETag ("<md5>-<parts>"). The agents' peak
-// RSS is logged: memory use per large batch is a few copies of it, not
-// one per stage.
+// multipart ETag ("<md5>-<parts>"). The agents' peak RSS grows by at
+// most maxLargeGrowth records: a large batch is held once, not once per
+// stage.
 func TestLargeRecordAcrossAgents(t *testing.T) {
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
@@ -45,12 +60,20 @@ func TestLargeRecordAcrossAgents(t *testing.T) {
 	}
 	// Agents without the race detector: the memory bound below is the
 	// real one (the race detector's 5-10x would void it).
-	c := cluster.Start(t, cluster.Options{Agents: 2, NoRace: true})
+	largeRecord := largeRecordSize(t)
+	opts := cluster.Options{Agents: 2, NoRace: true}
+	// Room for the record and the request around it above the default
+	// 100 MiB request limit.
+	limit := max(64<<20, largeRecord+1<<20)
+	if largeRecord+1<<20 > 100<<20 {
+		opts.Args = []string{"--max-request-bytes", strconv.Itoa(largeRecord + 8<<20)}
+	}
+	c := cluster.Start(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const topic = "large"
 	adm := kadm.NewClient(c.Client(t, kgo.SeedBrokers(c.Addr(0)), kgo.Dialer(cluster.DialTo(c.Addr(0)))))
-	maxMsg := strconv.Itoa(64 << 20)
+	maxMsg := strconv.Itoa(limit)
 	if r, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": &maxMsg}, topic); err != nil || r.Err != nil {
 		t.Fatalf("create %s: %v %v", topic, err, r.Err)
 	}
@@ -86,16 +109,16 @@ func TestLargeRecordAcrossAgents(t *testing.T) {
 	}
 	// One file is one message.
 	runTool(t, nil, kcat, "-b", c.Addr(a), "-t", topic, "-p", "0", "-P", "-X", "acks=all",
-		"-X", "message.max.bytes="+strconv.Itoa(100<<20), file)
+		"-X", "message.max.bytes="+strconv.Itoa(limit+8<<20), file)
 
 	p := c.Client(t, kgo.SeedBrokers(c.Addr(a)), kgo.Dialer(cluster.DialTo(c.Addr(a))),
-		kgo.DefaultProduceTopic(topic), kgo.ProducerBatchMaxBytes(64<<20), kgo.ProduceRequestTimeout(time.Minute))
+		kgo.DefaultProduceTopic(topic), kgo.ProducerBatchMaxBytes(int32(limit)), kgo.BrokerMaxWriteBytes(int32(2*limit)), kgo.ProduceRequestTimeout(time.Minute))
 	if err := p.ProduceSync(ctx, &kgo.Record{Value: viaFranz}).FirstErr(); err != nil {
 		t.Fatalf("franz-go produce of %d MiB through agent %d: %v", largeRecord>>20, a, err)
 	}
 
 	cons := c.Client(t, kgo.SeedBrokers(c.Addr(b)), kgo.Dialer(cluster.DialTo(c.Addr(b))),
-		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.BrokerMaxReadBytes(int32(2*limit)))
 	var got [][]byte
 	for len(got) < 2 && ctx.Err() == nil {
 		fs := cons.PollFetches(ctx)
@@ -110,28 +133,29 @@ func TestLargeRecordAcrossAgents(t *testing.T) {
 	}
 
 	out := runTool(t, nil, kcat, "-b", c.Addr(b), "-t", topic, "-C", "-e", "-o", "beginning", "-f", "%s",
-		"-X", "fetch.message.max.bytes="+strconv.Itoa(64<<20), "-X", "receive.message.max.bytes="+strconv.Itoa(200<<20))
+		"-X", "fetch.message.max.bytes="+strconv.Itoa(64<<20), "-X", "receive.message.max.bytes="+strconv.Itoa(2*limit+8<<20))
 	if !bytes.Equal(out, append(viaKcat, viaFranz...)) {
 		t.Fatalf("kcat consume read %d bytes, want the two records (%d bytes)", len(out), 2*largeRecord)
 	}
-	large := largeObjects(ctx, t, c.S3(), largeRecord)
+	large := largeObjects(ctx, t, c.S3(), int64(largeRecord))
 	if len(large) != 2 {
 		t.Errorf("objects of at least %d MiB in the bucket: %v, want 2 (one per large record)", largeRecord>>20, large)
 	}
 	for key, o := range large {
-		if o.size >= 2*largeRecord || !strings.Contains(o.etag, "-") {
+		if o.size >= 2*int64(largeRecord) || !strings.Contains(o.etag, "-") {
 			t.Errorf("object %s: %d bytes, ETag %s; want one record's object (< %d bytes), uploaded in parts", key, o.size, o.etag, 2*largeRecord)
 		}
 	}
 	t.Logf("large objects in the bucket: %v", large)
 	for i := range 2 {
 		hwm, rss := peakRSS(t, c.Pid(i))
-		t.Logf("agent %d: peak RSS %d MiB (%d MiB before the records, %d MiB now); two %d MiB records produced through agent %d, consumed through agent %d",
-			i, hwm>>20, base[i]>>20, rss>>20, largeRecord>>20, a, b)
-		// Bounded memory: a large batch is held a few times (request,
-		// object or spool, fetch response), not once per stage and reader.
-		if copies := maxLargeCopies * c.MemFactor(); hwm-base[i] > copies*largeRecord {
-			t.Errorf("agent %d: peak RSS grew by %d MiB for %d MiB records, more than %d copies", i, (hwm-base[i])>>20, largeRecord>>20, copies)
+		t.Logf("agent %d: peak RSS %d MiB (%d MiB before the records, %d MiB now), grew %.1fx the record; two %d MiB records produced through agent %d, consumed through agent %d",
+			i, hwm>>20, base[i]>>20, rss>>20, float64(hwm-base[i])/float64(largeRecord), largeRecord>>20, a, b)
+		// Bounded memory: a large batch is held once (the request's
+		// bytes are the object uploaded; the bytes read are the fetch
+		// answer), and its memory is free for the next one.
+		if bound := maxLargeGrowth * float64(c.MemFactor()); float64(hwm-base[i]) > bound*float64(largeRecord) {
+			t.Errorf("agent %d: peak RSS grew by %d MiB for %d MiB records, more than %.1fx one", i, (hwm-base[i])>>20, largeRecord>>20, bound)
 		}
 	}
 }
@@ -173,9 +197,11 @@ func sums(bs [][]byte) string {
 	return strings.Join(s, ", ")
 }
 
-// maxLargeCopies bounds an agent's peak RSS growth in copies of one large
-// record (Go's heap may also grow to twice what is live before a GC).
-const maxLargeCopies = 8
+// maxLargeGrowth bounds an agent's peak RSS growth in copies of one large
+// record: one held, plus what the Go heap keeps beyond what is live (1.3x
+// and 1.0x measured at 100 MiB; 3.9x and 3.0x before the copies were
+// removed, 2026-12-05).
+const maxLargeGrowth = 2.5
 
 // peakRSS reads a process's peak and current resident set size in bytes.
 func peakRSS(t *testing.T, pid int) (peak, now int64) {
