@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/metastore"
@@ -242,26 +243,44 @@ func endOffsets(ctx context.Context, t *testing.T, adm *kadm.Client, topic strin
 	return out
 }
 
-// killRecover SIGKILLs `shale recover` (args) at random instants until a
-// kill lands midway (the recovering marker is there), at most 16 times,
-// bisecting the instant (a run that finished first is wiped), and fails t if none did. It leaves the namespace
-// half-restored for the next run to resume.
+// killRecover SIGKILLs `shale recover` midway: it watches etcd and kills
+// the process once the restore has written a random 2 to 31 keys, its
+// marker first (with --max-txn-ops 1 each key is its own transaction, so
+// the instant varies across the restore), then checks that the marker was left behind, and
+// leaves the namespace half-restored for the next run to resume. A
+// watch, not a timer: the instant does not depend on the machine's load.
 func killRecover(ctx context.Context, t *testing.T, etcd *testenv.EtcdProcess, args []string) {
 	t.Helper()
-	meta := metastore.New(testenv.EtcdClient(t, etcd.Endpoints()), metastore.DefaultNamespace)
-	// Bisect the kill instant between one too early (nothing written)
-	// and one too late (finished).
-	early, late := time.Duration(0), time.Duration(0)
-	delay := 150 * time.Millisecond
-	for i := range 16 {
+	cli := testenv.EtcdClient(t, etcd.Endpoints())
+	meta := metastore.New(cli, metastore.DefaultNamespace)
+	for attempt := range 5 {
+		wctx, wcancel := context.WithCancel(ctx)
+		wch := cli.Watch(wctx, metastore.DefaultNamespace+"/", clientv3.WithPrefix())
 		cmd := exec.Command(Binary(t), args...)
 		cmd.Env = hermeticEnv()
 		if err := cmd.Start(); err != nil {
+			wcancel()
 			t.Fatal(err)
 		}
-		time.Sleep(delay)
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		after := 2 + rand.IntN(30) // etcd events (keys written) before the kill
+		seen := 0
+	watch:
+		for seen < after {
+			select {
+			case wr, ok := <-wch:
+				if !ok {
+					break watch
+				}
+				seen += len(wr.Events)
+			case <-exited:
+				break watch
+			}
+		}
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
+		wcancel()
 		marker, err := meta.RecoveringMarker(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -271,23 +290,13 @@ func killRecover(ctx context.Context, t *testing.T, etcd *testenv.EtcdProcess, a
 			t.Fatal(err)
 		}
 		if marker != "" {
-			t.Logf("recover SIGKILLed midway at attempt %d, after %v (%d keys written, marker %s)", i, delay, n, marker)
+			t.Logf("recover SIGKILLed midway at attempt %d, after %d etcd events (%d keys written, marker %s)", attempt, seen, n, marker)
 			return
 		}
-		if n > 0 { // finished before the kill: start over, kill sooner
-			if err := meta.WipeNamespace(ctx); err != nil {
-				t.Fatal(err)
-			}
-			late = delay
-		} else {
-			early = delay
-		}
-		switch {
-		case late == 0:
-			delay = delay * 3 / 2
-		default:
-			delay = (early+late)/2 + time.Duration(rand.Int64N(int64(time.Millisecond)))
+		// Finished (or never started) before the kill: start over.
+		if err := meta.WipeNamespace(ctx); err != nil {
+			t.Fatal(err)
 		}
 	}
-	t.Fatalf("no kill of recover landed midway in 16 attempts (last delay %v)", delay)
+	t.Fatalf("no kill of recover landed midway in 5 attempts")
 }
