@@ -2,13 +2,19 @@ package icetable_test
 
 import (
 	"bytes"
+	"context"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apache/iceberg-go/table"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shale-dev/shale/agent/agenttest"
 	"github.com/shale-dev/shale/icetable"
+	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/replay/replaytest"
 	"github.com/shale-dev/shale/s3tier"
 )
@@ -36,14 +42,7 @@ func TestCompactSmallFiles(t *testing.T) {
 		}
 	}
 	tbl0 := func() []string {
-		tbl, err := icetable.Load(ctx, c.Store, c.Meta, tp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys, err := icetable.DataFiles(ctx, c.Store, tbl)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, keys := tableFiles(t, ctx, c, tp)
 		return keys
 	}
 	// Five passes, a commit each: the fifth file makes five small files in
@@ -119,4 +118,73 @@ func TestCompactSmallFiles(t *testing.T) {
 	replaytest.CompareRecs(t, "iceberg-go scan after expiry", scanTable(t, ctx, tbl), all)
 	replaytest.CompareRecs(t, "DuckDB after expiry", duckRead(t, ctx, c.Store, tbl), all)
 	t.Logf("%d commits, %d files rewritten into %d; %d rows", st.Commits, st.Rewritten, len(files), len(all))
+}
+
+// TestKeyValueFilesAtTarget proves a key_value commit writes a Kafka
+// partition's rows as files of about shale.iceberg.target.file.bytes: a
+// file is closed and the next one begun once it reaches the target (64
+// KiB here; 1 MiB of incompressible values, in batches of 8 KiB, in one
+// commit), so every file but the last is at least the target and none is
+// rewritten, and iceberg-go's scan and DuckDB read every record once.
+func TestKeyValueFilesAtTarget(t *testing.T) {
+	ctx := replaytest.Ctx(t)
+	const name, target = "at-target", 64 << 10
+	f, tp := topicFixture(t, ctx, name, 1, icetable.ConfigMode, string(icetable.ModeKeyValue), icetable.ConfigTargetFileBytes, strconv.Itoa(target))
+	c := f.C
+	// Batches of 8 KiB: a file is checked after each batch's rows.
+	cl := c.Client(t, kgo.DefaultProduceTopic(name), kgo.ProducerBatchMaxBytes(8<<10))
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 1024 {
+		v := make([]byte, 1024)
+		for i := range v {
+			v[i] = byte(rng.Uint32())
+		}
+		cl.Produce(ctx, &kgo.Record{Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var st icetable.Stats
+	if err := icetable.MaterializeTopic(ctx, c.Store, c.Meta, tp, icetable.Config{CommitBytes: 1 << 30}, &st); err != nil {
+		t.Fatal(err)
+	}
+	tbl, keys := tableFiles(t, ctx, c, tp)
+	small := 0
+	var sizes []int64
+	for _, k := range keys {
+		info, err := c.Store.Head(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, info.Size)
+		if info.Size < target {
+			small++
+		}
+	}
+	if st.Commits != 1 || st.Rewritten != 0 || len(keys) < 8 || small > 1 {
+		t.Fatalf("pass %+v, data files of %v bytes: want one commit of 8 or more files, all but one of %d bytes or more, none rewritten", st, sizes, target)
+	}
+	all := consumeTopic(t, ctx, f, 1)
+	replaytest.CompareRecs(t, "iceberg-go scan", scanTable(t, ctx, tbl), all)
+	replaytest.CompareRecs(t, "DuckDB", duckRead(t, ctx, c.Store, tbl), all)
+	t.Logf("%d records in %d files of %v bytes", len(all), len(keys), sizes)
+}
+
+// tableFiles loads tp's table and lists the store keys of its current
+// data files.
+func tableFiles(t *testing.T, ctx context.Context, c *agenttest.Cluster, tp metastore.Topic) (*table.Table, []string) {
+	t.Helper()
+	tbl, err := icetable.Load(ctx, c.Store, c.Meta, tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := icetable.DataFiles(ctx, c.Store, tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tbl, keys
 }

@@ -3,7 +3,9 @@
 // job lifecycle.JobIceberg runs Materialize every --iceberg-interval
 // (default 1 min) over the topics whose shale.iceberg.mode is not
 // disabled. It uses github.com/apache/iceberg-go for metadata, manifests,
-// snapshots and Parquet data files; no catalog service is needed.
+// snapshots and json tables' Parquet data files, and parquet-go (through
+// replay's Parquet writer) for key_value tables' data files (see Data
+// files); no catalog service is needed.
 //
 // # Modes
 //
@@ -97,11 +99,40 @@
 // versions are ever written under these names). No REST catalog
 // registration yet (--iceberg-rest-uri is not implemented).
 //
+// # Data files
+//
+// A key_value commit writes its data files itself, with parquet-go
+// (replay.ParquetFile: replay's writer, fast Snappy pages, row groups of
+// 8 MiB of record data): one writer per Kafka partition read, the
+// partitions in parallel (up to 4), each streaming its records, as it
+// decodes them, into a file per table partition (day or hour) they fall
+// in, and beginning another file once one reaches
+// shale.iceberg.target.file.bytes (checked after each record batch).
+// The files carry the table's Iceberg field IDs on every column and list
+// element (readers map columns by ID) and go to the bucket through the
+// store (spooled to a local temporary file, one Put each). The commit
+// then registers them: iceberg-go's table.FileToDataFile reads each
+// file's footer for its row count, column sizes, value and null counts,
+// bounds and partition value, and Transaction.AddDataFiles adds them to
+// the snapshot (with the summary below, in the same transaction). Memory
+// is a row group per file being written, plus 16 MiB of read-ahead per
+// partition read, whatever the commit's size, so a key_value commit
+// reads up to KVCommitFiles (4) target-size files' worth of stored bytes
+// (512 MiB at the default target; Config.CommitBytes overrides it): a
+// topic catching up gets files of about the target size, not small
+// files for the rewrite below to read and write again.
+//
+// A json commit builds its rows in Arrow columns in memory (at most
+// DefaultCommitBytes of stored bytes: 64 MiB) and writes them with
+// iceberg-go's writer (Transaction.Append: arrow-go's pqarrow, one
+// goroutine), as the columns it adds are only known once every record
+// was read (json mode). Rewrites (below) also use iceberg-go's writer.
+//
 // # File sizes
 //
-// Each commit writes the rows it read (at most CommitBytes of stored
-// bytes) as one data file per partition it touches, so frequent commits
-// make small files. At the end of a pass that caught up, the job rewrites
+// Each commit writes the rows it read as data files of the partitions it
+// touches (key_value: per Kafka partition read, see Data files), so
+// frequent commits make small files. At the end of a pass that caught up, the job rewrites
 // a partition's data files under 75% of shale.iceberg.target.file.bytes
 // (default 128 MiB, at least 1024; other values INVALID_CONFIG), at least
 // 5 of them, into files of about that size (iceberg-go's compaction
@@ -198,19 +229,24 @@
 // # Performance
 //
 // BenchmarkIcebergMaterialize (make bench: a 1 GiB topic by default)
-// compares a first materialization with `shale replay --format parquet`
-// of the same topic. Measured with 256 MiB of 1 KiB values in 4
-// partitions on the shared 2-core machine (load average about 2): replay
-// 345 ms, materialization 3.62 s (0.10x; a child process, its start
-// included), its peak RSS 703 MiB; a produced record was a row a median
-// 1.02 s later with --iceberg-interval 1s. Far from the 0.8x goal: the
-// time is iceberg-go's Parquet writer (arrow-go pqarrow, one goroutine;
-// Snappy alone a third of the CPU), and a whole commit (CommitBytes of
-// stored, compressed bytes) is built in Arrow before it is written, hence
-// the RSS. Done so far: key_value partitions are read at once (json mode
-// reads them in order, see json mode); tables write Snappy (zstd,
-// iceberg-go's default, took half the CPU) and no dictionary for the key
-// and value (_raw) columns (a fifth of it).
+// compares a first materialization of a key_value table (a child
+// process, its start included) with `shale replay --format parquet` of
+// the same topic, run before and after it (the faster run counts), 1 KiB
+// values in 4 partitions, on the shared 2-core machine (load average
+// 9-15 during these runs). With iceberg-go's writer (Transaction.Append),
+// 256 MiB: replay 3.05 s, materialization 6.68 s (0.46x), peak RSS 751
+// MiB; its CPU profile: arrow-go's Snappy ("better" s2 encoder) 48%,
+// memmove 15%, Arrow buffer growth and memset 17%, all in one goroutine
+// after the whole commit (64 MiB stored) was built in Arrow; a pass also
+// rewrote its own small files through the same writer. With parquet-go
+// (Data files): 256 MiB, replay 684 ms, materialization 1.19 s (0.57x;
+// 1.17x and 0.71x in two other runs), peak RSS 282 MiB, 4 data files;
+// 1 GiB, replay 12.5 s, materialization 7.53 s (1.66x), peak RSS 323
+// MiB, 12 data files. The CPU now goes to writing the bytes (syscalls
+// half of it: the spool file, its copy into the bucket, the reads),
+// memmove and CRCs of the reads; Snappy (s2's fast encoder) under 10%. A
+// produced record was a row a median 1.05 s later with
+// --iceberg-interval 1s.
 //
 // # Errors
 //

@@ -195,3 +195,11 @@ func (i fileInfo) Mode() fs.FileMode  { return 0o444 }
 func (i fileInfo) ModTime() time.Time { return i.o.LastModified }
 func (i fileInfo) IsDir() bool        { return false }
 func (i fileInfo) Sys() any           { return nil }
+
+// discard drops a file being written without uploading it.
+func discard(w icebergio.FileWriter) {
+	if s, ok := w.(*spoolWriter); ok {
+		s.f.Close()
+		os.Remove(s.f.Name())
+	}
+}

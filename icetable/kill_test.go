@@ -61,6 +61,12 @@ func materializeChild() int {
 			fmt.Fprintln(os.Stderr, "materialize:", err)
 			return 2
 		}
+		if prof := os.Getenv("SHALE_ICE_MEMPROFILE"); prof != "" {
+			if out, err := os.Create(prof); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(out, 0)
+				out.Close()
+			}
+		}
 		status, _ := os.ReadFile("/proc/self/status")
 		for _, l := range strings.Split(string(status), "\n") {
 			if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {

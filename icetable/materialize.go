@@ -36,9 +36,19 @@ const (
 	SummaryRaw = "shale.raw-rows"
 )
 
-// DefaultCommitBytes is how many stored record bytes one commit reads at
-// most (Config.CommitBytes): it bounds the job's memory.
+// DefaultCommitBytes is how many stored record bytes one commit of a
+// json table reads at most (Config.CommitBytes): it bounds the job's
+// memory, as a json commit builds its rows in memory. A key_value commit
+// streams its rows to the data files (memory: a row group per file being
+// written), and reads at most KVCommitFiles times the topic's
+// shale.iceberg.target.file.bytes.
 const DefaultCommitBytes = 64 << 20
+
+// KVCommitFiles sizes a key_value commit (when Config.CommitBytes is
+// not set): the stored bytes of this many target-size data files, so
+// that a topic of up to as many partitions catching up writes files of
+// about the target size, not small files for the rewrite to redo.
+const KVCommitFiles = 4
 
 // DefaultSnapshotMaxAge is how long a table's snapshots are kept
 // (Config.SnapshotMaxAge): Iceberg's own default for
@@ -47,8 +57,10 @@ const DefaultSnapshotMaxAge = 5 * 24 * time.Hour
 
 // Config tunes materialization.
 type Config struct {
-	// CommitBytes bounds the stored bytes read into one commit
-	// (DefaultCommitBytes); a topic further behind takes several commits.
+	// CommitBytes bounds the stored bytes read into one commit (0:
+	// DefaultCommitBytes for json tables, KVCommitFiles target-size
+	// files for key_value ones); a topic further behind takes several
+	// commits.
 	CommitBytes int64
 	// SnapshotMaxAge: each commit expires the snapshots older than this
 	// (the current one is always kept); 0 is DefaultSnapshotMaxAge,
@@ -106,10 +118,13 @@ func Materialize(ctx context.Context, store s3tier.Store, meta *metastore.Store,
 // offsets the current snapshot records, so a commit lost to a crash is
 // read again and committed once.
 func MaterializeTopic(ctx context.Context, store s3tier.Store, meta *metastore.Store, t metastore.Topic, cfg Config, st *Stats) error {
+	mode := ModeOf(t.Configs)
 	if cfg.CommitBytes <= 0 {
 		cfg.CommitBytes = DefaultCommitBytes
+		if mode == ModeKeyValue {
+			cfg.CommitBytes = KVCommitFiles * TargetFileBytesOf(t.Configs)
+		}
 	}
-	mode := ModeOf(t.Configs)
 	if mode != ModeKeyValue && mode != ModeJSON {
 		return fmt.Errorf("topic %s: %s=%q: %w", t.Name, ConfigMode, mode, ErrUnknownMode)
 	}
@@ -216,34 +231,6 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 	if len(spans) == 0 && skipped == prog.Skipped {
 		return true, nil
 	}
-	rb, err := newRowBuilder(h.tbl.Schema())
-	if err != nil {
-		return false, err
-	}
-	defer rb.release()
-	add := func(r replay.Record) { rb.add(r, r.Value) }
-	var jb *jsonBuilder
-	if h.mode() == ModeJSON {
-		jb = newJSONBuilder(rb, h.tbl.Schema())
-		defer jb.release()
-		add = jb.add
-	}
-	// json mode reads partition after partition: the columns a commit
-	// adds, and which of two conflicting values gets one, follow the
-	// records' order. key_value rows are the same in any order: its
-	// partitions are read at once, up to 4.
-	var mu sync.Mutex
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
-	if jb != nil {
-		g.SetLimit(1)
-	}
-	for _, sp := range spans {
-		g.Go(func() error { return h.read(gctx, sp, &mu, add) })
-	}
-	if err := g.Wait(); err != nil {
-		return false, err
-	}
 	offs := map[string]int64{}
 	for p, o := range ends {
 		offs[strconv.Itoa(int(p))] = o
@@ -251,11 +238,15 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 	enc, _ := json.Marshal(offs)
 	props := iceberg.Properties{SummaryOffsets: string(enc), SummarySkipped: strconv.FormatInt(skipped, 10)}
 	raw := prog.Raw
-	if jb != nil {
-		raw += jb.raw
-		props[SummaryRaw] = strconv.FormatInt(raw, 10)
+	var rows int64
+	var files int
+	if h.mode() == ModeJSON {
+		var jraw int64
+		rows, files, jraw, err = h.commitJSON(ctx, spans, props, prog.Raw)
+		raw += jraw
+	} else {
+		rows, files, err = h.commitKV(ctx, spans, props)
 	}
-	rows, files, err := h.appendRows(ctx, rb, jb, props)
 	if err != nil {
 		return false, err
 	}
@@ -267,68 +258,167 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 	return false, nil
 }
 
+// commitKV writes the key_value rows of spans as Parquet data files, the
+// spans in parallel (up to 4), each a file per table partition it
+// touches, then commits them as one snapshot whose summary has props.
+func (h *handle) commitKV(ctx context.Context, spans []span, props iceberg.Properties) (int64, int, error) {
+	var (
+		mu    sync.Mutex
+		paths []string
+		rows  int64
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, sp := range spans {
+		g.Go(func() error {
+			w := newKVWriter(gctx, h)
+			err := h.read(gctx, sp, &sync.Mutex{}, w.add, w.flush)
+			ps, ferr := w.finish(err != nil)
+			if err == nil {
+				err = ferr
+			}
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			paths = append(paths, ps...)
+			rows += w.rows
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, 0, err
+	}
+	slices.Sort(paths)
+	files, err := h.commit(ctx, props, func(tx *table.Transaction) error {
+		if len(paths) == 0 {
+			return tx.AddFiles(ctx, nil, props, false) // offsets only: an empty snapshot
+		}
+		staged, err := tx.StagedTable()
+		if err != nil {
+			return err
+		}
+		dfs := make([]iceberg.DataFile, len(paths))
+		g, _ := errgroup.WithContext(ctx)
+		g.SetLimit(4)
+		for i, p := range paths {
+			g.Go(func() error {
+				// The footer's statistics: counts, bounds, and the
+				// partition value (one per file) from the timestamp's.
+				df, err := table.FileToDataFile(ctx, h.fsio, p, staged.Schema(), staged.Spec(), 0, staged.Properties())
+				dfs[i] = df
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		return tx.AddDataFiles(ctx, dfs, props, table.WithoutAutoNameMapping(), table.WithoutDuplicateCheck())
+	})
+	return rows, files, err
+}
+
+// commitJSON reads the json rows of spans into Arrow columns (one span
+// after the other: see json mode in doc.go) and commits them, with the
+// columns they add, through iceberg-go's writer as one snapshot whose
+// summary has props (and the table's raw count, prevRaw plus this
+// commit's, returned).
+func (h *handle) commitJSON(ctx context.Context, spans []span, props iceberg.Properties, prevRaw int64) (int64, int, int64, error) {
+	rb, err := newRowBuilder(h.tbl.Schema())
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer rb.release()
+	jb := newJSONBuilder(rb, h.tbl.Schema())
+	defer jb.release()
+	var mu sync.Mutex
+	for _, sp := range spans {
+		if err := h.read(ctx, sp, &mu, jb.add, nil); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	raw := jb.raw
+	props[SummaryRaw] = strconv.FormatInt(prevRaw+raw, 10)
+	rows, files, err := h.appendRows(ctx, rb, jb, props)
+	return rows, files, raw, err
+}
+
 // appendRows commits the rows of rb (jb's value columns too, in json
 // mode, adding the new ones to the schema) as one snapshot whose summary
 // has props, in one transaction with the topic's partitioning; it
 // returns the rows and data files added. No row is an empty snapshot.
 func (h *handle) appendRows(ctx context.Context, rb *rowBuilder, jb *jsonBuilder, props iceberg.Properties) (int64, int, error) {
 	rows := int64(rb.rows)
+	files, err := h.commit(ctx, props, func(tx *table.Transaction) error {
+		var rec arrow.RecordBatch
+		if jb != nil {
+			// New columns and the rows that fill them commit together.
+			if err := jb.evolve(tx); err != nil {
+				return fmt.Errorf("add columns: %w", err)
+			}
+			staged, err := tx.StagedTable()
+			if err != nil {
+				return err
+			}
+			if rec, err = jb.take(staged.Schema()); err != nil {
+				return err
+			}
+		} else {
+			rec = rb.take()
+		}
+		defer rec.Release()
+		if rows == 0 {
+			return tx.AddFiles(ctx, nil, props, false)
+		}
+		rdr, err := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
+		if err != nil {
+			return err
+		}
+		defer rdr.Release()
+		if err := tx.Append(ctx, rdr, props); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return rows, files, nil
+}
+
+// commit commits one snapshot: in one transaction, the topic's
+// partitioning, the expiry of old snapshots, and what add stages (the
+// snapshot, whose summary has props). It returns the data files added.
+func (h *handle) commit(ctx context.Context, props iceberg.Properties, add func(*table.Transaction) error) (int, error) {
 	tx := h.tbl.NewTransaction()
 	if err := h.repartition(tx); err != nil {
-		return 0, 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
+		return 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
 	}
 	if h.expireAfter > 0 {
 		// Manifest lists of expired snapshots are deleted below, after the
 		// commit: iceberg-go's own clean-up reads every kept snapshot's
 		// manifest list, each commit.
 		if err := tx.ExpireSnapshots(table.WithOlderThan(h.expireAfter), table.WithPostCommit(false)); err != nil {
-			return 0, 0, fmt.Errorf("table %s: expire snapshots: %w", h.topic.Name, err)
+			return 0, fmt.Errorf("table %s: expire snapshots: %w", h.topic.Name, err)
 		}
 	}
 	pre, preSnap := h.tbl.Metadata(), h.tbl.CurrentSnapshot()
-	var rec arrow.RecordBatch
-	if jb != nil {
-		// New columns and the rows that fill them commit together.
-		if err := jb.evolve(tx); err != nil {
-			return 0, 0, fmt.Errorf("table %s: add columns: %w", h.topic.Name, err)
-		}
-		staged, err := tx.StagedTable()
-		if err != nil {
-			return 0, 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
-		}
-		if rec, err = jb.take(staged.Schema()); err != nil {
-			return 0, 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
-		}
-	} else {
-		rec = rb.take()
-	}
-	defer rec.Release()
-	var err error
-	if rows == 0 {
-		err = tx.AddFiles(ctx, nil, props, false)
-	} else {
-		rdr, rerr := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
-		if rerr != nil {
-			return 0, 0, rerr
-		}
-		defer rdr.Release()
-		err = tx.Append(ctx, rdr, props)
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("table %s: write: %w", h.topic.Name, err)
+	if err := add(tx); err != nil {
+		return 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
 	}
 	if _, err := tx.Commit(ctx); err != nil {
-		return 0, 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
+		return 0, fmt.Errorf("table %s: %w", h.topic.Name, err)
 	}
 	if cur := h.tbl.CurrentSnapshot(); cur == nil || preSnap != nil && cur.SnapshotID == preSnap.SnapshotID {
-		return 0, 0, fmt.Errorf("table %s: commit added no snapshot", h.topic.Name)
+		return 0, fmt.Errorf("table %s: commit added no snapshot", h.topic.Name)
 	}
 	h.deleteExpired(pre)
 	files := 0
 	if snap := h.tbl.CurrentSnapshot(); snap != nil && snap.Summary != nil {
 		files, _ = strconv.Atoi(snap.Summary.Properties["added-data-files"])
 	}
-	return rows, files, nil
+	return files, nil
 }
 
 // repartition makes tx's partition spec the topic's
@@ -404,27 +494,34 @@ func (h *handle) cut(ctx context.Context, p int32, start, end, budget int64) (in
 // read passes the committed records of sp to add, in offset order:
 // replay's reader (every byte checked), minus the records of aborted
 // transactions; control records are never rows.
-func (h *handle) read(ctx context.Context, sp span, mu *sync.Mutex, add func(replay.Record)) error {
+func (h *handle) read(ctx context.Context, sp span, mu *sync.Mutex, add func(replay.Record), flush func() error) error {
 	aborted, err := h.meta.AbortedTxns(ctx, h.topic.ID, sp.p, sp.start, sp.end, 1<<20)
 	if err != nil {
 		return err
 	}
 	pl, err := replay.NewPlan(ctx, h.meta, replay.Options{Topic: h.topic.Name, Partitions: []int32{sp.p},
-		From: replay.AtOffset(sp.start), To: replay.AtOffset(sp.end), Parallel: 4})
+		From: replay.AtOffset(sp.start), To: replay.AtOffset(sp.end), Parallel: 4, ReadAhead: spanReadAhead})
 	if err != nil {
 		return err
 	}
 	if pl.Topic.ID != h.topic.ID {
 		return fmt.Errorf("table %s: topic was re-created (id %s, table of %s): %w", h.topic.Name, pl.Topic.ID, h.topic.ID, metastore.ErrTopicNotFound)
 	}
-	return pl.Run(ctx, h.meta, h.store, &rowSink{mu: mu, add: add, aborted: aborted}, nil)
+	return pl.Run(ctx, h.meta, h.store, &rowSink{mu: mu, add: add, flush: flush, aborted: aborted}, nil)
 }
 
+// spanReadAhead bounds a span's fetched bytes waiting to be decoded: a
+// key_value commit reads up to 4 spans at once, as much as one `shale
+// replay` of 4 partitions (replay.DefaultReadAhead) in all.
+const spanReadAhead = replay.DefaultReadAhead / 4
+
 // rowSink is a replay sink passing records to add (one partition at a
-// time, in offset order).
+// time, in offset order), then calling flush (if set) after each batch
+// of them.
 type rowSink struct {
 	mu      *sync.Mutex // shared by the sinks of one commit
 	add     func(replay.Record)
+	flush   func() error
 	aborted []metastore.AbortedTxn
 }
 
@@ -443,6 +540,9 @@ func (s *rowSink) WriteRecords(recs []replay.Record) error {
 			continue
 		}
 		s.add(r)
+	}
+	if s.flush != nil {
+		return s.flush()
 	}
 	return nil
 }

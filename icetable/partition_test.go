@@ -48,14 +48,7 @@ func TestPartitionByHour(t *testing.T) {
 		if err := icetable.MaterializeTopic(ctx, c.Store, c.Meta, tp, icetable.Config{}, &st); err != nil {
 			t.Fatal(err)
 		}
-		tbl, err := icetable.Load(ctx, c.Store, c.Meta, tp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys, err := icetable.DataFiles(ctx, c.Store, tbl)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tbl, keys := tableFiles(t, ctx, c, tp)
 		var out []string
 		for _, k := range keys {
 			_, rest, _ := strings.Cut(k, "/data/")

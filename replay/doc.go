@@ -28,7 +28,8 @@
 // JSONL (see JSONL for the line) is also what `shale consume -o json`
 // prints, through AppendJSONL: one shape for both commands, with the topic,
 // the timestamp in Unix milliseconds and headers as an ordered list.
-// Parquet's schema is ParquetRow; raw output is record batches as stored,
+// Parquet's schema is ParquetRow (ParquetFile is the writer, shared with
+// icetable's key_value data files); raw output is record batches as stored,
 // with absolute offsets. Time bounds (ParseTime) are RFC 3339 or a date,
 // which is midnight UTC.
 //

@@ -84,12 +84,69 @@ type parquetWriter struct {
 	groupBytes int64
 	seq        int
 	file       *os.File
-	bw         *bufio.Writer
-	cw         *countWriter
-	w          *parquet.GenericWriter[ParquetRow]
+	w          *ParquetFile[ParquetRow]
 	rows       []ParquetRow
 	headers    []ParquetHeader
+}
+
+// ParquetFile writes rows of T to one Parquet file the way replay writes
+// its own: pages Snappy-compressed with s2's fast encoder, a row group
+// written once about groupBytes of record data are buffered (the caller
+// counts them: Write's recordBytes), which bounds the writer's memory.
+// The schema is T's, or a *parquet.Schema passed as an option that
+// parquet.EqualNodes finds equal to T's (with field IDs, say, as Iceberg
+// data files need), so that rows still take parquet-go's direct path. Close writes the footer; out is not closed.
+type ParquetFile[T any] struct {
+	bw         *bufio.Writer
+	cw         countWriter
+	w          *parquet.GenericWriter[T]
+	groupBytes int64
 	pending    int64 // record bytes written since the last row group
+}
+
+// NewParquetFile starts a Parquet file on out (groupBytes <= 0: the
+// default row group of about 8 MiB of record data).
+func NewParquetFile[T any](out io.Writer, groupBytes int64, opts ...parquet.WriterOption) *ParquetFile[T] {
+	if groupBytes <= 0 {
+		groupBytes = parquetRowGroupBytes
+	}
+	f := &ParquetFile[T]{bw: bufio.NewWriterSize(out, 1<<20), groupBytes: groupBytes}
+	f.cw.w = f.bw
+	f.w = parquet.NewGenericWriter[T](&f.cw, append([]parquet.WriterOption{parquet.Compression(&fastSnappy{})}, opts...)...)
+	return f
+}
+
+// Write appends rows holding recordBytes of record data, and writes a row
+// group once the file buffers groupBytes or more (grouped: it did).
+func (f *ParquetFile[T]) Write(rows []T, recordBytes int64) (grouped bool, err error) {
+	if _, err := f.w.Write(rows); err != nil {
+		return false, fmt.Errorf("write parquet: %w", err)
+	}
+	f.pending += recordBytes
+	if f.pending < f.groupBytes {
+		return false, nil
+	}
+	f.pending = 0
+	if err := f.w.Flush(); err != nil {
+		return false, fmt.Errorf("write parquet: %w", err)
+	}
+	return true, nil
+}
+
+// Size is the bytes written to out so far (row groups written, not those
+// buffered).
+func (f *ParquetFile[T]) Size() int64 { return f.cw.n }
+
+// Close writes the last row group and the footer.
+func (f *ParquetFile[T]) Close() error {
+	err := f.w.Close()
+	if ferr := f.bw.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return fmt.Errorf("write parquet: %w", err)
+	}
+	return nil
 }
 
 type countWriter struct {
@@ -110,9 +167,8 @@ func (w *parquetWriter) open() error {
 		return fmt.Errorf("create output: %w", err)
 	}
 	w.seq++
-	w.file, w.bw = f, bufio.NewWriterSize(f, 1<<20)
-	w.cw = &countWriter{w: w.bw}
-	w.w = parquet.NewGenericWriter[ParquetRow](w.cw, parquet.Compression(&fastSnappy{}))
+	w.file = f
+	w.w = NewParquetFile[ParquetRow](f, w.groupBytes)
 	return nil
 }
 
@@ -123,32 +179,37 @@ func (w *parquetWriter) WriteRecords(recs []Record) error {
 		}
 	}
 	w.rows, w.headers = w.rows[:0], w.headers[:0]
+	var n int64
 	for _, r := range recs {
 		hs := len(w.headers)
 		for _, h := range r.Headers {
 			w.headers = append(w.headers, ParquetHeader{Key: h.Key, Value: h.Value})
-			w.pending += int64(len(h.Key) + len(h.Value))
 		}
 		w.rows = append(w.rows, ParquetRow{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp,
 			Key: r.Key, Value: r.Value, Headers: w.headers[hs:len(w.headers):len(w.headers)]})
-		w.pending += int64(len(r.Key)+len(r.Value)) + 20
+		n += RecordBytes(r)
 	}
-	if _, err := w.w.Write(w.rows); err != nil {
-		return fmt.Errorf("write parquet: %w", err)
-	}
+	grouped, err := w.w.Write(w.rows, n)
 	clear(w.rows) // drop references to the decoded batch
 	clear(w.headers)
-	if w.pending < w.groupBytes {
-		return nil
+	if err != nil {
+		return err
 	}
-	w.pending = 0
-	if err := w.w.Flush(); err != nil {
-		return fmt.Errorf("write parquet: %w", err)
-	}
-	if w.cw.n >= w.sink.fileBytes {
+	if grouped && w.w.Size() >= w.sink.fileBytes {
 		return w.finish()
 	}
 	return nil
+}
+
+// RecordBytes is the record data a record adds to a Parquet row group
+// (ParquetFile.Write): key, value and headers, plus 20 for the fixed
+// columns.
+func RecordBytes(r Record) int64 {
+	n := int64(len(r.Key)+len(r.Value)) + 20
+	for _, h := range r.Headers {
+		n += int64(len(h.Key) + len(h.Value))
+	}
+	return n
 }
 
 // finish closes the current file.
@@ -157,17 +218,11 @@ func (w *parquetWriter) finish() error {
 		return nil
 	}
 	err := w.w.Close()
-	if ferr := w.bw.Flush(); err == nil {
-		err = ferr
+	if cerr := w.file.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("write parquet: %w", cerr)
 	}
-	if cerr := w.file.Close(); err == nil {
-		err = cerr
-	}
-	w.w, w.pending = nil, 0
-	if err != nil {
-		return fmt.Errorf("write parquet: %w", err)
-	}
-	return nil
+	w.w = nil
+	return err
 }
 
 func (w *parquetWriter) WriteBatch(int32, int64, []byte) error {
