@@ -8,10 +8,11 @@ package agent
 // transaction and the group offsets committed or dropped (txn_coord.go).
 // Kafka answers once the decision is durable and writes the markers
 // afterwards; shale answers after the markers, so the next transaction
-// never meets CONCURRENT_TRANSACTIONS, at the cost of one flush of
-// latency. If the markers cannot all be written (the coordinator keeps
-// retrying them), the answer is CONCURRENT_TRANSACTIONS and a retry
-// answers once they are.
+// never meets CONCURRENT_TRANSACTIONS and what was committed is readable
+// when EndTxn returns, at the cost of one flush of latency (measured
+// against answering first in doc.go). If the markers cannot all be
+// written (the coordinator keeps retrying them), the answer is
+// CONCURRENT_TRANSACTIONS and a retry answers once they are.
 //
 // A retried EndTxn whose transaction already ended the same way succeeds;
 // the other way, or with no transaction at all, it is INVALID_TXN_STATE.
