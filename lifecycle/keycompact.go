@@ -49,6 +49,8 @@ type KeyCompactStats struct {
 	MarkersRemoved    int64         // commit markers dropped past delete.retention.ms
 	MappedTo          int64         // end (exclusive) of the range mapped and cleaned; -1: none
 	Forced            bool          // run because a dirty record was older than max.compaction.lag.ms
+	Tail              bool          // run below min.cleanable.dirty.ratio to compact the tail a cut pass left
+	Cut               bool          // records followed MappedTo (metastore.CleanerPass.Cut)
 	Passes            int           // partitions whose checkpoint advanced (CompactKeys)
 	Failed            int           // partitions whose pass failed (CompactKeys)
 	Duration          time.Duration // time the job's run took (CompactKeys)
@@ -94,8 +96,12 @@ func (s *KeyCompactStats) addPartition(o KeyCompactStats) {
 // delete.retention.ms ago (CleanerState.ReachedMs). The pass runs only when
 // the dirty section (from the checkpoint) holds at least
 // min.cleanable.dirty.ratio of the cleanable bytes, or its first entry's
-// first record is max.compaction.lag.ms old (Forced). A batch that cannot be read stops the pass with an error wrapping
-// segment.ErrCorrupt before anything is written.
+// first record is max.compaction.lag.ms old (Forced), or it is the tail a
+// cut pass left (Tail): the latest pass st records was Cut, not itself a
+// Tail pass, and the partition is quiet (every entry committed at least
+// Settle ago, none too young for min.compaction.lag.ms). A batch that
+// cannot be read stops the pass with an error wrapping segment.ErrCorrupt
+// before anything is written.
 func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metastore.Store, cfg KeyCompactConfig, t metastore.Topic, partition int32, st metastore.CleanerState, log *slog.Logger) (KeyCompactStats, error) {
 	from := st.Checkpoint
 	cfg.setDefaults()
@@ -110,10 +116,13 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 	now := cfg.Now().UnixMilli()
 	settledBy, headBy := now-cfg.Settle.Milliseconds(), now-min(c.SegmentMs, c.MaxLagMs)
 	var all []metastore.IndexEntry
+	quiet := true // every entry settled and old enough for min.compaction.lag.ms
 	ps, rev, err := meta.ScanIndex(ctx, t.ID, partition, func(e metastore.IndexEntry) bool {
 		if e.MaxTimestamp > now-c.MinLagMs {
+			quiet = false
 			return false // neither it nor what follows is cleanable
 		}
+		quiet = quiet && e.CommittedMs <= settledBy
 		all = append(all, e)
 		return true
 	})
@@ -160,10 +169,17 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 		}
 	}
 	forced := dirty < len(cleanable) && now-cleanable[dirty].FirstTimestamp >= c.MaxLagMs
-	if dirtyBytes == 0 || !forced && float64(dirtyBytes) < c.MinCleanableDirtyRatio*float64(cleanBytes+dirtyBytes) {
+	below := !forced && float64(dirtyBytes) < c.MinCleanableDirtyRatio*float64(cleanBytes+dirtyBytes)
+	// A pass that ran while records followed its end (Cut: a burst of
+	// writes still going on, say) leaves a tail that may stay below the
+	// ratio for good once the writes stop, as on Kafka; one pass finishes
+	// it when the partition is quiet, at most one per pass the ratio or
+	// max.compaction.lag.ms ran.
+	tail := below && quiet && len(st.Passes) > 0 && st.Passes[len(st.Passes)-1].Cut && !st.Passes[len(st.Passes)-1].Tail
+	if dirtyBytes == 0 || below && !tail {
 		return stats, nil // not dirty enough yet
 	}
-	stats.Forced = forced
+	stats.Forced, stats.Tail = forced, tail
 	latest, cut, err := mapKeys(ctx, store, fc, t.ID, partition, cleanable[dirty:], from, cfg.MapBytes, aborted)
 	if err != nil {
 		return stats, err
@@ -178,7 +194,7 @@ func CompactKeysPartition(ctx context.Context, store s3tier.Store, meta *metasto
 		n++
 	}
 	cleanable = cleanable[:n]
-	stats.MappedTo = cut
+	stats.MappedTo, stats.Cut = cut, cut < ps.NextOffset
 	// Runs of whole entries up to TargetBytes, each rewritten only when it
 	// loses a record.
 	var run []metastore.IndexEntry
@@ -437,6 +453,8 @@ func CompactKeys(ctx context.Context, store s3tier.Store, meta *metastore.Store,
 			}
 			total.Passes++
 			st.AddPass(ps.MappedTo, cfg.Now().UnixMilli())
+			last := &st.Passes[len(st.Passes)-1]
+			last.Cut, last.Tail = ps.Cut, ps.Tail
 			st.BytesBefore, st.BytesAfter = ps.BytesBefore, ps.BytesWritten
 			err = meta.SaveCleanerState(ctx, t.ID, p, st)
 			if errors.Is(err, metastore.ErrTopicNotFound) {
@@ -446,7 +464,7 @@ func CompactKeys(ctx context.Context, store s3tier.Store, meta *metastore.Store,
 				log.Warn("key compaction checkpoint not saved; the next pass maps again", "topic", t.Name, "partition", p, "err", err)
 			}
 			log.Info("key compaction pass", "topic", t.Name, "partition", p, "checkpoint", ps.MappedTo, "keys", ps.Keys,
-				"bytes_read", ps.BytesRead, "bytes_before", ps.BytesBefore, "bytes_after", ps.BytesWritten, "removed", ps.RecordsRemoved, "tombstones_removed", ps.TombstonesRemoved, "segments", ps.Segments, "forced", ps.Forced)
+				"bytes_read", ps.BytesRead, "bytes_before", ps.BytesBefore, "bytes_after", ps.BytesWritten, "removed", ps.RecordsRemoved, "tombstones_removed", ps.TombstonesRemoved, "segments", ps.Segments, "forced", ps.Forced, "tail", ps.Tail)
 		}
 	}
 	total.Duration = time.Since(start)

@@ -473,6 +473,117 @@ func TestCompactKeysDropsKeyless(t *testing.T) {
 	}
 }
 
+// TestCompactKeysFinishesCutTail proves that the tail a pass leaves when
+// it runs in the middle of a burst of writes (kafka-go's
+// TestReaderReadCompactedMessage: segment.bytes 200, batches of a key and
+// two duplicates) is compacted once the partition is quiet, although it
+// stays below min.cleanable.dirty.ratio (0.5) for good: Kafka's rule
+// alone left 30 duplicates for the 90 s of that test. The tail waits while
+// writes go on, and such a pass follows a cut pass at most once: a small
+// tail after it waits for the ratio, as on Kafka.
+func TestCompactKeysFinishesCutTail(t *testing.T) {
+	cli, store, meta, ctx := dirEnv(t)
+	e := newEngine(t, cli, store)
+	tp, err := meta.CreateTopic(ctx, "cut-tail", 1, map[string]string{"cleanup.policy": "compact", "segment.bytes": "200"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := time.Now().Add(-time.Hour).UnixMilli()
+	write := func(keys ...string) {
+		t.Helper()
+		o := segmenttest.BatchOptions{Timestamp: ts}
+		for _, k := range keys {
+			o.Keys, o.Values = append(o.Keys, []byte(k)), append(o.Values, []byte(k))
+		}
+		if _, err := produceOne(t, e, tp.ID, 0, segmenttest.Batch(o)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	burst := func(entries int) {
+		for range entries {
+			write(fmt.Sprintf("k%03d", n), "dup_", "dup_")
+			n++
+		}
+	}
+	// lastCommit is when the partition's newest entry was committed.
+	lastCommit := func() time.Time {
+		t.Helper()
+		var last int64
+		if _, _, err := meta.ScanIndex(ctx, tp.ID, 0, func(e metastore.IndexEntry) bool { last = max(last, e.CommittedMs); return true }); err != nil {
+			t.Fatal(err)
+		}
+		return time.UnixMilli(last)
+	}
+	const settle = 20 * time.Millisecond
+	pass := func(what string, now time.Time, want int) {
+		t.Helper()
+		cfg := lifecycle.KeyCompactConfig{CompactConfig: compactCfg(t)}
+		cfg.Settle, cfg.Now = settle, func() time.Time { return now }
+		st, err := lifecycle.CompactKeys(ctx, store, meta, cfg, nil)
+		if err != nil || st.Failed > 0 || st.Passes != want {
+			t.Fatalf("%s: %+v, %v; want %d passes", what, st, err, want)
+		}
+	}
+	dups := func() (int, map[string]int) {
+		t.Helper()
+		keys := map[string]int{}
+		for _, raw := range readFrom(t, newEngine(t, cli, store), tp.ID, 0, 0) {
+			recs, err := segment.DecodeRecords(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				keys[string(r.Key)]++
+			}
+		}
+		return keys["dup_"], keys
+	}
+
+	burst(40)
+	pass("a pass in the middle of the burst", lastCommit().Add(time.Minute), 1)
+	if cs, err := meta.GetCleanerState(ctx, tp.ID, 0); err != nil || len(cs.Passes) != 1 || !cs.Passes[0].Cut {
+		t.Fatalf("cleaner state after the first pass: %+v, %v; want one pass, cut (the active head followed it)", cs, err)
+	}
+	// The burst goes on: a tail of duplicates, then records past which it
+	// is no longer the active head (segment.bytes).
+	burst(12)
+	write("e-0", "e-1", "e-2")
+	write("e-3", "e-4", "e-5")
+	write("e-6", "e-7", "e-8")
+	time.Sleep(2 * settle)
+	write("e-9") // the writes still going on
+	pass("the tail while writes go on (below the ratio)", lastCommit().Add(settle/2), 0)
+	if d, _ := dups(); d < 25 {
+		t.Fatalf("%d dup_ records before the tail's pass, want at least 25 (one kept by the first pass, 24 in the tail)", d)
+	}
+	pass("the tail once the partition is quiet", lastCommit().Add(time.Minute), 1)
+	if cs, err := meta.GetCleanerState(ctx, tp.ID, 0); err != nil || len(cs.Passes) != 2 || !cs.Passes[1].Tail {
+		t.Errorf("cleaner state after the tail's pass: %+v, %v; want a second pass, Tail", cs, err)
+	}
+	if d, keys := dups(); d != 1 || len(keys) != n+11 {
+		t.Fatalf("after the tail's pass: %d dup_ records and %d keys, want 1 and %d (every key once)", d, len(keys), n+11)
+	}
+
+	// At most one such pass per cut pass: a small tail written after it
+	// waits for min.cleanable.dirty.ratio, as on Kafka.
+	write("dup_", "dup_", "dup_")
+	write("f-0", "f-1", "f-2")
+	write("f-3", "f-4", "f-5")
+	write("f-6", "f-7", "f-8")
+	pass("a small tail after the tail's pass", lastCommit().Add(time.Minute), 0)
+
+	// Nor does a tail written after a pass that left nothing behind it
+	// (segment.ms 1: no active head) get one.
+	if tp, err = meta.CreateTopic(ctx, "uncut", 1, map[string]string{"cleanup.policy": "compact", "segment.ms": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	burst(40)
+	pass("a pass over a whole burst", lastCommit().Add(time.Minute), 1)
+	burst(6)
+	pass("a small tail after a pass that left nothing behind it", lastCommit().Add(time.Minute), 0)
+}
+
 // mergeBeforePut runs merge compaction (once) just before the first
 // segment a key-compaction pass uploads, so that the pass's swap finds its
 // run rewritten.

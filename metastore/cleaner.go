@@ -9,10 +9,16 @@ import (
 )
 
 // CleanerPass is one key-compaction pass that completed: the end
-// (exclusive) of the offsets it mapped, and when it ran.
+// (exclusive) of the offsets it mapped, and when it ran. Cut: records
+// followed its end when it ran (the active head, records not yet settled,
+// an open transaction, or what the key map could not hold). Tail: it ran
+// below min.cleanable.dirty.ratio, to compact the tail a cut pass left
+// (lifecycle.CompactKeysPartition).
 type CleanerPass struct {
 	End  int64 `json:"end"`
 	AtMs int64 `json:"at_ms"`
+	Cut  bool  `json:"cut,omitempty"`
+	Tail bool  `json:"tail,omitempty"`
 }
 
 // MaxCleanerPasses bounds CleanerState.Passes; AddPass drops the oldest.
