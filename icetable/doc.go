@@ -107,7 +107,11 @@
 // partitions in parallel (up to 4), each streaming its records, as it
 // decodes them, into a file per table partition (day or hour) they fall
 // in, and beginning another file once one reaches
-// shale.iceberg.target.file.bytes (checked after each record batch).
+// shale.iceberg.target.file.bytes (checked after each record batch). A
+// commit of less than 32 MiB of stored bytes (the steady state: a pass
+// each --iceberg-interval) reads its Kafka partitions one after the
+// other into one writer instead, so that it adds a file per table
+// partition, not one per Kafka partition too.
 // The files carry the table's Iceberg field IDs on every column and list
 // element (readers map columns by ID) and go to the bucket through the
 // store (spooled to a local temporary file, one Put each). The commit

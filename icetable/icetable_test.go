@@ -49,9 +49,17 @@ func TestMaterializeKeyValue(t *testing.T) {
 	if err != nil || before.Lag != int64(len(f.Want)) || before.Materialized != 0 || before.LagTime != -1 {
 		t.Fatalf("status before the first pass: %+v %v, want a lag of %d records, never committed", before, err, len(f.Want))
 	}
+	// Every commit writes its spans in parallel, a file each (commits
+	// this small share files by default: TestKeyValueFilesAtTarget).
+	defer icetable.SetKVParallelBytes(0)()
 	var st icetable.Stats
 	if err := icetable.MaterializeTopic(ctx, store, meta, tp, icetable.Config{CommitBytes: 16 << 10}, &st); err != nil {
 		t.Fatal(err)
+	}
+	// More files than commits: with no rewrite, the files added; with one,
+	// the commits' small files it replaced.
+	if perSpan := st.Files > st.Commits && st.Rewritten == 0 || st.Rewritten > st.Commits; !perSpan {
+		t.Fatalf("pass %+v: want commits of a file per span", st)
 	}
 	after, err := icetable.Status(ctx, store, meta, tp, time.Now())
 	snaps := st.Commits // and the pass's rewrite of small files, if any

@@ -186,6 +186,7 @@ func (h *handle) progress() (Progress, error) {
 type span struct {
 	p          int32
 	start, end int64
+	bytes      int64 // stored bytes to read
 }
 
 // commitOnce reads the next CommitBytes of the log past the current
@@ -225,7 +226,7 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 			return false, err
 		}
 		budget -= used
-		spans = append(spans, span{p, start, end})
+		spans = append(spans, span{p, start, end, used})
 		ends[p] = end
 	}
 	if len(spans) == 0 && skipped == prog.Skipped {
@@ -258,21 +259,43 @@ func (h *handle) commitOnce(ctx context.Context, cfg Config, st *Stats) (bool, e
 	return false, nil
 }
 
-// commitKV writes the key_value rows of spans as Parquet data files, the
-// spans in parallel (up to 4), each a file per table partition it
-// touches, then commits them as one snapshot whose summary has props.
+// kvParallelBytes: a key_value commit reading fewer stored bytes writes
+// its spans one after the other into shared files, not a file per span.
+var kvParallelBytes int64 = 32 << 20
+
+// commitKV writes the key_value rows of spans as Parquet data files, then
+// commits them as one snapshot whose summary has props. The spans are
+// written in parallel (up to 4), each into files of its own, one per
+// table partition it touches; a commit of fewer than kvParallelBytes
+// (the steady state, a pass per --iceberg-interval) writes them in turn
+// into one file per table partition, so that small commits do not
+// multiply small files by the Kafka partitions they read.
 func (h *handle) commitKV(ctx context.Context, spans []span, props iceberg.Properties) (int64, int, error) {
 	var (
 		mu    sync.Mutex
 		paths []string
 		rows  int64
+		total int64
 	)
+	lanes := [][]span{}
+	for _, sp := range spans {
+		total += sp.bytes
+		lanes = append(lanes, []span{sp})
+	}
+	if total < kvParallelBytes {
+		lanes = [][]span{spans}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
-	for _, sp := range spans {
+	for _, lane := range lanes {
 		g.Go(func() error {
 			w := newKVWriter(gctx, h)
-			err := h.read(gctx, sp, &sync.Mutex{}, w.add, w.flush)
+			var err error
+			for _, sp := range lane {
+				if err = h.read(gctx, sp, &sync.Mutex{}, w.add, w.flush); err != nil {
+					break
+				}
+			}
 			ps, ferr := w.finish(err != nil)
 			if err == nil {
 				err = ferr
