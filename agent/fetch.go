@@ -76,7 +76,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/shale-dev/shale/engine"
 	"github.com/shale-dev/shale/metastore"
+	"github.com/shale-dev/shale/segment"
 )
 
 func init() {
@@ -250,6 +252,12 @@ func (s *Server) handleFetch(ctx context.Context, rc *reqCtx, req *kmsg.FetchReq
 // context, ended).
 func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxBytes int, readCommitted bool) (total int, failed bool, _ error) {
 	s.prefetch(rctx, parts, maxBytes)
+	var nexts []int64 // where each partition's answer ends, once one has records
+	defer func() {
+		if nexts != nil {
+			s.prefetchNext(parts, nexts, maxBytes)
+		}
+	}()
 	for i := range parts {
 		fp := &parts[i]
 		op := fp.out
@@ -304,6 +312,15 @@ func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxByte
 				op.AbortedTransactions = append(op.AbortedTransactions, at)
 			}
 		}
+		if len(res.Records) > 0 {
+			if nexts == nil {
+				nexts = make([]int64, len(parts))
+				for j := range nexts {
+					nexts[j] = -1
+				}
+			}
+			nexts[i] = nextOffset(res.Records)
+		}
 		total += len(res.Records)
 		s.cfg.Metrics.BytesOut(len(res.Records))
 	}
@@ -320,6 +337,33 @@ func (s *Server) prefetch(rctx context.Context, parts []fetchPart, maxBytes int)
 	if len(parts) < 2 {
 		return
 	}
+	s.eng.Prefetch(rctx, prefetchParts(parts, nil, maxBytes)...)
+}
+
+// prefetchNext starts, once a fetch has read records, the read-ahead of
+// the consumer's next fetch: every partition from the offset this answer
+// ends at (nexts[i], or its fetch offset), with this fetch's limits. It
+// runs while the answer is written and the consumer decodes it, so the
+// next fetch of a consumer replaying history finds its spans in memory
+// instead of waiting for their GETs (the engine plans nothing for a
+// partition read to its end, and reads nothing that is on local disk).
+func (s *Server) prefetchNext(parts []fetchPart, nexts []int64, maxBytes int) {
+	pp := prefetchParts(parts, nexts, maxBytes)
+	if len(pp) == 0 {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(s.ctx, requestTimeout)
+		defer cancel()
+		s.eng.Prefetch(ctx, pp...)
+	}()
+}
+
+// prefetchParts is what a fetch of parts (from nexts[i] when nexts is
+// not nil and nexts[i] >= 0, else from the fetch offsets) reads at most:
+// each partition's limit within what the request's limit leaves.
+func prefetchParts(parts []fetchPart, nexts []int64, maxBytes int) []engine.PrefetchPart {
+	var pp []engine.PrefetchPart
 	left := maxBytes
 	for i := range parts {
 		fp := &parts[i]
@@ -328,11 +372,31 @@ func (s *Server) prefetch(rctx context.Context, parts []fetchPart, maxBytes int)
 		}
 		limit := min(int(fp.max), left)
 		if limit <= 0 {
-			return
+			break
 		}
-		s.eng.Prefetch(rctx, fp.id, fp.out.Partition, fp.offset, limit)
+		off := fp.offset
+		if nexts != nil && nexts[i] >= 0 {
+			off = nexts[i]
+		}
+		pp = append(pp, engine.PrefetchPart{Topic: fp.id, Partition: fp.out.Partition, Offset: off, MaxBytes: limit})
 		left -= limit
 	}
+	return pp
+}
+
+// nextOffset is the offset after the last batch of records (-1 when it
+// holds none).
+func nextOffset(records []byte) int64 {
+	next := int64(-1)
+	for pos := 0; pos+segment.BatchHeaderSize <= len(records); {
+		h, err := segment.ParseBatchHeader(records[pos:])
+		if err != nil {
+			break
+		}
+		next = h.LastOffset() + 1
+		pos += int(h.Length)
+	}
+	return next
 }
 
 // waitAny waits until one of chans is closed (true), or d passes or ctx ends

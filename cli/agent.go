@@ -20,6 +20,7 @@ import (
 func newAgentCmd() *cobra.Command {
 	flushBytes := ByteSize(engine.DefaultFlushBytes)
 	cacheBytes := ByteSize(engine.DefaultCacheBytes)
+	readAhead := ByteSize(engine.DefaultReadAheadBytes)
 	maxPending := ByteSize(engine.DefaultMaxPendingBytes)
 	maxRequest := ByteSize(agent.DefaultMaxFrameBytes)
 	offsetRetention := Retention(lifecycle.DefaultGroupOffsetRetention)
@@ -65,6 +66,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Var(&flushBytes, "flush-bytes", "seal the write buffer into an object at this size")
 	f.Duration("flush-interval", engine.DefaultFlushInterval, "seal the write buffer at least this often (bounds acks=all latency; each seal is one PUT; default with --dev: 5ms)")
 	f.Var(&cacheBytes, "cache-bytes", "local read cache budget")
+	f.Var(&readAhead, "read-ahead-bytes", "memory for spans read ahead of consumers replaying history; twice the largest fetch.max.bytes of such consumers lets their next fetch be read while they decode one")
 	f.Var(&maxPending, "max-pending-bytes", "sealed records not yet committed (uploading, committing); above it produces wait, then get REQUEST_TIMED_OUT. Up to half of it is held in memory, the rest spills to <data-dir>/agent/spool")
 	f.Var(&maxRequest, "max-request-bytes", "largest Kafka request accepted (Kafka's socket.request.max.bytes); a topic's max.message.bytes is honoured up to it, and a record batch larger than --flush-bytes goes into an object of its own")
 	f.Bool("auto-create-topics", false, "create unknown topics on first produce or metadata request (on with --dev)")
@@ -102,6 +104,10 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 		if err != nil {
 			return fmt.Errorf("--cache-bytes: %w", err)
 		}
+		rab, err := ParseByteSize(v.GetString("read-ahead-bytes"))
+		if err != nil {
+			return fmt.Errorf("--read-ahead-bytes: %w", err)
+		}
 		mp, err := ParseByteSize(v.GetString("max-pending-bytes"))
 		if err != nil {
 			return fmt.Errorf("--max-pending-bytes: %w", err)
@@ -133,6 +139,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 				FlushBytes:      int64(fb),
 				FlushInterval:   flushInterval(cmd, v, dev),
 				CacheBytes:      int64(cb),
+				ReadAheadBytes:  int64(rab),
 				MaxPendingBytes: int64(mp),
 				MaxRecordsBytes: int(mr),
 			},

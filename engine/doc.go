@@ -203,13 +203,23 @@
 // go to the disk cache, which keeps objects this agent wrote and ranges a
 // foreground read fetched; a fetch that needs a span being prefetched waits
 // for it rather than GETting it again. The read-ahead's memory is bounded:
-// queued, in flight and ready spans together stay within readAheadBytes,
-// counting what a ready span holds (its bytes and its parsed batch list; a
-// queued or in-flight span counts the most it can come to hold). Ready spans
-// stay (a fetch may use part of one and the next needs the rest) until new
-// prefetches need the room: then spans a fetch already took are evicted,
-// least recently used first, and spans no fetch took only once idle for
-// readAheadIdle; when there is no room, read-ahead is skipped.
+// queued, in flight and ready spans together stay within
+// Config.ReadAheadBytes (128 MiB by default), counting what a ready span
+// holds (its bytes and its parsed batch list; a queued or in-flight span
+// counts the most it can come to hold). Ready spans stay (a fetch may use
+// part of one and the next needs the rest) until new prefetches need the
+// room: then spans a fetch already took are evicted, least recently used
+// first, and spans no fetch took only once idle for readAheadIdle; the
+// spans of each partition's latest plan are kept; when there is no room,
+// read-ahead is skipped.
+//
+// Prefetch plans what a fetch of several partitions reads, for all of them
+// at once: the agent calls it before reading a multi-partition fetch, and
+// again after answering one with the offsets the answer ends at, so the
+// consumer's next fetch is read from the bucket while it decodes this one
+// (a consumer fetches again only once it has taken the last answer: without
+// this, GET and decode alternate). The budget goes to what each partition's
+// fetch reads first, then to the spans past them.
 //
 // # Invariants
 //

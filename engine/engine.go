@@ -37,6 +37,11 @@ type Config struct {
 	MaxRecordsBytes int
 	// CacheBytes bounds the local read cache on disk.
 	CacheBytes int64
+	// ReadAheadBytes bounds the memory of the read-ahead for sequential
+	// (replaying) readers: spans queued, in flight and ready (readahead.go).
+	// It should hold a consumer's next fetch beside the one it reads:
+	// twice fetch.max.bytes.
+	ReadAheadBytes int64
 	// UploadConcurrency is how many objects upload at once.
 	UploadConcurrency int
 	// MaxTxnOps keeps each etcd commit transaction under the server's
@@ -72,6 +77,7 @@ const (
 	DefaultMaxPendingBytes   = 64 << 20
 	DefaultMaxRecordsBytes   = 100 << 20 // Kafka's socket.request.max.bytes
 	DefaultCacheBytes        = 1 << 30
+	DefaultReadAheadBytes    = 128 << 20
 	DefaultUploadConcurrency = 4
 	DefaultObjectPrefix      = "wal/"
 	DefaultUploadTimeout     = 30 * time.Second
@@ -90,6 +96,7 @@ func (c *Config) setDefaults() error {
 	def(&c.FlushBytes, DefaultFlushBytes)
 	def(&c.MaxPendingBytes, DefaultMaxPendingBytes)
 	def(&c.CacheBytes, DefaultCacheBytes)
+	def(&c.ReadAheadBytes, DefaultReadAheadBytes)
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = DefaultFlushInterval
 	}

@@ -153,7 +153,7 @@ func (e *Engine) abortedIn(ctx context.Context, k partKey, recs []byte) ([]metas
 // fetchEntries reads the batches from offset (below next) up to about
 // maxBytes, entry by entry and, within a compacted segment, chunk by chunk.
 func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64, maxBytes int) ([]byte, error) {
-	plan, err := e.planFetch(ctx, k, offset, next, maxBytes)
+	plan, _, err := e.planFetch(ctx, k, offset, next, maxBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +162,7 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 	// what comes next concurrently, both for the rest of this fetch and for
 	// the consumer's next ones.
 	if len(plan) > 1 && !e.cache.has(plan[0].Object, plan[0].Pos, plan[0].Size) {
-		e.ra.prefetch(plan, 1)
+		e.ra.prefetch(k, plan, 1)
 	}
 	var planned int64
 	for _, sp := range plan {
@@ -219,26 +219,26 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 }
 
 // planFetch returns the spans a fetch from offset (below next) of about
-// maxBytes reads, then up to readAheadSpans more for read-ahead. The index
+// maxBytes reads (the first need of them), then up to readAheadSpans more
+// for read-ahead. The index
 // entries looked up may end before that: the plan goes on with the
 // following ones (from the index cache, or with at most one etcd read,
 // which the next fetch would make anyway), so neither the fetch nor the
 // read-ahead stops short at the end of a batch of entries.
-func (e *Engine) planFetch(ctx context.Context, k partKey, offset, next int64, maxBytes int) ([]span.Span, error) {
+func (e *Engine) planFetch(ctx context.Context, k partKey, offset, next int64, maxBytes int) (plan []span.Span, need int, _ error) {
 	entries := e.index.lookup(k, offset)
 	if entries == nil {
 		var err error
 		if entries, err = e.meta.FindEntries(ctx, k.id, k.p, offset, 16); err != nil {
-			return nil, fmt.Errorf("read index: %w", err)
+			return nil, 0, fmt.Errorf("read index: %w", err)
 		}
 		e.index.add(k, entries)
 	}
 	if len(entries) == 0 || entries[0].BaseOffset > offset {
 		// Retention removed it after we read the state.
-		return nil, kerr.OffsetOutOfRange
+		return nil, 0, kerr.OffsetOutOfRange
 	}
-	var plan []span.Span
-	need, extra, etcdRead := int64(maxBytes), 0, false
+	left, extra, etcdRead := int64(maxBytes), 0, false
 	for i := 0; extra < readAheadSpans; i++ {
 		if i == len(entries) {
 			more := e.moreEntries(ctx, k, entries[i-1].LastOffset+1, next, &etcdRead)
@@ -256,41 +256,61 @@ func (e *Engine) planFetch(ctx context.Context, k partKey, offset, next int64, m
 			if len(plan) > 0 {
 				break // read what is planned; the error comes back on the next fetch
 			}
-			return nil, err
+			return nil, 0, err
 		}
 		for _, sp := range spans {
 			if sp.LastOffset() < offset || extra >= readAheadSpans {
 				continue
 			}
-			if need <= 0 {
+			if left <= 0 {
 				extra++
+			} else {
+				need++
 			}
 			plan = append(plan, sp)
-			need -= sp.Size
+			left -= sp.Size
 		}
 	}
-	return plan, nil
+	return plan, need, nil
 }
 
-// Prefetch starts the read-ahead of what a fetch of the partition from
-// offset, of about maxBytes, will read, when its first span is not on
-// local disk: a request fetching several partitions calls it for each
-// before reading the first, so that all of them are fetched from the
-// bucket concurrently instead of one partition after the other. It reads
-// no record itself and reports nothing: errors come back to the fetch.
-// Etcd is read only when the partition's index entries at offset are not
-// cached (the fetch would read them anyway).
-func (e *Engine) Prefetch(ctx context.Context, topic metastore.TopicID, partition int32, offset int64, maxBytes int) {
-	k := partKey{topic, partition}
-	o, err := e.states.getAll(ctx, k)
-	if err != nil || offset < o.start || offset >= o.next {
-		return
+// PrefetchPart is one partition of a Prefetch: a fetch from Offset of
+// about MaxBytes.
+type PrefetchPart struct {
+	Topic     metastore.TopicID
+	Partition int32
+	Offset    int64
+	MaxBytes  int
+}
+
+// Prefetch starts the read-ahead of what fetches of the parts will read,
+// for each part whose first span is not on local disk: a request fetching
+// several partitions calls it before reading the first, so that all of
+// them are fetched from the bucket concurrently instead of one partition
+// after the other, and again, once answered, with the offsets its answer
+// ends at, so that the consumer's next fetch finds its spans read while it
+// decodes this one. The read-ahead's budget goes first to what each part's
+// fetch reads, in order, then to the spans past them. It reads no record
+// itself and reports nothing: errors come back to the fetch. Etcd is read
+// only when a partition's index entries at offset are not cached (the
+// fetch would read them anyway).
+func (e *Engine) Prefetch(ctx context.Context, parts ...PrefetchPart) {
+	plans := make([]raPlan, 0, len(parts))
+	for _, p := range parts {
+		k := partKey{p.Topic, p.Partition}
+		o, err := e.states.getAll(ctx, k)
+		if err != nil || p.Offset < o.start || p.Offset >= o.next {
+			continue
+		}
+		plan, need, err := e.planFetch(ctx, k, p.Offset, o.next, p.MaxBytes)
+		if err != nil || len(plan) == 0 || e.cache.has(plan[0].Object, plan[0].Pos, plan[0].Size) {
+			continue
+		}
+		plans = append(plans, raPlan{k: k, spans: plan, need: need})
 	}
-	plan, err := e.planFetch(ctx, k, offset, o.next, maxBytes)
-	if err != nil || len(plan) == 0 || e.cache.has(plan[0].Object, plan[0].Pos, plan[0].Size) {
-		return
+	if len(plans) > 0 {
+		e.ra.prefetchAll(plans)
 	}
-	e.ra.prefetch(plan, 0)
 }
 
 // moreEntries returns the index entries from offset from on (below next),

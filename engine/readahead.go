@@ -27,7 +27,7 @@ import (
 // Bounds: at most readAheadSpans spans ahead of a fetch, at most
 // readAheadConcurrency GETs in flight per engine (in queue order, so the
 // span a reader needs next comes first; a reader waiting for a queued span
-// moves it to the front), and at most readAheadBytes queued, in flight or
+// moves it to the front), and at most Config.ReadAheadBytes queued, in flight or
 // ready in memory. A ready span counts what it holds: its bytes and its
 // parsed batch list (a segment.Batch per batch, more than the batch itself
 // when batches are small). A queued or in-flight span counts the most it can
@@ -39,6 +39,15 @@ import (
 // no fetch took within readAheadIdle (a reader that went away or seeked);
 // spans still waiting for their first reader are not evicted before that,
 // so a busy engine skips read-ahead rather than throwing away GETs it made.
+// Nor are the spans of each partition's latest prefetch plan, taken or not
+// (unless idle for readAheadIdle): the plan is what that partition's reader
+// asks for next, so a prefetch of one partition never evicts what another's
+// next fetch will read.
+//
+// A prefetch of several partitions (one consumer's fetch) queues the spans
+// each partition's fetch reads first, partition after partition, and only
+// then the spans read ahead of them, so that the budget goes to the whole of
+// the reader's next fetch before anything past it.
 // A span cached on disk, or already queued, in flight or ready is skipped.
 // A foreground read of a queued or in-flight span waits for it rather than
 // GETting the same bytes twice. Errors are dropped: the foreground read will
@@ -46,7 +55,6 @@ import (
 const (
 	readAheadSpans       = 8
 	readAheadConcurrency = 4
-	readAheadBytes       = 64 << 20
 	readAheadIdle        = 30 * time.Second
 )
 
@@ -61,6 +69,7 @@ const (
 // raSpan is one span of the read-ahead: queued, being fetched, or ready.
 type raSpan struct {
 	sp    span.Span
+	k     partKey // the partition whose plan queued it
 	state raState
 	done  chan struct{} // closed when the fetch ends (ready or dropped)
 	chunk segment.Chunk // when ready
@@ -73,7 +82,7 @@ type raSpan struct {
 
 type readAhead struct {
 	e   *Engine
-	max int64 // byte budget: readAheadBytes (tests lower it)
+	max int64 // byte budget: Config.ReadAheadBytes
 
 	mu         sync.Mutex
 	spans      map[span.Span]*raSpan // queued, fetching or ready
@@ -82,25 +91,43 @@ type readAhead struct {
 	bytes      int64                 // cost of every span in spans
 	readyBytes int64                 // cost of the ready ones
 	workers    int
-	gen        uint64 // prefetch calls
+	gen        uint64             // prefetch calls
+	latest     map[partKey]uint64 // per partition, the gen of its latest plan
 	closed     bool
 	wg         sync.WaitGroup // the workers; close waits for them
 }
 
 func newReadAhead(e *Engine) *readAhead {
-	return &readAhead{e: e, max: readAheadBytes, spans: make(map[span.Span]*raSpan), lru: list.New()}
+	return &readAhead{e: e, max: e.cfg.ReadAheadBytes, spans: make(map[span.Span]*raSpan), lru: list.New(), latest: make(map[partKey]uint64)}
 }
 
-// prefetch queues background reads of the spans plan[from:] (in order)
-// that are neither cached nor already known to the read-ahead, within the
-// bounds. It stops at the first span that does not fit. plan is what one
-// fetch reads and reads ahead, in order: room for its later spans is never
-// made by evicting its earlier ones (plan[0] included, which the fetch is
-// about to read when from is 1).
-func (r *readAhead) prefetch(plan []span.Span, from int) {
+// raPlan is what one partition's fetch reads and reads ahead, in order:
+// spans[:need] the fetch itself, the rest read ahead of it; spans[:from]
+// are pinned but not queued (the fetch reads them itself).
+type raPlan struct {
+	k     partKey
+	spans []span.Span
+	need  int
+	from  int
+}
+
+// prefetch queues background reads of plan[from:] (in order) that are
+// neither cached nor already known to the read-ahead, within the bounds
+// (prefetchAll of one plan).
+func (r *readAhead) prefetch(k partKey, plan []span.Span, from int) {
 	if len(plan) <= from {
 		return
 	}
+	r.prefetchAll([]raPlan{{k: k, spans: plan, need: len(plan), from: from}})
+}
+
+// prefetchAll makes each plan its partition's latest (pinning its spans
+// already known), then queues background reads of the plans' spans that
+// are neither cached nor already known: every plan's spans[from:need] in
+// plan order, then every plan's spans[need:]. It stops at the first span
+// that does not fit the budget: room for a span is never made by evicting
+// the spans of a partition's latest plan.
+func (r *readAhead) prefetchAll(plans []raPlan) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -108,47 +135,67 @@ func (r *readAhead) prefetch(plan []span.Span, from int) {
 	}
 	r.gen++
 	gen := r.gen
-	for _, sp := range plan {
-		if s := r.spans[sp]; s != nil {
-			s.pin = gen
+	for _, p := range plans {
+		r.latest[p.k] = gen
+		for _, sp := range p.spans {
+			if s := r.spans[sp]; s != nil {
+				s.pin, s.k = gen, p.k
+			}
 		}
 	}
 	r.mu.Unlock()
-	for _, sp := range plan[from:] {
-		if sp.Size <= 0 || sp.Size > maxEntrySize || r.e.cache.has(sp.Object, sp.Pos, sp.Size) {
-			continue
+	for pass := range 2 {
+		for _, p := range plans {
+			need := min(max(p.need, p.from), len(p.spans))
+			spans := p.spans[min(p.from, need):need]
+			if pass == 1 {
+				spans = p.spans[need:]
+			}
+			for _, sp := range spans {
+				if !r.queue1(p.k, sp, gen) {
+					return
+				}
+			}
 		}
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
-			return
-		}
-		if s := r.spans[sp]; s != nil {
-			r.mu.Unlock()
-			continue
-		}
-		cost := spanCost(sp)
-		if !r.makeRoomLocked(cost) {
-			r.mu.Unlock()
-			return
-		}
-		s := &raSpan{sp: sp, done: make(chan struct{}), pin: gen, cost: cost}
-		r.spans[sp] = s
-		r.queue = append(r.queue, s)
-		r.bytes += cost
-		if r.workers < readAheadConcurrency {
-			r.workers++
-			r.wg.Add(1)
-			go r.worker()
-		}
-		r.mu.Unlock()
 	}
+}
+
+// queue1 queues a background read of sp for partition k's plan gen unless
+// it is cached or known. It reports false when sp does not fit the budget
+// or the read-ahead is closed.
+func (r *readAhead) queue1(k partKey, sp span.Span, gen uint64) bool {
+	if sp.Size <= 0 || sp.Size > maxEntrySize || r.e.cache.has(sp.Object, sp.Pos, sp.Size) {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	if s := r.spans[sp]; s != nil {
+		return true
+	}
+	cost := spanCost(sp)
+	if !r.makeRoomLocked(cost) {
+		return false
+	}
+	s := &raSpan{sp: sp, k: k, done: make(chan struct{}), pin: gen, cost: cost}
+	r.spans[sp] = s
+	r.queue = append(r.queue, s)
+	r.bytes += cost
+	if r.workers < readAheadConcurrency {
+		r.workers++
+		r.wg.Add(1)
+		go r.worker()
+	}
+	return true
 }
 
 // makeRoomLocked evicts ready spans until n more bytes fit in the budget:
 // least recently used first, among those a fetch took or none took for
 // readAheadIdle, except the spans of the current prefetch (pinned with
-// r.gen). It reports whether n bytes fit.
+// r.gen) and those of a partition's latest plan that were used or landed
+// within readAheadIdle. It reports whether n bytes fit.
 func (r *readAhead) makeRoomLocked(n int64) bool {
 	if n > r.max {
 		return false
@@ -157,7 +204,8 @@ func (r *readAhead) makeRoomLocked(n int64) bool {
 	for el := r.lru.Back(); el != nil && r.bytes+n > r.max; {
 		s := el.Value.(*raSpan)
 		prev := el.Prev()
-		if s.pin != r.gen && (s.taken || now.Sub(s.at) >= readAheadIdle) {
+		idle := now.Sub(s.at) >= readAheadIdle
+		if s.pin != r.gen && (idle || s.taken && s.pin != r.latest[s.k]) {
 			r.dropLocked(s)
 		}
 		el = prev

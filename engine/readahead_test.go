@@ -202,7 +202,7 @@ func TestReadAheadCloseEndsPrefetches(t *testing.T) {
 	if err := r.Close(cctx); err != nil {
 		t.Fatal(err)
 	}
-	r.ra.prefetch([]span.Span{{Object: "a", Size: 10}, {Object: "b", Size: 10}}, 1)
+	r.ra.prefetch(partKey{tp.ID, 0}, []span.Span{{Object: "a", Size: 10}, {Object: "b", Size: 10}}, 1)
 	r.ra.mu.Lock()
 	workers, spans, queued := r.ra.workers, len(r.ra.spans), len(r.ra.queue)
 	r.ra.mu.Unlock()
@@ -327,12 +327,12 @@ func TestPrefetchReadsAheadBeforeTheFetch(t *testing.T) {
 	})
 	r := testEngine(t, cli, store, nil) // shares nothing cached with the writer
 	// At the high watermark, then past it: nothing to read ahead.
-	r.Prefetch(ctx, tp.ID, 0, int64(3*entries), 1<<20)
-	r.Prefetch(ctx, tp.ID, 0, int64(3*entries)+5, 1<<20)
+	r.Prefetch(ctx, PrefetchPart{Topic: tp.ID, Offset: int64(3 * entries), MaxBytes: 1 << 20})
+	r.Prefetch(ctx, PrefetchPart{Topic: tp.ID, Offset: int64(3*entries) + 5, MaxBytes: 1 << 20})
 	if n := r.Snapshot().ReadAheadSpans; n != 0 {
 		t.Fatalf("Prefetch past the data fetched %d spans", n)
 	}
-	r.Prefetch(ctx, tp.ID, 0, 0, 1<<20)
+	r.Prefetch(ctx, PrefetchPart{Topic: tp.ID, MaxBytes: 1 << 20})
 	deadline := time.Now().Add(10 * time.Second)
 	for r.Snapshot().ReadAheadSpans < entries {
 		if time.Now().After(deadline) {
