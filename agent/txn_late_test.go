@@ -101,20 +101,8 @@ func testTxnLateBatch(t *testing.T, txnVer int16, versions *kversion.Versions, w
 	}
 	maxv := kgo.MaxVersions(versions)
 	cl := c.Client(t, maxv)
-	want := func(what string, got int16, want error) {
-		t.Helper()
-		if err := kerr.ErrorForCode(got); !errors.Is(err, want) && !(want == nil && got == 0) {
-			t.Fatalf("%s: error %v, want %v", what, err, want)
-		}
-	}
-	init := kmsg.NewPtrInitProducerIDRequest()
-	init.TransactionalID, init.TransactionTimeoutMillis = kmsg.StringPtr(tid), 60000
-	ir, err := init.RequestWith(ctx, cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want("init", ir.ErrorCode, nil)
-	pid, epoch := ir.ProducerID, ir.ProducerEpoch
+	want := func(what string, got int16, want error) { t.Helper(); requireCode(t, what, got, want) }
+	pid, epoch := initTxnID(ctx, t, cl, tid)
 	add := kmsg.NewPtrAddPartitionsToTxnRequest()
 	add.TransactionalID, add.ProducerID, add.ProducerEpoch = tid, pid, epoch
 	at := kmsg.NewAddPartitionsToTxnRequestTopic()
@@ -233,4 +221,26 @@ func waitTxnPhase(ctx context.Context, t *testing.T, adm *kadm.Client, tid, stat
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("transaction %s: state %q, want %q", tid, last, state)
+}
+
+// requireCode fails t now unless got is want's code (nil: no error).
+func requireCode(t *testing.T, what string, got int16, want error) {
+	t.Helper()
+	if err := kerr.ErrorForCode(got); !errors.Is(err, want) && !(want == nil && got == 0) {
+		t.Fatalf("%s: error %v, want %v", what, err, want)
+	}
+}
+
+// initTxnID sends InitProducerId for tid (a minute's timeout) through cl,
+// to its coordinator, and returns the producer ID and epoch.
+func initTxnID(ctx context.Context, t *testing.T, cl *kgo.Client, tid string) (int64, int16) {
+	t.Helper()
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.TransactionalID, init.TransactionTimeoutMillis = kmsg.StringPtr(tid), 60000
+	ir, err := init.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireCode(t, "init", ir.ErrorCode, nil)
+	return ir.ProducerID, ir.ProducerEpoch
 }

@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -38,21 +37,9 @@ func TestTxnV2ImplicitAdds(t *testing.T) {
 	if _, err := adm.CreateTopic(ctx, 2, -1, nil, topic); err != nil {
 		t.Fatal(err)
 	}
-	want := func(what string, got int16, want error) {
-		t.Helper()
-		if err := kerr.ErrorForCode(got); !errors.Is(err, want) && !(want == nil && got == 0) {
-			t.Fatalf("%s: error %v, want %v", what, err, want)
-		}
-	}
+	want := func(what string, got int16, want error) { t.Helper(); requireCode(t, what, got, want) }
 	cl := c.Client(t)
-	init := kmsg.NewPtrInitProducerIDRequest()
-	init.TransactionalID, init.TransactionTimeoutMillis = kmsg.StringPtr(tid), 60000
-	ir, err := init.RequestWith(ctx, cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want("init", ir.ErrorCode, nil)
-	pid, epoch := ir.ProducerID, ir.ProducerEpoch
+	pid, epoch := initTxnID(ctx, t, cl, tid)
 	ds, err := adm.DescribeTransactions(ctx, tid)
 	if err != nil || ds[tid].Err != nil {
 		t.Fatalf("describe: %v %v", err, ds[tid].Err)
