@@ -29,7 +29,10 @@ import (
 //     the materialization; the faster run counts), and the first
 //     materialization of its key_value table (a child process, whose peak
 //     RSS is reported; SHALE_ICE_PROFILE=file and SHALE_ICE_MEMPROFILE=file
-//     keep its CPU and allocation profiles), and the ratio of their
+//     keep its CPU and allocation profiles; SHALE_ICE_COMMIT_BYTES=n
+//     makes it commit every n stored bytes, so that it rewrites the small
+//     files at the end, and SHALE_ICE_KV_REWRITE=0 rewrites them with
+//     iceberg-go instead of parquet-go), and the ratio of their
 //     throughputs;
 //   - the lag between producing one record and its row being in the
 //     table, with the iceberg job at a 1 s interval (median of 5).
@@ -161,6 +164,11 @@ func materializeOnce(b *testing.B, c *agenttest.Cluster, topic string) int64 {
 	out, err := cmd.Output()
 	if err != nil {
 		b.Fatalf("materialize child: %v: %s", err, stderr.String())
+	}
+	for l := range strings.Lines(stderr.String()) {
+		if strings.HasPrefix(l, "pass ") {
+			b.Log("materialization: " + strings.TrimSpace(l))
+		}
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {

@@ -5,14 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"maps"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
 	"github.com/apache/iceberg-go/table/compaction"
 	"github.com/google/uuid"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/shale-dev/shale/metastore"
 )
@@ -96,6 +100,16 @@ func (h *handle) compact(ctx context.Context, now time.Time) (int, int, error) {
 		return 0, 0, err
 	}
 	props[summaryReplaced] = list
+	if kvRewrite && h.mode() == ModeKeyValue && h.sameSpec(groups) {
+		removed, added, err := h.rewriteKV(ctx, groups, props)
+		if err == nil || ctx.Err() != nil {
+			return removed, added, err
+		}
+		// Files parquet-go could not read (written by another writer):
+		// iceberg-go's rewrite below; what rewriteKV wrote is an orphan.
+		kvRewriteFallbacks.Add(1)
+		slog.Warn("iceberg rewrite with parquet-go failed, rewriting with iceberg-go", "topic", h.topic.Name, "err", err)
+	}
 	tx := h.tbl.NewTransaction()
 	res, err := tx.RewriteDataFiles(ctx, groups, table.RewriteDataFilesOptions{SnapshotProps: maps.Clone(props),
 		GroupOptions: []table.CompactionGroupOption{table.WithCompactionTargetFileSize(target)}})
@@ -106,6 +120,122 @@ func (h *handle) compact(ctx context.Context, now time.Time) (int, int, error) {
 		return 0, 0, fmt.Errorf("table %s: commit rewrite: %w", h.topic.Name, err)
 	}
 	return res.RemovedDataFiles, res.AddedDataFiles, nil
+}
+
+// kvRewrite: key_value tables' files are rewritten with parquet-go
+// (rewriteKV); off only in tests, to compare.
+var kvRewrite = true
+
+// kvRewriteFallbacks counts rewrites rewriteKV failed and iceberg-go redid.
+var kvRewriteFallbacks atomic.Int64
+
+// sameSpec reports whether every file of groups is of the table's
+// current partition spec (files of an older one are left to iceberg-go's
+// rewrite).
+func (h *handle) sameSpec(groups []table.CompactionTaskGroup) bool {
+	spec := h.tbl.Spec()
+	cur := int32(spec.ID())
+	for _, g := range groups {
+		for _, t := range g.Tasks {
+			if t.File.SpecID() != cur || len(t.DeleteFiles)+len(t.EqualityDeleteFiles)+len(t.DeletionVectorFiles) > 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// rewriteKV rewrites the files of groups of a key_value table as the
+// commits write theirs (Data files in doc.go): parquet-go reads each
+// file's rows and a kvWriter per group writes them into files of the
+// target size, the groups in parallel (up to 2); then one snapshot with
+// props replaces the files (iceberg-go's RewriteFiles). A group whose
+// rows read differ in number from its files' record counts fails the
+// rewrite: nothing is committed.
+func (h *handle) rewriteKV(ctx context.Context, groups []table.CompactionTaskGroup, props iceberg.Properties) (int, int, error) {
+	var old []iceberg.DataFile
+	perGroup := make([][]iceberg.DataFile, len(groups))
+	for i, grp := range groups {
+		seen := map[string]bool{}
+		for _, t := range grp.Tasks {
+			if !seen[t.File.FilePath()] {
+				seen[t.File.FilePath()] = true
+				perGroup[i] = append(perGroup[i], t.File)
+			}
+		}
+		old = append(old, perGroup[i]...)
+	}
+	paths, _, err := h.writeKV(ctx, 2, len(groups), func(_ context.Context, i int, w *kvWriter) error {
+		return h.readKV(w, perGroup[i])
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("table %s: rewrite: %w", h.topic.Name, err)
+	}
+	dfs, err := h.dataFiles(ctx, h.tbl.Schema(), h.tbl.Spec(), h.tbl.Properties(), paths)
+	if err != nil {
+		return 0, 0, fmt.Errorf("table %s: rewrite: %w", h.topic.Name, err)
+	}
+	tx := h.tbl.NewTransaction()
+	rw := tx.NewRewrite(props)
+	for _, df := range old {
+		rw.DeleteFile(df)
+	}
+	for _, df := range dfs {
+		rw.AddDataFile(df)
+	}
+	if err := rw.Commit(ctx); err != nil {
+		return 0, 0, fmt.Errorf("table %s: rewrite: %w", h.topic.Name, err)
+	}
+	if _, err := tx.Commit(ctx); err != nil {
+		return 0, 0, fmt.Errorf("table %s: commit rewrite: %w", h.topic.Name, err)
+	}
+	return len(old), len(dfs), nil
+}
+
+// readKV passes the rows of files to w, checking each file's row count.
+func (h *handle) readKV(w *kvWriter, files []iceberg.DataFile) error {
+	buf := make([]kvRow, 256)
+	for _, df := range files {
+		f, err := h.fsio.Open(df.FilePath())
+		if err != nil {
+			return err
+		}
+		sf := f.(*storeFile)
+		pf, err := parquet.OpenFile(sf, sf.info.Size)
+		if err != nil {
+			return fmt.Errorf("%s: %w", df.FilePath(), err)
+		}
+		r := parquet.NewGenericReader[kvRow](pf)
+		var rows int64
+		for {
+			n, err := r.Read(buf)
+			for _, row := range buf[:n] {
+				b := int64(len(row.Key)+len(row.Value)) + 20
+				for _, hd := range row.Headers {
+					b += int64(len(hd.Key) + len(hd.Value))
+				}
+				w.addRow(row, b)
+			}
+			rows += int64(n)
+			if ferr := w.flush(); ferr != nil {
+				r.Close()
+				return ferr
+			}
+			clear(buf[:n])
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				r.Close()
+				return fmt.Errorf("%s: %w", df.FilePath(), err)
+			}
+		}
+		r.Close()
+		if rows != df.Count() {
+			return fmt.Errorf("%s: read %d rows, its manifest says %d", df.FilePath(), rows, df.Count())
+		}
+	}
+	return nil
 }
 
 // closeGrace is how long after its hour or day a partition is taken as

@@ -20,7 +20,8 @@ import (
 )
 
 // TestCompactSmallFiles proves the job rewrites a closed day's small data
-// files (5 commits of 2 records, target 1 MiB) into one file in a snapshot
+// files (5 commits of 2 records, target 1 MiB) into one file (parquet-go's
+// rewrite of key_value files, no fallback to iceberg-go's) in a snapshot
 // that keeps the offsets (a pass after it commits nothing), iceberg-go's
 // scan and DuckDB still reading every record once; and that once the
 // snapshot before the rewrite expires, the replaced files are deleted.
@@ -60,6 +61,9 @@ func TestCompactSmallFiles(t *testing.T) {
 	files := tbl0()
 	if st.Commits != 5 || st.Rewritten != 5 || len(files) != 1 {
 		t.Fatalf("passes %+v, %d data files after: want 5 commits and a rewrite of their 5 files into 1", st, len(files))
+	}
+	if n := icetable.KVRewriteFallbacks(); n != 0 {
+		t.Fatalf("%d rewrites with parquet-go failed (iceberg-go redid them), want none", n)
 	}
 	tbl, err := icetable.Load(ctx, c.Store, c.Meta, tp)
 	if err != nil {

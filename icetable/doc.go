@@ -130,7 +130,7 @@
 // DefaultCommitBytes of stored bytes: 64 MiB) and writes them with
 // iceberg-go's writer (Transaction.Append: arrow-go's pqarrow, one
 // goroutine), as the columns it adds are only known once every record
-// was read (json mode). Rewrites (below) also use iceberg-go's writer.
+// was read (json mode).
 //
 // # File sizes
 //
@@ -140,10 +140,15 @@
 // a partition's data files under 75% of shale.iceberg.target.file.bytes
 // (default 128 MiB, at least 1024; other values INVALID_CONFIG), at least
 // 5 of them, into files of about that size (iceberg-go's compaction
-// planner and RewriteDataFiles), once they add up to 75% of the target or
+// planner), once they add up to 75% of the target or
 // once the partition's day or hour ended more than an hour ago: an open
 // partition is not rewritten at every pass. The rewrite is its own
-// snapshot, committed by the same pointer swap, whose summary carries
+// snapshot (key_value files of the current partition spec: read with
+// parquet-go and written as commits write theirs, Data files, each
+// file's row count checked against its manifest entry, then iceberg-go's
+// RewriteFiles; other files, or if that fails, iceberg-go's
+// RewriteDataFiles, which reads and writes through Arrow), committed by
+// the same pointer swap, whose summary carries
 // the current snapshot's shale.offsets, skipped and raw counts: the rows
 // are the same, so exactly once holds. The replaced files stay while a
 // snapshot before the rewrite exists (time travel), listed in a
@@ -250,7 +255,11 @@
 // half of it: the spool file, its copy into the bucket, the reads),
 // memmove and CRCs of the reads; Snappy (s2's fast encoder) under 10%. A
 // produced record was a row a median 1.05 s later with
-// --iceberg-interval 1s.
+// --iceberg-interval 1s. The rewrite of small files, measured with the
+// same benchmark in 16 MiB commits (SHALE_ICE_COMMIT_BYTES=16777216 in
+// the child: 16 commits, then 14 files rewritten into 2): the pass took
+// 4.87 s, peak RSS 966 MiB, with iceberg-go's RewriteDataFiles
+// (SHALE_ICE_KV_REWRITE=0), and 2.87 s, 186 MiB, with parquet-go.
 //
 // # Errors
 //

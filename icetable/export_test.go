@@ -12,3 +12,11 @@ func SetKVParallelBytes(n int64) (restore func()) {
 	kvParallelBytes = n
 	return func() { kvParallelBytes = old }
 }
+
+// SetKVRewrite turns the parquet-go rewrite of key_value tables' small
+// files on (the default) or off (iceberg-go's rewrite).
+func SetKVRewrite(on bool) { kvRewrite = on }
+
+// KVRewriteFallbacks counts parquet-go rewrites that failed and were
+// redone by iceberg-go.
+func KVRewriteFallbacks() int64 { return kvRewriteFallbacks.Load() }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,11 +57,20 @@ func materializeChild() int {
 				defer pprof.StopCPUProfile()
 			}
 		}
+		cfg := icetable.Config{}
+		// SHALE_ICE_COMMIT_BYTES: commits of that size (small files, then
+		// the rewrite); SHALE_ICE_KV_REWRITE=0: iceberg-go's rewrite.
+		cfg.CommitBytes, _ = strconv.ParseInt(os.Getenv("SHALE_ICE_COMMIT_BYTES"), 10, 64)
+		if os.Getenv("SHALE_ICE_KV_REWRITE") == "0" {
+			icetable.SetKVRewrite(false)
+		}
 		var st icetable.Stats
-		if err := icetable.MaterializeTopic(ctx, store, meta, tp, icetable.Config{}, &st); err != nil {
+		start := time.Now()
+		if err := icetable.MaterializeTopic(ctx, store, meta, tp, cfg, &st); err != nil {
 			fmt.Fprintln(os.Stderr, "materialize:", err)
 			return 2
 		}
+		fmt.Fprintf(os.Stderr, "pass %+v in %v\n", st, time.Since(start).Round(time.Millisecond))
 		if prof := os.Getenv("SHALE_ICE_MEMPROFILE"); prof != "" {
 			if out, err := os.Create(prof); err == nil {
 				_ = pprof.Lookup("allocs").WriteTo(out, 0)

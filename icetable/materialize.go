@@ -271,12 +271,7 @@ var kvParallelBytes int64 = 32 << 20
 // into one file per table partition, so that small commits do not
 // multiply small files by the Kafka partitions they read.
 func (h *handle) commitKV(ctx context.Context, spans []span, props iceberg.Properties) (int64, int, error) {
-	var (
-		mu    sync.Mutex
-		paths []string
-		rows  int64
-		total int64
-	)
+	var total int64
 	lanes := [][]span{}
 	for _, sp := range spans {
 		total += sp.bytes
@@ -285,17 +280,50 @@ func (h *handle) commitKV(ctx context.Context, spans []span, props iceberg.Prope
 	if total < kvParallelBytes {
 		lanes = [][]span{spans}
 	}
+	paths, rows, err := h.writeKV(ctx, 4, len(lanes), func(ctx context.Context, i int, w *kvWriter) error {
+		for _, sp := range lanes[i] {
+			if err := h.read(ctx, sp, &sync.Mutex{}, w.add, w.flush); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	files, err := h.commit(ctx, props, func(tx *table.Transaction) error {
+		if len(paths) == 0 {
+			return tx.AddFiles(ctx, nil, props, false) // offsets only: an empty snapshot
+		}
+		staged, err := tx.StagedTable()
+		if err != nil {
+			return err
+		}
+		dfs, err := h.dataFiles(ctx, staged.Schema(), staged.Spec(), staged.Properties(), paths)
+		if err != nil {
+			return err
+		}
+		return tx.AddDataFiles(ctx, dfs, props, table.WithoutAutoNameMapping(), table.WithoutDuplicateCheck())
+	})
+	return rows, files, err
+}
+
+// writeKV runs n kvWriters, up to limit at once, the i-th filled by
+// fill(i), and returns the data files they wrote (sorted) and their rows.
+// After an error nothing more is uploaded (files already uploaded stay,
+// orphans).
+func (h *handle) writeKV(ctx context.Context, limit, n int, fill func(context.Context, int, *kvWriter) error) ([]string, int64, error) {
+	var (
+		mu    sync.Mutex
+		paths []string
+		rows  int64
+	)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
-	for _, lane := range lanes {
+	g.SetLimit(limit)
+	for i := range n {
 		g.Go(func() error {
 			w := newKVWriter(gctx, h)
-			var err error
-			for _, sp := range lane {
-				if err = h.read(gctx, sp, &sync.Mutex{}, w.add, w.flush); err != nil {
-					break
-				}
-			}
+			err := fill(gctx, i, w)
 			ps, ferr := w.finish(err != nil)
 			if err == nil {
 				err = ferr
@@ -311,35 +339,28 @@ func (h *handle) commitKV(ctx context.Context, spans []span, props iceberg.Prope
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return 0, 0, err
+		return nil, 0, err
 	}
 	slices.Sort(paths)
-	files, err := h.commit(ctx, props, func(tx *table.Transaction) error {
-		if len(paths) == 0 {
-			return tx.AddFiles(ctx, nil, props, false) // offsets only: an empty snapshot
-		}
-		staged, err := tx.StagedTable()
-		if err != nil {
+	return paths, rows, nil
+}
+
+// dataFiles returns the entries of the data files at paths, of a table
+// of schema sc and spec: each file's footer statistics (counts, bounds)
+// and partition value (one per file: its timestamps' day or hour), read
+// by iceberg-go (up to 4 files at once).
+func (h *handle) dataFiles(ctx context.Context, sc *iceberg.Schema, spec iceberg.PartitionSpec, props iceberg.Properties, paths []string) ([]iceberg.DataFile, error) {
+	dfs := make([]iceberg.DataFile, len(paths))
+	g, _ := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i, p := range paths {
+		g.Go(func() error {
+			df, err := table.FileToDataFile(ctx, h.fsio, p, sc, spec, 0, props)
+			dfs[i] = df
 			return err
-		}
-		dfs := make([]iceberg.DataFile, len(paths))
-		g, _ := errgroup.WithContext(ctx)
-		g.SetLimit(4)
-		for i, p := range paths {
-			g.Go(func() error {
-				// The footer's statistics: counts, bounds, and the
-				// partition value (one per file) from the timestamp's.
-				df, err := table.FileToDataFile(ctx, h.fsio, p, staged.Schema(), staged.Spec(), 0, staged.Properties())
-				dfs[i] = df
-				return err
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return err
-		}
-		return tx.AddDataFiles(ctx, dfs, props, table.WithoutAutoNameMapping(), table.WithoutDuplicateCheck())
-	})
-	return rows, files, err
+		})
+	}
+	return dfs, g.Wait()
 }
 
 // commitJSON reads the json rows of spans into Arrow columns (one span

@@ -166,6 +166,29 @@ func (w *kvWriter) bucket(micros int64) int64 {
 // add buffers one record's row in its table partition's file.
 func (w *kvWriter) add(r replay.Record) {
 	micros := r.Timestamp * 1000
+	f := w.file(micros)
+	hs := len(f.headers)
+	for _, h := range r.Headers {
+		f.headers = append(f.headers, kvHeader{Key: h.Key, Value: h.Value})
+	}
+	f.rows = append(f.rows, kvRow{Partition: r.Partition, Offset: r.Offset, Timestamp: micros, Key: r.Key, Value: r.Value,
+		Headers: f.headers[hs:len(f.headers):len(f.headers)]})
+	f.bytes += replay.RecordBytes(r)
+	w.rows++
+}
+
+// addRow buffers a row read from a data file (a rewrite), of n record
+// bytes; the row's memory must stay valid until the next flush.
+func (w *kvWriter) addRow(row kvRow, n int64) {
+	f := w.file(row.Timestamp)
+	f.rows = append(f.rows, row)
+	f.bytes += n
+	w.rows++
+}
+
+// file returns the file of the table partition of a timestamp in
+// microseconds, marked as holding rows to flush.
+func (w *kvWriter) file(micros int64) *kvFile {
 	f := w.last
 	if f == nil || w.bucket(micros) != f.bucket {
 		b := w.bucket(micros)
@@ -178,14 +201,7 @@ func (w *kvWriter) add(r replay.Record) {
 	if len(f.rows) == 0 {
 		w.dirty = append(w.dirty, f)
 	}
-	hs := len(f.headers)
-	for _, h := range r.Headers {
-		f.headers = append(f.headers, kvHeader{Key: h.Key, Value: h.Value})
-	}
-	f.rows = append(f.rows, kvRow{Partition: r.Partition, Offset: r.Offset, Timestamp: micros, Key: r.Key, Value: r.Value,
-		Headers: f.headers[hs:len(f.headers):len(f.headers)]})
-	f.bytes += replay.RecordBytes(r)
-	w.rows++
+	return f
 }
 
 // flush writes the rows buffered since the last flush (one decoded
