@@ -78,7 +78,9 @@ func TestMain(m *testing.M) {
 //   - kafka-consumer: a franz-go consumer reading the topic from earliest
 //     through a `shale agent` subprocess started for the round (it did not
 //     write the topic and has read nothing: every byte comes from the
-//     bucket, with its read-ahead), and the agent's peak RSS;
+//     bucket, with its read-ahead), the agent's peak RSS, and the share of
+//     the consumer's time spent receiving fetch answers (the rest is
+//     franz-go decoding them);
 //   - kafka-2-agents: two franz-go consumers splitting the partitions as a
 //     group of two would (partitions 0 and 2, 1 and 3), each through its own
 //     fresh agent, read at once: their MB/s summed, the larger peak RSS.
@@ -173,7 +175,8 @@ func BenchmarkReplay(b *testing.B) {
 			}
 		})
 		// raw writes its files to tmpfs (/dev/shm) and jsonl to stdout
-		// (/dev/null), as raw-get discards what it reads; raw-files and
+		// (/dev/null), as raw-get discards what it reads (raw goes to stdout
+		// only for one partition: its batches carry none); raw-files and
 		// parquet write files to disk, so the disk's write speed counts too.
 		for _, name := range []string{"raw", "raw-files", "jsonl", "parquet"} {
 			format := strings.TrimSuffix(name, "-files")
@@ -229,17 +232,25 @@ func BenchmarkReplay(b *testing.B) {
 					b.StartTimer()
 					start := time.Now()
 					g := new(errgroup.Group)
+					answers := make([]time.Duration, len(as))
 					for i, a := range as {
 						var ps []int32
 						for p := int32(i); p < parts; p += int32(agents) {
 							ps = append(ps, p)
 						}
-						g.Go(func() error { return consumeCount(a.addr, topic, ps, ends) })
+						g.Go(func() (err error) {
+							answers[i], err = consumeCount(a.addr, topic, ps, ends)
+							return err
+						})
 					}
 					if err := g.Wait(); err != nil {
 						b.Fatal(err)
 					}
 					took := time.Since(start)
+					var answered time.Duration
+					for _, d := range answers {
+						answered += d
+					}
 					b.StopTimer()
 					var rss int64
 					var cpu time.Duration
@@ -248,6 +259,7 @@ func BenchmarkReplay(b *testing.B) {
 						rss, cpu = max(rss, r), cpu+c
 					}
 					res.add(name, round, stored, took, rss, cpu)
+					res.answerShare(name, answered.Seconds()/took.Seconds()/float64(len(as)))
 					peak = max(peak, rss)
 					b.StartTimer()
 				}
@@ -326,8 +338,12 @@ func topicSpans(b *testing.B, meta *metastore.Store, store s3tier.Store, topic s
 
 // consumeCount reads every record of partitions ps of the topic (ends:
 // their end offsets) from earliest with a franz-go consumer whose every
-// connection goes to the agent at addr.
-func consumeCount(addr, topic string, ps []int32, ends kadm.ListedOffsets) error {
+// connection goes to the agent at addr. It returns how long the consumer
+// spent receiving fetch answers (from sending a fetch to having read its
+// answer: the agent's work and the transfer); the rest of its time it
+// decodes (franz-go fetches again once the last answer is decoded and
+// polled).
+func consumeCount(addr, topic string, ps []int32, ends kadm.ListedOffsets) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	pending := map[int32]int64{}
@@ -338,21 +354,22 @@ func consumeCount(addr, topic string, ps []int32, ends kadm.ListedOffsets) error
 			pending[p] = e.Offset
 		}
 	}
+	var fw fetchWait
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), pinTo(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offs}),
-		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20))
+		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20), kgo.WithHooks(&fw))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer cl.Close()
 	for len(pending) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("consume through %s: %w (pending %v)", addr, err, pending)
+			return 0, fmt.Errorf("consume through %s: %w (pending %v)", addr, err, pending)
 		}
 		var ferr error
 		fs.EachError(func(_ string, p int32, err error) { ferr = fmt.Errorf("consume %d through %s: %w", p, addr, err) })
 		if ferr != nil {
-			return ferr
+			return 0, ferr
 		}
 		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
 			if n := len(fp.Records); n > 0 && fp.Records[n-1].Offset+1 >= pending[fp.Partition] {
@@ -360,7 +377,28 @@ func consumeCount(addr, topic string, ps []int32, ends kadm.ListedOffsets) error
 			}
 		})
 	}
-	return nil
+	return fw.total(), nil
+}
+
+// fetchWait sums the time a client's fetch answers took to come (a
+// kgo.HookBrokerRead: waiting for the answer to start, and reading it).
+type fetchWait struct {
+	mu sync.Mutex
+	d  time.Duration
+}
+
+func (f *fetchWait) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, wait, read time.Duration, _ error) {
+	if key == 1 { // Fetch
+		f.mu.Lock()
+		f.d += wait + read
+		f.mu.Unlock()
+	}
+}
+
+func (f *fetchWait) total() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.d
 }
 
 // vmHWM reads the VmHWM line (peak resident set) of a saved /proc status.

@@ -147,8 +147,18 @@ func (a *benchAgent) stop(b *testing.B) (int64, time.Duration) {
 
 // benchResults collects BenchmarkReplay's measures, per reader and round.
 type benchResults struct {
-	names []string // in first-measured order
-	runs  map[string][]benchRun
+	names  []string // in first-measured order
+	runs   map[string][]benchRun
+	shares map[string][]float64 // per consumer reader and round: share of its time spent receiving fetch answers
+}
+
+// answerShare records, for a consumer reader's round, the share of the
+// consumers' time spent receiving fetch answers (the rest: decoding).
+func (r *benchResults) answerShare(name string, share float64) {
+	if r.shares == nil {
+		r.shares = map[string][]float64{}
+	}
+	r.shares[name] = append(r.shares[name], share)
 }
 
 type benchRun struct {
@@ -196,7 +206,7 @@ func (r *benchResults) report(b *testing.B, mib int, stored int64, spans, parall
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(&sb, "replay benchmark: %d MiB of records, %.1f MiB stored in %d spans, %d GETs at a time, %d round(s), %s, load average %s\n",
 		mib, float64(stored)/(1<<20), spans, parallel, len(raw), time.Now().UTC().Format(time.RFC3339), strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "))
-	fmt.Fprintf(&sb, "%-16s %24s %28s %14s %12s\n", "reader", "MB/s median (min-max)", "/ raw GET median (min-max)", "peak RSS MiB", "CPU s/GB")
+	fmt.Fprintf(&sb, "%-16s %24s %28s %14s %12s %14s\n", "reader", "MB/s median (min-max)", "/ raw GET median (min-max)", "peak RSS MiB", "CPU s/GB", "fetch answers")
 	for _, name := range r.names {
 		var mbps, ratios, cpus []float64
 		var rss int64
@@ -220,9 +230,15 @@ func (r *benchResults) report(b *testing.B, mib int, stored int64, spans, parall
 			c, _, _ := medianSpread(cpus)
 			cpuCol = fmt.Sprintf("%.2f", c)
 		}
-		fmt.Fprintf(&sb, "%-16s %24s %28s %14s %12s\n", name, fmt.Sprintf("%.1f (%.1f-%.1f)", m, lo, hi),
-			fmt.Sprintf("%.2f (%.2f-%.2f)", rm, rlo, rhi), rssCol, cpuCol)
+		shareCol := ""
+		if sh := r.shares[name]; len(sh) > 0 {
+			m, _, _ := medianSpread(sh)
+			shareCol = fmt.Sprintf("%.0f%%", 100*m)
+		}
+		fmt.Fprintf(&sb, "%-16s %24s %28s %14s %12s %14s\n", name, fmt.Sprintf("%.1f (%.1f-%.1f)", m, lo, hi),
+			fmt.Sprintf("%.2f (%.2f-%.2f)", rm, rlo, rhi), rssCol, cpuCol, shareCol)
 	}
+	sb.WriteString("fetch answers: the share of a consumer's time from sending a fetch to having read its answer (the agent's work and the transfer); the rest is franz-go decoding it\n")
 	fmt.Print(sb.String())
 	if out := os.Getenv("SHALE_REPLAY_BENCH_OUT"); out != "" {
 		err := os.MkdirAll(filepath.Dir(out), 0o755)
