@@ -25,10 +25,26 @@ package agent
 //     one that does not finish a revocation within its rebalance timeout
 //     is removed too (its partitions become free).
 //
+// # Failover
+//
 // Membership lives in the coordinator's memory, as for classic groups
 // (groups.go, State): when the coordinator dies, its members' heartbeats
 // to the next one get UNKNOWN_MEMBER_ID, and they rejoin with epoch 0,
-// owning nothing; only committed offsets (etcd) carry over. So does the
+// owning nothing; only committed offsets (etcd) carry over. Until a
+// member hears of the failover it still owns what the dead coordinator
+// gave it (its commits are refused: UNKNOWN_MEMBER_ID), and the new
+// coordinator does not know what that is. So a coordinator that claims a
+// group recorded active (it had members under a coordinator that never
+// released it: metastore.GroupTypeConsumerActive) assigns no free
+// partition for one session timeout from the claim (members get their
+// epochs with the partitions withheld, UNRELEASED_PARTITIONS): by then
+// every member of the dead coordinator has rejoined, and so given up what
+// it owned, or is past its session, as Kafka treats a member that stops
+// heartbeating. Without it a member that reached the new coordinator
+// first was given partitions another still consumed
+// (TestConsumerGroup848KillDuringRevocation: 3 partitions owned by two
+// members at once in 1 of 3 runs). A group released empty (recorded
+// GroupTypeConsumer) has no such members: no wait. So does the
 // group's type: etcd records that it is a consumer group
 // (metastore.RecordGroupType, written when it forms), so that once its
 // members left, released or claimed again by any agent, it is still an
@@ -196,6 +212,8 @@ type cgroup struct {
 	session time.Duration
 	// metrics counts the group's epoch bumps (nil: none).
 	metrics *metrics.Metrics
+	// graceUntil: until then no free partition is assigned (Failover).
+	graceUntil time.Time
 }
 
 func newCgroup(m *metrics.Metrics) *cgroup {
@@ -436,7 +454,7 @@ func sameCGAssignment(a, b map[tid][]int32) bool {
 // advance to the target epoch.
 func (cg *cgroup) nextAssignment(m *cmember, owned []ownedTopic, sent bool) (assigned, revoking map[tid][]int32) {
 	keep, revoke, add := map[tid][]int32{}, map[tid][]int32{}, map[tid][]int32{}
-	unreleased := false
+	unreleased, grace := false, time.Now().Before(cg.graceUntil)
 	ids := map[tid]bool{}
 	for id := range m.assigned {
 		ids[id] = true
@@ -457,7 +475,7 @@ func (cg *cgroup) nextAssignment(m *cmember, owned []ownedTopic, sent bool) (ass
 			if slices.Contains(cur, p) {
 				continue
 			}
-			if o, ok := cg.owners[id][p]; !ok || o.member == m.id {
+			if o, ok := cg.owners[id][p]; ok && o.member == m.id || !ok && !grace {
 				add[id] = append(add[id], p)
 			} else {
 				unreleased = true

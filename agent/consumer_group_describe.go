@@ -122,7 +122,7 @@ func (s *Server) describeConsumerGroup(ctx context.Context, name string) kmsg.Co
 		d.ErrorCode = errCode(s.log, "consumer group describe", err)
 		return d
 	}
-	if typ != metastore.GroupTypeConsumer {
+	if !metastore.IsConsumerType(typ) {
 		return notFound()
 	}
 	d.State, d.AssignorName, d.Members = "Empty", "uniform", []kmsg.ConsumerGroupDescribeResponseGroupMember{}

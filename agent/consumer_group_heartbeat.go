@@ -161,7 +161,6 @@ func (s *Server) handleConsumerGroupHeartbeat(ctx context.Context, rc *reqCtx, r
 		}
 		g.cg, g.protocolType = newCgroup(s.cfg.Metrics), "consumer"
 	}
-	g.syncGroupType()
 	g.cg.session = session
 	h := &cgHeartbeat{s: s, g: g, cg: g.cg, req: req, resp: resp, tv: tv, re: re, rc: rc}
 	switch req.MemberEpoch {
@@ -174,6 +173,7 @@ func (s *Server) handleConsumerGroupHeartbeat(ctx context.Context, rc *reqCtx, r
 	default:
 		h.heartbeat()
 	}
+	g.syncGroupType()
 	return now(resp)
 }
 

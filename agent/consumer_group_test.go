@@ -212,3 +212,79 @@ func TestConsumerGroupConfigs(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestConsumerGroupFailoverGrace proves a coordinator taking over a
+// KIP-848 group whose coordinator stopped with members (recorded
+// consumer-active) hands out no partition for one session timeout (2 s
+// here): members of the old coordinator may still own them. A member
+// joining the new coordinator at once gets its epoch with nothing
+// assigned, and all 4 partitions once the session timeout passed.
+func TestConsumerGroupFailoverGrace(t *testing.T) {
+	c := agenttest.Start(t, agenttest.Options{Agents: 2})
+	ctx := testCtx(t, 60*time.Second)
+	tps, err := c.Admin(t).CreateTopic(ctx, 4, 1, nil, "cg-t")
+	if err != nil || tps.Err != nil {
+		t.Fatal(err, tps.Err)
+	}
+	const group = "grace-g"
+	cfg := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
+	rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	rc.Name, rc.Value = "consumer.session.timeout.ms", kmsg.StringPtr("2000")
+	res.Configs = append(res.Configs, rc)
+	cfg.Resources = append(cfg.Resources, res)
+	if r, err := cfg.RequestWith(ctx, c.Client(t)); err != nil || r.Resources[0].ErrorCode != 0 {
+		t.Fatalf("set session timeout: %v %v", err, r)
+	}
+	at := func(i int) *cg848 {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Agents[i].Addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return &cg848{t: t, ctx: ctx, br: cl.SeedBrokers()[0], group: group, topic: tps.ID}
+	}
+	coord := 0
+	r := at(0).hb("a", 0, nil, nil)
+	if r.ErrorCode == kerr.NotCoordinator.Code {
+		coord = 1
+		r = at(1).hb("a", 0, nil, nil)
+	}
+	if r.ErrorCode != 0 || len(assigned(r)) != 4 {
+		t.Fatalf("a joins: %v, assigned %v", kerr.ErrorForCode(r.ErrorCode), assigned(r))
+	}
+	if typ, err := c.Meta.GroupType(ctx, group); err != nil || typ != "consumer-active" {
+		t.Fatalf("recorded type %q (%v), want consumer-active", typ, err)
+	}
+	if err := c.Agents[coord].Stop(); err != nil { // a's partitions stay a's as far as a knows
+		t.Fatal(err)
+	}
+	next := at(1 - coord)
+	var b *kmsg.ConsumerGroupHeartbeatResponse
+	for { // until the stopped agent's claim is gone
+		if b = next.hb("b", 0, nil, nil); b.ErrorCode != kerr.NotCoordinator.Code || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	joined := time.Now()
+	if b.ErrorCode != 0 || b.MemberEpoch <= 0 || len(assigned(b)) != 0 {
+		t.Fatalf("b joins the new coordinator: %v epoch %d assigned %v, want an epoch and nothing yet", kerr.ErrorForCode(b.ErrorCode), b.MemberEpoch, assigned(b))
+	}
+	var got []int32
+	for len(got) == 0 {
+		time.Sleep(200 * time.Millisecond)
+		h := next.hb("b", b.MemberEpoch, []int32{}, nil)
+		if h.ErrorCode != 0 {
+			t.Fatalf("b heartbeat: %v", kerr.ErrorForCode(h.ErrorCode))
+		}
+		b.MemberEpoch, got = h.MemberEpoch, assigned(h)
+		if len(got) == 0 && time.Since(joined) > 10*time.Second {
+			t.Fatal("b never got a partition")
+		}
+	}
+	if waited := time.Since(joined); len(got) != 4 || waited < 1500*time.Millisecond {
+		t.Fatalf("b got %v after %v, want all 4 after the 2 s session timeout", got, waited)
+	}
+}

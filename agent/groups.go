@@ -423,9 +423,15 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		g = newGroup(c, name, sess.Lease(), emptySince)
 		// As recorded (by a join or a release): a joining member resets it.
 		g.protocolType, g.recordedType, g.recorded = protocolType, protocolType, recorded
-		if g.typeRecord = groupType; groupType == metastore.GroupTypeConsumer {
-			// A KIP-848 group, empty: it stays one (consumer_group.go).
+		if g.typeRecord = groupType; metastore.IsConsumerType(groupType) {
+			// A KIP-848 group, empty here: it stays one (consumer_group.go).
 			g.cg, g.protocolType = newCgroup(c.s.cfg.Metrics), "consumer"
+			if groupType == metastore.GroupTypeConsumerActive {
+				// Its coordinator died with members, which may still
+				// own partitions until they hear of it.
+				session, _ := c.s.consumerTimeouts(ctx, name)
+				g.cg.graceUntil = time.Now().Add(session)
+			}
 		}
 		c.groups[name] = g
 		c.mu.Unlock()

@@ -201,6 +201,9 @@ func TestConsumerGroupTypeSurvivesRelease(t *testing.T) {
 		}
 	}
 	waitReleased(t, ctx, c.Meta, g)
+	if typ, err := c.Meta.GroupType(ctx, g); err != nil || typ != "consumer" {
+		t.Fatalf("released KIP-848 group recorded as %q (%v), want consumer (released: no member owns anything)", typ, err)
+	}
 	if l := listed(); l.GroupType != "consumer" || l.State != "Empty" || l.ProtocolType != "consumer" {
 		t.Fatalf("released KIP-848 group listed as %+v, want an Empty consumer group", l)
 	}

@@ -231,13 +231,20 @@ func (g *group) add(m *member) {
 }
 
 // syncGroupType records in etcd whether g is a KIP-848 consumer group
-// (g.cg set) when etcd holds otherwise: a consumer group stays one, with
-// or without members and across coordinators, until it is deleted or
-// converted (metastore.RecordGroupType). It runs under g.mu, once per
-// change; a failure is logged and retried at the next heartbeat or join.
+// (g.cg set), and whether it has had members under this coordinator,
+// when etcd holds otherwise: a consumer group stays one, with or without
+// members and across coordinators, until it is deleted or converted
+// (metastore.RecordGroupType), and a coordinator that claims it while it
+// is recorded active withholds its partitions for a session timeout
+// (consumer_group.go, Failover). It runs under g.mu, once per change; a
+// failure is logged and retried at the next heartbeat or join.
 func (g *group) syncGroupType() {
 	want := ""
-	if g.cg != nil {
+	switch {
+	case g.cg == nil:
+	case len(g.cg.members) > 0, g.typeRecord == metastore.GroupTypeConsumerActive:
+		want = metastore.GroupTypeConsumerActive // until the release
+	default:
 		want = metastore.GroupTypeConsumer
 	}
 	if g.typeRecord == want {

@@ -104,7 +104,7 @@ func (s *Server) handleListGroups(ctx context.Context, _ *reqCtx, req *kmsg.List
 			continue
 		}
 		if win, ok := rendezvous(agents, l.Name); ok && win.NodeID == self {
-			if l.Type == metastore.GroupTypeConsumer {
+			if metastore.IsConsumerType(l.Type) {
 				addType(l.Name, "consumer", "Empty", "consumer")
 				continue
 			}

@@ -52,9 +52,21 @@ type GroupListing struct {
 	Type string
 }
 
-// GroupTypeConsumer is the recorded type of a KIP-848 consumer group
-// (groups/<g>/type; a classic group has no record).
-const GroupTypeConsumer = "consumer"
+// The recorded types of a KIP-848 consumer group (groups/<g>/type; a
+// classic group has no record): GroupTypeConsumerActive from its first
+// member's join under a coordinator until that coordinator releases it
+// (empty) — so a claim that reads it knows the previous coordinator died
+// with members that may still own partitions — and GroupTypeConsumer
+// once released.
+const (
+	GroupTypeConsumer       = "consumer"
+	GroupTypeConsumerActive = "consumer-active"
+)
+
+// IsConsumerType reports whether a recorded type is a KIP-848 group's.
+func IsConsumerType(typ string) bool {
+	return typ == GroupTypeConsumer || typ == GroupTypeConsumerActive
+}
 
 // GroupClaim is the outcome of ClaimGroup.
 type GroupClaim struct {
@@ -291,7 +303,11 @@ func (s *Store) ReleaseGroup(ctx context.Context, group string, lease clientv3.L
 
 func (s *Store) release(ctx context.Context, group string, lease clientv3.LeaseID, emptySince time.Time, protocolType *string) error {
 	k := s.keys.groupCoordinator(group)
-	ops := []clientv3.Op{clientv3.OpDelete(k)}
+	tk := s.keys.groupType(group)
+	ops := []clientv3.Op{clientv3.OpDelete(k),
+		// Released empty: no member of it can own a partition any more.
+		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(tk), "=", GroupTypeConsumerActive)},
+			[]clientv3.Op{clientv3.OpPut(tk, GroupTypeConsumer)}, nil)}
 	if !emptySince.IsZero() {
 		// Every offset key has CreateRevision > 0; an empty range compares
 		// as one absent key (0), so this holds iff an offset exists.

@@ -62,16 +62,6 @@ func TestGroupCoordinatorKill(t *testing.T) {
 	coordinatorFailover(t, "kill", func(c *cluster.Cluster, i int) { c.Kill(i) })
 }
 
-// TestConsumerGroup848CoordinatorKill is the same SIGKILL failover for a
-// KIP-848 consumer group (kgo.ServerSideBalancer): the members' heartbeats
-// to the new coordinator get UNKNOWN_MEMBER_ID, they rejoin with epoch 0,
-// and the group carries on; committed offsets never move backwards and
-// every record is processed.
-func TestConsumerGroup848CoordinatorKill(t *testing.T) {
-	t.Parallel()
-	coordinatorFailover(t, "kill848", func(c *cluster.Cluster, i int) { c.Kill(i) }, kgo.ServerSideBalancer())
-}
-
 // TestGroupCoordinatorGracefulStop is the same failover with SIGTERM: a
 // stopping agent hands group coordination over as it exits (its lease is
 // revoked, so the coordinator key is gone by the time the process is),
