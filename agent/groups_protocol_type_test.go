@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -100,16 +101,7 @@ func TestGroupProtocolTypeSurvivesRelease(t *testing.T) {
 	// FindCoordinator (sent to every agent: kgo answers it from its cache)
 	// claims the groups: the claim takes the type back.
 	for g := range want {
-		for _, a := range c.Agents {
-			req := kmsg.NewPtrFindCoordinatorRequest()
-			req.CoordinatorKey, req.CoordinatorKeys = g, []string{g}
-			if _, err := req.RequestWith(ctx, cl.Broker(int(a.Server.NodeID()))); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if h, err := c.Meta.GroupCoordinator(ctx, g); err != nil || h < 0 {
-			t.Fatalf("FindCoordinator did not claim %s (holder %d, %v)", g, h, err)
-		}
+		claimByFindCoordinator(t, ctx, c, cl, g)
 	}
 	dg, err := adm.DescribeGroups(ctx, "simple-g", "consumer-g")
 	if err != nil {
@@ -210,17 +202,7 @@ func TestConsumerGroupTypeSurvivesRelease(t *testing.T) {
 	describe()
 
 	// Claimed again (FindCoordinator): still a consumer group.
-	cl := c.Client(t)
-	for _, a := range c.Agents {
-		req := kmsg.NewPtrFindCoordinatorRequest()
-		req.CoordinatorKey, req.CoordinatorKeys = g, []string{g}
-		if _, err := req.RequestWith(ctx, cl.Broker(int(a.Server.NodeID()))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if h, err := c.Meta.GroupCoordinator(ctx, g); err != nil || h < 0 {
-		t.Fatalf("FindCoordinator did not claim %s (holder %d, %v)", g, h, err)
-	}
+	claimByFindCoordinator(t, ctx, c, c.Client(t), g)
 	if l := listed(); l.GroupType != "consumer" || l.State != "Empty" {
 		t.Fatalf("claimed KIP-848 group listed as %+v, want an Empty consumer group", l)
 	}
@@ -236,5 +218,21 @@ func TestConsumerGroupTypeSurvivesRelease(t *testing.T) {
 	}
 	if typ, err := c.Meta.GroupType(ctx, g); err != nil || typ != "" {
 		t.Fatalf("converted group's recorded type %q (%v), want none", typ, err)
+	}
+}
+
+// claimByFindCoordinator sends FindCoordinator for g to every agent (kgo
+// would answer it from its cache) and checks that an agent claimed g.
+func claimByFindCoordinator(t *testing.T, ctx context.Context, c *agenttest.Cluster, cl *kgo.Client, g string) {
+	t.Helper()
+	for _, a := range c.Agents {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKey, req.CoordinatorKeys = g, []string{g}
+		if _, err := req.RequestWith(ctx, cl.Broker(int(a.Server.NodeID()))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, err := c.Meta.GroupCoordinator(ctx, g); err != nil || h < 0 {
+		t.Fatalf("FindCoordinator did not claim %s (holder %d, %v)", g, h, err)
 	}
 }

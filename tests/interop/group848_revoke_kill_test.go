@@ -3,12 +3,10 @@ package interop
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shale-dev/shale/tests/cluster"
@@ -65,38 +63,15 @@ func TestConsumerGroup848KillDuringRevocation(t *testing.T) {
 	t.Parallel()
 	c := cluster.Start(t, cluster.Options{Agents: 3, Args: []string{"--group-consumer-heartbeat-interval", "500ms", "--group-consumer-session-timeout", "6s"}})
 	const topic, group = "grp-revoke-kill", "grp-revoke-kill-g"
-	const partitions, records = 6, 6000
-	c.CreateTopic(t, 0, topic, partitions)
 	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
 	defer cancel()
-	prod := c.Client(t, kgo.DefaultProduceTopic(topic))
-	var recs []*kgo.Record
-	for i := range records {
-		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: []byte("v")})
-	}
-	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	ends := map[int32]int64{}
-	for _, r := range recs {
-		ends[r.Partition] = max(ends[r.Partition], r.Offset+1)
-	}
+	ends := produceKeyed(t, ctx, c, topic, 6, 6000)
 
 	own := &ownership{owner: map[int32]string{}}
 	revoking := make(chan struct{}) // closed when k1 starts its first revocation
 	killed := make(chan struct{})   // closed once the coordinator is dead
 	var revokeOnce sync.Once
-	var mu sync.Mutex
-	processed := map[int32]map[int64]bool{}
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, m := range processed {
-			n += len(m)
-		}
-		return n
-	}
+	tl := &tally{processed: map[int32]map[int64]bool{}}
 	member := func(name string, stop <-chan struct{}) <-chan struct{} {
 		cl := c.Client(t,
 			kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.ServerSideBalancer(),
@@ -125,78 +100,18 @@ func TestConsumerGroup848KillDuringRevocation(t *testing.T) {
 			}),
 			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { own.drop(name, m) }),
 		)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			defer cl.Close()
-			for ctx.Err() == nil {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
-				fs := cl.PollRecords(pctx, 40)
-				pcancel()
-				mu.Lock()
-				fs.EachRecord(func(r *kgo.Record) {
-					if processed[r.Partition] == nil {
-						processed[r.Partition] = map[int64]bool{}
-					}
-					processed[r.Partition][r.Offset] = true
-				})
-				mu.Unlock()
-				time.Sleep(30 * time.Millisecond)
-				if len(fs.Records()) > 0 {
-					if err := cl.CommitUncommittedOffsets(ctx); err != nil {
-						t.Logf("%s: commit: %v", name, err)
-					}
-				}
-			}
-		}()
-		return done
+		return tl.consume(ctx, t, name, cl, stop)
 	}
 	stop := make(chan struct{})
 	d1 := member("k1", stop)
-	for count() < 500 {
+	for tl.count() < 500 {
 		if ctx.Err() != nil {
-			t.Fatalf("k1 processed %d records alone", count())
+			t.Fatalf("k1 processed %d records alone", tl.count())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	coord := coordinatorIndex(t, ctx, c, group, -1)
-	survivor := (coord + 1) % 3
-	admS := kadm.NewClient(c.Client(t, kgo.SeedBrokers(c.Addr(survivor)), kgo.Dialer(cluster.DialTo(c.Addr(survivor)))))
-	committed := func() map[int32]int64 {
-		os, err := admS.FetchOffsets(ctx, group)
-		if err != nil {
-			return nil
-		}
-		out := map[int32]int64{}
-		os.Each(func(o kadm.OffsetResponse) { out[o.Partition] = o.At })
-		return out
-	}
-	var last map[int32]int64
-	pollStop, pollDone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(pollDone)
-		for {
-			select {
-			case <-pollStop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			cur := committed()
-			for p, o := range cur {
-				if o < last[p] {
-					t.Errorf("partition %d: committed offset went back from %d to %d", p, last[p], o)
-				}
-			}
-			if cur != nil {
-				last = cur
-			}
-		}
-	}()
+	committed, stopWatch := watchCommitted(t, ctx, c, (coord+1)%3, group)
 
 	d2 := member("k2", stop)
 	defer func() { close(stop); <-d1; <-d2 }()
@@ -210,32 +125,12 @@ func TestConsumerGroup848KillDuringRevocation(t *testing.T) {
 	close(killed)
 	t.Logf("killed coordinator agent %d while k1 was revoking; committed before: %v", coord, before)
 
-	for count() < records {
-		if ctx.Err() != nil {
-			t.Fatalf("processed %d of %d records", count(), records)
+	tl.waitAll(t, ctx, committed, ends)
+	after := committed()
+	for p, o := range before {
+		if after[p] < o {
+			t.Errorf("partition %d: committed %d before the kill, %d at the end", p, o, after[p])
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for {
-		cur := committed()
-		all := true
-		for p, e := range ends {
-			if cur[p] != e {
-				all = false
-			}
-		}
-		if all {
-			for p, o := range before {
-				if cur[p] < o {
-					t.Errorf("partition %d: committed %d before the kill, %d at the end", p, o, cur[p])
-				}
-			}
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("committed %v never reached the ends %v", cur, ends)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	// The group settles: each member owns 3 partitions.
 	for {
@@ -253,8 +148,7 @@ func TestConsumerGroup848KillDuringRevocation(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	close(pollStop)
-	<-pollDone
+	stopWatch()
 	own.mu.Lock()
 	defer own.mu.Unlock()
 	for _, v := range own.violations {

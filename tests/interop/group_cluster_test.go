@@ -94,28 +94,10 @@ func TestGroupCoordinatorGracefulStop(t *testing.T) {
 func coordinatorFailover(t *testing.T, mode string, takeDown func(c *cluster.Cluster, i int), memberOpts ...kgo.Opt) {
 	c := cluster.Start(t, cluster.Options{Agents: 3, Args: []string{"--group-consumer-heartbeat-interval", "500ms", "--group-consumer-session-timeout", "6s"}})
 	topic, group := "grp-"+mode, "grp-"+mode+"-g"
-	const partitions, records = 6, 6000
-	c.CreateTopic(t, 0, topic, partitions)
 	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
 	defer cancel()
-	prod := c.Client(t, kgo.DefaultProduceTopic(topic))
-	var recs []*kgo.Record
-	for i := range records {
-		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: []byte("v")})
-	}
-	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	ends := map[int32]int64{}
-	for _, r := range recs {
-		ends[r.Partition] = max(ends[r.Partition], r.Offset+1)
-	}
-
-	var (
-		mu        sync.Mutex
-		processed = map[int32]map[int64]bool{}
-		commitOK  []time.Time // when a member's commit succeeded
-	)
+	ends := produceKeyed(t, ctx, c, topic, 6, 6000)
+	tl := &tally{processed: map[int32]map[int64]bool{}}
 	member := func(name string, stop <-chan struct{}) <-chan struct{} {
 		cl := c.Client(t, append([]kgo.Opt{
 			kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
@@ -125,99 +107,21 @@ func coordinatorFailover(t *testing.T, mode string, takeDown func(c *cluster.Clu
 			kgo.RebalanceTimeout(10 * time.Second), kgo.ClientID(name),
 			kgo.RetryTimeout(30 * time.Second),
 		}, memberOpts...)...)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			defer cl.Close()
-			for ctx.Err() == nil {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
-				fs := cl.PollRecords(pctx, 40)
-				pcancel()
-				mu.Lock()
-				fs.EachRecord(func(r *kgo.Record) {
-					if processed[r.Partition] == nil {
-						processed[r.Partition] = map[int64]bool{}
-					}
-					processed[r.Partition][r.Offset] = true
-				})
-				mu.Unlock()
-				time.Sleep(30 * time.Millisecond)
-				if len(fs.Records()) > 0 {
-					if err := cl.CommitUncommittedOffsets(ctx); err == nil {
-						mu.Lock()
-						commitOK = append(commitOK, time.Now())
-						mu.Unlock()
-					} else {
-						t.Logf("%s: commit: %v", name, err)
-					}
-				}
-				cl.AllowRebalance()
-			}
-		}()
-		return done
-	}
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, m := range processed {
-			n += len(m)
-		}
-		return n
+		return tl.consume(ctx, t, name, cl, stop)
 	}
 	stop := make(chan struct{})
 	d1, d2 := member("k1", stop), member("k2", stop)
 	defer func() { close(stop); <-d1; <-d2 }()
-	for count() < 1000 {
+	for tl.count() < 1000 {
 		if ctx.Err() != nil {
-			t.Fatalf("processed %d records before the kill", count())
+			t.Fatalf("processed %d records before the kill", tl.count())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 
 	// Which agent coordinates the group?
 	coord := coordinatorIndex(t, ctx, c, group, -1)
-	survivor := (coord + 1) % 3
-	admS := kadm.NewClient(c.Client(t, kgo.SeedBrokers(c.Addr(survivor)), kgo.Dialer(cluster.DialTo(c.Addr(survivor)))))
-	committed := func() map[int32]int64 {
-		out := map[int32]int64{}
-		os, err := admS.FetchOffsets(ctx, group)
-		if err != nil {
-			return nil
-		}
-		os.Each(func(o kadm.OffsetResponse) { out[o.Partition] = o.At })
-		return out
-	}
-	// Poll committed offsets through a survivor: they must never go back.
-	var last map[int32]int64
-	pollDone := make(chan struct{})
-	pollStop := make(chan struct{})
-	go func() {
-		defer close(pollDone)
-		for {
-			select {
-			case <-pollStop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			cur := committed()
-			mu.Lock()
-			for p, o := range cur {
-				if o < last[p] {
-					t.Errorf("partition %d: committed offset went back from %d to %d", p, last[p], o)
-				}
-			}
-			if cur != nil {
-				last = cur
-			}
-			mu.Unlock()
-		}
-	}()
+	committed, stopWatch := watchCommitted(t, ctx, c, (coord+1)%3, group)
 	before := committed()
 	t.Logf("killing coordinator agent %d (%s); committed before: %v", coord, c.Addr(coord), before)
 	killed := time.Now()
@@ -228,23 +132,23 @@ func coordinatorFailover(t *testing.T, mode string, takeDown func(c *cluster.Clu
 	named := time.Since(killed)
 	var resumed time.Duration
 	for resumed == 0 {
-		mu.Lock()
-		if n := len(commitOK); n > 0 && commitOK[n-1].After(killed) {
-			for _, at := range commitOK {
+		tl.mu.Lock()
+		if n := len(tl.commitOK); n > 0 && tl.commitOK[n-1].After(killed) {
+			for _, at := range tl.commitOK {
 				if at.After(killed) {
 					resumed = at.Sub(killed)
 					break
 				}
 			}
 		}
-		mu.Unlock()
+		tl.mu.Unlock()
 		if ctx.Err() != nil {
 			t.Fatalf("no commit accepted after the kill")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Logf("takeover: agent %d names the new coordinator (agent %d) %v after the kill; first commit accepted %v after the kill (agent TTL 3s, session 6s)",
-		survivor, newCoord, named.Round(time.Millisecond), resumed.Round(time.Millisecond))
+	t.Logf("takeover: the new coordinator (agent %d) named %v after the kill; first commit accepted %v after the kill (agent TTL 3s, session 6s)",
+		newCoord, named.Round(time.Millisecond), resumed.Round(time.Millisecond))
 	if resumed > 20*time.Second {
 		t.Errorf("takeover took %v, want under 20s", resumed)
 	}
@@ -254,13 +158,101 @@ func coordinatorFailover(t *testing.T, mode string, takeDown func(c *cluster.Clu
 			t.Errorf("partition %d: committed %d before the kill, %d after takeover", p, o, after[p])
 		}
 	}
-	for count() < records {
+	tl.waitAll(t, ctx, committed, ends)
+	stopWatch()
+}
+
+// produceKeyed produces n records keyed 0..n-1 to a new topic of
+// partitions partitions and returns each partition's end offset.
+func produceKeyed(t *testing.T, ctx context.Context, c *cluster.Cluster, topic string, partitions int32, n int) map[int32]int64 {
+	t.Helper()
+	c.CreateTopic(t, 0, topic, partitions)
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: []byte("v")})
+	}
+	if err := c.Client(t, kgo.DefaultProduceTopic(topic)).ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ends := map[int32]int64{}
+	for _, r := range recs {
+		ends[r.Partition] = max(ends[r.Partition], r.Offset+1)
+	}
+	return ends
+}
+
+// tally is what a group's members processed: every (partition, offset)
+// once, and when their commits succeeded.
+type tally struct {
+	mu        sync.Mutex
+	processed map[int32]map[int64]bool
+	commitOK  []time.Time
+}
+
+func (tl *tally) count() int {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	n := 0
+	for _, m := range tl.processed {
+		n += len(m)
+	}
+	return n
+}
+
+// consume polls cl (at most 40 records a poll), records what it gets and
+// commits it, until ctx ends or stop is closed; it closes cl when done.
+func (tl *tally) consume(ctx context.Context, t *testing.T, name string, cl *kgo.Client, stop <-chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer cl.Close()
+		for ctx.Err() == nil {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			pctx, pcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			fs := cl.PollRecords(pctx, 40)
+			pcancel()
+			tl.mu.Lock()
+			fs.EachRecord(func(r *kgo.Record) {
+				if tl.processed[r.Partition] == nil {
+					tl.processed[r.Partition] = map[int64]bool{}
+				}
+				tl.processed[r.Partition][r.Offset] = true
+			})
+			tl.mu.Unlock()
+			time.Sleep(30 * time.Millisecond)
+			if len(fs.Records()) > 0 {
+				if err := cl.CommitUncommittedOffsets(ctx); err == nil {
+					tl.mu.Lock()
+					tl.commitOK = append(tl.commitOK, time.Now())
+					tl.mu.Unlock()
+				} else {
+					t.Logf("%s: commit: %v", name, err)
+				}
+			}
+			cl.AllowRebalance()
+		}
+	}()
+	return done
+}
+
+// waitAll waits until every record was processed and the committed
+// offsets reached the ends.
+func (tl *tally) waitAll(t *testing.T, ctx context.Context, committed func() map[int32]int64, ends map[int32]int64) {
+	t.Helper()
+	total := 0
+	for p := range ends {
+		total += int(ends[p])
+	}
+	for tl.count() < total {
 		if ctx.Err() != nil {
-			t.Fatalf("processed %d of %d records", count(), records)
+			t.Fatalf("processed %d of %d records", tl.count(), total)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// Eventually committed offsets reach the ends.
 	for {
 		cur := committed()
 		all := true
@@ -270,15 +262,51 @@ func coordinatorFailover(t *testing.T, mode string, takeDown func(c *cluster.Clu
 			}
 		}
 		if all {
-			break
+			return
 		}
 		if ctx.Err() != nil {
 			t.Fatalf("committed %v never reached the ends %v", cur, ends)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	close(pollStop)
-	<-pollDone
+}
+
+// watchCommitted reads group's committed offsets through agent i (nil on
+// error), and polls them every 100 ms until stop is called: they must
+// never go back.
+func watchCommitted(t *testing.T, ctx context.Context, c *cluster.Cluster, i int, group string) (committed func() map[int32]int64, stop func()) {
+	adm := kadm.NewClient(c.Client(t, kgo.SeedBrokers(c.Addr(i)), kgo.Dialer(cluster.DialTo(c.Addr(i)))))
+	committed = func() map[int32]int64 {
+		os, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			return nil
+		}
+		out := map[int32]int64{}
+		os.Each(func(o kadm.OffsetResponse) { out[o.Partition] = o.At })
+		return out
+	}
+	var last map[int32]int64
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			cur := committed()
+			for p, o := range cur {
+				if o < last[p] {
+					t.Errorf("partition %d: committed offset went back from %d to %d", p, last[p], o)
+				}
+			}
+			if cur != nil {
+				last = cur
+			}
+		}
+	}()
+	return committed, func() { close(quit); <-done }
 }
 
 // coordinatorIndex asks a live agent (other than skip) which agent
