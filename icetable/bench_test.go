@@ -24,10 +24,12 @@ import (
 
 // BenchmarkIcebergMaterialize (make bench) measures, on one topic of
 // SHALE_ICE_BENCH_MIB MiB (default 64; the issue's figure is 1024) of
-// 1 KiB values in 4 partitions, on the local-directory bucket:
+// 1 KiB values in 4 partitions (a key_value table; with
+// SHALE_ICE_BENCH_MODE=json, a json table of 1 KiB JSON objects with
+// three fields), on the local-directory bucket:
 //   - `shale replay --format parquet` of the topic (run before and after
 //     the materialization; the faster run counts), and the first
-//     materialization of its key_value table (a child process, whose peak
+//     materialization of its table (a child process, whose peak
 //     RSS is reported; SHALE_ICE_PROFILE=file and SHALE_ICE_MEMPROFILE=file
 //     keep its CPU and allocation profiles; SHALE_ICE_COMMIT_BYTES=n
 //     makes it commit every n stored bytes, so that it rewrites the small
@@ -49,7 +51,11 @@ func BenchmarkIcebergMaterialize(b *testing.B) {
 	defer cancel()
 	c := agenttest.Start(b, agenttest.Options{})
 	const name = "bench"
-	cfg := map[string]*string{icetable.ConfigMode: kmsg.StringPtr(string(icetable.ModeKeyValue))}
+	mode := icetable.ModeKeyValue
+	if os.Getenv("SHALE_ICE_BENCH_MODE") == string(icetable.ModeJSON) {
+		mode = icetable.ModeJSON
+	}
+	cfg := map[string]*string{icetable.ConfigMode: kmsg.StringPtr(string(mode))}
 	if r, err := c.Admin(b).CreateTopic(ctx, 4, 1, cfg, name); err != nil || r.Err != nil {
 		b.Fatalf("create: %v %v", err, r.Err)
 	}
@@ -60,7 +66,11 @@ func BenchmarkIcebergMaterialize(b *testing.B) {
 		for j := range val {
 			val[j] = byte('a' + rng.IntN(16)) // compressible about as text
 		}
-		cl.Produce(ctx, &kgo.Record{Value: bytes.Clone(val), Key: fmt.Appendf(nil, "k%d", i)}, func(_ *kgo.Record, err error) {
+		v := bytes.Clone(val)
+		if mode == icetable.ModeJSON { // an object of 1 KiB: a number, a boolean, a string
+			v = fmt.Appendf(nil, `{"n":%d,"even":%t,"s":"%s"}`, i, i%2 == 0, val[:990])
+		}
+		cl.Produce(ctx, &kgo.Record{Value: v, Key: fmt.Appendf(nil, "k%d", i)}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				b.Error(err)
 			}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/table"
 	"golang.org/x/sync/errgroup"
@@ -395,16 +394,18 @@ func (h *handle) commitJSON(ctx context.Context, spans []span, props iceberg.Pro
 func (h *handle) appendRows(ctx context.Context, rb *rowBuilder, jb *jsonBuilder, props iceberg.Properties) (int64, int, error) {
 	rows := int64(rb.rows)
 	files, err := h.commit(ctx, props, func(tx *table.Transaction) error {
-		var rec arrow.RecordBatch
 		if jb != nil {
 			// New columns and the rows that fill them commit together.
 			if err := jb.evolve(tx); err != nil {
 				return fmt.Errorf("add columns: %w", err)
 			}
-			staged, err := tx.StagedTable()
-			if err != nil {
-				return err
-			}
+		}
+		staged, err := tx.StagedTable()
+		if err != nil {
+			return err
+		}
+		var rec arrow.RecordBatch
+		if jb != nil {
 			if rec, err = jb.take(staged.Schema()); err != nil {
 				return err
 			}
@@ -415,15 +416,15 @@ func (h *handle) appendRows(ctx context.Context, rb *rowBuilder, jb *jsonBuilder
 		if rows == 0 {
 			return tx.AddFiles(ctx, nil, props, false)
 		}
-		rdr, err := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
+		paths, err := h.writeBatch(ctx, staged.Schema(), rec)
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		dfs, err := h.dataFiles(ctx, staged.Schema(), staged.Spec(), staged.Properties(), paths)
 		if err != nil {
 			return err
 		}
-		defer rdr.Release()
-		if err := tx.Append(ctx, rdr, props); err != nil {
-			return fmt.Errorf("write: %w", err)
-		}
-		return nil
+		return tx.AddDataFiles(ctx, dfs, props, table.WithoutAutoNameMapping(), table.WithoutDuplicateCheck())
 	})
 	if err != nil {
 		return 0, 0, err

@@ -132,6 +132,7 @@ type kvFile struct {
 	path    string
 	out     icebergio.FileWriter
 	pf      *replay.ParquetFile[kvRow]
+	rf      *replay.ParquetFile[any] // writeRows' file
 	rows    []kvRow
 	headers []kvHeader
 	bytes   int64 // record bytes in rows
@@ -244,6 +245,16 @@ func (w *kvWriter) close(f *kvFile) error {
 }
 
 func (w *kvWriter) open(f *kvFile) error {
+	if err := w.create(f); err != nil {
+		return err
+	}
+	f.pf = replay.NewParquetFile[kvRow](f.out, w.groupBytes(), kvSchema)
+	return nil
+}
+
+// create begins f's next data file in the bucket:
+// data/<field>=<day or hour>/<uuid>.parquet.
+func (w *kvWriter) create(f *kvFile) error {
 	unit, layout := microsPerDay, "2006-01-02"
 	if w.hour {
 		unit, layout = microsPerHour, "2006-01-02-15"
@@ -255,11 +266,12 @@ func (w *kvWriter) open(f *kvFile) error {
 		return err
 	}
 	f.out = out
-	// Row groups of 8 MiB of record data (a quarter of a smaller target):
-	// the size is checked after each.
-	f.pf = replay.NewParquetFile[kvRow](out, min(8<<20, max(w.target/4, 1)), kvSchema)
 	return nil
 }
+
+// groupBytes is the record data of a row group: 8 MiB, or a quarter of
+// a smaller target (the file size is checked after each row group).
+func (w *kvWriter) groupBytes() int64 { return min(8<<20, max(w.target/4, 1)) }
 
 // finish completes and uploads the files (in parallel) and returns their
 // locations; after an error (or with abort), nothing is uploaded.

@@ -122,6 +122,20 @@ func (f *ParquetFile[T]) Write(rows []T, recordBytes int64) (grouped bool, err e
 	if _, err := f.w.Write(rows); err != nil {
 		return false, fmt.Errorf("write parquet: %w", err)
 	}
+	return f.wrote(recordBytes)
+}
+
+// WriteRows is Write for rows already in parquet-go's column form (a
+// file of a schema known only at run time: ParquetFile[any] with the
+// schema as an option).
+func (f *ParquetFile[T]) WriteRows(rows []parquet.Row, recordBytes int64) (grouped bool, err error) {
+	if _, err := f.w.WriteRows(rows); err != nil {
+		return false, fmt.Errorf("write parquet: %w", err)
+	}
+	return f.wrote(recordBytes)
+}
+
+func (f *ParquetFile[T]) wrote(recordBytes int64) (grouped bool, err error) {
 	f.pending += recordBytes
 	if f.pending < f.groupBytes {
 		return false, nil
