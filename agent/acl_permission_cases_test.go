@@ -311,6 +311,21 @@ var permCases = map[int16]permCase{
 			return r.Topics[0].Partitions[0].ErrorCode
 		},
 	},
+	kmsg.DescribeClientQuotas.Int16(): {
+		req:  func(permEnv) kmsg.Request { return kmsg.NewPtrDescribeClientQuotasRequest() },
+		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.DescribeClientQuotasResponse).ErrorCode },
+	},
+	kmsg.AlterClientQuotas.Int16(): {
+		req: func(permEnv) kmsg.Request {
+			r := kmsg.NewPtrAlterClientQuotasRequest()
+			e := kmsg.NewAlterClientQuotasRequestEntry()
+			e.Entity = []kmsg.AlterClientQuotasRequestEntryEntity{{Type: "client-id", Name: kmsg.StringPtr("perm")}}
+			e.Ops = []kmsg.AlterClientQuotasRequestEntryOp{{Key: "producer_byte_rate", Value: 1 << 20}}
+			r.Entries = append(r.Entries, e)
+			return r
+		},
+		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.AlterClientQuotasResponse).Entries[0].ErrorCode },
+	},
 	kmsg.DescribeCluster.Int16(): {
 		req:  func(permEnv) kmsg.Request { return kmsg.NewPtrDescribeClusterRequest() },
 		code: func(resp kmsg.Response) int16 { return resp.(*kmsg.DescribeClusterResponse).ErrorCode },

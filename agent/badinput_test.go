@@ -168,11 +168,11 @@ func TestUnsupportedRequests(t *testing.T) {
 		}
 	})
 	t.Run("unserved key with error field", func(t *testing.T) {
-		req := kmsg.NewPtrDescribeClientQuotasRequest()
+		req := kmsg.NewPtrDescribeDelegationTokenRequest()
 		req.Version = 1
-		resp := dialRaw(t, addr).roundTrip(req).(*kmsg.DescribeClientQuotasResponse)
+		resp := dialRaw(t, addr).roundTrip(req).(*kmsg.DescribeDelegationTokenResponse)
 		if resp.ErrorCode != kerr.UnsupportedVersion.Code {
-			t.Fatalf("DescribeClientQuotas error %d, want UNSUPPORTED_VERSION", resp.ErrorCode)
+			t.Fatalf("DescribeDelegationToken error %d, want UNSUPPORTED_VERSION", resp.ErrorCode)
 		}
 	})
 	t.Run("unserved key without error field", func(t *testing.T) {

@@ -42,6 +42,9 @@ type conn struct {
 
 	lst  *boundListener // the listener that accepted the connection
 	auth connAuth       // SASL state and principal (sasl.go)
+	// mutedUntil (Unix ns): no request is read before it (a client
+	// throttled by its quota, quotas.go).
+	mutedUntil atomic.Int64
 
 	// shareSessions: a share session was opened on the connection; its
 	// close then ends the sessions it last used (share_partitions.go).
@@ -151,6 +154,17 @@ func (c *conn) serve() {
 	}
 }
 
+// mute stops reading requests from the connection for d (KIP-219).
+func (c *conn) mute(d time.Duration) {
+	until := time.Now().Add(d).UnixNano()
+	for {
+		old := c.mutedUntil.Load()
+		if old >= until || c.mutedUntil.CompareAndSwap(old, until) {
+			return
+		}
+	}
+}
+
 // readLoop reads and handles requests until the connection fails, a handler
 // returns an error, or the server closes. io.EOF is a clean close.
 func (c *conn) readLoop() error {
@@ -159,6 +173,17 @@ func (c *conn) readLoop() error {
 	br := bufio.NewReaderSize(c.nc, 8<<10)
 	var sizeBuf [4]byte
 	for {
+		// A throttled client's connection is muted (KIP-219): nothing
+		// more is read from it until its throttle time has passed.
+		if d := time.Until(time.Unix(0, c.mutedUntil.Load())); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-c.drainCtx.Done(): // closing: nothing more is read
+				t.Stop()
+				return nil
+			}
+		}
 		if err := c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout)); err != nil {
 			return err
 		}

@@ -78,6 +78,17 @@
 //	ShareFetch         v1-v2    ShareAcknowledge      v1-v2
 //	DescribeShareGroupOffsets v0-v1  AlterShareGroupOffsets v0
 //	DeleteShareGroupOffsets v0
+//	DescribeClientQuotas v0-v1  AlterClientQuotas     v0-v1
+//
+// # Client quotas
+//
+// Quotas (KIP-546) are stored in etcd, so every agent describes the same;
+// producer_byte_rate and consumer_byte_rate are enforced with Kafka's
+// throttle_time_ms and a muted connection (KIP-219). Decision: enforced
+// per agent, as Kafka enforces them per broker: each agent meters the
+// bytes it takes and gives, so a client spread over N agents may move up
+// to N x its rate (dividing by the live agents would starve a client that
+// talks to one). client_quotas.go (configuration), quotas.go (enforcement).
 //
 // # Security
 //

@@ -204,6 +204,18 @@ func (s *Server) handleFetch(ctx context.Context, rc *reqCtx, req *kmsg.FetchReq
 	}
 	parts := s.fetchParts(ctx, rc, req.Version >= 13, sf.wanted)
 	done := func() (reply, error) {
+		if d := s.fetchThrottle(rc, parts); d > 0 {
+			// consumer_byte_rate (quotas.go): no records and no new
+			// session, as Kafka's throttled answer; muted meanwhile.
+			resp.ThrottleMillis = int32(d / time.Millisecond)
+			if sf.session != nil {
+				resp.SessionID = sf.session.id
+			}
+			if c := rc.connOf(); c != nil {
+				c.mute(d)
+			}
+			return now(resp)
+		}
 		s.fetchAnswer(req, resp, sf, parts)
 		return now(resp)
 	}
@@ -244,6 +256,18 @@ func (s *Server) handleFetch(ctx context.Context, rc *reqCtx, req *kmsg.FetchReq
 			return done() // nothing changed since the last read
 		}
 	}
+}
+
+// fetchThrottle counts the records a fetch would answer against the
+// client's consumer_byte_rate and returns its throttle time (0: answer).
+func (s *Server) fetchThrottle(rc *reqCtx, parts []fetchPart) time.Duration {
+	n := 0
+	for _, fp := range parts {
+		if fp.out != nil {
+			n += len(fp.out.RecordBatches)
+		}
+	}
+	return s.quotas.throttle(rc, quotaConsumerByteRate, n, time.Now(), true)
 }
 
 // fetchOnce reads every partition into its response slot, with reads bounded

@@ -169,6 +169,17 @@ func fuzzSeeds() [][]byte {
 	dt.TopicNames = []string{"fz2"}
 	add(dt, 0, 5)
 
+	dq := kmsg.NewPtrDescribeClientQuotasRequest()
+	dq.Components = []kmsg.DescribeClientQuotasRequestComponent{{EntityType: "client-id", MatchType: 0, Match: kmsg.StringPtr("fz")}, {EntityType: "user", MatchType: 2}}
+	add(dq, 0, 1)
+	aq := kmsg.NewPtrAlterClientQuotasRequest()
+	aqe := kmsg.NewAlterClientQuotasRequestEntry()
+	aqe.Entity = []kmsg.AlterClientQuotasRequestEntryEntity{{Type: "user", Name: kmsg.StringPtr("fz")}, {Type: "client-id"}}
+	aqe.Ops = []kmsg.AlterClientQuotasRequestEntryOp{{Key: "producer_byte_rate", Value: 1 << 20}, {Key: "request_percentage", Remove: true}}
+	aq.Entries = append(aq.Entries, aqe)
+	aq.ValidateOnly = true
+	add(aq, 0, 1)
+
 	add(kmsg.NewPtrFindCoordinatorRequest(), 0, 4) // not served
 	seeds = append(seeds, nil, make([]byte, 10), []byte{0x7f, 0xff, 0, 0, 0, 0, 0, 1, 0xff, 0xff})
 	return seeds

@@ -140,6 +140,20 @@ func (s *Server) handleProduce(ctx context.Context, rc *reqCtx, req *kmsg.Produc
 		}
 	}
 
+	// producer_byte_rate (quotas.go): the answer says the throttle time,
+	// and the connection reads nothing more until it has passed.
+	var produced int
+	for _, rt := range req.Topics {
+		for _, p := range rt.Partitions {
+			produced += len(p.Records)
+		}
+	}
+	if d := s.quotas.throttle(rc, quotaProducerByteRate, produced, time.Now(), false); d > 0 {
+		resp.ThrottleMillis = int32(d / time.Millisecond)
+		if c := rc.connOf(); c != nil {
+			c.mute(d)
+		}
+	}
 	if req.Acks == 0 {
 		// Nothing is answered; a refusal known now closes the connection.
 		defer cancel()

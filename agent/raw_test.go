@@ -18,6 +18,8 @@ type rawConn struct {
 	t    *testing.T
 	c    net.Conn
 	corr int32
+	// clientID is the requests' client ID ("raw-test" when empty).
+	clientID string
 }
 
 // ioTimeout bounds every raw read and write, so a server that hangs fails
@@ -47,7 +49,11 @@ func (r *rawConn) write(b []byte) error {
 func (r *rawConn) send(req kmsg.Request) int32 {
 	r.t.Helper()
 	r.corr++
-	frame := kmsg.NewRequestFormatter(kmsg.FormatterClientID("raw-test")).AppendRequest(nil, req, r.corr)
+	id := r.clientID
+	if id == "" {
+		id = "raw-test"
+	}
+	frame := kmsg.NewRequestFormatter(kmsg.FormatterClientID(id)).AppendRequest(nil, req, r.corr)
 	if err := r.write(frame); err != nil {
 		r.t.Fatalf("write %s: %v", kmsg.NameForKey(req.Key()), err)
 	}

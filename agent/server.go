@@ -186,6 +186,7 @@ type Server struct {
 	shares        *shareRegistry // share groups and share-partitions (share_groups.go)
 	recompressed  recompressed   // bytes recompressed, not yet added to etcd (compression.go)
 	gcQueued      atomic.Bool    // a collection after a large answer is queued (conn.go)
+	quotas        *quotas        // client quotas and byte rates (quotas.go)
 }
 
 // New returns a server; Start makes it listen.
@@ -215,6 +216,7 @@ func New(cfg Config, eng *engine.Engine, meta *metastore.Store, log *slog.Logger
 	}
 	s.sec = newSecurity(cfg, meta, s.log)
 	s.fetchSessions = newFetchSessionCache(fetchSessionSlots, fetchSessionPartitions)
+	s.quotas = newQuotas()
 	cfg.Metrics.Register(newGroupLagCollector(s))
 	cfg.Metrics.Register(newGroupsCollector(s))
 	return s, nil
@@ -246,6 +248,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	if err := s.startQuotas(ctx); err != nil {
+		ln.Close()
+		closeListeners(extra)
+		return fmt.Errorf("agent: load client quotas: %w", err)
 	}
 	sess, err := s.meta.RegisterAgent(ctx, info, s.cfg.AgentTTL)
 	if err != nil {

@@ -41,6 +41,7 @@
 //	<ns>/group-configs/<g>                   map[string]string a group's configs (GROUP config resources)
 //	<ns>/users/<u>/<mechanism>               auth.Credential  SCRAM salt, iterations, StoredKey, ServerKey
 //	<ns>/acls/<digest>                       auth.ACL         digest: sha256 of the binding, 32 hex digits
+//	<ns>/client-quotas/<entity>              ClientQuota      a quota entity and its values (KIP-546); <entity>: QuotaEntityKey, e.g. "client-id=,user=alice"
 //	<ns>/aborted/<id>/<p>/<last offset>      AbortedTxn       one per aborted transaction: producer, first offset; the key is its abort marker's offset
 //	<ns>/txns/<t>/coordinator                <node> (decimal) under the transaction coordinator's agent lease
 //	<ns>/txns/<t>/state                      TxnState         producer ID, epoch, timeout, phase, partitions (with topic IDs), groups, start time

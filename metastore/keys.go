@@ -31,6 +31,7 @@ const (
 	dirShares     = "share-groups/"
 	dirGroupCfgs  = "group-configs/"
 	dirIceberg    = "iceberg/"
+	dirQuotas     = "client-quotas/"
 	keyProducerID = "producer-id"
 	keyCluster    = "cluster"
 	keyRecovering = "recovering"

@@ -29,7 +29,4 @@ var kafkaGoPending = map[string]pendingTest{
 	// pass during its writes leaves the rest below
 	// min.cleanable.dirty.ratio); at the default minute it times out.
 	"TestReaderReadCompactedMessage": {16, "key compaction within the test's 90 s"},
-
-	// APIs shale does not serve (no issue filed).
-	"TestClientAlterClientQuotas": {0, "client quotas (AlterClientQuotas) not served"},
 }
