@@ -198,10 +198,16 @@ func (s *Store) ListACLs(ctx context.Context) ([]auth.ACL, int64, error) {
 // (or a resync is needed); receivers re-read ListACLs. The channel closes
 // when ctx ends.
 func (s *Store) WatchACLs(ctx context.Context, afterRev int64) <-chan int64 {
+	return s.watchChanges(ctx, s.keys.aclsPrefix(), afterRev)
+}
+
+// watchChanges sends the revision of every change under prefix after
+// afterRev (or of a needed resync) until ctx ends, then closes.
+func (s *Store) watchChanges(ctx context.Context, prefix string, afterRev int64) <-chan int64 {
 	out := make(chan int64, watchBuffer)
 	go func() {
 		defer close(out)
-		watchPrefix(ctx, s, s.keys.aclsPrefix(), afterRev, out,
+		watchPrefix(ctx, s, prefix, afterRev, out,
 			func(ev *clientv3.Event) (int64, error) { return ev.Kv.ModRevision, nil },
 			func(rev int64) int64 { return rev })
 	}()

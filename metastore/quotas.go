@@ -131,12 +131,5 @@ func (s *Store) AlterQuotas(ctx context.Context, alts []QuotaAlteration) error {
 // afterRev (or a resync is needed); receivers re-read ListQuotas. The
 // channel closes when ctx ends.
 func (s *Store) WatchQuotas(ctx context.Context, afterRev int64) <-chan int64 {
-	out := make(chan int64, watchBuffer)
-	go func() {
-		defer close(out)
-		watchPrefix(ctx, s, s.keys.quotasPrefix(), afterRev, out,
-			func(ev *clientv3.Event) (int64, error) { return ev.Kv.ModRevision, nil },
-			func(rev int64) int64 { return rev })
-	}()
-	return out
+	return s.watchChanges(ctx, s.keys.quotasPrefix(), afterRev)
 }
