@@ -164,6 +164,12 @@ func fieldValue(raw json.RawMessage) (kind jsonKind, v any, ok bool) {
 	case 't', 'f':
 		return kindBool, raw[0] == 't', true
 	case '"':
+		if len(raw) >= 2 && raw[len(raw)-1] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+			// No escape: the text between the quotes (valid UTF-8 and
+			// JSON, checked by objectFields), as json.Unmarshal would
+			// return it, without its reflection (a third of the CPU).
+			return kindString, string(raw[1 : len(raw)-1]), true
+		}
 		var s string
 		if json.Unmarshal(raw, &s) != nil {
 			return kindString, nil, false
