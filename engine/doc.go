@@ -192,7 +192,10 @@
 // (cached in memory, bounded: span.FooterCache) and then one chunk of
 // about 1 MiB per GET. A batch larger than the fetch's byte limit is
 // returned whole when it is the first one, as Kafka does. A read that finds its object gone (an entry cached
-// before compaction replaced it and GC deleted it) re-reads the index once. Long polls wait on WaitForData, which a watch of the
+// before compaction replaced it and GC deleted it) re-reads the index once.
+// Entries read from etcd are cached only if the watch dropped none of the
+// partition's entries meanwhile (a read racing a swap would otherwise
+// cache the replaced entries until the partition's next rewrite). Long polls wait on WaitForData, which a watch of the
 // partition states wakes.
 //
 // A fetch whose first span is not on local disk (a cold read, typically a

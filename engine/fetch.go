@@ -228,11 +228,12 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 func (e *Engine) planFetch(ctx context.Context, k partKey, offset, next int64, maxBytes int) (plan []span.Span, need int, _ error) {
 	entries := e.index.lookup(k, offset)
 	if entries == nil {
+		g := e.index.generation(k)
 		var err error
 		if entries, err = e.meta.FindEntries(ctx, k.id, k.p, offset, 16); err != nil {
 			return nil, 0, fmt.Errorf("read index: %w", err)
 		}
-		e.index.add(k, entries)
+		e.index.addRead(k, g, entries)
 	}
 	if len(entries) == 0 || entries[0].BaseOffset > offset {
 		// Retention removed it after we read the state.
@@ -329,11 +330,12 @@ func (e *Engine) moreEntries(ctx context.Context, k partKey, from, next int64, e
 		return nil
 	}
 	*etcdRead = true
+	g := e.index.generation(k)
 	es, err := e.meta.FindEntries(ctx, k.id, k.p, from, 64)
 	if err != nil || len(es) == 0 || es[0].BaseOffset != from {
 		return nil
 	}
-	e.index.add(k, es)
+	e.index.addRead(k, g, es)
 	return es
 }
 

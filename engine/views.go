@@ -145,10 +145,22 @@ func (v *stateView) watch(ctx context.Context, rev int64, log *slog.Logger) {
 // replaying history while the partition is written reads etcd once per
 // run of entries, not on every fetch). A run must stay contiguous to be
 // trusted: entries that do not continue one replace it.
+//
+// Entries a fetch read from etcd are filed only if the partition's index
+// was not rewritten since the read began (addRead with the generation
+// taken before it): otherwise a read that raced a compaction's swap would
+// file the replaced entries after the watch dropped them, and the agent
+// would serve the old log until the partition's next rewrite (kafka-go's
+// TestReaderReadCompactedMessage read the uncompacted log for its 90 s).
 type indexCache struct {
 	mu    sync.Mutex
 	parts map[partKey]*indexRuns
+	gens  map[partKey]uint64 // bumped by forget
+	epoch uint64             // bumped by a watch resync, which drops every partition
 }
+
+// cacheGen is a partition's generation in the index cache.
+type cacheGen struct{ epoch, gen uint64 }
 
 type indexRuns struct {
 	tail, hist []metastore.IndexEntry
@@ -158,7 +170,24 @@ type indexRuns struct {
 const maxCachedEntries = 512
 
 func newIndexCache() *indexCache {
-	return &indexCache{parts: make(map[partKey]*indexRuns)}
+	return &indexCache{parts: make(map[partKey]*indexRuns), gens: make(map[partKey]uint64)}
+}
+
+// generation is taken before reading entries from etcd, for addRead.
+func (c *indexCache) generation(k partKey) cacheGen {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return cacheGen{c.epoch, c.gens[k]}
+}
+
+// addRead files entries read from etcd (add) unless the partition's cached
+// entries were dropped since g was taken: they may predate a rewrite.
+func (c *indexCache) addRead(k partKey, g cacheGen, entries []metastore.IndexEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if (cacheGen{c.epoch, c.gens[k]}) == g {
+		c.addLocked(k, entries)
+	}
 }
 
 // lookup returns the cached entries starting with the one covering offset.
@@ -182,11 +211,15 @@ func (c *indexCache) lookup(k partKey, offset int64) []metastore.IndexEntry {
 // add files entries (sorted, contiguous) into the tail run or, when they
 // end before the tail begins, into the history run.
 func (c *indexCache) add(k partKey, entries []metastore.IndexEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.addLocked(k, entries)
+}
+
+func (c *indexCache) addLocked(k partKey, entries []metastore.IndexEntry) {
 	if len(entries) == 0 {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	r := c.parts[k]
 	if r == nil {
 		r = &indexRuns{}
@@ -232,6 +265,15 @@ func extendRun(run, entries []metastore.IndexEntry) []metastore.IndexEntry {
 func (c *indexCache) forget(k partKey) {
 	c.mu.Lock()
 	delete(c.parts, k)
+	c.gens[k]++
+	c.mu.Unlock()
+}
+
+// forgetAll drops every partition's entries (a watch resync).
+func (c *indexCache) forgetAll() {
+	c.mu.Lock()
+	clear(c.parts)
+	c.epoch++
 	c.mu.Unlock()
 }
 
@@ -241,9 +283,7 @@ func (c *indexCache) watch(ctx context.Context, meta *metastore.Store, rev int64
 		switch {
 		case ev.Resync:
 			log.Debug("index watch resynced", "revision", ev.Revision)
-			c.mu.Lock()
-			clear(c.parts)
-			c.mu.Unlock()
+			c.forgetAll()
 		case ev.Deleted, ev.Overwrite:
 			// Retention, compaction or topic deletion rewrote the index (an
 			// overwrite: key compaction replaced a single entry).

@@ -55,3 +55,28 @@ func TestIndexCacheKeepsHistoryBesideTail(t *testing.T) {
 		t.Fatal("forget left entries")
 	}
 }
+
+// TestIndexCacheDropsReadsThatRacedARewrite proves that entries a fetch
+// read from etcd are not filed when the partition's cached entries were
+// dropped (a compaction's swap seen by the watch, or a resync) after the
+// read began: filed, they would be served until the partition's next
+// rewrite, the log as it was before the swap (kafka-go's
+// TestReaderReadCompactedMessage read duplicates for its 90 s after key
+// compaction had removed them). A read that began after the drop is filed.
+func TestIndexCacheDropsReadsThatRacedARewrite(t *testing.T) {
+	c := newIndexCache()
+	k := partKey{metastore.TopicID{1}, 0}
+	for _, drop := range []func(){func() { c.forget(k) }, c.forgetAll} {
+		g := c.generation(k)
+		drop() // the watch, while the read was in flight
+		c.addRead(k, g, entriesAt(0, 4))
+		if es := c.lookup(k, 0); es != nil {
+			t.Fatalf("entries read before the drop are cached: %v", es)
+		}
+		c.addRead(k, c.generation(k), entriesAt(0, 1))
+		if es := c.lookup(k, 0); len(es) != 1 {
+			t.Fatalf("entries read after the drop: cached %v, want the one read", es)
+		}
+		c.forget(k)
+	}
+}
