@@ -187,8 +187,9 @@
 // objects this agent wrote, ranges it fetched before) or with one ranged
 // GET, verifies their CRC-32C, and patches each batch's base offset to its
 // absolute offset: in the bytes read when the fetch's answer is the first
-// span it reads (the answer is then those bytes, not a copy of them),
-// else in a copy. A compacted segment entry is read through its footer
+// span it reads (the answer is then those bytes, not a copy of them; a
+// span the read-ahead holds is patched once when it lands and answered
+// from as it is), else in a copy. A compacted segment entry is read through its footer
 // (cached in memory, bounded: span.FooterCache) and then one chunk of
 // about 1 MiB per GET. A batch larger than the fetch's byte limit is
 // returned whole when it is the first one, as Kafka does. A read that finds its object gone (an entry cached

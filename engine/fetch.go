@@ -173,7 +173,7 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 		if len(out) > 0 && len(out) >= maxBytes {
 			break
 		}
-		chunk, owned, err := e.readSpanOwned(ctx, sp)
+		chunk, src, err := e.readSpanOwned(ctx, sp)
 		if err != nil {
 			return out, err
 		}
@@ -184,24 +184,24 @@ func (e *Engine) fetchEntries(ctx context.Context, k partKey, offset, next int64
 			}
 		}
 		bs := chunk.Batches()
-		if out == nil && owned && from < len(bs) {
-			// The first span read for this fetch alone: its batches go
-			// out from the bytes read, patched in place, not copied (a
-			// 100 MiB batch is held once). A fetch wanting more spans
-			// copies them after all.
-			recs, n := chunk.PatchInPlace(from, sp.AbsBase, sp.StoredBase, maxBytes)
+		if out == nil && from < len(bs) {
+			// The first span: its batches go out from the bytes read,
+			// patched in place (read for this fetch alone) or already
+			// patched (the read-ahead's), not copied: a 100 MiB batch is
+			// held once. A fetch wanting more spans copies them after all.
+			recs, n := chunk.Slice(from, maxBytes)
+			if src == spanOwned {
+				recs, n = chunk.PatchInPlace(from, sp.AbsBase, sp.StoredBase, maxBytes)
+			}
 			if from+n < len(bs) || len(recs) >= maxBytes || len(plan) == 1 {
 				return recs, nil
 			}
-			out = make([]byte, 0, max(min(int64(maxBytes), planned), int64(len(recs))))
-			out = append(out, recs...)
-			continue
-		}
-		if out == nil && from < len(bs) {
 			// Room for the whole answer at once, so appending never
 			// re-grows it: it holds at most maxBytes, or one first batch
 			// larger than that, and no more than the planned spans.
-			out = make([]byte, 0, max(min(int64(maxBytes), planned), int64(len(bs[from].Raw))))
+			out = make([]byte, 0, max(min(int64(maxBytes), planned), int64(len(recs))))
+			out = append(out, recs...)
+			continue
 		}
 		if len(out) > 0 && from < len(bs) && len(out)+len(bs[from].Raw) > maxBytes {
 			break
@@ -353,16 +353,22 @@ func (e *Engine) readSpan(ctx context.Context, sp span.Span) (segment.Chunk, err
 	return chunk, err
 }
 
-// readSpanOwned is readSpan, also reporting whether the chunk is the
-// caller's alone (read for it, not the read-ahead's), so it may be patched
-// in place.
-func (e *Engine) readSpanOwned(ctx context.Context, sp span.Span) (chunk segment.Chunk, owned bool, err error) {
+// spanSource says where readSpanOwned's chunk comes from.
+type spanSource int
+
+const (
+	spanOwned     spanSource = iota // read for the caller alone: stored offsets, patchable in place
+	spanReadAhead                   // the read-ahead's, shared: already patched to absolute offsets
+)
+
+// readSpanOwned is readSpan, also saying whose the chunk is.
+func (e *Engine) readSpanOwned(ctx context.Context, sp span.Span) (chunk segment.Chunk, src spanSource, err error) {
 	if sp.Size <= 0 || sp.Size > maxEntrySize {
-		return segment.Chunk{}, false, fmt.Errorf("index entry for %s claims %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
+		return segment.Chunk{}, spanOwned, fmt.Errorf("index entry for %s claims %d bytes: %w", sp.Object, sp.Size, segment.ErrCorrupt)
 	}
 	if chunk, ok := e.ra.take(ctx, sp); ok {
 		e.count(func(s *Stats) { s.ReadAheadHits++ })
-		return chunk, false, nil
+		return chunk, spanReadAhead, nil
 	}
 	data, ok := e.cache.read(sp.Object, sp.Pos, sp.Size)
 	if ok {
@@ -370,16 +376,16 @@ func (e *Engine) readSpanOwned(ctx context.Context, sp span.Span) (chunk segment
 	} else {
 		e.count(func(s *Stats) { s.CacheMisses++ })
 		if data, err = e.getRange(ctx, sp.Object, sp.Pos, sp.Size); err != nil {
-			return segment.Chunk{}, false, err
+			return segment.Chunk{}, spanOwned, err
 		}
 	}
 	if chunk, err = span.ParseSpan(data, sp); err != nil {
-		return segment.Chunk{}, false, err
+		return segment.Chunk{}, spanOwned, err
 	}
 	if !ok {
 		e.cache.putRange(sp.Object, sp.Pos, sp.Size, data)
 	}
-	return chunk, true, nil
+	return chunk, spanOwned, nil
 }
 
 func (e *Engine) getRange(ctx context.Context, key string, pos, size int64) ([]byte, error) {

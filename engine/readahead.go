@@ -3,6 +3,7 @@ package engine
 import (
 	"container/list"
 	"context"
+	"math"
 	"sync"
 	"time"
 	"unsafe"
@@ -291,7 +292,9 @@ func (r *readAhead) worker() {
 	}
 }
 
-// fetch GETs and verifies one span.
+// fetch GETs and verifies one span, and patches its batches' base
+// offsets to absolute ones before any fetch sees it, so fetches answer
+// with its bytes (segment.Chunk.Slice) rather than a patched copy.
 func (r *readAhead) fetch(sp span.Span) (segment.Chunk, error) {
 	ctx, cancel := context.WithTimeout(r.e.ctx, r.e.cfg.UploadTimeout)
 	defer cancel()
@@ -299,7 +302,11 @@ func (r *readAhead) fetch(sp span.Span) (segment.Chunk, error) {
 	if err != nil {
 		return segment.Chunk{}, err
 	}
-	return span.ParseSpan(data, sp)
+	chunk, err := span.ParseSpan(data, sp)
+	if err == nil {
+		chunk.PatchInPlace(0, sp.AbsBase, sp.StoredBase, math.MaxInt)
+	}
+	return chunk, err
 }
 
 // take returns the verified chunk of sp if the read-ahead has it ready, or

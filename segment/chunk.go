@@ -139,8 +139,24 @@ func (c Chunk) AppendPatched(dst []byte, from int, absBase, storedBase int64, ma
 // ones, so it must not be patched or parsed again.
 func (c Chunk) PatchInPlace(from int, absBase, storedBase int64, maxBytes int) ([]byte, int) {
 	from, n := c.take(from, maxBytes)
+	for _, b := range c.batches[from : from+n] {
+		SetBaseOffset(b.Raw, absBase+(b.Header.BaseOffset-storedBase))
+	}
+	return c.slice(from, n), n
+}
+
+// Slice returns, without copying or patching, the bytes of the batches
+// AppendPatched would take: for a chunk whose every batch PatchInPlace
+// patched already, they are what AppendPatched would append.
+func (c Chunk) Slice(from, maxBytes int) ([]byte, int) {
+	from, n := c.take(from, maxBytes)
+	return c.slice(from, n), n
+}
+
+// slice is the bytes of batches [from, from+n) (nil for none).
+func (c Chunk) slice(from, n int) []byte {
 	if n == 0 {
-		return nil, 0
+		return nil
 	}
 	start := 0 // the batches are back to back from the chunk's first byte
 	for _, b := range c.batches[:from] {
@@ -148,10 +164,9 @@ func (c Chunk) PatchInPlace(from int, absBase, storedBase int64, maxBytes int) (
 	}
 	end := start
 	for _, b := range c.batches[from : from+n] {
-		SetBaseOffset(b.Raw, absBase+(b.Header.BaseOffset-storedBase))
 		end += len(b.Raw)
 	}
-	return c.data[start:end:end], n
+	return c.data[start:end:end]
 }
 
 // take returns AppendPatched's batches: from (clamped to 0) and how many

@@ -212,6 +212,11 @@ func TestAppendPatched(t *testing.T) {
 		if n > 0 && &got[0] != &own[max(tt.from, 0)*size] { // equal-sized batches
 			t.Fatalf("PatchInPlace(from %d) copied the batches", tt.from)
 		}
+		// Once every batch is patched, Slice gives the same bytes.
+		oc.PatchInPlace(0, 5000, 0, 1<<30)
+		if got, n := oc.Slice(tt.from, tt.maxBytes); n != wantN || !bytes.Equal(got, want) {
+			t.Fatalf("Slice(from %d, max %d) of a patched chunk = %d batches, want %d, equal %v", tt.from, tt.maxBytes, n, wantN, bytes.Equal(got, want))
+		}
 	}
 }
 
