@@ -35,12 +35,15 @@ package agent
 // gave it (its commits are refused: UNKNOWN_MEMBER_ID), and the new
 // coordinator does not know what that is. So a coordinator that claims a
 // group recorded active (it had members under a coordinator that never
-// released it: metastore.GroupTypeConsumerActive) assigns no free
-// partition for one session timeout from the claim (members get their
-// epochs with the partitions withheld, UNRELEASED_PARTITIONS): by then
-// every member of the dead coordinator has rejoined, and so given up what
-// it owned, or is past its session, as Kafka treats a member that stops
-// heartbeating. Without it a member that reached the new coordinator
+// released it: metastore.ActiveRecord, rewritten at each join and leave
+// with the member IDs) assigns no free partition (members get their
+// epochs with the partitions withheld, UNRELEASED_PARTITIONS) until every
+// member the record lists has heard of the failover — its heartbeat or
+// leave answered UNKNOWN_MEMBER_ID, on which clients give up their
+// partitions, or its join with epoch 0 — or for one session timeout from
+// the claim at the most (also when the record lists no IDs), by when a
+// member that never came is past its session, as Kafka treats a member
+// that stops heartbeating. Without it a member that reached the new coordinator
 // first was given partitions another still consumed
 // (TestConsumerGroup848KillDuringRevocation: 3 partitions owned by two
 // members at once in 1 of 3 runs). A group released empty (recorded
@@ -212,9 +215,23 @@ type cgroup struct {
 	session time.Duration
 	// metrics counts the group's epoch bumps (nil: none).
 	metrics *metrics.Metrics
-	// graceUntil: until then no free partition is assigned (Failover).
-	graceUntil time.Time
+	// graceUntil: until then, while awaiting is not empty (or the members
+	// of the previous coordinator are unknown: awaitUnlisted), no free
+	// partition is assigned (Failover).
+	graceUntil    time.Time
+	awaiting      map[string]bool
+	awaitUnlisted bool
 }
+
+// inGrace reports whether free partitions are still withheld.
+func (cg *cgroup) inGrace() bool {
+	return time.Now().Before(cg.graceUntil) && (cg.awaitUnlisted || len(cg.awaiting) > 0)
+}
+
+// told notes that a member of the previous coordinator heard of the
+// failover (UNKNOWN_MEMBER_ID answered, or it joins owning nothing): it
+// gives up what it owned.
+func (cg *cgroup) told(id string) { delete(cg.awaiting, id) }
 
 func newCgroup(m *metrics.Metrics) *cgroup {
 	return &cgroup{members: map[string]*cmember{}, static: map[string]string{}, owners: map[tid]map[int32]powner{}, metrics: m}
@@ -454,7 +471,7 @@ func sameCGAssignment(a, b map[tid][]int32) bool {
 // advance to the target epoch.
 func (cg *cgroup) nextAssignment(m *cmember, owned []ownedTopic, sent bool) (assigned, revoking map[tid][]int32) {
 	keep, revoke, add := map[tid][]int32{}, map[tid][]int32{}, map[tid][]int32{}
-	unreleased, grace := false, time.Now().Before(cg.graceUntil)
+	unreleased, grace := false, cg.inGrace()
 	ids := map[tid]bool{}
 	for id := range m.assigned {
 		ids[id] = true

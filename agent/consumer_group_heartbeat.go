@@ -236,6 +236,7 @@ func (h *cgHeartbeat) join() {
 	if id == "" { // v0: the coordinator names the member
 		id = newMemberID(h.rc.clientID)
 	}
+	cg.told(id)
 	if m := cg.members[id]; m != nil && m.epoch != -2 {
 		// An active member rejoining (after a fencing it did not see,
 		// or to resubscribe): it owns nothing now.
@@ -305,6 +306,7 @@ func (h *cgHeartbeat) leave() {
 	cg, id := h.cg, h.req.MemberID
 	m := cg.members[id]
 	if m == nil {
+		cg.told(id)
 		h.resp.ErrorCode = kerr.UnknownMemberID.Code
 		return
 	}
@@ -348,6 +350,7 @@ func (h *cgHeartbeat) heartbeat() {
 				return
 			}
 		}
+		cg.told(req.MemberID)
 		h.resp.ErrorCode = kerr.UnknownMemberID.Code
 		return
 	}

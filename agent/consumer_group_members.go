@@ -74,6 +74,7 @@ func (g *group) removeConsumer(m *cmember, why string) {
 		delete(cg.static, *m.instanceID)
 	}
 	cg.bump(g.c.cachedTopicView())
+	g.syncGroupType()
 	if cg.active() == 0 && len(cg.members) == 0 {
 		g.emptySince = time.Now()
 		g.idleSince = g.emptySince

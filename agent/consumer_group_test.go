@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/agent/agenttest"
+	"github.com/shale-dev/shale/metastore"
 )
 
 // cg848 sends KIP-848 requests of one test straight to an agent.
@@ -214,12 +215,24 @@ func TestConsumerGroupConfigs(t *testing.T) {
 }
 
 // TestConsumerGroupFailoverGrace proves a coordinator taking over a
-// KIP-848 group whose coordinator stopped with members (recorded
-// consumer-active) hands out no partition for one session timeout (2 s
-// here): members of the old coordinator may still own them. A member
-// joining the new coordinator at once gets its epoch with nothing
-// assigned, and all 4 partitions once the session timeout passed.
+// KIP-848 group whose coordinator stopped with members (recorded active,
+// listing member a) hands out no free partition until a has heard of the
+// failover, at most one session timeout: member b joining the new
+// coordinator at once gets its epoch with nothing assigned; with a silent,
+// b gets all 4 partitions once the session timeout (2 s) passed; with a
+// heartbeating to the new coordinator (answered UNKNOWN_MEMBER_ID, on
+// which a client gives up its partitions), b gets them at its next
+// heartbeat, well before the session timeout (30 s).
 func TestConsumerGroupFailoverGrace(t *testing.T) {
+	for _, c := range []struct {
+		name, session string
+		aComes        bool
+	}{{"silent", "2000", false}, {"told", "30000", true}} {
+		t.Run(c.name, func(t *testing.T) { failoverGrace(t, c.session, c.aComes) })
+	}
+}
+
+func failoverGrace(t *testing.T, session string, aComes bool) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2})
 	ctx := testCtx(t, 60*time.Second)
 	tps, err := c.Admin(t).CreateTopic(ctx, 4, 1, nil, "cg-t")
@@ -231,7 +244,7 @@ func TestConsumerGroupFailoverGrace(t *testing.T) {
 	res := kmsg.NewIncrementalAlterConfigsRequestResource()
 	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
 	rc := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
-	rc.Name, rc.Value = "consumer.session.timeout.ms", kmsg.StringPtr("2000")
+	rc.Name, rc.Value = "consumer.session.timeout.ms", kmsg.StringPtr(session)
 	res.Configs = append(res.Configs, rc)
 	cfg.Resources = append(cfg.Resources, res)
 	if r, err := cfg.RequestWith(ctx, c.Client(t)); err != nil || r.Resources[0].ErrorCode != 0 {
@@ -246,16 +259,16 @@ func TestConsumerGroupFailoverGrace(t *testing.T) {
 		return &cg848{t: t, ctx: ctx, br: cl.SeedBrokers()[0], group: group, topic: tps.ID}
 	}
 	coord := 0
-	r := at(0).hb("a", 0, nil, nil)
-	if r.ErrorCode == kerr.NotCoordinator.Code {
+	a := at(0).hb("a", 0, nil, nil)
+	if a.ErrorCode == kerr.NotCoordinator.Code {
 		coord = 1
-		r = at(1).hb("a", 0, nil, nil)
+		a = at(1).hb("a", 0, nil, nil)
 	}
-	if r.ErrorCode != 0 || len(assigned(r)) != 4 {
-		t.Fatalf("a joins: %v, assigned %v", kerr.ErrorForCode(r.ErrorCode), assigned(r))
+	if a.ErrorCode != 0 || len(assigned(a)) != 4 {
+		t.Fatalf("a joins: %v, assigned %v", kerr.ErrorForCode(a.ErrorCode), assigned(a))
 	}
-	if typ, err := c.Meta.GroupType(ctx, group); err != nil || typ != "consumer-active" {
-		t.Fatalf("recorded type %q (%v), want consumer-active", typ, err)
+	if typ, err := c.Meta.GroupType(ctx, group); err != nil || typ != metastore.ActiveRecord([]string{"a"}) {
+		t.Fatalf("recorded type %q (%v), want active with member a", typ, err)
 	}
 	if err := c.Agents[coord].Stop(); err != nil { // a's partitions stay a's as far as a knows
 		t.Fatal(err)
@@ -272,6 +285,14 @@ func TestConsumerGroupFailoverGrace(t *testing.T) {
 	if b.ErrorCode != 0 || b.MemberEpoch <= 0 || len(assigned(b)) != 0 {
 		t.Fatalf("b joins the new coordinator: %v epoch %d assigned %v, want an epoch and nothing yet", kerr.ErrorForCode(b.ErrorCode), b.MemberEpoch, assigned(b))
 	}
+	if h := next.hb("b", b.MemberEpoch, []int32{}, nil); h.ErrorCode != 0 || len(assigned(h)) != 0 {
+		t.Fatalf("b's heartbeat while a may own the partitions: %v assigned %v, want nothing", kerr.ErrorForCode(h.ErrorCode), assigned(h))
+	}
+	if aComes {
+		if h := next.hb("a", a.MemberEpoch, assigned(a), nil); h.ErrorCode != kerr.UnknownMemberID.Code {
+			t.Fatalf("a's heartbeat to the new coordinator: %v, want UNKNOWN_MEMBER_ID", kerr.ErrorForCode(h.ErrorCode))
+		}
+	}
 	var got []int32
 	for len(got) == 0 {
 		time.Sleep(200 * time.Millisecond)
@@ -284,7 +305,14 @@ func TestConsumerGroupFailoverGrace(t *testing.T) {
 			t.Fatal("b never got a partition")
 		}
 	}
-	if waited := time.Since(joined); len(got) != 4 || waited < 1500*time.Millisecond {
-		t.Fatalf("b got %v after %v, want all 4 after the 2 s session timeout", got, waited)
+	waited := time.Since(joined)
+	switch {
+	case len(got) != 4:
+		t.Fatalf("b got %v, want all 4", got)
+	case aComes && waited > 5*time.Second:
+		t.Fatalf("b got the partitions %v after a heard of the failover, want at its next heartbeat", waited)
+	case !aComes && waited < 1500*time.Millisecond:
+		t.Fatalf("b got the partitions after %v with a silent, want after the 2 s session timeout", waited)
 	}
+	t.Logf("b got all 4 partitions %v after joining", waited.Round(time.Millisecond))
 }

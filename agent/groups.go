@@ -426,11 +426,16 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		if g.typeRecord = groupType; metastore.IsConsumerType(groupType) {
 			// A KIP-848 group, empty here: it stays one (consumer_group.go).
 			g.cg, g.protocolType = newCgroup(c.s.cfg.Metrics), "consumer"
-			if groupType == metastore.GroupTypeConsumerActive {
+			if active, ids, listed := metastore.ActiveMembers(groupType); active && (!listed || len(ids) > 0) {
 				// Its coordinator died with members, which may still
 				// own partitions until they hear of it.
 				session, _ := c.s.consumerTimeouts(ctx, name)
 				g.cg.graceUntil = time.Now().Add(session)
+				g.cg.awaitUnlisted = !listed
+				g.cg.awaiting = map[string]bool{}
+				for _, id := range ids {
+					g.cg.awaiting[id] = true
+				}
 			}
 		}
 		c.groups[name] = g

@@ -19,6 +19,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -231,8 +233,8 @@ func (g *group) add(m *member) {
 }
 
 // syncGroupType records in etcd whether g is a KIP-848 consumer group
-// (g.cg set), and whether it has had members under this coordinator,
-// when etcd holds otherwise: a consumer group stays one, with or without
+// (g.cg set), and which members it has had since this coordinator gave
+// it one, when etcd holds otherwise (a write per join and leave): a consumer group stays one, with or without
 // members and across coordinators, until it is deleted or converted
 // (metastore.RecordGroupType), and a coordinator that claims it while it
 // is recorded active withholds its partitions for a session timeout
@@ -240,12 +242,12 @@ func (g *group) add(m *member) {
 // failure is logged and retried at the next heartbeat or join.
 func (g *group) syncGroupType() {
 	want := ""
-	switch {
-	case g.cg == nil:
-	case len(g.cg.members) > 0, g.typeRecord == metastore.GroupTypeConsumerActive:
-		want = metastore.GroupTypeConsumerActive // until the release
-	default:
+	if g.cg != nil {
 		want = metastore.GroupTypeConsumer
+		if active, _, _ := metastore.ActiveMembers(g.typeRecord); active || len(g.cg.members) > 0 {
+			// Active until the release, listing who may own partitions.
+			want = metastore.ActiveRecord(slices.Sorted(maps.Keys(g.cg.members)))
+		}
 	}
 	if g.typeRecord == want {
 		return

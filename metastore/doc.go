@@ -35,7 +35,7 @@
 //	<ns>/groups/<g>/empty-since              Unix ms (decimal) the group became empty; set at release (or by expiry), deleted by a claim
 //	<ns>/groups/<g>/offsets/<topic>/<p>      GroupOffset      one per committed partition
 //	<ns>/groups/<g>/protocol-type            raw string       protocol type: set by the JoinGroup that sets it (fenced), rewritten at release ("" for a simple group); kept by claims, deleted with the group
-//	<ns>/groups/<g>/type                     raw string       the group is a KIP-848 consumer group: "consumer-active" from a member's join (fenced), "consumer" once released empty; deleted when a classic member converts it, and with the group; kept by claims
+//	<ns>/groups/<g>/type                     raw string       the group is a KIP-848 consumer group: "consumer-active" and its member IDs a line each, rewritten (fenced) at each join and leave, "consumer" once released empty; deleted when a classic member converts it, and with the group; kept by claims
 //	<ns>/share-groups/<g>/group              ShareGroupRecord the group is a KIP-932 share group (created by its first member or AlterShareGroupOffsets)
 //	<ns>/share-groups/<g>/state/<id>/<p>     share.Partition  one share-partition's state (binary, package share's encoding)
 //	<ns>/group-configs/<g>                   map[string]string a group's configs (GROUP config resources)

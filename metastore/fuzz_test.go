@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -114,5 +115,28 @@ func FuzzDecodeTopic(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		roundTrip(t, data, DecodeTopic, encodeTopic)
+	})
+}
+
+// FuzzActiveMembers proves ActiveMembers never panics on any type record,
+// that what it lists round-trips through ActiveRecord, and that an active
+// record is a consumer type.
+func FuzzActiveMembers(f *testing.F) {
+	for _, s := range []string{"", GroupTypeConsumer, GroupTypeConsumerActive, ActiveRecord(nil),
+		ActiveRecord([]string{"a", "b"}), "consumer-activex", "consumer-active\n\n\nz", "classic"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, typ string) {
+		active, ids, listed := ActiveMembers(typ)
+		if active != IsConsumerType(typ) && typ != GroupTypeConsumer {
+			t.Fatalf("%q: active %v but consumer type %v", typ, active, IsConsumerType(typ))
+		}
+		if !listed {
+			return
+		}
+		again, ids2, listed2 := ActiveMembers(ActiveRecord(ids))
+		if !again || !listed2 && len(ActiveRecord(ids)) <= maxActiveRecord || listed2 && !slices.Equal(ids, ids2) {
+			t.Fatalf("%q: ids %q do not round-trip: %q %v", typ, ids, ids2, listed2)
+		}
 	})
 }

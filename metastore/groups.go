@@ -53,19 +53,62 @@ type GroupListing struct {
 }
 
 // The recorded types of a KIP-848 consumer group (groups/<g>/type; a
-// classic group has no record): GroupTypeConsumerActive from its first
-// member's join under a coordinator until that coordinator releases it
-// (empty) — so a claim that reads it knows the previous coordinator died
-// with members that may still own partitions — and GroupTypeConsumer
-// once released.
+// classic group has no record): an active record (ActiveRecord) from its
+// first member's join under a coordinator until that coordinator releases
+// it (empty) — so a claim that reads one knows the previous coordinator
+// died with members that may still own partitions, and which — and
+// GroupTypeConsumer once released.
 const (
 	GroupTypeConsumer       = "consumer"
 	GroupTypeConsumerActive = "consumer-active"
 )
 
+// maxActiveRecord bounds an active record's member list; a longer one is
+// recorded unlisted.
+const maxActiveRecord = 64 << 10
+
+// ActiveRecord is the type record of a consumer group with members ids:
+// "consumer-active", then each ID on a line of its own. Without the IDs
+// (too many bytes, or an ID holding a newline) it is "consumer-active"
+// alone: members unknown.
+func ActiveRecord(ids []string) string {
+	var b strings.Builder
+	b.WriteString(GroupTypeConsumerActive)
+	b.WriteByte('\n')
+	for _, id := range ids {
+		if strings.ContainsRune(id, '\n') || b.Len()+len(id)+1 > maxActiveRecord {
+			return GroupTypeConsumerActive
+		}
+		b.WriteString(id)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// ActiveMembers parses a type record: whether it is an active record, the
+// member IDs it lists, and whether it lists them (false: members unknown).
+func ActiveMembers(typ string) (active bool, ids []string, listed bool) {
+	rest, ok := strings.CutPrefix(typ, GroupTypeConsumerActive)
+	switch {
+	case !ok:
+		return false, nil, false
+	case rest == "":
+		return true, nil, false
+	case rest[0] != '\n':
+		return false, nil, false
+	}
+	for _, id := range strings.Split(rest[1:], "\n") {
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return true, ids, true
+}
+
 // IsConsumerType reports whether a recorded type is a KIP-848 group's.
 func IsConsumerType(typ string) bool {
-	return typ == GroupTypeConsumer || typ == GroupTypeConsumerActive
+	active, _, _ := ActiveMembers(typ)
+	return typ == GroupTypeConsumer || active
 }
 
 // GroupClaim is the outcome of ClaimGroup.
@@ -306,7 +349,7 @@ func (s *Store) release(ctx context.Context, group string, lease clientv3.LeaseI
 	tk := s.keys.groupType(group)
 	ops := []clientv3.Op{clientv3.OpDelete(k),
 		// Released empty: no member of it can own a partition any more.
-		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.Value(tk), "=", GroupTypeConsumerActive)},
+		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(tk), ">", 0)},
 			[]clientv3.Op{clientv3.OpPut(tk, GroupTypeConsumer)}, nil)}
 	if !emptySince.IsZero() {
 		// Every offset key has CreateRevision > 0; an empty range compares
