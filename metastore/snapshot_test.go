@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/shale-dev/shale/internal/testenv"
 	"github.com/shale-dev/shale/metastore"
@@ -78,5 +79,38 @@ func TestRestoreResumesAndRaisesProducerIDs(t *testing.T) {
 	}
 	if next, err := dst.AllocateProducerID(ctx); err != nil || next <= pid {
 		t.Fatalf("first producer ID after restore %d (%v), one before was %d", next, err, pid)
+	}
+}
+
+// TestSnapshotKeepsConsumerGroupType proves a KIP-848 group's type record
+// (groups/<g>/type) is in the snapshot the manifest job writes, so a group
+// rebuilt by `shale recover` is still listed as a consumer group, while
+// the coordinator's leased key is not.
+func TestSnapshotKeepsConsumerGroupType(t *testing.T) {
+	f := newExpiryFixture(t)
+	f.commit("g848", 1, time.Now(), false, time.Time{})
+	if err := f.s.RecordGroupType(f.ctx, "g848", f.sess.Lease(), metastore.GroupTypeConsumer); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.ReleaseGroupCoordinator(f.ctx, "g848", f.sess.Lease(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var kvs []metastore.KV
+	if _, err := f.s.Snapshot(f.ctx, 0, func(kv metastore.KV, _ string) error { kvs = append(kvs, kv); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	dst := metastore.New(f.cli, "/restored")
+	if err := dst.Restore(f.ctx, "m", kvs, metastore.RestoreBatch{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if typ, err := dst.GroupType(f.ctx, "g848"); err != nil || typ != metastore.GroupTypeConsumer {
+		t.Fatalf("restored group type %q (%v), want %q", typ, err, metastore.GroupTypeConsumer)
+	}
+	groups, err := dst.ListGroups(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 1 || groups[0].Name != "g848" || groups[0].Type != metastore.GroupTypeConsumer || !groups[0].HasOffsets {
+		t.Fatalf("restored groups %+v, want g848 listed as a consumer group with offsets", groups)
 	}
 }
