@@ -98,7 +98,16 @@ func startNetnsAgent(t *testing.T) int {
 	cmd := exec.Command("unshare", "-n", "sh", "-c", `ip link set lo up && exec "$0" "$@"`, bin,
 		"agent", "--dev", "--listen", "127.0.0.1:9092", "--advertised-host", "localhost",
 		"--listener", "sasl=SASL_PLAINTEXT://127.0.0.1:9093", "--super-users", "User:ANONYMOUS,User:adminplain",
-		"--admin-listen", "127.0.0.1:0", "--log-level", "warn")
+		"--admin-listen", "127.0.0.1:0", "--log-level", "warn",
+		// TestReaderReadCompactedMessage waits for key compaction
+		// (segment.bytes 200) within the test's 90 s: the lifecycle jobs
+		// run every second here, on objects a second old, instead of the
+		// minute each that production wants. A pass in the middle of its
+		// writes leaves a tail that the next pass finishes once the writes
+		// stop (lifecycle/doc.go, CleanerPass.Tail); its readers' fetches
+		// race the swaps, which the engine's index cache survives
+		// (engine/views.go, addRead).
+		"--lifecycle-interval", "1s", "--compaction-settle", "1s")
 	logs := startAgent(t, cmd, "agent")
 	ns := "--net=/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
 	deadline := time.Now().Add(30 * time.Second)

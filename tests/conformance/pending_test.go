@@ -23,10 +23,4 @@ func (p pendingTest) ref() string {
 // kafkaGoPending: segmentio/kafka-go integration tests that do not pass
 // yet, each with the open issue that will make it pass or, where none is
 // filed, what is missing. Every other one must pass.
-var kafkaGoPending = map[string]pendingTest{
-	// Compacted topics: with the lifecycle jobs run every few seconds it
-	// passed in most runs but timed out in fresh clones' make test (a
-	// pass during its writes leaves the rest below
-	// min.cleanable.dirty.ratio); at the default minute it times out.
-	"TestReaderReadCompactedMessage": {16, "key compaction within the test's 90 s"},
-}
+var kafkaGoPending = map[string]pendingTest{}
