@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -27,10 +28,10 @@ import (
 // 1 KiB values in 4 partitions (a key_value table; with
 // SHALE_ICE_BENCH_MODE=json, a json table of 1 KiB JSON objects with
 // three fields), on the local-directory bucket:
-//   - `shale replay --format parquet` of the topic (run before and after
-//     the materialization; the faster run counts), and the first
-//     materialization of its table (a child process, whose peak
-//     RSS is reported; SHALE_ICE_PROFILE=file and SHALE_ICE_MEMPROFILE=file
+//   - `shale replay --format parquet` of the topic (a child process, run
+//     before and after the materialization; the faster run counts), and
+//     the first materialization of its table (a child process, whose
+//     peak RSS is reported; SHALE_ICE_PROFILE=file and SHALE_ICE_MEMPROFILE=file
 //     keep its CPU and allocation profiles; SHALE_ICE_COMMIT_BYTES=n
 //     makes it commit every n stored bytes, so that it rewrites the small
 //     files at the end, and SHALE_ICE_KV_REWRITE=0 rewrites them with
@@ -80,12 +81,15 @@ func BenchmarkIcebergMaterialize(b *testing.B) {
 		b.Fatal(err)
 	}
 	flags := []string{"--etcd-endpoints", strings.Join(c.Endpoints, ","), "--etcd-namespace", c.Namespace, "--bucket", c.BucketDir}
+	// The replay runs in a child process too (replayChild), as the
+	// materialization does: neither shares its process with the agents.
 	replayParquet := func() time.Duration {
+		args := append([]string{"replay", "-t", name, "--format", "parquet", "--out", b.TempDir(), "--quiet"}, flags...)
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "SHALE_ICE_CHILD=1", "SHALE_ICE_REPLAY="+strings.Join(args, "\n"))
 		start := time.Now()
-		var errb bytes.Buffer
-		if code := cli.Execute(ctx, append([]string{"replay", "-t", name, "--format", "parquet", "--out", b.TempDir(), "--quiet"}, flags...),
-			nil, &bytes.Buffer{}, &errb); code != 0 {
-			b.Fatalf("replay --format parquet: exit %d: %s", code, errb.String())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("replay --format parquet: %v: %s", err, out)
 		}
 		return time.Since(start)
 	}
@@ -189,4 +193,10 @@ func materializeOnce(b *testing.B, c *agenttest.Cluster, topic string) int64 {
 	}
 	b.Fatalf("materialize child printed no HWM: %s", out)
 	return 0
+}
+
+// replayChild runs `shale` with the arguments in SHALE_ICE_REPLAY (one a
+// line): the benchmark's replay, in a process of its own.
+func replayChild(args string) int {
+	return cli.Execute(context.Background(), strings.Split(args, "\n"), nil, io.Discard, os.Stderr)
 }

@@ -239,37 +239,41 @@
 // # Performance
 //
 // BenchmarkIcebergMaterialize (make bench: a 1 GiB topic by default)
-// compares a first materialization of a key_value table (a child
-// process, its start included) with `shale replay --format parquet` of
-// the same topic, run before and after it (the faster run counts), 1 KiB
-// values in 4 partitions, on the shared 2-core machine (load average
-// 9-15 during these runs). With iceberg-go's writer (Transaction.Append),
-// 256 MiB: replay 3.05 s, materialization 6.68 s (0.46x), peak RSS 751
-// MiB; its CPU profile: arrow-go's Snappy ("better" s2 encoder) 48%,
-// memmove 15%, Arrow buffer growth and memset 17%, all in one goroutine
-// after the whole commit (64 MiB stored) was built in Arrow; a pass also
-// rewrote its own small files through the same writer. With parquet-go
-// (Data files): 256 MiB, replay 684 ms, materialization 1.19 s (0.57x;
-// 1.17x and 0.71x in two other runs), peak RSS 282 MiB, 4 data files;
-// 1 GiB, replay 12.5 s, materialization 7.53 s (1.66x), peak RSS 323
-// MiB, 12 data files. The CPU now goes to writing the bytes (syscalls
+// compares a first materialization of a key_value table with `shale replay
+// --format parquet` of the same topic, run before and after it (the faster
+// run counts), each a child process (its start included), 1 KiB values in
+// 4 partitions, on the shared 2-core machine (load average 9-18 during
+// these runs; until ff25000 the replay ran in the benchmark's process,
+// beside the agents, and its times varied the most: 1 GiB ratios from
+// 0.81x to 1.95x). Both as child processes, on ff25000: 256 MiB,
+// replay 1.24 s, materialization 1.13 s (1.10x), peak RSS 252 MiB; 1 GiB,
+// replay 6.47 s, materialization 5.76 s (1.12x), peak RSS 252 MiB, 12 data
+// files. Earlier runs, the replay in process. With iceberg-go's writer
+// (Transaction.Append), 256 MiB: replay 3.05 s, materialization 6.68 s
+// (0.46x), peak RSS 751 MiB; its CPU profile: arrow-go's Snappy ("better"
+// s2 encoder) 48%, memmove 15%, Arrow buffer growth and memset 17%, all in
+// one goroutine after the whole commit (64 MiB stored) was built in Arrow;
+// a pass also rewrote its own small files through the same writer. With
+// parquet-go (Data files): 256 MiB, replay 684 ms, materialization 1.19 s
+// (0.57x; 1.17x and 0.71x in two other runs), peak RSS 282 MiB, 4 data
+// files; 1 GiB, replay 12.5 s, materialization 7.53 s (1.66x), peak RSS
+// 323 MiB, 12 data files. The CPU now goes to writing the bytes (syscalls
 // half of it: the spool file, its copy into the bucket, the reads),
 // memmove and CRCs of the reads; Snappy (s2's fast encoder) under 10%. A
-// produced record was a row a median 1.05 s later with
-// --iceberg-interval 1s. The rewrite of small files, measured with the
-// same benchmark in 16 MiB commits (SHALE_ICE_COMMIT_BYTES=16777216 in
-// the child: 16 commits, then 14 files rewritten into 2): the pass took
-// 4.87 s, peak RSS 966 MiB, with iceberg-go's RewriteDataFiles
-// (SHALE_ICE_KV_REWRITE=0), and 2.87 s, 186 MiB, with parquet-go. A json
-// table (SHALE_ICE_BENCH_MODE=json, 128 MiB of 1 KiB objects of 3
-// fields): 12.7 s, RSS 574 MiB, with iceberg-go's writer; 9.54 s, 324
-// MiB, with parquet-go (replay 1.1-3.1 s at that load). Then JSON
-// parsing took 70% of its CPU; with string fields taken without
-// json.Unmarshal and the fields found by a scan after json.Valid (not
-// encoding/json's Decoder), the pass's CPU profile went from 1.96 s to
-// 1.23 s (pass 3.07 s, against 4.00 s just after with the Decoder, at a
-// load of 13): json.Valid is now the largest part (26%), in one
-// goroutine (json mode reads in order).
+// produced record was a row a median 1.05 s later with --iceberg-interval
+// 1s. The rewrite of small files, measured with the same benchmark in 16
+// MiB commits (SHALE_ICE_COMMIT_BYTES=16777216 in the child: 16 commits,
+// then 14 files rewritten into 2): the pass took 4.87 s, peak RSS 966 MiB,
+// with iceberg-go's RewriteDataFiles (SHALE_ICE_KV_REWRITE=0), and 2.87 s,
+// 186 MiB, with parquet-go. A json table (SHALE_ICE_BENCH_MODE=json, 128
+// MiB of 1 KiB objects of 3 fields): 12.7 s, RSS 574 MiB, with
+// iceberg-go's writer; 9.54 s, 324 MiB, with parquet-go (replay 1.1-3.1 s
+// at that load). Then JSON parsing took 70% of its CPU; with string fields
+// taken without json.Unmarshal and the fields found by a scan after
+// json.Valid (not encoding/json's Decoder), the pass's CPU profile went
+// from 1.96 s to 1.23 s (pass 3.07 s, against 4.00 s just after with the
+// Decoder, at a load of 13): json.Valid is now the largest part (26%), in
+// one goroutine (json mode reads in order).
 //
 // # Errors
 //

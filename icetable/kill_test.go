@@ -28,6 +28,9 @@ import (
 
 func TestMain(m *testing.M) {
 	if os.Getenv("SHALE_ICE_CHILD") != "" {
+		if args := os.Getenv("SHALE_ICE_REPLAY"); args != "" {
+			os.Exit(replayChild(args))
+		}
 		os.Exit(materializeChild())
 	}
 	os.Exit(m.Run())
