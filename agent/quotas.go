@@ -203,6 +203,9 @@ func (q *quotas) throttle(rc *reqCtx, key string, n int, now time.Time, unrecord
 	}
 	r := q.rates[meter]
 	if r == nil {
+		if len(q.rates) >= quotaSweepEvery && len(q.rates)%quotaSweepEvery == 0 {
+			q.sweepLocked(now)
+		}
 		r = &byteRate{}
 		q.rates[meter] = r
 	}
@@ -219,6 +222,22 @@ func (q *quotas) throttle(rc *reqCtx, key string, n int, now time.Time, unrecord
 }
 
 // byteRate is Kafka's Rate over quotaSamples samples of quotaSample.
+// quotaSweepEvery: each time the meters reach a multiple of it, those
+// idle for a whole window are dropped (Kafka expires a client's quota
+// sensors once inactive), so a stream of new client IDs under a default
+// quota cannot grow the agent's memory without bound.
+const quotaSweepEvery = 1024
+
+// sweepLocked drops the meters with no sample in the window. q.mu must be
+// held.
+func (q *quotas) sweepLocked(now time.Time) {
+	for m, r := range q.rates {
+		if r.idle(now) {
+			delete(q.rates, m)
+		}
+	}
+}
+
 type byteRate struct {
 	start [quotaSamples]int64 // sample start, Unix ns (0: unused)
 	bytes [quotaSamples]float64
@@ -232,6 +251,17 @@ func (r *byteRate) add(now time.Time, n float64) {
 		r.start[slot], r.bytes[slot] = s, 0
 	}
 	r.bytes[slot] += n
+}
+
+// idle reports whether r has no sample in the window.
+func (r *byteRate) idle(now time.Time) bool {
+	t := now.UnixNano()
+	for _, s := range r.start {
+		if s != 0 && s > t-quotaSamples*int64(quotaSample) {
+			return false
+		}
+	}
+	return true
 }
 
 // rate returns bytes per second over the live samples and the window it
