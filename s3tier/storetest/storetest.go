@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/shale-dev/shale/s3tier"
@@ -497,29 +498,33 @@ func testCanceledContext(t *testing.T, s s3tier.Store, in Inspector) {
 	checkGone(t, s, in, "c/new")
 }
 
-// cancelingReader cancels ctx once more than after bytes were read.
+// cancelingReader cancels ctx once more than after bytes were read. Its
+// count is atomic: ReadAt may run in parallel (io.ReaderAt's contract), as
+// a multipart upload reading its parts in place does.
 type cancelingReader struct {
 	*bytes.Reader
-	read, after int64
-	cancel      context.CancelFunc
+	read   atomic.Int64
+	after  int64
+	cancel context.CancelFunc
 }
 
 // ReadAt counts too: a store may read the body's parts at their offsets.
 func (r *cancelingReader) ReadAt(p []byte, off int64) (int, error) {
 	n, err := r.Reader.ReadAt(p, off)
-	if r.read += int64(n); r.read > r.after {
-		r.cancel()
-	}
+	r.count(n)
 	return n, err
 }
 
 func (r *cancelingReader) Read(p []byte) (int, error) {
 	n, err := r.Reader.Read(p)
-	r.read += int64(n)
-	if r.read > r.after {
+	r.count(n)
+	return n, err
+}
+
+func (r *cancelingReader) count(n int) {
+	if r.read.Add(int64(n)) > r.after {
 		r.cancel()
 	}
-	return n, err
 }
 
 // testCancelDuringPut proves a Put canceled halfway through a large body
