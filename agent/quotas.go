@@ -36,6 +36,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shale-dev/shale/metastore"
@@ -70,6 +71,9 @@ type quotas struct {
 	values map[string]map[string]float64 // by metastore.QuotaEntityKey
 	rates  map[string]*byteRate          // by quota key + metric entity
 	reload chan struct{}
+	// any is whether values holds a quota: without one, every Produce
+	// and Fetch skips the lock shared by all connections.
+	any atomic.Bool
 }
 
 func newQuotas() *quotas {
@@ -91,6 +95,7 @@ func (q *quotas) store(list []metastore.ClientQuota, rev int64) {
 	if len(q.values) == 0 {
 		q.rates = map[string]*byteRate{} // nothing to enforce: drop the meters
 	}
+	q.any.Store(len(q.values) > 0)
 }
 
 // startQuotas loads the quotas and keeps them fresh until the server closes.
@@ -192,7 +197,7 @@ func (q *quotas) resolveLocked(key, user, clientID string) (bound float64, meter
 // throttled (0: within its quota). With unrecord, bytes that cause a
 // throttle are not counted (a throttled fetch answers none of them).
 func (q *quotas) throttle(rc *reqCtx, key string, n int, now time.Time, unrecord bool) time.Duration {
-	if q == nil || n <= 0 {
+	if q == nil || n <= 0 || !q.any.Load() {
 		return 0
 	}
 	q.mu.Lock()
