@@ -68,6 +68,10 @@ func checkCluster(ctx context.Context, meta *metastore.Store, o StackOptions) er
 		info.S3Endpoint, info.S3Region, info.S3PathStyle = o.S3Endpoint, o.S3Region, o.S3PathStyle
 	}
 	got, err := meta.RecordCluster(ctx, info)
+	if errors.Is(err, metastore.ErrRecovering) {
+		return fmt.Errorf("etcd namespace %s is being restored from the bucket (%v): shale recover is running, or was killed midway; "+
+			"run shale recover again until it finishes, then start the agents", meta.Namespace(), err)
+	}
 	if err != nil {
 		return fmt.Errorf("record the cluster's bucket in etcd: %w", err)
 	}

@@ -37,7 +37,9 @@ new records); a graceful shutdown of the last agent loses nothing.
 
 Stop every agent first. recover refuses a namespace that holds keys unless --force (which
 deletes them first); a recover killed midway may simply be run again. It never modifies an
-object. Start the agents afterwards: they serve every restored record at its offset.`,
+object. While a restore is unfinished (running, or killed and not yet run again) etcd holds
+<namespace>/recovering, and an agent refuses to start on it. Start the agents afterwards: they
+serve every restored record at its offset.`,
 		Example: `  # the dev layout: embedded etcd and bucket under ./data (rm -rf data/etcd lost it)
   shale recover --dev
 
@@ -182,8 +184,12 @@ func runRecover(ctx context.Context, o StackOptions, ro recoverOptions, out, err
 			emb.Close()
 		}
 	}()
-	if err := checkEmpty(ctx, meta, plan.key, ro.Force); err != nil {
+	if err := checkEmpty(ctx, meta, plan.key, url, ro.Force); err != nil {
 		return err
+	}
+	if err := meta.BeginRestore(ctx, plan.key); err != nil {
+		return fmt.Errorf("recover from %s: %w (an agent or another recover started on etcd namespace %s meanwhile: stop every agent and run recover again)",
+			plan.key, err, meta.Namespace())
 	}
 	prog := newProgress(errw, "restoring etcd keys", int64(len(plan.kvs)))
 	err = meta.Restore(ctx, plan.key, plan.kvs, metastore.RestoreBatch{MaxOps: ro.MaxTxnOps}, func(done int) { prog.set(int64(done)) })
@@ -325,7 +331,7 @@ func missingObjects(ctx context.Context, store s3tier.Store, objects []string) (
 
 // checkEmpty refuses a namespace holding keys, unless it is a restore of
 // the same manifest killed midway (resumed) or force (wiped first).
-func checkEmpty(ctx context.Context, meta *metastore.Store, key string, force bool) error {
+func checkEmpty(ctx context.Context, meta *metastore.Store, key, bucket string, force bool) error {
 	marker, err := meta.RecoveringMarker(ctx)
 	if err != nil {
 		return err
@@ -345,7 +351,7 @@ func checkEmpty(ctx context.Context, meta *metastore.Store, key string, force bo
 		if marker != "" {
 			what = fmt.Sprintf(", among them a restore of %s that did not finish", marker)
 		} else if info, err := meta.Cluster(ctx); err == nil {
-			what = fmt.Sprintf(" (a cluster on the bucket %s)", info.Bucket)
+			what = fmt.Sprintf(" (the cluster of the bucket %s; recover reads the bucket %s)", info.Bucket, bucket)
 		}
 		return fmt.Errorf("etcd namespace %s holds %d keys%s: recover writes only into an empty namespace. Stop every agent and pass --force to delete them first, or pass another --etcd-namespace",
 			meta.Namespace(), n, what)

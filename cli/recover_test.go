@@ -70,6 +70,11 @@ func TestRecoverAfterGracefulStop(t *testing.T) {
 	if out, errs, code := run(t, "", "recover", "--etcd-endpoints", etcd, "--etcd-namespace", "/moved", "--bucket", moved, "--new-bucket"); code != 0 || !hasRow(out, "kept", "1", "3", "3") {
 		t.Fatalf("recover --new-bucket: %d\n%s%s", code, out, errs)
 	}
+	// An etcd of another cluster (the one on the copy): refused, naming both buckets.
+	if _, errs, code := recoverTo("/moved"); code == 0 || !strings.Contains(errs, "the cluster of the bucket file://"+moved) ||
+		!strings.Contains(errs, "recover reads the bucket file://"+bucket) {
+		t.Fatalf("recover into the etcd of another cluster: %d %s", code, errs)
+	}
 	out, errs, code := recoverTo("/restored", "--dry-run")
 	// The plan: topic kept, 1 partition, 3 records, end offset 3.
 	if code != 0 || !strings.Contains(out, "would restore meta/manifests/") || !hasRow(out, "kept", "1", "3", "3") {
@@ -82,7 +87,7 @@ func TestRecoverAfterGracefulStop(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "restored meta/manifests/") || !strings.Contains(out, "topics             1") || !hasRow(out, "kept", "1", "3", "3") {
 		t.Fatalf("recover: %d\n%s%s", code, out, errs)
 	}
-	if _, errs, code := recoverTo("/restored"); code == 0 || !strings.Contains(errs, "holds") || !strings.Contains(errs, "--force") || !strings.Contains(errs, "a cluster on the bucket file://") {
+	if _, errs, code := recoverTo("/restored"); code == 0 || !strings.Contains(errs, "holds") || !strings.Contains(errs, "--force") || !strings.Contains(errs, "the cluster of the bucket file://") {
 		t.Fatalf("recover into a namespace holding keys: %d %s", code, errs)
 	}
 	st = start("/restored")

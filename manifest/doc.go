@@ -41,6 +41,19 @@
 // CRC mismatch, a count that disagrees with the records, an unknown kind or
 // a missing end record is ErrCorrupt, never a panic.
 //
+// # Restoring, and agents kept out meanwhile
+//
+// `shale recover` writes a manifest's keys back with metastore.Restore.
+// It first sets <namespace>/recovering to the manifest's key
+// (metastore.BeginRestore), in one etcd transaction with the check that
+// the namespace holds no key at all (or already names that manifest: a
+// restore killed midway, resumed), and deletes it after the last key. An
+// agent records the cluster (metastore.RecordCluster) before it serves,
+// and that transaction fails while the marker exists: an agent started
+// during a recover, or after one was killed and not run again, refuses to
+// start and says so, and an agent that started first makes the recover
+// refuse. So no agent ever serves a half-restored namespace.
+//
 // # Keys in the bucket
 //
 // Manifests live under Prefix ("meta/manifests/"), named by their snapshot

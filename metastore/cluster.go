@@ -52,9 +52,19 @@ func (s *Store) Cluster(ctx context.Context) (ClusterInfo, error) {
 	return decodeCluster(key, resp.Kvs[0].Value)
 }
 
+// ErrRecovering: the namespace is being restored by `shale recover` (its
+// <ns>/recovering marker is set: a restore in progress, or one killed
+// midway and not yet run again). Agents refuse to start on it.
+var ErrRecovering = errors.New("metastore: a restore from the bucket is in progress")
+
 // RecordCluster writes info as the cluster record unless one exists
 // (CreateRevision == 0), and returns the record now in etcd: info, or the
-// one an earlier agent wrote, which the caller compares with its own.
+// one an earlier agent wrote, which the caller compares with its own. It
+// returns ErrRecovering, writing nothing, while a Restore's marker is set:
+// every agent records the cluster before it serves (cli.checkCluster), so
+// none starts on a half-restored namespace; the check and the write are
+// one transaction, and BeginRestore sets the marker only on an empty
+// namespace, so an agent and a restore cannot both pass.
 func (s *Store) RecordCluster(ctx context.Context, info ClusterInfo) (ClusterInfo, error) {
 	if err := info.Validate(); err != nil {
 		return ClusterInfo{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -63,17 +73,20 @@ func (s *Store) RecordCluster(ctx context.Context, info ClusterInfo) (ClusterInf
 	if err != nil {
 		return ClusterInfo{}, err
 	}
-	key := s.keys.cluster()
+	key, marker := s.keys.cluster(), s.keys.recovering()
 	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0), clientv3.Compare(clientv3.CreateRevision(marker), "=", 0)).
 		Then(clientv3.OpPut(key, string(b))).
-		Else(clientv3.OpGet(key)).
+		Else(clientv3.OpGet(key), clientv3.OpGet(marker)).
 		Commit()
 	if err != nil {
 		return ClusterInfo{}, fmt.Errorf("metastore: record cluster at %s: %w", key, err)
 	}
 	if resp.Succeeded {
 		return info, nil
+	}
+	if m := resp.Responses[1].GetResponseRange().Kvs; len(m) > 0 {
+		return ClusterInfo{}, fmt.Errorf("%w: %s names %s", ErrRecovering, marker, m[0].Value)
 	}
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 {

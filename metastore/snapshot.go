@@ -153,6 +153,38 @@ const RestoreGapProducerIDs = 1 << 20
 // writing (or was killed writing).
 var ErrRestoreBusy = errors.New("metastore: another restore is in progress")
 
+// ErrNotEmpty: BeginRestore on a namespace that holds keys and no marker
+// of the same source.
+var ErrNotEmpty = errors.New("metastore: the namespace holds keys")
+
+// BeginRestore sets the <ns>/recovering marker to source, in one
+// transaction with the check that the namespace holds no key at all; or
+// finds the marker already naming source (a restore of it killed midway:
+// resumed). Otherwise it returns ErrNotEmpty or ErrRestoreBusy and writes
+// nothing. With the marker set, agents refuse to start (RecordCluster),
+// and since an agent records the cluster before it serves, an agent
+// started on the empty namespace first makes BeginRestore fail instead.
+func (s *Store) BeginRestore(ctx context.Context, source string) error {
+	root, marker := s.keys.root(), s.keys.recovering()
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(root), "=", 0).WithPrefix()).
+		Then(clientv3.OpPut(marker, source)).
+		Else(clientv3.OpGet(marker), clientv3.OpGet(root, clientv3.WithPrefix(), clientv3.WithCountOnly())).Commit()
+	if err != nil {
+		return fmt.Errorf("metastore: write %s: %w", marker, err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		if string(kvs[0].Value) == source {
+			return nil
+		}
+		return fmt.Errorf("%w: %s names %s, not %s", ErrRestoreBusy, marker, kvs[0].Value, source)
+	}
+	return fmt.Errorf("%w: %d keys under %s", ErrNotEmpty, resp.Responses[1].GetResponseRange().Count, root)
+}
+
 // RestoreBatch bounds one transaction of Restore: operations (etcd's
 // --max-txn-ops) and value bytes (under --max-request-bytes).
 type RestoreBatch struct {

@@ -1,8 +1,10 @@
 package metastore_test
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +114,65 @@ func TestSnapshotKeepsConsumerGroupType(t *testing.T) {
 	}
 	if len(groups) != 1 || groups[0].Name != "g848" || groups[0].Type != metastore.GroupTypeConsumer || !groups[0].HasOffsets {
 		t.Fatalf("restored groups %+v, want g848 listed as a consumer group with offsets", groups)
+	}
+}
+
+// TestAgentsAndRestoreExcludeEachOther proves the fence between `shale
+// recover` and agents: BeginRestore sets its marker only on an empty
+// namespace (or resumes its own source), and RecordCluster, which every
+// agent calls before it serves, refuses while the marker is set (a
+// restore running or killed midway), before and after the restore has
+// written the cluster record itself; a finished restore lets agents in.
+func TestAgentsAndRestoreExcludeEachOther(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	ctx := testCtx(t)
+	info := metastore.ClusterInfo{Bucket: "s3://b/p", CreatedMs: 1}
+
+	// An agent first: the restore is refused, nothing written.
+	busy := metastore.New(cli, "/busy")
+	if _, err := busy.RecordCluster(ctx, info); err != nil {
+		t.Fatal(err)
+	}
+	if err := busy.BeginRestore(ctx, "m1"); !errors.Is(err, metastore.ErrNotEmpty) {
+		t.Fatalf("BeginRestore on a namespace an agent recorded: %v, want ErrNotEmpty", err)
+	}
+	if m, err := busy.RecoveringMarker(ctx); err != nil || m != "" {
+		t.Fatalf("marker after a refused BeginRestore: %q %v", m, err)
+	}
+
+	// A restore first: agents are refused until it finishes.
+	s := metastore.New(cli, "/r")
+	if err := s.BeginRestore(ctx, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordCluster(ctx, info); !errors.Is(err, metastore.ErrRecovering) || !strings.Contains(err.Error(), "m1") {
+		t.Fatalf("an agent's RecordCluster during a restore: %v, want ErrRecovering naming m1", err)
+	}
+	if err := s.BeginRestore(ctx, "m2"); !errors.Is(err, metastore.ErrRestoreBusy) {
+		t.Fatalf("BeginRestore of another source: %v, want ErrRestoreBusy", err)
+	}
+	if err := s.BeginRestore(ctx, "m1"); err != nil {
+		t.Fatalf("BeginRestore resuming its own source: %v", err)
+	}
+	b, err := json.Marshal(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvs := []metastore.KV{{Key: metastore.ClusterKey, Value: b}, {Key: "x", Value: []byte("1")}}
+	// Killed after the cluster record was written: still refused.
+	if err := s.Restore(ctx, "m1", kvs[:1], metastore.RestoreBatch{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "/r/recovering", "m1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordCluster(ctx, info); !errors.Is(err, metastore.ErrRecovering) {
+		t.Fatalf("RecordCluster on a half-restored namespace holding the cluster record: %v, want ErrRecovering", err)
+	}
+	if err := s.Restore(ctx, "m1", kvs, metastore.RestoreBatch{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.RecordCluster(ctx, info); err != nil || got.Bucket != info.Bucket {
+		t.Fatalf("RecordCluster after the restore finished: %+v %v", got, err)
 	}
 }

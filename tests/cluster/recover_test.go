@@ -134,7 +134,18 @@ func testRecover(t *testing.T, s3srv *testenv.S3Server) {
 		"--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey}
 	recoverArgs := append(append([]string{"recover"}, etcdFlags...), bucketFlags...)
 	if s3srv == nil {
-		killRecover(ctx, t, etcd, append(recoverArgs, "--max-txn-ops", "1"))
+		marker := killRecover(ctx, t, etcd, append(recoverArgs, "--max-txn-ops", "1"))
+		// An agent started on the half-restored namespace refuses, naming
+		// the restore, and writes nothing.
+		actx, acancel := context.WithTimeout(ctx, 30*time.Second)
+		agent := exec.CommandContext(actx, Binary(t), append(append([]string{"agent", "--listen", "127.0.0.1:0",
+			"--data-dir", t.TempDir(), "--log-level", "error"}, etcdFlags...), bucketFlags...)...)
+		agent.Env = hermeticEnv()
+		aout, err := agent.CombinedOutput()
+		acancel()
+		if err == nil || !strings.Contains(string(aout), "is being restored from the bucket") || !strings.Contains(string(aout), marker) {
+			t.Fatalf("an agent started during a recover: %v\n%s", err, aout)
+		}
 	}
 	out := runShale(t, "", recoverArgs...)
 	for _, want := range []string{"restored meta/manifests/", "topics             3", "ACLs               3", "SCRAM credentials  2"} {
@@ -249,7 +260,7 @@ func endOffsets(ctx context.Context, t *testing.T, adm *kadm.Client, topic strin
 // the instant varies across the restore), then checks that the marker was left behind, and
 // leaves the namespace half-restored for the next run to resume. A
 // watch, not a timer: the instant does not depend on the machine's load.
-func killRecover(ctx context.Context, t *testing.T, etcd *testenv.EtcdProcess, args []string) {
+func killRecover(ctx context.Context, t *testing.T, etcd *testenv.EtcdProcess, args []string) (marker string) {
 	t.Helper()
 	cli := testenv.EtcdClient(t, etcd.Endpoints())
 	meta := metastore.New(cli, metastore.DefaultNamespace)
@@ -291,7 +302,7 @@ func killRecover(ctx context.Context, t *testing.T, etcd *testenv.EtcdProcess, a
 		}
 		if marker != "" {
 			t.Logf("recover SIGKILLed midway at attempt %d, after %d etcd events (%d keys written, marker %s)", attempt, seen, n, marker)
-			return
+			return marker
 		}
 		// Finished (or never started) before the kill: start over.
 		if err := meta.WipeNamespace(ctx); err != nil {
@@ -299,4 +310,5 @@ func killRecover(ctx context.Context, t *testing.T, etcd *testenv.EtcdProcess, a
 		}
 	}
 	t.Fatalf("no kill of recover landed midway in 5 attempts")
+	return ""
 }
