@@ -18,7 +18,8 @@ import (
 
 // TestKilledManifestWriterLeavesOneThatRecovers SIGKILLs a process writing
 // manifests back to back (a namespace of 4,000 keys, so a write takes a
-// while) at random instants, 10 times. After every kill the newest
+// while) at random instants, 10 times, after one whole manifest was
+// written in-process. After every kill the newest
 // manifest in the bucket decodes whole and holds every key of the
 // namespace, and at the end it restores into an empty namespace exactly:
 // a manifest cut short by a crash never replaces the previous one.
@@ -47,6 +48,12 @@ func TestKilledManifestWriterLeavesOneThatRecovers(t *testing.T) {
 	}
 	var want []metastore.KV
 	if _, err := meta.Snapshot(ctx, 0, func(kv metastore.KV, _ string) error { want = append(want, kv); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// The previous manifest, written whole before any kill: a kill that
+	// lands before the child's first write completes (a slow start under
+	// -race) must leave this one the newest, not an empty list.
+	if _, err := lifecycle.WriteManifest(ctx, store, meta, "parent", time.Now(), 3*time.Second, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	midWrite := 0
