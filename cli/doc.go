@@ -22,7 +22,16 @@
 //   - recover (recover.go): rebuilds an empty etcd namespace from the
 //     bucket's newest recovery manifest (packages manifest, lifecycle's
 //     manifest job, metastore.Restore); the only command besides agent
-//     that writes to etcd wholesale.
+//     that writes to etcd wholesale. It first checks every object the
+//     manifest's index references (recover_verify.go: listing size and
+//     footer by default, one ranged GET each, 16 at once; every chunk's
+//     CRC with --verify-data), because a corrupt object is better named
+//     before the restore than met by a consumer after it. --skip-corrupt
+//     drops a corrupt object's index entries (whole objects, not single
+//     chunks: simpler to state, and a bucket that damages one chunk is
+//     suspect anyway), moves a partition's log start past ranges lost at
+//     its start, and leaves ranges lost between kept entries as gaps,
+//     which the engine's fetch skips (engine/doc.go, Read path).
 //
 // # Settings
 //

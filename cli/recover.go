@@ -37,7 +37,10 @@ new records); a graceful shutdown of the last agent loses nothing.
 
 Stop every agent first. recover refuses a namespace that holds keys unless --force (which
 deletes them first); a recover killed midway may simply be run again. It never modifies an
-object. While a restore is unfinished (running, or killed and not yet run again) etcd holds
+object: before writing it checks each object the index references (its size, and its footer:
+trailer, footer CRC, the chunks the index points at; --verify-data also every record byte's CRC),
+and a corrupt one is an error naming it, unless --skip-corrupt, which restores without it and
+lists the offsets it held per partition (lost: a fetch skips them). While a restore is unfinished (running, or killed and not yet run again) etcd holds
 <namespace>/recovering, and an agent refuses to start on it. Start the agents afterwards: they
 serve every restored record at its offset.`,
 		Example: `  # the dev layout: embedded etcd and bucket under ./data (rm -rf data/etcd lost it)
@@ -59,7 +62,8 @@ serve every restored record at its offset.`,
 	addEtcdTLSFlags(cmd)
 	addS3Flags(cmd, "the cluster's bucket: s3://bucket/prefix or a local directory (default with --dev: <data-dir>/bucket)")
 	f.String("manifest", "", "the manifest to restore (a key under "+manifest.Prefix+"; default: the newest)")
-	f.Bool("skip-corrupt", false, "when the newest manifest does not decode, restore the newest one that does (and say which were skipped)")
+	f.Bool("skip-corrupt", false, "restore past what is corrupt: a newest manifest that does not decode (the newest one that does is restored) and data objects that fail their check (their offsets are lost, and listed per partition)")
+	f.Bool("verify-data", false, "also read every record byte the index references and check its CRC (reads the whole bucket; by default recover reads each object's footer only)")
 	f.Bool("new-bucket", false, "accept a manifest written for another bucket URL (the bucket was copied or moved); the cluster record gets this bucket")
 	f.Bool("force", false, "delete the keys the etcd namespace holds before restoring (stop every agent first)")
 	f.Bool("dry-run", false, "print what would be restored and change nothing")
@@ -76,7 +80,7 @@ serve every restored record at its offset.`,
 		}
 		o.EtcdCertFile, o.EtcdKeyFile, o.EtcdCAFile = v.GetString("etcd-cert"), v.GetString("etcd-key"), v.GetString("etcd-ca")
 		setS3Options(&o, v)
-		ro := recoverOptions{Manifest: v.GetString("manifest"), SkipCorrupt: v.GetBool("skip-corrupt"), NewBucket: v.GetBool("new-bucket"),
+		ro := recoverOptions{Manifest: v.GetString("manifest"), SkipCorrupt: v.GetBool("skip-corrupt"), VerifyData: v.GetBool("verify-data"), NewBucket: v.GetBool("new-bucket"),
 			Force: v.GetBool("force"), DryRun: v.GetBool("dry-run"), MaxTxnOps: v.GetInt("max-txn-ops")}
 		return runRecover(cmd.Context(), o, ro, cmd.OutOrStdout(), cmd.ErrOrStderr())
 	}
@@ -86,6 +90,7 @@ serve every restored record at its offset.`,
 type recoverOptions struct {
 	Manifest               string
 	SkipCorrupt, NewBucket bool
+	VerifyData             bool
 	Force, DryRun          bool
 	MaxTxnOps              int
 }
@@ -100,6 +105,10 @@ type recoveryPlan struct {
 	bytes   int64 // record bytes the index entries cover
 	size    int64 // the manifest's size
 	skipped []string
+	// entries are the index entries, for checking the objects; lost the
+	// offsets of objects skipped as corrupt.
+	entries []planEntry
+	lost    []lostRange
 	// topics are the topics restored, by ID: offsets and bytes.
 	topics map[metastore.TopicID]*planTopic
 }
@@ -155,13 +164,26 @@ func runRecover(ctx context.Context, o StackOptions, ro recoverOptions, out, err
 		return fmt.Errorf("manifest %s was written for the bucket %s, not %s: pass the --bucket it names, or --new-bucket if the bucket was copied or moved here",
 			plan.key, plan.header.Bucket, url)
 	}
-	missing, err := missingObjects(ctx, store, plan.objects)
+	missing, sizes, err := missingObjects(ctx, store, plan.objects)
 	if err != nil {
 		return err
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%d objects the manifest %s references are not in %s (first: %s): the bucket is not this cluster's, or objects were deleted",
 			len(missing), plan.key, store, strings.Join(missing[:min(3, len(missing))], ", "))
+	}
+	bad, err := verifyObjects(ctx, store, plan, sizes, ro.VerifyData, errw)
+	if err != nil {
+		return fmt.Errorf("check the objects of %s: %w", plan.key, err)
+	}
+	if len(bad) > 0 && !ro.SkipCorrupt {
+		return corruptError(plan, bad)
+	}
+	for _, b := range bad {
+		fmt.Fprintf(errw, "skipping %s: %v\n", b.key, b.err)
+	}
+	if plan.lost, err = plan.skipObjects(bad); err != nil {
+		return err
 	}
 	cluster := metastore.ClusterInfo{Bucket: url, CreatedMs: time.Now().UnixMilli()}
 	if strings.HasPrefix(url, "s3://") {
@@ -257,9 +279,14 @@ func readPlan(ctx context.Context, store s3tier.Store, key string) (*recoveryPla
 				var e metastore.IndexEntry
 				if e, err = metastore.DecodeIndexEntry(k, v); err == nil {
 					p.bytes += e.Bytes()
-					if id, ok := relTopicID(k); ok {
-						p.topic(id).bytes += e.Bytes()
+					id, ok := relTopicID(k)
+					part, pok := relPartition(k)
+					if !ok || !pok {
+						err = fmt.Errorf("index key %q names no partition", k)
+						break
 					}
+					p.topic(id).bytes += e.Bytes()
+					p.entries = append(p.entries, planEntry{rel: k, kv: len(p.kvs) - 1, id: id, partition: part, e: e})
 				}
 			case metastore.KindTopic:
 				var t metastore.Topic
@@ -309,24 +336,26 @@ func setClusterKV(p *recoveryPlan, info metastore.ClusterInfo) error {
 	return nil
 }
 
-func missingObjects(ctx context.Context, store s3tier.Store, objects []string) ([]string, error) {
-	have := map[string]bool{}
+// missingObjects returns the objects not in the bucket, and the sizes of
+// those that are, from one listing.
+func missingObjects(ctx context.Context, store s3tier.Store, objects []string) ([]string, map[string]int64, error) {
+	have := map[string]int64{}
 	for _, prefix := range lifecycle.DefaultGCPrefixes {
 		l, err := store.List(ctx, prefix)
 		if err != nil {
-			return nil, fmt.Errorf("list %s in %s: %w", prefix, store, err)
+			return nil, nil, fmt.Errorf("list %s in %s: %w", prefix, store, err)
 		}
 		for _, o := range l {
-			have[o.Key] = true
+			have[o.Key] = o.Size
 		}
 	}
 	var missing []string
 	for _, o := range objects {
-		if !have[o] {
+		if _, ok := have[o]; !ok {
 			missing = append(missing, o)
 		}
 	}
-	return missing, nil
+	return missing, have, nil
 }
 
 // checkEmpty refuses a namespace holding keys, unless it is a restore of
@@ -367,6 +396,14 @@ func (p *recoveryPlan) print(w io.Writer, verb string) {
 	for _, s := range p.skipped {
 		fmt.Fprintf(w, "skipped corrupt manifest %s: records acknowledged after %s and before it was written are lost;\n"+
 			"  each partition resumes at the offsets below (the next records produced take the lost offsets)\n", s, created.Format(time.RFC3339))
+	}
+	if len(p.lost) > 0 {
+		fmt.Fprintf(w, "skipped %d corrupt objects; the offsets they held are lost (a fetch skips them; the offsets are not reused):\n", countObjects(p.lost))
+		t := newTable(w, "  TOPIC", "PARTITION", "LOST OFFSETS", "RECORDS", "OBJECT")
+		for _, r := range p.lost {
+			t.row("  "+r.topic, r.partition, fmt.Sprintf("%d-%d", r.first, r.last), r.last-r.first+1, r.object)
+		}
+		_ = t.flush()
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(name string, n any) { fmt.Fprintf(tw, "  %s\t%v\n", name, n) }

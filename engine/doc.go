@@ -194,6 +194,10 @@
 // about 1 MiB per GET. A batch larger than the fetch's byte limit is
 // returned whole when it is the first one, as Kafka does. A read that finds its object gone (an entry cached
 // before compaction replaced it and GC deleted it) re-reads the index once.
+// An offset between the log start and the high watermark that no entry
+// holds (offsets lost with a corrupt object that `shale recover
+// --skip-corrupt` skipped) is answered from the next entry, as Kafka skips
+// the gaps of a compacted log: the batches start past the offset asked for.
 // Entries read from etcd are cached only if the watch dropped none of the
 // partition's entries meanwhile (a read racing a swap would otherwise
 // cache the replaced entries until the partition's next rewrite). Long polls wait on WaitForData, which a watch of the

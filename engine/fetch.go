@@ -235,10 +235,15 @@ func (e *Engine) planFetch(ctx context.Context, k partKey, offset, next int64, m
 		}
 		e.index.addRead(k, g, entries)
 	}
-	if len(entries) == 0 || entries[0].BaseOffset > offset {
+	if len(entries) == 0 {
 		// Retention removed it after we read the state.
 		return nil, 0, kerr.OffsetOutOfRange
 	}
+	// entries[0] may start past offset: offsets no entry holds (a range
+	// lost with a corrupt object that shale recover --skip-corrupt
+	// skipped, or one retention removed after we read the state) are
+	// skipped, as Kafka skips the gaps of a compacted log; the spans'
+	// batches then start past the offset asked for.
 	left, extra, etcdRead := int64(maxBytes), 0, false
 	for i := 0; extra < readAheadSpans; i++ {
 		if i == len(entries) {
