@@ -94,11 +94,12 @@ soak: test-deps
 	set -o pipefail; SHALE_SOAK_KILLS=$(SHALE_SOAK_KILLS) $(GO) test -count=1 -v -timeout 90m -run 'TestCrashCampaign' ./tests/reliability/ 2>&1 | tee /tmp/shale-soak.log | grep -E '^(crash campaign|---|ok|FAIL|PASS)|: kill [0-9]+/|audit'
 	set -o pipefail; SHALE_EOS_KILLS=$(SHALE_EOS_KILLS) $(GO) test -count=1 -v -timeout 30m -run 'TestExactlyOnceChain' ./tests/interop/ 2>&1 | tee /tmp/shale-soak-eos.log | grep -E '^(---|ok|FAIL|PASS)|txn_eos_test'
 
-## bench: shale vs kfake and vs the raw S3 server, one run, one table (+ bench-results/*.json, *.svg); key compaction (bench-results/keycompaction.txt); Iceberg materialization of a 1 GiB topic vs replay --format parquet, produce-to-row lag, RSS (bench-results/iceberg.txt); two 100 MiB records through agent A and B, their peak RSS (bench-results/large-record.txt)
+## bench: shale vs kfake and vs the raw S3 server, one run, one table (+ bench-results/*.json, *.svg); shale recover of a 1 GiB, 64-partition cluster on MinIO: time, GETs/HEADs/LISTs, bytes read (bench-results/recover.txt); key compaction (bench-results/keycompaction.txt); Iceberg materialization of a 1 GiB topic vs replay --format parquet, produce-to-row lag, RSS (bench-results/iceberg.txt); two 100 MiB records through agent A and B, their peak RSS (bench-results/large-record.txt)
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 20x -timeout 30m ./s3tier/ ./engine/
 	SHALE_REPLAY_BENCH_MIB=$(REPLAY_BENCH_MIB) SHALE_REPLAY_BENCH_ROUNDS=$(REPLAY_BENCH_ROUNDS) SHALE_REPLAY_BENCH_PROFILE=$(REPLAY_BENCH_PROFILE) \
 	  SHALE_REPLAY_BENCH_OUT=bench-results/replay.txt $(GO) test -run '^$$' -bench Replay -benchtime 1x -timeout 30m ./cli/
+	set -o pipefail; mkdir -p bench-results && SHALE_RECOVER_BENCH_MIB=$${SHALE_RECOVER_BENCH_MIB:-1024} $(GO) test -run '^$$' -bench Recover -benchtime 3x -timeout 30m ./cli/ | tee bench-results/recover.txt
 	set -o pipefail; mkdir -p bench-results && $(GO) test -run '^$$' -bench KeyCompaction -benchtime 1x -timeout 30m ./lifecycle/ | tee bench-results/keycompaction.txt
 	set -o pipefail; mkdir -p bench-results && SHALE_ICE_BENCH_MIB=$${SHALE_ICE_BENCH_MIB:-1024} $(GO) test -run '^$$' -bench IcebergMaterialize -benchtime 1x -timeout 30m ./icetable/ | tee bench-results/iceberg.txt
 	set -o pipefail; mkdir -p bench-results && SHALE_LARGE_RECORD_MIB=100 $(GO) test -count=1 -v -run 'TestLargeRecordAcrossAgents$$' -timeout 10m ./tests/interop/ | grep -E 'peak RSS|^(---|ok|FAIL)' | tee bench-results/large-record.txt

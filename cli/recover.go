@@ -152,6 +152,9 @@ func runRecover(ctx context.Context, o StackOptions, ro recoverOptions, out, err
 	if err != nil {
 		return err
 	}
+	if o.WrapStore != nil {
+		store = o.WrapStore(store)
+	}
 	url, err := storeURL(o)
 	if err != nil {
 		return err

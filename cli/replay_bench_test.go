@@ -272,10 +272,10 @@ func BenchmarkReplay(b *testing.B) {
 
 // produceBench produces about total bytes of 1 KiB records (half random,
 // lz4) spread over the partitions.
-func produceBench(b *testing.B, c *agenttest.Cluster, topic string, total int64) {
+func produceBench(b *testing.B, c *agenttest.Cluster, topic string, total int64, opts ...kgo.Opt) {
 	b.Helper()
-	cl := c.Client(b, pinTo(c.Agents[0].Addr), kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.Lz4Compression()),
-		kgo.ProducerBatchMaxBytes(1<<20), kgo.ProducerLinger(10*time.Millisecond), kgo.MaxBufferedRecords(1<<16))
+	cl := c.Client(b, append([]kgo.Opt{pinTo(c.Agents[0].Addr), kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.ProducerBatchMaxBytes(1<<20), kgo.ProducerLinger(10*time.Millisecond), kgo.MaxBufferedRecords(1<<16)}, opts...)...)
 	rng := rand.New(rand.NewPCG(3, 4))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
