@@ -275,7 +275,7 @@ func BenchmarkReplay(b *testing.B) {
 func produceBench(b *testing.B, c *agenttest.Cluster, topic string, total int64, opts ...kgo.Opt) {
 	b.Helper()
 	cl := c.Client(b, append([]kgo.Opt{pinTo(c.Agents[0].Addr), kgo.DefaultProduceTopic(topic), kgo.ProducerBatchCompression(kgo.Lz4Compression()),
-		kgo.ProducerBatchMaxBytes(1<<20), kgo.ProducerLinger(10*time.Millisecond), kgo.MaxBufferedRecords(1<<16)}, opts...)...)
+		kgo.ProducerBatchMaxBytes(1 << 20), kgo.ProducerLinger(10 * time.Millisecond), kgo.MaxBufferedRecords(1 << 16)}, opts...)...)
 	rng := rand.New(rand.NewPCG(3, 4))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
