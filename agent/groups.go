@@ -51,6 +51,48 @@ package agent
 // served by any agent, coordinator or not (a linearizable read sees every
 // acknowledged commit).
 //
+// # Failover
+//
+// Kafka's new coordinator loads a group's members from __consumer_offsets,
+// so a member of the old generation keeps its partitions and its member
+// ID across a failover. Here membership dies with the coordinator (State):
+// the next coordinator starts empty, and a member of the old generation
+// that has not yet noticed (its heartbeat has not failed yet) still
+// consumes what it was given. Were the first member to rejoin given every
+// partition at once, a partition would be consumed by two members at the
+// same time (coordinatorFailover in tests/interop audits ownership through
+// the members' callbacks: "partition 1 assigned to k1 while k2 owns it" in
+// 2 of 3 runs before this hold). So the coordinator records in etcd that a
+// classic group has members under it (groups/<g>/members-session, written
+// fenced at the first join and at a join with a longer session, deleted by
+// the release; groups_failover.go), and a coordinator whose claim finds
+// the record (the previous one died with members) holds the group's first
+// join from Empty — no JoinGroup answered, so no leader and no SyncGroup
+// assignment — until one session timeout after its claim. By then every
+// member of the old generation has either heard of the failover (its
+// heartbeat, commit or join to the new coordinator is UNKNOWN_MEMBER_ID,
+// and it gives up what it owned and rejoins, so it is in the first
+// generation) or had its session end, as Kafka treats a member that stops
+// heartbeating. The session timeout waited for is the largest one the old
+// members joined with, recorded in the same key: not the members' of the
+// new coordinator (one with a shorter session may rejoin first), and not
+// the largest allowed (maxSessionTimeout, 30 minutes, would hold every
+// takeover that long). A corrupt record still holds the join, for the
+// largest session timeout of the members joining. The coordinator does not
+// release a group (idle) before the hold's end, which would forget it.
+// A group released empty (graceful stop of its members, then the idle
+// release) has no record and waits for nothing; nor does a new group.
+//
+// The cost: the first join after a takeover waits a session timeout (6 s
+// in the interop tests, franz-go's default 45 s) where Kafka's would not,
+// also for a group that was empty but not yet released when its
+// coordinator died (its members left less than groupIdleRelease before),
+// and a member whose rebalance timeout is shorter than the hold sees its
+// JoinGroup time out and joins again. Commits are not held: a member's
+// commit with a generation from the old coordinator gets UNKNOWN_MEMBER_ID.
+// KIP-848 groups have the same grace in their own form (consumer_group.go,
+// Failover).
+//
 // # Differences from Kafka
 //
 //   - Session timeouts from 1s (group.min.session.timeout.ms is 6s in
@@ -195,7 +237,8 @@ func (c *coordinator) releaseIdle() {
 func (c *coordinator) maybeRelease(g *group, idle time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.state != stateEmpty || len(g.members) > 0 || g.consumerMembersLeft() || len(g.pending) > 0 || g.share.active() || time.Since(g.idleSince) < idle {
+	if g.state != stateEmpty || len(g.members) > 0 || g.consumerMembersLeft() || len(g.pending) > 0 || g.share.active() || time.Since(g.idleSince) < idle ||
+		time.Now().Before(g.takeoverEnd()) { // the release would forget the takeover (Failover)
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.s.ctx, requestTimeout)
@@ -378,7 +421,8 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 	// a repeated claim finds the key held and returns none, so keep them.
 	var emptySince time.Time
 	var protocolType, groupType string
-	var recorded bool
+	var recorded, membersActive bool
+	var membersSession time.Duration
 	for range claimAttempts {
 		c.mu.Lock()
 		g, released := c.groups[name], c.released
@@ -408,6 +452,9 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		if claim.Type != "" {
 			groupType = claim.Type
 		}
+		if claim.MembersActive {
+			membersActive, membersSession = true, claim.MembersSession
+		}
 		c.mu.Lock()
 		if g := c.groups[name]; g != nil && g.lease == sess.Lease() {
 			c.mu.Unlock()
@@ -423,6 +470,12 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		g = newGroup(c, name, sess.Lease(), emptySince)
 		// As recorded (by a join or a release): a joining member resets it.
 		g.protocolType, g.recordedType, g.recorded = protocolType, protocolType, recorded
+		g.membersRecorded, g.membersSession = membersActive, membersSession
+		if membersActive {
+			// Its coordinator died with classic members, which may
+			// still own partitions until they hear of it (Failover).
+			g.takeover = takeover{active: true, claimed: time.Now(), session: membersSession}
+		}
 		if g.typeRecord = groupType; metastore.IsConsumerType(groupType) {
 			// A KIP-848 group, empty here: it stays one (consumer_group.go).
 			g.cg, g.protocolType = newCgroup(c.s.cfg.Metrics), "consumer"

@@ -113,6 +113,15 @@ type group struct {
 	// metastore.RecordGroupType): "consumer" for a KIP-848 group, "" for
 	// none; what the claim read, then what syncGroupType wrote.
 	typeRecord string
+	// membersRecorded: etcd holds the members-session record (the group
+	// had classic members under a coordinator that did not release it
+	// since), membersSession its value (groups_failover.go): what the
+	// claim read, then what recordMembers wrote.
+	membersRecorded bool
+	membersSession  time.Duration
+	// takeover: the claim found the previous coordinator died with
+	// classic members (groups.go, Failover).
+	takeover takeover
 	// share is the group's share membership when it is a share group
 	// (share_groups.go), nil otherwise.
 	share *shareMembers
@@ -228,6 +237,7 @@ func (g *group) add(m *member) {
 		g.protocolType = m.protoType
 	}
 	g.recordType()
+	g.recordMembers(m.session)
 	g.syncGroupType()
 	g.rebalance()
 }
@@ -328,6 +338,9 @@ func (g *group) rebalance() {
 	if wasEmpty {
 		g.initialDelay = true
 		timeout = min(timeout, groupInitialDelay)
+		// A group taken over from a coordinator that died with members
+		// forms its first generation once they are all gone (Failover).
+		timeout = g.holdFirstJoin(timeout)
 	}
 	g.setTimer(timeout, func() { g.initialDelay = false; g.completeJoin() })
 	g.maybeCompleteJoin()
@@ -373,6 +386,7 @@ func (g *group) completeJoin() {
 		g.idleSince = g.emptySince
 		return
 	}
+	g.takeover.active = false // its first generation formed
 	g.protocol = g.selectProtocol()
 	if _, ok := g.members[g.leader]; !ok {
 		ids := make([]string, 0, len(g.members))

@@ -134,6 +134,14 @@ type GroupClaim struct {
 	// a KIP-848 group, "" for a classic one. Like ProtocolType, only when
 	// the claim created the coordinator key.
 	Type string
+	// MembersActive reports that the group had classic members under a
+	// coordinator that never released it (RecordMembersSession): it died
+	// with them, and they may still own partitions. MembersSession is the
+	// largest session timeout they joined with (zero if the record is
+	// corrupt). Like ProtocolType, only when the claim created the
+	// coordinator key.
+	MembersActive  bool
+	MembersSession time.Duration
 }
 
 // ClaimGroupCoordinator is ClaimGroup without the claimed empty-since
@@ -163,7 +171,8 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 		Then(clientv3.OpPut(k, strconv.Itoa(int(nodeID)), clientv3.WithLease(lease)),
 			clientv3.OpDelete(s.keys.groupEmptySince(group), clientv3.WithPrevKV()),
 			clientv3.OpGet(s.keys.groupProtocolType(group)),
-			clientv3.OpGet(s.keys.groupType(group))).
+			clientv3.OpGet(s.keys.groupType(group)),
+			clientv3.OpGet(s.keys.groupMembersSession(group))).
 		Else(clientv3.OpGet(k)).Commit()
 	if err != nil {
 		return GroupClaim{Holder: -1}, fmt.Errorf("claim group coordinator %q: %w", group, err)
@@ -182,6 +191,13 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 		}
 		if get := resp.Responses[3].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
 			c.Type = string(get.Kvs[0].Value)
+		}
+		if get := resp.Responses[4].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
+			// A corrupt record still says the members were there.
+			c.MembersActive = true
+			if ms, err := strconv.ParseInt(string(get.Kvs[0].Value), 10, 64); err == nil && ms > 0 {
+				c.MembersSession = time.Duration(ms) * time.Millisecond
+			}
 		}
 		return c, nil
 	}
@@ -328,7 +344,9 @@ func (s *Store) DeleteGroup(ctx context.Context, group string, lease clientv3.Le
 // retention from it or from the newest commit, whichever is later. A zero
 // emptySince records nothing, so expiry counts from the first pass that
 // finds the group, as after a coordinator's death. It records no protocol
-// type (ReleaseGroup does).
+// type (ReleaseGroup does). It deletes the members-session record
+// (RecordMembersSession): released empty, the group has no member that
+// could own a partition.
 func (s *Store) ReleaseGroupCoordinator(ctx context.Context, group string, lease clientv3.LeaseID, emptySince time.Time) error {
 	return s.release(ctx, group, lease, emptySince, nil)
 }
@@ -349,6 +367,7 @@ func (s *Store) release(ctx context.Context, group string, lease clientv3.LeaseI
 	tk := s.keys.groupType(group)
 	ops := []clientv3.Op{clientv3.OpDelete(k),
 		// Released empty: no member of it can own a partition any more.
+		clientv3.OpDelete(s.keys.groupMembersSession(group)),
 		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(tk), ">", 0)},
 			[]clientv3.Op{clientv3.OpPut(tk, GroupTypeConsumer)}, nil)}
 	if !emptySince.IsZero() {
@@ -402,6 +421,25 @@ func (s *Store) RecordGroupType(ctx context.Context, group string, lease clientv
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("record group type %q: %w", group, ErrNotCoordinator)
+	}
+	return nil
+}
+
+// RecordMembersSession records that group has classic members under the
+// caller, session being the largest session timeout they joined with
+// (groups/<g>/members-session), if the caller holds group's coordinator
+// key under lease (ErrNotCoordinator otherwise). The release deletes it:
+// a claim that finds it (GroupClaim.MembersActive) knows the previous
+// coordinator died with members, which may still own partitions for up
+// to session.
+func (s *Store) RecordMembersSession(ctx context.Context, group string, lease clientv3.LeaseID, session time.Duration) error {
+	resp, err := s.cli.Txn(ctx).If(s.fence(group, lease)).
+		Then(clientv3.OpPut(s.keys.groupMembersSession(group), strconv.FormatInt(session.Milliseconds(), 10))).Commit()
+	if err != nil {
+		return fmt.Errorf("record group members session %q: %w", group, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("record group members session %q: %w", group, ErrNotCoordinator)
 	}
 	return nil
 }

@@ -110,3 +110,38 @@ func TestRecordGroupProtocolType(t *testing.T) {
 		t.Fatalf("%d keys of a group with no offsets left after expiry", n)
 	}
 }
+
+// TestMembersSessionRecord proves the members-session record says to the
+// next claim whether the group's coordinator died with classic members
+// (and their largest session timeout), and that a release clears it: only
+// the holder writes it, a claim after the holder's lease ended reads it,
+// a claim after a release reads none.
+func TestMembersSessionRecord(t *testing.T) {
+	f := newExpiryFixture(t)
+	dead, err := f.s.RegisterAgent(f.ctx, metastore.AgentInfo{NodeID: -1, Host: "b", Port: 1}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := f.s.ClaimGroup(f.ctx, "m", dead.NodeID(), dead.Lease()); err != nil || !c.Mine || c.MembersActive {
+		t.Fatalf("first claim: %+v %v, want mine and no members", c, err)
+	}
+	if err := f.s.RecordMembersSession(f.ctx, "m", f.sess.Lease(), 6*time.Second); !errors.Is(err, metastore.ErrNotCoordinator) {
+		t.Fatalf("record by a non-holder: %v, want ErrNotCoordinator", err)
+	}
+	if err := f.s.RecordMembersSession(f.ctx, "m", dead.Lease(), 6*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.Close(f.ctx); err != nil { // the coordinator dies: its lease and key go
+		t.Fatal(err)
+	}
+	c, err := f.s.ClaimGroup(f.ctx, "m", f.sess.NodeID(), f.sess.Lease())
+	if err != nil || !c.Mine || !c.MembersActive || c.MembersSession != 6*time.Second {
+		t.Fatalf("claim after the death: %+v %v, want mine, members active, session 6s", c, err)
+	}
+	if err := f.s.ReleaseGroupCoordinator(f.ctx, "m", f.sess.Lease(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := f.s.ClaimGroup(f.ctx, "m", f.sess.NodeID(), f.sess.Lease()); err != nil || !c.Mine || c.MembersActive {
+		t.Fatalf("claim after the release: %+v %v, want mine and no members", c, err)
+	}
+}

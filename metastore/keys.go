@@ -80,6 +80,7 @@ func (k keys) job(name string) string { return k.p + dirJobs + name }
 
 // Group keys: <ns>/groups/<escaped group>/coordinator,
 // <ns>/groups/<escaped group>/empty-since,
+// <ns>/groups/<escaped group>/members-session,
 // <ns>/groups/<escaped group>/offsets/<topic>/<p> and
 // <ns>/groups/<escaped group>/protocol-type. The group ID is
 // path-escaped (url.PathEscape) so any Kafka group ID, "/" included, is
@@ -89,6 +90,7 @@ func (k keys) groupsPrefix() string                    { return k.p + dirGroups 
 func (k keys) group(g string) string                   { return k.p + dirGroups + url.PathEscape(g) + "/" }
 func (k keys) groupCoordinator(g string) string        { return k.group(g) + groupTailCoordinator }
 func (k keys) groupEmptySince(g string) string         { return k.group(g) + groupTailEmptySince }
+func (k keys) groupMembersSession(g string) string     { return k.group(g) + groupTailMembersSession }
 func (k keys) groupOffsets(g string) string            { return k.group(g) + groupTailOffsets }
 func (k keys) groupProtocolType(g string) string       { return k.group(g) + groupTailProtocolType }
 func (k keys) groupType(g string) string               { return k.group(g) + groupTailType }
@@ -100,11 +102,12 @@ func (k keys) groupOffset(g, topic string, partition int32) string {
 // The keys of one group after its component; they sort in this order, so a
 // scan meets a group's coordinator key before its other keys.
 const (
-	groupTailCoordinator  = "coordinator"
-	groupTailEmptySince   = "empty-since"
-	groupTailOffsets      = "offsets/"
-	groupTailProtocolType = "protocol-type"
-	groupTailType         = "type"
+	groupTailCoordinator    = "coordinator"
+	groupTailEmptySince     = "empty-since"
+	groupTailMembersSession = "members-session"
+	groupTailOffsets        = "offsets/"
+	groupTailProtocolType   = "protocol-type"
+	groupTailType           = "type"
 )
 
 // parseGroupKey returns the group of any key under groups/ and the rest of

@@ -2,7 +2,6 @@ package interop
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -11,40 +10,6 @@ import (
 
 	"github.com/shale-dev/shale/tests/cluster"
 )
-
-// ownership audits which member owns each partition, as the members' own
-// callbacks say: assigned adds, revoked and lost remove. A partition
-// assigned to a member while another still owns it is a violation.
-type ownership struct {
-	mu         sync.Mutex
-	owner      map[int32]string
-	violations []string
-}
-
-func (o *ownership) assign(name string, m map[string][]int32) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, ps := range m {
-		for _, p := range ps {
-			if cur, ok := o.owner[p]; ok && cur != name {
-				o.violations = append(o.violations, fmt.Sprintf("partition %d assigned to %s while %s owns it", p, name, cur))
-			}
-			o.owner[p] = name
-		}
-	}
-}
-
-func (o *ownership) drop(name string, m map[string][]int32) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, ps := range m {
-		for _, p := range ps {
-			if o.owner[p] == name {
-				delete(o.owner, p)
-			}
-		}
-	}
-}
 
 // TestConsumerGroup848KillDuringRevocation SIGKILLs the agent
 // coordinating a KIP-848 group at the instant a member is revoking
@@ -67,39 +32,36 @@ func TestConsumerGroup848KillDuringRevocation(t *testing.T) {
 	defer cancel()
 	ends := produceKeyed(t, ctx, c, topic, 6, 6000)
 
-	own := &ownership{owner: map[int32]string{}}
+	own := newOwnership()
 	revoking := make(chan struct{}) // closed when k1 starts its first revocation
 	killed := make(chan struct{})   // closed once the coordinator is dead
 	var revokeOnce sync.Once
 	tl := &tally{processed: map[int32]map[int64]bool{}}
 	member := func(name string, stop <-chan struct{}) <-chan struct{} {
-		cl := c.Client(t,
+		cl := c.Client(t, append([]kgo.Opt{
 			kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.ServerSideBalancer(),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.DisableAutoCommit(), kgo.ClientID(name), kgo.RetryTimeout(30*time.Second),
+			kgo.DisableAutoCommit(), kgo.ClientID(name), kgo.RetryTimeout(30 * time.Second),
 			// franz-go (v1.22.3) retries a KIP-848 heartbeat against the
 			// dead coordinator until a metadata refresh drops that broker;
 			// a member with nothing to commit then never reaches the new
 			// one (k2 dialed it for over a minute): refresh often, and
 			// give up a heartbeat's retries early.
-			kgo.RequestRetries(3), kgo.MetadataMaxAge(time.Second), kgo.MetadataMinAge(100*time.Millisecond),
-			kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond), kgo.RebalanceTimeout(20*time.Second),
-			kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { own.assign(name, m) }),
-			kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-				if name == "k1" {
-					first := false
-					revokeOnce.Do(func() { first = true; close(revoking) })
-					if first {
-						select { // the revocation stays unacknowledged until the kill
-						case <-killed:
-						case <-ctx.Done():
-						}
-					}
+			kgo.RequestRetries(3), kgo.MetadataMaxAge(time.Second), kgo.MetadataMinAge(100 * time.Millisecond),
+			kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond), kgo.RebalanceTimeout(20 * time.Second),
+		}, own.opts(name, func() {
+			if name != "k1" {
+				return
+			}
+			first := false
+			revokeOnce.Do(func() { first = true; close(revoking) })
+			if first {
+				select { // the revocation stays unacknowledged until the kill
+				case <-killed:
+				case <-ctx.Done():
 				}
-				own.drop(name, m)
-			}),
-			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { own.drop(name, m) }),
-		)
+			}
+		})...)...)
 		return tl.consume(ctx, t, name, cl, stop)
 	}
 	stop := make(chan struct{})
@@ -134,12 +96,7 @@ func TestConsumerGroup848KillDuringRevocation(t *testing.T) {
 	}
 	// The group settles: each member owns 3 partitions.
 	for {
-		own.mu.Lock()
-		n := map[string]int{}
-		for _, m := range own.owner {
-			n[m]++
-		}
-		own.mu.Unlock()
+		n := own.counts()
 		if n["k1"] == 3 && n["k2"] == 3 {
 			break
 		}
@@ -149,10 +106,5 @@ func TestConsumerGroup848KillDuringRevocation(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	stopWatch()
-	own.mu.Lock()
-	defer own.mu.Unlock()
-	for _, v := range own.violations {
-		t.Error(v)
-	}
-	t.Logf("owners at the end: %v", own.owner)
+	own.check(t)
 }
