@@ -25,16 +25,22 @@ func MinIOPath() string {
 	if p := os.Getenv("SHALE_MINIO"); p != "" {
 		return p
 	}
-	cache := os.Getenv("SHALE_TEST_CACHE")
-	if cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, _ := os.UserHomeDir()
-			base = filepath.Join(home, ".cache")
-		}
-		cache = filepath.Join(base, "shale-test")
+	return filepath.Join(TestCache(), "minio-"+MinIOVersion, "minio")
+}
+
+// TestCache is the directory scripts/test-deps.sh builds test servers and
+// suites into: $SHALE_TEST_CACHE, else $XDG_CACHE_HOME/shale-test, else
+// ~/.cache/shale-test.
+func TestCache() string {
+	if c := os.Getenv("SHALE_TEST_CACHE"); c != "" {
+		return c
 	}
-	return filepath.Join(cache, "minio-"+MinIOVersion, "minio")
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, _ := os.UserHomeDir()
+		base = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(base, "shale-test")
 }
 
 // RequireServer reports a test server that is not installed: the test is

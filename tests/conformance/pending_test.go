@@ -24,3 +24,8 @@ func (p pendingTest) ref() string {
 // yet, each with the open issue that will make it pass or, where none is
 // filed, what is missing. Every other one must pass.
 var kafkaGoPending = map[string]pendingTest{}
+
+// librdkafkaPending: librdkafka test-suite tests (tests/, by name) that do
+// not pass yet, each with the open issue that will make it pass or, where
+// none is filed, what is missing. Every other broker test must pass.
+var librdkafkaPending = map[string]pendingTest{}
