@@ -119,9 +119,12 @@ func TestLibrdkafkaSuite(t *testing.T) {
 		if _, ok := confs[sc]; ok {
 			continue
 		}
-		var args []string
+		// librdkafka's harness (trivup) runs brokers with
+		// num.partitions=4, and its tests produce to partitions 1-3 of
+		// topics they let the broker create.
+		args := []string{"--default-partitions", "4"}
 		if sc == "noautocreate" {
-			args = []string{"--auto-create-topics=false"}
+			args = append(args, "--auto-create-topics=false")
 		}
 		kafka, _ := startDevAgent(t, args...)
 		conf := filepath.Join(t.TempDir(), "test.conf")
