@@ -16,6 +16,7 @@ import (
 	"github.com/shale-dev/shale/metastore"
 	"github.com/shale-dev/shale/s3tier"
 	"github.com/shale-dev/shale/segment"
+	"github.com/shale-dev/shale/span"
 )
 
 // verifyWorkers is how many objects recover checks at once.
@@ -64,7 +65,9 @@ func relPartition(rel string) (int32, bool) {
 	return int32(p), err == nil
 }
 
-// storeReaderAt reads an object through ranged GETs.
+// storeReaderAt reads an object through ranged GETs (span.ReadRangeInto:
+// a body failing midway resumes; a range past the object's end is
+// segment.ErrTruncated).
 type storeReaderAt struct {
 	ctx   context.Context
 	store s3tier.Store
@@ -72,12 +75,10 @@ type storeReaderAt struct {
 }
 
 func (r storeReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	rc, err := r.store.GetRange(r.ctx, r.key, off, int64(len(p)))
-	if err != nil {
+	if err := span.ReadRangeInto(r.ctx, r.store, r.key, off, p); err != nil {
 		return 0, err
 	}
-	defer rc.Close()
-	return io.ReadFull(rc, p)
+	return len(p), nil
 }
 
 // checkObject checks one object against the index entries that point into
@@ -104,7 +105,7 @@ func checkObject(ctx context.Context, store s3tier.Store, key string, size int64
 	}
 	ra := storeReaderAt{ctx: ctx, store: store, key: key}
 	tail := make([]byte, tailLen)
-	if err := readFull(ra, tail, size-tailLen, key); err != nil {
+	if _, err := ra.ReadAt(tail, size-tailLen); err != nil {
 		return err
 	}
 	rd, err := segment.OpenTail(ra, size, key, tail)
@@ -132,18 +133,6 @@ func checkObject(ctx context.Context, store s3tier.Store, key string, size int64
 		return nil
 	}
 	return checkChunkData(ctx, store, key, chunks)
-}
-
-// readFull reads len(p) bytes at off, a short read being ErrTruncated.
-func readFull(r io.ReaderAt, p []byte, off int64, key string) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, s3tier.ErrInvalidRange) {
-		return fmt.Errorf("%w: %d of %d bytes at %d", segment.ErrTruncated, n, len(p), off)
-	}
-	return fmt.Errorf("read %s: %w", key, err)
 }
 
 // chunkEntryInFooter checks that a chunk entry's bytes are chunks of its
