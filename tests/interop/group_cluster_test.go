@@ -209,6 +209,19 @@ func (tl *tally) count() int {
 
 // consume polls cl (at most 40 records a poll), records what it gets and
 // commits it, until ctx ends or stop is closed; it closes cl when done.
+//
+// A commit waits at most memberCommitWait: with BlockRebalanceOnPoll the
+// member gives up its partitions only once the poll is allowed to end, and
+// a commit retrying against a dead coordinator (RetryTimeout 30s) would
+// hold them past the session timeout. Kafka gives a member that stops
+// heartbeating that long no partitions either (its session ended and they
+// go to others, as here after a takeover's hold); members that want the
+// ownership guarantee keep each poll-to-poll step under their session
+// timeout, as this one does.
+// memberCommitWait bounds a member's commit (consume); well under the 6s
+// session timeout of the failover tests.
+const memberCommitWait = 2 * time.Second
+
 func (tl *tally) consume(ctx context.Context, t *testing.T, name string, cl *kgo.Client, stop <-chan struct{}) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
@@ -233,7 +246,10 @@ func (tl *tally) consume(ctx context.Context, t *testing.T, name string, cl *kgo
 			tl.mu.Unlock()
 			time.Sleep(30 * time.Millisecond)
 			if len(fs.Records()) > 0 {
-				if err := cl.CommitUncommittedOffsets(ctx); err == nil {
+				cctx, ccancel := context.WithTimeout(ctx, memberCommitWait)
+				err := cl.CommitUncommittedOffsets(cctx)
+				ccancel()
+				if err == nil {
 					tl.mu.Lock()
 					tl.commitOK = append(tl.commitOK, time.Now())
 					tl.mu.Unlock()
