@@ -449,3 +449,51 @@ func TestFetchBudgetNeverSkipsBatches(t *testing.T) {
 		t.Fatalf("fetch returned %d batches, want only the first (the second does not fit)", len(bs))
 	}
 }
+
+// TestFetchBelowMovedLogStart proves a fetch whose offset retention
+// removed after the reader's state was read (another agent's truncation,
+// not yet in this agent's state cache) is OFFSET_OUT_OF_RANGE, as Kafka
+// answers, so the consumer applies its reset policy; while an offset in a
+// gap inside the log (an index range recover --skip-corrupt dropped, the
+// log start unchanged) is served from the next entry.
+func TestFetchBelowMovedLogStart(t *testing.T) {
+	cli, _ := testenv.Etcd(t)
+	store := dirStore(t)
+	w := testEngine(t, cli, store, func(c *Config) { c.FlushInterval = time.Hour })
+	r := testEngine(t, cli, store, nil)
+	tp := createTopic(t, cli, "movedstart", 1)
+	ctx := context.Background()
+	// Four entries of one single-record batch each: offsets 0, 1, 2, 3.
+	produceSpans(t, w, tp.ID, 4, 1, func(n int) []byte {
+		return segmenttest.Batch(segmenttest.BatchOptions{Records: 1, Value: value(0, n)})
+	})
+	k := partKey{tp.ID, 0}
+	meta := metastore.New(cli, testNS)
+
+	// A gap: entry 1 gone from the index, the log start still 0.
+	resp, err := cli.Get(ctx, testNS+"/index/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil || len(resp.Kvs) != 4 {
+		t.Fatalf("index keys: %v, %v", resp, err)
+	}
+	if _, err := cli.Delete(ctx, string(resp.Kvs[1].Key)); err != nil {
+		t.Fatal(err)
+	}
+	plan, _, err := r.planFetch(ctx, k, 1, 4, 64<<10)
+	if err != nil || len(plan) == 0 || plan[0].AbsBase != 2 {
+		t.Fatalf("fetch at 1 inside a gap: plan %v, %v; want spans from offset 2", plan, err)
+	}
+
+	// Retention: the log start moves to 3 behind r's back. A fetch at 0
+	// (r's state may still say the log starts at 0) is out of range; it
+	// must not be served from offset 3.
+	if start, err := meta.TruncateBefore(ctx, tp.ID, 0, 3); err != nil || start != 3 {
+		t.Fatalf("truncate: start %d, %v", start, err)
+	}
+	r.index.forget(k)
+	if plan, _, err := r.planFetch(ctx, k, 0, 4, 64<<10); !errors.Is(err, kerr.OffsetOutOfRange) {
+		t.Fatalf("fetch at 0 below the moved log start 3: plan %v, err %v; want OFFSET_OUT_OF_RANGE", plan, err)
+	}
+	if res, err := r.Fetch(ctx, tp.ID, 0, 3, 64<<10); err != nil || len(res.Records) == 0 {
+		t.Fatalf("fetch at the new log start: %d bytes, %v", len(res.Records), err)
+	}
+}

@@ -239,11 +239,25 @@ func (e *Engine) planFetch(ctx context.Context, k partKey, offset, next int64, m
 		// Retention removed it after we read the state.
 		return nil, 0, kerr.OffsetOutOfRange
 	}
-	// entries[0] may start past offset: offsets no entry holds (a range
-	// lost with a corrupt object that shale recover --skip-corrupt
-	// skipped, or one retention removed after we read the state) are
-	// skipped, as Kafka skips the gaps of a compacted log; the spans'
-	// batches then start past the offset asked for.
+	// entries[0] may start past offset. Either retention moved the log
+	// start past offset after the caller read the state (another agent's
+	// retention, seen here before the state cache): Kafka answers
+	// OFFSET_OUT_OF_RANGE, so the consumer applies its reset policy
+	// rather than silently skipping to the new start. Or offset lies in a
+	// gap inside the log (a range lost with a corrupt object that shale
+	// recover --skip-corrupt skipped; a compacted topic's removed
+	// records): it is skipped, as Kafka skips the gaps of a compacted
+	// log, and the spans' batches start past the offset asked for. One
+	// etcd read of the state tells the two apart.
+	if entries[0].BaseOffset > offset {
+		o, err := e.states.refreshAll(ctx, k)
+		if err != nil {
+			return nil, 0, err
+		}
+		if offset < o.start {
+			return nil, 0, kerr.OffsetOutOfRange
+		}
+	}
 	left, extra, etcdRead := int64(maxBytes), 0, false
 	for i := 0; extra < readAheadSpans; i++ {
 		if i == len(entries) {
