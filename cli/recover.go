@@ -39,8 +39,8 @@ Stop every agent first. recover refuses a namespace that holds keys unless --for
 deletes them first); a recover killed midway may simply be run again. It never modifies an
 object: before writing it checks each object the index references (its size, and its footer:
 trailer, footer CRC, the chunks the index points at; --verify-data also every record byte's CRC),
-and a corrupt one is an error naming it, unless --skip-corrupt, which restores without it and
-lists the offsets it held per partition (lost: a fetch skips them). While a restore is unfinished (running, or killed and not yet run again) etcd holds
+and a corrupt or missing one is an error naming it, unless --skip-corrupt, which restores without
+it and lists the offsets it held per partition (lost: a fetch skips them). While a restore is unfinished (running, or killed and not yet run again) etcd holds
 <namespace>/recovering, and an agent refuses to start on it. Start the agents afterwards: they
 serve every restored record at its offset.`,
 		Example: `  # the dev layout: embedded etcd and bucket under ./data (rm -rf data/etcd lost it)
@@ -62,7 +62,7 @@ serve every restored record at its offset.`,
 	addEtcdTLSFlags(cmd)
 	addS3Flags(cmd, "the cluster's bucket: s3://bucket/prefix or a local directory (default with --dev: <data-dir>/bucket)")
 	f.String("manifest", "", "the manifest to restore (a key under "+manifest.Prefix+"; default: the newest)")
-	f.Bool("skip-corrupt", false, "restore past what is corrupt: a newest manifest that does not decode (the newest one that does is restored) and data objects that fail their check (their offsets are lost, and listed per partition)")
+	f.Bool("skip-corrupt", false, "restore past what is corrupt: a newest manifest that does not decode (the newest one that does is restored) and data objects that fail their check or are missing from the bucket (their offsets are lost, and listed per partition)")
 	f.Bool("verify-data", false, "also read every record byte the index references and check its CRC (reads the whole bucket; by default recover reads each object's footer only)")
 	f.Bool("new-bucket", false, "accept a manifest written for another bucket URL (the bucket was copied or moved); the cluster record gets this bucket")
 	f.Bool("force", false, "delete the keys the etcd namespace holds before restoring (stop every agent first)")
@@ -171,9 +171,13 @@ func runRecover(ctx context.Context, o StackOptions, ro recoverOptions, out, err
 	if err != nil {
 		return err
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%d objects the manifest %s references are not in %s (first: %s): the bucket is not this cluster's, or objects were deleted",
-			len(missing), plan.key, store, strings.Join(missing[:min(3, len(missing))], ", "))
+	if len(missing) > 0 && (!ro.SkipCorrupt || len(missing) == len(plan.objects)) {
+		hint := "; pass --skip-corrupt to restore without them (the offsets they held are lost, and listed)"
+		if len(missing) == len(plan.objects) {
+			hint = "; none of them is: check --bucket and its prefix"
+		}
+		return fmt.Errorf("%d objects the manifest %s references are not in %s (first: %s): the bucket is not this cluster's, or objects were deleted%s",
+			len(missing), plan.key, store, strings.Join(missing[:min(3, len(missing))], ", "), hint)
 	}
 	bad, err := verifyObjects(ctx, store, plan, sizes, ro.VerifyData, errw)
 	if err != nil {
@@ -401,7 +405,7 @@ func (p *recoveryPlan) print(w io.Writer, verb string) {
 			"  each partition resumes at the offsets below (the next records produced take the lost offsets)\n", s, created.Format(time.RFC3339))
 	}
 	if len(p.lost) > 0 {
-		fmt.Fprintf(w, "skipped %d corrupt objects; the offsets they held are lost (a fetch skips them; the offsets are not reused):\n", countObjects(p.lost))
+		fmt.Fprintf(w, "skipped %d corrupt or missing objects; the offsets they held are lost (a fetch skips them; the offsets are not reused):\n", countObjects(p.lost))
 		t := newTable(w, "  TOPIC", "PARTITION", "LOST OFFSETS", "RECORDS", "OBJECT")
 		for _, r := range p.lost {
 			t.row("  "+r.topic, r.partition, fmt.Sprintf("%d-%d", r.first, r.last), r.last-r.first+1, r.object)

@@ -124,7 +124,7 @@ func TestRecoverCorruptObjects(t *testing.T) {
 	out, errs, code := recoverTo("/restored", "--skip-corrupt")
 	// mid lost 3-4 (of 0-6, 5 records left), head lost 0-1 (its log start
 	// is now 2: 1 record left).
-	if code != 0 || !strings.Contains(out, "skipped 2 corrupt objects") || !hasRow(out, "mid", "0", "3-4", "2", midObj) ||
+	if code != 0 || !strings.Contains(out, "skipped 2 corrupt or missing objects") || !hasRow(out, "mid", "0", "3-4", "2", midObj) ||
 		!hasRow(out, "head", "0", "0-1", "2", headObj) || !hasRow(out, "mid", "1", "5", "7") || !hasRow(out, "head", "1", "1", "3") ||
 		!strings.Contains(errs, "skipping "+midObj) {
 		t.Fatalf("recover --skip-corrupt: %d\n%s%s", code, out, errs)
@@ -174,5 +174,21 @@ func TestRecoverCorruptObjects(t *testing.T) {
 	}
 	if _, errs, code := recoverTo("/v", "--dry-run", "--verify-data"); code == 0 || !strings.Contains(errs, goodObj+": ") || !strings.Contains(errs, "CRC") {
 		t.Fatalf("recover --verify-data: %d %s", code, errs)
+	}
+
+	// An object missing from the bucket: an error naming it and the flag;
+	// with the flag, skipped as the corrupt ones are, its offsets listed.
+	// (The newest manifest is the restored cluster's, written at its
+	// stop: it no longer references the two objects skipped above.)
+	if err := mc.RemoveObject(ctx, s3.Bucket, "c/"+goodObj, minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := recoverTo("/m", "--dry-run"); code == 0 || !strings.Contains(errs, "1 objects the manifest") ||
+		!strings.Contains(errs, "not in") || !strings.Contains(errs, goodObj) || !strings.Contains(errs, "--skip-corrupt") {
+		t.Fatalf("recover with a missing object: %d %s", code, errs)
+	}
+	if out, errs, code := recoverTo("/m", "--dry-run", "--skip-corrupt"); code != 0 || !strings.Contains(out, "skipped 1 corrupt or missing objects") ||
+		!hasRow(out, "mid", "0", "5-6", "2", goodObj) || !strings.Contains(errs, "skipping "+goodObj+": not in the bucket") {
+		t.Fatalf("recover --skip-corrupt with a missing object: %d\n%s%s", code, out, errs)
 	}
 }

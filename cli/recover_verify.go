@@ -49,11 +49,16 @@ type lostRange struct {
 }
 
 // corruptObject is an object the manifest references that failed its
-// check.
+// check, or is not in the bucket (errNotInBucket).
 type corruptObject struct {
 	key string
 	err error
 }
+
+// errNotInBucket is a referenced object the bucket listing lacks. Under
+// --skip-corrupt it is skipped as a corrupt one is, unless every object
+// is missing (the wrong bucket or prefix: recover refuses).
+var errNotInBucket = errors.New("not in the bucket")
 
 // relPartition parses the partition of a relative index/<id>/<p>/<base> key.
 func relPartition(rel string) (int32, bool) {
@@ -237,13 +242,16 @@ func verifyObjects(ctx context.Context, store s3tier.Store, p *recoveryPlan, siz
 		go func() {
 			defer wg.Done()
 			for k := range work {
-				err := checkObject(ctx, store, k, sizes[k], byObject[k], data)
+				err := errNotInBucket
+				if size, ok := sizes[k]; ok {
+					err = checkObject(ctx, store, k, size, byObject[k], data)
+				}
 				mu.Lock()
 				done++
 				prog.set(done)
 				switch {
 				case err == nil:
-				case errors.Is(err, segment.ErrCorrupt):
+				case errors.Is(err, segment.ErrCorrupt), errors.Is(err, errNotInBucket):
 					bad = append(bad, corruptObject{key: k, err: err})
 				case firstEr == nil:
 					firstEr = err

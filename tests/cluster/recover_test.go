@@ -26,8 +26,8 @@ import (
 // transactional one, group offsets, an ACL and a SCRAM user; once a
 // manifest covers it all, both agents are SIGKILLed (no final manifest)
 // and etcd is replaced by an empty one. After recover and a restart, every
-// acknowledged record reads back at its offset through the other agent,
-// each topic reads exactly as before, the group's offsets are back, the
+// acknowledged record reads back at its offset through each agent, each
+// topic reads exactly as before, the group's offsets are back, the
 // user logs in with SCRAM and reads under its ACL, and the next record
 // takes the next offset (dense, none reused).
 func TestRecoverFromBucket(t *testing.T) { testRecover(t, nil) }
@@ -156,10 +156,12 @@ func testRecover(t *testing.T, s3srv *testenv.S3Server) {
 	c.Restart(0)
 	c.Restart(1)
 
-	samePositions(t, acked, readPositions(ctx, t, c, 1, "plain", n))
-	for topic, want := range before {
-		if got := readAll(ctx, t, c, 1, topic); !maps.Equal(got, want) {
-			t.Errorf("%s after recover reads %d records %v, before %d %v", topic, len(got), got, len(want), want)
+	for i := range 2 { // through both agents
+		samePositions(t, acked, readPositions(ctx, t, c, i, "plain", n))
+		for topic, want := range before {
+			if got := readAll(ctx, t, c, i, topic); !maps.Equal(got, want) {
+				t.Errorf("%s after recover reads %d records through agent %d %v, before %d %v", topic, len(got), i, got, len(want), want)
+			}
 		}
 	}
 	adm1 := kadm.NewClient(c.Client(t, kgo.SeedBrokers(c.Addr(1)), kgo.Dialer(DialTo(c.Addr(1)))))
