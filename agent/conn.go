@@ -19,6 +19,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/shale-dev/shale/internal/retry"
 )
 
 // conn serves one client connection. The read loop decodes requests and
@@ -175,14 +177,8 @@ func (c *conn) readLoop() error {
 	for {
 		// A throttled client's connection is muted (KIP-219): nothing
 		// more is read from it until its throttle time has passed.
-		if d := time.Until(time.Unix(0, c.mutedUntil.Load())); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-c.drainCtx.Done(): // closing: nothing more is read
-				t.Stop()
-				return nil
-			}
+		if d := time.Until(time.Unix(0, c.mutedUntil.Load())); d > 0 && !retry.Sleep(c.drainCtx, d) {
+			return nil // closing: nothing more is read
 		}
 		if err := c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout)); err != nil {
 			return err

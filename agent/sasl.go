@@ -345,12 +345,7 @@ func (s *Server) handleSASLAuthenticate(ctx context.Context, rc *reqCtx, req *km
 			c.log.Warn("SASL authentication error", "err", err)
 		}
 		c.log.Info("SASL authentication failed", "mechanism", c.auth.mech, "user", user, "reason", reason)
-		t := time.NewTimer(s.sec.cfg.FailureDelay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
+		retry.Sleep(ctx, s.sec.cfg.FailureDelay)
 		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
 		resp.ErrorMessage = kmsg.StringPtr(msg)
 		return now(resp)

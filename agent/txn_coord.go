@@ -70,6 +70,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/shale-dev/shale/engine"
+	"github.com/shale-dev/shale/internal/retry"
 	"github.com/shale-dev/shale/metastore"
 )
 
@@ -157,8 +158,11 @@ func (c *txnCoord) run() {
 			return
 		case <-done:
 			c.dropAll()
-			for c.s.currentSession() == sess && c.s.ctx.Err() == nil {
-				time.Sleep(100 * time.Millisecond)
+			// Wait for keepRegistered to install a new session.
+			for c.s.currentSession() == sess {
+				if !retry.Sleep(c.s.ctx, 100*time.Millisecond) {
+					break // closing: the select above returns
+				}
 			}
 		case <-t.C:
 			c.sweep()
