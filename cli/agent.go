@@ -48,10 +48,10 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	}
 	f := cmd.Flags()
 	addConfigFileFlag(cmd)
-	f.Bool("dev", false, "embedded defaults: etcd and a local-directory bucket under --data-dir, topic auto-creation on, --flush-interval 5ms")
-	f.String("data-dir", "data", "local directory for the write spool and read cache (and, with --dev, etcd and the bucket)")
+	f.Bool("dev", false, "embedded defaults: etcd and a local-directory bucket under --data-dir, topic auto-creation on, --flush-interval "+DevFlushInterval.String())
+	f.String("data-dir", DefaultDataDir, "local directory for the write spool and read cache (and, with --dev, etcd and the bucket)")
 	f.String("listen", agent.DefaultListen, "Kafka listener address")
-	f.String("admin-listen", "", "address of the admin HTTP server: /metrics (Prometheus), /healthz, /readyz (default with --dev: 127.0.0.1:9644; otherwise off)")
+	f.String("admin-listen", "", "address of the admin HTTP server: /metrics (Prometheus), /healthz, /readyz (default with --dev: "+DevAdminListen+"; otherwise off)")
 	f.String("advertised-host", "", "host clients should connect to (default: the listener's host)")
 	f.Int("advertised-port", 0, "port clients should connect to (default: the listener's port)")
 	f.Int("node-id", -1, "Kafka broker ID to advertise (-1: allocate a free one in etcd)")
@@ -60,11 +60,11 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.String("etcd-namespace", metastore.DefaultNamespace, "key prefix of this cluster in etcd")
 	addEtcdTLSFlags(cmd)
 	addSecurityFlags(cmd)
-	f.String("dev-etcd-listen", "127.0.0.1:2379", "with --dev: client address of the embedded etcd")
+	f.String("dev-etcd-listen", DevEtcdListen, "with --dev: client address of the embedded etcd")
 	addS3Flags(cmd, "object store: s3://bucket/prefix, or a local directory (default with --dev: <data-dir>/bucket)")
 	f.Bool("create-bucket", false, "create the S3 bucket at start if it does not exist (default: refuse to start, naming it)")
 	f.Var(&flushBytes, "flush-bytes", "seal the write buffer into an object at this size")
-	f.Duration("flush-interval", engine.DefaultFlushInterval, "seal the write buffer at least this often (bounds acks=all latency; each seal is one PUT; default with --dev: 5ms)")
+	f.Duration("flush-interval", engine.DefaultFlushInterval, "seal the write buffer at least this often (bounds acks=all latency; each seal is one PUT; default with --dev: "+DevFlushInterval.String()+")")
 	f.Var(&cacheBytes, "cache-bytes", "local read cache budget")
 	f.Var(&readAhead, "read-ahead-bytes", "memory for spans read ahead of consumers replaying history; twice the largest fetch.max.bytes of such consumers lets their next fetch be read while they decode one")
 	f.Var(&maxPending, "max-pending-bytes", "sealed records not yet committed (uploading, committing); above it produces wait, then get REQUEST_TIMED_OUT. Up to half of it is held in memory, the rest spills to <data-dir>/agent/spool")
@@ -208,6 +208,9 @@ func splitList(in []string) []string {
 // acks=all latency.
 const DevFlushInterval = 5 * time.Millisecond
 
+// DevAdminListen is --admin-listen's default with --dev.
+const DevAdminListen = "127.0.0.1:9644"
+
 // flushInterval applies the dev default of --flush-interval unless it was
 // set (flag, environment or file).
 func flushInterval(cmd *cobra.Command, v *viper.Viper, dev bool) time.Duration {
@@ -220,7 +223,7 @@ func flushInterval(cmd *cobra.Command, v *viper.Viper, dev bool) time.Duration {
 // adminListen applies the dev default of --admin-listen.
 func adminListen(flag string, dev bool) string {
 	if flag == "" && dev {
-		return "127.0.0.1:9644"
+		return DevAdminListen
 	}
 	return flag
 }

@@ -85,10 +85,10 @@ func checkCluster(ctx context.Context, meta *metastore.Store, o StackOptions) er
 // addEtcdReadFlags adds the flags of commands that read a cluster's state
 // from etcd (status, topic describe, replay).
 func addEtcdReadFlags(cmd *cobra.Command) {
-	cmd.Flags().StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints (default: the dev agent's embedded etcd)")
+	cmd.Flags().StringSlice("etcd-endpoints", []string{DevEtcdListen}, "etcd endpoints (default: the dev agent's embedded etcd)")
 	addEtcdTLSFlags(cmd)
 	cmd.Flags().String("etcd-namespace", metastore.DefaultNamespace, "key prefix of the cluster in etcd")
-	cmd.Flags().String("data-dir", "data", "a dev agent's --data-dir: when no etcd answers, its etcd files are read from here (the agent must be stopped)")
+	cmd.Flags().String("data-dir", DefaultDataDir, "a dev agent's --data-dir: when no etcd answers, its etcd files are read from here (the agent must be stopped)")
 }
 
 // openMetaFlags connects to the etcd named by --etcd-endpoints and

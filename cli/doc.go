@@ -6,7 +6,10 @@
 //     storage engine, the Kafka server, the lifecycle jobs and the admin
 //     server; StackOptions carries engine.Config and agent.Config as the
 //     packages define them, and flag defaults are those packages' Default*
-//     constants, so a default lives in one place.
+//     constants, or cli's own for what only the command decides
+//     (DefaultDataDir, DevEtcdListen, DevAdminListen, DevFlushInterval,
+//     shared by the commands that have the flag), so a default lives in
+//     one place.
 //   - topic, group, produce, consume, perf, status, user, acl: clients of a
 //     running cluster through the Kafka API (--bootstrap-server), with a few
 //     reads straight from etcd (topic describe's storage columns, user and

@@ -56,7 +56,7 @@ serve every restored record at its offset.`,
 	f := cmd.Flags()
 	addConfigFileFlag(cmd)
 	f.Bool("dev", false, "the dev layout: etcd (started embedded) and the bucket under --data-dir")
-	f.String("data-dir", "data", "with --dev: the agent's --data-dir")
+	f.String("data-dir", DefaultDataDir, "with --dev: the agent's --data-dir")
 	f.StringSlice("etcd-endpoints", nil, "etcd endpoints, comma-separated (required unless --dev)")
 	f.String("etcd-namespace", metastore.DefaultNamespace, "key prefix of the cluster in etcd")
 	addEtcdTLSFlags(cmd)
@@ -146,7 +146,7 @@ func relTopicID(rel string) (metastore.TopicID, bool) {
 
 func runRecover(ctx context.Context, o StackOptions, ro recoverOptions, out, errw io.Writer) error {
 	if o.Dev && o.DataDir == "" {
-		o.DataDir = "data"
+		o.DataDir = DefaultDataDir
 	}
 	store, err := OpenStore(ctx, o)
 	if err != nil {

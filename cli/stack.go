@@ -24,6 +24,20 @@ import (
 	"github.com/shale-dev/shale/s3tier"
 )
 
+// Defaults of the flags several commands share, each in one place.
+const (
+	// DefaultDataDir is --data-dir's default: the agent's local directory
+	// (with --dev also its etcd and bucket), where recover and the etcd
+	// reading commands look for a stopped dev agent's etcd.
+	DefaultDataDir = "data"
+	// DevEtcdListen is the client address of a dev agent's embedded etcd
+	// (--dev-etcd-listen), hence the commands' default --etcd-endpoints.
+	DevEtcdListen = "127.0.0.1:2379"
+	// DefaultEtcdDialTimeout bounds an agent's (and recover's) first
+	// connection to etcd when StackOptions.EtcdDialTimeout is unset.
+	DefaultEtcdDialTimeout = 5 * time.Second
+)
+
 // StackOptions configures one agent and what it connects to. Engine and
 // Agent are the packages' own configurations, passed on as they are (but
 // for the fields StartStack sets: Engine.DataDir, under DataDir, and both
@@ -109,7 +123,7 @@ func OpenMeta(ctx context.Context, o StackOptions, log *slog.Logger) (*metastore
 	}
 	dial := o.EtcdDialTimeout
 	if dial <= 0 {
-		dial = 5 * time.Second
+		dial = DefaultEtcdDialTimeout
 	}
 	tlsCfg, err := etcdTLS(o)
 	if err != nil {
@@ -172,7 +186,7 @@ func OpenStore(ctx context.Context, o StackOptions) (s3tier.Store, error) {
 // StartStack starts everything one agent needs and the agent itself.
 func StartStack(ctx context.Context, o StackOptions, log *slog.Logger) (*Stack, error) {
 	if o.DataDir == "" {
-		o.DataDir = "data"
+		o.DataDir = DefaultDataDir
 	}
 	meta, emb, cli, err := OpenMeta(ctx, o, log)
 	if err != nil {

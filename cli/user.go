@@ -19,7 +19,7 @@ import (
 
 // addEtcdFlags adds the flags of commands that talk to etcd directly.
 func addEtcdFlags(cmd *cobra.Command) {
-	cmd.Flags().StringSlice("etcd-endpoints", []string{"127.0.0.1:2379"}, "etcd endpoints (default: the dev agent's embedded etcd)")
+	cmd.Flags().StringSlice("etcd-endpoints", []string{DevEtcdListen}, "etcd endpoints (default: the dev agent's embedded etcd)")
 	cmd.Flags().String("etcd-namespace", metastore.DefaultNamespace, "key prefix of the cluster in etcd")
 	addEtcdTLSFlags(cmd)
 }
