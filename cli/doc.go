@@ -13,8 +13,10 @@
 //   - topic, group, produce, consume, perf, status, user, acl: clients of a
 //     running cluster through the Kafka API (--bootstrap-server), with a few
 //     reads straight from etcd (topic describe's storage columns, user and
-//     status). List and describe commands print through one table helper
-//     (table.go) and connect through adminRun.
+//     status). List and describe commands, status and recover's plan print
+//     through one table helper (table.go; only cost's report, whose money
+//     columns align right, has a tabwriter of its own), and the commands
+//     using the admin API connect through adminRun.
 //   - replay: history from etcd and the bucket, with every agent stopped if
 //     need be (package replay); it never writes to etcd.
 //   - cost (cost.go): the bucket's estimated bill per topic from etcd's

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -412,8 +411,8 @@ func (p *recoveryPlan) print(w io.Writer, verb string) {
 		}
 		_ = t.flush()
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(name string, n any) { fmt.Fprintf(tw, "  %s\t%v\n", name, n) }
+	kt := newTable(w)
+	row := func(name string, n any) { kt.row("  "+name, n) }
 	row("topics", p.kinds[metastore.KindTopic])
 	row("partitions", p.kinds[metastore.KindPartition])
 	row("index entries", fmt.Sprintf("%d (%s of records in %d objects)", p.kinds[metastore.KindIndex], HumanBytes(p.bytes), len(p.objects)))
@@ -424,7 +423,7 @@ func (p *recoveryPlan) print(w io.Writer, verb string) {
 	row("SCRAM credentials", p.kinds[metastore.KindUser])
 	row("other keys", p.kinds[metastore.KindOther])
 	row("etcd keys in all", len(p.kvs))
-	tw.Flush()
+	_ = kt.flush()
 	if len(p.topics) == 0 {
 		return
 	}

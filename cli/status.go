@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -183,33 +182,37 @@ func ReadStatus(ctx context.Context, meta *metastore.Store) (Status, error) {
 }
 
 func (st Status) printTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if st.Bucket != "" {
-		fmt.Fprintf(tw, "BUCKET %s\n", st.Bucket)
+		fmt.Fprintf(w, "BUCKET %s\n", st.Bucket)
 	}
 	if m := st.Manifest; m != nil {
-		fmt.Fprintf(tw, "LAST MANIFEST %s ago (%s, %s, %d etcd keys): the recovery point of shale recover\n",
+		fmt.Fprintf(w, "LAST MANIFEST %s ago (%s, %s, %d etcd keys): the recovery point of shale recover\n",
 			(time.Duration(m.AgeSeconds) * time.Second).String(), m.Written, HumanBytes(m.Bytes), m.Keys)
 	} else {
-		fmt.Fprintln(tw, "LAST MANIFEST none yet: shale recover has nothing to restore")
+		fmt.Fprintln(w, "LAST MANIFEST none yet: shale recover has nothing to restore")
 	}
-	fmt.Fprintln(tw)
-	fmt.Fprintf(tw, "AGENTS (%d)\n", len(st.Agents))
-	fmt.Fprintln(tw, "NODE\tADDRESS\tSTARTED")
+	fmt.Fprintf(w, "\nAGENTS (%d)\n", len(st.Agents))
+	t := newTable(w, "NODE", "ADDRESS", "STARTED")
 	for _, a := range st.Agents {
-		fmt.Fprintf(tw, "%d\t%s\t%s\n", a.NodeID, a.Address, a.Started)
+		t.row(a.NodeID, a.Address, a.Started)
 	}
-	fmt.Fprintf(tw, "\nTOPICS (%d)\n", len(st.Topics))
-	fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tRECORDS\tSTORED\tOBJECTS\tINDEX ENTRIES\tOLDEST RECORD")
-	for _, t := range st.Topics {
-		oldest := t.OldestRecord
+	if err := t.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nTOPICS (%d)\n", len(st.Topics))
+	t = newTable(w, "TOPIC", "PARTITIONS", "RECORDS", "STORED", "OBJECTS", "INDEX ENTRIES", "OLDEST RECORD")
+	for _, tp := range st.Topics {
+		oldest := tp.OldestRecord
 		if oldest == "" {
 			oldest = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%s\n", t.Name, t.Partitions, t.Records, HumanBytes(t.BytesStored), t.Objects, t.IndexEntries, oldest)
+		t.row(tp.Name, tp.Partitions, tp.Records, HumanBytes(tp.BytesStored), tp.Objects, tp.IndexEntries, oldest)
 	}
-	fmt.Fprintf(tw, "\nCONSUMER GROUPS (%d)\n", len(st.Groups))
-	fmt.Fprintln(tw, "GROUP\tCOORDINATOR\tPARTITIONS\tLAG")
+	if err := t.flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nCONSUMER GROUPS (%d)\n", len(st.Groups))
+	t = newTable(w, "GROUP", "COORDINATOR", "PARTITIONS", "LAG")
 	unclaimed := false
 	for _, g := range st.Groups {
 		coord := "none*"
@@ -218,12 +221,16 @@ func (st Status) printTable(w io.Writer) error {
 		} else {
 			unclaimed = true
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", g.Name, coord, g.Partitions, g.Lag)
+		t.row(g.Name, coord, g.Partitions, g.Lag)
+	}
+	if err := t.flush(); err != nil {
+		return err
 	}
 	if unclaimed {
 		// etcd holds no coordinator for it (e.g. after a restart): the
 		// group's next request (a consumer, `shale group describe`) elects one.
-		fmt.Fprintln(tw, "\n* no agent coordinates the group now; its next client request (a consumer, `shale group describe`) elects one")
+		_, err := fmt.Fprintln(w, "\n* no agent coordinates the group now; its next client request (a consumer, `shale group describe`) elects one")
+		return err
 	}
-	return tw.Flush()
+	return nil
 }

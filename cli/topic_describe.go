@@ -7,7 +7,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/viper"
@@ -38,13 +37,12 @@ func describeFromEtcd(ctx context.Context, out io.Writer, v *viper.Viper, name s
 		return err
 	}
 	fmt.Fprintf(out, "topic %s  id %s  partitions %d  (read from etcd: no agent answered)\n\n", name, kafkaTopicID(t.ID), t.Partitions)
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "PARTITION\tLOG START\tLOG END\tRECORDS\tBYTES\tOBJECTS\tINDEX ENTRIES")
+	w := newTable(out, "PARTITION", "LOG START", "LOG END", "RECORDS", "BYTES", "OBJECTS", "INDEX ENTRIES")
 	for p := range t.Partitions {
 		ps := storage[p]
-		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%s\t%d\t%d\n", p, ps.start, ps.next, ps.next-ps.start, HumanBytes(ps.bytes), ps.objects, ps.entries)
+		w.row(p, ps.start, ps.next, ps.next-ps.start, HumanBytes(ps.bytes), ps.objects, ps.entries)
 	}
-	if err := w.Flush(); err != nil {
+	if err := w.flush(); err != nil {
 		return err
 	}
 	fmt.Fprint(out, compressionLine(ctx, meta, t))
@@ -55,15 +53,15 @@ func describeFromEtcd(ctx context.Context, out io.Writer, v *viper.Viper, name s
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	w = newTable(out)
 	for _, k := range keys {
-		note := ""
 		if agent.TopicConfigIgnored(k) {
-			note = "\t(ignored on shale)"
+			w.row(k, t.Configs[k], "(ignored on shale)")
+		} else {
+			w.row(k, t.Configs[k])
 		}
-		fmt.Fprintf(w, "%s\t%s%s\n", k, t.Configs[k], note)
 	}
-	return w.Flush()
+	return w.flush()
 }
 
 // compressionLine says what recompressing produced batches into the
@@ -98,8 +96,7 @@ func cleanerLines(ctx context.Context, meta *metastore.Store, t metastore.Topic,
 	}
 	var b strings.Builder
 	b.WriteString("\nKEY COMPACTION\n")
-	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "PARTITION\tCHECKPOINT\tDIRTY OFFSETS\tDIRTY BYTES\tDIRTY RATIO\tLAST PASS\tREWROTE (BEFORE -> AFTER)")
+	w := newTable(&b, "PARTITION", "CHECKPOINT", "DIRTY OFFSETS", "DIRTY BYTES", "DIRTY RATIO", "LAST PASS", "REWROTE (BEFORE -> AFTER)")
 	for p := range t.Partitions {
 		st, err := meta.GetCleanerState(ctx, t.ID, p)
 		if err != nil {
@@ -125,8 +122,8 @@ func cleanerLines(ctx context.Context, meta *metastore.Store, t metastore.Topic,
 			rewrote = HumanBytes(st.BytesBefore) + " -> " + HumanBytes(st.BytesAfter)
 		}
 		ps := storage[p]
-		fmt.Fprintf(w, "%d\t%d\t%d\t%s\t%.2f\t%s\t%s\n", p, st.Checkpoint, max(0, ps.next-max(st.Checkpoint, ps.start)), HumanBytes(dirty), ratio, last, rewrote)
+		w.row(p, st.Checkpoint, max(0, ps.next-max(st.Checkpoint, ps.start)), HumanBytes(dirty), fmt.Sprintf("%.2f", ratio), last, rewrote)
 	}
-	_ = w.Flush()
+	_ = w.flush()
 	return b.String()
 }
