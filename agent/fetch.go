@@ -65,7 +65,11 @@ package agent
 //
 // Errors: OFFSET_OUT_OF_RANGE from the engine (with the log start offset
 // and high watermark), UNKNOWN_TOPIC_OR_PARTITION, and other engine
-// errors mapped by errCode. A partition with an error ends the long poll.
+// errors mapped by errCode. A partition with any other error is answered
+// with high watermark, last stable offset and log start offset -1, as
+// Kafka's FetchResponse.partitionResponse answers it
+// (TestFetchErrorAnswersNamePartitions). A partition with an error ends
+// the long poll.
 
 import (
 	"context"
@@ -128,6 +132,10 @@ func (s *Server) fetchParts(ctx context.Context, rc *reqCtx, byID bool, wanted [
 		op := &slots[i]
 		*op = kmsg.NewFetchResponseTopicPartition()
 		op.Partition = wp.key.part
+		// Kafka's answer for a partition it cannot read
+		// (FetchResponse.partitionResponse): offsets -1, not 0, so a
+		// client cannot take a refused partition for an empty one.
+		op.HighWatermark, op.LastStableOffset, op.LogStartOffset = -1, -1, -1
 		fp := fetchPart{id: r.t.ID, out: op, offset: wp.offset, max: wp.max, name: r.t.Name}
 		if fp.name == "" {
 			fp.name = tk.name

@@ -74,8 +74,10 @@ func wantValues(from, n int, prefix string) []string {
 // TestKafkaGoClientFetch proves kafka-go v0.4.51's low-level Client.Fetch
 // (sessionless: SessionID -1, SessionEpoch -1) reads records written
 // through another agent: plain and compressed batches from kgo, a batch
-// written by kafka-go's Client.Produce, and a pipelined burst of fetches at
-// different offsets on one connection.
+// written by kafka-go's Client.Produce, and a burst of concurrent fetches
+// at different offsets on one Client (kafka-go's Transport gives each
+// in-flight request a connection of its own; fetches pipelined on one
+// connection: TestFetchesPipelinedOnOneConnection).
 func TestKafkaGoClientFetch(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2})
 	ctx := testCtx(t, 2*time.Minute)
