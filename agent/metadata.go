@@ -26,7 +26,8 @@ package agent
 // Metadata shows it with its partitions or not at all
 // (UNKNOWN_TOPIC_OR_PARTITION, no partitions), never with 0 partitions:
 // there is no "being created" state, through any agent, once CreateTopics
-// has answered (TestMetadataOfJustCreatedTopic).
+// has answered (TestMetadataOfJustCreatedTopic), nor while CreateTopics
+// runs through another agent (TestMetadataWhileTopicIsBeingCreated).
 
 import (
 	"context"
