@@ -240,3 +240,31 @@ func TestReplayOnS3FindsTheBucketInEtcd(t *testing.T) {
 		t.Fatalf("replay with only --etcd-endpoints: exit %d, %d lines\n%s", code, strings.Count(out, "\n"), errs)
 	}
 }
+
+// TestToolsSayWhatTheyNeedWithoutEtcd proves status, replay and topic
+// describe, run where no etcd answers and no stopped dev agent's data is
+// (no ./data/etcd), fail with an error that says what they need: an
+// agent, `shale agent --dev` or `make run`, or the --etcd-endpoints of an
+// etcd, instead of a bare "etcd is not answering".
+func TestToolsSayWhatTheyNeedWithoutEtcd(t *testing.T) {
+	t.Chdir(t.TempDir())
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := fmt.Sprintf("127.0.0.1:%d", port)
+	t.Setenv("SHALE_ETCD_ENDPOINTS", closed)
+	t.Setenv("SHALE_BOOTSTRAP", closed)
+	for _, args := range [][]string{{"status"}, {"replay", "-t", "clicks"}, {"topic", "describe", "clicks"}} {
+		start := time.Now()
+		_, errs, code := run(t, "", args...)
+		if code == 0 || !strings.Contains(errs, "no dev agent's etcd under --data-dir data") ||
+			!strings.Contains(errs, "make run") || !strings.Contains(errs, "--etcd-endpoints") {
+			t.Errorf("%v with no etcd and no ./data: exit %d, stderr %q; want what is needed", args, code, errs)
+		}
+		if took := time.Since(start); took > 30*time.Second {
+			t.Errorf("%v took %s to fail", args, took)
+		}
+		t.Logf("%v: %s", args, strings.TrimSpace(errs))
+	}
+}
