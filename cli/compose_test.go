@@ -3,6 +3,7 @@ package cli
 import (
 	"io"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -228,5 +229,44 @@ func TestDockerfilesMatchTheTests(t *testing.T) {
 	if !slices.ContainsFunc(run, func(r string) bool { return strings.Contains(r, "go build") && strings.Contains(r, "-o /out/shale .") }) ||
 		!strings.Contains(text, `ENTRYPOINT ["/usr/local/bin/shale"]`) {
 		t.Errorf("Dockerfile: does not build the repo into /out/shale and run it")
+	}
+}
+
+// TestMakeRunTakesItsPorts proves `make run`'s ports and data directory
+// can be changed from the make command line (README: a second dev agent
+// beside the first) and that every flag it passes exists in `shale agent`:
+// `make -n run ...` prints the agent's command line without running it.
+func TestMakeRunTakesItsPorts(t *testing.T) {
+	makeBin, err := exec.LookPath("make")
+	if err != nil {
+		t.Fatalf("make is not installed (make test runs the tests through it): %v", err)
+	}
+	cmd := exec.Command(makeBin, "-n", "run", "LISTEN=127.0.0.1:19092", "ADMIN_LISTEN=127.0.0.1:19644",
+		"ETCD_LISTEN=127.0.0.1:12379", "DATA_DIR=data2", "ARGS=--log-level debug")
+	cmd.Dir = ".."
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n run: %v\n%s", err, out)
+	}
+	var line string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "bin/shale agent") {
+			line = l
+		}
+	}
+	for _, want := range []string{"--listen 127.0.0.1:19092", "--admin-listen 127.0.0.1:19644", "--dev-etcd-listen 127.0.0.1:12379", "--data-dir data2", "--dev", "--log-level debug"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("make run's agent command %q lacks %q", line, want)
+		}
+	}
+	ac, _, err := NewRoot(strings.NewReader(""), io.Discard, io.Discard).Find([]string{"agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, args, _ := strings.Cut(line, "bin/shale agent")
+	for _, f := range strings.Fields(args) {
+		if name, ok := strings.CutPrefix(f, "--"); ok && ac.Flags().Lookup(name) == nil {
+			t.Errorf("make run passes --%s, which `shale agent` does not have", name)
+		}
 	}
 }
