@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net"
 	"path/filepath"
@@ -285,5 +286,19 @@ func TestConsumeEndsWithinTimeout(t *testing.T) {
 	}
 	if took := time.Since(start); took > 30*time.Second {
 		t.Fatalf("consume took %s with --timeout 1s", took)
+	}
+}
+
+// TestPerfResultPlurals proves perf-produce's summary says "1 record" and
+// "1 error", not "1 records" (a newcomer's complaint), and keeps the
+// plural otherwise.
+func TestPerfResultPlurals(t *testing.T) {
+	one := PerfResult{Records: 1, Bytes: 100, Elapsed: time.Second, Errors: 1, FirstError: errors.New("boom")}.String()
+	if !strings.HasPrefix(one, "1 record (") || !strings.Contains(one, "; 1 error, first: boom") {
+		t.Errorf("one record, one error: %q", one)
+	}
+	many := PerfResult{Records: 50, Bytes: 5000, Elapsed: time.Second, Errors: 2, FirstError: errors.New("boom")}.String()
+	if !strings.HasPrefix(many, "50 records (") || !strings.Contains(many, "; 2 errors, first: boom") {
+		t.Errorf("50 records, 2 errors: %q", many)
 	}
 }

@@ -84,11 +84,11 @@ type PerfResult struct {
 }
 
 func (r PerfResult) String() string {
-	s := fmt.Sprintf("%d records (%s) in %s: %.0f records/s, %.2f MiB/s; ack latency p50 %s p99 %s p99.9 %s",
-		r.Records, HumanBytes(r.Bytes), r.Elapsed.Round(time.Millisecond), r.RecordsPerSecond, r.MiBPerSecond,
+	s := fmt.Sprintf("%s (%s) in %s: %.0f records/s, %.2f MiB/s; ack latency p50 %s p99 %s p99.9 %s",
+		plural(r.Records, "record"), HumanBytes(r.Bytes), r.Elapsed.Round(time.Millisecond), r.RecordsPerSecond, r.MiBPerSecond,
 		r.P50.Round(100*time.Microsecond), r.P99.Round(100*time.Microsecond), r.P999.Round(100*time.Microsecond))
 	if r.Errors > 0 {
-		s += fmt.Sprintf("; %d errors, first: %v", r.Errors, r.FirstError)
+		s += fmt.Sprintf("; %s, first: %v", plural(r.Errors, "error"), r.FirstError)
 	}
 	return s
 }

@@ -415,7 +415,7 @@ func (p *recoveryPlan) print(w io.Writer, verb string) {
 	row := func(name string, n any) { kt.row("  "+name, n) }
 	row("topics", p.kinds[metastore.KindTopic])
 	row("partitions", p.kinds[metastore.KindPartition])
-	row("index entries", fmt.Sprintf("%d (%s of records in %d objects)", p.kinds[metastore.KindIndex], HumanBytes(p.bytes), len(p.objects)))
+	row("index entries", fmt.Sprintf("%d (%s of records in %s)", p.kinds[metastore.KindIndex], HumanBytes(p.bytes), plural(int64(len(p.objects)), "object")))
 	row("group keys", p.kinds[metastore.KindGroup])
 	row("group offsets", p.kinds[metastore.KindGroupOffset])
 	row("transactions", p.kinds[metastore.KindTxn])
