@@ -136,6 +136,10 @@ func (s *Server) fetchParts(ctx context.Context, rc *reqCtx, byID bool, wanted [
 		// (FetchResponse.partitionResponse): offsets -1, not 0, so a
 		// client cannot take a refused partition for an empty one.
 		op.HighWatermark, op.LastStableOffset, op.LogStartOffset = -1, -1, -1
+		// Never null, an error answer's neither: librdkafka rejects a null
+		// record set (-1) and drops the whole response; Kafka always sends
+		// an empty one.
+		op.RecordBatches = []byte{}
 		fp := fetchPart{id: r.t.ID, out: op, offset: wp.offset, max: wp.max, name: r.t.Name}
 		if fp.name == "" {
 			fp.name = tk.name
@@ -298,9 +302,7 @@ func (s *Server) fetchOnce(ctx, rctx context.Context, parts []fetchPart, maxByte
 			continue
 		}
 		op.ErrorCode = 0
-		// Never null: librdkafka rejects a null record set (-1) and drops the
-		// whole response; Kafka always sends an empty one.
-		op.RecordBatches = []byte{}
+		op.RecordBatches = []byte{} // never null (above)
 		limit := min(int(fp.max), maxBytes-total)
 		if limit <= 0 && total > 0 || fp.max <= 0 {
 			// No room left: report offsets only.

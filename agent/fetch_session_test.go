@@ -289,3 +289,39 @@ func TestFetchSessionACLApplies(t *testing.T) {
 		t.Fatalf("after the ACL was removed the session answered %+v, want TOPIC_AUTHORIZATION_FAILED", resp.Topics)
 	}
 }
+
+// TestFetchNeverNullRecords proves no Fetch answer carries a null record
+// set, an error answer's neither (a partition the topic lacks, an unknown
+// topic, an offset out of range): Kafka always sends an empty one, and
+// librdkafka fails to parse the whole response on a null one (its
+// 0107_topic_recreate saw "Protocol parse failure for Fetch v11" after a
+// topic was deleted). Versions 4, 11 (what librdkafka 2.0 sends) and 12
+// (the first flexible one, the newest naming topics by name).
+func TestFetchNeverNullRecords(t *testing.T) {
+	c := agenttest.Start(t, agenttest.Options{})
+	ctx := testCtx(t, time.Minute)
+	if _, err := c.Admin(t).CreateTopic(ctx, 1, -1, nil, "nn"); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []int16{4, 11, 12} {
+		for _, topic := range []string{"nn", "nn-unknown"} {
+			f := &sessionFetcher{t: t, rc: dialRaw(t, c.Agents[0].Addr), version: v, topic: topic}
+			resp := f.fetch(0, -1, map[int32]int64{0: 99, 5: 0})
+			n := 0
+			for _, rt := range resp.Topics {
+				for _, p := range rt.Partitions {
+					n++
+					if p.ErrorCode == 0 {
+						t.Errorf("v%d %s/%d: no error, want one", v, topic, p.Partition)
+					}
+					if p.RecordBatches == nil {
+						t.Errorf("v%d %s/%d (%v): null record set, want an empty one", v, topic, p.Partition, kerr.ErrorForCode(p.ErrorCode))
+					}
+				}
+			}
+			if n != 2 {
+				t.Errorf("v%d %s: %d partitions answered, want 2", v, topic, n)
+			}
+		}
+	}
+}
