@@ -244,6 +244,13 @@ func TestMakeRunTakesItsPorts(t *testing.T) {
 	cmd := exec.Command(makeBin, "-n", "run", "LISTEN=127.0.0.1:19092", "ADMIN_LISTEN=127.0.0.1:19644",
 		"ETCD_LISTEN=127.0.0.1:12379", "DATA_DIR=data2", "ARGS=--log-level debug")
 	cmd.Dir = ".."
+	// Under make test the parent make's flags (-j's jobserver, -n, -k) are
+	// in the environment; this make must not inherit them.
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "MAKEFLAGS" && k != "MFLAGS" && k != "MAKELEVEL" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("make -n run: %v\n%s", err, out)
