@@ -1,11 +1,13 @@
 package agent_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -203,6 +205,13 @@ func TestDeprecatedTopicConfigs(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{})
 	ctx := testCtx(t, time.Minute)
 	adm := c.Admin(t)
+	// Four numbers, as librdkafka's 0092_mixed_msgver sets it.
+	for i, v := range []string{"0.10.0.0", "0.9.0.1", "2.8-IV1", "3.0"} {
+		r, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{"message.format.version": kmsg.StringPtr(v)}, fmt.Sprintf("version-%d", i))
+		if err != nil || r.Err != nil {
+			t.Errorf("message.format.version=%s refused: %v %v", v, err, r.Err)
+		}
+	}
 	r, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{"message.format.version": kmsg.StringPtr("0.10.0"), "remote.storage.enable": kmsg.StringPtr("true")}, "old-tool")
 	if err != nil || r.Err != nil {
 		t.Fatalf("create with deprecated configs: %v %v", err, r.Err)
@@ -247,5 +256,40 @@ func TestDeprecatedTopicConfigs(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("message.format.version=latest accepted")
+	}
+}
+
+// TestAlterConfigsUnknownTopicFirst proves AlterConfigs answers an unknown
+// topic UNKNOWN_TOPIC_OR_PARTITION before it looks at the configs (a
+// broker config named for a topic), as Kafka does since 2.7 (librdkafka's
+// 0081_admin checks it), while a known topic with that config is
+// INVALID_CONFIG.
+func TestAlterConfigsUnknownTopicFirst(t *testing.T) {
+	c := agenttest.Start(t, agenttest.Options{})
+	ctx := testCtx(t, time.Minute)
+	if r, err := c.Admin(t).CreateTopic(ctx, 1, -1, nil, "known"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	req := kmsg.NewPtrAlterConfigsRequest()
+	for _, name := range []string{"known", "unknown"} {
+		rr := kmsg.NewAlterConfigsRequestResource()
+		rr.ResourceType, rr.ResourceName = kmsg.ConfigResourceTypeTopic, name
+		cfg := kmsg.NewAlterConfigsRequestResourceConfig()
+		cfg.Name, cfg.Value = "offset.metadata.max.bytes", kmsg.StringPtr("12345")
+		rr.Configs = append(rr.Configs, cfg)
+		req.Resources = append(req.Resources, rr)
+	}
+	resp, err := req.RequestWith(ctx, c.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int16{"known": kerr.InvalidConfig.Code, "unknown": kerr.UnknownTopicOrPartition.Code}
+	if len(resp.Resources) != 2 {
+		t.Fatalf("%d resources answered, want 2", len(resp.Resources))
+	}
+	for _, r := range resp.Resources {
+		if r.ErrorCode != want[r.ResourceName] {
+			t.Errorf("%s: %v, want %v", r.ResourceName, kerr.ErrorForCode(r.ErrorCode), kerr.ErrorForCode(want[r.ResourceName]))
+		}
 	}
 }

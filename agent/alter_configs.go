@@ -33,6 +33,14 @@ func (s *Server) handleAlterConfigs(ctx context.Context, _ *reqCtx, req *kmsg.Al
 			resp.Resources = append(resp.Resources, or)
 			continue
 		}
+		// An unknown topic is UNKNOWN_TOPIC_OR_PARTITION before its configs
+		// are looked at, as in Kafka since 2.7 (librdkafka's 0081_admin
+		// checks the order).
+		if _, err := s.topics.get(ctx, rr.ResourceName); err != nil {
+			or.ErrorCode, or.ErrorMessage = configErrCode(s, err), errMessage(err)
+			resp.Resources = append(resp.Resources, or)
+			continue
+		}
 		configs := map[string]string{}
 		var bad error
 		for _, c := range rr.Configs {

@@ -191,9 +191,11 @@ func gzipLevel(v string) error {
 	return nil
 }
 
-// kafkaVersion accepts what Kafka's message.format.version validator does:
-// a release ("0.10.0", "2.8", "3.0") with an optional "-IVn" suffix.
-var kafkaVersionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?(-IV[0-9]+)?$`)
+// kafkaVersion accepts what Kafka's message.format.version validator does
+// (MetadataVersion.fromVersionString): a release of two to four numbers
+// ("2.8", "3.0", "0.10.0", "0.10.0.0" as librdkafka's tests set it) with
+// an optional "-IVn" suffix.
+var kafkaVersionRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+){1,3}(-IV[0-9]+)?$`)
 
 func kafkaVersion(v string) error {
 	if !kafkaVersionRE.MatchString(v) {
