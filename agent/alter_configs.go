@@ -5,9 +5,17 @@ package agent
 // Replaces a topic's whole config set (Kafka's non-incremental semantics:
 // configs not named are reset to their defaults). Every config is validated
 // as in CreateTopics (INVALID_CONFIG); the change is one compare-and-swap in
-// etcd. ValidateOnly checks without writing. Broker configs are static in
-// shale: altering them is INVALID_REQUEST. Other agents see the change
+// etcd. ValidateOnly checks without writing. Other agents see the change
 // within their topic cache TTL (1 s).
+//
+// Broker resources (a node ID, or "" for the cluster-wide defaults) take
+// Kafka's dynamic broker configs: the resource's whole dynamic set is
+// replaced, stored in etcd. shale accepts those that mean nothing on it
+// (stored, described, no effect: their documentation says so) and refuses
+// the static ones and those that map onto a shale setting
+// (INVALID_REQUEST naming them and where shale takes them);
+// broker_configs.go has the list and the decisions. Other resource types
+// are INVALID_REQUEST.
 
 import (
 	"context"
@@ -28,8 +36,15 @@ func (s *Server) handleAlterConfigs(ctx context.Context, _ *reqCtx, req *kmsg.Al
 	for _, rr := range req.Resources {
 		or := kmsg.NewAlterConfigsResponseResource()
 		or.ResourceType, or.ResourceName = rr.ResourceType, rr.ResourceName
-		if rr.ResourceType != kmsg.ConfigResourceTypeTopic {
-			or.ErrorCode, or.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("shale alters only topic configs; broker configs are static")
+		switch rr.ResourceType {
+		case kmsg.ConfigResourceTypeTopic:
+		case kmsg.ConfigResourceTypeBroker:
+			err := s.setBrokerConfigs(ctx, rr.ResourceName, req.ValidateOnly, rr.Configs)
+			or.ErrorCode, or.ErrorMessage = brokerConfigErr(s, err)
+			resp.Resources = append(resp.Resources, or)
+			continue
+		default:
+			or.ErrorCode, or.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("shale alters topic and broker configs only with AlterConfigs")
 			resp.Resources = append(resp.Resources, or)
 			continue
 		}

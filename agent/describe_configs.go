@@ -5,10 +5,15 @@ package agent
 // Topics: every topic config shale knows (configs.go), with the topic's own
 // value (source DYNAMIC_TOPIC_CONFIG) or the default (DEFAULT_CONFIG), or
 // only the names asked for. Types (v3+) and documentation (v3+, on request)
-// are filled; synonyms are not (IncludeSynonyms returns none). Brokers: a
-// few read-only settings of this agent (STATIC_BROKER_CONFIG), for tools
-// that read broker defaults; any broker name is answered from this agent's
-// settings, which all agents share except broker.id. Groups: the group
+// are filled; synonyms are not (IncludeSynonyms returns none). Brokers
+// (a live agent's node ID): a few read-only settings
+// (STATIC_BROKER_CONFIG), for tools that read broker defaults, answered
+// from this agent's settings, which all agents share except broker.id;
+// then the dynamic broker configs set (broker_configs.go), the node's own
+// (DYNAMIC_BROKER_CONFIG) over the cluster-wide defaults
+// (DYNAMIC_DEFAULT_BROKER_CONFIG). The name "" (the defaults) lists only
+// the dynamic defaults, as Kafka; a node ID that is no live agent is
+// INVALID_REQUEST "Unexpected broker id". Groups: the group
 // configs (group_configs.go), set or default. Other resource types
 // are INVALID_REQUEST.
 
@@ -48,13 +53,19 @@ func (s *Server) handleDescribeConfigs(ctx context.Context, _ *reqCtx, req *kmsg
 			}
 			or.Configs = describeTopicConfigs(t.Configs, rr.ConfigNames, req.IncludeDocumentation)
 		case kmsg.ConfigResourceTypeBroker:
-			if rr.ResourceName != "" {
-				if _, err := strconv.ParseInt(rr.ResourceName, 10, 32); err != nil {
-					or.ErrorCode, or.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("broker name must be a node ID")
-					break
-				}
+			if err := s.checkBrokerResource(ctx, rr.ResourceName); err != nil {
+				or.ErrorCode, or.ErrorMessage = brokerConfigErr(s, err)
+				break
 			}
-			or.Configs = s.brokerConfigs(rr.ConfigNames)
+			dyn, err := s.describeDynamicBrokerConfigs(ctx, rr.ResourceName, rr.ConfigNames, req.IncludeDocumentation)
+			if err != nil {
+				or.ErrorCode, or.ErrorMessage = errCode(s.log, "describe configs: broker", err), errMessage(err)
+				break
+			}
+			if rr.ResourceName != "" {
+				or.Configs = s.brokerConfigs(rr.ConfigNames)
+			}
+			or.Configs = append(or.Configs, dyn...)
 		case kmsg.ConfigResourceTypeGroupConfig:
 			cfgs, err := s.describeGroupConfigs(ctx, rr.ResourceName, rr.ConfigNames, req.IncludeDocumentation)
 			if err != nil {

@@ -90,6 +90,18 @@
 // to N x its rate (dividing by the live agents would starve a client that
 // talks to one). client_quotas.go (configuration), quotas.go (enforcement).
 //
+// Dynamic broker configs (AlterConfigs and IncrementalAlterConfigs of a
+// BROKER resource: a live agent's node ID, or "" for the cluster-wide
+// defaults) are stored in etcd and described by every agent with Kafka's
+// sources (DYNAMIC_BROKER_CONFIG over DYNAMIC_DEFAULT_BROKER_CONFIG).
+// Decision: shale accepts only the dynamic configs that mean nothing on it
+// (Kerberos, thread pools, cleaner tuning, replication throttles...): they
+// are validated by their Kafka type, stored, and have no effect, which
+// their documentation says. Static configs, unknown names and the dynamic
+// configs that map onto a shale setting (topic defaults such as
+// log.retention.ms, TLS, listeners, max.connections) are INVALID_REQUEST
+// naming them and where shale takes them. broker_configs.go has the list.
+//
 // # Security
 //
 // Config.Listen is a PLAINTEXT listener; Config.Listeners adds SSL, SASL_PLAINTEXT

@@ -7,8 +7,10 @@ package agent
 // configs only; the result is validated too, so cleanup.policy never
 // holds an unknown item). A bad config or operation is INVALID_CONFIG, a config
 // named twice in one resource INVALID_REQUEST. ValidateOnly checks without
-// writing. Broker configs are static in shale: INVALID_REQUEST. Group
-// configs (resource type 32) take SET and DELETE (group_configs.go).
+// writing. Broker resources take Kafka's dynamic broker configs that shale
+// accepts (SET, DELETE, APPEND and SUBTRACT on list configs; stored, no
+// effect) and refuse the others (broker_configs.go). Group configs
+// (resource type 32) take SET and DELETE (group_configs.go).
 
 import (
 	"context"
@@ -36,8 +38,14 @@ func (s *Server) handleIncrementalAlterConfigs(ctx context.Context, _ *reqCtx, r
 			resp.Resources = append(resp.Resources, or)
 			continue
 		}
+		if rr.ResourceType == kmsg.ConfigResourceTypeBroker {
+			err := s.alterBrokerConfigs(ctx, rr.ResourceName, req.ValidateOnly, rr.Configs)
+			or.ErrorCode, or.ErrorMessage = brokerConfigErr(s, err)
+			resp.Resources = append(resp.Resources, or)
+			continue
+		}
 		if rr.ResourceType != kmsg.ConfigResourceTypeTopic {
-			or.ErrorCode, or.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("shale alters only topic configs; broker configs are static")
+			or.ErrorCode, or.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("shale alters topic, broker and group configs only")
 			resp.Resources = append(resp.Resources, or)
 			continue
 		}

@@ -40,6 +40,8 @@
 //	<ns>/share-groups/<g>/group              ShareGroupRecord the group is a KIP-932 share group (created by its first member or AlterShareGroupOffsets)
 //	<ns>/share-groups/<g>/state/<id>/<p>     share.Partition  one share-partition's state (binary, package share's encoding)
 //	<ns>/group-configs/<g>                   map[string]string a group's configs (GROUP config resources)
+//	<ns>/broker-configs/<node>               map[string]string dynamic broker configs of one node ID (BROKER resource "<node>"), validated by the agent, written by compare-and-swap
+//	<ns>/broker-configs/default              map[string]string cluster-wide dynamic broker defaults (BROKER resource "")
 //	<ns>/users/<u>/<mechanism>               auth.Credential  SCRAM salt, iterations, StoredKey, ServerKey
 //	<ns>/acls/<digest>                       auth.ACL         digest: sha256 of the binding, 32 hex digits
 //	<ns>/client-quotas/<entity>              ClientQuota      a quota entity and its values (KIP-546); <entity>: QuotaEntityKey, e.g. "client-id=,user=alice"

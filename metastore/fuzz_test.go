@@ -140,3 +140,21 @@ func FuzzActiveMembers(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeConfigMap proves DecodeConfigMap (stored broker configs) never
+// panics, refuses what is not an object of strings, and is stable.
+func FuzzDecodeConfigMap(f *testing.F) {
+	for _, s := range fuzzCommonSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
+		`{"sasl.kerberos.min.time.before.relogin":"58000"}`,
+		`{"a":"1","b":""}`, `{"":"x"}`, `{"a":1}`, `{"a":null}`, `{"a":"\u0000"}`,
+		`{"a":"1","a":"2"}`, `{"a":"\ud800"}`, `["a","b"]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		roundTrip(t, data, DecodeConfigMap, encodeConfigMap)
+	})
+}

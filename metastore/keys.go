@@ -30,6 +30,7 @@ const (
 	dirCleaner    = "cleaner/"
 	dirShares     = "share-groups/"
 	dirGroupCfgs  = "group-configs/"
+	dirBrokerCfgs = "broker-configs/"
 	dirIceberg    = "iceberg/"
 	dirQuotas     = "client-quotas/"
 	keyProducerID = "producer-id"
@@ -142,6 +143,15 @@ func (k keys) shareState(g string, id TopicID, p int32) string {
 	return k.shareTopicStates(g, id) + fmtPartition(p)
 }
 func (k keys) groupConfigs(g string) string { return k.p + dirGroupCfgs + url.PathEscape(g) }
+
+// brokerConfigs is the key of node's dynamic broker configs, or with node
+// "" of the cluster-wide defaults ("default": node IDs are decimal).
+func (k keys) brokerConfigs(node string) string {
+	if node == "" {
+		return k.p + dirBrokerCfgs + "default"
+	}
+	return k.p + dirBrokerCfgs + url.PathEscape(node)
+}
 
 // parseShareKey returns the group of a key under share-groups/ and the rest
 // of the key after the group component.
