@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -107,4 +108,17 @@ func ACLRevision(s *Server) int64 {
 	s.sec.mu.Lock()
 	defer s.sec.mu.Unlock()
 	return s.sec.rev
+}
+
+// RecordMembersSessionOnly rewrites the members-session record of group,
+// which s coordinates, as agents wrote it before it listed the members:
+// the session alone.
+func RecordMembersSessionOnly(ctx context.Context, s *Server, group string, session time.Duration) error {
+	g := s.groups().lookup(group)
+	if g == nil {
+		return errors.New("group not coordinated here")
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return s.meta.RecordMembersSession(ctx, group, g.lease, session)
 }

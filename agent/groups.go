@@ -63,35 +63,57 @@ package agent
 // same time (coordinatorFailover in tests/interop audits ownership through
 // the members' callbacks: "partition 1 assigned to k1 while k2 owns it" in
 // 2 of 3 runs before this hold). So the coordinator records in etcd that a
-// classic group has members under it (groups/<g>/members-session, written
-// fenced at the first join and at a join with a longer session, deleted by
-// the release; groups_failover.go), and a coordinator whose claim finds
-// the record (the previous one died with members) holds the group's first
-// join from Empty — no JoinGroup answered, so no leader and no SyncGroup
-// assignment — until one session timeout after its claim. By then every
-// member of the old generation has either heard of the failover (its
-// heartbeat, commit or join to the new coordinator is UNKNOWN_MEMBER_ID,
-// and it gives up what it owned and rejoins, so it is in the first
-// generation) or had its session end, as Kafka treats a member that stops
+// classic group has members under it, and which (groups/<g>/members-session,
+// metastore.MembersRecord: the largest session timeout they joined with and
+// their member IDs, written fenced at the first join and rewritten when the
+// members change — a join, a leave, an expiry, a rebalance that drops
+// members, one write per change and none otherwise — deleted by the
+// release; groups_failover.go). A new member is in the record before its
+// join is answered, so before it can own a partition. A coordinator whose
+// claim finds the record (the previous one died with members) holds the
+// group's first join from Empty — no JoinGroup answered, so no leader and
+// no SyncGroup assignment — until every member the record lists has heard
+// of the failover: a Heartbeat, OffsetCommit, SyncGroup, JoinGroup or
+// LeaveGroup carrying its old member ID answered UNKNOWN_MEMBER_ID, on
+// which franz-go and the Java client give up their partitions and rejoin
+// with an empty member ID. The last UNKNOWN_MEMBER_ID answer wakes the
+// held join: it is answered after the group's initial delay (300 ms) from
+// then, time for the members just told to rejoin into the first
+// generation. The hold lasts one session
+// timeout after the claim at the most: by then a member that never came
+// has had its session end, as Kafka treats a member that stops
 // heartbeating. The session timeout waited for is the largest one the old
 // members joined with, recorded in the same key: not the members' of the
 // new coordinator (one with a shorter session may rejoin first), and not
 // the largest allowed (maxSessionTimeout, 30 minutes, would hold every
-// takeover that long). A corrupt record still holds the join, for the
-// largest session timeout of the members joining. The coordinator does not
-// release a group (idle) before the hold's end, which would forget it.
-// A group released empty (graceful stop of its members, then the idle
-// release) has no record and waits for nothing; nor does a new group.
+// takeover that long). A record that lists no member (all left, the group
+// not yet released) holds nothing. A record of an older agent (the session
+// alone), one whose IDs could not be listed (over 64 KiB, or an ID with a
+// newline) and a corrupt record hold for the whole session timeout (a
+// corrupt one for the largest session timeout of the members joining);
+// while such a hold lasts, the new coordinator's own record lists nobody
+// either, and while a listed hold lasts, its record lists the old members
+// not yet told besides its own, so a coordinator that takes over from it
+// waits for them too. The coordinator does not release a group (idle)
+// before the hold's end, which would forget it. A group released empty
+// (graceful stop of its members, then the idle release) has no record and
+// waits for nothing; nor does a new group.
 //
-// The cost: the first join after a takeover waits a session timeout (6 s
-// in the interop tests, franz-go's default 45 s) where Kafka's would not,
-// also for a group that was empty but not yet released when its
-// coordinator died (its members left less than groupIdleRelease before),
-// and a member whose rebalance timeout is shorter than the hold sees its
-// JoinGroup time out and joins again. Commits are not held: a member's
-// commit with a generation from the old coordinator gets UNKNOWN_MEMBER_ID.
-// KIP-848 groups have the same grace in their own form (consumer_group.go,
-// Failover).
+// The cost: the first join after a takeover waits until the old members
+// have heard of the failover — with franz-go or the Java client, their next
+// heartbeat to the new coordinator (the heartbeat interval, 3 s by default,
+// after they found it) — where Kafka's would not; a whole session timeout
+// (45 s by default) when an old member never comes back (its process died
+// with the coordinator, or is partitioned away), when the record is an
+// older agent's, and when an old member's join, heartbeat or commit does
+// not reach the new coordinator. A member whose rebalance timeout is
+// shorter than the hold sees its JoinGroup time out and joins again. A
+// record write that fails (logged, retried at the next change or
+// heartbeat) leaves etcd without the newest member until then: a takeover
+// meanwhile would not wait for it. Commits are not held: a member's
+// commit with a generation from the old coordinator gets
+// UNKNOWN_MEMBER_ID. KIP-848 groups have the same grace in their own form
+// (consumer_group.go, Failover).
 //
 // # Differences from Kafka
 //
@@ -122,6 +144,7 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -422,7 +445,7 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 	var emptySince time.Time
 	var protocolType, groupType string
 	var recorded, membersActive bool
-	var membersSession time.Duration
+	var members metastore.MembersRecord
 	for range claimAttempts {
 		c.mu.Lock()
 		g, released := c.groups[name], c.released
@@ -453,7 +476,8 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 			groupType = claim.Type
 		}
 		if claim.MembersActive {
-			membersActive, membersSession = true, claim.MembersSession
+			membersActive = true
+			members = metastore.MembersRecord{Session: claim.MembersSession, Listed: claim.MembersListed, IDs: slices.Sorted(slices.Values(claim.MembersIDs))}
 		}
 		c.mu.Lock()
 		if g := c.groups[name]; g != nil && g.lease == sess.Lease() {
@@ -470,11 +494,11 @@ func (c *coordinator) acquire(ctx context.Context, name string) (*group, int16) 
 		g = newGroup(c, name, sess.Lease(), emptySince)
 		// As recorded (by a join or a release): a joining member resets it.
 		g.protocolType, g.recordedType, g.recorded = protocolType, protocolType, recorded
-		g.membersRecorded, g.membersSession = membersActive, membersSession
-		if membersActive {
+		g.membersRecorded, g.membersRecord = membersActive, members
+		if membersActive && (!members.Listed || len(members.IDs) > 0) {
 			// Its coordinator died with classic members, which may
 			// still own partitions until they hear of it (Failover).
-			g.takeover = takeover{active: true, claimed: time.Now(), session: membersSession}
+			g.takeover = newTakeover(members)
 		}
 		if g.typeRecord = groupType; metastore.IsConsumerType(groupType) {
 			// A KIP-848 group, empty here: it stays one (consumer_group.go).

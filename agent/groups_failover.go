@@ -1,41 +1,64 @@
 package agent
 
 // The takeover of a classic group whose coordinator died with members
-// (groups.go, Failover): the record that says so, and the hold of the
-// new coordinator's first join.
+// (groups.go, Failover): the record that says so and lists them, the
+// hold of the new coordinator's first join, and its end once every
+// listed member has heard of the failover.
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/shale-dev/shale/metastore"
 )
 
 // takeover is what a claim learnt of the group's previous coordinator:
 // whether it died with classic members (etcd's members-session record was
-// there), when this agent claimed the group, and the largest session
-// timeout those members joined with (zero: unknown, the record was
-// corrupt).
+// there and listed some, or did not say), when this agent claimed the
+// group, and the largest session timeout those members joined with
+// (zero: unknown, the record was corrupt). When the record listed the
+// members (listed), awaiting holds those not yet told of the failover.
 type takeover struct {
-	active  bool
-	claimed time.Time
-	session time.Duration
+	active   bool
+	claimed  time.Time
+	session  time.Duration
+	listed   bool
+	awaiting map[string]bool
+	// held is the initial delay the held first join would have waited
+	// without the hold (zero: no join held).
+	held time.Duration
+}
+
+func newTakeover(r metastore.MembersRecord) takeover {
+	t := takeover{active: true, claimed: time.Now(), session: r.Session, listed: r.Listed, awaiting: map[string]bool{}}
+	for _, id := range r.IDs {
+		t.awaiting[id] = true
+	}
+	return t
 }
 
 // takeoverEnd is when every member of the previous coordinator has either
 // heard of the failover or had its session end: one session timeout after
 // the claim (the session of the joining members when the record gave
-// none). Zero when the previous coordinator released the group, or the
-// first generation here has formed.
+// none), or at once when the record listed the members and each has been
+// told (told). Zero when the previous coordinator released the group, or
+// the first generation here has formed.
 func (g *group) takeoverEnd() time.Time {
-	if !g.takeover.active {
+	t := &g.takeover
+	if !t.active || t.listed && len(t.awaiting) == 0 {
 		return time.Time{}
 	}
-	s := g.takeover.session
+	s := t.session
 	if s == 0 {
 		for _, m := range g.members {
 			s = max(s, m.session)
 		}
 	}
-	return g.takeover.claimed.Add(s)
+	return t.claimed.Add(s)
 }
 
 // holdFirstJoin lengthens the wait of a join from Empty, timeout, to the
@@ -45,31 +68,102 @@ func (g *group) holdFirstJoin(timeout time.Duration) time.Duration {
 	if left <= timeout {
 		return timeout
 	}
+	g.takeover.held = max(timeout, time.Nanosecond)
 	g.c.s.log.Info("holding the first join of a group taken over from a coordinator that died with members",
-		"group", g.name, "for", left.Round(time.Millisecond))
+		"group", g.name, "for", left.Round(time.Millisecond), "awaiting", len(g.takeover.awaiting), "listed", g.takeover.listed)
 	return left
 }
 
+// known is fenced for a request that names a member (Heartbeat, JoinGroup,
+// SyncGroup, OffsetCommit): a member ID it does not know is answered
+// UNKNOWN_MEMBER_ID, on which the client gives up its partitions and
+// rejoins, so it is told of the failover (told).
+func (g *group) known(memberID string, instanceID *string) (*member, int16) {
+	m, code := g.fenced(memberID, instanceID)
+	if code == kerr.UnknownMemberID.Code {
+		g.told(memberID)
+	}
+	return m, code
+}
+
+// told notes that the member id of the previous coordinator was answered
+// UNKNOWN_MEMBER_ID: it gives up what it owned. Once every member the
+// record listed has been told, the held first join is answered after the
+// group's initial delay (300 ms) from then, the time the members just told
+// take to rejoin (their JoinGroup follows the answer at once), so that
+// they are in the first generation instead of starting a second.
+func (g *group) told(id string) {
+	t := &g.takeover
+	if !t.active || !t.listed || !t.awaiting[id] {
+		return
+	}
+	delete(t.awaiting, id)
+	if len(t.awaiting) > 0 {
+		return
+	}
+	g.c.s.log.Info("every member of the previous coordinator heard of the failover",
+		"group", g.name, "after", time.Since(t.claimed).Round(time.Millisecond), "join_held", t.held > 0)
+	if g.state != statePreparing || !g.initialDelay || t.held == 0 {
+		return
+	}
+	wait := t.held
+	t.held = 0
+	g.setTimer(wait, func() { g.initialDelay = false; g.completeJoin() })
+}
+
+// recordedMembers is the record etcd should hold for g: the largest
+// session timeout of its members (and of the record it had), and the IDs
+// that may own partitions — its members and, during a takeover, the
+// previous coordinator's not yet told. During a takeover from a record
+// that listed nobody, it lists nobody either: the previous members are
+// unknown, so would be to a coordinator taking over from this one.
+func (g *group) recordedMembers() metastore.MembersRecord {
+	r := metastore.MembersRecord{Session: g.membersRecord.Session, Listed: true}
+	ids := map[string]bool{}
+	for id, m := range g.members {
+		r.Session = max(r.Session, m.session)
+		ids[id] = true
+	}
+	if t := &g.takeover; t.active {
+		r.Listed = t.listed
+		for id := range t.awaiting {
+			ids[id] = true
+		}
+	}
+	if r.Listed {
+		r.IDs = slices.Sorted(maps.Keys(ids))
+	}
+	return r
+}
+
 // recordMembers writes to etcd that the group has classic members here,
-// with the largest session timeout they joined with, when etcd holds no
-// record or a smaller session (metastore.RecordMembersSession): a write at
-// the first join under this coordinator, and at a join with a longer
-// session. It runs under g.mu. A failure is logged and retried at the next
-// join; the group works without it, but a coordinator that takes it over
-// meanwhile would not wait for its members (Failover).
-func (g *group) recordMembers(session time.Duration) {
-	session = max(session, g.membersSession)
-	if g.membersRecorded && g.membersSession == session {
+// with the largest session timeout they joined with and their IDs
+// (metastore.RecordMembers), when etcd holds otherwise: at the first join
+// under this coordinator, and whenever its members change (a join, a
+// leave, an expiry, a rebalance that drops members), one write per change.
+// A new member is recorded before its join is answered, so before it can
+// own a partition. It runs under g.mu. A failure is logged and retried at
+// the next change or heartbeat (membersStale); the group works without
+// it, but a coordinator that takes it over meanwhile would not know the
+// members it lacks (Failover).
+func (g *group) recordMembers() {
+	want := g.recordedMembers()
+	if !g.membersRecorded && len(g.members) == 0 {
+		return // never had classic members here: nothing to say
+	}
+	if g.membersRecorded && g.membersRecord.Session == want.Session && g.membersRecord.Listed == want.Listed &&
+		slices.Equal(g.membersRecord.IDs, want.IDs) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), recordTypeTimeout)
 	defer cancel()
 	err := g.c.s.groupMeta(groupOpRecordType, g.name, func() error {
-		return g.c.s.meta.RecordMembersSession(ctx, g.name, g.lease, session)
+		return g.c.s.meta.RecordMembers(ctx, g.name, g.lease, want)
 	})
 	if err != nil {
-		g.c.s.log.Warn("record group members failed", "group", g.name, "session", session, "err", err)
+		g.membersStale = true
+		g.c.s.log.Warn("record group members failed", "group", g.name, "session", want.Session, "members", len(want.IDs), "err", err)
 		return
 	}
-	g.membersRecorded, g.membersSession = true, session
+	g.membersRecorded, g.membersRecord, g.membersStale = true, want, false
 }

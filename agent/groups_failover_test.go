@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -20,12 +21,18 @@ import (
 // the group free for this agent (the claim) to the answer.
 func classicJoin(t *testing.T, ctx context.Context, br *kgo.Broker, group string) (*kmsg.JoinGroupResponse, time.Duration) {
 	t.Helper()
+	return classicJoinSession(t, ctx, br, group, 6000)
+}
+
+// classicJoinSession is classicJoin with a session timeout of sessionMs.
+func classicJoinSession(t *testing.T, ctx context.Context, br *kgo.Broker, group string, sessionMs int32) (*kmsg.JoinGroupResponse, time.Duration) {
+	t.Helper()
 	var served time.Time
 	member := ""
 	for {
 		req := kmsg.NewPtrJoinGroupRequest()
 		req.Group, req.MemberID, req.ProtocolType = group, member, "consumer"
-		req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 6000, 20000
+		req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = sessionMs, 40000
 		p := kmsg.NewJoinGroupRequestProtocol()
 		p.Name, p.Metadata = "range", []byte{}
 		req.Protocols = append(req.Protocols, p)
@@ -58,20 +65,16 @@ func classicJoin(t *testing.T, ctx context.Context, br *kgo.Broker, group string
 // partitions: nobody told it) answers no JoinGroup, so gives no
 // assignment, until one session timeout (6 s) after its claim; a group
 // released empty, and a new group, are served at once (the 300 ms initial
-// delay). Without the hold the takeover's join was answered as fast.
+// delay). Without the hold the takeover's join was answered as fast. The
+// record lists the members and is rewritten when one leaves (listing
+// nobody: a takeover then holds nothing). TestGroupFailoverToldEndsHold
+// covers the end of the hold once the old
+// member heard of the failover.
 func TestGroupFailoverHoldsFirstJoin(t *testing.T) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2})
 	agent.SetGroupIdleRelease(c.Agents[0].Server, 300*time.Millisecond)
 	ctx := testCtx(t, time.Minute)
-	at := func(i int) *kgo.Broker {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Agents[i].Addr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cl.Close)
-		return cl.SeedBrokers()[0]
-	}
-	first, next := at(0), at(1)
+	first, next := brokerAt(t, c, 0), brokerAt(t, c, 1)
 
 	// Released empty: its member left, its coordinator released it.
 	a, took := classicJoin(t, ctx, first, "released-g")
@@ -92,6 +95,19 @@ func TestGroupFailoverHoldsFirstJoin(t *testing.T) {
 		t.Fatalf("b joins the released group: %v after %v, want an answer within the initial delay", kerr.ErrorForCode(b.ErrorCode), took)
 	}
 	t.Logf("released group: b's join answered %v after the claim", took.Round(time.Millisecond))
+	// b's leave rewrites the record (agent 1 keeps the group for the
+	// 5 min idle release): it lists nobody, so a takeover would hold
+	// nothing.
+	if got := membersRecord(t, ctx, c, "released-g"); got != "6000\n"+b.MemberID+"\n" {
+		t.Fatalf("members-session record %q, want b listed", got)
+	}
+	leave.MemberID, leave.Members[0].MemberID = b.MemberID, b.MemberID
+	if r, err := leave.RequestWith(ctx, next); err != nil || r.ErrorCode != 0 {
+		t.Fatalf("b leaves: %v %v", err, r)
+	}
+	if got := membersRecord(t, ctx, c, "released-g"); got != "6000\n" {
+		t.Fatalf("members-session record %q after b left, want the session listing nobody", got)
+	}
 
 	// Taken over: its coordinator stopped while a was a member.
 	a, took = classicJoin(t, ctx, first, "held-g")
@@ -108,5 +124,110 @@ func TestGroupFailoverHoldsFirstJoin(t *testing.T) {
 	if took < 5500*time.Millisecond || took > 10*time.Second {
 		t.Fatalf("b's join answered %v after the claim, want one session timeout (6 s)", took)
 	}
-	t.Logf("taken-over group: b's join answered %v after the claim", took.Round(time.Millisecond))
+	t.Logf("taken-over group, a silent: b's join answered %v after the claim", took.Round(time.Millisecond))
+}
+
+// membersRecord reads group's members-session record from etcd.
+func membersRecord(t *testing.T, ctx context.Context, c *agenttest.Cluster, group string) string {
+	t.Helper()
+	r, err := c.Etcd.Get(ctx, c.Namespace+"/groups/"+group+"/members-session")
+	if err != nil || len(r.Kvs) != 1 {
+		t.Fatalf("members-session record of %s: %v %v", group, err, r)
+	}
+	return string(r.Kvs[0].Value)
+}
+
+func brokerAt(t *testing.T, c *agenttest.Cluster, i int) *kgo.Broker {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Agents[i].Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl.SeedBrokers()[0]
+}
+
+// TestGroupFailoverToldEndsHold proves the hold of a taken-over classic
+// group's first join ends as soon as the old coordinator's member has
+// heard of the failover: member a (session 30 s) of the stopped
+// coordinator heartbeats to the new one with its old member ID, is
+// answered UNKNOWN_MEMBER_ID (on which clients give up their partitions),
+// and b's join, held meanwhile, is answered at once, well before the
+// session timeout. From a record of an older agent (the session alone, 6 s
+// here: the members unknown) a's heartbeat ends nothing: b waits the
+// session timeout.
+func TestGroupFailoverToldEndsHold(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		sessionMs int32
+		oldRecord bool
+	}{{"listed", 30000, false}, {"older record", 6000, true}} {
+		t.Run(c.name, func(t *testing.T) { failoverTold(t, c.sessionMs, c.oldRecord) })
+	}
+}
+
+func failoverTold(t *testing.T, sessionMs int32, oldRecord bool) {
+	c := agenttest.Start(t, agenttest.Options{Agents: 2})
+	ctx := testCtx(t, time.Minute)
+	first, next := brokerAt(t, c, 0), brokerAt(t, c, 1)
+	const group = "told-g"
+	a, took := classicJoinSession(t, ctx, first, group, sessionMs)
+	if a.ErrorCode != 0 || took > 2*time.Second {
+		t.Fatalf("a joins a new group: %v after %v", kerr.ErrorForCode(a.ErrorCode), took)
+	}
+	if got := membersRecord(t, ctx, c, group); got != fmt.Sprintf("%d\n%s\n", sessionMs, a.MemberID) {
+		t.Fatalf("members-session record %q, want a's session and member ID", got)
+	}
+	if oldRecord {
+		if err := agent.RecordMembersSessionOnly(ctx, c.Agents[0].Server, group, time.Duration(sessionMs)*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Agents[0].Stop(); err != nil { // a's partitions stay a's as far as a knows
+		t.Fatal(err)
+	}
+	type joined struct {
+		resp *kmsg.JoinGroupResponse
+		took time.Duration
+	}
+	bc := make(chan joined, 1)
+	go func() {
+		b, took := classicJoinSession(t, ctx, next, group, 6000)
+		bc <- joined{b, took}
+	}()
+	time.Sleep(time.Second) // b's join is held
+	select {
+	case b := <-bc:
+		t.Fatalf("b's join answered %v after the claim, before a heard of the failover", b.took)
+	default:
+	}
+	for {
+		hb := kmsg.NewPtrHeartbeatRequest()
+		hb.Group, hb.Generation, hb.MemberID = group, a.Generation, a.MemberID
+		r, err := hb.RequestWith(ctx, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.ErrorCode == kerr.NotCoordinator.Code && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if r.ErrorCode != kerr.UnknownMemberID.Code {
+			t.Fatalf("a's heartbeat to the new coordinator: %v, want UNKNOWN_MEMBER_ID", kerr.ErrorForCode(r.ErrorCode))
+		}
+		break
+	}
+	toldAt := time.Now()
+	b := <-bc
+	if b.resp.ErrorCode != 0 || b.resp.Generation < 1 {
+		t.Fatalf("b joins the taken-over group: %v generation %d", kerr.ErrorForCode(b.resp.ErrorCode), b.resp.Generation)
+	}
+	after := time.Since(toldAt)
+	switch {
+	case !oldRecord && b.took > 5*time.Second:
+		t.Fatalf("b's join answered %v after the claim (%v after a was told), want soon after a was told, well before the 30 s session", b.took, after)
+	case oldRecord && (b.took < 5500*time.Millisecond || b.took > 10*time.Second):
+		t.Fatalf("b's join answered %v after the claim from an older agent's record, want one session timeout (6 s)", b.took)
+	}
+	t.Logf("b's join answered %v after the claim, %v after a was told (a's session %d ms)", b.took.Round(time.Millisecond), after.Round(time.Microsecond), sessionMs)
 }

@@ -115,10 +115,12 @@ type group struct {
 	typeRecord string
 	// membersRecorded: etcd holds the members-session record (the group
 	// had classic members under a coordinator that did not release it
-	// since), membersSession its value (groups_failover.go): what the
-	// claim read, then what recordMembers wrote.
+	// since), membersRecord its value (groups_failover.go): what the
+	// claim read, then what recordMembers wrote; membersStale: the last
+	// write failed (retried at the next heartbeat).
 	membersRecorded bool
-	membersSession  time.Duration
+	membersRecord   metastore.MembersRecord
+	membersStale    bool
 	// takeover: the claim found the previous coordinator died with
 	// classic members (groups.go, Failover).
 	takeover takeover
@@ -237,7 +239,7 @@ func (g *group) add(m *member) {
 		g.protocolType = m.protoType
 	}
 	g.recordType()
-	g.recordMembers(m.session)
+	g.recordMembers()
 	g.syncGroupType()
 	g.rebalance()
 }
@@ -307,6 +309,7 @@ func (g *group) remove(m *member, code int16) {
 		m.expiry.Stop()
 	}
 	g.answerWaiters(m, code)
+	g.recordMembers()
 	switch g.state {
 	case stateStable, stateCompleting:
 		g.rebalance()
@@ -378,15 +381,18 @@ func (g *group) completeJoin() {
 	}
 	g.generation++
 	g.c.s.cfg.Metrics.GroupRebalance(metrics.GroupClassic)
+	g.takeover.held = 0
 	if len(g.members) == 0 {
 		// As Kafka, an Empty group keeps its protocol type ("consumer")
 		// until a member of another type joins it.
 		g.state, g.protocol, g.leader = stateEmpty, "", ""
 		g.emptySince = time.Now()
 		g.idleSince = g.emptySince
+		g.recordMembers()
 		return
 	}
 	g.takeover.active = false // its first generation formed
+	g.recordMembers()         // without the members that did not rejoin, and the previous coordinator's
 	g.protocol = g.selectProtocol()
 	if _, ok := g.members[g.leader]; !ok {
 		ids := make([]string, 0, len(g.members))

@@ -32,11 +32,15 @@ func (s *Server) heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest) int1
 	}
 	defer g.mu.Unlock()
 	if g.state == stateEmpty {
+		g.told(req.MemberID)
 		return kerr.UnknownMemberID.Code
 	}
-	m, code := g.fenced(req.MemberID, req.InstanceID)
+	m, code := g.known(req.MemberID, req.InstanceID)
 	if code != 0 {
 		return code
+	}
+	if g.membersStale {
+		g.recordMembers()
 	}
 	if req.Generation != g.generation {
 		return kerr.IllegalGeneration.Code

@@ -140,7 +140,7 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 		g.add(fresh)
 		return waitAfter(g, fresh, wait)
 	}
-	m, code := g.fenced(req.MemberID, req.InstanceID)
+	m, code := g.known(req.MemberID, req.InstanceID)
 	if code != 0 {
 		return fail(code)
 	}
@@ -196,6 +196,7 @@ func (s *Server) replaceStatic(g *group, old, fresh *member, resp *kmsg.JoinGrou
 		g.leader = fresh.id
 	}
 	s.log.Info("static member replaced", "group", g.name, "instance", *fresh.instanceID, "old", old.id, "new", fresh.id)
+	g.recordMembers() // before fresh may own old's partitions
 	if g.state == stateStable && same && !wasLeader {
 		g.touch(fresh)
 		r := g.joinResponse(fresh)

@@ -48,6 +48,7 @@ func (g *group) leave(memberID string, instanceID *string) int16 {
 		cur, ok := g.static[*instanceID]
 		switch {
 		case !ok:
+			g.told(memberID)
 			return kerr.UnknownMemberID.Code
 		case memberID != "" && cur != memberID:
 			return kerr.FencedInstanceID.Code
@@ -56,6 +57,7 @@ func (g *group) leave(memberID string, instanceID *string) int16 {
 	}
 	m := g.members[id]
 	if m == nil {
+		g.told(id) // it gives up what it owned (groups_failover.go)
 		return kerr.UnknownMemberID.Code
 	}
 	g.c.s.log.Info("group member left", "group", g.name, "member", id)

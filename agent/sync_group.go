@@ -31,7 +31,7 @@ func (s *Server) handleSyncGroup(ctx context.Context, _ *reqCtx, req *kmsg.SyncG
 		return fail(code)
 	}
 	defer g.mu.Unlock()
-	m, code := g.fenced(req.MemberID, req.InstanceID)
+	m, code := g.known(req.MemberID, req.InstanceID)
 	if code != 0 {
 		return fail(code)
 	}

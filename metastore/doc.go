@@ -33,7 +33,7 @@
 //	<ns>/jobs/<job>/<lease id>               holder (raw)     election candidate, under its lease
 //	<ns>/groups/<g>/coordinator              <node> (decimal) under the coordinator's agent lease
 //	<ns>/groups/<g>/empty-since              Unix ms (decimal) the group became empty; set at release (or by expiry), deleted by a claim
-//	<ns>/groups/<g>/members-session          ms (decimal)     a classic group had members under the coordinator that holds or held it: the largest session timeout they joined with; set (fenced) at a join, deleted by the release, kept by claims
+//	<ns>/groups/<g>/members-session          MembersRecord    a classic group had members under the coordinator that holds or held it: the largest session timeout they joined with (ms, decimal), then a line per member ID (none from older agents); rewritten (fenced) when its members change, deleted by the release, kept by claims
 //	<ns>/groups/<g>/offsets/<topic>/<p>      GroupOffset      one per committed partition
 //	<ns>/groups/<g>/protocol-type            raw string       protocol type: set by the JoinGroup that sets it (fenced), rewritten at release ("" for a simple group); kept by claims, deleted with the group
 //	<ns>/groups/<g>/type                     raw string       the group is a KIP-848 consumer group: "consumer-active" and its member IDs a line each, rewritten (fenced) at each join and leave, "consumer" once released empty; deleted when a classic member converts it, and with the group; kept by claims

@@ -158,3 +158,30 @@ func FuzzDecodeConfigMap(f *testing.F) {
 		roundTrip(t, data, DecodeConfigMap, encodeConfigMap)
 	})
 }
+
+// FuzzDecodeMembersRecord proves DecodeMembersRecord never panics and is
+// stable, and that a listed record never re-encodes listing other members
+// than it decoded (it may only become unlisted: members unknown).
+func FuzzDecodeMembersRecord(f *testing.F) {
+	for _, s := range fuzzCommonSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{"45000", "45000\n", "45000\na\nb\n", "6000\n\n\nz", "0", "-1", "+5\na",
+		"9223372036854775807", "9223372036854\nx", "1e3\na\n", " 45000\na\n", "45000\r\na\n", "45000\na\n\xff\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		roundTrip(t, data, DecodeMembersRecord, encodeMembersRecord)
+		r, err := DecodeMembersRecord("fuzz", data)
+		if err != nil {
+			return
+		}
+		if r.Session < 0 {
+			t.Fatalf("%q: negative session %v", data, r.Session)
+		}
+		again, err := DecodeMembersRecord("fuzz", r.Encode())
+		if err != nil || again.Session != r.Session || again.Listed && !slices.Equal(again.IDs, r.IDs) {
+			t.Fatalf("%q: %+v re-encodes as %+v (%v)", data, r, again, err)
+		}
+	})
+}

@@ -142,6 +142,13 @@ type GroupClaim struct {
 	// coordinator key.
 	MembersActive  bool
 	MembersSession time.Duration
+	// MembersListed reports that the record lists the members' IDs
+	// (MembersRecord), MembersIDs: a claim may then end its hold once
+	// they have all heard of the failover. False for a record written by
+	// an older agent (the session alone), too long a list, or a corrupt
+	// record.
+	MembersListed bool
+	MembersIDs    []string
 }
 
 // ClaimGroupCoordinator is ClaimGroup without the claimed empty-since
@@ -193,10 +200,11 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 			c.Type = string(get.Kvs[0].Value)
 		}
 		if get := resp.Responses[4].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
-			// A corrupt record still says the members were there.
+			// A corrupt record still says the members were there, not
+			// which, nor for how long.
 			c.MembersActive = true
-			if ms, err := strconv.ParseInt(string(get.Kvs[0].Value), 10, 64); err == nil && ms > 0 {
-				c.MembersSession = time.Duration(ms) * time.Millisecond
+			if r, err := DecodeMembersRecord(string(get.Kvs[0].Key), get.Kvs[0].Value); err == nil {
+				c.MembersSession, c.MembersListed, c.MembersIDs = r.Session, r.Listed, r.IDs
 			}
 		}
 		return c, nil
@@ -431,10 +439,18 @@ func (s *Store) RecordGroupType(ctx context.Context, group string, lease clientv
 // key under lease (ErrNotCoordinator otherwise). The release deletes it:
 // a claim that finds it (GroupClaim.MembersActive) knows the previous
 // coordinator died with members, which may still own partitions for up
-// to session.
+// to session. The record lists no member IDs (as agents wrote it before
+// RecordMembers): the claim cannot tell when they have all heard of it.
 func (s *Store) RecordMembersSession(ctx context.Context, group string, lease clientv3.LeaseID, session time.Duration) error {
+	return s.RecordMembers(ctx, group, lease, MembersRecord{Session: session})
+}
+
+// RecordMembers is RecordMembersSession with the record r: the session
+// and, when r.Listed, the IDs of the members that may own partitions
+// (GroupClaim.MembersIDs).
+func (s *Store) RecordMembers(ctx context.Context, group string, lease clientv3.LeaseID, r MembersRecord) error {
 	resp, err := s.cli.Txn(ctx).If(s.fence(group, lease)).
-		Then(clientv3.OpPut(s.keys.groupMembersSession(group), strconv.FormatInt(session.Milliseconds(), 10))).Commit()
+		Then(clientv3.OpPut(s.keys.groupMembersSession(group), string(r.Encode()))).Commit()
 	if err != nil {
 		return fmt.Errorf("record group members session %q: %w", group, err)
 	}

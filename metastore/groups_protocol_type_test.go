@@ -2,6 +2,7 @@ package metastore_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -135,13 +136,32 @@ func TestMembersSessionRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, err := f.s.ClaimGroup(f.ctx, "m", f.sess.NodeID(), f.sess.Lease())
-	if err != nil || !c.Mine || !c.MembersActive || c.MembersSession != 6*time.Second {
-		t.Fatalf("claim after the death: %+v %v, want mine, members active, session 6s", c, err)
+	if err != nil || !c.Mine || !c.MembersActive || c.MembersSession != 6*time.Second || c.MembersListed {
+		t.Fatalf("claim after the death: %+v %v, want mine, members active, session 6s, unlisted (an older agent's record)", c, err)
 	}
 	if err := f.s.ReleaseGroupCoordinator(f.ctx, "m", f.sess.Lease(), time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := f.s.ClaimGroup(f.ctx, "m", f.sess.NodeID(), f.sess.Lease()); err != nil || !c.Mine || c.MembersActive {
 		t.Fatalf("claim after the release: %+v %v, want mine and no members", c, err)
+	}
+	// A record listing the members: the next claim learns who they were.
+	dead2, err := f.s.RegisterAgent(f.ctx, metastore.AgentInfo{NodeID: -1, Host: "c", Port: 1}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := f.s.ClaimGroup(f.ctx, "m2", dead2.NodeID(), dead2.Lease()); err != nil || !c.Mine {
+		t.Fatalf("claim of m2: %+v %v", c, err)
+	}
+	rec := metastore.MembersRecord{Session: 30 * time.Second, Listed: true, IDs: []string{"k1-x", "k2-y"}}
+	if err := f.s.RecordMembers(f.ctx, "m2", dead2.Lease(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := dead2.Close(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err = f.s.ClaimGroup(f.ctx, "m2", f.sess.NodeID(), f.sess.Lease())
+	if err != nil || !c.MembersActive || c.MembersSession != 30*time.Second || !c.MembersListed || !slices.Equal(c.MembersIDs, rec.IDs) {
+		t.Fatalf("claim of m2 after the death: %+v %v, want session 30s listing %v", c, err, rec.IDs)
 	}
 }
