@@ -152,8 +152,10 @@ func brokerAt(t *testing.T, c *agenttest.Cluster, i int) *kgo.Broker {
 // heard of the failover: member a (session 30 s) of the stopped
 // coordinator heartbeats to the new one with its old member ID, is
 // answered UNKNOWN_MEMBER_ID (on which clients give up their partitions),
-// and b's join, held meanwhile, is answered at once, well before the
-// session timeout. From a record of an older agent (the session alone, 6 s
+// and b's join, held meanwhile, is answered within the 300 ms initial
+// delay, well before the session timeout; a's commit refused the same way
+// before that ended nothing (franz-go's cooperative consumer rejoins from
+// it keeping its partitions). From a record of an older agent (the session alone, 6 s
 // here: the members unknown) a's heartbeat ends nothing: b waits the
 // session timeout.
 func TestGroupFailoverToldEndsHold(t *testing.T) {
@@ -196,9 +198,23 @@ func failoverTold(t *testing.T, sessionMs int32, oldRecord bool) {
 		bc <- joined{b, took}
 	}()
 	time.Sleep(time.Second) // b's join is held
+	// a's commit with its old member ID is answered UNKNOWN_MEMBER_ID,
+	// but does not end the hold: franz-go's cooperative consumer then
+	// rejoins keeping its partitions.
+	oc := kmsg.NewPtrOffsetCommitRequest()
+	oc.Group, oc.Generation, oc.MemberID = group, a.Generation, a.MemberID
+	ot := kmsg.NewOffsetCommitRequestTopic()
+	ot.Topic = "t"
+	op := kmsg.NewOffsetCommitRequestTopicPartition()
+	ot.Partitions = append(ot.Partitions, op)
+	oc.Topics = append(oc.Topics, ot)
+	if r, err := oc.RequestWith(ctx, next); err != nil || len(r.Topics) != 1 || r.Topics[0].Partitions[0].ErrorCode != kerr.UnknownMemberID.Code {
+		t.Fatalf("a's commit to the new coordinator: %v %+v, want UNKNOWN_MEMBER_ID", err, r)
+	}
+	time.Sleep(time.Second)
 	select {
 	case b := <-bc:
-		t.Fatalf("b's join answered %v after the claim, before a heard of the failover", b.took)
+		t.Fatalf("b's join answered %v after the claim, before a heard of the failover (a's commit was refused)", b.took)
 	default:
 	}
 	for {

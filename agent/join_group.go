@@ -140,7 +140,7 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 		g.add(fresh)
 		return waitAfter(g, fresh, wait)
 	}
-	m, code := g.known(req.MemberID, req.InstanceID)
+	m, code := g.fenced(req.MemberID, req.InstanceID)
 	if code != 0 {
 		return fail(code)
 	}

@@ -98,7 +98,7 @@ func (s *Server) commitOffsets(ctx context.Context, req *kmsg.OffsetCommitReques
 			return kerr.UnknownMemberID.Code
 		}
 	default:
-		m, code := g.known(req.MemberID, req.InstanceID)
+		m, code := g.fenced(req.MemberID, req.InstanceID)
 		if code != 0 {
 			return code
 		}
