@@ -81,13 +81,12 @@ package agent
 // owned (TestGroupCoordinatorKill: "partition 0 assigned to k2 while k1
 // owns it" in 2 of 3 runs when they counted); such a member is waited for
 // until the session timeout unless its heartbeat reaches the new
-// coordinator first. The last UNKNOWN_MEMBER_ID answer wakes the
-// held join: it is answered after the group's initial delay (300 ms) from
-// then, time for the members just told to rejoin into the first
-// generation. The hold lasts one session
-// timeout after the claim at the most: by then a member that never came
-// has had its session end, as Kafka treats a member that stops
-// heartbeating. The session timeout waited for is the largest one the old
+// coordinator first. The last UNKNOWN_MEMBER_ID answer wakes the held
+// join: it is answered after the group's initial delay (300 ms) from then,
+// time for the members just told to rejoin into the first generation. The
+// hold lasts one session timeout after the claim at the most: by then a
+// member that never came has had its session end, as Kafka treats a
+// member that stops heartbeating. The session timeout waited for is the largest one the old
 // members joined with, recorded in the same key: not the members' of the
 // new coordinator (one with a shorter session may rejoin first), and not
 // the largest allowed (maxSessionTimeout, 30 minutes, would hold every
@@ -111,8 +110,11 @@ package agent
 // (45 s by default) when an old member never comes back (its process died
 // with the coordinator, or is partitioned away), when the record is an
 // older agent's, and when an old member learns of the failover from a
-// commit or a join instead of a heartbeat. A member whose rebalance timeout is
-// shorter than the hold sees its JoinGroup time out and joins again. A
+// commit or a join instead of a heartbeat (TestGroupCoordinatorKill, agent
+// TTL 3 s, session 6 s: the first commit after the kill 4.1-4.6 s when the
+// heartbeats told the members, 8.2-8.9 s otherwise, 8.5-9.2 s with the
+// whole hold always). A member whose rebalance timeout is shorter than the
+// hold sees its JoinGroup time out and joins again. A
 // record write that fails (logged, retried at the next change or
 // heartbeat) leaves etcd without the newest member until then: a takeover
 // meanwhile would not wait for it. Commits are not held: a member's
