@@ -81,9 +81,15 @@ package agent
 // owned (TestGroupCoordinatorKill: "partition 0 assigned to k2 while k1
 // owns it" in 2 of 3 runs when they counted); such a member is waited for
 // until the session timeout unless its heartbeat reaches the new
-// coordinator first. The last UNKNOWN_MEMBER_ID answer wakes the held
-// join: it is answered after the group's initial delay (300 ms) from then,
-// time for the members just told to rejoin into the first generation. The
+// coordinator first. Told is not yet done: the client gives up its
+// partitions only when the application's poll lets it, then rejoins under
+// a new member ID (which cannot be matched to the old one). So the hold
+// ends once every listed member has been told and as many members have
+// joined here (endHold; a new member joining meanwhile counts as one of
+// them, the approximation's gap): the held join is then answered after
+// the group's initial delay (300 ms), time for the last ones to join the
+// first generation (TestGroupFailoverToldEndsHold: still held with a told
+// member not yet rejoined, answered 301 ms after it rejoined). The
 // hold lasts one session timeout after the claim at the most: by then a
 // member that never came has had its session end, as Kafka treats a
 // member that stops heartbeating. The session timeout waited for is the largest one the old

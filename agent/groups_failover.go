@@ -28,6 +28,10 @@ type takeover struct {
 	session  time.Duration
 	listed   bool
 	awaiting map[string]bool
+	// rejoins is how many members the first generation waits for: one
+	// per member the record listed (each told member rejoins under a new
+	// ID once it has given up its partitions).
+	rejoins int
 	// held is the initial delay the held first join would have waited
 	// without the hold (zero: no join held).
 	held time.Duration
@@ -38,6 +42,7 @@ func newTakeover(r metastore.MembersRecord) takeover {
 	for _, id := range r.IDs {
 		t.awaiting[id] = true
 	}
+	t.rejoins = len(t.awaiting)
 	return t
 }
 
@@ -45,11 +50,12 @@ func newTakeover(r metastore.MembersRecord) takeover {
 // heard of the failover or had its session end: one session timeout after
 // the claim (the session of the joining members when the record gave
 // none), or at once when the record listed the members and each has been
-// told (told). Zero when the previous coordinator released the group, or
+// told (told) and as many members joined here (endHold). Zero when the
+// previous coordinator released the group, or
 // the first generation here has formed.
 func (g *group) takeoverEnd() time.Time {
 	t := &g.takeover
-	if !t.active || t.listed && len(t.awaiting) == 0 {
+	if !t.active || t.listed && len(t.awaiting) == 0 && len(g.members) >= t.rejoins {
 		return time.Time{}
 	}
 	s := t.session
@@ -91,25 +97,39 @@ func (g *group) known(memberID string, instanceID *string) (*member, int16) {
 }
 
 // told notes that the member id of the previous coordinator was answered
-// UNKNOWN_MEMBER_ID: it gives up what it owned. Once every member the
-// record listed has been told, the held first join is answered after the
-// group's initial delay (300 ms) from then, the time the members just told
-// take to rejoin (their JoinGroup follows the answer at once), so that
-// they are in the first generation instead of starting a second.
+// UNKNOWN_MEMBER_ID: it is to give up what it owned (endHold).
 func (g *group) told(id string) {
 	t := &g.takeover
 	if !t.active || !t.listed || !t.awaiting[id] {
 		return
 	}
 	delete(t.awaiting, id)
-	if len(t.awaiting) > 0 {
+	if len(t.awaiting) == 0 {
+		g.c.s.log.Info("every member of the previous coordinator heard of the failover",
+			"group", g.name, "after", time.Since(t.claimed).Round(time.Millisecond), "join_held", t.held > 0)
+	}
+	g.endHold()
+}
+
+// endHold answers the held first join early, after the group's initial
+// delay (300 ms, for members joining meanwhile), once every member the
+// record listed has been told of the failover and as many members have
+// joined here. Being told is not enough: franz-go and the Java client
+// give up their partitions (onLost / onPartitionsLost) only when the
+// application's poll lets them, and then rejoin under a new member ID, so
+// a told member's rejoin is the sign it owns nothing; the new IDs cannot
+// be matched to the old, so the joins are counted (a new member joining
+// meanwhile counts too: one of the told may then still be giving up its
+// partitions when the generation forms). Called when a member is told
+// and at each join while the hold lasts.
+func (g *group) endHold() {
+	t := &g.takeover
+	if !t.active || !t.listed || len(t.awaiting) > 0 || t.held == 0 ||
+		g.state != statePreparing || !g.initialDelay || len(g.members) < t.rejoins {
 		return
 	}
-	g.c.s.log.Info("every member of the previous coordinator heard of the failover",
-		"group", g.name, "after", time.Since(t.claimed).Round(time.Millisecond), "join_held", t.held > 0)
-	if g.state != statePreparing || !g.initialDelay || t.held == 0 {
-		return
-	}
+	g.c.s.log.Info("the members of the previous coordinator rejoined: ending the hold of the first join",
+		"group", g.name, "after", time.Since(t.claimed).Round(time.Millisecond), "members", len(g.members))
 	wait := t.held
 	t.held = 0
 	g.setTimer(wait, func() { g.initialDelay = false; g.completeJoin() })

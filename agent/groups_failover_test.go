@@ -148,16 +148,18 @@ func brokerAt(t *testing.T, c *agenttest.Cluster, i int) *kgo.Broker {
 }
 
 // TestGroupFailoverToldEndsHold proves the hold of a taken-over classic
-// group's first join ends as soon as the old coordinator's member has
-// heard of the failover: member a (session 30 s) of the stopped
-// coordinator heartbeats to the new one with its old member ID, is
-// answered UNKNOWN_MEMBER_ID (on which clients give up their partitions),
-// and b's join, held meanwhile, is answered within the 300 ms initial
-// delay, well before the session timeout; a's commit refused the same way
-// before that ended nothing (franz-go's cooperative consumer rejoins from
-// it keeping its partitions). From a record of an older agent (the session alone, 6 s
-// here: the members unknown) a's heartbeat ends nothing: b waits the
-// session timeout.
+// group's first join ends as soon as every member of the old coordinator
+// has heard of the failover and rejoined. Members a and b (session 30 s)
+// of the stopped coordinator heartbeat to the new one with their old
+// member IDs and are answered UNKNOWN_MEMBER_ID (on which clients give up
+// their partitions, once the application's poll lets them, and rejoin
+// under a new ID). b, told, rejoins: held. a's commit refused the same
+// way ends nothing (franz-go's cooperative consumer rejoins from it
+// keeping its partitions): held. a told but not rejoined: held. a rejoins:
+// both answered within the 300 ms initial delay, well before the session
+// timeout. From a record of an older agent (the session alone, 6 s here:
+// the members unknown) nothing ends the hold: b waits the session
+// timeout.
 func TestGroupFailoverToldEndsHold(t *testing.T) {
 	for _, c := range []struct {
 		name      string
@@ -171,38 +173,79 @@ func TestGroupFailoverToldEndsHold(t *testing.T) {
 func failoverTold(t *testing.T, sessionMs int32, oldRecord bool) {
 	c := agenttest.Start(t, agenttest.Options{Agents: 2})
 	ctx := testCtx(t, time.Minute)
-	first, next := brokerAt(t, c, 0), brokerAt(t, c, 1)
+	next := brokerAt(t, c, 1)
 	const group = "told-g"
-	a, took := classicJoinSession(t, ctx, first, group, sessionMs)
-	if a.ErrorCode != 0 || took > 2*time.Second {
-		t.Fatalf("a joins a new group: %v after %v", kerr.ErrorForCode(a.ErrorCode), took)
+	type joined struct {
+		resp *kmsg.JoinGroupResponse
+		took time.Duration
 	}
-	if got := membersRecord(t, ctx, c, group); got != fmt.Sprintf("%d\n%s\n", sessionMs, a.MemberID) {
-		t.Fatalf("members-session record %q, want a's session and member ID", got)
+	// join joins through agent i on a connection of its own (a held
+	// JoinGroup holds its connection's later answers).
+	join := func(i int) <-chan joined {
+		br := brokerAt(t, c, i)
+		ch := make(chan joined, 1)
+		go func() {
+			r, took := classicJoinSession(t, ctx, br, group, sessionMs)
+			ch <- joined{r, took}
+		}()
+		return ch
+	}
+	// a and b, members of the first coordinator.
+	ac, bc := join(0), join(0)
+	a, b := <-ac, <-bc
+	if a.resp.ErrorCode != 0 || b.resp.ErrorCode != 0 || a.resp.Generation != b.resp.Generation {
+		t.Fatalf("a and b join a new group: %v %v, generations %d %d", kerr.ErrorForCode(a.resp.ErrorCode), kerr.ErrorForCode(b.resp.ErrorCode), a.resp.Generation, b.resp.Generation)
+	}
+	if got := membersRecord(t, ctx, c, group); got != fmt.Sprintf("%d\n%s\n%s\n", sessionMs, a.resp.MemberID, b.resp.MemberID) &&
+		got != fmt.Sprintf("%d\n%s\n%s\n", sessionMs, b.resp.MemberID, a.resp.MemberID) {
+		t.Fatalf("members-session record %q, want the session and a's and b's member IDs", got)
 	}
 	if oldRecord {
 		if err := agent.RecordMembersSessionOnly(ctx, c.Agents[0].Server, group, time.Duration(sessionMs)*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := c.Agents[0].Stop(); err != nil { // a's partitions stay a's as far as a knows
+	if err := c.Agents[0].Stop(); err != nil { // their partitions stay theirs as far as they know
 		t.Fatal(err)
 	}
-	type joined struct {
-		resp *kmsg.JoinGroupResponse
-		took time.Duration
+	// heartbeat sends member m's heartbeat with its old ID to the new
+	// coordinator: UNKNOWN_MEMBER_ID, so m gives up what it owned.
+	heartbeat := func(m *kmsg.JoinGroupResponse) {
+		for {
+			hb := kmsg.NewPtrHeartbeatRequest()
+			hb.Group, hb.Generation, hb.MemberID = group, m.Generation, m.MemberID
+			r, err := hb.RequestWith(ctx, next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.ErrorCode == kerr.NotCoordinator.Code && ctx.Err() == nil {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			if r.ErrorCode != kerr.UnknownMemberID.Code {
+				t.Fatalf("heartbeat of %s to the new coordinator: %v, want UNKNOWN_MEMBER_ID", m.MemberID, kerr.ErrorForCode(r.ErrorCode))
+			}
+			return
+		}
 	}
-	bc := make(chan joined, 1)
-	go func() {
-		b, took := classicJoinSession(t, ctx, next, group, 6000)
-		bc <- joined{b, took}
-	}()
-	time.Sleep(time.Second) // b's join is held
+	held := func(ch <-chan joined, why string) {
+		t.Helper()
+		time.Sleep(time.Second)
+		select {
+		case j := <-ch:
+			t.Fatalf("b's join answered %v after the claim, %s", j.took, why)
+		default:
+		}
+	}
+	// b is told and rejoins: its join is held while a may own partitions.
+	heartbeat(b.resp)
+	b2c := join(1)
+	held(b2c, "before a heard of the failover")
 	// a's commit with its old member ID is answered UNKNOWN_MEMBER_ID,
 	// but does not end the hold: franz-go's cooperative consumer then
 	// rejoins keeping its partitions.
 	oc := kmsg.NewPtrOffsetCommitRequest()
-	oc.Group, oc.Generation, oc.MemberID = group, a.Generation, a.MemberID
+	oc.Group, oc.Generation, oc.MemberID = group, a.resp.Generation, a.resp.MemberID
 	ot := kmsg.NewOffsetCommitRequestTopic()
 	ot.Topic = "t"
 	op := kmsg.NewOffsetCommitRequestTopicPartition()
@@ -211,39 +254,23 @@ func failoverTold(t *testing.T, sessionMs int32, oldRecord bool) {
 	if r, err := oc.RequestWith(ctx, next); err != nil || len(r.Topics) != 1 || r.Topics[0].Partitions[0].ErrorCode != kerr.UnknownMemberID.Code {
 		t.Fatalf("a's commit to the new coordinator: %v %+v, want UNKNOWN_MEMBER_ID", err, r)
 	}
-	time.Sleep(time.Second)
-	select {
-	case b := <-bc:
-		t.Fatalf("b's join answered %v after the claim, before a heard of the failover (a's commit was refused)", b.took)
-	default:
+	held(b2c, "after a's commit was refused, before a heard of the failover")
+	// a told: it is to give up its partitions (once its application's
+	// poll lets it) and rejoin; until it rejoins b is still held.
+	heartbeat(a.resp)
+	held(b2c, "after a was told but before it rejoined")
+	a2c := join(1)
+	rejoined := time.Now()
+	b2, a2 := <-b2c, <-a2c
+	if b2.resp.ErrorCode != 0 || a2.resp.ErrorCode != 0 || b2.resp.Generation < 1 {
+		t.Fatalf("b and a rejoin the taken-over group: %v %v generation %d", kerr.ErrorForCode(b2.resp.ErrorCode), kerr.ErrorForCode(a2.resp.ErrorCode), b2.resp.Generation)
 	}
-	for {
-		hb := kmsg.NewPtrHeartbeatRequest()
-		hb.Group, hb.Generation, hb.MemberID = group, a.Generation, a.MemberID
-		r, err := hb.RequestWith(ctx, next)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.ErrorCode == kerr.NotCoordinator.Code && ctx.Err() == nil {
-			time.Sleep(20 * time.Millisecond)
-			continue
-		}
-		if r.ErrorCode != kerr.UnknownMemberID.Code {
-			t.Fatalf("a's heartbeat to the new coordinator: %v, want UNKNOWN_MEMBER_ID", kerr.ErrorForCode(r.ErrorCode))
-		}
-		break
-	}
-	toldAt := time.Now()
-	b := <-bc
-	if b.resp.ErrorCode != 0 || b.resp.Generation < 1 {
-		t.Fatalf("b joins the taken-over group: %v generation %d", kerr.ErrorForCode(b.resp.ErrorCode), b.resp.Generation)
-	}
-	after := time.Since(toldAt)
+	after := time.Since(rejoined)
 	switch {
-	case !oldRecord && b.took > 5*time.Second:
-		t.Fatalf("b's join answered %v after the claim (%v after a was told), want soon after a was told, well before the 30 s session", b.took, after)
-	case oldRecord && (b.took < 5500*time.Millisecond || b.took > 10*time.Second):
-		t.Fatalf("b's join answered %v after the claim from an older agent's record, want one session timeout (6 s)", b.took)
+	case !oldRecord && (b2.took > 10*time.Second || after > 2*time.Second):
+		t.Fatalf("b's join answered %v after the claim (%v after a rejoined), want soon after a was told and rejoined, well before the 30 s session", b2.took, after)
+	case oldRecord && (b2.took < 5500*time.Millisecond || b2.took > 10*time.Second):
+		t.Fatalf("b's join answered %v after the claim from an older agent's record, want one session timeout (6 s)", b2.took)
 	}
-	t.Logf("b's join answered %v after the claim, %v after a was told (a's session %d ms)", b.took.Round(time.Millisecond), after.Round(time.Microsecond), sessionMs)
+	t.Logf("b's join answered %v after the claim, %v after a, told, rejoined (session %d ms)", b2.took.Round(time.Millisecond), after.Round(time.Microsecond), sessionMs)
 }

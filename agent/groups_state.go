@@ -323,6 +323,7 @@ func (g *group) remove(m *member, code int16) {
 // rebalance timeout passes.
 func (g *group) rebalance() {
 	if g.state == statePreparing {
+		g.endHold() // a takeover's held first join (Failover)
 		g.maybeCompleteJoin()
 		return
 	}
