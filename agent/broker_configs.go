@@ -218,23 +218,7 @@ func validateBrokerConfig(name string, value *string) error {
 	if value == nil {
 		return fmt.Errorf("%w: null value for broker config %q", errConfig, name)
 	}
-	v := strings.TrimSpace(*value)
-	var err error
-	switch def.typ {
-	case kmsg.ConfigTypeShort:
-		_, err = strconv.ParseInt(v, 10, 16)
-	case kmsg.ConfigTypeInt:
-		_, err = strconv.ParseInt(v, 10, 32)
-	case kmsg.ConfigTypeLong:
-		_, err = strconv.ParseInt(v, 10, 64)
-	case kmsg.ConfigTypeDouble:
-		_, err = strconv.ParseFloat(v, 64)
-	case kmsg.ConfigTypeBoolean:
-		if !strings.EqualFold(v, "true") && !strings.EqualFold(v, "false") {
-			err = errors.New("not a boolean")
-		}
-	}
-	if err != nil {
+	if checkConfigType(def.typ, *value) != nil {
 		return fmt.Errorf("%w: Invalid value %q for configuration %s: not a %s", errConfig, *value, name, def.typ)
 	}
 	return nil
@@ -300,16 +284,7 @@ func (s *Server) alterBrokerConfigs(ctx context.Context, resource string, valida
 				if op.Value == nil {
 					return nil, fmt.Errorf("%w: null value for %q", errConfig, op.Name)
 				}
-				items := splitList(next[op.Name])
-				for _, it := range splitList(*op.Value) {
-					i := slices.Index(items, it)
-					switch {
-					case op.Op == kmsg.IncrementalAlterConfigOpAppend && i < 0:
-						items = append(items, it)
-					case op.Op == kmsg.IncrementalAlterConfigOpSubtract && i >= 0:
-						items = slices.Delete(items, i, i+1)
-					}
-				}
+				items := appendSubtract(next[op.Name], op)
 				if len(items) == 0 {
 					delete(next, op.Name)
 				} else {

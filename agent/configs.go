@@ -240,25 +240,11 @@ func validateTopicConfig(name string, value *string) error {
 	if value == nil {
 		return fmt.Errorf("null value for topic config %q", name)
 	}
-	v := strings.TrimSpace(*value)
-	var err error
-	switch def.typ {
-	case kmsg.ConfigTypeInt:
-		_, err = strconv.ParseInt(v, 10, 32)
-	case kmsg.ConfigTypeLong:
-		_, err = strconv.ParseInt(v, 10, 64)
-	case kmsg.ConfigTypeDouble:
-		_, err = strconv.ParseFloat(v, 64)
-	case kmsg.ConfigTypeBoolean:
-		if !strings.EqualFold(v, "true") && !strings.EqualFold(v, "false") {
-			err = fmt.Errorf("not a boolean")
-		}
-	}
-	if err != nil {
+	if checkConfigType(def.typ, *value) != nil {
 		return fmt.Errorf("invalid value %q for %s config %q", *value, def.typ, name)
 	}
 	if def.check != nil {
-		if err := def.check(v); err != nil {
+		if err := def.check(strings.TrimSpace(*value)); err != nil {
 			return fmt.Errorf("invalid value %q for config %q: %v", *value, name, err)
 		}
 	}
@@ -359,4 +345,27 @@ func describeTopicConfigs(configs map[string]string, names []string, withDocs bo
 func TopicConfigIgnored(name string) bool {
 	c, ok := topicConfigs[name]
 	return ok && !c.enforced
+}
+
+// checkConfigType reports whether value (spaces around it ignored) parses
+// as a config of Kafka type typ: a short, int or long in range, a double,
+// or a boolean (true or false, any case). Other types take any string.
+func checkConfigType(typ kmsg.ConfigType, value string) error {
+	v := strings.TrimSpace(value)
+	var err error
+	switch typ {
+	case kmsg.ConfigTypeShort:
+		_, err = strconv.ParseInt(v, 10, 16)
+	case kmsg.ConfigTypeInt:
+		_, err = strconv.ParseInt(v, 10, 32)
+	case kmsg.ConfigTypeLong:
+		_, err = strconv.ParseInt(v, 10, 64)
+	case kmsg.ConfigTypeDouble:
+		_, err = strconv.ParseFloat(v, 64)
+	case kmsg.ConfigTypeBoolean:
+		if !strings.EqualFold(v, "true") && !strings.EqualFold(v, "false") {
+			err = fmt.Errorf("not a boolean")
+		}
+	}
+	return err
 }

@@ -96,16 +96,7 @@ func applyIncremental(cur map[string]string, ops []kmsg.IncrementalAlterConfigsR
 				return nil, fmt.Errorf("%w: null value for %q", errConfig, op.Name)
 			}
 			v, _ := topicConfigValue(next, op.Name)
-			items := splitList(v)
-			for _, it := range splitList(*op.Value) {
-				i := slices.Index(items, it)
-				switch {
-				case op.Op == kmsg.IncrementalAlterConfigOpAppend && i < 0:
-					items = append(items, it)
-				case op.Op == kmsg.IncrementalAlterConfigOpSubtract && i >= 0:
-					items = slices.Delete(items, i, i+1)
-				}
-			}
+			items := appendSubtract(v, op)
 			joined := strings.Join(items, ",")
 			if err := validateTopicConfig(op.Name, &joined); err != nil {
 				return nil, fmt.Errorf("%w: %v", errConfig, err)
@@ -129,4 +120,21 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// appendSubtract applies an APPEND or SUBTRACT operation to the list
+// config value cur: the items of op.Value not yet in it are appended, or
+// those in it removed. It returns the resulting items.
+func appendSubtract(cur string, op kmsg.IncrementalAlterConfigsRequestResourceConfig) []string {
+	items := splitList(cur)
+	for _, it := range splitList(*op.Value) {
+		i := slices.Index(items, it)
+		switch {
+		case op.Op == kmsg.IncrementalAlterConfigOpAppend && i < 0:
+			items = append(items, it)
+		case op.Op == kmsg.IncrementalAlterConfigOpSubtract && i >= 0:
+			items = slices.Delete(items, i, i+1)
+		}
+	}
+	return items
 }
