@@ -55,81 +55,107 @@ package agent
 // ConsumerGroupDescribe, as in Kafka, until it is deleted or a classic
 // member converts it (join_group.go; the record is then deleted).
 //
-// # Online migration between the protocols (designed, not built)
+// # Online migration between the protocols
 //
-// Today a group changes protocol only through empty: a KIP-848 join of a
-// classic group with members is GROUP_ID_NOT_FOUND, a classic JoinGroup
-// of a consumer group with members INCONSISTENT_GROUP_PROTOCOL, so a
-// rolling upgrade of an application's consumers from the classic protocol
-// to KIP-848 (or back) stalls until the old members are gone. Kafka 4
-// converts live groups (group.consumer.migration.policy, default
-// bidirectional; GroupMetadataManager's classicGroup*ToConsumerGroup and
-// convertTo*Group). The design for shale, in the same group object and
-// lock:
+// A live group converts between the classic protocol and KIP-848, so that
+// a rolling upgrade of an application's consumers from the classic
+// protocol to KIP-848 (or back) goes on without stopping them, as Kafka 4
+// does it (GroupMetadataManager's classicGroup*ToConsumerGroup and
+// convertTo*Group), in the same group object and lock
+// (consumer_group_migration.go):
 //
-//   - Policy: the group config consumer.migration.policy (bidirectional,
-//     upgrade, downgrade, disabled; default bidirectional) over an agent
-//     flag of the same default.
+//   - Policy: the agent flag --group-consumer-migration-policy
+//     (Config.ConsumerMigrationPolicy), Kafka's broker-level
+//     group.consumer.migration.policy: bidirectional (the default),
+//     upgrade, downgrade or disabled, case-insensitive; another value
+//     stops the agent at start-up with Kafka's message. Not a group config:
+//     Kafka has none, and the downgrade runs in timers (a member's session
+//     ending), under the group's lock, where no etcd read of a group
+//     config may happen.
 //   - Upgrade, on a ConsumerGroupHeartbeat with epoch 0 to a classic group
-//     with members: refused as now unless the policy allows it, the
-//     protocol type is "consumer", the group is Stable (converting in the
-//     middle of a rebalance needs the stale-target handling of Kafka's
-//     KAFKA-21582), it is below maxGroupMembers, and every member's
+//     with members: refused as before (GROUP_ID_NOT_FOUND, the message
+//     saying why) unless the policy allows it, the protocol type is
+//     "consumer", the group is below maxGroupMembers, and every member's
 //     metadata and assignment decode as ConsumerMemberMetadata and
-//     ConsumerMemberAssignment. Conversion: group epoch and target epoch
-//     = the generation; each classic member becomes a cmember marked
-//     classic (its session and rebalance timeouts and the protocols it
-//     joined with are kept), subscribed to its metadata's topics, with
+//     ConsumerMemberAssignment. Kafka converts in any state; here a group
+//     in CompletingRebalance (or holding a takeover, groups.go Failover)
+//     answers COORDINATOR_LOAD_IN_PROGRESS, which clients retry: its
+//     members' new assignments are not known yet while they still own
+//     the previous ones. In Stable or PreparingRebalance the members'
+//     assignments are those of the last Stable generation, which they own
+//     (an eager member that already gave them up rejoins owning nothing,
+//     so its revocations are complete at once). Conversion: group epoch
+//     and target epoch = the generation; each classic member becomes a
+//     cmember marked classic (classicMember: the protocols it joined with
+//     and its session timeout), subscribed to its metadata's topics, with
 //     assigned = target = its assignment, member epoch = the generation,
-//     its partitions claimed in owners; the classic timers stop and its
-//     session timer is touchConsumer's with its own timeout. The type is
-//     recorded (syncGroupType) and the heartbeat is then handled as a
-//     join: the epoch bump gives every member, classic ones included, a
-//     new target, reached through revocation first as for KIP-848
-//     members.
-//   - Classic members served from the KIP-848 state (Kafka's rules):
-//     JoinGroup decodes the subscription and the owned partitions (v1+
-//     metadata; an eager member owns none at a rejoin, so its revocations
-//     are complete at once), updates the member (a subscription change
-//     bumps the epoch), reconciles it, and answers at once: generation =
-//     member epoch, the first protocol name the member offered, no leader
-//     and no member list (the server assigns); a dynamic member without
-//     an ID at v4+ gets MEMBER_ID_REQUIRED first. SyncGroup checks the
-//     generation (ILLEGAL_GENERATION) and protocol type and name
-//     (INCONSISTENT_GROUP_PROTOCOL), ignores any assignments sent, and
-//     answers the member's current assignment as a
-//     ConsumerMemberAssignment; no SyncGroup within the rebalance timeout
-//     removes the member. Heartbeat answers REBALANCE_IN_PROGRESS when the
-//     group epoch is ahead of the member's and the member is not revoking
-//     (it must rejoin: the classic protocol reports owned partitions only
-//     in JoinGroup), arming a join timeout (the rebalance timeout), else
-//     touches the session. LeaveGroup removes the member (removeConsumer).
-//     OffsetCommit from a classic member checks its generation against
-//     the member epoch and answers ILLEGAL_GENERATION, not
-//     STALE_MEMBER_EPOCH, which classic clients do not handle.
-//     ConsumerGroupDescribe shows it with member type 0 (classic).
-//   - Downgrade, when the last KIP-848 member leaves or is removed and
-//     classic members remain (policy permitting): generation = group
-//     epoch; the members are rebuilt with their protocols, timeouts and
-//     current assignments encoded; g.cg is dropped and the type record
-//     deleted; the group then prepares a rebalance, so that every member
-//     rejoins and the client-side assignor takes over (Kafka does the
-//     same).
+//     its partitions claimed in owners, its session timer touchConsumer's
+//     with its own timeout; waiting JoinGroup and SyncGroup requests are
+//     answered REBALANCE_IN_PROGRESS; the classic members record
+//     (groups_failover.go) is rewritten listing nobody, and the type
+//     record (syncGroupType) lists every member. The heartbeat is then
+//     handled as a join: the epoch bump gives every member, classic ones
+//     included, a new target, reached through revocation first as for
+//     KIP-848 members.
+//   - Classic members served from the KIP-848 state (Kafka's rules).
+//     JoinGroup: protocol type "consumer" and a protocol name every other
+//     classic member offered, else INCONSISTENT_GROUP_PROTOCOL; a dynamic
+//     member without an ID at v4+ gets MEMBER_ID_REQUIRED; a member ID the
+//     group does not know joins as a new member (Kafka's); a subscription
+//     that does not decode is INCONSISTENT_GROUP_PROTOCOL (Kafka: an
+//     unknown server error). The subscription and owned partitions (v1+
+//     metadata; an eager member owns none at a rejoin) update the member
+//     (a new member or a subscription change bumps the epoch) and
+//     reconcile it; the answer comes at once: generation = member epoch,
+//     the first protocol name the member offered, no leader and no member
+//     list (the server assigns). A member that must revoke keeps its epoch,
+//     gets what it keeps in SyncGroup, gives up the rest (the cooperative
+//     clients rejoin after revoking) and reaches the new epoch at its next
+//     JoinGroup. SyncGroup checks the generation (ILLEGAL_GENERATION),
+//     protocol type and name (INCONSISTENT_GROUP_PROTOCOL), answers
+//     REBALANCE_IN_PROGRESS when the group epoch moved past the member's
+//     and it is not revoking, ignores any assignments sent, and answers the
+//     member's current assignment as a ConsumerMemberAssignment of its
+//     metadata's version. Heartbeat checks the generation, touches the
+//     session, and answers REBALANCE_IN_PROGRESS when the member must
+//     rejoin: the group epoch is past its epoch, it is revoking, or the
+//     partitions it waited for are free (the classic protocol reports owned
+//     partitions only in JoinGroup). LeaveGroup removes the member
+//     (removeConsumer); a KIP-848 member named there is UNKNOWN_MEMBER_ID,
+//     and so is a classic member named in a ConsumerGroupHeartbeat other
+//     than a join. OffsetCommit (any version) and OffsetFetch from a
+//     classic member check its generation against the member epoch:
+//     ILLEGAL_GENERATION, not STALE_MEMBER_EPOCH, which classic clients do
+//     not handle. ConsumerGroupDescribe shows it with member type 0
+//     (classic), DescribeGroups with the metadata it joined with.
+//     Timeouts: the session timeout is the member's own (its JoinGroup's);
+//     a JoinGroup must follow REBALANCE_IN_PROGRESS within the rebalance
+//     timeout, a SyncGroup a JoinGroup within it, and revocations are
+//     acknowledged (by a rejoin) within it, else the member is removed.
+//   - Downgrade, when a KIP-848 member leaves or is removed and only
+//     classic members remain (policy permitting): generation = group epoch
+//     (the removal does not bump it); the members are rebuilt with their
+//     protocols, timeouts and current assignments encoded; g.cg is
+//     dropped and the type record deleted; the group, Stable, then
+//     prepares a rebalance, so that every member rejoins (its heartbeat
+//     answered REBALANCE_IN_PROGRESS) and the client-side assignor takes
+//     over (Kafka does the same).
 //   - Failover is unchanged: membership is in memory, members of both
 //     protocols rejoin the next coordinator, and the type record decides
 //     which protocol finds the group a consumer group.
 //
-// What it needs before it can land: the conversion both ways, the
-// classic-member paths of JoinGroup, SyncGroup, Heartbeat, LeaveGroup and
-// OffsetCommit above, and a test with franz-go: two classic
-// (cooperative-sticky) consumers of a 6-partition topic under a steady
-// producer, one restarted as a KIP-848 member (no GROUP_ID_NOT_FOUND; the
-// group listed as consumer with both member types; every partition
-// owned by one member at a time at every describe; committed offsets
-// never backwards; every record consumed), then that member leaving
-// (classic again, the classic members own all 6); plus raw-protocol
-// tests of eager and cooperative classic members and the bad-input
-// answers above.
+// Tests: TestConsumerGroupMigrationRaw (raw requests: an eager and a
+// cooperative classic member through the upgrade, revocation, the bad
+// input above, and the downgrade), TestConsumerGroupMigrationDisabled,
+// and TestConsumerGroupMigrationFranz: two classic (cooperative-sticky)
+// franz-go consumers of a 6-partition topic under a steady producer, one
+// restarted as a KIP-848 member, which owned partitions 0.35 s after it
+// started (no GROUP_ID_NOT_FOUND; the group listed as consumer with a
+// classic and a KIP-848 member; no partition owned by two members in the
+// clients' callbacks or in any of about 40 describes; committed offsets
+// never backwards; every record read, about 1,000), then that member
+// leaving: classic again, the classic member owning all 6 partitions
+// 0.26 s after it closed.
 
 import (
 	"maps"
@@ -191,6 +217,9 @@ type cmember struct {
 
 	session *time.Timer
 	rebal   *time.Timer
+	// classic is set for a member that speaks the classic protocol
+	// (consumer_group_migration.go), nil for a KIP-848 member.
+	classic *classicMember
 }
 
 // powner is who holds a partition: its owner until it acknowledged the
@@ -407,6 +436,9 @@ func (cg *cgroup) fence(m *cmember) {
 	}
 	if m.rebal != nil {
 		m.rebal.Stop()
+	}
+	if m.classic != nil {
+		m.classic.stop()
 	}
 	cg.release(m.assigned, m.id)
 	cg.release(m.revoking, m.id)

@@ -94,6 +94,9 @@ func (s *Server) describeConsumerGroup(ctx context.Context, name string) kmsg.Co
 			dm := kmsg.NewConsumerGroupDescribeResponseGroupMember()
 			dm.MemberID, dm.InstanceID, dm.RackID, dm.MemberEpoch = m.id, m.instanceID, m.rackID, m.epoch
 			dm.ClientID, dm.ClientHost, dm.SubscribedTopics, dm.MemberType = m.clientID, m.clientHost, m.topics, 1
+			if m.classic != nil {
+				dm.MemberType = 0 // a classic member (consumer_group_migration.go)
+			}
 			if m.regex != nil {
 				src := m.regexSrc
 				dm.SubscribedTopicRegex = &src
@@ -176,6 +179,9 @@ func (g *group) describeConsumer(d kmsg.DescribeGroupsResponseGroup) kmsg.Descri
 		md.Topics = append([]string{}, m.topics...)
 		md.Rack = m.rackID
 		dm.ProtocolMetadata = md.AppendTo(nil)
+		if m.classic != nil && len(m.classic.protocols) > 0 {
+			dm.ProtocolMetadata = m.classic.protocols[0].Metadata // what it joined with
+		}
 		ma := kmsg.NewConsumerMemberAssignment()
 		ma.Version = 3
 		for _, id := range cgTopicIDs(m.assigned) {

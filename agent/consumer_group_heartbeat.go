@@ -9,9 +9,11 @@ package agent
 // or with owned partitions, a static leave (epoch -2) without an instance
 // ID, or an epoch below -2 are INVALID_REQUEST; an assignor other than
 // uniform or range is UNSUPPORTED_ASSIGNOR; a regex RE2 cannot compile is
-// INVALID_REGULAR_EXPRESSION. Then, on the group: a classic group with
-// members (or members being admitted) is GROUP_ID_NOT_FOUND, an empty one
-// becomes a consumer group; an unknown member is UNKNOWN_MEMBER_ID (or
+// INVALID_REGULAR_EXPRESSION. Then, on the group: a join of a classic
+// group with members converts it when the migration policy allows
+// (consumer_group.go, Online migration; else GROUP_ID_NOT_FOUND, and so is
+// any other epoch), an empty one becomes a consumer group; an unknown
+// member, or a classic member of the group, is UNKNOWN_MEMBER_ID (or
 // FENCED_INSTANCE_ID when its instance ID belongs to another member); an
 // epoch ahead of the member's, or behind it other than the previous epoch
 // with owned partitions within its assignment, is FENCED_MEMBER_EPOCH; a
@@ -155,11 +157,19 @@ func (s *Server) handleConsumerGroupHeartbeat(ctx context.Context, rc *reqCtx, r
 	defer g.mu.Unlock()
 	if g.cg == nil {
 		if len(g.members) > 0 || len(g.pending) > 0 || g.state != stateEmpty {
-			msg := "Group " + req.Group + " is not a consumer group."
-			resp.ErrorCode, resp.ErrorMessage = kerr.GroupIDNotFound.Code, &msg
-			return now(resp)
+			// A classic group with members: converted when a member joins
+			// and the policy allows it (consumer_group_migration.go).
+			code, msg := kerr.GroupIDNotFound.Code, "Group "+req.Group+" is not a consumer group."
+			if req.MemberEpoch == 0 {
+				code, msg = g.upgradeToConsumer(s.cfg.ConsumerMigrationPolicy, tv, session)
+			}
+			if code != 0 {
+				resp.ErrorCode, resp.ErrorMessage = code, &msg
+				return now(resp)
+			}
+		} else {
+			g.cg, g.protocolType = newCgroup(s.cfg.Metrics), "consumer"
 		}
-		g.cg, g.protocolType = newCgroup(s.cfg.Metrics), "consumer"
 	}
 	g.cg.session = session
 	h := &cgHeartbeat{s: s, g: g, cg: g.cg, req: req, resp: resp, tv: tv, re: re, rc: rc}
@@ -238,6 +248,10 @@ func (h *cgHeartbeat) join() {
 	}
 	cg.told(id)
 	if m := cg.members[id]; m != nil && m.epoch != -2 {
+		if m.classic != nil { // it speaks KIP-848 now
+			m.classic.stop()
+			m.classic = nil
+		}
 		// An active member rejoining (after a fencing it did not see,
 		// or to resubscribe): it owns nothing now.
 		h.rejoin(m)
@@ -343,7 +357,7 @@ func (h *cgHeartbeat) staticLeave() {
 func (h *cgHeartbeat) heartbeat() {
 	req, cg := h.req, h.cg
 	m := cg.members[req.MemberID]
-	if m == nil || m.epoch == -2 {
+	if m == nil || m.epoch == -2 || m.classic != nil {
 		if req.InstanceID != nil {
 			if owner, ok := cg.static[*req.InstanceID]; ok && owner != req.MemberID {
 				h.resp.ErrorCode = kerr.FencedInstanceID.Code

@@ -22,6 +22,9 @@ func (g *group) touchConsumer(m *cmember) {
 	}
 	cg := g.cg
 	d := cg.session
+	if m.classic != nil {
+		d = m.classic.session // its JoinGroup's
+	}
 	if d <= 0 {
 		d = DefaultConsumerSessionTimeout
 	}
@@ -73,13 +76,16 @@ func (g *group) removeConsumer(m *cmember, why string) {
 	if m.instanceID != nil && cg.static[*m.instanceID] == m.id {
 		delete(cg.static, *m.instanceID)
 	}
+	g.c.s.log.Info("consumer group member removed", "group", g.name, "member", m.id, "why", why, "group_epoch", cg.epoch)
+	if g.maybeDowngrade(m) {
+		return
+	}
 	cg.bump(g.c.cachedTopicView())
 	g.syncGroupType()
 	if cg.active() == 0 && len(cg.members) == 0 {
 		g.emptySince = time.Now()
 		g.idleSince = g.emptySince
 	}
-	g.c.s.log.Info("consumer group member removed", "group", g.name, "member", m.id, "why", why, "group_epoch", cg.epoch)
 }
 
 // killConsumers stops every consumer member's timers (the group is lost).
@@ -103,11 +109,21 @@ func (g *group) consumerMembersLeft() bool {
 // must be known and its epoch not ahead of the member's; per partition,
 // the epoch must not be older than the one at which the member got the
 // partition, and the member must own it (or be revoking it).
-// STALE_MEMBER_EPOCH otherwise, per partition in part.
+// STALE_MEMBER_EPOCH otherwise, per partition in part. A classic member
+// (consumer_group_migration.go) commits with a generation equal to its
+// epoch, else ILLEGAL_GENERATION (Kafka's validateMemberEpoch).
 func (cg *cgroup) commitCheck(memberID string, epoch int32) (*cmember, int16) {
 	m := cg.members[memberID]
 	if m == nil || m.epoch == -2 {
 		return nil, kerr.UnknownMemberID.Code
+	}
+	if m.classic != nil {
+		// A classic member commits with its generation, which must be its
+		// epoch: ILLEGAL_GENERATION, the error classic clients handle.
+		if epoch != m.epoch {
+			return nil, kerr.IllegalGeneration.Code
+		}
+		return m, 0
 	}
 	if epoch > m.epoch {
 		return nil, kerr.StaleMemberEpoch.Code
@@ -117,6 +133,9 @@ func (cg *cgroup) commitCheck(memberID string, epoch int32) (*cmember, int16) {
 
 // partitionCommitCode is commitCheck's per-partition rule.
 func (m *cmember) partitionCommitCode(id tid, p int32, epoch int32) int16 {
+	if m.classic != nil {
+		return 0 // its generation was checked (commitCheck)
+	}
 	e, ok := m.assignEpochs[id][p]
 	if !ok || epoch < e {
 		return kerr.StaleMemberEpoch.Code

@@ -144,7 +144,14 @@ func TestConsumerGroupBadInput(t *testing.T) {
 	p := kmsg.NewJoinGroupRequestProtocol()
 	p.Name = "range"
 	jg.Protocols = append(jg.Protocols, p)
-	want("classic join of a consumer group", c.send(jg).(*kmsg.JoinGroupResponse).ErrorCode, kerr.InconsistentGroupProtocol)
+	// A classic member of a consumer group (consumer_group_migration.go):
+	// MEMBER_ID_REQUIRED first, as in Kafka; metadata that does not decode
+	// as a subscription then INCONSISTENT_GROUP_PROTOCOL.
+	first := c.send(jg).(*kmsg.JoinGroupResponse)
+	want("classic join of a consumer group", first.ErrorCode, kerr.MemberIDRequired)
+	jg.MemberID = first.MemberID
+	want("classic join of a consumer group with empty metadata", c.send(jg).(*kmsg.JoinGroupResponse).ErrorCode, kerr.InconsistentGroupProtocol)
+	jg.MemberID = ""
 	classic := *jg
 	classic.Group, classic.MemberID = "cg-classic", "" // v9: MEMBER_ID_REQUIRED, then join
 	r := c.send(&classic).(*kmsg.JoinGroupResponse)

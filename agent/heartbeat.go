@@ -6,7 +6,9 @@ package agent
 // it to rejoin, ILLEGAL_GENERATION that it is behind, UNKNOWN_MEMBER_ID
 // that the group forgot it (session expired, or the coordinator moved to
 // another agent and members must rejoin), FENCED_INSTANCE_ID that a newer
-// incarnation of its static instance took over.
+// incarnation of its static instance took over. A classic member of a
+// consumer-protocol group is answered from its KIP-848 state
+// (consumer_group_migration.go, classicHeartbeat).
 
 import (
 	"context"
@@ -31,6 +33,9 @@ func (s *Server) heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest) int1
 		return code
 	}
 	defer g.mu.Unlock()
+	if g.cg != nil {
+		return g.classicHeartbeat(req) // consumer_group_migration.go
+	}
 	if g.state == stateEmpty {
 		g.told(req.MemberID)
 		return kerr.UnknownMemberID.Code

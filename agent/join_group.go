@@ -18,9 +18,11 @@ package agent
 // Kafka's default bounds (group.min.session.timeout.ms 6 s,
 // group.max.session.timeout.ms 30 min) is INVALID_SESSION_TIMEOUT, then no
 // protocols or another protocol type is INCONSISTENT_GROUP_PROTOCOL, and so
-// is a join to a share group (share_groups.go) or to a consumer-protocol
-// (KIP-848) group that has members; an empty consumer-protocol group
-// becomes a classic group again, as in Kafka.
+// is a join to a share group (share_groups.go). A join to a
+// consumer-protocol (KIP-848) group that has members is served from its
+// KIP-848 state (consumer_group_migration.go, classicJoin: answered at
+// once, generation = member epoch, no leader); an empty consumer-protocol
+// group becomes a classic group again, as in Kafka.
 
 import (
 	"context"
@@ -65,16 +67,23 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 		s.log.Info("join group: protocol metadata too large", "group", req.Group, "bytes", size)
 		return fail(kerr.InvalidRequest.Code)
 	}
+	// The topics a consumer group's classic member subscribes to resolve
+	// against this view (consumer_group_migration.go).
+	tv, err := s.topicView(ctx)
+	if err != nil {
+		return fail(errCode(s.log, "join group: list topics", err))
+	}
 	g, code := s.groups().lock(ctx, req.Group)
 	if code != 0 {
 		return fail(code)
 	}
 	defer g.mu.Unlock()
 	if g.cg != nil {
-		// A consumer-protocol (KIP-848) group: classic members may join
-		// only once it is empty, and it becomes classic again.
+		// A consumer-protocol (KIP-848) group: with members, the joining
+		// member is served from its state as a classic member; an empty
+		// one becomes classic again.
 		if g.consumerMembersLeft() {
-			return fail(kerr.InconsistentGroupProtocol.Code)
+			return now(g.classicJoin(rc, req, session, rebalance, tv))
 		}
 		g.cg = nil
 	}

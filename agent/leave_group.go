@@ -43,6 +43,9 @@ func (s *Server) handleLeaveGroup(ctx context.Context, _ *reqCtx, req *kmsg.Leav
 
 // leave removes one member, named by ID, instance or both.
 func (g *group) leave(memberID string, instanceID *string) int16 {
+	if g.cg != nil {
+		return g.classicLeave(memberID, instanceID) // consumer_group_migration.go
+	}
 	id := memberID
 	if instanceID != nil {
 		cur, ok := g.static[*instanceID]

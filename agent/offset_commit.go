@@ -84,12 +84,12 @@ func (s *Server) commitOffsets(ctx context.Context, req *kmsg.OffsetCommitReques
 	switch {
 	case g.cg != nil && simple && g.cg.active() == 0:
 	case g.cg != nil:
-		if req.Version < 9 {
-			return kerr.UnsupportedVersion.Code
-		}
 		m, code := g.cg.commitCheck(req.MemberID, req.Generation)
 		if code != 0 {
 			return code
+		}
+		if req.Version < 9 && m.classic == nil {
+			return kerr.UnsupportedVersion.Code
 		}
 		g.touchConsumer(m)
 		cm = m

@@ -208,6 +208,9 @@ func (s *Server) fetchMemberCheck(rg kmsg.OffsetFetchRequestGroup) int16 {
 		return kerr.UnknownMemberID.Code
 	}
 	if rg.MemberEpoch != m.epoch {
+		if m.classic != nil {
+			return kerr.IllegalGeneration.Code
+		}
 		return kerr.StaleMemberEpoch.Code
 	}
 	return 0

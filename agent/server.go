@@ -73,6 +73,11 @@ type Config struct {
 	// group.consumer.heartbeat.interval.ms, default 5 s); zero: default.
 	ConsumerSessionTimeout    time.Duration
 	ConsumerHeartbeatInterval time.Duration
+	// ConsumerMigrationPolicy is Kafka's group.consumer.migration.policy:
+	// whether a group with members converts between the classic protocol
+	// and KIP-848 online (consumer_group_migration.go); "" is
+	// bidirectional, Kafka's default.
+	ConsumerMigrationPolicy MigrationPolicy
 	// IdleTimeout closes connections that send no request for this long
 	// (connections.max.idle.ms). It also bounds the reading of one request:
 	// a frame whose size arrived but whose body is not complete within

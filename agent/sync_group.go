@@ -10,7 +10,9 @@ package agent
 // maxMemberBytes (or all of them together larger than the frame limit
 // allows) is refused with INVALID_REQUEST and the group rebalances. v5's
 // protocol type and name, when given, must match the group's
-// (INCONSISTENT_GROUP_PROTOCOL).
+// (INCONSISTENT_GROUP_PROTOCOL). A classic member of a consumer-protocol
+// group gets its current assignment from the group's KIP-848 state
+// (consumer_group_migration.go, classicSync).
 
 import (
 	"context"
@@ -31,6 +33,10 @@ func (s *Server) handleSyncGroup(ctx context.Context, _ *reqCtx, req *kmsg.SyncG
 		return fail(code)
 	}
 	defer g.mu.Unlock()
+	if g.cg != nil {
+		g.classicSync(req, resp) // a classic member of a consumer group
+		return now(resp)
+	}
 	m, code := g.known(req.MemberID, req.InstanceID)
 	if code != 0 {
 		return fail(code)

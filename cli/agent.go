@@ -84,6 +84,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 	f.Var(&offsetRetention, "group-offsets-retention", "how long the committed offsets of a consumer group without members outlive its newest commit and its emptying (Kafka's offsets.retention.minutes); -1 keeps them forever")
 	f.Duration("group-consumer-session-timeout", agent.DefaultConsumerSessionTimeout, "KIP-848 consumer groups: a member with no heartbeat for this long is removed (Kafka's group.consumer.session.timeout.ms)")
 	f.Duration("group-consumer-heartbeat-interval", agent.DefaultConsumerHeartbeatInterval, "KIP-848 consumer groups: how often members heartbeat (Kafka's group.consumer.heartbeat.interval.ms); must be below the session timeout")
+	f.String("group-consumer-migration-policy", string(agent.MigrationBidirectional), "which way a consumer group with members may change protocol online, classic to KIP-848 and back: bidirectional, upgrade, downgrade or disabled (Kafka's group.consumer.migration.policy)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 
@@ -122,6 +123,10 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 		if st, hb := v.GetDuration("group-consumer-session-timeout"), v.GetDuration("group-consumer-heartbeat-interval"); hb <= 0 || st <= hb {
 			return fmt.Errorf("--group-consumer-heartbeat-interval (%v) must be positive and below --group-consumer-session-timeout (%v)", hb, st)
 		}
+		migration, err := agent.ParseMigrationPolicy(v.GetString("group-consumer-migration-policy"))
+		if err != nil {
+			return fmt.Errorf("--group-consumer-migration-policy: %w", err)
+		}
 		retention, err := ParseRetention(v.GetString("group-offsets-retention"))
 		if err != nil {
 			return fmt.Errorf("--group-offsets-retention: %w", err)
@@ -155,6 +160,7 @@ S3 credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_AC
 				IdleTimeout:               v.GetDuration("idle-timeout"),
 				ConsumerSessionTimeout:    v.GetDuration("group-consumer-session-timeout"),
 				ConsumerHeartbeatInterval: v.GetDuration("group-consumer-heartbeat-interval"),
+				ConsumerMigrationPolicy:   migration,
 				MaxConnections:            v.GetInt("max-connections"),
 				MaxFrameBytes:             int32(mr),
 			},

@@ -1,0 +1,420 @@
+package agent_test
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shale-dev/shale/agent"
+	"github.com/shale-dev/shale/agent/agenttest"
+)
+
+// classicRaw is a classic-protocol member driven by raw requests.
+type classicRaw struct {
+	c     *cg848
+	id    string
+	gen   int32
+	owned []int32
+}
+
+const migProto = "cooperative-sticky"
+
+func (m *classicRaw) metadata(owned []int32) []byte {
+	md := kmsg.NewConsumerMemberMetadata()
+	md.Version = 1
+	md.Topics = []string{"cg-t"}
+	if owned != nil {
+		o := kmsg.NewConsumerMemberMetadataOwnedPartition()
+		o.Topic, o.Partitions = "cg-t", owned
+		md.OwnedPartitions = append(md.OwnedPartitions, o)
+	}
+	return md.AppendTo(nil)
+}
+
+func (m *classicRaw) joinReq(owned []int32) *kmsg.JoinGroupRequest {
+	req := kmsg.NewPtrJoinGroupRequest()
+	req.Group, req.MemberID, req.ProtocolType = m.c.group, m.id, "consumer"
+	req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 10000, 10000
+	p := kmsg.NewJoinGroupRequestProtocol()
+	p.Name, p.Metadata = migProto, m.metadata(owned)
+	req.Protocols = append(req.Protocols, p)
+	return req
+}
+
+// join sends JoinGroup (again with the ID MEMBER_ID_REQUIRED gave).
+func (m *classicRaw) join(owned []int32) *kmsg.JoinGroupResponse {
+	m.c.t.Helper()
+	r := m.c.send(m.joinReq(owned)).(*kmsg.JoinGroupResponse)
+	if r.ErrorCode == kerr.MemberIDRequired.Code {
+		m.id = r.MemberID
+		r = m.c.send(m.joinReq(owned)).(*kmsg.JoinGroupResponse)
+	}
+	if r.ErrorCode == 0 {
+		m.id, m.gen = r.MemberID, r.Generation
+	}
+	return r
+}
+
+func (m *classicRaw) sync(assign map[string][]int32) *kmsg.SyncGroupResponse {
+	m.c.t.Helper()
+	req := kmsg.NewPtrSyncGroupRequest()
+	req.Group, req.MemberID, req.Generation = m.c.group, m.id, m.gen
+	pt, p := "consumer", migProto
+	req.ProtocolType, req.Protocol = &pt, &p
+	for id, parts := range assign {
+		a := kmsg.NewSyncGroupRequestGroupAssignment()
+		ma := kmsg.NewConsumerMemberAssignment()
+		t := kmsg.NewConsumerMemberAssignmentTopic()
+		t.Topic, t.Partitions = "cg-t", parts
+		ma.Topics = append(ma.Topics, t)
+		a.MemberID, a.MemberAssignment = id, ma.AppendTo(nil)
+		req.GroupAssignment = append(req.GroupAssignment, a)
+	}
+	r := m.c.send(req).(*kmsg.SyncGroupResponse)
+	if r.ErrorCode == 0 {
+		ma := kmsg.NewConsumerMemberAssignment()
+		if err := ma.ReadFrom(r.MemberAssignment); err != nil {
+			m.c.t.Fatalf("member %s: assignment does not decode: %v", m.id, err)
+		}
+		m.owned = []int32{}
+		for _, t := range ma.Topics {
+			m.owned = append(m.owned, t.Partitions...)
+		}
+		slices.Sort(m.owned)
+	}
+	return r
+}
+
+func (m *classicRaw) heartbeat(gen int32) int16 {
+	req := kmsg.NewPtrHeartbeatRequest()
+	req.Group, req.MemberID, req.Generation = m.c.group, m.id, gen
+	return m.c.send(req).(*kmsg.HeartbeatResponse).ErrorCode
+}
+
+func (m *classicRaw) commit(gen int32) int16 {
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.MemberID, req.Generation = m.c.group, m.id, gen
+	t := kmsg.NewOffsetCommitRequestTopic()
+	t.Topic = "cg-t"
+	p := kmsg.NewOffsetCommitRequestTopicPartition()
+	p.Partition, p.Offset = 0, 1
+	t.Partitions = append(t.Partitions, p)
+	req.Topics = append(req.Topics, t)
+	r := m.c.send(req).(*kmsg.OffsetCommitResponse)
+	return r.Topics[0].Partitions[0].ErrorCode
+}
+
+// formClassic makes a Stable classic group of a and b, a owning 0 and 1,
+// b 2 and 3.
+func formClassic(t *testing.T, a, b *classicRaw) {
+	t.Helper()
+	for _, m := range []*classicRaw{a, b} {
+		r := m.c.send(m.joinReq(nil)).(*kmsg.JoinGroupResponse)
+		if r.ErrorCode != kerr.MemberIDRequired.Code {
+			t.Fatalf("first join: %v", kerr.ErrorForCode(r.ErrorCode))
+		}
+		m.id = r.MemberID
+	}
+	var wg sync.WaitGroup
+	resps := make([]*kmsg.JoinGroupResponse, 2)
+	for i, m := range []*classicRaw{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resps[i] = m.c.send(m.joinReq(nil)).(*kmsg.JoinGroupResponse)
+		}()
+	}
+	wg.Wait()
+	for i, m := range []*classicRaw{a, b} {
+		if resps[i].ErrorCode != 0 {
+			t.Fatalf("join: %v", kerr.ErrorForCode(resps[i].ErrorCode))
+		}
+		m.gen = resps[i].Generation
+	}
+	leader, follower := a, b
+	if resps[0].LeaderID != a.id {
+		leader, follower = b, a
+	}
+	if r := leader.sync(map[string][]int32{a.id: {0, 1}, b.id: {2, 3}}); r.ErrorCode != 0 {
+		t.Fatalf("leader sync: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if r := follower.sync(nil); r.ErrorCode != 0 {
+		t.Fatalf("follower sync: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if !slices.Equal(a.owned, []int32{0, 1}) || !slices.Equal(b.owned, []int32{2, 3}) {
+		t.Fatalf("classic assignment: a %v b %v", a.owned, b.owned)
+	}
+}
+
+func (c *cg848) describe() kmsg.ConsumerGroupDescribeResponseGroup {
+	c.t.Helper()
+	d := kmsg.NewPtrConsumerGroupDescribeRequest()
+	d.Groups = []string{c.group}
+	return c.send(d).(*kmsg.ConsumerGroupDescribeResponse).Groups[0]
+}
+
+func (c *cg848) listedType() string {
+	c.t.Helper()
+	req := kmsg.NewPtrListGroupsRequest()
+	for _, g := range c.send(req).(*kmsg.ListGroupsResponse).Groups {
+		if g.Group == c.group {
+			return g.GroupType
+		}
+	}
+	return ""
+}
+
+// ownedOnce checks that each of the 4 partitions is owned (assignment) by
+// at most one member in a ConsumerGroupDescribe, and returns how many are.
+func ownedOnce(t *testing.T, d kmsg.ConsumerGroupDescribeResponseGroup) int {
+	t.Helper()
+	owner := map[int32]string{}
+	for _, m := range d.Members {
+		for _, tp := range m.Assignment.TopicPartitions {
+			for _, p := range tp.Partitions {
+				if o, ok := owner[p]; ok {
+					t.Fatalf("partition %d owned by %s and %s", p, o, m.MemberID)
+				}
+				owner[p] = m.MemberID
+			}
+		}
+	}
+	return len(owner)
+}
+
+// TestConsumerGroupMigrationRaw proves the online upgrade and downgrade
+// with raw requests: a Stable classic group of a cooperative member (a,
+// rejoins reporting what it owns) and an eager one (b, rejoins owning
+// nothing) is converted by a KIP-848 join (x); the classic members are
+// served from the KIP-848 state (REBALANCE_IN_PROGRESS, rejoin answered at
+// once with their epoch, revocation before reassignment, SyncGroup with
+// their assignment, ILLEGAL_GENERATION for their commits and heartbeats
+// with other generations, member type classic in ConsumerGroupDescribe);
+// no partition has two owners at any step; bad input gets Kafka's codes;
+// x leaving makes it a classic group again, which rebalances.
+func TestConsumerGroupMigrationRaw(t *testing.T) {
+	c := newCG848(t, "cg-mig")
+	a, b := &classicRaw{c: c}, &classicRaw{c: c}
+	formClassic(t, a, b)
+	gen := a.gen
+
+	x := c.hb("member-x", 0, nil, nil)
+	if x.ErrorCode != 0 || x.MemberEpoch != gen+1 {
+		t.Fatalf("KIP-848 join of the classic group: %v epoch %d (generation %d)", kerr.ErrorForCode(x.ErrorCode), x.MemberEpoch, gen)
+	}
+	if got := assigned(x); len(got) != 0 {
+		t.Fatalf("x got %v while the classic members own everything", got)
+	}
+	d := c.describe()
+	types := map[string]int8{}
+	for _, m := range d.Members {
+		types[m.MemberID] = m.MemberType
+	}
+	if d.ErrorCode != 0 || len(d.Members) != 3 || types[a.id] != 0 || types[b.id] != 0 || types["member-x"] != 1 {
+		t.Fatalf("describe after the upgrade: %v members %d types %v", kerr.ErrorForCode(d.ErrorCode), len(d.Members), types)
+	}
+	if n := ownedOnce(t, d); n != 4 {
+		t.Fatalf("after the upgrade %d partitions owned, want the classic members' 4", n)
+	}
+	if typ := c.listedType(); typ != "consumer" {
+		t.Fatalf("listed as %q after the upgrade", typ)
+	}
+
+	// The classic members hear of the new epoch through their heartbeats.
+	if code := a.heartbeat(gen); code != kerr.RebalanceInProgress.Code {
+		t.Fatalf("a's heartbeat: %v, want REBALANCE_IN_PROGRESS", kerr.ErrorForCode(code))
+	}
+	if code := a.heartbeat(gen + 7); code != kerr.IllegalGeneration.Code {
+		t.Fatalf("a's heartbeat with another generation: %v", kerr.ErrorForCode(code))
+	}
+	if code := a.commit(gen); code != 0 {
+		t.Fatalf("a's commit at its generation: %v", kerr.ErrorForCode(code))
+	}
+	if code := a.commit(gen + 7); code != kerr.IllegalGeneration.Code {
+		t.Fatalf("a's commit with another generation: %v, want ILLEGAL_GENERATION", kerr.ErrorForCode(code))
+	}
+
+	// a (cooperative) rejoins owning 0 and 1: it keeps what its target
+	// keeps, and must first give up the rest.
+	r := a.join(a.owned)
+	if r.ErrorCode != 0 || r.LeaderID != "" || len(r.Members) != 0 || r.Protocol == nil || *r.Protocol != migProto {
+		t.Fatalf("a's rejoin: %v leader %q members %d", kerr.ErrorForCode(r.ErrorCode), r.LeaderID, len(r.Members))
+	}
+	if s := a.sync(nil); s.ErrorCode != 0 {
+		t.Fatalf("a's sync: %v", kerr.ErrorForCode(s.ErrorCode))
+	}
+	t.Logf("a rejoined owning %v: generation %d (group generation was %d), told to own %v", []int32{0, 1}, a.gen, gen, a.owned)
+	if ownedOnce(t, c.describe()); a.gen == gen {
+		// Revoking: its next rejoin reports it gave them up.
+		if code := a.heartbeat(a.gen); code != kerr.RebalanceInProgress.Code {
+			t.Fatalf("a's heartbeat while revoking: %v", kerr.ErrorForCode(code))
+		}
+		if r = a.join(a.owned); r.ErrorCode != 0 || r.Generation != gen+1 {
+			t.Fatalf("a's rejoin after revoking: %v generation %d", kerr.ErrorForCode(r.ErrorCode), r.Generation)
+		}
+		if s := a.sync(nil); s.ErrorCode != 0 {
+			t.Fatalf("a's sync: %v", kerr.ErrorForCode(s.ErrorCode))
+		}
+	}
+	ownedOnce(t, c.describe())
+	// b (eager) rejoins owning nothing: reconciled at once.
+	if r = b.join(nil); r.ErrorCode != 0 || r.Generation != gen+1 {
+		t.Fatalf("b's rejoin: %v generation %d", kerr.ErrorForCode(r.ErrorCode), r.Generation)
+	}
+	if s := b.sync(nil); s.ErrorCode != 0 {
+		t.Fatalf("b's sync: %v", kerr.ErrorForCode(s.ErrorCode))
+	}
+	ownedOnce(t, c.describe())
+	x = c.hb("member-x", x.MemberEpoch, []int32{}, nil)
+	if x.ErrorCode != 0 || len(assigned(x)) == 0 {
+		t.Fatalf("x after the classic members reconciled: %v assigned %v", kerr.ErrorForCode(x.ErrorCode), assigned(x))
+	}
+	d = c.describe()
+	t.Logf("reconciled at epoch %d: a owns %v, b owns %v, x owns %v", d.Epoch, a.owned, b.owned, assigned(x))
+	if n := ownedOnce(t, d); n != 4 || d.State != "Stable" {
+		t.Fatalf("after reconciling: %d partitions owned, state %s", n, d.State)
+	}
+	if code := a.heartbeat(a.gen); code != 0 {
+		t.Fatalf("a's heartbeat when reconciled: %v", kerr.ErrorForCode(code))
+	}
+	if code := b.commit(b.gen); code != 0 {
+		t.Fatalf("b's commit at its epoch: %v", kerr.ErrorForCode(code))
+	}
+
+	// Bad input.
+	want := func(what string, got int16, w *kerr.Error) {
+		t.Helper()
+		if got != w.Code {
+			t.Fatalf("%s: %v, want %v", what, kerr.ErrorForCode(got), w)
+		}
+	}
+	sreq := kmsg.NewPtrSyncGroupRequest()
+	sreq.Group, sreq.MemberID, sreq.Generation = c.group, a.id, a.gen+3
+	want("sync with another generation", c.send(sreq).(*kmsg.SyncGroupResponse).ErrorCode, kerr.IllegalGeneration)
+	other := "range"
+	sreq.Generation, sreq.Protocol = a.gen, &other
+	want("sync with another protocol", c.send(sreq).(*kmsg.SyncGroupResponse).ErrorCode, kerr.InconsistentGroupProtocol)
+	sreq.MemberID, sreq.Protocol = "nobody", nil
+	want("sync of an unknown member", c.send(sreq).(*kmsg.SyncGroupResponse).ErrorCode, kerr.UnknownMemberID)
+	stranger := &classicRaw{c: c, id: "nobody"}
+	want("heartbeat of an unknown member", stranger.heartbeat(a.gen), kerr.UnknownMemberID)
+	jr := stranger.joinReq(nil)
+	jr.ProtocolType = "connect"
+	want("join with another protocol type", c.send(jr).(*kmsg.JoinGroupResponse).ErrorCode, kerr.InconsistentGroupProtocol)
+	jr = stranger.joinReq(nil)
+	jr.Protocols[0].Name = "range"
+	want("join with no common protocol", c.send(jr).(*kmsg.JoinGroupResponse).ErrorCode, kerr.InconsistentGroupProtocol)
+	jr = stranger.joinReq(nil)
+	jr.Protocols[0].Metadata = []byte{0, 1, 0xff}
+	want("join with undecodable metadata", c.send(jr).(*kmsg.JoinGroupResponse).ErrorCode, kerr.InconsistentGroupProtocol)
+	want("KIP-848 heartbeat naming a classic member", c.hb(a.id, a.gen, nil, nil).ErrorCode, kerr.UnknownMemberID)
+	lreq := kmsg.NewPtrLeaveGroupRequest()
+	lreq.Group = c.group
+	lm := kmsg.NewLeaveGroupRequestMember()
+	lm.MemberID = "member-x" // a KIP-848 member cannot leave through LeaveGroup
+	lreq.Members = append(lreq.Members, lm)
+	want("LeaveGroup of a KIP-848 member", c.send(lreq).(*kmsg.LeaveGroupResponse).Members[0].ErrorCode, kerr.UnknownMemberID)
+
+	// x leaves: only classic members remain, the group is classic again
+	// and rebalances at the group epoch.
+	epoch := d.Epoch
+	if l := c.hb("member-x", -1, nil, nil); l.ErrorCode != 0 {
+		t.Fatalf("x leaving: %v", kerr.ErrorForCode(l.ErrorCode))
+	}
+	if typ := c.listedType(); typ != "classic" {
+		t.Fatalf("listed as %q after the downgrade", typ)
+	}
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Groups = []string{c.group}
+	g := c.send(dg).(*kmsg.DescribeGroupsResponse).Groups[0]
+	if g.State != "PreparingRebalance" || g.ProtocolType != "consumer" || len(g.Members) != 2 {
+		t.Fatalf("after the downgrade: state %s protocol type %q members %d", g.State, g.ProtocolType, len(g.Members))
+	}
+	if code := a.heartbeat(epoch); code != kerr.RebalanceInProgress.Code {
+		t.Fatalf("a's heartbeat after the downgrade: %v, want REBALANCE_IN_PROGRESS", kerr.ErrorForCode(code))
+	}
+	var wg sync.WaitGroup
+	resps := make([]*kmsg.JoinGroupResponse, 2)
+	for i, m := range []*classicRaw{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resps[i] = m.c.send(m.joinReq(m.owned)).(*kmsg.JoinGroupResponse)
+		}()
+	}
+	wg.Wait()
+	leaders := 0
+	for i, m := range []*classicRaw{a, b} {
+		if resps[i].ErrorCode != 0 || resps[i].Generation != epoch+1 {
+			t.Fatalf("classic rejoin after the downgrade: %v generation %d, want %d", kerr.ErrorForCode(resps[i].ErrorCode), resps[i].Generation, epoch+1)
+		}
+		m.gen = resps[i].Generation
+		if resps[i].LeaderID == m.id {
+			leaders++
+			if len(resps[i].Members) != 2 {
+				t.Fatalf("leader got %d members", len(resps[i].Members))
+			}
+		}
+	}
+	if leaders != 1 {
+		t.Fatalf("%d leaders", leaders)
+	}
+	want("ConsumerGroupDescribe of the classic group", c.describe().ErrorCode, kerr.GroupIDNotFound)
+}
+
+// TestConsumerGroupMigrationDisabled proves that with the policy
+// disabled a KIP-848 join of a classic group with members is refused as
+// before (GROUP_ID_NOT_FOUND), and the classic group goes on.
+func TestConsumerGroupMigrationDisabled(t *testing.T) {
+	cl := agenttest.Start(t, agenttest.Options{Agents: 1, Agent: func(_ int, cfg *agent.Config) {
+		cfg.ConsumerMigrationPolicy = agent.MigrationDisabled
+	}})
+	ctx := testCtx(t, 60*time.Second)
+	tps, err := cl.Admin(t).CreateTopic(ctx, 4, 1, nil, "cg-t")
+	if err != nil || tps.Err != nil {
+		t.Fatal(err, tps.Err)
+	}
+	c := &cg848{t: t, ctx: ctx, br: cl.Client(t).SeedBrokers()[0], group: "cg-mig-off", topic: tps.ID}
+	a, b := &classicRaw{c: c}, &classicRaw{c: c}
+	formClassic(t, a, b)
+	if x := c.hb("member-x", 0, nil, nil); x.ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("KIP-848 join with the policy disabled: %v, want GROUP_ID_NOT_FOUND", kerr.ErrorForCode(x.ErrorCode))
+	}
+	if code := a.heartbeat(a.gen); code != 0 {
+		t.Fatalf("classic heartbeat after the refusal: %v", kerr.ErrorForCode(code))
+	}
+	if typ := c.listedType(); typ != "classic" {
+		t.Fatalf("listed as %q", typ)
+	}
+}
+
+// TestParseMigrationPolicy proves the policy values are read as Kafka
+// reads group.consumer.migration.policy (case-insensitive) and another
+// value is refused with Kafka's message.
+func TestParseMigrationPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    agent.MigrationPolicy
+		wantErr bool
+	}{
+		{"bidirectional", agent.MigrationBidirectional, false},
+		{"UPGRADE", agent.MigrationUpgrade, false},
+		{"Downgrade", agent.MigrationDowngrade, false},
+		{"disabled", agent.MigrationDisabled, false},
+		{"", "", true},
+		{"both", "", true},
+	} {
+		got, err := agent.ParseMigrationPolicy(tc.in)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("ParseMigrationPolicy(%q) = %q, %v", tc.in, got, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "String must be one of (case insensitive): DISABLED, DOWNGRADE, UPGRADE, BIDIRECTIONAL") {
+			t.Errorf("ParseMigrationPolicy(%q): message %q is not Kafka's", tc.in, err)
+		}
+	}
+}
