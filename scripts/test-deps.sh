@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: Debian packages (kcat, the
-# confluent-kafka Python client), npm packages (kafkajs; @duckdb/node-api, the independent reader of Iceberg tables) and Go tools
+# confluent-kafka and kafka-python Python clients), npm packages (kafkajs; @duckdb/node-api, the independent reader of Iceberg tables) and Go tools
 # (versitygw and MinIO, the S3 servers tests start). Safe to run again and again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 /usr/bin/python3 -c 'import confluent_kafka' >/dev/null 2>&1 || need_apt+=(python3-confluent-kafka)
+/usr/bin/python3 -c 'import kafka' >/dev/null 2>&1 || need_apt+=(python3-kafka)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # The kafka-go conformance suite runs its agent in a network namespace.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)

@@ -17,7 +17,11 @@
 //     kcat -C, assign()); end of partition must be reported for every
 //     partition. kafkajs (also a subprocess) produces through A, lists
 //     offsets through B and reads everything back through B with its
-//     consumer (in a group: kafkajs has no other kind).
+//     consumer (in a group: kafkajs has no other kind). kafka-python
+//     (Debian's python3-kafka 2.0.2, pure Python, on older request
+//     versions: Produce v7, Fetch v10, JoinGroup v2, OffsetCommit v2)
+//     produces through A and reads in a group through B, and its commit
+//     is each partition's end through both agents.
 //   - Consumer groups (group_*_test.go): offsets committed through A are
 //     fetched through B; sarama, confluent-kafka and kafkajs group consumers
 //     read everything; SIGKILL of the coordinator hands the group to another

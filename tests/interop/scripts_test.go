@@ -3,6 +3,7 @@ package interop
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +14,9 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shale-dev/shale/tests/cluster"
 )
@@ -67,6 +71,70 @@ func TestPythonRoundTrip(t *testing.T) {
 	}
 	verify(t, expectation{n: numRecords, want: want, acks: run.acks, partitions: numPartitions}, run.records)
 	checkEndOffsets(t, c.Addr(1), topic, numRecords, run.acks)
+}
+
+// TestKafkaPythonRoundTrip proves that kafka-python (Debian's
+// python3-kafka 2.0.2, the pure-Python client, which speaks older request
+// versions than the other clients here: it infers a broker version from
+// ApiVersions and uses that version's requests) round-trips 10,000 keyed
+// records with headers and explicit timestamps, gzip-compressed: produced
+// through agent A, each at the offset it was acknowledged with; read in a
+// consumer group through agent B until every partition's position reaches
+// its end, in order and dense; and the group's commit, read back by
+// kafka-python and by franz-go through agent A, is each partition's end.
+func TestKafkaPythonRoundTrip(t *testing.T) {
+	python := "/usr/bin/python3"
+	need(t, python, "python3 (Debian python3)")
+	if out, err := exec.Command(python, "-c", "import kafka").CombinedOutput(); err != nil {
+		t.Fatalf("%s cannot import kafka (%v: %s): run `make test-deps` (scripts/test-deps.sh) to install the Debian package python3-kafka", python, err, out)
+	}
+	script, err := filepath.Abs("../python/kafkapython.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c := cluster.Start(t, cluster.Options{Agents: 2})
+	const topic, group = "kafka-python", "kafka-python-group"
+	c.CreateTopic(t, 0, topic, numPartitions)
+	res := execTool(t, toolTimeout, nil, append(scriptEnv(c, topic, "kafka-python"), "SHALE_GROUP="+group), python, script)
+	run := parseScript(t, res, "python kafkapython.py")
+	if run.summary == nil {
+		return
+	}
+	sum := run.summary
+	if sum.Acked != numRecords || sum.Failed != 0 {
+		t.Errorf("kafka-python: %d records acknowledged, %d failed; want %d acknowledged", sum.Acked, sum.Failed, numRecords)
+	}
+	if !slices.Equal(sum.EOFPartitions, []int32{0, 1, 2, 3, 4, 5}) {
+		t.Errorf("kafka-python: partitions read to their end %v, want all of 0..5", sum.EOFPartitions)
+	}
+	if len(sum.Errors) > 0 {
+		t.Errorf("kafka-python: errors: %q", sum.Errors)
+	}
+	if h := digestRecords(run.records); h != sum.SHA256 {
+		t.Errorf("kafka-python: SHA-256 of the %d record lines read is %s, the script computed %s over %d records", len(run.records), h, sum.SHA256, sum.Consumed)
+	}
+	verify(t, expectation{n: numRecords, want: func(i int) Record { return recordFor("kafka-python", i) }, acks: run.acks, partitions: numPartitions}, run.records)
+	ends := map[int32]int64{}
+	for _, p := range run.acks {
+		ends[p.Partition] = max(ends[p.Partition], p.Offset+1)
+	}
+	// The group's commit, as kafka-python read it back and as another
+	// client reads it through the other agent.
+	adm := kadm.NewClient(c.Client(t, kgo.SeedBrokers(c.Addr(0)), kgo.Dialer(cluster.DialTo(c.Addr(0)))))
+	fetched, err := adm.FetchOffsets(context.Background(), group)
+	if err != nil {
+		t.Fatalf("fetch the group's offsets through agent A: %v", err)
+	}
+	for p := range int32(numPartitions) {
+		if got := sum.Committed[strconv.Itoa(int(p))]; got != ends[p] {
+			t.Errorf("kafka-python read back a commit of %d for partition %d, want its end %d", got, p, ends[p])
+		}
+		o, ok := fetched.Lookup(topic, p)
+		if !ok || o.At != ends[p] {
+			t.Errorf("franz-go through agent A reads the group's commit of partition %d as %+v (found %v), want %d", p, o.At, ok, ends[p])
+		}
+	}
 }
 
 // TestKafkaJSRoundTrip proves that kafkajs's idempotent producer writes
@@ -153,6 +221,9 @@ type scriptSummary struct {
 	Errors         []string         `json:"errors"`
 	SHA256         string           `json:"sha256"`
 	HighWatermarks map[string]int64 `json:"high_watermarks"`
+	// Committed is a consumer group's committed offset per partition,
+	// as the script's client read it back.
+	Committed map[string]int64 `json:"committed"`
 }
 
 type scriptRun struct {
