@@ -19,7 +19,8 @@
 //     offsets through B and reads everything back through B with its
 //     consumer (in a group: kafkajs has no other kind). kafka-python
 //     (Debian's python3-kafka 2.0.2, pure Python, on older request
-//     versions: Produce v7, Fetch v10, JoinGroup v2, OffsetCommit v2)
+//     versions: Produce v7, Fetch v4, ListOffsets v1, JoinGroup v2,
+//     SyncGroup and Heartbeat v1, OffsetCommit v2)
 //     produces through A and reads in a group through B, and its commit
 //     is each partition's end through both agents.
 //   - Consumer groups (group_*_test.go): offsets committed through A are

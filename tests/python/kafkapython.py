@@ -4,7 +4,8 @@ python3-kafka 2.0.2), driven by tests/interop (TestKafkaPythonRoundTrip).
 
 kafka-python picks its request versions from the broker version it infers
 from ApiVersions, and it uses older versions than the other clients here
-(Metadata v5, Produce v7, Fetch v10, JoinGroup v2, OffsetCommit v2, ...), so
+(Produce v7, Fetch v4, ListOffsets v1, JoinGroup v2, SyncGroup and Heartbeat
+v1, OffsetCommit v2 at the broker version 2.5 it infers from shale), so
 this run covers them.
 
 Produces SHALE_COUNT keyed records with headers and explicit timestamps to
