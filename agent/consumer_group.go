@@ -146,7 +146,12 @@ package agent
 //
 // Tests: TestConsumerGroupMigrationRaw (raw requests: an eager and a
 // cooperative classic member through the upgrade, revocation, the bad
-// input above, and the downgrade), TestConsumerGroupMigrationDisabled,
+// input above, and the downgrade), TestConsumerGroupMigrationPolicy
+// (disabled and downgrade refuse the upgrade; upgrade keeps the group a
+// consumer group when its KIP-848 member leaves),
+// TestConsumerGroupMigrationTimeouts (rebalance timeout 1 s, session 6 s:
+// removed 1.02 s after a JoinGroup with no SyncGroup, 1.01 s after
+// REBALANCE_IN_PROGRESS with no rejoin, 6.04 s after the last request),
 // and TestConsumerGroupMigrationFranz: two classic (cooperative-sticky)
 // franz-go consumers of a 6-partition topic under a steady producer, one
 // restarted as a KIP-848 member, which owned partitions 0.35 s after it

@@ -20,6 +20,8 @@ type classicRaw struct {
 	id    string
 	gen   int32
 	owned []int32
+	// session and rebalance are the timeouts it joins with (ms; 0: 10 s).
+	session, rebalance int32
 }
 
 const migProto = "cooperative-sticky"
@@ -40,6 +42,12 @@ func (m *classicRaw) joinReq(owned []int32) *kmsg.JoinGroupRequest {
 	req := kmsg.NewPtrJoinGroupRequest()
 	req.Group, req.MemberID, req.ProtocolType = m.c.group, m.id, "consumer"
 	req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 10000, 10000
+	if m.session > 0 {
+		req.SessionTimeoutMillis = m.session
+	}
+	if m.rebalance > 0 {
+		req.RebalanceTimeoutMillis = m.rebalance
+	}
 	p := kmsg.NewJoinGroupRequestProtocol()
 	p.Name, p.Metadata = migProto, m.metadata(owned)
 	req.Protocols = append(req.Protocols, p)
@@ -367,29 +375,54 @@ func TestConsumerGroupMigrationRaw(t *testing.T) {
 	want("ConsumerGroupDescribe of the classic group", c.describe().ErrorCode, kerr.GroupIDNotFound)
 }
 
-// TestConsumerGroupMigrationDisabled proves that with the policy
-// disabled a KIP-848 join of a classic group with members is refused as
-// before (GROUP_ID_NOT_FOUND), and the classic group goes on.
-func TestConsumerGroupMigrationDisabled(t *testing.T) {
-	cl := agenttest.Start(t, agenttest.Options{Agents: 1, Agent: func(_ int, cfg *agent.Config) {
-		cfg.ConsumerMigrationPolicy = agent.MigrationDisabled
-	}})
-	ctx := testCtx(t, 60*time.Second)
-	tps, err := cl.Admin(t).CreateTopic(ctx, 4, 1, nil, "cg-t")
-	if err != nil || tps.Err != nil {
-		t.Fatal(err, tps.Err)
-	}
-	c := &cg848{t: t, ctx: ctx, br: cl.Client(t).SeedBrokers()[0], group: "cg-mig-off", topic: tps.ID}
-	a, b := &classicRaw{c: c}, &classicRaw{c: c}
-	formClassic(t, a, b)
-	if x := c.hb("member-x", 0, nil, nil); x.ErrorCode != kerr.GroupIDNotFound.Code {
-		t.Fatalf("KIP-848 join with the policy disabled: %v, want GROUP_ID_NOT_FOUND", kerr.ErrorForCode(x.ErrorCode))
-	}
-	if code := a.heartbeat(a.gen); code != 0 {
-		t.Fatalf("classic heartbeat after the refusal: %v", kerr.ErrorForCode(code))
-	}
-	if typ := c.listedType(); typ != "classic" {
-		t.Fatalf("listed as %q", typ)
+// TestConsumerGroupMigrationPolicy proves the policies: with disabled or
+// downgrade a KIP-848 join of a classic group with members is refused as
+// before (GROUP_ID_NOT_FOUND) and the classic group goes on; with upgrade
+// the group converts, and stays a consumer group when its KIP-848 member
+// leaves (no downgrade), its classic members still served.
+func TestConsumerGroupMigrationPolicy(t *testing.T) {
+	for _, policy := range []agent.MigrationPolicy{agent.MigrationDisabled, agent.MigrationDowngrade, agent.MigrationUpgrade} {
+		t.Run(string(policy), func(t *testing.T) {
+			cl := agenttest.Start(t, agenttest.Options{Agents: 1, Agent: func(_ int, cfg *agent.Config) {
+				cfg.ConsumerMigrationPolicy = policy
+			}})
+			ctx := testCtx(t, 60*time.Second)
+			tps, err := cl.Admin(t).CreateTopic(ctx, 4, 1, nil, "cg-t")
+			if err != nil || tps.Err != nil {
+				t.Fatal(err, tps.Err)
+			}
+			c := &cg848{t: t, ctx: ctx, br: cl.Client(t).SeedBrokers()[0], group: "cg-mig-policy", topic: tps.ID}
+			a, b := &classicRaw{c: c}, &classicRaw{c: c}
+			formClassic(t, a, b)
+			x := c.hb("member-x", 0, nil, nil)
+			if policy != agent.MigrationUpgrade {
+				if x.ErrorCode != kerr.GroupIDNotFound.Code {
+					t.Fatalf("KIP-848 join: %v, want GROUP_ID_NOT_FOUND", kerr.ErrorForCode(x.ErrorCode))
+				}
+				if code := a.heartbeat(a.gen); code != 0 {
+					t.Fatalf("classic heartbeat after the refusal: %v", kerr.ErrorForCode(code))
+				}
+				if typ := c.listedType(); typ != "classic" {
+					t.Fatalf("listed as %q", typ)
+				}
+				return
+			}
+			if x.ErrorCode != 0 {
+				t.Fatalf("KIP-848 join: %v", kerr.ErrorForCode(x.ErrorCode))
+			}
+			if l := c.hb("member-x", -1, nil, nil); l.ErrorCode != 0 {
+				t.Fatalf("x leaving: %v", kerr.ErrorForCode(l.ErrorCode))
+			}
+			if typ := c.listedType(); typ != "consumer" {
+				t.Fatalf("listed as %q after the KIP-848 member left, want consumer (no downgrade)", typ)
+			}
+			if code := a.heartbeat(a.gen); code != kerr.RebalanceInProgress.Code {
+				t.Fatalf("classic heartbeat: %v, want REBALANCE_IN_PROGRESS", kerr.ErrorForCode(code))
+			}
+			if r := a.join(a.owned); r.ErrorCode != 0 {
+				t.Fatalf("classic rejoin of the consumer group: %v", kerr.ErrorForCode(r.ErrorCode))
+			}
+		})
 	}
 }
 
@@ -416,5 +449,94 @@ func TestParseMigrationPolicy(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), "String must be one of (case insensitive): DISABLED, DOWNGRADE, UPGRADE, BIDIRECTIONAL") {
 			t.Errorf("ParseMigrationPolicy(%q): message %q is not Kafka's", tc.in, err)
 		}
+	}
+}
+
+// memberGone waits until a member is no longer in the consumer group and
+// returns how long that took from since.
+func (c *cg848) memberGone(id string, since time.Time, within time.Duration) time.Duration {
+	c.t.Helper()
+	for time.Since(since) < within {
+		found := false
+		for _, m := range c.describe().Members {
+			found = found || m.MemberID == id
+		}
+		if !found {
+			return time.Since(since)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("member %s still in the group %v after %v", id, time.Since(since), within)
+	return 0
+}
+
+// TestConsumerGroupMigrationTimeouts proves the timeouts of classic
+// members of a converted group: one that sends no SyncGroup after its
+// JoinGroup is removed after its rebalance timeout; one told
+// REBALANCE_IN_PROGRESS that keeps heartbeating without rejoining too;
+// one that stops heartbeating after its own session timeout (6 s, not the
+// group's KIP-848 session of 45 s).
+func TestConsumerGroupMigrationTimeouts(t *testing.T) {
+	c := newCG848(t, "cg-mig-timeouts")
+	a, b := &classicRaw{c: c}, &classicRaw{c: c}
+	formClassic(t, a, b)
+	x := c.hb("member-x", 0, nil, nil)
+	if x.ErrorCode != 0 {
+		t.Fatalf("upgrade: %v", kerr.ErrorForCode(x.ErrorCode))
+	}
+	b.rebalance = 1000
+	if r := b.join(nil); r.ErrorCode != 0 {
+		t.Fatalf("b's rejoin: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if s := b.sync(nil); s.ErrorCode != 0 {
+		t.Fatalf("b's sync: %v", kerr.ErrorForCode(s.ErrorCode))
+	}
+
+	// A new classic member that never sends its SyncGroup.
+	n := &classicRaw{c: c, rebalance: 1000}
+	if r := n.join(nil); r.ErrorCode != 0 {
+		t.Fatalf("new member's join: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	joined := time.Now()
+	took := c.memberGone(n.id, joined, 5*time.Second)
+	t.Logf("no SyncGroup: removed %.2f s after its JoinGroup (rebalance timeout 1 s)", took.Seconds())
+	if took < 900*time.Millisecond {
+		t.Fatalf("removed after %v, before its rebalance timeout", took)
+	}
+
+	// b is told to rejoin and keeps heartbeating without doing so.
+	if code := b.heartbeat(b.gen); code != kerr.RebalanceInProgress.Code {
+		t.Fatalf("b's heartbeat after the epoch moved: %v", kerr.ErrorForCode(code))
+	}
+	told := time.Now()
+	for time.Since(told) < 5*time.Second {
+		code := b.heartbeat(b.gen)
+		if code == kerr.UnknownMemberID.Code {
+			break
+		}
+		if code != kerr.RebalanceInProgress.Code {
+			t.Fatalf("b's heartbeat while it should rejoin: %v", kerr.ErrorForCode(code))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	took = time.Since(told)
+	t.Logf("no rejoin: removed %.2f s after REBALANCE_IN_PROGRESS (rebalance timeout 1 s)", took.Seconds())
+	if took < 900*time.Millisecond || took >= 5*time.Second {
+		t.Fatalf("b removed after %v", took)
+	}
+
+	// a rejoins with a 6 s session, then goes silent.
+	a.session = 6000
+	if r := a.join(a.owned); r.ErrorCode != 0 {
+		t.Fatalf("a's rejoin: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if s := a.sync(nil); s.ErrorCode != 0 {
+		t.Fatalf("a's sync: %v", kerr.ErrorForCode(s.ErrorCode))
+	}
+	silent := time.Now()
+	took = c.memberGone(a.id, silent, 15*time.Second)
+	t.Logf("silent: removed %.2f s after its last request (session 6 s)", took.Seconds())
+	if took < 5900*time.Millisecond {
+		t.Fatalf("a removed after %v, before its session timeout", took)
 	}
 }
