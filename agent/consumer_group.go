@@ -139,14 +139,21 @@ package agent
 //     dropped and the type record deleted; the group, Stable, then
 //     prepares a rebalance, so that every member rejoins (its heartbeat
 //     answered REBALANCE_IN_PROGRESS) and the client-side assignor takes
-//     over (Kafka does the same).
+//     over (Kafka does the same). Likewise when the last KIP-848 member is
+//     a static one and a classic member joins with its instance ID,
+//     replacing it (Kafka's validateOnlineDowngradeWithReplacedMemberId):
+//     the join is answered with the group's generation, and its SyncGroup
+//     REBALANCE_IN_PROGRESS. Kafka keeps that group Stable, giving the
+//     members their target assignments; here they rejoin, as a target a
+//     member has not reached may hold partitions another still owns.
 //   - Failover is unchanged: membership is in memory, members of both
 //     protocols rejoin the next coordinator, and the type record decides
 //     which protocol finds the group a consumer group.
 //
 // Tests: TestConsumerGroupMigrationRaw (raw requests: an eager and a
 // cooperative classic member through the upgrade, revocation, the bad
-// input above, and the downgrade), TestConsumerGroupMigrationPolicy
+// input above, and the downgrade), TestConsumerGroupMigrationStaticDowngrade,
+// TestConsumerGroupMigrationPolicy
 // (disabled and downgrade refuse the upgrade; upgrade keeps the group a
 // consumer group when its KIP-848 member leaves),
 // TestConsumerGroupMigrationTimeouts (rebalance timeout 1 s, session 6 s:

@@ -255,13 +255,8 @@ func (g *group) downgradeToClassic() {
 // it; it reports whether it did.
 func (g *group) maybeDowngrade(removed *cmember) bool {
 	cg := g.cg
-	if removed.classic != nil || len(cg.members) == 0 || !g.c.s.cfg.ConsumerMigrationPolicy.downgrade() {
+	if removed.classic != nil || len(cg.members) == 0 || !g.c.s.cfg.ConsumerMigrationPolicy.downgrade() || !cg.allClassic() {
 		return false
-	}
-	for _, m := range cg.members {
-		if m.classic == nil {
-			return false
-		}
 	}
 	g.downgradeToClassic()
 	return true
@@ -375,6 +370,7 @@ func (g *group) classicJoin(rc *reqCtx, req *kmsg.JoinGroupRequest, session, reb
 		return resp
 	}
 	m := cg.members[id]
+	replaced848 := false // a KIP-848 static member replaced by this classic one
 	if req.InstanceID != nil {
 		if owner, ok := cg.static[*req.InstanceID]; ok && owner != id {
 			old := cg.members[owner]
@@ -384,10 +380,10 @@ func (g *group) classicJoin(rc *reqCtx, req *kmsg.JoinGroupRequest, session, reb
 			}
 			// A new incarnation of the instance: it inherits what the old
 			// one held (Kafka's static member replacement).
-			m = &cmember{id: id, instanceID: req.InstanceID, epoch: 0, target: map[tid][]int32{}, assigned: map[tid][]int32{}, revoking: map[tid][]int32{}}
+			m = &cmember{id: id, instanceID: req.InstanceID, target: map[tid][]int32{}, assigned: map[tid][]int32{}, revoking: map[tid][]int32{}}
 			if old != nil {
-				m.target, m.assigned, m.assignEpochs, m.epoch, m.prevEpoch = cloneAssignment(old.target), cloneAssignment(old.assigned), old.assignEpochs, old.epoch, old.prevEpoch
-				m.topics = old.topics
+				m.target, m.assigned, m.assignEpochs = cloneAssignment(old.target), cloneAssignment(old.assigned), old.assignEpochs
+				m.topics, replaced848 = old.topics, old.classic == nil
 				cg.fence(old)
 				delete(cg.members, owner)
 				cg.claim(m.assigned, m.id, m.epoch)
@@ -430,7 +426,25 @@ func (g *group) classicJoin(rc *reqCtx, req *kmsg.JoinGroupRequest, session, reb
 	pt, p := "consumer", m.classic.protocol()
 	resp.MemberID, resp.Generation, resp.ProtocolType, resp.Protocol = id, m.epoch, &pt, &p
 	g.c.s.log.Info("classic member joined a consumer group", "group", g.name, "member", id, "epoch", m.epoch, "group_epoch", cg.epoch, "state", m.state)
+	if replaced848 && g.c.s.cfg.ConsumerMigrationPolicy.downgrade() && cg.allClassic() {
+		// The last KIP-848 member was a static one, replaced by this
+		// classic incarnation (Kafka's validateOnlineDowngradeWithReplacedMemberId):
+		// classic again. The rebalance that follows answers this
+		// member's SyncGroup REBALANCE_IN_PROGRESS, and it rejoins.
+		g.downgradeToClassic()
+		resp.Generation = g.generation
+	}
 	return resp
+}
+
+// allClassic reports whether every member speaks the classic protocol.
+func (cg *cgroup) allClassic() bool {
+	for _, m := range cg.members {
+		if m.classic == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // classicSync answers a SyncGroup of a classic member of a consumer group

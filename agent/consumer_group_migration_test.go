@@ -22,6 +22,7 @@ type classicRaw struct {
 	owned []int32
 	// session and rebalance are the timeouts it joins with (ms; 0: 10 s).
 	session, rebalance int32
+	instance           *string
 }
 
 const migProto = "cooperative-sticky"
@@ -40,7 +41,7 @@ func (m *classicRaw) metadata(owned []int32) []byte {
 
 func (m *classicRaw) joinReq(owned []int32) *kmsg.JoinGroupRequest {
 	req := kmsg.NewPtrJoinGroupRequest()
-	req.Group, req.MemberID, req.ProtocolType = m.c.group, m.id, "consumer"
+	req.Group, req.MemberID, req.ProtocolType, req.InstanceID = m.c.group, m.id, "consumer", m.instance
 	req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = 10000, 10000
 	if m.session > 0 {
 		req.SessionTimeoutMillis = m.session
@@ -538,5 +539,67 @@ func TestConsumerGroupMigrationTimeouts(t *testing.T) {
 	t.Logf("silent: removed %.2f s after its last request (session 6 s)", took.Seconds())
 	if took < 5900*time.Millisecond {
 		t.Fatalf("a removed after %v, before its session timeout", took)
+	}
+}
+
+// TestConsumerGroupMigrationStaticDowngrade proves Kafka's downgrade by
+// static member replacement: when the only KIP-848 member is a static one
+// away (epoch -2) and a classic member joins with its instance ID, the
+// group becomes classic (the join answered with the group's generation),
+// rebalances, and every member, the new one included, forms the next
+// generation through classic joins.
+func TestConsumerGroupMigrationStaticDowngrade(t *testing.T) {
+	c := newCG848(t, "cg-mig-static")
+	a, b := &classicRaw{c: c}, &classicRaw{c: c}
+	formClassic(t, a, b)
+	inst := "inst-x"
+	static := func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.InstanceID = &inst }
+	x := c.hb("member-x", 0, nil, static)
+	if x.ErrorCode != 0 {
+		t.Fatalf("static KIP-848 join: %v", kerr.ErrorForCode(x.ErrorCode))
+	}
+	if l := c.hb("member-x", -2, nil, static); l.ErrorCode != 0 || l.MemberEpoch != -2 {
+		t.Fatalf("static leave: %v epoch %d", kerr.ErrorForCode(l.ErrorCode), l.MemberEpoch)
+	}
+	if typ := c.listedType(); typ != "consumer" {
+		t.Fatalf("listed as %q with the static member away", typ)
+	}
+	epoch := c.describe().Epoch
+	s := &classicRaw{c: c, instance: &inst}
+	r := s.join(nil)
+	if r.ErrorCode != 0 || r.Generation != epoch {
+		t.Fatalf("classic join with the instance: %v generation %d, want %d", kerr.ErrorForCode(r.ErrorCode), r.Generation, epoch)
+	}
+	if typ := c.listedType(); typ != "classic" {
+		t.Fatalf("listed as %q after the replacement, want classic", typ)
+	}
+	if sr := s.sync(nil); sr.ErrorCode != kerr.RebalanceInProgress.Code {
+		t.Fatalf("sync after the downgrade: %v, want REBALANCE_IN_PROGRESS", kerr.ErrorForCode(sr.ErrorCode))
+	}
+	var wg sync.WaitGroup
+	ms := []*classicRaw{a, b, s}
+	resps := make([]*kmsg.JoinGroupResponse, len(ms))
+	for i, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resps[i] = m.c.send(m.joinReq(m.owned)).(*kmsg.JoinGroupResponse)
+		}()
+	}
+	wg.Wait()
+	leaders := 0
+	for i, m := range ms {
+		if resps[i].ErrorCode != 0 || resps[i].Generation != epoch+1 {
+			t.Fatalf("rejoin: %v generation %d, want %d", kerr.ErrorForCode(resps[i].ErrorCode), resps[i].Generation, epoch+1)
+		}
+		if resps[i].LeaderID == m.id {
+			leaders++
+			if len(resps[i].Members) != 3 {
+				t.Fatalf("leader got %d members, want 3", len(resps[i].Members))
+			}
+		}
+	}
+	if leaders != 1 {
+		t.Fatalf("%d leaders", leaders)
 	}
 }
