@@ -268,7 +268,7 @@ func (s *Stack) observeLifecycle(_ string, stats any) {
 		s.Metrics.KeyCompaction(metrics.KeyCompactionRun{Passes: st.Passes, Failures: st.Failed, Keys: st.Keys, Removed: st.RecordsRemoved,
 			BytesRead: st.BytesRead, BytesWritten: st.BytesWritten, Segments: st.Segments, EntriesReplaced: st.EntriesReplaced, Duration: st.Duration})
 	case lifecycle.GCStats:
-		s.Metrics.GC(st.Deleted, st.Bytes)
+		s.Metrics.GC(st.Deleted+st.TableFiles, st.Bytes+st.TableBytes)
 	case lifecycle.RetentionStats:
 		s.Metrics.Retention(st.OffsetsDropped)
 	case metastore.GroupExpiryStats:

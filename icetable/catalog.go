@@ -182,10 +182,18 @@ func (h *handle) CommitTable(ctx context.Context, _ table.Identifier, reqs []tab
 	version := h.ptr.Version + 1
 	loc := h.metadataLocation(version)
 	if err := h.writeMetadata(md, loc); err != nil {
+		h.fsio.sinceCommit()
 		return nil, "", err
 	}
 	if hookBeforeSwap != nil {
 		hookBeforeSwap()
+	}
+	// Every file of this commit was written after the last commit's
+	// swap: one begun more than MaxCommitAge ago may be collected as an
+	// orphan (CollectOrphans) by now, so the commit is abandoned.
+	if age := h.fsio.sinceCommit(); age > MaxCommitAge && !h.oneOff {
+		return nil, "", fmt.Errorf("commit table %s: its first file was written %s ago, more than %s: abandoned, the next pass writes it again: %w",
+			h.topic.Name, age.Round(time.Second), MaxCommitAge, ErrCommitTooOld)
 	}
 	ptr := metastore.TablePointer{Metadata: loc, Version: version}
 	if !h.oneOff {
@@ -209,6 +217,10 @@ const dictColumnKey = "write.parquet.dict-encoding-enabled.column."
 // hookBeforeSwap, when set (tests), runs between writing a commit's
 // metadata file and swapping the pointer.
 var hookBeforeSwap func()
+
+// ErrCommitTooOld: a commit took longer than MaxCommitAge and was
+// abandoned before its pointer swap.
+var ErrCommitTooOld = errors.New("icetable: commit took too long")
 
 // ErrForeignTable: the pointer names a table of another topic ID.
 var ErrForeignTable = errors.New("icetable: table belongs to another topic")

@@ -216,13 +216,24 @@
 // does not name, the job's next commit builds on the pointer's metadata,
 // and the snapshots it expired reappear with their files deleted.
 //
-// Orphan files (metadata, manifests and data files of commits that
-// crashed or lost the pointer swap, named nowhere) are left in place:
-// the GC job only looks under wal/ and seg/, never under iceberg/, and
-// shale has no orphan clean-up for tables yet.
-// Deleting a topic deletes its pointer; its table files stay (a topic
-// re-created with the name starts a new table at the same location,
-// beside the old files).
+// Orphan files are deleted by the GC job (lifecycle, JobGC; the
+// rules in CollectOrphans): files under a table's location that its
+// current metadata does not reference — the files of commits that
+// crashed, were abandoned or lost the pointer swap, manifests a rewrite
+// superseded, replaced data files whose deletion at expiry failed,
+// metadata files older than the metadata log (iceberg-go keeps the last
+// 100 versions in it; write.metadata.delete-after-commit is off, so the
+// rest are orphans), stale v<N>.metadata.json copies — once they are at
+// least max(--gc-grace, MinOrphanAge = 1 h) old. A commit cannot be
+// younger than that and still in progress: one whose first file is more
+// than MaxCommitAge (30 min) old is abandoned before its pointer swap
+// (ErrCommitTooOld; the next pass reads the same offsets again). Only
+// tables with a pointer are swept; files under iceberg/ of a topic
+// without one are left alone. A pass reads each new manifest list and
+// manifest once (cached by path: they are immutable).
+// Deleting a topic deletes its pointer; its table files stay until a
+// topic re-created with the name starts a new table at the same
+// location: the old table's files are then orphans of the new one.
 //
 // # One-off export
 //

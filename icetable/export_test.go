@@ -1,5 +1,7 @@
 package icetable
 
+import "time"
+
 // SetHookBeforeSwap sets the hook run between writing a commit's metadata
 // file and swapping the table pointer (kill tests print a line there).
 func SetHookBeforeSwap(f func()) { hookBeforeSwap = f }
@@ -20,3 +22,12 @@ func SetKVRewrite(on bool) { kvRewrite = on }
 // KVRewriteFallbacks counts parquet-go rewrites that failed and were
 // redone by iceberg-go.
 func KVRewriteFallbacks() int64 { return kvRewriteFallbacks.Load() }
+
+// SetClock sets the clock commits are aged by (MaxCommitAge); nil restores
+// time.Now.
+func SetClock(f func() time.Time) {
+	if f == nil {
+		f = time.Now
+	}
+	clock = f
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	icebergio "github.com/apache/iceberg-go/io"
@@ -26,6 +27,34 @@ type storeIO struct {
 	ctx   context.Context
 	store s3tier.Store
 	base  string // store.String()
+
+	mu       sync.Mutex
+	firstPut time.Time // the first write since the last commit (sinceCommit)
+}
+
+// clock is the time commits are aged by (tests move it).
+var clock = time.Now
+
+// wrote records that a write is starting, for the commit's age.
+func (s *storeIO) wrote() {
+	s.mu.Lock()
+	if s.firstPut.IsZero() {
+		s.firstPut = clock()
+	}
+	s.mu.Unlock()
+}
+
+// sinceCommit returns how long ago the first write since the last call
+// began (0 if none), and starts counting again.
+func (s *storeIO) sinceCommit() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var d time.Duration
+	if !s.firstPut.IsZero() {
+		d = clock().Sub(s.firstPut)
+	}
+	s.firstPut = time.Time{}
+	return d
 }
 
 var (
@@ -114,6 +143,7 @@ func (s *storeIO) WriteFile(name string, p []byte) error {
 	if err != nil {
 		return err
 	}
+	s.wrote()
 	if err := s.store.Put(s.ctx, k, bytes.NewReader(p), int64(len(p))); err != nil {
 		return pathErr("write", name, err)
 	}
@@ -127,6 +157,7 @@ func (s *storeIO) Create(name string) (icebergio.FileWriter, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.wrote()
 	tmp, err := os.CreateTemp("", "shale-iceberg-*")
 	if err != nil {
 		return nil, pathErr("create", name, err)

@@ -21,7 +21,11 @@
 //     exists in etcd) it deletes nothing: the manifest may reference
 //     objects that left the index since its snapshot. The pin is checked
 //     after the index scan and before the manifests are listed (see gc.go
-//     for why that order closes the race).
+//     for why that order closes the race). The same pass deletes the
+//     orphan files of Iceberg tables under iceberg/ (icetable.CollectOrphans:
+//     files the table's current metadata does not reference), at least an
+//     hour old (icetable.MinOrphanAge: twice the longest a table commit may
+//     take before it is abandoned).
 //   - Recovery manifests (WriteManifest, JobManifest) every
 //     ManifestInterval (1 min): a snapshot of the namespace's unleased keys
 //     (metastore.Snapshot) with the objects its index references, written

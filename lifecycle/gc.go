@@ -26,6 +26,10 @@ type GCStats struct {
 	Listed  int   // objects listed under the prefixes
 	Deleted int   // unreferenced objects older than the grace period, deleted
 	Bytes   int64 // their size
+	// Orphan files of Iceberg tables (icetable.CollectOrphans), deleted
+	// in the same pass.
+	TableFiles int
+	TableBytes int64
 }
 
 // CollectGarbage deletes the objects under prefixes that no index entry

@@ -226,7 +226,13 @@ func (l *Runner) RunOnce(ctx context.Context, job string) error {
 	case JobIceberg:
 		stats, err = icetable.Materialize(ctx, l.store, l.meta, l.cfg.Iceberg, l.log)
 	case JobGC:
-		stats, err = CollectGarbage(ctx, l.store, l.meta, l.cfg.GCPrefixes, now, l.cfg.GCGrace, l.log)
+		var st GCStats
+		st, err = CollectGarbage(ctx, l.store, l.meta, l.cfg.GCPrefixes, now, l.cfg.GCGrace, l.log)
+		// The tables' orphans, under the same grace (at least
+		// icetable.MinOrphanAge: a table commit may take that long).
+		ost, oerr := icetable.CollectOrphans(ctx, l.store, l.meta, now, l.cfg.GCGrace, l.log)
+		st.TableFiles, st.TableBytes = ost.Deleted, ost.Bytes
+		stats, err = st, errors.Join(err, oerr)
 	case JobManifest:
 		var st ManifestStats
 		if st, err = WriteManifest(ctx, l.store, l.meta, l.cfg.Holder, now, l.cfg.ManifestPinTTL, l.cfg.ManifestKeep, l.log); err != nil {
