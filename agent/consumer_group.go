@@ -146,9 +146,18 @@ package agent
 //     REBALANCE_IN_PROGRESS. Kafka keeps that group Stable, giving the
 //     members their target assignments; here they rejoin, as a target a
 //     member has not reached may hold partitions another still owns.
-//   - Failover is unchanged: membership is in memory, members of both
-//     protocols rejoin the next coordinator, and the type record decides
-//     which protocol finds the group a consumer group.
+//   - Failover: membership is in memory, members of both protocols rejoin
+//     the next coordinator, and the type record decides which protocol
+//     finds the group a consumer group. It lists the classic members too
+//     (the classic members record is rewritten listing nobody at the
+//     upgrade), so the next coordinator's grace (Failover above) waits for
+//     them as well, and a classic JoinGroup during that grace is served as
+//     a classic member of the consumer group — its partitions withheld —
+//     instead of turning the empty group classic, where the leader it
+//     would be could hand itself partitions an old member still consumes
+//     (TestConsumerGroupMigrationFailover, which fails without it). A
+//     group left with classic members only after a failover stays a
+//     consumer group until a KIP-848 member joins and leaves again.
 //
 // Tests: TestConsumerGroupMigrationRaw (raw requests: an eager and a
 // cooperative classic member through the upgrade, revocation, the bad

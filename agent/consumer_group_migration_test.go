@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shale-dev/shale/agent"
@@ -601,5 +602,80 @@ func TestConsumerGroupMigrationStaticDowngrade(t *testing.T) {
 	}
 	if leaders != 1 {
 		t.Fatalf("%d leaders", leaders)
+	}
+}
+
+// TestConsumerGroupMigrationFailover proves a converted group keeps its
+// failover grace for classic members: its coordinator stops while a
+// KIP-848 member (x) and classic members (a, b) own the partitions; a new
+// classic member joining the next coordinator is served as a classic
+// member of the (empty) consumer group — no leader, nothing assigned —
+// instead of forming a classic group whose leader would hand it every
+// partition; once x, a and b have heard of the failover (their heartbeats
+// answered UNKNOWN_MEMBER_ID) it is told to rejoin and gets all 4.
+func TestConsumerGroupMigrationFailover(t *testing.T) {
+	cl := agenttest.Start(t, agenttest.Options{Agents: 2})
+	ctx := testCtx(t, 60*time.Second)
+	tps, err := cl.Admin(t).CreateTopic(ctx, 4, 1, nil, "cg-t")
+	if err != nil || tps.Err != nil {
+		t.Fatal(err, tps.Err)
+	}
+	at := func(i int) *cg848 {
+		k, err := kgo.NewClient(kgo.SeedBrokers(cl.Agents[i].Addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(k.Close)
+		return &cg848{t: t, ctx: ctx, br: k.SeedBrokers()[0], group: "cg-mig-failover", topic: tps.ID}
+	}
+	coord := 0
+	c := at(0)
+	probe := kmsg.NewPtrHeartbeatRequest()
+	probe.Group, probe.MemberID = c.group, "probe"
+	if c.send(probe).(*kmsg.HeartbeatResponse).ErrorCode == kerr.NotCoordinator.Code {
+		coord, c = 1, at(1)
+	}
+	a, b := &classicRaw{c: c}, &classicRaw{c: c}
+	formClassic(t, a, b)
+	x := c.hb("member-x", 0, nil, nil)
+	if x.ErrorCode != 0 {
+		t.Fatalf("upgrade: %v", kerr.ErrorForCode(x.ErrorCode))
+	}
+	if err := cl.Agents[coord].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	next := at(1 - coord)
+	n := &classicRaw{c: next}
+	var r *kmsg.JoinGroupResponse
+	for { // until the stopped agent's claim is gone
+		if r = n.join(nil); r.ErrorCode != kerr.NotCoordinator.Code || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r.ErrorCode != 0 || r.LeaderID != "" {
+		t.Fatalf("classic join after the failover: %v leader %q, want a classic member of the consumer group", kerr.ErrorForCode(r.ErrorCode), r.LeaderID)
+	}
+	if s := n.sync(nil); s.ErrorCode != 0 || len(n.owned) != 0 {
+		t.Fatalf("sync while the old members may own the partitions: %v owned %v, want nothing", kerr.ErrorForCode(s.ErrorCode), n.owned)
+	}
+	// The old members hear of the failover.
+	if h := next.hb("member-x", x.MemberEpoch, []int32{}, nil); h.ErrorCode != kerr.UnknownMemberID.Code {
+		t.Fatalf("x's heartbeat to the new coordinator: %v", kerr.ErrorForCode(h.ErrorCode))
+	}
+	for _, m := range []*classicRaw{a, b} {
+		m.c = next
+		if code := m.heartbeat(m.gen); code != kerr.UnknownMemberID.Code {
+			t.Fatalf("classic heartbeat to the new coordinator: %v", kerr.ErrorForCode(code))
+		}
+	}
+	if code := n.heartbeat(n.gen); code != kerr.RebalanceInProgress.Code {
+		t.Fatalf("n's heartbeat once the old members were told: %v, want REBALANCE_IN_PROGRESS", kerr.ErrorForCode(code))
+	}
+	if r = n.join(n.owned); r.ErrorCode != 0 {
+		t.Fatalf("n's rejoin: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if s := n.sync(nil); s.ErrorCode != 0 || len(n.owned) != 4 {
+		t.Fatalf("n's sync: %v owned %v, want all 4", kerr.ErrorForCode(s.ErrorCode), n.owned)
 	}
 }

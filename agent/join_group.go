@@ -21,8 +21,10 @@ package agent
 // is a join to a share group (share_groups.go). A join to a
 // consumer-protocol (KIP-848) group that has members is served from its
 // KIP-848 state (consumer_group_migration.go, classicJoin: answered at
-// once, generation = member epoch, no leader); an empty consumer-protocol
-// group becomes a classic group again, as in Kafka.
+// once, generation = member epoch, no leader), and so is one to a
+// consumer-protocol group in its failover grace (consumer_group.go); an
+// empty consumer-protocol group becomes a classic group again, as in
+// Kafka.
 
 import (
 	"context"
@@ -79,10 +81,11 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 	}
 	defer g.mu.Unlock()
 	if g.cg != nil {
-		// A consumer-protocol (KIP-848) group: with members, the joining
-		// member is served from its state as a classic member; an empty
-		// one becomes classic again.
-		if g.consumerMembersLeft() {
+		// A consumer-protocol (KIP-848) group: with members, or members
+		// of a dead coordinator that may still own partitions (its
+		// failover grace), the joining member is served from its state as
+		// a classic member; an empty one becomes classic again.
+		if g.consumerMembersLeft() || g.cg.inGrace() {
 			return now(g.classicJoin(rc, req, session, rebalance, tv))
 		}
 		g.cg = nil
