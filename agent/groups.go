@@ -150,8 +150,10 @@ package agent
 //     with DeleteGroups or OffsetDelete. An offset whose topic was deleted
 //     and re-created reads as "no offset".
 //   - KIP-848 consumer groups (consumer_group.go) share this coordinator,
-//     lock and registry; a group is one type or the other. Their
-//     membership too lives in memory only.
+//     lock and registry; a group is one type or the other, converted
+//     online both ways while it has members (consumer_group.go, Online
+//     migration; a consumer group's classic members are served from its
+//     KIP-848 state). Their membership too lives in memory only.
 
 import (
 	"context"
