@@ -70,10 +70,15 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 		return fail(kerr.InvalidRequest.Code)
 	}
 	// The topics a consumer group's classic member subscribes to resolve
-	// against this view (consumer_group_migration.go).
-	tv, err := s.topicView(ctx)
-	if err != nil {
-		return fail(errCode(s.log, "join group: list topics", err))
+	// against a topic view (consumer_group_migration.go), read here for a
+	// group this agent knows as a consumer group (a classic group's join
+	// needs none); one that became one meanwhile uses the last view.
+	var tv *topicView
+	if s.isConsumerGroupHere(req.Group) {
+		var err error
+		if tv, err = s.topicView(ctx); err != nil {
+			return fail(errCode(s.log, "join group: list topics", err))
+		}
 	}
 	g, code := s.groups().lock(ctx, req.Group)
 	if code != 0 {
@@ -86,6 +91,9 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 		// failover grace), the joining member is served from its state as
 		// a classic member; an empty one becomes classic again.
 		if g.consumerMembersLeft() || g.cg.inGrace() {
+			if tv == nil {
+				tv = g.c.cachedTopicView()
+			}
 			return now(g.classicJoin(rc, req, session, rebalance, tv))
 		}
 		g.cg = nil
@@ -237,4 +245,16 @@ func clientHost(rc *reqCtx) string {
 		return ""
 	}
 	return "/" + rc.conn.nc.RemoteAddr().String()
+}
+
+// isConsumerGroupHere reports whether this agent coordinates group as a
+// KIP-848 consumer group now.
+func (s *Server) isConsumerGroupHere(group string) bool {
+	g := s.groups().lookup(group)
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cg != nil
 }
