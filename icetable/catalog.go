@@ -77,15 +77,24 @@ func openTable(ctx context.Context, store s3tier.Store, meta *metastore.Store, t
 	if ptr.Revision == 0 {
 		return h, h.create(ctx, mode)
 	}
-	h.ptr = ptr
-	h.tbl, err = table.NewFromLocation(ctx, h.ident(), ptr.Metadata, h.fsF, h)
-	if err != nil {
-		return nil, fmt.Errorf("load table %s from %s: %w", topic.Name, ptr.Metadata, err)
-	}
-	if got := h.tbl.Properties()[propTopicID]; got != topic.ID.String() {
-		return nil, fmt.Errorf("table %s: metadata %s belongs to topic id %q, not %s: %w", topic.Name, ptr.Metadata, got, topic.ID, ErrForeignTable)
+	if err := h.load(ctx, ptr); err != nil {
+		return nil, err
 	}
 	return h, nil
+}
+
+// load loads the table the pointer names.
+func (h *handle) load(ctx context.Context, ptr metastore.TablePointer) error {
+	h.ptr = ptr
+	var err error
+	h.tbl, err = table.NewFromLocation(ctx, h.ident(), ptr.Metadata, h.fsF, h)
+	if err != nil {
+		return fmt.Errorf("load table %s from %s: %w", h.topic.Name, ptr.Metadata, err)
+	}
+	if got := h.tbl.Properties()[propTopicID]; got != h.topic.ID.String() {
+		return fmt.Errorf("table %s: metadata %s belongs to topic id %q, not %s: %w", h.topic.Name, ptr.Metadata, got, h.topic.ID, ErrForeignTable)
+	}
+	return nil
 }
 
 func (h *handle) create(ctx context.Context, mode Mode) error {

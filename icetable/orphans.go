@@ -95,8 +95,10 @@ func collectTableOrphans(ctx context.Context, store s3tier.Store, meta *metastor
 	if err != nil {
 		return fmt.Errorf("list %s: %w", dir, err)
 	}
-	h, err := openTable(ctx, store, meta, t, "")
-	if err != nil {
+	// Loaded from the pointer read above, never created (openTable
+	// would create a table for a topic deleted meanwhile).
+	h := &handle{meta: meta, store: store, fsio: newStoreIO(ctx, store), topic: t}
+	if err := h.load(ctx, ptr); err != nil {
 		if errors.Is(err, ErrForeignTable) {
 			return nil
 		}
