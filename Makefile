@@ -49,21 +49,22 @@ test-go:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list $(PKGS) | grep -v /tests/conformance)
 
 # Other clients' own integration suites against shale (tests/conformance),
-# every integration test in its own process, one table per run: franz-go's
-# kgo suite against a dev agent and against two agents on etcd + versitygw
-# S3 (KGO_TEST_RECORDS=20000, three test processes at a time, the two
-# topologies one after the other), then segmentio/kafka-go's suite against
-# a dev agent in a network namespace of its own (it dials localhost:9092).
-# 4 min 43 s on 2 cores at load 6-9 (2026-12-05); a pending test that hangs
-# costs its timeout (kafka-go's compaction test: 90 s). SHALE_KGO_RUN=regexp and SHALE_KGO_TOPOLOGY=dev|cluster|kafka-go
-# narrow a rerun.
+# every integration test in its own process, one table per run:
+# segmentio/kafka-go's suite against a dev agent in a network namespace of
+# its own (it dials localhost:9092), then, at the same time, franz-go's kgo
+# suite (against a dev agent, then against two agents on etcd + versitygw
+# S3; KGO_TEST_RECORDS=20000, three test processes at a time) and
+# librdkafka's own suite (tests/ of its 2.0.2 source, built into the test
+# cache by test-deps once; against dev agents, six test processes at a
+# time). A pending test that hangs costs its timeout (librdkafka's 0107:
+# 160 s, started first). SHALE_KGO_RUN=regexp and
+# SHALE_KGO_TOPOLOGY=dev|cluster|kafka-go|librdkafka narrow a rerun.
 test-conformance:
-	set -o pipefail; $(GO) test -count=1 -v -timeout 30m -run 'TestKgoSuite|TestKafkaGoSuite|TestKgoDiscovery|TestParseGoTest|TestDisabledDiscovery|TestBrokenSubtestArgs|TestLibrdkafkaDiscovery' ./tests/conformance/ 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'
+	set -o pipefail; $(GO) test -count=1 -v -timeout 30m -run 'TestKgoSuite|TestKafkaGoSuite|TestLibrdkafkaSuite|TestKgoDiscovery|TestParseGoTest|TestDisabledDiscovery|TestBrokenSubtestArgs|TestLibrdkafkaDiscovery|TestLibrdkafkaVerdict' ./tests/conformance/ 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'
 
-## test-librdkafka: librdkafka's own integration suite (tests/ of its 2.0.2 source, built into the test cache once, about 3 minutes) against a dev agent, one table (about 5 minutes; 78 of 99 pass, README); not in make test yet
-test-librdkafka:
-	SHALE_LIBRDKAFKA=1 bash scripts/test-deps.sh
-	set -o pipefail; SHALE_LIBRDKAFKA=1 SHALE_KGO_TOPOLOGY=librdkafka $(GO) test -count=1 -v -timeout 60m -run 'TestLibrdkafkaSuite$$' ./tests/conformance/ 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'
+## test-librdkafka: librdkafka's own integration suite alone (tests/ of its 2.0.2 source, built into the test cache once by test-deps) against dev agents, one table (part of make test)
+test-librdkafka: test-deps
+	set -o pipefail; SHALE_KGO_TOPOLOGY=librdkafka $(GO) test -count=1 -v -timeout 30m -run 'TestLibrdkafkaSuite$$' ./tests/conformance/ 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'
 
 # The race detector over every package with concurrency: storage engine,
 # index, replay pipeline, auth, the protocol server, the CLI's in-process

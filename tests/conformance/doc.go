@@ -50,6 +50,24 @@
 //     note), printed to stdout, plus the tail of each failing test's
 //     output in the test log.
 //
+// librdkafka's own suite (tests/ of its source tree, a C program built by
+// scripts/test-deps.sh from Debian's librdkafka_2.0.2.orig.tar.gz,
+// sha256-checked, into the test cache once) runs in TestLibrdkafkaSuite
+// (librdkafka_test.go) against dev agents: one test-runner process per
+// test number (-Q quick mode, as librdkafka's own CI runs it: subtests
+// declared SUB_TEST rather than SUB_TEST_QUICK return at once; -L broker
+// tests only; the socket-emulation tests included), six at a time, the
+// pending ones first. A test that skips itself in quick mode runs again in
+// full mode. A test is off, with its reason, when it says it cannot run
+// here whatever the broker (it needs RapidJSON, trivup's SSL or SASL
+// setup, or Kafka's own command-line tools through KAFKA_PATH), or when its
+// authors flag it as a known issue and it fails (their runner does not
+// count that failure either; 0028's 255-byte topic name, which Kafka
+// refuses too). Any other skip or failure fails the run; pending list
+// librdkafkaPending. The kgo suite and librdkafka's run at the same time
+// (both t.Parallel), after kafka-go's: librdkafka's processes mostly
+// wait, about a third of a core in all.
+//
 // Other clients' suites, looked at and not run here (yet):
 //
 //   - sarama (v1.61.1, in go.mod): its functional tests (build tag
@@ -64,22 +82,11 @@
 //   - kafkajs: the npm package (tests/js) ships no tests; its suite lives
 //     in its repository and starts its brokers with docker compose.
 //     tests/js drives kafkajs against shale.
-//   - librdkafka: its tests/ (a C program built from its source tree,
-//     Debian's librdkafka_2.0.2.orig.tar.gz, sha256-checked) run in
-//     TestLibrdkafkaSuite (librdkafka_test.go) with `make
-//     test-librdkafka`, which builds them into the test cache once: one
-//     test-runner process per test number (-Q quick mode, as librdkafka's
-//     own CI runs it: subtests declared SUB_TEST rather than
-//     SUB_TEST_QUICK return at once, so some tests pass in no time; -E no socket
-//     emulation, -L broker tests only), one table, pending list
-//     librdkafkaPending. Not part of make test yet: a full run's time
-//     and findings are not measured with this runner (an earlier manual
-//     run: 97 of 107 passed). kcat and confluent-kafka (librdkafka) are
-//     driven against shale by tests/interop and tests/python.
 //
 // Knobs (environment): SHALE_KGO_RECORDS (KGO_TEST_RECORDS, default
 // 20000), SHALE_KGO_PARALLEL (test processes at once per run, default 3),
 // SHALE_KGO_RUN (a regexp: only the integration tests it matches, for a
 // focused rerun), SHALE_KGO_TOPOLOGY (dev, cluster, kafka-go or
-// librdkafka: only that run).
+// librdkafka: only that run), SHALE_LIBRDKAFKA_PARALLEL (librdkafka
+// test-runner processes at once, default 6).
 package conformance

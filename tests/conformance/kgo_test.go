@@ -44,6 +44,9 @@ func TestKgoSuite(t *testing.T) {
 	if topo := os.Getenv("SHALE_KGO_TOPOLOGY"); topo == "kafka-go" || topo == "librdkafka" {
 		return // a focused rerun of another suite
 	}
+	// Alongside librdkafka's suite (TestLibrdkafkaSuite), after the
+	// sequential tests (kafka-go's suite among them).
+	t.Parallel()
 	s := buildKgo(t)
 	var filter *regexp.Regexp
 	if f := os.Getenv("SHALE_KGO_RUN"); f != "" {

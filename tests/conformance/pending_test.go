@@ -28,4 +28,15 @@ var kafkaGoPending = map[string]pendingTest{}
 // librdkafkaPending: librdkafka test-suite tests (tests/, by name) that do
 // not pass yet, each with the open issue that will make it pass or, where
 // none is filed, what is missing. Every other broker test must pass.
-var librdkafkaPending = map[string]pendingTest{}
+var librdkafkaPending = map[string]pendingTest{
+	// Its consumer reads across its topic's deletion and re-creation with
+	// fewer partitions (10, then 3), then rd_kafka_destroy hangs until the
+	// test's own timeout (160 s). shale's answers were checked against
+	// Kafka's: Metadata says UNKNOWN_TOPIC_OR_PARTITION while the topic is
+	// gone, and OffsetCommit of the old 10 partitions stores 0-2 and
+	// refuses 3-9 (TestOffsetCommitAfterTopicRecreate). The client never
+	// rejoins (its refreshes of unavailable topics do not update the
+	// group) and keeps the 7 partitions that no longer exist assigned;
+	// whether a Kafka broker gets it past destroy is not yet known.
+	"0107_topic_recreate": {issue: 12, why: "rd_kafka_destroy hangs after a delete and re-create with fewer partitions; client-side or not is unsettled"},
+}

@@ -411,6 +411,12 @@ func trim(s string, n int) string {
 
 // table renders results as the human-readable table make test prints.
 func table(title string, rs []result, wall time.Duration) string {
+	return tableOff(title, "disabled by their authors", rs, wall)
+}
+
+// tableOff is table with offWhat saying, in its last line, what the off
+// tests are.
+func tableOff(title, offWhat string, rs []result, wall time.Duration) string {
 	var b strings.Builder
 	counts := map[outcome]int{}
 	w := len("test")
@@ -426,7 +432,7 @@ func table(title string, rs []result, wall time.Duration) string {
 	}
 	off := ""
 	if counts[outDisabled] > 0 {
-		off = fmt.Sprintf("%d off (disabled by their authors), ", counts[outDisabled])
+		off = fmt.Sprintf("%d off (%s), ", counts[outDisabled], offWhat)
 	}
 	fmt.Fprintf(&b, "  %d passed, %d pending, %s%d failed, of %d; wall time %s\n",
 		counts[outPass], counts[outPending], off, counts[outFail], len(rs), wall.Round(time.Second))
