@@ -40,11 +40,14 @@ run: build
 
 ## test: install what the tests need, then run every test (they start real etcd and S3 servers)
 test: test-deps fuzz-short test-go test-race test-conformance
+	@echo "== make test: finished $$(date -u +%T)"
 
 test-deps:
+	@echo "== make $@: started $$(date -u +%T)"
 	@bash scripts/test-deps.sh
 
 test-go:
+	@echo "== make $@: started $$(date -u +%T)"
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list $(PKGS) | grep -v /tests/conformance)
 
@@ -60,6 +63,7 @@ test-go:
 # 160 s, started first). SHALE_KGO_RUN=regexp and
 # SHALE_KGO_TOPOLOGY=dev|cluster|kafka-go|librdkafka narrow a rerun.
 test-conformance:
+	@echo "== make $@: started $$(date -u +%T)"
 	set -o pipefail; $(GO) test -count=1 -v -timeout 30m -run 'TestKgoSuite|TestKafkaGoSuite|TestLibrdkafkaSuite|TestKgoDiscovery|TestParseGoTest|TestDisabledDiscovery|TestBrokenSubtestArgs|TestLibrdkafkaDiscovery|TestLibrdkafkaVerdict' ./tests/conformance/ 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'
 
 ## test-librdkafka: librdkafka's own integration suite alone (tests/ of its 2.0.2 source, built into the test cache once by test-deps) against dev agents, one table (part of make test)
@@ -82,11 +86,13 @@ test-librdkafka: test-deps
 # -race ./icetable/` passed in 28 s on 2026-12-05).
 RACE_PKGS := ./engine/ ./metastore/ ./replay/ ./segment/ ./span/ ./auth/ ./metrics/ ./agent/ ./s3tier/ ./lifecycle/ ./cli/
 test-race:
+	@echo "== make $@: started $$(date -u +%T)"
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 	SHALE_AGENT_RACE=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -skip 'TestRecoverFromMinIO|TestRecoverAfterKillUnderLoad' ./tests/cluster/ ./tests/reliability/
 
 # Every fuzz target runs briefly in `make test` and longer in `make fuzz`.
 fuzz-short:
+	@echo "== make $@: started $$(date -u +%T)"
 	@FUZZTIME=5000x bash scripts/fuzz.sh
 
 fuzz:
