@@ -101,7 +101,9 @@ package agent
 //     JoinGroup: protocol type "consumer" and a protocol name every other
 //     classic member offered, else INCONSISTENT_GROUP_PROTOCOL; a dynamic
 //     member without an ID at v4+ gets MEMBER_ID_REQUIRED; a member ID the
-//     group does not know joins as a new member (Kafka's); a subscription
+//     group does not know joins as a new member (Kafka's), owning what its
+//     JoinGroup reports owning and no other member holds (adoptOwned,
+//     Failover below); a subscription
 //     that does not decode is INCONSISTENT_GROUP_PROTOCOL (Kafka: an
 //     unknown server error). The subscription and owned partitions (v1+
 //     metadata; an eager member owns none at a rejoin) update the member
@@ -156,8 +158,23 @@ package agent
 //     instead of turning the empty group classic, where the leader it
 //     would be could hand itself partitions an old member still consumes
 //     (TestConsumerGroupMigrationFailover, which fails without it). A
-//     group left with classic members only after a failover stays a
-//     consumer group until a KIP-848 member joins and leaves again.
+//     classic member of the dead coordinator may rejoin the next one
+//     still owning partitions: franz-go's cooperative consumer sends its
+//     JoinGroup after a revocation under its old member ID (or, answered
+//     UNKNOWN_MEMBER_ID, under a new one) keeping what it owns. Its join
+//     counts as told only because what it reports owning, where no other
+//     member holds it, becomes its assignment and target, claimed
+//     (adoptOwned, as the upgrade does), so another member gets it only
+//     once it revoked it and rejoined without it; the join reads the topic
+//     view even when it is the join that claims the group (join_group.go),
+//     else the owned partitions resolved against an empty view. Without
+//     either, the KIP-848 member was given partitions a classic member
+//     still owned (TestConsumerGroupMigrationFailoverOwnedRejoin, and
+//     TestGroupMigrationKillDuringRevocation in tests/interop: SIGKILL of
+//     the coordinator of two agent processes while the classic member
+//     revoked for the upgrade, 3 of 3 runs failed). A group left with
+//     classic members only after a failover stays a consumer group until
+//     a KIP-848 member joins and leaves again.
 //
 // Tests: TestConsumerGroupMigrationRaw (raw requests: an eager and a
 // cooperative classic member through the upgrade, revocation, the bad

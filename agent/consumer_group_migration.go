@@ -396,6 +396,7 @@ func (g *group) classicJoin(rc *reqCtx, req *kmsg.JoinGroupRequest, session, reb
 	if isNew {
 		m = &cmember{id: id, instanceID: req.InstanceID, target: map[tid][]int32{}, assigned: map[tid][]int32{}, revoking: map[tid][]int32{}}
 		cg.members[id] = m
+		cg.adoptOwned(m, ownedOf(tv, md))
 	}
 	cg.told(id)
 	if m.classic == nil {
@@ -435,6 +436,37 @@ func (g *group) classicJoin(rc *reqCtx, req *kmsg.JoinGroupRequest, session, reb
 		resp.Generation = g.generation
 	}
 	return resp
+}
+
+// adoptOwned gives a classic member new to this coordinator what its
+// JoinGroup says it owns and nobody here holds: its assignment and target
+// at the group epoch, claimed, as the upgrade does for the members of a
+// classic group. A member the coordinator does not know may still own
+// partitions: a member of the previous coordinator after a failover
+// (membership is in memory), which franz-go's cooperative consumer
+// rejoins with its member ID, or, answered UNKNOWN_MEMBER_ID, with a new
+// one, keeping what it owns either way. Left free, they went to another
+// member before it gave them up (TestConsumerGroupMigrationFailoverOwnedRejoin;
+// TestGroupMigrationKillDuringRevocation in tests/interop); claimed, they
+// go only once it revoked them and rejoined without them. Partitions
+// another member holds stay that member's. (Kafka keeps membership across
+// a coordinator's failover, and creates an unknown member owning nothing.)
+func (cg *cgroup) adoptOwned(m *cmember, owned []ownedTopic) {
+	a := map[tid][]int32{}
+	for _, t := range owned {
+		for _, p := range t.parts {
+			if _, held := cg.owners[t.id][p]; !held {
+				a[t.id] = append(a[t.id], p)
+			}
+		}
+	}
+	if len(a) == 0 {
+		return
+	}
+	m.epoch, m.prevEpoch = cg.epoch, cg.epoch
+	m.assigned, m.target = a, cloneAssignment(a)
+	cg.claim(a, m.id, m.epoch)
+	m.stampAssignEpochs()
 }
 
 // allClassic reports whether every member speaks the classic protocol.

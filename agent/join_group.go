@@ -69,10 +69,14 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 		s.log.Info("join group: protocol metadata too large", "group", req.Group, "bytes", size)
 		return fail(kerr.InvalidRequest.Code)
 	}
-	// The topics a consumer group's classic member subscribes to resolve
-	// against a topic view (consumer_group_migration.go), read here for a
-	// group this agent knows as a consumer group (a classic group's join
-	// needs none); one that became one meanwhile uses the last view.
+	// The topics a consumer group's classic member subscribes to, and
+	// the partitions it owns, resolve against a topic view
+	// (consumer_group_migration.go), read here for a group this agent
+	// knows as a consumer group (a classic group's join needs none). A
+	// group found to be one only under the lock — claimed by this join,
+	// as after a failover, where the view may be empty — has the view
+	// read with the lock released, and is looked at again; one converted
+	// between the look and the lock uses the last view.
 	var tv *topicView
 	if s.isConsumerGroupHere(req.Group) {
 		var err error
@@ -83,6 +87,16 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 	g, code := s.groups().lock(ctx, req.Group)
 	if code != 0 {
 		return fail(code)
+	}
+	if g.cg != nil && tv == nil {
+		g.mu.Unlock()
+		var err error
+		if tv, err = s.topicView(ctx); err != nil {
+			return fail(errCode(s.log, "join group: list topics", err))
+		}
+		if g, code = s.groups().lock(ctx, req.Group); code != 0 {
+			return fail(code)
+		}
 	}
 	defer g.mu.Unlock()
 	if g.cg != nil {

@@ -26,7 +26,9 @@
 //   - Consumer groups (group_*_test.go): offsets committed through A are
 //     fetched through B; sarama, confluent-kafka and kafkajs group consumers
 //     read everything; SIGKILL of the coordinator hands the group to another
-//     agent with no committed offset lost or moved backwards.
+//     agent with no committed offset lost or moved backwards, also in the
+//     middle of a rolling upgrade from the classic protocol to KIP-848
+//     (group_migration_kill_test.go).
 //   - Kill -9: acknowledged records survive SIGKILL of the agent that took
 //     them (DESIGN invariant 1) at the offsets acknowledged, with dense
 //     offsets and no duplicate from an idempotent producer's retries
@@ -36,9 +38,10 @@
 // cluster.MainWithRaceAgents), so this package's one pass in `make test`
 // is also its race pass: a test whose agent reports a data race fails.
 // TestLargeRecordAcrossAgents alone runs agents built without it, whose
-// memory bound is the real one. The four long failover tests (the group
-// coordinator's SIGKILL, KIP-848 SIGKILL and SIGTERM, and the transaction
-// coordinator kills) run in parallel, two at a time (go test's -parallel
+// memory bound is the real one. The long failover tests (the group
+// coordinator's SIGKILL, KIP-848 SIGKILL and SIGTERM, the SIGKILL during a
+// classic-to-KIP-848 migration, and the transaction coordinator kills)
+// run in parallel, two at a time (go test's -parallel
 // defaults to the number of cores), each on a cluster of its own: they
 // mostly wait for leases and timeouts, and so pay for the race
 // detector's cost to the others.

@@ -337,7 +337,7 @@ func watchCommitted(t *testing.T, ctx context.Context, c *cluster.Cluster, i int
 // coordinates group, retrying until one that is not skip is named.
 func coordinatorIndex(t *testing.T, ctx context.Context, c *cluster.Cluster, group string, skip int) int {
 	t.Helper()
-	ask := (skip + 1) % 3
+	ask := (skip + 1) % len(c.Addrs())
 	if skip < 0 {
 		ask = 0
 	}
