@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -127,18 +128,21 @@ type GroupClaim struct {
 	// JoinGroup that set it, RecordGroupProtocolType, or by its last
 	// release, ReleaseGroup), if HasProtocolType; the claim reads it and
 	// leaves it in etcd. None if the group never had a member and was
-	// never released with a type, or if the key was held already.
+	// never released with a type, or if another lease holds the key. A
+	// claim of a key the caller's lease holds already reads it too: two
+	// requests of one agent may claim at once, and the one that lost the
+	// race may be the first to build the group from its claim.
 	ProtocolType    string
 	HasProtocolType bool
 	// Type is the group's recorded type (RecordGroupType): "consumer" for
 	// a KIP-848 group, "" for a classic one. Like ProtocolType, only when
-	// the claim created the coordinator key.
+	// the caller's lease holds the coordinator key.
 	Type string
 	// MembersActive reports that the group had classic members under a
 	// coordinator that never released it (RecordMembersSession): it died
 	// with them, and they may still own partitions. MembersSession is the
 	// largest session timeout they joined with (zero if the record is
-	// corrupt). Like ProtocolType, only when the claim created the
+	// corrupt). Like ProtocolType, only when the caller's lease holds the
 	// coordinator key.
 	MembersActive  bool
 	MembersSession time.Duration
@@ -180,7 +184,10 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 			clientv3.OpGet(s.keys.groupProtocolType(group)),
 			clientv3.OpGet(s.keys.groupType(group)),
 			clientv3.OpGet(s.keys.groupMembersSession(group))).
-		Else(clientv3.OpGet(k)).Commit()
+		Else(clientv3.OpGet(k),
+			clientv3.OpGet(s.keys.groupProtocolType(group)),
+			clientv3.OpGet(s.keys.groupType(group)),
+			clientv3.OpGet(s.keys.groupMembersSession(group))).Commit()
 	if err != nil {
 		return GroupClaim{Holder: -1}, fmt.Errorf("claim group coordinator %q: %w", group, err)
 	}
@@ -193,20 +200,7 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 				c.EmptySince = time.UnixMilli(ms)
 			}
 		}
-		if get := resp.Responses[2].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
-			c.ProtocolType, c.HasProtocolType = string(get.Kvs[0].Value), true
-		}
-		if get := resp.Responses[3].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
-			c.Type = string(get.Kvs[0].Value)
-		}
-		if get := resp.Responses[4].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
-			// A corrupt record still says the members were there, not
-			// which, nor for how long.
-			c.MembersActive = true
-			if r, err := DecodeMembersRecord(string(get.Kvs[0].Key), get.Kvs[0].Value); err == nil {
-				c.MembersSession, c.MembersListed, c.MembersIDs = r.Session, r.Listed, r.IDs
-			}
-		}
+		c.readRecords(resp.Responses[2:5])
 		return c, nil
 	}
 	kvs := resp.Responses[0].GetResponseRange().Kvs
@@ -217,7 +211,38 @@ func (s *Store) ClaimGroup(ctx context.Context, group string, nodeID int32, leas
 	if err != nil {
 		return GroupClaim{Holder: -1}, fmt.Errorf("claim group coordinator: %w", err)
 	}
-	return GroupClaim{Holder: holder, Mine: clientv3.LeaseID(kvs[0].Lease) == lease}, nil
+	c := GroupClaim{Holder: holder, Mine: clientv3.LeaseID(kvs[0].Lease) == lease}
+	if c.Mine {
+		// Held by the caller already: another request of the same agent
+		// claimed it a moment earlier, and this one may be the first to
+		// build the group from the claim (the agent's acquire), so it
+		// reads the same records (all but empty-since, which that claim
+		// took). Returning none gave the group no type and no members
+		// record: a coordinator's failover grace skipped at random when
+		// two requests claimed at once (TestGroupMigrationKillDuringRevocation
+		// in tests/interop, 2 of 11 runs).
+		c.readRecords(resp.Responses[1:4])
+	}
+	return c, nil
+}
+
+// readRecords fills c from the gets of the protocol-type, type and
+// members-session records, in that order.
+func (c *GroupClaim) readRecords(rs []*etcdserverpb.ResponseOp) {
+	if get := rs[0].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
+		c.ProtocolType, c.HasProtocolType = string(get.Kvs[0].Value), true
+	}
+	if get := rs[1].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
+		c.Type = string(get.Kvs[0].Value)
+	}
+	if get := rs[2].GetResponseRange(); get != nil && len(get.Kvs) == 1 {
+		// A corrupt record still says the members were there, not
+		// which, nor for how long.
+		c.MembersActive = true
+		if r, err := DecodeMembersRecord(string(get.Kvs[0].Key), get.Kvs[0].Value); err == nil {
+			c.MembersSession, c.MembersListed, c.MembersIDs = r.Session, r.Listed, r.IDs
+		}
+	}
 }
 
 // GroupCoordinator returns the node ID holding group's coordinator key, or

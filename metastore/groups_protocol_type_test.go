@@ -165,3 +165,51 @@ func TestMembersSessionRecord(t *testing.T) {
 		t.Fatalf("claim of m2 after the death: %+v %v, want session 30s listing %v", c, err, rec.IDs)
 	}
 }
+
+// TestClaimHeldKeyReadsRecords proves a claim of a coordinator key the
+// caller's lease holds already (another request of the same agent claimed
+// a moment earlier) reads the group's type, protocol-type and members
+// records as the claim that created the key did, all but empty-since:
+// the agent builds the group from whichever claim comes first, and one
+// with no records skipped the failover grace of a group whose
+// coordinator died with members.
+func TestClaimHeldKeyReadsRecords(t *testing.T) {
+	f := newExpiryFixture(t)
+	dead, err := f.s.RegisterAgent(f.ctx, metastore.AgentInfo{NodeID: -1, Host: "b", Port: 1}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := f.s.ClaimGroup(f.ctx, "h", dead.NodeID(), dead.Lease()); err != nil || !c.Mine {
+		t.Fatalf("first claim: %+v %v", c, err)
+	}
+	rec := metastore.MembersRecord{Session: 6 * time.Second, Listed: true}
+	typ := metastore.ActiveRecord([]string{"m1", "m2"})
+	if err := f.s.RecordGroupProtocolType(f.ctx, "h", dead.Lease(), "consumer"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.RecordGroupType(f.ctx, "h", dead.Lease(), typ); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.RecordMembers(f.ctx, "h", dead.Lease(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.Close(f.ctx); err != nil { // the coordinator dies
+		t.Fatal(err)
+	}
+	for i, what := range []string{"the claim creating the key", "a claim of the key held already"} {
+		c, err := f.s.ClaimGroup(f.ctx, "h", f.sess.NodeID(), f.sess.Lease())
+		if err != nil || !c.Mine || c.Type != typ || !c.HasProtocolType || c.ProtocolType != "consumer" ||
+			!c.MembersActive || c.MembersSession != 6*time.Second || !c.MembersListed {
+			t.Fatalf("%s (%d): %+v %v, want mine with the type, protocol type and members records", what, i, c, err)
+		}
+	}
+	// Another lease holding the key reads none.
+	other, err := f.s.RegisterAgent(f.ctx, metastore.AgentInfo{NodeID: -1, Host: "c", Port: 1}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(f.ctx)
+	if c, err := f.s.ClaimGroup(f.ctx, "h", other.NodeID(), other.Lease()); err != nil || c.Mine || c.Type != "" || c.MembersActive || c.HasProtocolType {
+		t.Fatalf("claim by another lease: %+v %v, want not mine and no records", c, err)
+	}
+}
