@@ -19,7 +19,7 @@ func testParquet(t *testing.T, f *replaytest.Fixture) {
 	ctx := replaytest.Ctx(t)
 	dir := t.TempDir()
 	var errb bytes.Buffer
-	if code := Execute(ctx, []string{"replay", "-t", f.Topic, "--format", "parquet", "--out", dir, "--parquet-file-bytes", "48KiB",
+	if code := Execute(ctx, []string{"replay", "-t", f.Topic, "--format", "parquet", "--out", dir, "--parquet-file-bytes", "16KiB",
 		"--parallel", "2", "--etcd-endpoints", strings.Join(f.C.Endpoints, ","), "--etcd-namespace", f.C.Namespace, "--bucket", f.C.BucketDir},
 		nil, &bytes.Buffer{}, &errb); code != 0 {
 		t.Fatalf("shale replay --format parquet: exit %d: %s", code, errb.String())

@@ -187,30 +187,40 @@ func (w *parquetWriter) open() error {
 }
 
 func (w *parquetWriter) WriteRecords(recs []Record) error {
-	if w.w == nil {
-		if err := w.open(); err != nil {
+	// The records go in in chunks of about a row group, so that a call
+	// carrying more than a file's worth (a whole span decoded at once)
+	// still rolls over files of about fileBytes.
+	for len(recs) > 0 {
+		if w.w == nil {
+			if err := w.open(); err != nil {
+				return err
+			}
+		}
+		w.rows, w.headers = w.rows[:0], w.headers[:0]
+		var n int64
+		i := 0
+		for ; i < len(recs) && n < w.groupBytes; i++ {
+			r := recs[i]
+			hs := len(w.headers)
+			for _, h := range r.Headers {
+				w.headers = append(w.headers, ParquetHeader{Key: h.Key, Value: h.Value})
+			}
+			w.rows = append(w.rows, ParquetRow{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp,
+				Key: r.Key, Value: r.Value, Headers: w.headers[hs:len(w.headers):len(w.headers)]})
+			n += RecordBytes(r)
+		}
+		recs = recs[i:]
+		grouped, err := w.w.Write(w.rows, n)
+		clear(w.rows) // drop references to the decoded batch
+		clear(w.headers)
+		if err != nil {
 			return err
 		}
-	}
-	w.rows, w.headers = w.rows[:0], w.headers[:0]
-	var n int64
-	for _, r := range recs {
-		hs := len(w.headers)
-		for _, h := range r.Headers {
-			w.headers = append(w.headers, ParquetHeader{Key: h.Key, Value: h.Value})
+		if grouped && w.w.Size() >= w.sink.fileBytes {
+			if err := w.finish(); err != nil {
+				return err
+			}
 		}
-		w.rows = append(w.rows, ParquetRow{Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp,
-			Key: r.Key, Value: r.Value, Headers: w.headers[hs:len(w.headers):len(w.headers)]})
-		n += RecordBytes(r)
-	}
-	grouped, err := w.w.Write(w.rows, n)
-	clear(w.rows) // drop references to the decoded batch
-	clear(w.headers)
-	if err != nil {
-		return err
-	}
-	if grouped && w.w.Size() >= w.sink.fileBytes {
-		return w.finish()
 	}
 	return nil
 }
