@@ -6,10 +6,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/shale-dev/shale/agent/agenttest"
 )
 
 // TestConsumerGroupMigrationFailoverOwnedRejoin proves a converted group's
@@ -24,37 +21,8 @@ import (
 // read for a group claimed by the join itself (join_group.go) the
 // first rejoin's owned partitions did not resolve at all.
 func TestConsumerGroupMigrationFailoverOwnedRejoin(t *testing.T) {
-	cl := agenttest.Start(t, agenttest.Options{Agents: 2})
-	ctx := testCtx(t, 60*time.Second)
-	tps, err := cl.Admin(t).CreateTopic(ctx, 4, 1, nil, "cg-t")
-	if err != nil || tps.Err != nil {
-		t.Fatal(err, tps.Err)
-	}
-	at := func(i int) *cg848 {
-		k, err := kgo.NewClient(kgo.SeedBrokers(cl.Agents[i].Addr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(k.Close)
-		return &cg848{t: t, ctx: ctx, br: k.SeedBrokers()[0], group: "cg-mig-rejoin", topic: tps.ID}
-	}
-	coord := 0
-	c := at(0)
-	probe := kmsg.NewPtrHeartbeatRequest()
-	probe.Group, probe.MemberID = c.group, "probe"
-	if c.send(probe).(*kmsg.HeartbeatResponse).ErrorCode == kerr.NotCoordinator.Code {
-		coord, c = 1, at(1)
-	}
-	a, b := &classicRaw{c: c}, &classicRaw{c: c}
-	formClassic(t, a, b)
-	x := c.hb("member-x", 0, nil, nil)
-	if x.ErrorCode != 0 {
-		t.Fatalf("upgrade: %v", kerr.ErrorForCode(x.ErrorCode))
-	}
-	if err := cl.Agents[coord].Stop(); err != nil {
-		t.Fatal(err)
-	}
-	next := at(1 - coord)
+	a, b, x, next := convertedGroupFailover(t, "cg-mig-rejoin")
+	ctx := next.ctx
 	a.c, b.c = next, next
 	var r *kmsg.JoinGroupResponse
 	for { // until the stopped agent's claim is gone

@@ -614,37 +614,8 @@ func TestConsumerGroupMigrationStaticDowngrade(t *testing.T) {
 // partition; once x, a and b have heard of the failover (their heartbeats
 // answered UNKNOWN_MEMBER_ID) it is told to rejoin and gets all 4.
 func TestConsumerGroupMigrationFailover(t *testing.T) {
-	cl := agenttest.Start(t, agenttest.Options{Agents: 2})
-	ctx := testCtx(t, 60*time.Second)
-	tps, err := cl.Admin(t).CreateTopic(ctx, 4, 1, nil, "cg-t")
-	if err != nil || tps.Err != nil {
-		t.Fatal(err, tps.Err)
-	}
-	at := func(i int) *cg848 {
-		k, err := kgo.NewClient(kgo.SeedBrokers(cl.Agents[i].Addr))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(k.Close)
-		return &cg848{t: t, ctx: ctx, br: k.SeedBrokers()[0], group: "cg-mig-failover", topic: tps.ID}
-	}
-	coord := 0
-	c := at(0)
-	probe := kmsg.NewPtrHeartbeatRequest()
-	probe.Group, probe.MemberID = c.group, "probe"
-	if c.send(probe).(*kmsg.HeartbeatResponse).ErrorCode == kerr.NotCoordinator.Code {
-		coord, c = 1, at(1)
-	}
-	a, b := &classicRaw{c: c}, &classicRaw{c: c}
-	formClassic(t, a, b)
-	x := c.hb("member-x", 0, nil, nil)
-	if x.ErrorCode != 0 {
-		t.Fatalf("upgrade: %v", kerr.ErrorForCode(x.ErrorCode))
-	}
-	if err := cl.Agents[coord].Stop(); err != nil {
-		t.Fatal(err)
-	}
-	next := at(1 - coord)
+	a, b, x, next := convertedGroupFailover(t, "cg-mig-failover")
+	ctx := next.ctx
 	n := &classicRaw{c: next}
 	var r *kmsg.JoinGroupResponse
 	for { // until the stopped agent's claim is gone
@@ -678,4 +649,43 @@ func TestConsumerGroupMigrationFailover(t *testing.T) {
 	if s := n.sync(nil); s.ErrorCode != 0 || len(n.owned) != 4 {
 		t.Fatalf("n's sync: %v owned %v, want all 4", kerr.ErrorForCode(s.ErrorCode), n.owned)
 	}
+}
+
+// convertedGroupFailover starts two agents and a 4-partition topic, forms
+// a classic group of two raw members (a, b) on the group's coordinator,
+// converts it with a KIP-848 member (member-x; x is its join's answer),
+// and stops that coordinator; next is a client of the other agent.
+func convertedGroupFailover(t *testing.T, group string) (a, b *classicRaw, x *kmsg.ConsumerGroupHeartbeatResponse, next *cg848) {
+	t.Helper()
+	cl := agenttest.Start(t, agenttest.Options{Agents: 2})
+	ctx := testCtx(t, 60*time.Second)
+	tps, err := cl.Admin(t).CreateTopic(ctx, 4, 1, nil, "cg-t")
+	if err != nil || tps.Err != nil {
+		t.Fatal(err, tps.Err)
+	}
+	at := func(i int) *cg848 {
+		k, err := kgo.NewClient(kgo.SeedBrokers(cl.Agents[i].Addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(k.Close)
+		return &cg848{t: t, ctx: ctx, br: k.SeedBrokers()[0], group: group, topic: tps.ID}
+	}
+	coord := 0
+	c := at(0)
+	probe := kmsg.NewPtrHeartbeatRequest()
+	probe.Group, probe.MemberID = c.group, "probe"
+	if c.send(probe).(*kmsg.HeartbeatResponse).ErrorCode == kerr.NotCoordinator.Code {
+		coord, c = 1, at(1)
+	}
+	a, b = &classicRaw{c: c}, &classicRaw{c: c}
+	formClassic(t, a, b)
+	x = c.hb("member-x", 0, nil, nil)
+	if x.ErrorCode != 0 {
+		t.Fatalf("upgrade: %v", kerr.ErrorForCode(x.ErrorCode))
+	}
+	if err := cl.Agents[coord].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, x, at(1 - coord)
 }
