@@ -71,24 +71,16 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 	}
 	// The topics a consumer group's classic member subscribes to, and
 	// the partitions it owns, resolve against a topic view
-	// (consumer_group_migration.go), read here for a group this agent
-	// knows as a consumer group (a classic group's join needs none). A
-	// group found to be one only under the lock — claimed by this join,
-	// as after a failover, where the view may be empty — has the view
-	// read with the lock released, and is looked at again; one converted
-	// between the look and the lock uses the last view.
+	// (consumer_group_migration.go): a join that finds the group a
+	// consumer group (also one it claimed itself, as after a failover)
+	// reads the view with the lock released and looks again (a classic
+	// group's join needs none).
 	var tv *topicView
-	if s.isConsumerGroupHere(req.Group) {
-		var err error
-		if tv, err = s.topicView(ctx); err != nil {
-			return fail(errCode(s.log, "join group: list topics", err))
-		}
-	}
 	g, code := s.groups().lock(ctx, req.Group)
 	if code != 0 {
 		return fail(code)
 	}
-	if g.cg != nil && tv == nil {
+	if g.cg != nil {
 		g.mu.Unlock()
 		var err error
 		if tv, err = s.topicView(ctx); err != nil {
@@ -105,7 +97,7 @@ func (s *Server) handleJoinGroup(ctx context.Context, rc *reqCtx, req *kmsg.Join
 		// failover grace), the joining member is served from its state as
 		// a classic member; an empty one becomes classic again.
 		if g.consumerMembersLeft() || g.cg.inGrace() {
-			if tv == nil {
+			if tv == nil { // converted between the two locks
 				tv = g.c.cachedTopicView()
 			}
 			return now(g.classicJoin(rc, req, session, rebalance, tv))
@@ -259,16 +251,4 @@ func clientHost(rc *reqCtx) string {
 		return ""
 	}
 	return "/" + rc.conn.nc.RemoteAddr().String()
-}
-
-// isConsumerGroupHere reports whether this agent coordinates group as a
-// KIP-848 consumer group now.
-func (s *Server) isConsumerGroupHere(group string) bool {
-	g := s.groups().lookup(group)
-	if g == nil {
-		return false
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.cg != nil
 }
